@@ -1,0 +1,117 @@
+#include "engine/core/fd_passing.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace sbx {
+namespace {
+
+// Room for many fds: a sender that packs several into one message gets them
+// all closed by us instead of left to MSG_CTRUNC.
+constexpr size_t kMaxFdsPerMessage = 64;
+
+// Closes every fd in every SCM_RIGHTS message of `msg` except `keep_first`
+// (the first one seen, returned). -1 if the message carries none.
+int TakeFirstFdCloseRest(msghdr* msg) {
+  int first = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t bytes = c->cmsg_len - CMSG_LEN(0);
+    const size_t count = bytes / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      if (first < 0) {
+        first = fd;
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+  return first;
+}
+
+int GetIntSockopt(int fd, int option, int* value) {
+  socklen_t len = sizeof(*value);
+  return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
+}
+
+}  // namespace
+
+void FdMessage::Prepare(int fd, const UnixAddress* dest) {
+  byte = 0;
+  iov.iov_base = &byte;
+  iov.iov_len = 1;
+  std::memset(&hdr, 0, sizeof(hdr));
+  std::memset(control, 0, sizeof(control));
+  hdr.msg_iov = &iov;
+  hdr.msg_iovlen = 1;
+  hdr.msg_control = control;
+  hdr.msg_controllen = sizeof(control);
+  if (dest != nullptr) {
+    hdr.msg_name = const_cast<sockaddr*>(dest->sockaddr_ptr());
+    hdr.msg_namelen = dest->len;
+  }
+  cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+}
+
+SysStatus SendFd(int channel, int fd, int flags, const UnixAddress* dest) {
+  FdMessage message;
+  message.Prepare(fd, dest);
+  while (::sendmsg(channel, &message.hdr, flags | MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR) return SysStatus::FromErrno();
+  }
+  return Ok{};
+}
+
+bool FdPassesStrictLevel(int fd, StrictLevel level) {
+  if (level == StrictLevel::kAny) return true;
+  int type = 0;
+  if (GetIntSockopt(fd, SO_TYPE, &type) != 0 || type != SOCK_STREAM) return false;
+  if (level == StrictLevel::kStream) return true;
+  int domain = 0;
+  if (GetIntSockopt(fd, SO_DOMAIN, &domain) != 0) return false;
+  return domain == AF_UNIX || domain == AF_INET || domain == AF_INET6;
+}
+
+SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
+  while (true) {
+    // The payload is ignored whatever its length (other senders use 2 or 4
+    // bytes); a small buffer is enough, datagrams are truncated harmlessly.
+    unsigned char payload[16];
+    iovec iov{payload, sizeof(payload)};
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    const ssize_t n = ::recvmsg(channel, &msg, options.recv_flags | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      const int err = errno;
+      if (err == ECONNRESET || err == ENOTCONN) return SysResult<UniqueFd>::Error(ENOLINK);
+      return SysResult<UniqueFd>::Error(err);
+    }
+    UniqueFd fd(TakeFirstFdCloseRest(&msg));
+    if (!fd.valid()) {
+      // No fd: on a stream/seqpacket channel a zero-byte read is EOF; an
+      // empty datagram is just ignored.
+      int type = 0;
+      if (n == 0 && GetIntSockopt(channel, SO_TYPE, &type) == 0 && type != SOCK_DGRAM) {
+        return SysResult<UniqueFd>::Error(ENOLINK);
+      }
+      continue;
+    }
+    if (!FdPassesStrictLevel(fd.get(), options.strict)) {
+      if (options.rejected != nullptr) ++*options.rejected;
+      continue;  // fd closes here; wait for the next message
+    }
+    return fd;
+  }
+}
+
+}  // namespace sbx

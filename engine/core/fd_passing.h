@@ -1,0 +1,75 @@
+// The "A" protocol (reference §4.1): one connected socket passed over a Unix
+// socket as one message with one data byte (0x00) and one SCM_RIGHTS fd.
+//
+// Sending: FdMessage is the storage the kernel reads for one message. The
+// io_uring engine keeps one per in-flight IORING_OP_SENDMSG (its address must
+// stay stable until the completion); SendFd uses one on the stack with
+// sendmsg(2). One layout, so both paths send the same bytes.
+//
+// Receiving: any payload length; the first fd of the first SCM_RIGHTS message
+// is taken and every other fd is closed (also when the control data was
+// truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
+// fd is closed and the next message is read. On a stream or seqpacket
+// channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK.
+//
+// Free of abseil and exceptions: the preload library uses it too.
+#ifndef SBX_ENGINE_CORE_FD_PASSING_H_
+#define SBX_ENGINE_CORE_FD_PASSING_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+
+#include "engine/core/unix_address.h"
+#include "engine/sys/sys_result.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+struct FdMessage {
+  msghdr hdr{};
+  iovec iov{};
+  uint8_t byte = 0;
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))]{};
+
+  FdMessage() = default;
+  FdMessage(const FdMessage&) = delete;  // hdr points into this object
+  FdMessage& operator=(const FdMessage&) = delete;
+
+  // Points hdr at this object's own fields, to carry `fd`. With `dest`, the
+  // message is addressed to that path (unconnected datagram socket); `dest`
+  // must outlive the send.
+  void Prepare(int fd, const UnixAddress* dest = nullptr);
+};
+
+// Sends `fd` over `channel` (any connected Unix socket), or to `dest` when
+// given. `flags` adds to MSG_NOSIGNAL (pass MSG_DONTWAIT for a non-blocking
+// attempt on a blocking socket).
+SysStatus SendFd(int channel, int fd, int flags = 0, const UnixAddress* dest = nullptr);
+
+// SKBOX_STRICT_STREAM_MODE levels.
+enum class StrictLevel : int {
+  kAny = 0,           // any fd
+  kStream = 1,        // a SOCK_STREAM socket
+  kStreamInetUnix = 2 // ... of AF_UNIX, AF_INET or AF_INET6 (the default)
+};
+
+struct ReceiveOptions {
+  StrictLevel strict = StrictLevel::kStreamInetUnix;
+  int recv_flags = 0;  // e.g. MSG_DONTWAIT
+  // Counts fds rejected by `strict` (optional).
+  uint64_t* rejected = nullptr;
+};
+
+// The received fd always has FD_CLOEXEC set (MSG_CMSG_CLOEXEC); callers that
+// want otherwise clear it. Errors: EAGAIN/EWOULDBLOCK (non-blocking, nothing
+// queued), ENOLINK (stream peer gone), EINTR, others from recvmsg.
+SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options = {});
+
+// True if `fd` passes `level`.
+bool FdPassesStrictLevel(int fd, StrictLevel level);
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_CORE_FD_PASSING_H_

@@ -1,0 +1,44 @@
+// The registration protocol (reference §4.2): a client connects to a
+// SOCK_SEQPACKET control socket, sends an 8-byte request (byte 0 = 1, bytes
+// 1-3 = 0, bytes 4-7 = group, big-endian), reads a 4-byte response (byte 0 =
+// 0x80 on success), then receives one socket per message on the same
+// connection, "A"-protocol style, until the server goes away (ENOLINK).
+//
+// Free of abseil and exceptions: the inetd tools and the preload use it too.
+#ifndef SBX_ENGINE_CORE_REGISTRATION_H_
+#define SBX_ENGINE_CORE_REGISTRATION_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "engine/sys/sys_result.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+inline constexpr size_t kRegisterRequestSize = 8;
+inline constexpr size_t kRegisterResponseSize = 4;
+inline constexpr uint8_t kRegisterCommand = 1;
+inline constexpr uint8_t kRegisterSuccess = 0x80;
+// What the reference server (python-socketbox) sends with each socket.
+inline constexpr std::array<uint8_t, 4> kRegisteredFdPayload = {3, 0, 0, 0};
+
+std::array<uint8_t, kRegisterRequestSize> EncodeRegisterRequest(uint32_t group);
+// The group, or nullopt if `data` is not a well-formed request.
+std::optional<uint32_t> DecodeRegisterRequest(const uint8_t* data, size_t size);
+
+std::array<uint8_t, kRegisterResponseSize> EncodeRegisterResponse(bool success);
+// nullopt if malformed; else whether the server accepted.
+std::optional<bool> DecodeRegisterResponse(const uint8_t* data, size_t size);
+
+// Connects to the control socket at `path`, registers as `group` and returns
+// the connection, ready for ReceiveFd. Errors: those of socket/connect;
+// EPROTO for a malformed or missing response; EACCES when refused.
+SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group);
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_CORE_REGISTRATION_H_

@@ -1,0 +1,109 @@
+#include "engine/core/route_table.h"
+
+#include "engine/core/str_cat.h"
+
+namespace sbx {
+
+RouteTable RouteTable::Build(const ConfigModel& model, std::string_view file_name,
+                             std::vector<Diagnostic>* warnings) {
+  RouteTable table;
+  table.unix_paths_ = model.unix_paths;
+  table.rule_sets_.reserve(model.rule_sets.size());
+  for (const RuleSetModel& in : model.rule_sets) {
+    RuleSet& out = table.rule_sets_.emplace_back();
+    out.default_action = in.default_action;
+    out.rules.reserve(in.entries.size());
+    for (const RuleEntry& e : in.entries) {
+      out.rules.push_back({e.pattern & e.mask, e.mask, e.action});
+    }
+  }
+  table.map_sets_.reserve(model.map_sets.size());
+  for (size_t i = 0; i < model.map_sets.size(); ++i) {
+    const MapSetModel& in = model.map_sets[i];
+    MapSet& out = table.map_sets_.emplace_back();
+    out.mask = in.mask;
+    out.default_action = in.default_action;
+    out.entries.reserve(in.entries.size());
+    absl::flat_hash_map<PackedTuple, int> first_line;
+    for (const MapEntry& e : in.entries) {
+      const PackedTuple key = e.key & in.mask;
+      auto [it, inserted] = out.entries.try_emplace(key, e.action);
+      if (inserted) {
+        first_line[key] = e.line;
+      } else if (warnings != nullptr) {
+        const int first = first_line[key];
+        warnings->push_back({Diagnostic::Severity::kWarning, std::string(file_name), e.line, "",
+                             StrCat("map-set ", i, ": this entry has the same key as line ",
+                                          first, " under the set's mask; line ", first,
+                                          " wins")});
+      }
+    }
+  }
+  table.ComputeFieldsUsed();
+  return table;
+}
+
+Action RouteTable::MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const {
+  for (const Rule& rule : set.rules) {
+    if (tuple.MatchesMasked(rule.pattern, rule.mask)) return rule.action;
+  }
+  return set.default_action;
+}
+
+Action RouteTable::MatchMapSet(const MapSet& set, const PackedTuple& tuple) const {
+  auto it = set.entries.find(tuple & set.mask);
+  return it == set.entries.end() ? set.default_action : it->second;
+}
+
+Action RouteTable::Lookup(const PackedTuple& tuple) const {
+  Action current{ActionKind::kJumpRule, 0};
+  for (int step = 0; step < kMaxLookupSteps; ++step) {
+    Action next;
+    if (current.kind == ActionKind::kJumpRule) {
+      if (current.arg >= rule_sets_.size()) break;
+      next = MatchRuleSet(rule_sets_[current.arg], tuple);
+    } else {
+      if (current.arg >= map_sets_.size()) break;
+      next = MatchMapSet(map_sets_[current.arg], tuple);
+    }
+    if (!next.IsJump()) return next;
+    current = next;
+  }
+  return {ActionKind::kNone, 0};
+}
+
+void RouteTable::ComputeFieldsUsed() {
+  // Walk the jump graph from rule-set 0; rule-sets are nodes 0..R-1, maps R...
+  const size_t rules = rule_sets_.size();
+  std::vector<bool> seen(rules + map_sets_.size(), false);
+  std::vector<size_t> todo;
+  auto push = [&](const Action& a) {
+    if (!a.IsJump()) return;
+    const bool to_map = a.kind == ActionKind::kJumpMap;
+    if (a.arg >= (to_map ? map_sets_.size() : rules)) return;
+    const size_t node = to_map ? rules + a.arg : a.arg;
+    if (!seen[node]) {
+      seen[node] = true;
+      todo.push_back(node);
+    }
+  };
+  push({ActionKind::kJumpRule, 0});
+  while (!todo.empty()) {
+    const size_t node = todo.back();
+    todo.pop_back();
+    if (node < rules) {
+      for (const Rule& r : rule_sets_[node].rules) {
+        fields_used_ = fields_used_ | r.mask;
+        push(r.action);
+      }
+      push(rule_sets_[node].default_action);
+    } else {
+      const MapSet& m = map_sets_[node - rules];
+      fields_used_ = fields_used_ | m.mask;
+      for (const auto& [key, action] : m.entries) push(action);
+      push(m.default_action);
+    }
+  }
+}
+
+}  // namespace sbx

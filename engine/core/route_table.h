@@ -1,0 +1,81 @@
+// RouteTable: the compiled, immutable form of a configuration, and the lookup
+// that decides where a connection goes.
+//
+// Evaluation is the original's (reference §3.3): start as jump-rule:0; a
+// rule-set is scanned in order and the first entry whose masked fields equal
+// its pattern wins, else the set's default; a map-set is an exact lookup of
+// the tuple under the set's mask (a hash table here), else the default;
+// jump-unix, jump-fd and fail end the lookup; a jump to a missing set, or more
+// than kMaxLookupSteps set lookups, is "no decision" (ActionKind::kNone).
+//
+// Where the original was undefined (two map entries with the same masked
+// key: its binary search returned either one, or none) the entry written
+// first wins, and Build() warns.
+//
+// Thread-safety: const methods may be called from any number of threads.
+// A reload builds a new table; nothing mutates one after Build().
+#ifndef SBX_ENGINE_CORE_ROUTE_TABLE_H_
+#define SBX_ENGINE_CORE_ROUTE_TABLE_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/core/config_model.h"
+#include "engine/core/conn_tuple.h"
+#include "engine/core/diagnostic.h"
+#include "engine/core/route_action.h"
+
+namespace sbx {
+
+class RouteTable {
+ public:
+  RouteTable() = default;  // no rule-set 0: every lookup gives no decision
+
+  // Compiles `model`; duplicate map keys are appended to `warnings`.
+  static RouteTable Build(const ConfigModel& model, std::string_view file_name,
+                          std::vector<Diagnostic>* warnings);
+
+  // Never kJumpMap/kJumpRule: one of kNone, kFail, kUnix, kFd.
+  Action Lookup(const PackedTuple& tuple) const;
+  Action Lookup(const ConnTuple& tuple) const { return Lookup(PackedTuple::From(tuple)); }
+
+  // Paths named by kUnix actions (arg indexes this vector).
+  const std::vector<std::string>& unix_paths() const { return unix_paths_; }
+
+  // The union of every mask a lookup starting at rule-set 0 can consult: a
+  // field that is zero here never changes a decision, so the engine need not
+  // fetch it (for example, no getsockname when no reachable rule looks at
+  // the local address or port).
+  const PackedTuple& fields_used() const { return fields_used_; }
+
+ private:
+  struct Rule {
+    PackedTuple pattern;  // already masked
+    PackedTuple mask;
+    Action action;
+  };
+  struct RuleSet {
+    std::vector<Rule> rules;
+    Action default_action;
+  };
+  struct MapSet {
+    PackedTuple mask;
+    absl::flat_hash_map<PackedTuple, Action> entries;
+    Action default_action;
+  };
+
+  Action MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const;
+  Action MatchMapSet(const MapSet& set, const PackedTuple& tuple) const;
+  void ComputeFieldsUsed();
+
+  std::vector<RuleSet> rule_sets_;
+  std::vector<MapSet> map_sets_;
+  std::vector<std::string> unix_paths_;
+  PackedTuple fields_used_;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_CORE_ROUTE_TABLE_H_

@@ -1,0 +1,51 @@
+# Shared by scripts/test, scripts/demo and the benchmark: install what is
+# missing (Debian 12, as root), configure and build. Sourced, not run.
+
+SBX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# Every Debian package the project's scripts and tests use, with why.
+SBX_PACKAGES=(
+  g++ meson ninja-build pkg-config            # the build
+  liburing-dev libabsl-dev                    # io_uring, abseil
+  libgtest-dev libgmock-dev libbenchmark-dev  # tests, microbenchmarks
+  python3                                     # test summary, helpers
+  iproute2 nftables procps strace             # network namespaces, TPROXY, checks
+)
+
+sbx_log() { printf '==> %s\n' "$*" >&2; }
+
+sbx_install_packages() {
+  local missing=()
+  local pkg
+  for pkg in "${SBX_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+    return 1
+  fi
+  sbx_log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || return 1
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || return 1
+}
+
+# sbx_build DIR [meson options...]: configure once, then build.
+sbx_build() {
+  local dir="$1"
+  shift
+  if [ ! -f "$SBX_ROOT/$dir/build.ninja" ]; then
+    sbx_log "configuring $dir"
+    meson setup "$SBX_ROOT/$dir" "$SBX_ROOT" "$@" >"$SBX_ROOT/$dir.setup.log" 2>&1 || {
+      cat "$SBX_ROOT/$dir.setup.log" >&2
+      return 1
+    }
+  fi
+  sbx_log "building $dir"
+  ninja -C "$SBX_ROOT/$dir" >"$SBX_ROOT/$dir.build.log" 2>&1 || {
+    tail -50 "$SBX_ROOT/$dir.build.log" >&2
+    return 1
+  }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Counts test results of one or more meson build directories.
+
+Per test case where the runner reports cases (GoogleTest, through meson's
+JUnit log), per test otherwise. A test that failed or timed out without a
+failed case of its own (a crash, a sanitizer abort) still counts as one
+failure. Prints "passed failed skipped" as three numbers.
+"""
+import json
+import sys
+import xml.etree.ElementTree as ET
+
+
+def count(build_dir):
+    passed = failed = skipped = 0
+    cases = {}
+    try:
+        root = ET.parse(f"{build_dir}/meson-logs/testlog.junit.xml").getroot()
+    except (OSError, ET.ParseError):
+        root = None
+    if root is not None:
+        for suite in root.iter("testsuite"):
+            parts = suite.get("name", "").split(".")
+            test = parts[1] if len(parts) > 1 else suite.get("name", "")
+            c = cases.setdefault(test, [0, 0, 0])
+            for case in suite.iter("testcase"):
+                tags = {child.tag for child in case}
+                if tags & {"failure", "error"}:
+                    c[1] += 1
+                elif "skipped" in tags:
+                    c[2] += 1
+                else:
+                    c[0] += 1
+    with open(f"{build_dir}/meson-logs/testlog.json") as f:
+        for line in f:
+            entry = json.loads(line)
+            name, result = entry["name"], entry["result"]
+            c = cases.get(name)
+            if result == "SKIP":
+                skipped += 1
+                continue
+            if c and sum(c) > 0 and entry.get("protocol", "") != "exitcode":
+                passed += c[0]
+                failed += c[1] if result in ("OK", "EXPECTEDFAIL") or c[1] else max(c[1], 1)
+                skipped += c[2]
+            elif result in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            else:
+                failed += 1
+    return passed, failed, skipped
+
+
+totals = [0, 0, 0]
+for d in sys.argv[1:]:
+    for i, n in enumerate(count(d)):
+        totals[i] += n
+print(*totals)

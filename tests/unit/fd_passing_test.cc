@@ -1,0 +1,242 @@
+// The "A" protocol over real socketpairs and datagram sockets.
+#include "engine/core/fd_passing.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace sbx {
+namespace {
+
+struct Pair {
+  UniqueFd a, b;
+};
+
+Pair SocketPair(int type) {
+  int fds[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds), 0);
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+// Two fds refer to the same open socket if they share the inode.
+ino_t Inode(int fd) {
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0);
+  return st.st_ino;
+}
+
+int OpenFdCount() {
+  int n = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0) ++n;
+  }
+  return n;
+}
+
+// Sends a raw message with `payload` and `fds` (any number, also none).
+void SendRaw(int channel, std::string payload, const std::vector<int>& fds) {
+  iovec iov{payload.data(), payload.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ASSERT_EQ(::sendmsg(channel, &msg, 0), static_cast<ssize_t>(payload.size()));
+}
+
+class FdPassingTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(FdPassingTest, RoundTripSendsOneByteAndOneFd) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(GetParam());
+    Pair conn = SocketPair(SOCK_STREAM);  // stands in for a TCP connection
+    ASSERT_TRUE(SendFd(channel.a.get(), conn.a.get()).ok());
+    auto got = ReceiveFd(channel.b.get());
+    ASSERT_TRUE(got.ok()) << strerror(got.error());
+    EXPECT_EQ(Inode(got->get()), Inode(conn.a.get()));
+    EXPECT_EQ(::fcntl(got->get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+INSTANTIATE_TEST_SUITE_P(ChannelTypes, FdPassingTest,
+                         ::testing::Values(SOCK_DGRAM, SOCK_STREAM, SOCK_SEQPACKET),
+                         [](const auto& param_info) {
+                           return param_info.param == SOCK_DGRAM    ? std::string("Dgram")
+                                  : param_info.param == SOCK_STREAM ? std::string("Stream")
+                                                              : std::string("Seqpacket");
+                         });
+
+TEST(FdPassingWireTest, SenderWritesExactlyOneZeroByte) {
+  Pair channel = SocketPair(SOCK_DGRAM);
+  Pair conn = SocketPair(SOCK_STREAM);
+  ASSERT_TRUE(SendFd(channel.a.get(), conn.a.get()).ok());
+  unsigned char buf[8];
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)];
+  iovec iov{buf, sizeof(buf)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ASSERT_EQ(::recvmsg(channel.b.get(), &msg, MSG_CMSG_CLOEXEC), 1);
+  EXPECT_EQ(buf[0], 0);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->cmsg_type, SCM_RIGHTS);
+  EXPECT_EQ(c->cmsg_len, CMSG_LEN(sizeof(int)));
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  ::close(fd);
+  EXPECT_EQ(CMSG_NXTHDR(&msg, c), nullptr);
+}
+
+TEST(FdPassingWireTest, AnyPayloadLengthAndExtraFdsAreClosed) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    Pair c1 = SocketPair(SOCK_STREAM);
+    Pair c2 = SocketPair(SOCK_STREAM);
+    Pair c3 = SocketPair(SOCK_STREAM);
+    SendRaw(channel.a.get(), std::string(300, 'x'), {c1.a.get(), c2.a.get(), c3.a.get()});
+    SendRaw(channel.a.get(), "ab", {c2.b.get()});
+    auto first = ReceiveFd(channel.b.get());
+    ASSERT_TRUE(first.ok());
+    EXPECT_EQ(Inode(first->get()), Inode(c1.a.get()));
+    auto second = ReceiveFd(channel.b.get());
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ(Inode(second->get()), Inode(c2.b.get()));
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+TEST(FdPassingWireTest, TruncatedControlDataStillYieldsFirstFdAndLeaksNothing) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    std::vector<Pair> conns(100);
+    std::vector<int> fds;
+    for (Pair& p : conns) {
+      p = SocketPair(SOCK_STREAM);
+      fds.push_back(p.a.get());
+    }
+    // More fds than ReceiveFd's control buffer holds: MSG_CTRUNC.
+    SendRaw(channel.a.get(), "x", fds);
+    auto got = ReceiveFd(channel.b.get());
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(Inode(got->get()), Inode(conns[0].a.get()));
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+TEST(FdPassingWireTest, MessagesWithoutFdsAreSkipped) {
+  Pair channel = SocketPair(SOCK_DGRAM);
+  Pair conn = SocketPair(SOCK_STREAM);
+  SendRaw(channel.a.get(), "no fd here", {});
+  SendRaw(channel.a.get(), "", {});
+  ASSERT_TRUE(SendFd(channel.a.get(), conn.a.get()).ok());
+  auto got = ReceiveFd(channel.b.get());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(Inode(got->get()), Inode(conn.a.get()));
+}
+
+TEST(FdPassingWireTest, StrictLevelsRejectWrongFdTypes) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    Pair dgram = SocketPair(SOCK_DGRAM);
+    UniqueFd file(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    UniqueFd netlink(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0));
+    UniqueFd tcp(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(netlink.valid());
+    EXPECT_FALSE(FdPassesStrictLevel(file.get(), StrictLevel::kStream));
+    EXPECT_TRUE(FdPassesStrictLevel(file.get(), StrictLevel::kAny));
+    EXPECT_FALSE(FdPassesStrictLevel(dgram.a.get(), StrictLevel::kStream));
+    EXPECT_TRUE(FdPassesStrictLevel(tcp.get(), StrictLevel::kStreamInetUnix));
+    EXPECT_TRUE(FdPassesStrictLevel(channel.a.get(), StrictLevel::kAny));
+
+    // Level 2 (default): the file and the datagram socket are skipped and
+    // closed; the TCP socket comes through.
+    uint64_t rejected = 0;
+    ASSERT_TRUE(SendFd(channel.a.get(), file.get()).ok());
+    ASSERT_TRUE(SendFd(channel.a.get(), dgram.a.get()).ok());
+    ASSERT_TRUE(SendFd(channel.a.get(), tcp.get()).ok());
+    auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, 0, &rejected});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(Inode(got->get()), Inode(tcp.get()));
+    EXPECT_EQ(rejected, 2u);
+
+    // Level 0 takes anything.
+    ASSERT_TRUE(SendFd(channel.a.get(), file.get()).ok());
+    auto any = ReceiveFd(channel.b.get(), {StrictLevel::kAny, 0, nullptr});
+    ASSERT_TRUE(any.ok());
+    EXPECT_EQ(Inode(any->get()), Inode(file.get()));
+
+    // Level 1 takes a stream socket of any family but not a datagram one.
+    ASSERT_TRUE(SendFd(channel.a.get(), dgram.a.get()).ok());
+    auto none = ReceiveFd(channel.b.get(), {StrictLevel::kStream, MSG_DONTWAIT, nullptr});
+    EXPECT_EQ(none.error(), EAGAIN);
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+TEST(FdPassingWireTest, NonBlockingEmptyQueueIsEagain) {
+  Pair channel = SocketPair(SOCK_DGRAM);
+  auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
+  EXPECT_EQ(got.error(), EAGAIN);
+}
+
+TEST(FdPassingWireTest, StreamPeerGoneIsEnolink) {
+  for (int type : {SOCK_STREAM, SOCK_SEQPACKET}) {
+    Pair channel = SocketPair(type);
+    channel.a.Reset();
+    EXPECT_EQ(ReceiveFd(channel.b.get()).error(), ENOLINK) << type;
+  }
+}
+
+TEST(FdPassingWireTest, SendToPathOfDatagramListener) {
+  char dir[] = "/tmp/sbx-fdpass-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/backend.sock";
+  auto address = MakeUnixAddress(path);
+  ASSERT_TRUE(address.ok());
+  UniqueFd listener(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(listener.get(), address->sockaddr_ptr(), address->len), 0);
+  UniqueFd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  Pair conn = SocketPair(SOCK_STREAM);
+  ASSERT_TRUE(SendFd(sender.get(), conn.a.get(), MSG_DONTWAIT, &address.value()).ok());
+  auto got = ReceiveFd(listener.get());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(Inode(got->get()), Inode(conn.a.get()));
+  // A missing path is an error the caller sees, not silence.
+  auto missing = MakeUnixAddress(std::string(dir) + "/nobody.sock");
+  EXPECT_EQ(SendFd(sender.get(), conn.a.get(), MSG_DONTWAIT, &missing.value()).error(), ENOENT);
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
+TEST(UnixAddressTest, Limits) {
+  EXPECT_TRUE(MakeUnixAddress(std::string(107, 'a')).ok());
+  EXPECT_EQ(MakeUnixAddress(std::string(108, 'a')).error(), ENAMETOOLONG);
+  EXPECT_EQ(MakeUnixAddress("").error(), EINVAL);
+  EXPECT_EQ(MakeUnixAddress(std::string("a\0b", 3)).error(), EINVAL);
+  EXPECT_EQ(MakeUnixAddress("/run/x.sock")->path(), "/run/x.sock");
+}
+
+}  // namespace
+}  // namespace sbx
