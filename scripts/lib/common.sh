@@ -14,10 +14,19 @@ SBX_PACKAGES=(
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }
 
+# More packages, one a line (# comments allowed), per part: packages.d/*.list
+# (real servers for the compatibility suites, plotting for the benchmarks).
+sbx_extra_packages() {
+  local list
+  for list in "$SBX_ROOT"/scripts/lib/packages.d/*.list; do
+    [ -f "$list" ] && sed -e 's/#.*//' "$list" | tr -s ' \t' '\n\n' | grep -v '^$'
+  done
+}
+
 sbx_install_packages() {
   local missing=()
   local pkg
-  for pkg in "${SBX_PACKAGES[@]}" "$@"; do
+  for pkg in "${SBX_PACKAGES[@]}" $(sbx_extra_packages) "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
       missing+=("$pkg")
   done

@@ -1,0 +1,360 @@
+"""Shared helpers for the integration suites (Python 3 standard library only).
+
+- Test output is TAP (meson parses it per test case): call `run_tap(...)` from
+  a suite's `__main__` with unittest.TestCase classes.
+- Topology: real network namespaces made for one test run and always removed
+  (context manager, atexit, SIGTERM/SIGINT, and a sweep of namespaces left by
+  runs whose process is gone).  Traffic goes only to addresses inside these
+  namespaces: 2001:db8::/32 (IPv6 documentation prefix) and 192.0.2.0/24 /
+  198.51.100.0/24 (IPv4 TEST-NETs), never to anything outside.
+- Processes started through `Topology.spawn` / `spawn` are killed at the end.
+"""
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NS_PREFIX = "sbxt"
+
+# Server side: an AnyIP /64 routed to lo, so every address in it is local.
+ANYIP_PREFIX = "2001:db8:1::/64"
+SERVER_LINK6 = "2001:db8:ffff::1"
+CLIENT_LINK6 = "2001:db8:ffff::2"
+SERVER_LINK4 = "192.0.2.1"
+CLIENT_LINK4 = "192.0.2.2"
+ANYIP_PREFIX4 = "198.51.100.0/24"
+
+_live_processes = []
+_live_namespaces = []
+
+
+def _cleanup_all():
+    for p in list(_live_processes):
+        _kill(p)
+    for ns in list(_live_namespaces):
+        _delete_netns(ns)
+
+
+def _on_signal(signum, _frame):
+    _cleanup_all()
+    os._exit(128 + signum)
+
+
+atexit.register(_cleanup_all)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def _kill(p):
+    if p in _live_processes:
+        _live_processes.remove(p)
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            p.kill()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _delete_netns(ns):
+    if ns in _live_namespaces:
+        _live_namespaces.remove(ns)
+    # Kill anything still inside before deleting.
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def sweep_stale_namespaces():
+    """Removes namespaces of earlier runs whose owning process is gone."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(rf"{NS_PREFIX}(\d+)[a-z]+\d*$", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            _delete_netns(name)
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+
+def spawn(argv, ns=None, env=None, **kw):
+    """Starts a process (in namespace `ns` if given), killed at exit."""
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    kw.setdefault("stdout", subprocess.DEVNULL)
+    kw.setdefault("stderr", subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=full_env, start_new_session=True, **kw)
+    _live_processes.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, timeout=10):
+    """Sends `sig`, waits, and returns the exit status (kills after `timeout`)."""
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(p)
+    if p in _live_processes:
+        _live_processes.remove(p)
+    return p.returncode
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def require_root_and_netns():
+    """Reason to skip, or None: only a machine that lacks the feature skips."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if not shutil.which("ip"):
+        return "iproute2 not installed"
+    return None
+
+
+class Topology:
+    """A server namespace and a client namespace joined by a veth pair.
+
+    Server: AnyIP 2001:db8:1::/64 and 198.51.100.0/24 routed to lo; link
+    addresses 2001:db8:ffff::1 and 192.0.2.1.  Client: 2001:db8:ffff::2 and
+    192.0.2.2, with routes to both prefixes through the server.
+    """
+
+    _counter = 0
+
+    def __init__(self, tproxy=False):
+        Topology._counter += 1
+        tag = f"{NS_PREFIX}{os.getpid()}"
+        self.server = f"{tag}srv{Topology._counter}"
+        self.client = f"{tag}cli{Topology._counter}"
+        self.tmp = tempfile.mkdtemp(prefix="sbx-test-")
+        self.tproxy = tproxy
+
+    def __enter__(self):
+        sweep_stale_namespaces()
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _create(self):
+        for ns in (self.server, self.client):
+            sh("ip", "netns", "add", ns)
+            _live_namespaces.append(ns)
+            self.ns_sh(ns, "ip", "link", "set", "lo", "up")
+        vs, vc = f"vs{os.getpid() % 100000}{Topology._counter}", f"vc{os.getpid() % 100000}{Topology._counter}"
+        sh("ip", "link", "add", vs, "netns", self.server, "type", "veth", "peer", "name", vc,
+           "netns", self.client)
+        s, c = self.server, self.client
+        for ns, dev, a6, a4 in ((s, vs, SERVER_LINK6, SERVER_LINK4), (c, vc, CLIENT_LINK6, CLIENT_LINK4)):
+            self.ns_sh(ns, "ip", "addr", "add", f"{a6}/64", "dev", dev, "nodad")
+            self.ns_sh(ns, "ip", "addr", "add", f"{a4}/24", "dev", dev)
+            self.ns_sh(ns, "ip", "link", "set", dev, "up")
+        self.ns_sh(s, "ip", "-6", "route", "add", "local", ANYIP_PREFIX, "dev", "lo")
+        self.ns_sh(s, "ip", "route", "add", "local", ANYIP_PREFIX4, "dev", "lo")
+        self.ns_sh(c, "ip", "-6", "route", "add", ANYIP_PREFIX, "via", SERVER_LINK6)
+        self.ns_sh(c, "ip", "route", "add", ANYIP_PREFIX4, "via", SERVER_LINK4)
+        # Many short connections from one client: reuse TIME_WAIT ports.
+        self.ns_sh(c, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
+        self.ns_sh(c, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000")
+        if self.tproxy:
+            self._add_tproxy()
+
+    def _add_tproxy(self):
+        # Policy routing so that TPROXY-marked packets are delivered locally.
+        s = self.server
+        self.ns_sh(s, "ip", "-6", "rule", "add", "fwmark", "1", "lookup", "100")
+        self.ns_sh(s, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+
+    def tproxy_ports(self, prefix, ports, to_port):
+        """nftables: TCP to `prefix` on `ports` (e.g. "1000-1999") goes to `to_port`."""
+        rules = f"""
+table inet sbxtest {{
+  chain pre {{
+    type filter hook prerouting priority mangle; policy accept;
+    ip6 daddr {prefix} tcp dport {ports} tproxy ip6 to :{to_port} meta mark set 1 accept
+  }}
+}}
+"""
+        self.ns_sh(self.server, "nft", "-f", "-", input=rules)
+
+    def ns_sh(self, ns, *args, check=True, **kw):
+        return sh("ip", "netns", "exec", ns, *args, check=check, **kw)
+
+    def spawn_server(self, argv, **kw):
+        return spawn(argv, ns=self.server, **kw)
+
+    def spawn_client(self, argv, **kw):
+        return spawn(argv, ns=self.client, **kw)
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def close(self):
+        for ns in (self.server, self.client):
+            _delete_netns(ns)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_libc = None
+CLONE_NEWNET = 0x40000000
+
+
+def socket_in(ns, family=socket.AF_INET6, type=socket.SOCK_STREAM):
+    """A socket created inside namespace `ns` (then usable from anywhere:
+    a socket stays in the namespace it was created in).  Switches only the
+    calling thread, and back."""
+    global _libc
+    import ctypes
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+        try:
+            return socket.socket(family, type)
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+def connect_from(ns, host, port, timeout=5.0):
+    """A TCP connection to [host]:port made from inside namespace `ns`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket_in(ns, family)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+# --- socket passing from Python (for backends written in tests) -----------
+
+def recv_fd(sock, bufsize=16):
+    """Receives one fd by the "A" protocol; returns (fd, payload) or (None, b"")."""
+    fds = []
+    msg, anc, _flags, _addr = sock.recvmsg(bufsize, socket.CMSG_SPACE(64 * 4))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            n = len(data) // 4
+            fds.extend(struct.unpack(f"{n}i", data[: n * 4]))
+    for extra in fds[1:]:
+        os.close(extra)
+    return (fds[0] if fds else None), msg
+
+
+def send_fd(sock, fd, address=None):
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+    if address is None:
+        return sock.sendmsg([b"\0"], anc)
+    return sock.sendmsg([b"\0"], anc, 0, address)
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_status(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+# --- TAP output ------------------------------------------------------------
+
+class _TapResult(unittest.TestResult):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def _line(self, ok, test, extra=""):
+        self.n += 1
+        name = test.id().split(".", 1)[-1]
+        print(f"{'ok' if ok else 'not ok'} {self.n} - {name}{extra}", flush=True)
+
+    def addSuccess(self, test):
+        self._line(True, test)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._line(False, test)
+        self._diag(err)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._line(False, test)
+        self._diag(err)
+
+    def addSkip(self, test, reason):
+        self._line(True, test, f" # SKIP {reason}")
+
+    def _diag(self, err):
+        for line in "".join(traceback.format_exception(*err)).splitlines():
+            print(f"# {line}", flush=True)
+
+
+def run_tap(*case_classes, skip_reason=None):
+    """Runs the given TestCase classes, printing TAP; exits 1 on failure."""
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in case_classes)
+    total = suite.countTestCases()
+    if skip_reason:
+        print(f"1..0 # SKIP {skip_reason}", flush=True)
+        sys.exit(0)
+    print(f"1..{total}", flush=True)
+    result = _TapResult()
+    suite.run(result)
+    _cleanup_all()
+    sys.exit(0 if result.wasSuccessful() else 1)
