@@ -1,0 +1,208 @@
+#include "inetd/inetd_server.h"
+
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+
+#include "engine/core/fd_passing.h"
+#include "engine/core/registration.h"
+#include "inetd/child_env.h"
+#include "inetd/log.h"
+
+extern char** environ;
+
+namespace sbx::inetd {
+namespace {
+
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
+
+}  // namespace
+
+InetdServer::InetdServer(const InetdOptions& options, UniqueFd signal_fd)
+    : options_(options),
+      signal_fd_(std::move(signal_fd)),
+      spawner_(options.spawn_method, options.program),
+      table_(options.max_children, options.max_per_source) {
+  if (options.set_environment) {
+    base_env_ = BaseEnvironment(environ);
+  } else {
+    for (char** p = environ; p != nullptr && *p != nullptr; ++p) base_env_.emplace_back(*p);
+  }
+}
+
+bool InetdServer::Start() {
+  if (options_.mode == Mode::kRegistration) return Register();
+  auto bound = BindReceiverSocket(options_.socket_path);
+  if (!bound.ok()) {
+    Log("cannot create the receiving socket: %s", std::string(bound.status().message()).c_str());
+    return false;
+  }
+  channel_ = std::move(bound->fd);
+  bound_ = std::move(*bound);
+  return true;
+}
+
+bool InetdServer::Register() {
+  auto channel = RegisterWithServer(options_.socket_path, options_.group);
+  if (!channel.ok()) {
+    Log("cannot register as group %" PRIu32 " at %s: %s", options_.group,
+        options_.socket_path.c_str(), std::strerror(channel.error()));
+    return false;
+  }
+  channel_ = std::move(*channel);
+  return true;
+}
+
+int InetdServer::PollTimeoutMs() const {
+  if (paused_until_ == Clock::time_point{}) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(paused_until_ -
+                                                                          Clock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count() + 1));
+}
+
+void InetdServer::PauseAfterError() {
+  backoff_ = backoff_.count() == 0 ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+  paused_until_ = Clock::now() + backoff_;
+}
+
+int InetdServer::Run() {
+  while (!stopping_) {
+    if (paused_until_ != Clock::time_point{} && Clock::now() >= paused_until_) {
+      paused_until_ = {};
+      if (!channel_ && options_.mode == Mode::kRegistration) {
+        ++stats_.reconnects;
+        if (Register()) {
+          Log("registered again as group %" PRIu32 " at %s", options_.group,
+              options_.socket_path.c_str());
+          backoff_ = {};
+        } else {
+          PauseAfterError();
+        }
+      }
+    }
+    const bool want = channel_ && table_.HasRoom() && paused_until_ == Clock::time_point{};
+    pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {want ? channel_.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 2, PollTimeoutMs()) < 0) {
+      if (errno == EINTR) continue;
+      Log("poll: %s", std::strerror(errno));
+      LogStats("exiting");
+      return 1;
+    }
+    if (fds[0].revents != 0) HandleSignals();
+    if (!stopping_ && want && fds[1].revents != 0) ReceiveOne();
+  }
+  // Stop receiving first: what is still queued is closed by the kernel with
+  // the socket, and senders see the path disappear.
+  if (bound_) RemoveIfStillOurs(*bound_);
+  channel_.Reset();
+  Reap();
+  LogStats("exiting on signal");
+  return 0;
+}
+
+void InetdServer::HandleSignals() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_.get(), &info, sizeof(info)) == sizeof(info)) {
+    switch (info.ssi_signo) {
+      case SIGCHLD:
+        Reap();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        stopping_ = true;
+        break;
+      case SIGUSR1:
+        LogStats("stats");
+        break;
+      default:  // SIGHUP: nothing to reload
+        break;
+    }
+  }
+}
+
+void InetdServer::Reap() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    if (!table_.Remove(pid)) continue;
+    ++stats_.exited;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+    ++stats_.exited_nonzero;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+      Log("child %d exited with status 127 (could not run %s?)", static_cast<int>(pid),
+          spawner_.program_name().c_str());
+    }
+  }
+}
+
+void InetdServer::ReceiveOne() {
+  ReceiveOptions receive;
+  receive.strict = options_.strict;
+  receive.recv_flags = MSG_DONTWAIT;
+  receive.rejected = &stats_.strict_rejected;
+  auto connection = ReceiveFd(channel_.get(), receive);
+  if (connection.ok()) {
+    backoff_ = {};
+    HandleConnection(std::move(*connection));
+    return;
+  }
+  const int err = connection.error();
+  if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+  ++stats_.receive_errors;
+  if (err == ENOLINK && options_.mode == Mode::kRegistration) {
+    Log("registration server at %s went away; registering again with backoff",
+        options_.socket_path.c_str());
+    channel_.Reset();
+  } else {
+    Log("receiving from %s: %s", options_.socket_path.c_str(), std::strerror(err));
+  }
+  PauseAfterError();
+}
+
+void InetdServer::HandleConnection(UniqueFd connection) {
+  ++stats_.received;
+  auto info = QueryConnection(connection.get());
+  if (!info.ok()) {
+    ++stats_.gone_before_spawn;
+    Log("received connection is not usable (%s); closed", std::strerror(info.error()));
+    return;
+  }
+  std::string source = info->is_ip ? FormatIpForEnv(info->remote.ip) : std::string();
+  if (!table_.SourceHasRoom(source)) {
+    ++stats_.per_source_rejected;
+    Log("per-source limit (%" PRIu64 ") reached for %s; connection closed",
+        options_.max_per_source, source.c_str());
+    return;
+  }
+  std::vector<std::string> vars;
+  if (options_.set_environment) vars = ConnectionVariables(*info);
+  ChildEnvironment env(base_env_, std::move(vars));
+  auto pid = spawner_.Spawn(connection.get(), env.envp());
+  if (!pid.ok()) {
+    ++stats_.spawn_failed;
+    Log("cannot start %s: %s; connection from %s closed", spawner_.program_name().c_str(),
+        std::strerror(pid.error()), source.empty() ? "a local peer" : source.c_str());
+    return;
+  }
+  table_.Add(*pid, std::move(source));
+  ++stats_.spawned;
+}
+
+void InetdServer::LogStats(const char* when) const {
+  Log("%s: received=%" PRIu64 " spawned=%" PRIu64 " spawn_failed=%" PRIu64
+      " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " gone_before_spawn=%" PRIu64
+      " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64 " exited_nonzero=%" PRIu64
+      " reconnects=%" PRIu64,
+      when, stats_.received, stats_.spawned, stats_.spawn_failed, stats_.per_source_rejected,
+      stats_.strict_rejected, stats_.gone_before_spawn, stats_.receive_errors, table_.size(),
+      stats_.exited, stats_.exited_nonzero, stats_.reconnects);
+}
+
+}  // namespace sbx::inetd

@@ -1,0 +1,84 @@
+// The socketbox-inetd main loop: receive a connection, start a child for it.
+//
+// One thread, one poll(2) over a signalfd and the receiving channel:
+//   - the channel is an "A" datagram socket at a path (socketbox-inetd), or a
+//     registration connection (socketbox-inetd-p) that is re-established with
+//     backoff when the server goes away (ENOLINK);
+//   - while -c children run, the channel is not polled: connections wait in
+//     the sender's queue instead of being received and closed;
+//   - SIGCHLD reaps every child and frees its slot; SIGTERM / SIGINT stop
+//     receiving and exit 0 (running children are left to finish, as inetd
+//     does); SIGUSR1 logs the counters.
+// Every connection is either given to a child or closed with a log line and
+// a counter; the counters are logged at exit.
+#ifndef SBX_INETD_INETD_SERVER_H_
+#define SBX_INETD_INETD_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/sys/unique_fd.h"
+#include "inetd/child_table.h"
+#include "inetd/options.h"
+#include "inetd/receiver_socket.h"
+#include "inetd/spawner.h"
+
+namespace sbx::inetd {
+
+struct InetdStats {
+  uint64_t received = 0;
+  uint64_t spawned = 0;
+  uint64_t spawn_failed = 0;
+  uint64_t per_source_rejected = 0;
+  uint64_t strict_rejected = 0;
+  uint64_t gone_before_spawn = 0;
+  uint64_t receive_errors = 0;
+  uint64_t exited = 0;
+  uint64_t exited_nonzero = 0;
+  uint64_t reconnects = 0;
+};
+
+class InetdServer {
+ public:
+  // `signal_fd` reads the DaemonSignals set, which the caller has blocked.
+  InetdServer(const InetdOptions& options, UniqueFd signal_fd);
+
+  // Binds the socket or registers; false (after logging why) on failure.
+  bool Start();
+  // Until SIGTERM / SIGINT; returns the exit status.
+  int Run();
+
+  const InetdStats& stats() const { return stats_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  bool Register();
+  void HandleSignals();
+  void Reap();
+  void ReceiveOne();
+  void HandleConnection(UniqueFd connection);
+  void PauseAfterError();
+  int PollTimeoutMs() const;
+  void LogStats(const char* when) const;
+
+  const InetdOptions& options_;
+  UniqueFd signal_fd_;
+  std::optional<BoundSocket> bound_;  // datagram mode
+  UniqueFd channel_;                  // the fd sockets arrive on
+  Spawner spawner_;
+  ChildTable table_;
+  std::vector<std::string> base_env_;
+  InetdStats stats_;
+  bool stopping_ = false;
+  // After a receive error or a lost registration: no receiving until then.
+  Clock::time_point paused_until_{};
+  std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace sbx::inetd
+
+#endif  // SBX_INETD_INETD_SERVER_H_

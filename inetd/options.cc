@@ -1,0 +1,116 @@
+#include "inetd/options.h"
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "engine/core/numbers.h"
+#include "engine/core/str_cat.h"
+
+namespace sbx::inetd {
+namespace {
+
+absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
+
+std::optional<uint64_t> ParseHex(std::string_view text, uint64_t max) {
+  if (text.empty() || text.size() > 16) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    int digit;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    else return std::nullopt;
+    value = value * 16 + static_cast<uint64_t>(digit);
+  }
+  if (value > max) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::string InetdUsage(Mode mode) {
+  const std::string opts = "[-c MAX_CHILDREN] [-C MAX_PER_SOURCE] [-m fork|spawn] [-E]";
+  if (mode == Mode::kDatagram) return StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]");
+  return StrCat("usage: socketbox-inetd-p ", opts, " CTLPATH GROUP PROG [ARGS...]");
+}
+
+absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value) {
+  if (value == nullptr) return StrictLevel::kStreamInetUnix;
+  auto level = ParseDecimal(value, 0, 2);
+  if (!level) {
+    return Bad(StrCat("SKBOX_STRICT_STREAM_MODE='", value, "': expected 0, 1 or 2"));
+  }
+  return static_cast<StrictLevel>(*level);
+}
+
+absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
+  std::optional<uint64_t> value;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    value = ParseHex(std::string_view(text).substr(2), UINT32_MAX);
+  } else {
+    value = ParseDecimal(text, 0, UINT32_MAX);
+  }
+  if (!value) return Bad(StrCat("GROUP '", text, "': expected a number 0..4294967295 (or 0x hex)"));
+  return static_cast<uint32_t>(*value);
+}
+
+absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
+                                               const char* strict_env) {
+  InetdOptions options;
+  options.mode = mode;
+  size_t i = 0;
+  auto value_of = [&](std::string_view opt) -> absl::StatusOr<std::string> {
+    if (i + 1 >= args.size()) return Bad(StrCat("option ", opt, " needs a value"));
+    return args[++i];
+  };
+  for (; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') break;
+    if (arg == "-c" || arg == "-C") {
+      auto text = value_of(arg);
+      if (!text.ok()) return text.status();
+      auto n = ParseDecimal(*text, 0, 1000000);
+      if (!n) return Bad(StrCat("option ", arg, " '", *text, "': expected a number 0..1000000"));
+      (arg == "-c" ? options.max_children : options.max_per_source) = *n;
+    } else if (arg == "-m") {
+      auto text = value_of(arg);
+      if (!text.ok()) return text.status();
+      if (*text == "fork") {
+        options.spawn_method = SpawnMethod::kFork;
+      } else if (*text == "spawn" || *text == "vfork") {
+        options.spawn_method = SpawnMethod::kPosixSpawn;
+      } else {
+        return Bad(StrCat("option -m '", *text, "': expected fork or spawn"));
+      }
+    } else if (arg == "-E") {
+      options.set_environment = false;
+    } else {
+      return Bad(StrCat("unknown option '", arg, "'"));
+    }
+  }
+  const size_t needed = mode == Mode::kDatagram ? 2 : 3;
+  if (args.size() - i < needed) {
+    return Bad(mode == Mode::kDatagram ? "missing SOCKPATH or PROG"
+                                       : "missing CTLPATH, GROUP or PROG");
+  }
+  options.socket_path = args[i++];
+  if (options.socket_path.empty()) return Bad("empty socket path");
+  if (mode == Mode::kRegistration) {
+    auto group = ParseGroup(args[i++]);
+    if (!group.ok()) return group.status();
+    options.group = *group;
+  }
+  options.program.assign(args.begin() + static_cast<ptrdiff_t>(i), args.end());
+  if (options.program[0].empty()) return Bad("empty PROG");
+  auto strict = ParseStrictLevel(strict_env);
+  if (!strict.ok()) return strict.status();
+  options.strict = *strict;
+  return options;
+}
+
+}  // namespace sbx::inetd

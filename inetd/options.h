@@ -1,0 +1,62 @@
+// Command lines of socketbox-inetd and socketbox-inetd-p.
+//
+//   socketbox-inetd   [OPTIONS] SOCKPATH PROG [ARGS...]
+//   socketbox-inetd-p [OPTIONS] CTLPATH GROUP PROG [ARGS...]
+//
+// The original takes no options, so every original command line still means
+// the same. Options stop at the first non-option (getopt "+"), so PROG's own
+// options are never taken for ours. Numbers are strict (no atoi).
+//
+//   -c N     at most N children at once; while N run, no socket is received,
+//            so connections wait in the queue instead of being dropped (0: no
+//            limit, the default)
+//   -C N     at most N children per remote IP address; a connection above it
+//            is closed and logged (0: no limit, the default)
+//   -m fork|spawn   how children are started (default spawn: posix_spawn,
+//            which glibc runs as clone(CLONE_VM|CLONE_VFORK))
+//   -E       do not add the connection variables to the child's environment
+//
+// SKBOX_STRICT_STREAM_MODE (0, 1, 2; default 2) chooses which received fds
+// are accepted (reference §4.1).
+#ifndef SBX_INETD_OPTIONS_H_
+#define SBX_INETD_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/core/fd_passing.h"
+
+namespace sbx::inetd {
+
+enum class Mode { kDatagram, kRegistration };
+enum class SpawnMethod { kFork, kPosixSpawn };
+
+struct InetdOptions {
+  Mode mode = Mode::kDatagram;
+  std::string socket_path;  // SOCKPATH or CTLPATH
+  uint32_t group = 0;       // GROUP (registration mode)
+  std::vector<std::string> program;  // PROG and its ARGS
+  uint64_t max_children = 0;         // 0: unlimited
+  uint64_t max_per_source = 0;       // 0: unlimited
+  SpawnMethod spawn_method = SpawnMethod::kPosixSpawn;
+  bool set_environment = true;
+  StrictLevel strict = StrictLevel::kStreamInetUnix;
+};
+
+// `strict_env` is the value of SKBOX_STRICT_STREAM_MODE (nullptr if unset).
+absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
+                                               const char* strict_env);
+
+// The strict level named by SKBOX_STRICT_STREAM_MODE's value (nullptr: default).
+absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value);
+
+// The group number as the original reads it: decimal, or hexadecimal with 0x.
+absl::StatusOr<uint32_t> ParseGroup(const std::string& text);
+
+std::string InetdUsage(Mode mode);
+
+}  // namespace sbx::inetd
+
+#endif  // SBX_INETD_OPTIONS_H_

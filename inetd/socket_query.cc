@@ -1,0 +1,131 @@
+// socket-query: print the local and/or remote address and port of a socket.
+//
+//   socket-query [-l[a|p]] [-r[a|p]] [-R] [-f FD]
+//
+// -l local, -r remote (default: both, "LOCAL REMOTE"); a following -a keeps
+// only the address, -p only the port; -R prints raw hex; -f the socket's fd
+// (default 0, as for an inetd child). The output format is the original's:
+// addresses as eight zero-padded hex groups, "[ADDR]:PORT" for an endpoint.
+// Unlike the original, IPv4 sockets work too: they print as IPv4-mapped
+// addresses (::ffff:a.b.c.d in the same eight-group form), so that scripts
+// parsing the original's output keep working.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "engine/core/address.h"
+#include "engine/core/numbers.h"
+#include "inetd/log.h"
+
+namespace sbx::inetd {
+namespace {
+
+enum class Side { kBoth, kLocal, kRemote };
+enum class Part { kAll, kAddress, kPort };
+
+int Usage() {
+  Log("usage: socket-query [-l[a|p]] [-r[a|p]] [-R] [-f SOCKET_FD]");
+  return 1;
+}
+
+std::optional<SocketAddress> Query(int fd, bool local) {
+  sockaddr_storage storage{};
+  socklen_t len = sizeof(storage);
+  auto* sa = reinterpret_cast<sockaddr*>(&storage);
+  const int rc = local ? ::getsockname(fd, sa, &len) : ::getpeername(fd, sa, &len);
+  const char* call = local ? "getsockname" : "getpeername";
+  if (rc != 0) {
+    Log("%s on fd %d: %s", call, fd, std::strerror(errno));
+    return std::nullopt;
+  }
+  auto address = SocketAddress::FromSockaddr(sa, len);
+  if (!address) Log("%s on fd %d: not an IPv4 or IPv6 socket", call, fd);
+  return address;
+}
+
+std::string Address(const SocketAddress& a, bool raw) {
+  char text[48];
+  if (raw) {
+    std::snprintf(text, sizeof(text), "%04X%04X%04X%04X%04X%04X%04X%04X", a.ip.group(0),
+                  a.ip.group(1), a.ip.group(2), a.ip.group(3), a.ip.group(4), a.ip.group(5),
+                  a.ip.group(6), a.ip.group(7));
+  } else {
+    std::snprintf(text, sizeof(text), "%04x:%04x:%04x:%04x:%04x:%04x:%04x:%04x", a.ip.group(0),
+                  a.ip.group(1), a.ip.group(2), a.ip.group(3), a.ip.group(4), a.ip.group(5),
+                  a.ip.group(6), a.ip.group(7));
+  }
+  return text;
+}
+
+std::string Port(const SocketAddress& a, bool raw) {
+  char text[8];
+  std::snprintf(text, sizeof(text), raw ? "%04X" : "%u", static_cast<unsigned>(a.port));
+  return text;
+}
+
+std::string Endpoint(const SocketAddress& a, bool raw) {
+  return raw ? Address(a, raw) + ":" + Port(a, raw) : "[" + Address(a, raw) + "]:" + Port(a, raw);
+}
+
+int Main(int argc, char** argv) {
+  SetLogName(argv[0]);
+  Side side = Side::kBoth;
+  Part part = Part::kAll;
+  bool raw = false;
+  int fd = 0;
+  int opt;
+  while ((opt = ::getopt(argc, argv, "+aplrRf:")) != -1) {
+    switch (opt) {
+      case 'a':
+      case 'p':
+        // Only right after -l or -r, once (as the original).
+        if (side == Side::kBoth || part != Part::kAll) return Usage();
+        part = opt == 'a' ? Part::kAddress : Part::kPort;
+        break;
+      case 'l':
+      case 'r':
+        side = opt == 'l' ? Side::kLocal : Side::kRemote;
+        part = Part::kAll;
+        break;
+      case 'R':
+        raw = true;
+        break;
+      case 'f': {
+        auto v = ParseDecimal(optarg, 0, 0x7fffffff);
+        if (!v) {
+          Log("option -f '%s': not an fd number", optarg);
+          return Usage();
+        }
+        fd = static_cast<int>(*v);
+        break;
+      }
+      default:
+        return Usage();
+    }
+  }
+  if (optind != argc) return Usage();
+  std::string line;
+  if (side == Side::kBoth) {
+    auto remote = Query(fd, false);
+    if (!remote) return 1;
+    auto local = Query(fd, true);
+    if (!local) return 1;
+    line = Endpoint(*local, raw) + " " + Endpoint(*remote, raw);
+  } else {
+    auto a = Query(fd, side == Side::kLocal);
+    if (!a) return 1;
+    line = part == Part::kAddress ? Address(*a, raw)
+           : part == Part::kPort  ? Port(*a, raw)
+                                  : Endpoint(*a, raw);
+  }
+  std::printf("%s\n", line.c_str());
+  return std::fflush(stdout) == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace sbx::inetd
+
+int main(int argc, char** argv) { return sbx::inetd::Main(argc, argv); }
