@@ -1,0 +1,82 @@
+#include "inetd/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sbx::inetd {
+namespace {
+
+using Args = std::vector<std::string>;
+
+TEST(InetdOptions, OriginalCommandLineKeepsItsMeaning) {
+  auto o = ParseInetdOptions(Mode::kDatagram, {"/run/s.sock", "/usr/sbin/sshd", "-i"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->socket_path, "/run/s.sock");
+  EXPECT_EQ(o->program, (Args{"/usr/sbin/sshd", "-i"}));
+  EXPECT_EQ(o->max_children, 0u);
+  EXPECT_EQ(o->spawn_method, SpawnMethod::kPosixSpawn);
+  EXPECT_TRUE(o->set_environment);
+  EXPECT_EQ(o->strict, StrictLevel::kStreamInetUnix);
+}
+
+TEST(InetdOptions, OptionsStopAtFirstNonOption) {
+  auto o = ParseInetdOptions(Mode::kDatagram,
+                             {"-c", "4", "-C", "2", "-m", "fork", "-E", "s", "prog", "-c", "9"},
+                             "1");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->max_children, 4u);
+  EXPECT_EQ(o->max_per_source, 2u);
+  EXPECT_EQ(o->spawn_method, SpawnMethod::kFork);
+  EXPECT_FALSE(o->set_environment);
+  EXPECT_EQ(o->strict, StrictLevel::kStream);
+  EXPECT_EQ(o->program, (Args{"prog", "-c", "9"}));
+}
+
+TEST(InetdOptions, RegistrationModeReadsGroup) {
+  auto o = ParseInetdOptions(Mode::kRegistration, {"/ctl", "0x10", "prog"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->group, 16u);
+  o = ParseInetdOptions(Mode::kRegistration, {"--", "/ctl", "4294967295", "prog"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->group, 4294967295u);
+}
+
+struct BadCase {
+  Mode mode;
+  Args args;
+  const char* strict_env;
+  const char* message_part;
+};
+
+TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
+  const BadCase cases[] = {
+      {Mode::kDatagram, {}, nullptr, "missing SOCKPATH"},
+      {Mode::kDatagram, {"s"}, nullptr, "missing SOCKPATH or PROG"},
+      {Mode::kDatagram, {"-c"}, nullptr, "-c needs a value"},
+      {Mode::kDatagram, {"-c", "abc", "s", "p"}, nullptr, "-c 'abc'"},
+      {Mode::kDatagram, {"-c", "-1", "s", "p"}, nullptr, "-c '-1'"},
+      {Mode::kDatagram, {"-C", "99999999999", "s", "p"}, nullptr, "-C '99999999999'"},
+      {Mode::kDatagram, {"-m", "clone", "s", "p"}, nullptr, "-m 'clone'"},
+      {Mode::kDatagram, {"-x", "s", "p"}, nullptr, "unknown option '-x'"},
+      {Mode::kDatagram, {"", "p"}, nullptr, "empty socket path"},
+      {Mode::kDatagram, {"s", ""}, nullptr, "empty PROG"},
+      {Mode::kDatagram, {"s", "p"}, "3", "SKBOX_STRICT_STREAM_MODE='3'"},
+      {Mode::kDatagram, {"s", "p"}, "", "SKBOX_STRICT_STREAM_MODE=''"},
+      {Mode::kRegistration, {"/ctl", "prog"}, nullptr, "missing CTLPATH, GROUP or PROG"},
+      {Mode::kRegistration, {"/ctl", "g1", "prog"}, nullptr, "GROUP 'g1'"},
+      {Mode::kRegistration, {"/ctl", "4294967296", "prog"}, nullptr, "GROUP '4294967296'"},
+      {Mode::kRegistration, {"/ctl", "0x", "prog"}, nullptr, "GROUP '0x'"},
+      {Mode::kRegistration, {"/ctl", "0x1g", "prog"}, nullptr, "GROUP '0x1g'"},
+  };
+  for (const BadCase& c : cases) {
+    auto o = ParseInetdOptions(c.mode, c.args, c.strict_env);
+    ASSERT_FALSE(o.ok()) << testing::PrintToString(c.args);
+    EXPECT_NE(std::string(o.status().message()).find(c.message_part), std::string::npos)
+        << o.status() << " should mention " << c.message_part;
+  }
+}
+
+}  // namespace
+}  // namespace sbx::inetd
