@@ -1,0 +1,107 @@
+// accept()/accept4() on a socket-passing socket (reference §5.2).
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "engine/core/fd_passing.h"
+#include "preload/listener_table.h"
+#include "preload/replace.h"
+#include "preload/runtime.h"
+
+namespace sbx::preload {
+namespace {
+
+constexpr int kKnownFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+constinit std::atomic<uint32_t> g_accept_counter{0};
+
+int SockoptInt(int fd, int name) {
+  int value = -1;
+  socklen_t len = sizeof(value);
+  if (::getsockopt(fd, SOL_SOCKET, name, &value, &len) != 0) return -1;
+  return value;
+}
+
+// AF_UNIX datagram sockets always; connected (not listening) stream and
+// seqpacket ones with SKBOX_ACCEPT_STREAM=1.
+bool IsPassingSocket(int fd, const Config& config) {
+  if (SockoptInt(fd, SO_DOMAIN) != AF_UNIX) return false;
+  const int type = SockoptInt(fd, SO_TYPE);
+  if (type == SOCK_DGRAM) return true;
+  if ((type == SOCK_STREAM || type == SOCK_SEQPACKET) && config.accept_stream) {
+    return SockoptInt(fd, SO_ACCEPTCONN) == 0;
+  }
+  return false;
+}
+
+// O_NONBLOCK and FD_CLOEXEC exactly as the accept4 flags say.
+bool SetFlags(int fd, int flags) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return false;
+  const int want_fl = (flags & SOCK_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  if (want_fl != fl && ::fcntl(fd, F_SETFL, want_fl) != 0) return false;
+  return ::fcntl(fd, F_SETFD, (flags & SOCK_CLOEXEC) ? FD_CLOEXEC : 0) == 0;
+}
+
+void FillPeerAddress(int fd, sockaddr* addr, socklen_t* len, const Config& config) {
+  if (addr == nullptr || len == nullptr) return;
+  ProtectAddressBuffer(addr, len);
+  if (config.stealth && SockoptInt(fd, SO_DOMAIN) == AF_UNIX) {
+    // Programs that cannot cope with an AF_UNIX peer see [::1]:0 instead.
+    sockaddr_in6 fake{};
+    fake.sin6_family = AF_INET6;
+    fake.sin6_addr = in6addr_loopback;
+    std::memcpy(addr, &fake, sizeof(fake) < *len ? sizeof(fake) : *len);
+    *len = sizeof(fake);
+    return;
+  }
+  if (Real().getpeername(fd, addr, len) != 0) *len = 0;
+}
+
+int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config& config) {
+  if ((flags & ~kKnownFlags) != 0) {
+    errno = EINVAL;  // what the kernel says for unknown accept4 flags
+    return -1;
+  }
+  if (config.sched_yield && g_accept_counter.fetch_add(1, std::memory_order_relaxed) % 7 == 0) {
+    // Lets another process blocked on the same socket take the next one.
+    sched_yield();
+  }
+  ReceiveOptions options;
+  options.strict = config.strict;
+  auto received = ReceiveFd(fd, options);
+  if (!received.ok()) {
+    // ENOLINK: the stream source went away. The original sent SIGTERM to
+    // the whole process group here; an error is the program's to handle.
+    if (received.error() == ENOLINK) SBX_PRELOAD_DEBUG("accept fd %d: source gone", fd);
+    errno = received.error();
+    return -1;
+  }
+  UniqueFd conn = std::move(*received);
+  if (!SetFlags(conn.get(), flags)) return -1;
+  ListenerInfo listener;
+  if (FindListener(fd, &listener) && !listener.options.empty() && IsInetStreamSocket(conn.get())) {
+    listener.options.ApplyTo(conn.get());
+  }
+  FillPeerAddress(conn.get(), addr, len, config);
+  return conn.Release();
+}
+
+}  // namespace
+
+int AcceptOn(int fd, sockaddr* addr, socklen_t* len, int flags, bool is_accept4) {
+  if (len != nullptr && static_cast<int>(*len) < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  const Config& config = TheConfig();
+  if (IsPassingSocket(fd, config)) return AcceptPassed(fd, addr, len, flags, config);
+  ProtectAddressBuffer(addr, len);
+  return is_accept4 ? Real().accept4(fd, addr, len, flags) : Real().accept(fd, addr, len);
+}
+
+}  // namespace sbx::preload

@@ -1,0 +1,128 @@
+#include "preload/env_config.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "engine/core/numbers.h"
+
+namespace sbx::preload {
+namespace {
+
+// Longest root that still leaves room for "/skbox_dir_NNNNN" (record files)
+// or "/GGGGG/HHHHH_PPPPP" (directory2) inside PATH_MAX.
+constexpr size_t kRootSuffixRoom = 32;
+
+const char* Lookup(const char* const* envp, const char* name) {
+  if (envp == nullptr) return nullptr;
+  const size_t len = std::strlen(name);
+  for (const char* const* e = envp; *e != nullptr; ++e) {
+    if (std::strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+  }
+  return nullptr;
+}
+
+// "0" / "1"; anything else is reported and leaves `*flag` unchanged.
+void ReadFlag(const char* const* envp, const char* name, bool* flag, Problems* problems) {
+  const char* value = Lookup(envp, name);
+  if (value == nullptr || *value == '\0') return;
+  const std::string_view v(value);
+  if (v == "0") {
+    *flag = false;
+  } else if (v == "1") {
+    *flag = true;
+  } else {
+    problems->Add(name, value, "0 or 1");
+  }
+}
+
+void ReadLevel(const char* const* envp, const char* name, int max, int* level,
+               Problems* problems) {
+  const char* value = Lookup(envp, name);
+  if (value == nullptr || *value == '\0') return;
+  // The original read one digit; larger values act as the highest level.
+  const auto parsed = ParseDecimal(value, 0, 9);
+  if (!parsed) {
+    problems->Add(name, value, "a digit 0-9");
+    return;
+  }
+  *level = static_cast<int>(*parsed) > max ? max : static_cast<int>(*parsed);
+}
+
+void ReadFilter(const char* const* envp, const char* name, FilterSetting* setting,
+                Problems* problems) {
+  const char* value = Lookup(envp, name);
+  if (value == nullptr) return;
+  const auto parsed = ParsePortFilter(value);
+  if (!parsed) {
+    setting->broken = true;
+    problems->Add(name, value, "odd_limit[,even_limit[,port,...]] (binds it covers now fail)");
+    return;
+  }
+  setting->filter = *parsed;
+}
+
+void ReadDirectory(const char* const* envp, const char* name, DirectorySetting* setting,
+                   Problems* problems) {
+  const char* value = Lookup(envp, name);
+  if (value == nullptr || *value == '\0') return;
+  setting->set = true;
+  const size_t len = std::strlen(value);
+  if (len + kRootSuffixRoom >= sizeof(setting->path)) {
+    setting->broken = true;
+    problems->Add(name, "(too long)", "a shorter directory path");
+    return;
+  }
+  std::memcpy(setting->path, value, len + 1);
+}
+
+void ReadConnect(const char* const* envp, Config* config) {
+  const char* value = Lookup(envp, "SKBOX_ENABLE_CONNECT");
+  if (value == nullptr || *value == '\0') return;
+  std::string_view v(value);
+  const bool ipv4 = v.front() == 'b';
+  if (ipv4) v.remove_prefix(1);
+  const auto level = ParseDecimal(v, 0, 9);
+  if (!level) {
+    // A bare "b" did nothing in the original; say so instead.
+    config->problems.Add("SKBOX_ENABLE_CONNECT", value,
+                         "a level digit, optionally after 'b' (e.g. 1, 2, b1, b2); connect "
+                         "interception stays off");
+    return;
+  }
+  config->connect_ipv4 = ipv4;
+  config->connect_level = static_cast<int>(*level);
+}
+
+}  // namespace
+
+void Problems::Add(const char* variable, const char* value, const char* expected) {
+  if (count >= kMax) return;
+  std::snprintf(lines[count], kLineSize, "%s=\"%.40s\" is malformed: expected %s", variable,
+                value, expected);
+  ++count;
+}
+
+void ParseConfig(const char* const* envp, Config* out) {
+  *out = Config{};
+  Problems* p = &out->problems;
+  ReadDirectory(envp, "SKBOX_DIRECTORY_ROOT", &out->directory_root, p);
+  ReadDirectory(envp, "SKBOX_DIRECTORY_ROOT2", &out->directory_root2, p);
+  ReadFilter(envp, "SKBOX_PORT_FILTER_IPV6", &out->filter_ipv6, p);
+  ReadFilter(envp, "SKBOX_PORT_FILTER_IPV4", &out->filter_ipv4, p);
+  ReadFilter(envp, "SKBOX_PORT_FILTER_IPV6_WILDCARD", &out->filter_ipv6_wildcard, p);
+  ReadFilter(envp, "SKBOX_PORT_FILTER_IPV4_WILDCARD", &out->filter_ipv4_wildcard, p);
+  ReadConnect(envp, out);
+  ReadFlag(envp, "SKBOX_STEALTH_MODE", &out->stealth, p);
+  ReadFlag(envp, "SKBOX_CLEAR_SCOPE_ID", &out->clear_scope_id, p);
+  ReadLevel(envp, "SKBOX_GETPEERNAME_PROTECTION", 2, &out->getpeername_protection, p);
+  ReadFlag(envp, "SKBOX_ACCEPT_STREAM", &out->accept_stream, p);
+  ReadFlag(envp, "SKBOX_BLOCK_LISTEN_EMPTY_ADDR", &out->block_listen, p);
+  int strict = static_cast<int>(out->strict);
+  ReadLevel(envp, "SKBOX_STRICT_STREAM_MODE", 2, &strict, p);
+  out->strict = static_cast<StrictLevel>(strict);
+  ReadFlag(envp, "SKBOX_SCHED_YIELD", &out->sched_yield, p);
+  ReadFlag(envp, "SKBOX_DEBUG", &out->debug, p);
+}
+
+}  // namespace sbx::preload

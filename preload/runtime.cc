@@ -1,0 +1,105 @@
+#include "preload/runtime.h"
+
+#include <dlfcn.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <algorithm>
+#include <cstdio>
+
+#include "preload/listener_table.h"
+
+extern char** environ;
+
+namespace sbx::preload {
+namespace {
+
+// Used only if dlsym cannot find a next definition (a static libc, an odd
+// link order): the system calls themselves.
+int SysBind(int fd, const sockaddr* a, socklen_t l) {
+  return static_cast<int>(::syscall(SYS_bind, fd, a, l));
+}
+int SysConnect(int fd, const sockaddr* a, socklen_t l) {
+  return static_cast<int>(::syscall(SYS_connect, fd, a, l));
+}
+int SysListen(int fd, int backlog) { return static_cast<int>(::syscall(SYS_listen, fd, backlog)); }
+int SysAccept(int fd, sockaddr* a, socklen_t* l) {
+  return static_cast<int>(::syscall(SYS_accept4, fd, a, l, 0));
+}
+int SysAccept4(int fd, sockaddr* a, socklen_t* l, int flags) {
+  return static_cast<int>(::syscall(SYS_accept4, fd, a, l, flags));
+}
+int SysGetsockname(int fd, sockaddr* a, socklen_t* l) {
+  return static_cast<int>(::syscall(SYS_getsockname, fd, a, l));
+}
+int SysGetpeername(int fd, sockaddr* a, socklen_t* l) {
+  return static_cast<int>(::syscall(SYS_getpeername, fd, a, l));
+}
+int SysSetsockopt(int fd, int level, int name, const void* v, socklen_t l) {
+  return static_cast<int>(::syscall(SYS_setsockopt, fd, level, name, v, l));
+}
+
+template <typename F>
+void Resolve(F** slot, const char* name, F* fallback) {
+  void* p = ::dlsym(RTLD_NEXT, name);
+  *slot = p != nullptr ? reinterpret_cast<F*>(p) : fallback;
+}
+
+RealCalls ResolveAll() {
+  RealCalls r{};
+  Resolve(&r.bind, "bind", &SysBind);
+  Resolve(&r.connect, "connect", &SysConnect);
+  Resolve(&r.listen, "listen", &SysListen);
+  Resolve(&r.accept, "accept", &SysAccept);
+  Resolve(&r.accept4, "accept4", &SysAccept4);
+  Resolve(&r.getsockname, "getsockname", &SysGetsockname);
+  Resolve(&r.getpeername, "getpeername", &SysGetpeername);
+  Resolve(&r.setsockopt, "setsockopt", &SysSetsockopt);
+  return r;
+}
+
+Config* LoadConfig() {
+  static Config config;  // large: static storage, not the stack
+  ParseConfig(environ, &config);
+  for (int i = 0; i < config.problems.count; ++i) Say("%s", config.problems.lines[i]);
+  return &config;
+}
+
+}  // namespace
+
+const RealCalls& Real() {
+  static const RealCalls calls = ResolveAll();
+  return calls;
+}
+
+const Config& TheConfig() {
+  static const Config* config = LoadConfig();
+  return *config;
+}
+
+void Say(const char* format, ...) {
+  const int saved_errno = errno;
+  char line[512];
+  int n = std::snprintf(line, sizeof(line), "socketbox-preload[%d]: ", static_cast<int>(getpid()));
+  va_list args;
+  va_start(args, format);
+  const int m = std::vsnprintf(line + n, sizeof(line) - static_cast<size_t>(n) - 1, format, args);
+  va_end(args);
+  if (m > 0) n += std::min(m, static_cast<int>(sizeof(line)) - n - 2);
+  line[n++] = '\n';
+  // One write so lines from several threads or processes do not interleave.
+  [[maybe_unused]] const ssize_t ignored = ::write(STDERR_FILENO, line, static_cast<size_t>(n));
+  errno = saved_errno;
+}
+
+// The load-time set-up: resolve, read the settings (and report problems
+// now rather than at the first bind), make the table fork-safe.
+__attribute__((constructor)) static void SetUpAtLoad() {
+  Real();
+  TheConfig();
+  InstallListenerTableForkHandlers();
+}
+
+}  // namespace sbx::preload
