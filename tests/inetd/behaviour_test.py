@@ -1,0 +1,292 @@
+"""socketbox-inetd / -p behaviour: environment, limits, faults of the original.
+
+Connections come from the client namespace through the acceptor (see
+inetd_lib) to socketbox-inetd in the server namespace.
+"""
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import inetd_lib as il  # noqa: E402
+from inetd_lib import sbxtest  # noqa: E402
+
+ENV_PROG = ["sh", "-c", "env; echo END"]
+
+
+def parse_env(data):
+    return dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+
+
+class InetdBehaviour(unittest.TestCase):
+    def setUp(self):
+        self.topo = sbxtest.Topology().__enter__()
+        self.addCleanup(self.topo.close)
+        self.path = self.topo.path("inetd.sock")
+
+    def serve(self, program, options=(), port=7000, hosts=(il.SERVER_IP6,)):
+        p = il.start_inetd(self.topo, self.path, program, options)
+        for host in hosts:
+            a = il.acceptor(self.topo, host, port, self.path)
+            self.addCleanup(a.close)
+        return p
+
+    def test_child_environment_carries_real_addresses(self):
+        p = self.serve(ENV_PROG, hosts=(il.SERVER_IP6, il.SERVER_IP4))
+        for host, client_ip in ((il.SERVER_IP6, sbxtest.CLIENT_LINK6),
+                                (il.SERVER_IP4, sbxtest.CLIENT_LINK4)):
+            c = sbxtest.connect_from(self.topo.client, host, 7000)
+            client_port = c.getsockname()[1]
+            env = parse_env(il.read_all(c))
+            c.close()
+            self.assertEqual(env.get("PROTO"), "TCP")
+            self.assertEqual(env.get("TCPLOCALIP"), host)
+            self.assertEqual(env.get("TCPLOCALPORT"), "7000")
+            self.assertEqual(env.get("TCPREMOTEIP"), client_ip)
+            self.assertEqual(env.get("TCPREMOTEPORT"), str(client_port))
+            self.assertEqual(env.get("REMOTE_ADDR"), client_ip)
+            self.assertEqual(env.get("REMOTE_PORT"), str(client_port))
+        rc, err = il.stop_and_log(p)
+        self.assertEqual(rc, 0, err)
+
+    def test_stale_variables_do_not_leak_into_child(self):
+        p = il.start_inetd(self.topo, self.path, ENV_PROG, ("-E",),
+                           env={"TCPREMOTEIP": "203.0.113.9"})
+        a = il.acceptor(self.topo, il.SERVER_IP6, 7000, self.path)
+        self.addCleanup(a.close)
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        env = parse_env(il.read_all(c))
+        c.close()
+        # -E: ours are not added, inherited ones are passed as they are.
+        self.assertNotIn("TCPLOCALIP", env)
+        self.assertEqual(env.get("TCPREMOTEIP"), "203.0.113.9")
+        sbxtest.stop(p)
+        p = il.start_inetd(self.topo, self.path, ENV_PROG, env={"TCPREMOTEIP": "203.0.113.9"})
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        env = parse_env(il.read_all(c))
+        c.close()
+        self.assertEqual(env.get("TCPREMOTEIP"), sbxtest.CLIENT_LINK6)
+        sbxtest.stop(p)
+
+    def test_child_gets_socket_on_0_and_1_only_and_new_session(self):
+        p = self.serve(["sh", "-c", "ls -l /proc/self/fd/; ps -o sid= -p $$; echo $$"])
+        inetd_sockets = {os.readlink(f"/proc/{p.pid}/fd/{fd}")
+                         for fd in os.listdir(f"/proc/{p.pid}/fd")}
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        out = il.read_all(c).decode()
+        c.close()
+        links = dict(re.findall(r" (\d+) -> (\S+)", out))
+        self.assertEqual(links["0"], links["1"])
+        self.assertTrue(links["0"].startswith("socket:"))
+        # No fd of the daemon's own sockets (receiving socket, signalfd) leaks.
+        leaked = {fd: t for fd, t in links.items() if t in inetd_sockets and "socket" in t}
+        self.assertEqual(leaked, {}, out)
+        sid, pid = out.split()[-2:]
+        self.assertEqual(sid, pid, "child is a session leader")
+        sbxtest.stop(p)
+
+    def test_concurrency_limit_holds_under_burst_without_loss(self):
+        limit, burst = 2, 8  # the burst fits the default datagram queue (10)
+        p = self.serve(["sh", "-c", "sleep 0.3; echo done"], options=("-c", str(limit)))
+        peak = [0]
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                peak[0] = max(peak[0], len(il.children_of(p.pid)))
+                time.sleep(0.005)
+        w = threading.Thread(target=watch)
+        w.start()
+        results = []
+
+        def one():
+            try:
+                c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+                results.append(il.read_all(c, timeout=30))
+                c.close()
+            except OSError as e:
+                results.append(repr(e).encode())
+        threads = [threading.Thread(target=one) for _ in range(burst)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stop.set()
+        w.join()
+        self.assertEqual(sorted(results), [b"done\n"] * burst)
+        self.assertEqual(peak[0], limit, "peak number of children")
+        rc, err = il.stop_and_log(p)
+        self.assertIn(f"received={burst} spawned={burst} spawn_failed=0", err)
+
+    def test_per_source_limit_closes_excess_and_logs(self):
+        p = self.serve(["sh", "-c", "echo hi; sleep 2"], options=("-C", "1"),
+                       hosts=(il.SERVER_IP6, il.SERVER_IP4))
+        first = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        first.settimeout(5)
+        self.assertEqual(first.recv(3), b"hi\n")
+        second = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        self.assertEqual(il.read_all(second), b"")  # closed: same source
+        other = sbxtest.connect_from(self.topo.client, il.SERVER_IP4, 7000)
+        other.settimeout(5)
+        self.assertEqual(other.recv(3), b"hi\n")  # another source has room
+        for s in (first, second, other):
+            s.close()
+        rc, err = il.stop_and_log(p)
+        self.assertIn(f"per-source limit (1) reached for {sbxtest.CLIENT_LINK6}", err)
+        self.assertIn("per_source_rejected=1", err)
+
+    def test_spawn_failure_is_logged_and_counted(self):
+        for method, expect in (("spawn", "cannot start /nonexistent/prog"),
+                               ("fork", "exited with status 127")):
+            p = self.serve(["/nonexistent/prog"], options=("-m", method),
+                           port=7000 if method == "spawn" else 7001)
+            port = 7000 if method == "spawn" else 7001
+            c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, port)
+            self.assertEqual(il.read_all(c), b"")
+            c.close()
+            sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="child reaped")
+            time.sleep(0.1)
+            self.assertIsNone(p.poll(), "daemon keeps running")
+            rc, err = il.stop_and_log(p)
+            self.assertEqual(rc, 0)
+            self.assertIn(expect, err)
+            self.assertRegex(err, r"spawn_failed=1|exited_nonzero=1")
+
+    def test_sigterm_stops_and_removes_socket(self):
+        p = self.serve(["true"])
+        rc, err = il.stop_and_log(p)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("exiting on signal", err)
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_stale_socket_replaced_live_one_refused(self):
+        p = il.start_inetd(self.topo, self.path, ["true"])
+        second = il.start_inetd(self.topo, self.path + ".x", ["true"])  # other path: fine
+        sbxtest.stop(second)
+        dup = self.topo.spawn_server([il.binary("socketbox-inetd"), self.path, "true"])
+        self.assertEqual(dup.wait(10), 1)
+        self.assertIn("in use by a running process", dup.stderr.read().decode())
+        sbxtest.stop(p, sig=signal.SIGKILL)  # leaves a stale socket file
+        self.assertTrue(os.path.exists(self.path))
+        p = il.start_inetd(self.topo, self.path, ENV_PROG)
+        a = il.acceptor(self.topo, il.SERVER_IP6, 7000, self.path)
+        self.addCleanup(a.close)
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        self.assertIn(b"END", il.read_all(c))
+        c.close()
+        sbxtest.stop(p)
+
+    def test_garbage_messages_are_rejected_without_leaks(self):
+        p = self.serve(ENV_PROG)
+        before = sbxtest.fd_count(p.pid)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(b"no fd here", self.path)
+        r, w = os.pipe()
+        sbxtest.send_fd(s, r, self.path)  # not a socket: strict mode rejects
+        two = socket.socketpair()
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("2i", r, w))]
+        s.sendmsg([b"\0"], anc, 0, self.path)  # two fds: a pipe first
+        os.close(r)
+        os.close(w)
+        two[0].close()
+        two[1].close()
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        self.assertIn(b"END", il.read_all(c))
+        c.close()
+        s.close()
+        sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="child reaped")
+        self.assertEqual(sbxtest.fd_count(p.pid), before)
+        rc, err = il.stop_and_log(p)
+        self.assertIn("received=1 spawned=1", err)
+        self.assertIn("strict_rejected=2", err)
+
+    def test_bad_command_lines(self):
+        cases = [
+            (["socketbox-inetd"], "missing SOCKPATH"),
+            (["socketbox-inetd", "-c", "x", "/tmp/s", "true"], "-c 'x'"),
+            (["socketbox-inetd", "/nonexistent-dir/s.sock", "true"], "bind /nonexistent-dir"),
+            (["socketbox-inetd-p", "/tmp/ctl", "nine", "true"], "GROUP 'nine'"),
+            (["socketbox-inetd-p", self.topo.path("no-such-ctl"), "1", "true"],
+             "cannot register as group 1"),
+        ]
+        for argv, message in cases:
+            r = sbxtest.sh(il.binary(argv[0]), *argv[1:], check=False)
+            self.assertEqual(r.returncode, 1, argv)
+            self.assertIn(message, r.stderr, argv)
+            self.assertIn(argv[0] + ":", r.stderr)
+
+
+class RegistrationServer:
+    """The server side of the registration protocol (reference §4.2), fed by
+    an "A" datagram socket the acceptor sends to."""
+
+    def __init__(self, ctl_path, feed_path):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(ctl_path)
+        self.listener.listen(4)
+        self.feed = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.feed.bind(feed_path)
+        self.groups = []
+        self.conn = None
+
+    def accept_registration(self, timeout=10):
+        self.listener.settimeout(timeout)
+        conn, _ = self.listener.accept()
+        request = conn.recv(64)
+        assert len(request) == 8 and request[0] == 1, request
+        self.groups.append(struct.unpack(">I", request[4:])[0])
+        conn.send(bytes([0x80, 0, 0, 0]))
+        self.conn = conn
+
+    def forward_one(self, timeout=10):
+        self.feed.settimeout(timeout)
+        fd, _ = sbxtest.recv_fd(self.feed)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+        self.conn.sendmsg([bytes([3, 0, 0, 0])], anc)
+        os.close(fd)
+
+    def close(self):
+        for s in (self.conn, self.listener, self.feed):
+            if s:
+                s.close()
+
+
+class InetdRegistration(unittest.TestCase):
+    def test_registers_serves_and_re_registers(self):
+        with sbxtest.Topology() as topo:
+            ctl, feed = topo.path("ctl.sock"), topo.path("feed.sock")
+            server = RegistrationServer(ctl, feed)
+            try:
+                a = il.acceptor(topo, il.SERVER_IP6, 7100, feed)
+                p = topo.spawn_server([il.binary("socketbox-inetd-p"), ctl, "0x2a", *ENV_PROG])
+                server.accept_registration()
+                self.assertEqual(server.groups, [42])
+                for _round in range(2):
+                    c = sbxtest.connect_from(topo.client, il.SERVER_IP6, 7100)
+                    server.forward_one()
+                    env = parse_env(il.read_all(c))
+                    c.close()
+                    self.assertEqual(env.get("TCPREMOTEIP"), sbxtest.CLIENT_LINK6)
+                    # The server goes away; the client registers again.
+                    server.conn.close()
+                    server.conn = None
+                    server.accept_registration()
+                self.assertEqual(server.groups, [42, 42, 42])
+                rc, err = il.stop_and_log(p)
+                a.close()
+                self.assertEqual(rc, 0, err)
+                self.assertIn("went away", err)
+                self.assertIn("received=2 spawned=2", err)
+            finally:
+                server.close()
+
+
+if __name__ == "__main__":
+    il.announce()
+    sbxtest.run_tap(InetdBehaviour, InetdRegistration, skip_reason=il.skip_reason())
