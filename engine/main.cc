@@ -1,66 +1,57 @@
-// socketbox: entry point. For now the route tester (--check-config,
-// --test-route); the io_uring daemon is wired in by the engine.
+// socketbox: the io_uring accept-and-dispatch daemon, and the route tester.
+// Parses options and hands over; the work happens in daemon/ and tools/.
 #include <fcntl.h>
-#include <getopt.h>
 
 #include <cstdio>
 #include <iostream>
-#include <string>
 
 #include "engine/core/config_loader.h"
+#include "engine/daemon/daemon.h"
+#include "engine/daemon/options.h"
 #include "engine/sys/unique_fd.h"
 #include "engine/tools/route_tester.h"
 
 namespace {
 
-enum LongOnly { kCheckConfig = 1000, kTestRoute };
-
-int Usage(FILE* out, int status) {
-  std::fprintf(out,
-               "usage: socketbox [-f FILE] [-U] --check-config\n"
-               "       socketbox [-f FILE] [-U] --test-route < tuples\n");
-  return status;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string config_path = "/etc/socketbox.conf";
-  bool substitute = false;
-  int mode = 0;
-  static const option kLongOptions[] = {
-      {"check-config", no_argument, nullptr, kCheckConfig},
-      {"test-route", no_argument, nullptr, kTestRoute},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
-  };
-  int opt;
-  while ((opt = getopt_long(argc, argv, "+f:Uh", kLongOptions, nullptr)) != -1) {
-    switch (opt) {
-      case 'f': config_path = optarg; break;
-      case 'U': substitute = true; break;
-      case kCheckConfig:
-      case kTestRoute: mode = opt; break;
-      case 'h': return Usage(stdout, 0);
-      default: return Usage(stderr, 1);
-    }
-  }
-  if (mode == 0) return Usage(stderr, 1);
-
-  sbx::UniqueFd fd(::open(config_path.c_str(), O_RDONLY | O_CLOEXEC));
+int RunRouteTools(const sbx::Options& o) {
+  sbx::UniqueFd fd(::open(o.config_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
-    std::perror(config_path.c_str());
+    std::perror(o.config_path.c_str());
     return 1;
   }
-  auto loaded = sbx::LoadConfigFd(fd.get(), config_path);
+  auto loaded = sbx::LoadConfigFd(fd.get(), o.config_path);
   if (!loaded.ok()) {
     std::cerr << loaded.status().message() << "\n";
     return 1;
   }
   for (const auto& warning : loaded->warnings) std::cerr << warning.ToString() << "\n";
-  if (mode == kCheckConfig) {
+  if (o.mode == sbx::RunMode::kCheckConfig) {
     std::cout << "OK\n";
     return 0;
   }
-  return sbx::RunRouteTester(*loaded->table, std::cin, std::cout, substitute) == 0 ? 0 : 1;
+  return sbx::RunRouteTester(*loaded->table, std::cin, std::cout, o.substitute) == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto options = sbx::ParseOptions(argc, argv);
+  if (!options.ok()) {
+    std::fprintf(stderr, "socketbox: %s\n", std::string(options.status().message()).c_str());
+    return 1;
+  }
+  switch (options->mode) {
+    case sbx::RunMode::kHelp:
+      std::fputs(sbx::UsageText().c_str(), stdout);
+      return 0;
+    case sbx::RunMode::kVersion:
+      std::printf("socketbox (socketbox-uring) %s\n", SBX_VERSION);
+      return 0;
+    case sbx::RunMode::kCheckConfig:
+    case sbx::RunMode::kTestRoute:
+      return RunRouteTools(*options);
+    case sbx::RunMode::kDaemon:
+      break;
+  }
+  return sbx::RunDaemon(*options);
 }

@@ -1,5 +1,7 @@
 #include "engine/core/route_table.h"
 
+#include <algorithm>
+
 #include "engine/core/str_cat.h"
 
 namespace sbx {
@@ -72,10 +74,11 @@ Action RouteTable::Lookup(const PackedTuple& tuple) const {
   return {ActionKind::kNone, 0};
 }
 
-void RouteTable::ComputeFieldsUsed() {
+std::vector<size_t> RouteTable::ReachableSets() const {
   // Walk the jump graph from rule-set 0; rule-sets are nodes 0..R-1, maps R...
   const size_t rules = rule_sets_.size();
   std::vector<bool> seen(rules + map_sets_.size(), false);
+  std::vector<size_t> order;
   std::vector<size_t> todo;
   auto push = [&](const Action& a) {
     if (!a.IsJump()) return;
@@ -91,19 +94,50 @@ void RouteTable::ComputeFieldsUsed() {
   while (!todo.empty()) {
     const size_t node = todo.back();
     todo.pop_back();
+    order.push_back(node);
     if (node < rules) {
-      for (const Rule& r : rule_sets_[node].rules) {
-        fields_used_ = fields_used_ | r.mask;
-        push(r.action);
-      }
+      for (const Rule& r : rule_sets_[node].rules) push(r.action);
       push(rule_sets_[node].default_action);
     } else {
-      const MapSet& m = map_sets_[node - rules];
-      fields_used_ = fields_used_ | m.mask;
-      for (const auto& [key, action] : m.entries) push(action);
-      push(m.default_action);
+      for (const auto& [key, action] : map_sets_[node - rules].entries) push(action);
+      push(map_sets_[node - rules].default_action);
     }
   }
+  return order;
+}
+
+void RouteTable::ComputeFieldsUsed() {
+  const size_t rules = rule_sets_.size();
+  for (size_t node : ReachableSets()) {
+    if (node < rules) {
+      for (const Rule& r : rule_sets_[node].rules) fields_used_ = fields_used_ | r.mask;
+    } else {
+      fields_used_ = fields_used_ | map_sets_[node - rules].mask;
+    }
+  }
+}
+
+std::vector<Ip6> RouteTable::ExactLocalAddresses(size_t limit) const {
+  const PackedTuple full_local = PackedTuple::From({PrefixMask(128), Ip6{}, 0, 0});
+  auto exact = [&](const PackedTuple& mask) {
+    return mask.w[0] == full_local.w[0] && mask.w[1] == full_local.w[1];
+  };
+  std::vector<Ip6> out;
+  auto add = [&](const PackedTuple& key) {
+    const Ip6 ip = key.ToConnTuple().local;
+    if (out.size() < limit && std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+  };
+  const size_t rules = rule_sets_.size();
+  for (size_t node : ReachableSets()) {
+    if (node < rules) {
+      for (const Rule& r : rule_sets_[node].rules) {
+        if (exact(r.mask)) add(r.pattern);
+      }
+    } else if (exact(map_sets_[node - rules].mask)) {
+      for (const auto& [key, action] : map_sets_[node - rules].entries) add(key);
+    }
+  }
+  return out;
 }
 
 }  // namespace sbx

@@ -50,6 +50,12 @@ class RouteTable {
   // the local address or port).
   const PackedTuple& fields_used() const { return fields_used_; }
 
+  // Local addresses that reachable rules or map keys name exactly (a full
+  // /128 local mask), at most `limit` of them: the
+  // engine can give each its own listener so that the kernel's socket
+  // lookup, not getsockname(2), tells a connection's local address.
+  std::vector<Ip6> ExactLocalAddresses(size_t limit) const;
+
  private:
   struct Rule {
     PackedTuple pattern;  // already masked
@@ -69,6 +75,7 @@ class RouteTable {
   Action MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const;
   Action MatchMapSet(const MapSet& set, const PackedTuple& tuple) const;
   void ComputeFieldsUsed();
+  std::vector<size_t> ReachableSets() const;
 
   std::vector<RuleSet> rule_sets_;
   std::vector<MapSet> map_sets_;

@@ -1,0 +1,115 @@
+#include "engine/daemon/backend_table.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "engine/sys/socket_ops.h"
+
+namespace sbx {
+namespace {
+
+constexpr uint32_t kFirstBackoffMs = 20;
+constexpr uint32_t kMaxBackoffMs = 1000;
+constexpr uint64_t kLogIntervalNs = 5'000'000'000;
+constexpr uint64_t kMsNs = 1'000'000;
+
+}  // namespace
+
+BackendTable::BackendTable(StatsRegistry* stats, size_t max_substituted)
+    : stats_(stats), max_substituted_(max_substituted) {}
+
+Backend* BackendTable::ForPath(std::string_view path, std::string_view counter_key,
+                               uint64_t now_ns) {
+  auto it = by_path_.find(absl::string_view(path.data(), path.size()));
+  if (it == by_path_.end()) {
+    const bool substituted = path != counter_key;
+    if (substituted && substituted_count_ >= max_substituted_) EvictIdleSubstituted();
+    auto backend = std::make_unique<Backend>();
+    backend->path = std::string(path);
+    backend->substituted = substituted;
+    backend->delivered = stats_->BackendCounter(counter_key);
+    it = by_path_.emplace(std::string(path), std::move(backend)).first;
+    if (substituted) ++substituted_count_;
+    Connect(it->second.get(), now_ns);
+  }
+  it->second->last_used = ++use_clock_;
+  return it->second.get();
+}
+
+Backend* BackendTable::ForFd(int fd) {
+  auto it = by_fd_.find(fd);
+  if (it == by_fd_.end()) {
+    auto backend = std::make_unique<Backend>();
+    backend->borrowed_fd = fd;
+    backend->delivered = stats_->BackendCounter("fd:" + std::to_string(fd));
+    it = by_fd_.emplace(fd, std::move(backend)).first;
+  }
+  return it->second.get();
+}
+
+bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
+  auto fd = ConnectUnixDatagram(b->path);
+  if (fd.ok()) {
+    b->socket = std::move(fd.value());
+    b->down = false;
+    b->backoff_ms = 0;
+    return true;
+  }
+  b->down = true;
+  b->last_error = fd.error();
+  b->backoff_ms = b->backoff_ms == 0 ? kFirstBackoffMs : std::min(b->backoff_ms * 2, kMaxBackoffMs);
+  b->retry_at_ns = now_ns + b->backoff_ms * kMsNs;
+  LogTrouble(b, "unavailable", now_ns);
+  return false;
+}
+
+void BackendTable::MarkDown(Backend* b, int err, uint64_t now_ns,
+                            std::vector<UniqueFd>* graveyard) {
+  if (!b->reconnectable()) return;
+  if (!b->down) {
+    b->down = true;
+    b->backoff_ms = 0;
+    b->retry_at_ns = now_ns;  // a restarted backend is usually back at once
+    if (b->socket) graveyard->push_back(std::move(b->socket));
+  }
+  b->last_error = err;
+  LogTrouble(b, "went away", now_ns);
+}
+
+bool BackendTable::TryReconnect(Backend* b, uint64_t now_ns) {
+  if (!b->down) return true;
+  if (now_ns < b->retry_at_ns) return false;
+  return Connect(b, now_ns);
+}
+
+std::vector<Backend*> BackendTable::DownWithWaiters() {
+  std::vector<Backend*> out;
+  for (auto& [path, b] : by_path_) {
+    if (b->down && !b->waiting.empty()) out.push_back(b.get());
+  }
+  return out;
+}
+
+void BackendTable::LogTrouble(Backend* b, const char* what, uint64_t now_ns) {
+  if (b->last_log_ns != 0 && now_ns - b->last_log_ns < kLogIntervalNs) return;
+  b->last_log_ns = now_ns;
+  std::fprintf(stderr, "socketbox: backend %s %s: %s (connections wait up to the dispatch "
+               "timeout, then are closed and counted)\n",
+               b->path.c_str(), what, std::strerror(b->last_error));
+}
+
+void BackendTable::EvictIdleSubstituted() {
+  // Drop the least recently used idle half; never one that is in use.
+  std::vector<std::pair<uint64_t, std::string>> idle;
+  for (auto& [path, b] : by_path_) {
+    if (b->substituted && b->in_flight == 0 && b->waiting.empty()) idle.emplace_back(b->last_used, path);
+  }
+  std::sort(idle.begin(), idle.end());
+  for (size_t i = 0; i < idle.size() / 2 + 1 && i < idle.size(); ++i) {
+    by_path_.erase(idle[i].second);
+    if (substituted_count_ > 0) --substituted_count_;
+  }
+}
+
+}  // namespace sbx

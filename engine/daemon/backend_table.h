@@ -1,0 +1,81 @@
+// One worker's backends: a connected AF_UNIX datagram socket per path
+// (connect once; sendto(path) would resolve the path on every message), the
+// borrowed fds of jump-fd / -i, reconnection with backoff after a backend
+// goes away, and a bounded cache for -U substituted paths.
+//
+// Owned and used by one worker thread only. Backend pointers stay valid
+// until the table is destroyed or, for substituted paths, evicted (never
+// while a send is in flight or a connection waits).
+#ifndef SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
+#define SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/daemon/stats.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+struct Backend {
+  std::string path;      // actual path (after -U), empty for fd backends
+  int borrowed_fd = -1;  // jump-fd / -i: never closed or reconnected by us
+  UniqueFd socket;       // connected datagram socket while up
+  bool down = false;
+  int last_error = 0;
+  uint64_t retry_at_ns = 0;
+  uint32_t backoff_ms = 0;
+  uint64_t last_log_ns = 0;
+  uint32_t in_flight = 0;           // sends submitted, not completed
+  std::deque<uint32_t> waiting;     // dispatch slots waiting for it to come back
+  Counter* delivered = nullptr;     // by configured path
+  uint64_t last_used = 0;           // for -U cache eviction
+  bool substituted = false;         // made by -U: evictable when idle
+
+  int fd() const { return borrowed_fd >= 0 ? borrowed_fd : socket.get(); }
+  bool reconnectable() const { return borrowed_fd < 0; }
+};
+
+class BackendTable {
+ public:
+  // `stats` outlives the table. `max_substituted` bounds the -U cache.
+  BackendTable(StatsRegistry* stats, size_t max_substituted);
+
+  // The backend for a path, connecting on first use. `counter_key` is the
+  // configured path (before substitution) that delivery is counted under.
+  Backend* ForPath(std::string_view path, std::string_view counter_key, uint64_t now_ns);
+  Backend* ForFd(int fd);
+
+  // Marks `b` down after a send failed with `err` and schedules a retry.
+  // The socket is handed to `graveyard` (closed by the caller once no
+  // prepared submission can still name it).
+  void MarkDown(Backend* b, int err, uint64_t now_ns, std::vector<UniqueFd>* graveyard);
+  // Tries to connect a down backend whose retry time has come.
+  bool TryReconnect(Backend* b, uint64_t now_ns);
+
+  // Backends that are down and have connections waiting.
+  std::vector<Backend*> DownWithWaiters();
+
+  // Rate-limited log line for backend trouble (at most one per path per 5 s).
+  void LogTrouble(Backend* b, const char* what, uint64_t now_ns);
+
+ private:
+  bool Connect(Backend* b, uint64_t now_ns);
+  void EvictIdleSubstituted();
+
+  StatsRegistry* stats_;
+  size_t max_substituted_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Backend>> by_path_;
+  absl::flat_hash_map<int, std::unique_ptr<Backend>> by_fd_;
+  size_t substituted_count_ = 0;
+  uint64_t use_clock_ = 0;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_BACKEND_TABLE_H_

@@ -1,0 +1,82 @@
+// State shared between the main thread and the workers: the current route
+// table (swapped whole on reload), the stop flag, and a wake-up eventfd per
+// worker. The main thread writes; workers read between loop turns.
+#ifndef SBX_ENGINE_DAEMON_CONTROL_H_
+#define SBX_ENGINE_DAEMON_CONTROL_H_
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/core/route_table.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+// Workers ask the main thread to end the daemon with this signal.
+inline constexpr int kWorkerExitSignal = SIGUSR2;
+
+class Control {
+ public:
+  explicit Control(int workers) {
+    for (int i = 0; i < workers; ++i) {
+      wake_.emplace_back(::eventfd(0, EFD_CLOEXEC));
+    }
+  }
+
+  void Publish(std::shared_ptr<const RouteTable> table) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      table_ = std::move(table);
+    }
+    generation_.fetch_add(1, std::memory_order_release);
+    WakeAll();
+  }
+  std::shared_ptr<const RouteTable> Current() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return table_;
+  }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  void RequestStop() {
+    stopping_.store(true, std::memory_order_release);
+    WakeAll();
+  }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+  // A worker that cannot go on (registration server gone, -i peer closed)
+  // records the exit status and signals the main thread.
+  void RequestExit(int status) {
+    int expected = -1;
+    exit_status_.compare_exchange_strong(expected, status);
+    ::kill(::getpid(), kWorkerExitSignal);
+  }
+  int exit_status() const { return exit_status_.load(); }
+
+  int wake_fd(int worker) const { return wake_[worker].get(); }
+
+ private:
+  void WakeAll() {
+    for (const UniqueFd& fd : wake_) {
+      const uint64_t one = 1;
+      (void)!::write(fd.get(), &one, sizeof(one));
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const RouteTable> table_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> exit_status_{-1};
+  std::vector<UniqueFd> wake_;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_CONTROL_H_

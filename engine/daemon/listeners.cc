@@ -1,0 +1,157 @@
+#include "engine/daemon/listeners.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "engine/core/str_cat.h"
+#include "engine/daemon/systemd.h"
+#include "engine/sys/socket_ops.h"
+
+namespace sbx {
+namespace {
+
+bool IsWildcard(const SocketAddress& a) {
+  return a.ip.IsUnspecified() || (a.family == AF_INET && a.ip == *ParseIp6("::ffff:0.0.0.0"));
+}
+
+ListenerInfo DescribeListener(int fd, bool transparent) {
+  ListenerInfo info;
+  info.fd = fd;
+  auto local = LocalAddressOf(fd);
+  if (local.ok()) {
+    info.local = *local;
+    info.address_known = !transparent && !IsWildcard(*local);
+    info.port_known = !transparent && local->port != 0;
+  }
+  return info;
+}
+
+struct BindFlags {
+  bool transparent, freebind, reuseaddr, reuseport;
+};
+
+absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) {
+  const std::string where = FormatHostPort(address);
+  UniqueFd fd(::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return absl::ErrnoToStatus(errno, StrCat("socket for ", where));
+  const bool v6 = address.family == AF_INET6;
+  auto set = [&](int level, int name, const char* what) -> absl::Status {
+    SysStatus s = SetIntOption(fd.get(), level, name, 1);
+    if (!s.ok()) return absl::ErrnoToStatus(s.error(), StrCat("setsockopt ", what, " on ", where));
+    return absl::OkStatus();
+  };
+  absl::Status s;
+  if (f.transparent) s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, "TRANSPARENT"));
+  if (f.freebind) s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, "FREEBIND"));
+  if (f.reuseaddr) s.Update(set(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
+  if (f.reuseport) s.Update(set(SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
+  if (!s.ok()) return s;
+  sockaddr_storage ss;
+  const socklen_t len = address.ToSockaddr(&ss);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("bind ", where));
+  }
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const RouteTable* table) {
+  ListenerSet set;
+  set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
+  auto share = [&](int fd, const std::string& what) {
+    for (auto& w : set.per_worker) w.push_back(DescribeListener(fd, o.transparent));
+    set.all_fds.push_back(fd);
+    set.descriptions.push_back(what);
+  };
+
+  // Inherited sockets are shared by all workers.
+  if (o.inherited_fd >= 0) {
+    if (::fcntl(o.inherited_fd, F_GETFD) < 0) {
+      return absl::InvalidArgumentError(StrCat("-s ", o.inherited_fd, ": not an open file descriptor"));
+    }
+    ::fcntl(o.inherited_fd, F_SETFD, FD_CLOEXEC);
+    set.exec_fd = o.inherited_fd;
+    share(o.inherited_fd, StrCat("inherited fd ", o.inherited_fd));
+    return set;
+  }
+  if (!o.exec_mode) {
+    std::vector<InheritedListener> systemd = TakeSystemdListeners();
+    if (!systemd.empty()) {
+      for (const InheritedListener& l : systemd) share(l.fd, StrCat("systemd fd ", l.fd, " (", l.name, ")"));
+      return set;
+    }
+  }
+
+  std::vector<SocketAddress> addresses;
+  if (o.address_given || o.listen.empty()) addresses.push_back(o.address);
+  addresses.insert(addresses.end(), o.listen.begin(), o.listen.end());
+
+  // One socket per worker per address: SO_REUSEPORT spreads connections.
+  const bool copies = !o.exec_mode && workers > 1;
+  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr, o.reuseport || copies};
+  for (const SocketAddress& address : addresses) {
+    for (int w = 0; w < (copies ? workers : 1); ++w) {
+      auto fd = Bind(address, flags);
+      if (!fd.ok()) return fd.status();
+      const int raw = fd->get();
+      set.owned.push_back(std::move(*fd));
+      set.all_fds.push_back(raw);
+      if (set.exec_fd < 0) set.exec_fd = raw;
+      if (copies) {
+        set.per_worker[w].push_back(DescribeListener(raw, o.transparent));
+      } else {
+        for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, o.transparent));
+      }
+    }
+    set.descriptions.push_back(FormatHostPort(address) + (copies ? StrCat(" x", workers) : ""));
+  }
+  if (o.exec_mode || table == nullptr || o.transparent || o.exact_listeners == 0) return set;
+
+  // Exact-address listeners beside each wildcard listener of the engine's.
+  const std::vector<Ip6> exact = table->ExactLocalAddresses(static_cast<size_t>(o.exact_listeners));
+  int made = 0;
+  for (const SocketAddress& base : addresses) {
+    if (!IsWildcard(base) || base.family != AF_INET6 || base.port == 0) continue;
+    for (const Ip6& ip : exact) {
+      SocketAddress address{AF_INET6, ip, base.port, 0};
+      std::vector<UniqueFd> copies_made;
+      for (int w = 0; w < (copies ? workers : 1); ++w) {
+        auto fd = Bind(address, {false, true, o.reuseaddr, o.reuseport || copies});
+        if (!fd.ok()) {
+          std::fprintf(stderr, "socketbox: no exact listener for %s: %s (its connections use getsockname)\n",
+                       FormatHostPort(address).c_str(), std::string(fd.status().message()).c_str());
+          copies_made.clear();
+          break;
+        }
+        copies_made.push_back(std::move(*fd));
+      }
+      for (size_t w = 0; w < copies_made.size(); ++w) {
+        const int raw = copies_made[w].get();
+        set.all_fds.push_back(raw);
+        if (copies) {
+          set.per_worker[w].push_back(DescribeListener(raw, false));
+        } else {
+          for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, false));
+        }
+        set.owned.push_back(std::move(copies_made[w]));
+      }
+      if (!copies_made.empty()) ++made;
+    }
+  }
+  if (made > 0) set.descriptions.push_back(StrCat(made, " exact-address listener(s)"));
+  return set;
+}
+
+absl::Status StartListening(const ListenerSet& set, int backlog) {
+  for (int fd : set.all_fds) {
+    if (::listen(fd, backlog) != 0) return absl::ErrnoToStatus(errno, StrCat("listen on fd ", fd));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sbx

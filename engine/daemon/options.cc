@@ -1,0 +1,350 @@
+#include "engine/daemon/options.h"
+
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <climits>
+
+#include "absl/status/status.h"
+#include "engine/core/numbers.h"
+#include "engine/core/str_cat.h"
+
+namespace sbx {
+namespace {
+
+enum LongOnly {
+  kListen = 1000, kThreads, kIo, kDispatchTimeout, kStatsInterval, kExactListeners,
+  kCheckConfig, kTestRoute, kHelp, kVersion,
+};
+
+const option kLongOptions[] = {
+    {"config", required_argument, nullptr, 'f'},
+    {"address", required_argument, nullptr, 'l'},
+    {"port", required_argument, nullptr, 'p'},
+    {"transparent", no_argument, nullptr, 't'},
+    {"freebind", no_argument, nullptr, 'F'},
+    {"no-reuseaddr", no_argument, nullptr, 'R'},
+    {"reuseport", no_argument, nullptr, 'r'},
+    {"socket-fd", required_argument, nullptr, 's'},
+    {"exec", no_argument, nullptr, 'e'},
+    {"user", required_argument, nullptr, 'u'},
+    {"group", required_argument, nullptr, 'g'},
+    {"groups", required_argument, nullptr, 'G'},
+    {"keep-groups", no_argument, nullptr, 'k'},
+    {"daemon", no_argument, nullptr, 'd'},
+    {"chroot", required_argument, nullptr, 'x'},
+    {"send-to", required_argument, nullptr, 'S'},
+    {"send-fd", required_argument, nullptr, 'i'},
+    {"backlog", required_argument, nullptr, 'b'},
+    {"clear-transparent", no_argument, nullptr, 'z'},
+    {"register", required_argument, nullptr, 'P'},
+    {"substitute", no_argument, nullptr, 'U'},
+    {"listen", required_argument, nullptr, kListen},
+    {"threads", required_argument, nullptr, kThreads},
+    {"io", required_argument, nullptr, kIo},
+    {"dispatch-timeout", required_argument, nullptr, kDispatchTimeout},
+    {"stats-interval", required_argument, nullptr, kStatsInterval},
+    {"exact-listeners", required_argument, nullptr, kExactListeners},
+    {"check-config", no_argument, nullptr, kCheckConfig},
+    {"test-route", no_argument, nullptr, kTestRoute},
+    {"help", no_argument, nullptr, kHelp},
+    {"version", no_argument, nullptr, kVersion},
+    {nullptr, 0, nullptr, 0},
+};
+
+absl::Status Bad(std::string_view option, std::string_view value, std::string_view why) {
+  return absl::InvalidArgumentError(StrCat("option ", option, " '", value, "': ", why));
+}
+
+bool AllDigits(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+absl::StatusOr<gid_t> ResolveGroup(std::string_view option, const std::string& name) {
+  if (AllDigits(name)) {
+    auto n = ParseDecimal(name, 0, UINT32_MAX - 1);
+    if (!n) return Bad(option, name, "not a valid group id");
+    return static_cast<gid_t>(*n);
+  }
+  const group* g = ::getgrnam(name.c_str());
+  if (g == nullptr) return Bad(option, name, "no such group");
+  return g->gr_gid;
+}
+
+absl::StatusOr<int> ParseNumber(std::string_view option, const char* value, int min, int max) {
+  auto n = ParseDecimal(value, static_cast<uint64_t>(min), static_cast<uint64_t>(max));
+  if (!n) return Bad(option, value, StrCat("must be a number from ", min, " to ", max));
+  return static_cast<int>(*n);
+}
+
+// -l takes IPv6 text with an optional %scope, or IPv4 text (the original
+// took IPv6 syntax only, ::ffff:a.b.c.d for IPv4).
+absl::Status ParseListenAddress(const char* value, SocketAddress* out) {
+  std::string_view text = value;
+  uint32_t scope = 0;
+  if (const size_t pct = text.find('%'); pct != std::string_view::npos) {
+    auto parsed = ParseHostPort(StrCat("[", text, "]:0"));
+    if (!parsed) return Bad("-l", value, "invalid IP address or scope");
+    scope = parsed->scope_id;
+    text = text.substr(0, pct);
+  }
+  if (auto ip = ParseIp6(text)) {
+    out->family = AF_INET6;
+    out->ip = *ip;
+    out->scope_id = scope;
+    return absl::OkStatus();
+  }
+  if (auto ip = ParseIp6(text, /*allow_ipv4=*/true); ip && scope == 0) {
+    out->family = AF_INET;
+    out->ip = *ip;
+    return absl::OkStatus();
+  }
+  return Bad("-l", value, "invalid IP address");
+}
+
+absl::Status ApplyUser(const char* value, Options* o) {
+  o->user_label = value;
+  if (AllDigits(value)) {
+    auto n = ParseDecimal(value, 0, UINT32_MAX - 1);
+    if (!n) return Bad("-u", value, "not a valid user id");
+    o->uid = static_cast<uid_t>(*n);
+    return absl::OkStatus();
+  }
+  const passwd* pw = ::getpwnam(value);
+  if (pw == nullptr) return Bad("-u", value, "no such user");
+  o->uid = pw->pw_uid;
+  // A name also brings its primary group unless -g chose one (any order).
+  if (!o->gid) o->gid = pw->pw_gid;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyGroups(const char* value, Options* o) {
+  std::vector<gid_t> groups;
+  std::string_view rest = value;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string name(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+    if (name.empty()) continue;
+    auto gid = ResolveGroup("-G", name);
+    if (!gid.ok()) return gid.status();
+    groups.push_back(*gid);
+  }
+  if (groups.size() > static_cast<size_t>(NGROUPS_MAX)) return Bad("-G", value, "too many groups");
+  o->groups = std::move(groups);
+  return absl::OkStatus();
+}
+
+absl::Status Apply(int opt, const char* arg, Options* o, bool* g_given) {
+  switch (opt) {
+    case 'f': o->config_path = arg; return absl::OkStatus();
+    case 'l':
+      o->address_given = true;
+      return ParseListenAddress(arg, &o->address);
+    case 'p': {
+      auto port = ParsePort(arg);
+      if (!port) return Bad("-p", arg, "must be a port number from 0 to 65535");
+      o->address.port = *port;
+      o->address_given = true;
+      return absl::OkStatus();
+    }
+    case 't': o->transparent = true; return absl::OkStatus();
+    case 'F': o->freebind = true; return absl::OkStatus();
+    case 'R': o->reuseaddr = false; return absl::OkStatus();
+    case 'r': o->reuseport = true; return absl::OkStatus();
+    case 's': {
+      auto fd = ParseNumber("-s", arg, 0, INT_MAX);
+      if (!fd.ok()) return fd.status();
+      o->inherited_fd = *fd;
+      return absl::OkStatus();
+    }
+    case 'e': o->exec_mode = true; return absl::OkStatus();
+    case 'u': return ApplyUser(arg, o);
+    case 'g': {
+      auto gid = ResolveGroup("-g", arg);
+      if (!gid.ok()) return gid.status();
+      o->gid = *gid;
+      *g_given = true;
+      return absl::OkStatus();
+    }
+    case 'G': return ApplyGroups(arg, o);
+    case 'k': o->keep_groups = true; return absl::OkStatus();
+    case 'd': o->daemonize = true; return absl::OkStatus();
+    case 'x': o->chroot_dir = arg; return absl::OkStatus();
+    case 'S':
+      if (std::string_view(arg).empty() || std::string_view(arg).size() > 107) {
+        return Bad("-S", arg, "a Unix socket path of 1 to 107 bytes");
+      }
+      o->forced_path = arg;
+      o->forced_fd.reset();  // the last of -S / -i wins, as in the original
+      return absl::OkStatus();
+    case 'i': {
+      auto fd = ParseNumber("-i", arg, 0, INT_MAX);
+      if (!fd.ok()) return fd.status();
+      o->forced_fd = *fd;
+      o->forced_path.reset();
+      return absl::OkStatus();
+    }
+    case 'b': {
+      auto backlog = ParseNumber("-b", arg, 1, INT_MAX);
+      if (!backlog.ok()) return backlog.status();
+      o->backlog = *backlog;
+      return absl::OkStatus();
+    }
+    case 'z': o->clear_transparent = true; return absl::OkStatus();
+    case 'P': {
+      std::string_view text = arg;
+      const size_t colon = text.find(':');
+      auto group = colon == std::string_view::npos ? std::nullopt
+                                                   : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
+      if (!group || colon + 1 >= text.size() || text.size() - colon - 1 > 107) {
+        return Bad("-P", arg, "expected GROUP:PATH (a number, a colon, a socket path)");
+      }
+      o->registration = Options::Registration{static_cast<uint32_t>(*group),
+                                              std::string(text.substr(colon + 1))};
+      return absl::OkStatus();
+    }
+    case 'U': o->substitute = true; return absl::OkStatus();
+    case kListen: {
+      auto address = ParseHostPort(arg);
+      if (!address) return Bad("--listen", arg, "expected [IPV6]:PORT or IPV4:PORT");
+      o->listen.push_back(*address);
+      return absl::OkStatus();
+    }
+    case kThreads: {
+      auto n = ParseNumber("--threads", arg, 1, 256);
+      if (!n.ok()) return n.status();
+      o->threads = *n;
+      return absl::OkStatus();
+    }
+    case kIo:
+      if (std::string_view(arg) == "uring") {
+        o->io = IoMode::kUring;
+      } else if (std::string_view(arg) == "sync") {
+        o->io = IoMode::kSync;
+      } else {
+        return Bad("--io", arg, "expected uring or sync");
+      }
+      return absl::OkStatus();
+    case kDispatchTimeout: {
+      auto n = ParseNumber("--dispatch-timeout", arg, 0, 3600000);
+      if (!n.ok()) return n.status();
+      o->dispatch_timeout_ms = *n;
+      return absl::OkStatus();
+    }
+    case kStatsInterval: {
+      auto n = ParseNumber("--stats-interval", arg, 0, 86400);
+      if (!n.ok()) return n.status();
+      o->stats_interval_s = *n;
+      return absl::OkStatus();
+    }
+    case kExactListeners: {
+      auto n = ParseNumber("--exact-listeners", arg, 0, 4096);
+      if (!n.ok()) return n.status();
+      o->exact_listeners = *n;
+      return absl::OkStatus();
+    }
+    case kCheckConfig: o->mode = RunMode::kCheckConfig; return absl::OkStatus();
+    case kTestRoute: o->mode = RunMode::kTestRoute; return absl::OkStatus();
+    case kHelp: o->mode = RunMode::kHelp; return absl::OkStatus();
+    case kVersion: o->mode = RunMode::kVersion; return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("unknown option (see --help)");
+}
+
+}  // namespace
+
+absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
+  Options o;
+  bool g_given = false;
+  optind = 1;
+  opterr = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "+:f:l:p:tFRrs:eu:g:G:kdx:S:i:b:zP:U", kLongOptions,
+                            nullptr)) != -1) {
+    if (opt == '?') {
+      return absl::InvalidArgumentError(
+          optopt != 0 ? StrCat("unknown option -", static_cast<char>(optopt), " (see --help)")
+                      : StrCat("unknown option '", argv[optind - 1], "' (see --help)"));
+    }
+    if (opt == ':') {
+      return absl::InvalidArgumentError(StrCat("option '", argv[optind - 1], "' needs a value"));
+    }
+    absl::Status status = Apply(opt, optarg, &o, &g_given);
+    if (!status.ok()) return status;
+  }
+  for (int i = optind; i < argc; ++i) o.exec_argv.emplace_back(argv[i]);
+
+  if (o.exec_mode && o.exec_argv.empty()) {
+    return absl::InvalidArgumentError("-e needs a program to run after the options");
+  }
+  if (!o.exec_mode && !o.exec_argv.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat("unexpected argument '", o.exec_argv[0], "' (only -e takes a program)"));
+  }
+  // The original kept gid 0 and root's groups after a numeric -u; a number
+  // without a passwd entry must come with -g.
+  if (o.uid && !o.gid) {
+    if (const passwd* pw = ::getpwuid(*o.uid)) {
+      o.gid = pw->pw_gid;
+    } else {
+      return absl::InvalidArgumentError(StrCat("option -u '", o.user_label,
+                                               "': uid has no passwd entry; give -g GROUP too"));
+    }
+  }
+  (void)g_given;
+  if (o.registration && (o.inherited_fd >= 0 || o.exec_mode)) {
+    return absl::InvalidArgumentError("-P receives sockets; it cannot be combined with -s or -e");
+  }
+  return o;
+}
+
+std::string UsageText() {
+  return R"(usage: socketbox [options]                       accept and dispatch (the daemon)
+       socketbox -f FILE [-U] --check-config           check a configuration: OK or errors
+       socketbox -f FILE [-U] --test-route < tuples    print where connections would go
+       socketbox [options] -e PROGRAM [ARGS...]        bind, drop privileges, exec PROGRAM
+
+Options of the original socketbox (same meaning and defaults):
+  -f, --config FILE        configuration file (/etc/socketbox.conf)
+  -l, --address ADDR       listen address: IPv6 (with %scope) or IPv4 (default ::)
+  -p, --port N             listen port (80)
+  -t, --transparent        IPV6_TRANSPARENT on the listener (TPROXY)
+  -F, --freebind           IPV6_FREEBIND on the listener
+  -R, --no-reuseaddr       do not set SO_REUSEADDR
+  -r, --reuseport          set SO_REUSEPORT
+  -s, --socket-fd FD       use inherited socket FD (listen() is still called)
+  -e, --exec               exec mode: set SKBOX_LISTEN_FD and exec the arguments
+  -u, --user USER          run as USER (name or uid; a name also sets its group)
+  -g, --group GROUP        run as GROUP (name or gid)
+  -G, --groups LIST        supplementary groups (comma list)
+  -k, --keep-groups        keep the current supplementary groups
+  -d, --daemon             daemonize
+  -x, --chroot DIR         chroot to DIR
+  -S, --send-to PATH       send every connection to this datagram socket (no config)
+  -i, --send-fd FD         send every connection over inherited FD (no config)
+  -b, --backlog N          listen backlog (4096)
+  -z, --clear-transparent  clear IPV6_TRANSPARENT on accepted sockets
+  -P, --register N:PATH    registration mode: receive sockets as group N from PATH
+  -U, --substitute         #//0_ .. #//7_ and #//P_ substitution in socket paths
+
+Options of this implementation:
+      --listen [ADDR]:PORT     another listener (repeatable; IPv4 as A.B.C.D:PORT)
+      --threads N              worker threads, one ring each (default: CPU count)
+      --io uring|sync          io_uring fast path (default) or a plain accept loop
+      --dispatch-timeout MS    how long a connection may wait for a full or
+                               restarting backend before it is closed (2000)
+      --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
+      --exact-listeners N      at most N extra listeners for addresses named exactly
+                               in the configuration (64; 0 disables)
+      --check-config, --test-route, --help, --version
+
+Signals: SIGHUP reloads the configuration (a bad file keeps the old one),
+SIGUSR1 prints counters, SIGTERM/SIGINT stop accepting, finish in-flight
+dispatches and exit 0.
+)";
+}
+
+}  // namespace sbx

@@ -1,0 +1,88 @@
+#include "engine/daemon/stats.h"
+
+#include "engine/core/str_cat.h"
+
+namespace sbx {
+namespace {
+
+uint64_t Load(const Counter& c) { return c.load(std::memory_order_relaxed); }
+
+void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts) {
+  auto sum = [&](auto field) {
+    uint64_t total = 0;
+    for (const WorkerStats* w : parts) total += Load(w->*field);
+    return total;
+  };
+  StrAppend(out, " accepted=", sum(&WorkerStats::accepted), " dispatched=",
+            sum(&WorkerStats::dispatched));
+  uint64_t dropped_total = 0;
+  std::string reasons;
+  for (int r = 0; r < static_cast<int>(DropReason::kCount); ++r) {
+    uint64_t n = 0;
+    for (const WorkerStats* w : parts) n += Load(w->dropped[r]);
+    dropped_total += n;
+    StrAppend(&reasons, " dropped.", DropReasonName(static_cast<DropReason>(r)), "=", n);
+  }
+  StrAppend(out, " dropped=", dropped_total, reasons, " accept_errors=",
+            sum(&WorkerStats::accept_errors), " accept_pauses=", sum(&WorkerStats::accept_pauses),
+            " getsockname=", sum(&WorkerStats::getsockname_calls), " getpeername=",
+            sum(&WorkerStats::getpeername_calls), " uring_enter=",
+            sum(&WorkerStats::uring_enters), " close_errors=", sum(&WorkerStats::close_errors));
+}
+
+}  // namespace
+
+const char* DropReasonName(DropReason reason) {
+  switch (reason) {
+    case DropReason::kNoDecision: return "no_decision";
+    case DropReason::kFail: return "fail";
+    case DropReason::kBackendDown: return "backend_down";
+    case DropReason::kTimeout: return "timeout";
+    case DropReason::kSendError: return "send_error";
+    case DropReason::kOverload: return "overload";
+    case DropReason::kSocketError: return "socket_error";
+    case DropReason::kShutdown: return "shutdown";
+    case DropReason::kCount: break;
+  }
+  return "?";
+}
+
+uint64_t WorkerStats::TotalDropped() const {
+  uint64_t total = 0;
+  for (const Counter& c : dropped) total += Load(c);
+  return total;
+}
+
+StatsRegistry::StatsRegistry(int workers) {
+  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<WorkerStats>());
+}
+
+Counter* StatsRegistry::BackendCounter(std::string_view backend) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = backends_.find(backend);
+  if (it == backends_.end()) {
+    it = backends_.emplace(std::string(backend), std::make_unique<Counter>(0)).first;
+  }
+  return it->second.get();
+}
+
+std::string StatsRegistry::Format() const {
+  std::string out;
+  std::vector<const WorkerStats*> all;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    StrAppend(&out, "stats worker=", i);
+    AppendWorker(&out, {workers_[i].get()});
+    out += '\n';
+    all.push_back(workers_[i].get());
+  }
+  out += "stats total";
+  AppendWorker(&out, all);
+  out += '\n';
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [path, counter] : backends_) {
+    StrAppend(&out, "stats backend ", path, " delivered=", Load(*counter), "\n");
+  }
+  return out;
+}
+
+}  // namespace sbx

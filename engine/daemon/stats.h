@@ -1,0 +1,78 @@
+// Counters: every connection is either delivered to a backend or closed and
+// counted under a reason. Each worker writes its own counters (relaxed
+// atomics, no sharing on the hot path); the main thread reads and prints
+// them on SIGUSR1, every --stats-interval seconds, and at exit.
+#ifndef SBX_ENGINE_DAEMON_STATS_H_
+#define SBX_ENGINE_DAEMON_STATS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sbx {
+
+enum class DropReason : int {
+  kNoDecision,      // jump to a missing set, or the step limit
+  kFail,            // the configuration said fail
+  kBackendDown,     // backend missing or refusing until the deadline
+  kTimeout,         // backend queue stayed full until the deadline
+  kSendError,       // any other send error
+  kOverload,        // no dispatch slot free (accepts pause before this)
+  kSocketError,     // getsockname/getpeername/-z setsockopt failed
+  kShutdown,        // still waiting for a backend when the daemon stopped
+  kCount,
+};
+
+const char* DropReasonName(DropReason reason);
+
+using Counter = std::atomic<uint64_t>;
+
+struct WorkerStats {
+  Counter accepted{0};
+  Counter dispatched{0};
+  std::array<Counter, static_cast<int>(DropReason::kCount)> dropped{};
+  Counter accept_errors{0};  // transient accept errors, counted and survived
+  Counter accept_pauses{0};  // EMFILE/ENFILE/ENOMEM/ENOBUFS or no free slots
+  Counter getsockname_calls{0};
+  Counter getpeername_calls{0};
+  Counter uring_enters{0};   // io_uring_enter calls (submit and wait)
+  Counter close_errors{0};
+
+  void Drop(DropReason reason) { dropped[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t TotalDropped() const;
+};
+
+inline void Bump(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+
+// Counters shared by all workers: per-worker blocks and per-backend
+// delivery counts (by configured path, before -U substitution).
+class StatsRegistry {
+ public:
+  explicit StatsRegistry(int workers);
+
+  WorkerStats& worker(int i) { return *workers_[i]; }
+  int worker_count() const { return static_cast<int>(workers_.size()); }
+
+  // A stable counter for `backend`; created on first use (mutex, not hot).
+  Counter* BackendCounter(std::string_view backend);
+
+  // "stats worker=N accepted=... dropped.fail=..." lines, one per worker,
+  // then "stats total ..." and "stats backend PATH delivered=N" lines.
+  std::string Format() const;
+
+ private:
+  std::vector<std::unique_ptr<WorkerStats>> workers_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Counter>, std::less<>> backends_;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_STATS_H_

@@ -1,0 +1,170 @@
+#include "engine/daemon/sync_worker.h"
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "engine/core/fd_passing.h"
+#include "engine/sys/socket_ops.h"
+
+namespace sbx {
+namespace {
+
+uint64_t NowNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool IsBackendGone(int err) {
+  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
+         err == EPIPE || err == EDESTADDRREQ;
+}
+
+}  // namespace
+
+SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
+                       StatsRegistry* stats)
+    : options_(options),
+      setup_(std::move(setup)),
+      control_(control),
+      stats_(&stats->worker(setup_.index)),
+      backends_(stats, 1024),
+      router_(options, stats_, &backends_) {}
+
+void SyncWorker::Run() {
+  router_.SetTable(control_->Current());
+  seen_generation_ = control_->generation();
+  std::vector<pollfd> fds;
+  fds.push_back({control_->wake_fd(setup_.index), POLLIN, 0});
+  if (setup_.registration_fd >= 0) {
+    fds.push_back({setup_.registration_fd, POLLIN, 0});
+  }
+  for (const ListenerInfo& l : setup_.listeners) fds.push_back({l.fd, POLLIN, 0});
+  while (!control_->stopping()) {
+    if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) {
+      uint64_t value;
+      (void)!::read(fds[0].fd, &value, sizeof(value));
+    }
+    if (control_->generation() != seen_generation_) {
+      seen_generation_ = control_->generation();
+      router_.SetTable(control_->Current());
+    }
+    if (control_->stopping()) break;
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      if (fds[i].fd == setup_.registration_fd) {
+        ReceiveRegistered();
+      } else {
+        AcceptAll(setup_.listeners[i - 1 - (setup_.registration_fd >= 0 ? 1 : 0)]);
+      }
+    }
+    graveyard_.clear();
+  }
+}
+
+void SyncWorker::AcceptAll(const ListenerInfo& listener) {
+  const bool want_remote = router_.needs_remote();
+  for (int n = 0; n < 64; ++n) {  // bounded, so no listener starves another
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    const int fd = ::accept4(listener.fd, want_remote ? reinterpret_cast<sockaddr*>(&ss) : nullptr,
+                             want_remote ? &len : nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+        Bump(stats_->accept_pauses);
+        ::usleep(100'000);
+      } else {
+        Bump(stats_->accept_errors);
+      }
+      return;
+    }
+    auto remote = want_remote ? SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len)
+                              : std::nullopt;
+    Deliver(fd, &listener, remote ? &*remote : nullptr);
+  }
+}
+
+void SyncWorker::ReceiveRegistered() {
+  auto fd = ReceiveFd(setup_.registration_fd, {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
+  if (fd.ok()) {
+    Deliver(fd->Release(), nullptr, nullptr);
+    return;
+  }
+  if (fd.error() == EAGAIN || fd.error() == EINTR) return;
+  if (fd.error() == ENOLINK) {
+    std::fprintf(stderr, "socketbox: registration server went away; exiting\n");
+    control_->RequestExit(0);
+  } else {
+    std::fprintf(stderr, "socketbox: receiving from the registration server: %s; exiting\n",
+                 std::strerror(fd.error()));
+    control_->RequestExit(1);
+  }
+  control_->RequestStop();
+}
+
+void SyncWorker::Deliver(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
+  Bump(stats_->accepted);
+  UniqueFd conn(fd);
+  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
+    stats_->Drop(DropReason::kSocketError);
+    return;
+  }
+  DropReason reason = DropReason::kNoDecision;
+  Backend* backend = router_.Route(fd, listener, remote, NowNs(), &reason);
+  if (backend == nullptr) {
+    stats_->Drop(reason);
+    return;
+  }
+  if (Send(fd, backend)) {
+    Bump(stats_->dispatched);
+    Bump(*backend->delivered);
+  }
+}
+
+bool SyncWorker::Send(int fd, Backend* b) {
+  const uint64_t deadline = NowNs() + static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
+  while (true) {
+    const uint64_t now = NowNs();
+    if (b->down && !backends_.TryReconnect(b, now)) {
+      if (now >= deadline) {
+        stats_->Drop(DropReason::kBackendDown);
+        return false;
+      }
+      ::usleep(static_cast<useconds_t>(std::min<uint64_t>(b->retry_at_ns > now ? b->retry_at_ns - now : 0,
+                                                          deadline - now) / 1000 + 1));
+      continue;
+    }
+    SysStatus sent = SendFd(b->fd(), fd, MSG_DONTWAIT);
+    if (sent.ok()) return true;
+    const int err = sent.error();
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      if (now >= deadline) {
+        stats_->Drop(DropReason::kTimeout);
+        return false;
+      }
+      pollfd p{b->fd(), POLLOUT, 0};
+      ::poll(&p, 1, static_cast<int>((deadline - now) / 1'000'000) + 1);
+      continue;
+    }
+    if (b->reconnectable() && IsBackendGone(err)) {
+      backends_.MarkDown(b, err, now, &graveyard_);
+      graveyard_.clear();
+      continue;
+    }
+    stats_->Drop(DropReason::kSendError);
+    backends_.LogTrouble(b, "send failed", now);
+    if (options_.forced_fd && err == EPIPE) control_->RequestExit(11);
+    return false;
+  }
+}
+
+}  // namespace sbx

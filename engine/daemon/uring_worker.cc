@@ -1,0 +1,544 @@
+#include "engine/daemon/uring_worker.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "engine/core/str_cat.h"
+#include "engine/sys/socket_ops.h"
+
+namespace sbx {
+namespace {
+
+constexpr uint32_t kSlotCount = 16384;
+constexpr uint32_t kSlotsLowWater = 1024;    // pause accepting below this many free
+constexpr uint32_t kSlotsHighWater = 8192;   // resume above
+constexpr uint32_t kAcceptsWithAddress = 16; // single-shot accepts per listener
+constexpr uint64_t kResourcePauseNs = 100'000'000;
+constexpr uint64_t kIdleWakeNs = 1'000'000'000;
+constexpr size_t kMaxSubstitutedBackends = 1024;
+constexpr size_t kRecvControlFds = 16;
+
+enum Op : uint8_t { kAccept = 1, kAcceptOne, kSend, kTimeout, kClose, kWake, kRecv, kCancel };
+
+uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) {
+  return static_cast<uint64_t>(op) << 56 | static_cast<uint64_t>(sub & 0xffffff) << 32 | index;
+}
+Op TagOp(uint64_t data) { return static_cast<Op>(data >> 56); }
+uint32_t TagIndex(uint64_t data) { return static_cast<uint32_t>(data); }
+uint32_t TagSub(uint64_t data) { return static_cast<uint32_t>(data >> 32) & 0xffffff; }
+
+uint64_t NowNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+__kernel_timespec ToTimespec(uint64_t ns) {
+  return {static_cast<long long>(ns / 1'000'000'000), static_cast<long long>(ns % 1'000'000'000)};
+}
+
+bool IsResourceError(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
+}
+
+bool IsBackendGone(int err) {
+  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
+         err == EPIPE || err == EDESTADDRREQ;
+}
+
+}  // namespace
+
+struct UringWorker::Slot {
+  FdMessage message;
+  __kernel_timespec timeout{};
+  int conn_fd = -1;
+  Backend* backend = nullptr;
+  uint64_t deadline_ns = 0;
+  uint8_t pending = 0;  // completions still to come for this slot
+  enum class State : uint8_t { kFree, kSending, kWaiting, kDone } state = State::kFree;
+};
+
+struct UringWorker::Listener {
+  ListenerInfo info;
+  uint32_t index = 0;  // in listeners_, named by user_data
+  bool with_address = false;  // the armed mode: single-shot accepts with address
+  int armed = 0;
+  uint64_t resume_at_ns = 0;
+  struct AddressSlot {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(sockaddr_storage);
+  };
+  std::unique_ptr<AddressSlot[]> addresses;
+};
+
+struct UringWorker::RecvState {
+  msghdr hdr{};
+  iovec iov{};
+  unsigned char payload[16]{};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kRecvControlFds * sizeof(int))]{};
+  bool armed = false;
+};
+
+UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* control,
+                         StatsRegistry* stats)
+    : options_(options),
+      setup_(std::move(setup)),
+      control_(control),
+      stats_(&stats->worker(setup_.index)),
+      backends_(stats, kMaxSubstitutedBackends),
+      router_(options, stats_, &backends_),
+      timeout_ns_(static_cast<uint64_t>(options.dispatch_timeout_ms) * 1'000'000) {}
+
+UringWorker::~UringWorker() {
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+}
+
+absl::Status UringWorker::Init() {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+  params.cq_entries = 4 * kSlotCount;
+  const int err = io_uring_queue_init_params(4096, &ring_, &params);
+  if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
+  ring_ready_ = true;
+  slots_ = std::make_unique<Slot[]>(kSlotCount);
+  free_slots_.reserve(kSlotCount);
+  for (uint32_t i = kSlotCount; i > 0; --i) free_slots_.push_back(i - 1);
+  for (const ListenerInfo& info : setup_.listeners) {
+    auto l = std::make_unique<Listener>();
+    l->info = info;
+    l->index = static_cast<uint32_t>(listeners_.size());
+    l->addresses = std::make_unique<Listener::AddressSlot[]>(kAcceptsWithAddress);
+    listeners_.push_back(std::move(l));
+  }
+  if (setup_.registration_fd >= 0) recv_ = std::make_unique<RecvState>();
+  return absl::OkStatus();
+}
+
+io_uring_sqe* UringWorker::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    // The submission queue is full: hand it to the kernel and go on.
+    Bump(stats_->uring_enters);
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void UringWorker::EnsureSqSpace(unsigned n) {
+  if (io_uring_sq_space_left(&ring_) < n) {
+    Bump(stats_->uring_enters);
+    io_uring_submit(&ring_);
+  }
+}
+
+uint32_t UringWorker::AllocSlot() {
+  if (free_slots_.empty()) return UINT32_MAX;
+  const uint32_t i = free_slots_.back();
+  free_slots_.pop_back();
+  return i;
+}
+
+void UringWorker::MaybeFree(uint32_t i) {
+  Slot& s = slots_[i];
+  if (s.state != Slot::State::kDone || s.pending != 0) return;
+  s.state = Slot::State::kFree;
+  s.backend = nullptr;
+  free_slots_.push_back(i);
+}
+
+void UringWorker::Run() {
+  router_.SetTable(control_->Current());
+  seen_generation_ = control_->generation();
+  ArmWake();
+  if (recv_) {
+    ArmRegistration();
+  } else {
+    for (auto& l : listeners_) Arm(*l);
+  }
+  while (true) {
+    CheckControl();
+    if (stopping_ && Drained()) break;
+    const uint64_t now = NowNs();
+    __kernel_timespec ts = ToTimespec(NextTimer(now) - now);
+    io_uring_cqe* cqe = nullptr;
+    Bump(stats_->uring_enters);
+    const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      // The ring itself failed: nothing this worker submits can work.
+      std::fprintf(stderr, "socketbox: worker %d: io_uring_enter: %s; stopping the daemon\n",
+                   setup_.index, std::strerror(-rc));
+      control_->RequestExit(1);
+      return;
+    }
+    graveyard_.clear();  // every SQE that could name these fds is submitted
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      Handle(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    RunTimers(NowNs());
+  }
+  // Anything still queued for submission (closes) goes out before the ring does.
+  io_uring_submit(&ring_);
+}
+
+void UringWorker::Handle(const io_uring_cqe* cqe) {
+  const uint64_t data = cqe->user_data;
+  switch (TagOp(data)) {
+    case kAccept:
+    case kAcceptOne:
+      OnAccept(*listeners_[TagIndex(data)], TagSub(data), cqe, TagOp(data) == kAccept);
+      break;
+    case kSend:
+      --slots_[TagIndex(data)].pending;
+      OnSendResult(TagIndex(data), cqe->res);
+      break;
+    case kTimeout:
+      --slots_[TagIndex(data)].pending;
+      MaybeFree(TagIndex(data));
+      break;
+    case kClose:
+      if (cqe->res < 0) Bump(stats_->close_errors);
+      break;
+    case kWake:
+      ArmWake();
+      break;
+    case kRecv:
+      recv_->armed = false;
+      --armed_requests_;
+      OnRegistrationMessage(cqe->res);
+      break;
+    case kCancel:
+      break;
+  }
+}
+
+void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe* cqe,
+                           bool multishot) {
+  const bool still_armed = multishot && (cqe->flags & IORING_CQE_F_MORE) != 0;
+  if (!still_armed) {
+    --l.armed;
+    --armed_requests_;
+  }
+  if (cqe->res >= 0) {
+    SocketAddress remote;
+    const SocketAddress* remote_ptr = nullptr;
+    if (!multishot) {
+      const auto& a = l.addresses[accept_slot];
+      if (auto parsed = SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&a.addr), a.len)) {
+        remote = *parsed;
+        remote_ptr = &remote;
+      }
+    }
+    OnConnection(cqe->res, &l.info, remote_ptr);
+  } else if (cqe->res != -ECANCELED) {
+    const int err = -cqe->res;
+    if (IsResourceError(err)) {
+      Bump(stats_->accept_pauses);
+      l.resume_at_ns = NowNs() + kResourcePauseNs;
+    } else {
+      Bump(stats_->accept_errors);
+    }
+  }
+  // Single-shot accepts with an address come back one at a time: re-arm
+  // this one at once unless paused, stopping, or the mode changed.
+  if (!multishot && !still_armed && !stopping_ && !slots_paused_ && l.with_address &&
+      router_.needs_remote() && NowNs() >= l.resume_at_ns) {
+    ArmOneAccept(l, accept_slot);
+  }
+}
+
+void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
+  Bump(stats_->accepted);
+  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
+    stats_->Drop(DropReason::kSocketError);
+    CloseFd(fd);
+    return;
+  }
+  DropReason reason = DropReason::kNoDecision;
+  Backend* backend = router_.Route(fd, listener, remote, NowNs(), &reason);
+  if (backend == nullptr) {
+    stats_->Drop(reason);
+    CloseFd(fd);
+    return;
+  }
+  Dispatch(fd, backend);
+}
+
+void UringWorker::Dispatch(int fd, Backend* backend) {
+  const uint32_t i = AllocSlot();
+  if (i == UINT32_MAX) {
+    stats_->Drop(DropReason::kOverload);
+    CloseFd(fd);
+    return;
+  }
+  if (!slots_paused_ && free_slots_.size() < kSlotsLowWater) {
+    // Let the kernel's backlog hold new connections until slots free up.
+    slots_paused_ = true;
+    Bump(stats_->accept_pauses);
+    CancelAccepts();
+  }
+  Slot& s = slots_[i];
+  s.conn_fd = fd;
+  s.backend = backend;
+  s.deadline_ns = NowNs() + timeout_ns_;
+  if (backend->down && !backends_.TryReconnect(backend, NowNs())) {
+    Wait(i);
+    return;
+  }
+  SubmitSend(i);
+}
+
+void UringWorker::SubmitSend(uint32_t i) {
+  Slot& s = slots_[i];
+  Backend* b = s.backend;
+  const bool with_deadline = timeout_ns_ > 0;
+  EnsureSqSpace(with_deadline ? 2 : 1);  // a link must not straddle two submissions
+  s.message.Prepare(s.conn_fd);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_sendmsg(sqe, b->fd(), &s.message.hdr, MSG_NOSIGNAL | (with_deadline ? 0 : MSG_DONTWAIT));
+  io_uring_sqe_set_data64(sqe, Tag(kSend, i));
+  s.pending = static_cast<uint8_t>(s.pending + 1);
+  if (with_deadline) {
+    sqe->flags |= IOSQE_IO_LINK;
+    const uint64_t now = NowNs();
+    s.timeout = ToTimespec(s.deadline_ns > now ? s.deadline_ns - now : 1);
+    io_uring_sqe* t = GetSqe();
+    io_uring_prep_link_timeout(t, &s.timeout, 0);
+    io_uring_sqe_set_data64(t, Tag(kTimeout, i));
+    s.pending = static_cast<uint8_t>(s.pending + 1);
+  }
+  s.state = Slot::State::kSending;
+  ++b->in_flight;
+}
+
+void UringWorker::Wait(uint32_t i) {
+  Slot& s = slots_[i];
+  s.state = Slot::State::kWaiting;
+  s.backend->waiting.push_back(i);
+  if (std::find(troubled_.begin(), troubled_.end(), s.backend) == troubled_.end()) {
+    troubled_.push_back(s.backend);
+  }
+}
+
+void UringWorker::OnSendResult(uint32_t i, int res) {
+  Slot& s = slots_[i];
+  Backend* b = s.backend;
+  --b->in_flight;
+  if (res >= 0) {
+    Bump(stats_->dispatched);
+    Bump(*b->delivered);
+    CloseConnection(i);
+    return;
+  }
+  const int err = -res;
+  if (err == ECANCELED || err == EAGAIN) {  // deadline passed with the queue still full
+    stats_->Drop(DropReason::kTimeout);
+    CloseConnection(i);
+    return;
+  }
+  if (b->reconnectable() && IsBackendGone(err)) {
+    const uint64_t now = NowNs();
+    backends_.MarkDown(b, err, now, &graveyard_);
+    if (now < s.deadline_ns) {
+      Wait(i);
+      return;
+    }
+    stats_->Drop(DropReason::kBackendDown);
+    CloseConnection(i);
+    return;
+  }
+  stats_->Drop(DropReason::kSendError);
+  backends_.LogTrouble(b, StrCat("send failed (", std::strerror(err), ")").c_str(), NowNs());
+  CloseConnection(i);
+  if (options_.forced_fd && err == EPIPE) {
+    // The original exits 11 when the -i peer is gone; nothing more can be delivered.
+    control_->RequestExit(11);
+  }
+}
+
+void UringWorker::CloseConnection(uint32_t i) {
+  Slot& s = slots_[i];
+  CloseFd(s.conn_fd);
+  s.conn_fd = -1;
+  s.state = Slot::State::kDone;
+  MaybeFree(i);
+}
+
+void UringWorker::CloseFd(int fd) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_close(sqe, fd);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(sqe, Tag(kClose, 0));
+}
+
+void UringWorker::Arm(Listener& l) {
+  if (l.armed > 0) return;
+  l.with_address = router_.needs_remote();
+  if (l.with_address) {
+    for (uint32_t k = 0; k < kAcceptsWithAddress; ++k) ArmOneAccept(l, k);
+    return;
+  }
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_multishot_accept(sqe, l.info.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Tag(kAccept, l.index));
+  ++l.armed;
+  ++armed_requests_;
+}
+
+void UringWorker::ArmOneAccept(Listener& l, uint32_t k) {
+  auto& a = l.addresses[k];
+  a.len = sizeof(a.addr);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_accept(sqe, l.info.fd, reinterpret_cast<sockaddr*>(&a.addr), &a.len, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Tag(kAcceptOne, l.index, k));
+  ++l.armed;
+  ++armed_requests_;
+}
+
+void UringWorker::CancelAccepts() {
+  for (auto& l : listeners_) {
+    if (l->armed == 0) continue;
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel_fd(sqe, l->info.fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, Tag(kCancel, 0));
+  }
+}
+
+void UringWorker::ArmWake() {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_read(sqe, control_->wake_fd(setup_.index), &wake_buffer_, sizeof(wake_buffer_), 0);
+  io_uring_sqe_set_data64(sqe, Tag(kWake, 0));
+}
+
+void UringWorker::ArmRegistration() {
+  RecvState& r = *recv_;
+  r.iov = {r.payload, sizeof(r.payload)};
+  r.hdr = {};
+  r.hdr.msg_iov = &r.iov;
+  r.hdr.msg_iovlen = 1;
+  r.hdr.msg_control = r.control;
+  r.hdr.msg_controllen = sizeof(r.control);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_recvmsg(sqe, setup_.registration_fd, &r.hdr, MSG_CMSG_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Tag(kRecv, 0));
+  r.armed = true;
+  ++armed_requests_;
+}
+
+void UringWorker::OnRegistrationMessage(int res) {
+  RecvState& r = *recv_;
+  int first = -1;
+  if (res >= 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&r.hdr); c != nullptr; c = CMSG_NXTHDR(&r.hdr, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < n; ++k) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+        if (first < 0) {
+          first = fd;
+        } else {
+          ::close(fd);
+        }
+      }
+    }
+  }
+  if (first >= 0) {
+    if (FdPassesStrictLevel(first, StrictLevel::kStreamInetUnix)) {
+      OnConnection(first, nullptr, nullptr);
+    } else {
+      Bump(stats_->accept_errors);
+      CloseFd(first);
+    }
+  } else if (res == 0 || res == -ECONNRESET || res == -ENOTCONN) {
+    std::fprintf(stderr, "socketbox: registration server went away; exiting\n");
+    control_->RequestExit(0);
+    return;
+  } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+    std::fprintf(stderr, "socketbox: receiving from the registration server: %s; exiting\n",
+                 std::strerror(-res));
+    control_->RequestExit(1);
+    return;
+  }
+  if (!stopping_) ArmRegistration();
+}
+
+void UringWorker::CheckControl() {
+  const uint64_t generation = control_->generation();
+  if (generation != seen_generation_) {
+    seen_generation_ = generation;
+    router_.SetTable(control_->Current());
+    // The accept mode follows what the new table needs.
+    for (auto& l : listeners_) {
+      if (l->armed > 0 && l->with_address != router_.needs_remote()) CancelAccepts();
+    }
+  }
+  if (!stopping_ && control_->stopping()) {
+    stopping_ = true;
+    CancelAccepts();
+    if (recv_ && recv_->armed) {
+      io_uring_sqe* sqe = GetSqe();
+      io_uring_prep_cancel_fd(sqe, setup_.registration_fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, Tag(kCancel, 0));
+    }
+  }
+}
+
+void UringWorker::RunTimers(uint64_t now) {
+  if (slots_paused_ && free_slots_.size() > kSlotsHighWater) slots_paused_ = false;
+  if (!stopping_ && !slots_paused_) {
+    for (auto& l : listeners_) {
+      if (l->armed == 0 && now >= l->resume_at_ns) Arm(*l);
+    }
+  }
+  for (size_t t = 0; t < troubled_.size();) {
+    Backend* b = troubled_[t];
+    while (!b->waiting.empty() && slots_[b->waiting.front()].deadline_ns <= now) {
+      const uint32_t i = b->waiting.front();
+      b->waiting.pop_front();
+      stats_->Drop(DropReason::kBackendDown);
+      CloseConnection(i);
+    }
+    if (!b->waiting.empty() && backends_.TryReconnect(b, now)) {
+      while (!b->waiting.empty()) {
+        const uint32_t i = b->waiting.front();
+        b->waiting.pop_front();
+        SubmitSend(i);
+      }
+    }
+    if (b->waiting.empty()) {
+      troubled_[t] = troubled_.back();
+      troubled_.pop_back();
+    } else {
+      ++t;
+    }
+  }
+}
+
+uint64_t UringWorker::NextTimer(uint64_t now) const {
+  uint64_t next = now + kIdleWakeNs;
+  for (const auto& l : listeners_) {
+    if (l->armed == 0 && l->resume_at_ns > now) next = std::min(next, l->resume_at_ns);
+  }
+  for (const Backend* b : troubled_) {
+    next = std::min(next, std::max(b->retry_at_ns, now + 1'000'000));
+    if (!b->waiting.empty()) next = std::min(next, slots_[b->waiting.front()].deadline_ns);
+  }
+  return std::max(next, now + 1000);
+}
+
+bool UringWorker::Drained() const {
+  return free_slots_.size() == kSlotCount && armed_requests_ == 0;
+}
+
+}  // namespace sbx

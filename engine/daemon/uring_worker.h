@@ -1,0 +1,110 @@
+// UringWorker: one thread, one ring (SINGLE_ISSUER | DEFER_TASKRUN), the
+// whole hot path of architecture.md:
+//   accept    multishot per listener (re-armed when IORING_CQE_F_MORE is
+//             missing); when the route needs the remote address, a few
+//             single-shot accepts with an address slot each instead, so
+//             that no getpeername(2) is needed;
+//   classify  Router (no syscall when the listener knows its address or no
+//             rule reads it);
+//   dispatch  IORING_OP_SENDMSG with SCM_RIGHTS on the backend's connected
+//             datagram socket, linked to a timeout (the dispatch deadline);
+//             a full backend queue makes io_uring wait for room;
+//   close     IORING_OP_CLOSE of our copy, completion skipped on success;
+// all submitted together by one io_uring_submit_and_wait_timeout per turn.
+//
+// The storage the kernel reads for a send (msghdr, iovec, control buffer,
+// timeout) lives in a slot named by the completion's user_data until every
+// completion for it has arrived.
+#ifndef SBX_ENGINE_DAEMON_URING_WORKER_H_
+#define SBX_ENGINE_DAEMON_URING_WORKER_H_
+
+#include <liburing.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/core/fd_passing.h"
+#include "engine/daemon/backend_table.h"
+#include "engine/daemon/control.h"
+#include "engine/daemon/options.h"
+#include "engine/daemon/router.h"
+#include "engine/daemon/stats.h"
+
+namespace sbx {
+
+struct WorkerSetup {
+  int index = 0;
+  std::vector<ListenerInfo> listeners;
+  int registration_fd = -1;  // -P mode: receive sockets here instead
+};
+
+class UringWorker {
+ public:
+  UringWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
+  ~UringWorker();
+  UringWorker(const UringWorker&) = delete;
+  UringWorker& operator=(const UringWorker&) = delete;
+
+  absl::Status Init();
+  void Run();  // returns once stopped and drained
+
+ private:
+  struct Slot;
+  struct Listener;
+  struct RecvState;
+
+  // Completion handlers.
+  void Handle(const io_uring_cqe* cqe);
+  void OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe* cqe, bool multishot);
+  void OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+  void OnSendResult(uint32_t slot, int res);
+  void OnRegistrationMessage(int res);
+
+  // Actions.
+  void Dispatch(int fd, Backend* backend);
+  void SubmitSend(uint32_t slot);
+  void Wait(uint32_t slot);
+  void CloseConnection(uint32_t slot);
+  void CloseFd(int fd);
+  void Arm(Listener& l);
+  void ArmOneAccept(Listener& l, uint32_t accept_slot);
+  void CancelAccepts();
+  void ArmWake();
+  void ArmRegistration();
+  void CheckControl();
+  void RunTimers(uint64_t now);
+  uint64_t NextTimer(uint64_t now) const;
+  bool Drained() const;
+  io_uring_sqe* GetSqe();
+  void EnsureSqSpace(unsigned n);
+
+  uint32_t AllocSlot();
+  void MaybeFree(uint32_t slot);
+
+  const Options& options_;
+  WorkerSetup setup_;
+  Control* control_;
+  WorkerStats* stats_;
+  BackendTable backends_;
+  Router router_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+
+  std::unique_ptr<Slot[]> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<RecvState> recv_;
+  std::vector<Backend*> troubled_;      // down backends with waiting connections
+  std::vector<UniqueFd> graveyard_;     // closed after the next submit
+  uint64_t wake_buffer_ = 0;
+  uint64_t seen_generation_ = 0;
+  uint64_t timeout_ns_ = 0;
+  bool stopping_ = false;
+  bool slots_paused_ = false;
+  int armed_requests_ = 0;  // accepts and registration receives in flight
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_URING_WORKER_H_
