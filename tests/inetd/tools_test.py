@@ -1,1 +1,146 @@
-print("1..0 # SKIP not written yet")
+"""The small tools: send-receive-fd, socket-query, socketbox-bind-exec."""
+import os
+import socket
+import stat
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import inetd_lib as il  # noqa: E402
+from inetd_lib import sbxtest  # noqa: E402
+
+
+def run(argv, pass_fds=(), **kw):
+    return subprocess.run(argv, pass_fds=pass_fds, capture_output=True, text=True, timeout=20,
+                          **kw)
+
+
+def tcp_pair(family, host):
+    listener = socket.socket(family)
+    listener.bind((host, 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname()[:2])
+    server, _ = listener.accept()
+    listener.close()
+    return client, server
+
+
+def eight_groups(ip):
+    packed = socket.inet_pton(socket.AF_INET6, ip)
+    return ":".join(packed[i:i + 2].hex() for i in range(0, 16, 2))
+
+
+class SocketQuery(unittest.TestCase):
+    def check(self, family, host, mapped):
+        client, server = tcp_pair(family, host)
+        with client, server:
+            lport, rport = server.getsockname()[1], server.getpeername()[1]
+            addr = eight_groups(mapped)
+            fd = server.fileno()
+            q = lambda *o: run([il.binary("socket-query"), *o, "-f", str(fd)], pass_fds=[fd])
+            self.assertEqual(q().stdout, f"[{addr}]:{lport} [{addr}]:{rport}\n")
+            self.assertEqual(q("-l").stdout, f"[{addr}]:{lport}\n")
+            self.assertEqual(q("-la").stdout, f"{addr}\n")
+            self.assertEqual(q("-rp").stdout, f"{rport}\n")
+            self.assertEqual(q("-r", "-p", "-R").stdout, f"{rport:04X}\n")
+            raw = addr.replace(":", "").upper()
+            self.assertEqual(q("-l", "-R").stdout, f"{raw}:{lport:04X}\n")
+            # Default fd 0, as an inetd child has it.
+            r = run([il.binary("socket-query"), "-la"], stdin=server)
+            self.assertEqual(r.stdout, f"{addr}\n")
+
+    def test_ipv6(self):
+        self.check(socket.AF_INET6, "::1", "::1")
+
+    def test_ipv4_prints_mapped(self):
+        self.check(socket.AF_INET, "127.0.0.1", "::ffff:127.0.0.1")
+
+    def test_errors(self):
+        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77"),
+                              (["extra"], "usage")):
+            r = run([il.binary("socket-query"), *argv])
+            self.assertEqual(r.returncode, 1, argv)
+            self.assertIn(message, r.stderr)
+        a, b = socket.socketpair()
+        with a, b:
+            r = run([il.binary("socket-query"), "-f", str(a.fileno())], pass_fds=[a.fileno()])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("not an IPv4 or IPv6 socket", r.stderr)
+
+
+class SendReceiveFd(unittest.TestCase):
+    def test_round_trip_and_program_gets_fd(self):
+        chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        client, server = tcp_pair(socket.AF_INET6, "::1")
+        with chan_a, chan_b, client, server:
+            r = run([il.binary("send-receive-fd"), "-s", str(server.fileno()),
+                     str(chan_a.fileno())], pass_fds=[server.fileno(), chan_a.fileno()])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            script = 'echo "fd=$SKBOX_RECEIVED_FD"; socket-query -rp -f "$SKBOX_RECEIVED_FD"'
+            env = dict(os.environ, PATH=os.path.dirname(il.binary("socket-query")) + ":" +
+                       os.environ["PATH"])
+            r = run([il.binary("send-receive-fd"), "-r", str(chan_b.fileno()), "sh", "-c",
+                     script], pass_fds=[chan_b.fileno()], env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.split()
+            self.assertRegex(lines[0], r"^fd=\d+$")
+            self.assertEqual(lines[1], str(client.getsockname()[1]))
+
+    def test_errors(self):
+        a, b = socket.socketpair()
+        with a, b:
+            cases = [([], "required"), (["-s", "x", "3"], "not an fd number"),
+                     (["-s", "0", "99"], "over fd 99"), (["-q", "3"], "unknown option")]
+            for argv, message in cases:
+                r = run([il.binary("send-receive-fd"), *argv])
+                self.assertEqual(r.returncode, 1, argv)
+                self.assertIn(message, r.stderr, argv)
+            b.close()  # the sender goes away: ENOLINK, not a hang
+            r = run([il.binary("send-receive-fd"), "-r", str(a.fileno()), "true"],
+                    pass_fds=[a.fileno()])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("receiving an fd", r.stderr)
+
+
+class BindExec(unittest.TestCase):
+    def setUp(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="sbx-bind-exec-")
+        self.path = os.path.join(self.dir, "a.sock")
+
+    def tearDown(self):
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_binds_socket_and_names_fd(self):
+        script = ('ls -l /proc/self/fd/$MY_FD; stat -c %a ' + self.path +
+                  '; ls ' + self.dir)
+        r = run([il.binary("socketbox-bind-exec"), self.path, "MY_FD", "sh", "-c", script])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        link, mode, listing = r.stdout.split("\n")[:3]
+        self.assertIn("socket:", link)
+        self.assertEqual(mode, "660")
+        self.assertEqual(listing, "a.sock")  # no temporary name left
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
+
+    def test_mode_option_and_errors(self):
+        r = run([il.binary("socketbox-bind-exec"), "-m", "0600", self.path, "V", "sh", "-c",
+                 "stat -c %a " + self.path])
+        self.assertEqual(r.stdout.strip(), "600")
+        cases = [(["-m", "999", self.path, "V", "true"], "octal mode"),
+                 ([self.path, "1V", "true"], "variable name"),
+                 ([self.path, "V"], "required"),
+                 ([self.path, "V", "/nonexistent/prog"], "exec /nonexistent/prog")]
+        for argv, message in cases:
+            r = run([il.binary("socketbox-bind-exec"), *argv])
+            self.assertNotEqual(r.returncode, 0, argv)
+            self.assertIn(message, r.stderr, argv)
+        with open(self.path + "x", "w"):
+            pass
+        r = run([il.binary("socketbox-bind-exec"), self.path + "x", "V", "true"])
+        self.assertIn("not a socket", r.stderr)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(SocketQuery, SendReceiveFd, BindExec)
