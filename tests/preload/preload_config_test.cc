@@ -1,0 +1,198 @@
+// Environment parsing and port filters, driven through the real functions.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "preload/env_config.h"
+#include "preload/port_filter.h"
+
+namespace sbx::preload {
+namespace {
+
+// An environ-style array built from "NAME=VALUE" strings.
+class Env {
+ public:
+  Env(std::initializer_list<const char*> vars) : strings_(vars.begin(), vars.end()) {
+    for (auto& s : strings_) pointers_.push_back(s.c_str());
+    pointers_.push_back(nullptr);
+  }
+  const char* const* get() const { return pointers_.data(); }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<const char*> pointers_;
+};
+
+std::unique_ptr<Config> Parse(std::initializer_list<const char*> vars) {
+  Env env(vars);
+  auto config = std::make_unique<Config>();
+  ParseConfig(env.get(), config.get());
+  return config;
+}
+
+TEST(PortFilterTest, DefaultIpv6FilterPassesPortsBelow1024) {
+  const auto c = Parse({});
+  const PortFilter& f = c->filter_ipv6.filter;
+  EXPECT_TRUE(f.Passes(1));
+  EXPECT_TRUE(f.Passes(80));
+  EXPECT_TRUE(f.Passes(1023));
+  EXPECT_FALSE(f.Passes(1024));
+  EXPECT_FALSE(f.Passes(8080));
+  EXPECT_FALSE(f.Passes(0));
+}
+
+TEST(PortFilterTest, OtherFiltersPassNothingByDefault) {
+  const auto c = Parse({});
+  for (int p : {1, 80, 443, 1023, 65535}) {
+    const auto port = static_cast<uint16_t>(p);
+    EXPECT_FALSE(c->filter_ipv4.filter.Passes(port));
+    EXPECT_FALSE(c->filter_ipv6_wildcard.filter.Passes(port));
+    EXPECT_FALSE(c->filter_ipv4_wildcard.filter.Passes(port));
+  }
+}
+
+TEST(PortFilterTest, OddEvenLimitsAndListedPorts) {
+  const auto f = ParsePortFilter("100,2000,8443,9000");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->Passes(99));     // odd, below 100
+  EXPECT_FALSE(f->Passes(101));   // odd, not below 100
+  EXPECT_TRUE(f->Passes(1998));   // even, below 2000
+  EXPECT_FALSE(f->Passes(2000));
+  EXPECT_TRUE(f->Passes(8443));   // listed
+  EXPECT_TRUE(f->Passes(9000));   // listed
+  EXPECT_FALSE(f->Passes(9001));
+  EXPECT_FALSE(f->Passes(0));     // never
+}
+
+TEST(PortFilterTest, SingleValueSetsBothLimits) {
+  const auto f = ParsePortFilter("81");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->Passes(79));
+  EXPECT_TRUE(f->Passes(80));
+  EXPECT_FALSE(f->Passes(81));
+  EXPECT_FALSE(f->Passes(82));
+}
+
+TEST(PortFilterTest, EveryPortWith65536) {
+  const auto f = ParsePortFilter("65536,65536");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->Passes(65535));
+  EXPECT_TRUE(f->Passes(65534));
+  EXPECT_FALSE(f->Passes(0));
+}
+
+TEST(PortFilterTest, ThirtyListedPortsAtMost) {
+  std::string text = "0,0";
+  for (int i = 1; i <= 30; ++i) text += "," + std::to_string(1000 + i);
+  ASSERT_TRUE(ParsePortFilter(text));
+  EXPECT_TRUE(ParsePortFilter(text)->Passes(1030));
+  EXPECT_FALSE(ParsePortFilter(text + ",2000"));
+}
+
+TEST(PortFilterTest, MalformedTexts) {
+  for (const char* bad : {"", ",", "1024,", ",1024", "abc", "1024,x", "-1", "65537", "1,2,0",
+                          "1,2,65536", " 80", "80 ", "1;2", "0x10"}) {
+    EXPECT_FALSE(ParsePortFilter(bad)) << "'" << bad << "'";
+  }
+}
+
+TEST(EnvConfigTest, Defaults) {
+  const auto c = Parse({});
+  EXPECT_FALSE(c->directory_root.set);
+  EXPECT_FALSE(c->directory_root2.set);
+  EXPECT_EQ(c->connect_level, 0);
+  EXPECT_FALSE(c->connect_ipv4);
+  EXPECT_FALSE(c->stealth);
+  EXPECT_FALSE(c->clear_scope_id);
+  EXPECT_EQ(c->getpeername_protection, 2);
+  EXPECT_FALSE(c->accept_stream);
+  EXPECT_TRUE(c->block_listen);
+  EXPECT_EQ(c->strict, StrictLevel::kStreamInetUnix);
+  EXPECT_FALSE(c->sched_yield);
+  EXPECT_FALSE(c->debug);
+  EXPECT_EQ(c->problems.count, 0);
+}
+
+TEST(EnvConfigTest, EverySettingRead) {
+  const auto c = Parse({"SKBOX_DIRECTORY_ROOT=/run/sb", "SKBOX_DIRECTORY_ROOT2=/run/sb2",
+                        "SKBOX_PORT_FILTER_IPV6=2000,2000", "SKBOX_PORT_FILTER_IPV4=1024,1024",
+                        "SKBOX_PORT_FILTER_IPV6_WILDCARD=1,1,80",
+                        "SKBOX_PORT_FILTER_IPV4_WILDCARD=1,1,443", "SKBOX_ENABLE_CONNECT=b2",
+                        "SKBOX_STEALTH_MODE=1", "SKBOX_CLEAR_SCOPE_ID=1",
+                        "SKBOX_GETPEERNAME_PROTECTION=1", "SKBOX_ACCEPT_STREAM=1",
+                        "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0", "SKBOX_STRICT_STREAM_MODE=0",
+                        "SKBOX_SCHED_YIELD=1", "SKBOX_DEBUG=1"});
+  EXPECT_STREQ(c->directory_root.path, "/run/sb");
+  EXPECT_STREQ(c->directory_root2.path, "/run/sb2");
+  EXPECT_TRUE(c->filter_ipv6.filter.Passes(1999));
+  EXPECT_TRUE(c->filter_ipv4.filter.Passes(80));
+  EXPECT_TRUE(c->filter_ipv6_wildcard.filter.Passes(80));
+  EXPECT_FALSE(c->filter_ipv6_wildcard.filter.Passes(443));
+  EXPECT_TRUE(c->filter_ipv4_wildcard.filter.Passes(443));
+  EXPECT_EQ(c->connect_level, 2);
+  EXPECT_TRUE(c->connect_ipv4);
+  EXPECT_TRUE(c->stealth);
+  EXPECT_TRUE(c->clear_scope_id);
+  EXPECT_EQ(c->getpeername_protection, 1);
+  EXPECT_TRUE(c->accept_stream);
+  EXPECT_FALSE(c->block_listen);
+  EXPECT_EQ(c->strict, StrictLevel::kAny);
+  EXPECT_TRUE(c->sched_yield);
+  EXPECT_TRUE(c->debug);
+  EXPECT_EQ(c->problems.count, 0);
+}
+
+TEST(EnvConfigTest, HighLevelsClampToTheHighest) {
+  const auto c = Parse({"SKBOX_STRICT_STREAM_MODE=7", "SKBOX_GETPEERNAME_PROTECTION=9"});
+  EXPECT_EQ(c->strict, StrictLevel::kStreamInetUnix);
+  EXPECT_EQ(c->getpeername_protection, 2);
+  EXPECT_EQ(c->problems.count, 0);
+}
+
+TEST(EnvConfigTest, BareBIsReportedAndLeavesConnectOff) {
+  const auto c = Parse({"SKBOX_ENABLE_CONNECT=b"});
+  EXPECT_EQ(c->connect_level, 0);
+  EXPECT_FALSE(c->connect_ipv4);
+  ASSERT_EQ(c->problems.count, 1);
+  EXPECT_NE(std::string(c->problems.lines[0]).find("SKBOX_ENABLE_CONNECT"), std::string::npos);
+}
+
+TEST(EnvConfigTest, MalformedValuesAreReportedOnceEachAndKeepDefaults) {
+  const auto c = Parse({"SKBOX_STEALTH_MODE=yes", "SKBOX_ENABLE_CONNECT=2x",
+                        "SKBOX_GETPEERNAME_PROTECTION=-1", "SKBOX_STRICT_STREAM_MODE=strict",
+                        "SKBOX_PORT_FILTER_IPV6=1024,abc", "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=no"});
+  EXPECT_EQ(c->problems.count, 6);
+  EXPECT_FALSE(c->stealth);
+  EXPECT_EQ(c->connect_level, 0);
+  EXPECT_EQ(c->getpeername_protection, 2);
+  EXPECT_EQ(c->strict, StrictLevel::kStreamInetUnix);
+  EXPECT_TRUE(c->filter_ipv6.broken);
+  EXPECT_TRUE(c->block_listen);
+  for (int i = 0; i < c->problems.count; ++i) {
+    EXPECT_NE(std::string(c->problems.lines[i]).find("malformed"), std::string::npos);
+  }
+}
+
+TEST(EnvConfigTest, TooLongDirectoryIsBroken) {
+  const std::string var = "SKBOX_DIRECTORY_ROOT2=/" + std::string(PATH_MAX, 'a');
+  const auto c = Parse({var.c_str()});
+  EXPECT_TRUE(c->directory_root2.set);
+  EXPECT_TRUE(c->directory_root2.broken);
+  EXPECT_EQ(c->problems.count, 1);
+}
+
+TEST(EnvConfigTest, EmptyValuesAreUnset) {
+  const auto c = Parse({"SKBOX_DIRECTORY_ROOT=", "SKBOX_STEALTH_MODE=", "SKBOX_ENABLE_CONNECT="});
+  EXPECT_FALSE(c->directory_root.set);
+  EXPECT_FALSE(c->stealth);
+  EXPECT_EQ(c->problems.count, 0);
+}
+
+TEST(EnvConfigTest, SimilarNamesDoNotMatch) {
+  const auto c = Parse({"SKBOX_STEALTH_MODEX=1", "XSKBOX_STEALTH_MODE=1", "SKBOX_STEALTH_MODE"});
+  EXPECT_FALSE(c->stealth);
+}
+
+}  // namespace
+}  // namespace sbx::preload
