@@ -91,9 +91,17 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
   if (o.address_given || o.listen.empty()) addresses.push_back(o.address);
   addresses.insert(addresses.end(), o.listen.begin(), o.listen.end());
 
+  // Exact-address listeners go beside each wildcard listener of the
+  // engine's; a specific and a wildcard listener on one port coexist only
+  // with SO_REUSEPORT on both (SO_REUSEADDR stops at listen time).
+  std::vector<Ip6> exact;
+  if (!o.exec_mode && table != nullptr && !o.transparent && o.exact_listeners > 0) {
+    exact = table->ExactLocalAddresses(static_cast<size_t>(o.exact_listeners));
+  }
   // One socket per worker per address: SO_REUSEPORT spreads connections.
   const bool copies = !o.exec_mode && workers > 1;
-  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr, o.reuseport || copies};
+  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr,
+                        o.reuseport || copies || !exact.empty()};
   for (const SocketAddress& address : addresses) {
     for (int w = 0; w < (copies ? workers : 1); ++w) {
       auto fd = Bind(address, flags);
@@ -110,10 +118,6 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     }
     set.descriptions.push_back(FormatHostPort(address) + (copies ? StrCat(" x", workers) : ""));
   }
-  if (o.exec_mode || table == nullptr || o.transparent || o.exact_listeners == 0) return set;
-
-  // Exact-address listeners beside each wildcard listener of the engine's.
-  const std::vector<Ip6> exact = table->ExactLocalAddresses(static_cast<size_t>(o.exact_listeners));
   int made = 0;
   for (const SocketAddress& base : addresses) {
     if (!IsWildcard(base) || base.family != AF_INET6 || base.port == 0) continue;
@@ -121,7 +125,7 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
       SocketAddress address{AF_INET6, ip, base.port, 0};
       std::vector<UniqueFd> copies_made;
       for (int w = 0; w < (copies ? workers : 1); ++w) {
-        auto fd = Bind(address, {false, true, o.reuseaddr, o.reuseport || copies});
+        auto fd = Bind(address, {false, true, o.reuseaddr, true});
         if (!fd.ok()) {
           std::fprintf(stderr, "socketbox: no exact listener for %s: %s (its connections use getsockname)\n",
                        FormatHostPort(address).c_str(), std::string(fd.status().message()).c_str());

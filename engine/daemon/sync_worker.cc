@@ -162,7 +162,7 @@ bool SyncWorker::Send(int fd, Backend* b) {
     }
     stats_->Drop(DropReason::kSendError);
     backends_.LogTrouble(b, "send failed", now);
-    if (options_.forced_fd && err == EPIPE) control_->RequestExit(11);
+    if (options_.forced_fd && IsBackendGone(err)) control_->RequestExit(11);
     return false;
   }
 }

@@ -360,8 +360,9 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
   stats_->Drop(DropReason::kSendError);
   backends_.LogTrouble(b, StrCat("send failed (", std::strerror(err), ")").c_str(), NowNs());
   CloseConnection(i);
-  if (options_.forced_fd && err == EPIPE) {
-    // The original exits 11 when the -i peer is gone; nothing more can be delivered.
+  if (options_.forced_fd && IsBackendGone(err)) {
+    // The original exits 11 when the -i peer is gone (EPIPE on a stream;
+    // a datagram pair says ECONNREFUSED): nothing more can be delivered.
     control_->RequestExit(11);
   }
 }

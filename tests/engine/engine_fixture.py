@@ -1,0 +1,169 @@
+"""Fixtures for the engine's integration suites: the daemon under test,
+backends that report what they received, and stats parsing."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import sbxtest  # noqa: E402
+
+BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
+SOCKETBOX = os.path.join(BUILD, "engine", "socketbox")
+
+
+class Backend:
+    """An "A"-protocol receiver at `path`: for each socket it records the
+    socket's local and peer address, greets with `name`, and closes."""
+
+    def __init__(self, path, name, delay=0.0, stall=0.0):
+        self.path, self.name, self.delay = path, name.encode(), delay
+        self.received = []  # (local (host, port), peer (host, port))
+        self.lock = threading.Lock()
+        self.stall_until = time.monotonic() + stall
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            wait = self.stall_until - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, 0.05))
+                continue
+            try:
+                self.sock.settimeout(0.2)
+                fd, _ = sbxtest.recv_fd(self.sock)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if fd is None:
+                continue
+            conn = socket.socket(fileno=fd)
+            try:
+                local, peer = conn.getsockname()[:2], conn.getpeername()[:2]
+                with self.lock:
+                    self.received.append((local, peer))
+                if self.delay:
+                    time.sleep(self.delay)
+                conn.sendall(self.name)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def count(self):
+        with self.lock:
+            return len(self.received)
+
+    def close(self, unlink=True):
+        self.stopped = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class Engine:
+    """The daemon under test, in a namespace, with its stderr collected."""
+
+    def __init__(self, args, ns=None, pass_fds=(), env=None, wait_ready=True):
+        self.lines = []
+        self.lock = threading.Lock()
+        self.proc = sbxtest.spawn([SOCKETBOX] + list(args), ns=ns, pass_fds=pass_fds, env=env,
+                                  stderr=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if wait_ready:
+            sbxtest.wait_for(lambda: self.has_line("ready:") or self.proc.poll() is not None,
+                             timeout=10, what="engine ready")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"engine exited {self.proc.returncode}: {self.output()}")
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def has_line(self, text):
+        with self.lock:
+            return any(text in line for line in self.lines)
+
+    def output(self):
+        with self.lock:
+            return "\n".join(self.lines)
+
+    def stats(self):
+        """Asks for counters (SIGUSR1) and returns the newest total as a dict,
+        with per-backend deliveries under 'backend:PATH'."""
+        with self.lock:
+            start = len(self.lines)
+        self.proc.send_signal(signal.SIGUSR1)
+
+        def ready():
+            with self.lock:
+                return any(l.startswith("stats total") for l in self.lines[start:])
+        sbxtest.wait_for(ready, timeout=5, what="stats")
+        time.sleep(0.05)
+        with self.lock:
+            return parse_stats(self.lines[start:])
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        code = sbxtest.stop(self.proc, sig, timeout)
+        self.reader.join(timeout=2)
+        return code
+
+    def final_stats(self):
+        with self.lock:
+            return parse_stats(self.lines)
+
+
+def parse_stats(lines):
+    out = {}
+    for line in lines:
+        if line.startswith("stats total"):
+            out.update({k: int(v) for k, v in re.findall(r"(\S+)=(\d+)", line)})
+        m = re.match(r"stats backend (\S+) delivered=(\d+)", line)
+        if m:
+            out["backend:" + m.group(1)] = int(m.group(2))
+    return out
+
+
+def fetch(ns, host, port, timeout=5.0, source=None):
+    """Connects from namespace `ns` and returns the greeting (b"" if the
+    connection was closed without one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = sbxtest.socket_in(ns, family)
+    s.settimeout(timeout)
+    try:
+        if source is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(source)
+        s.connect((host, port))
+        data = b""
+        while True:
+            chunk = s.recv(64)
+            if not chunk:
+                return data
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        return b""
+    finally:
+        s.close()
+
+
+def listening_sockets(ns, port):
+    """Lines of `ss -ltn` in `ns` for `port` (to prove nothing stays bound)."""
+    out = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}").stdout
+    return [l for l in out.splitlines() if l.strip()]
