@@ -1,0 +1,75 @@
+"""nginx under libsocketbox-preload.so, fed by the real socketbox daemon."""
+import os
+import shutil
+import unittest
+
+import preload_common as pc
+from preload_common import sbxtest
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+CONFIG = """
+master_process on;
+worker_processes 2;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen {listen};
+    location / {{
+      default_type text/plain;
+      return 200 "nginx remote=$remote_addr server=$server_addr port=$server_port\\n";
+    }}
+  }}
+}}
+"""
+
+
+class NginxTest(unittest.TestCase):
+    def run_nginx(self, topo, listen, backend, **env):
+        conf = topo.path("nginx.conf")
+        with open(conf, "w") as f:
+            f.write(CONFIG.format(tmp=topo.tmp, listen=listen))
+        p = topo.spawn_server([NGINX, "-c", conf], env=pc.preload_env(topo, **env))
+        pc.wait_for_path(backend, p)
+        engine = pc.start_engine(topo, backend)
+        return p, engine
+
+    def test_listen_fe8f_serves_http_with_real_remote_addr(self):
+        with sbxtest.Topology() as topo:
+            backend = pc.directory2_path(topo.path("sb2"), 0, 1, 80)
+            p, _ = self.run_nginx(topo, f"[{pc.FE8F_DIR2}]:80", backend)
+            for _ in range(20):
+                status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
+                self.assertEqual(status, 200)
+                self.assertIn(f"remote={pc.CLIENT6} ", body)
+            # With a specific listen address nginx reports it as $server_addr
+            # without asking the kernel (documented limitation).
+            self.assertIn(f"server={pc.FE8F_DIR2} ", body)
+            self.assertEqual(sbxtest.stop(p, timeout=10), 0)
+
+    def test_wildcard_mode_gives_real_server_addr(self):
+        # listen [::]:80 with the IPv6 wildcard filter: nginx then asks
+        # getsockname() on each connection and gets the real local address.
+        with sbxtest.Topology() as topo:
+            backend = pc.directory2_path(topo.path("sb2"), 0, 0, 80, x_prefix=True)
+            p, _ = self.run_nginx(topo, "[::]:80", backend,
+                                  SKBOX_PORT_FILTER_IPV6_WILDCARD="1,1,80")
+            status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
+            self.assertEqual(status, 200)
+            self.assertIn(f"remote={pc.CLIENT6} ", body)
+            self.assertIn(f"server={pc.PUBLIC6} ", body)
+            self.assertIn("port=80", body)
+            self.assertEqual(sbxtest.stop(p, timeout=10), 0)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(NginxTest, skip_reason=pc.skip_reason(NGINX, pc.ENGINE))
