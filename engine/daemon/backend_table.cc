@@ -60,7 +60,7 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
   b->last_error = fd.error();
   b->backoff_ms = b->backoff_ms == 0 ? kFirstBackoffMs : std::min(b->backoff_ms * 2, kMaxBackoffMs);
   b->retry_at_ns = now_ns + b->backoff_ms * kMsNs;
-  LogTrouble(b, "unavailable", now_ns);
+  LogTrouble(b, "unavailable", b->last_error, now_ns);
   return false;
 }
 
@@ -74,7 +74,7 @@ void BackendTable::MarkDown(Backend* b, int err, uint64_t now_ns,
     if (b->socket) graveyard->push_back(std::move(b->socket));
   }
   b->last_error = err;
-  LogTrouble(b, "went away", now_ns);
+  LogTrouble(b, "went away", err, now_ns);
 }
 
 bool BackendTable::TryReconnect(Backend* b, uint64_t now_ns) {
@@ -83,20 +83,13 @@ bool BackendTable::TryReconnect(Backend* b, uint64_t now_ns) {
   return Connect(b, now_ns);
 }
 
-std::vector<Backend*> BackendTable::DownWithWaiters() {
-  std::vector<Backend*> out;
-  for (auto& [path, b] : by_path_) {
-    if (b->down && !b->waiting.empty()) out.push_back(b.get());
-  }
-  return out;
-}
-
-void BackendTable::LogTrouble(Backend* b, const char* what, uint64_t now_ns) {
+void BackendTable::LogTrouble(Backend* b, const char* what, int err, uint64_t now_ns) {
   if (b->last_log_ns != 0 && now_ns - b->last_log_ns < kLogIntervalNs) return;
   b->last_log_ns = now_ns;
+  const std::string name = b->borrowed_fd >= 0 ? "fd " + std::to_string(b->borrowed_fd) : b->path;
   std::fprintf(stderr, "socketbox: backend %s %s: %s (connections wait up to the dispatch "
                "timeout, then are closed and counted)\n",
-               b->path.c_str(), what, std::strerror(b->last_error));
+               name.c_str(), what, std::strerror(err));
 }
 
 void BackendTable::EvictIdleSubstituted() {

@@ -58,11 +58,8 @@ class BackendTable {
   // Tries to connect a down backend whose retry time has come.
   bool TryReconnect(Backend* b, uint64_t now_ns);
 
-  // Backends that are down and have connections waiting.
-  std::vector<Backend*> DownWithWaiters();
-
-  // Rate-limited log line for backend trouble (at most one per path per 5 s).
-  void LogTrouble(Backend* b, const char* what, uint64_t now_ns);
+  // Rate-limited log line for backend trouble (at most one per backend per 5 s).
+  void LogTrouble(Backend* b, const char* what, int err, uint64_t now_ns);
 
  private:
   bool Connect(Backend* b, uint64_t now_ns);

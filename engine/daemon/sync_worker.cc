@@ -161,7 +161,7 @@ bool SyncWorker::Send(int fd, Backend* b) {
       continue;
     }
     stats_->Drop(DropReason::kSendError);
-    backends_.LogTrouble(b, "send failed", now);
+    backends_.LogTrouble(b, "send failed", err, now);
     if (options_.forced_fd && IsBackendGone(err)) control_->RequestExit(11);
     return false;
   }

@@ -341,7 +341,9 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
     return;
   }
   const int err = -res;
-  if (err == ECANCELED || err == EAGAIN) {  // deadline passed with the queue still full
+  // The linked deadline passed with the queue still full: the send is
+  // cancelled (ECANCELED, or EINTR when it was already waiting for room).
+  if (err == ECANCELED || err == EINTR || err == EAGAIN) {
     stats_->Drop(DropReason::kTimeout);
     CloseConnection(i);
     return;
@@ -358,7 +360,7 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
     return;
   }
   stats_->Drop(DropReason::kSendError);
-  backends_.LogTrouble(b, StrCat("send failed (", std::strerror(err), ")").c_str(), NowNs());
+  backends_.LogTrouble(b, "send failed", err, NowNs());
   CloseConnection(i);
   if (options_.forced_fd && IsBackendGone(err)) {
     // The original exits 11 when the -i peer is gone (EPIPE on a stream;

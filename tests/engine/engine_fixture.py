@@ -64,7 +64,23 @@ class Backend:
         with self.lock:
             return len(self.received)
 
-    def close(self, unlink=True):
+    def close(self, unlink=True, graceful=False):
+        """Stops the backend. `graceful` is how a backend restarts without
+        losing what is queued for it: shut the receive side (the engine's
+        sends now fail and it holds connections for the next instance),
+        then serve what is already queued, then close."""
+        if graceful:
+            self.sock.shutdown(socket.SHUT_RD)
+            self.stall_until = 0
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                with self.lock:
+                    n = len(self.received)
+                time.sleep(0.1)
+                with self.lock:
+                    if len(self.received) == n:
+                        break
         self.stopped = True
         self.sock.close()
         self.thread.join(timeout=2)

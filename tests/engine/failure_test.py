@@ -1,0 +1,229 @@
+"""Failure semantics: a connection is delivered to its backend or closed and
+counted, never lost without a trace; reload and stop under load."""
+import os
+import signal
+import threading
+import time
+import unittest
+
+from engine_fixture import Backend, Engine, fetch, listening_sockets, sbxtest
+
+A = "2001:db8:1::"
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def fetch_many(ns, host, port, n, parallel=8, timeout=10.0):
+    """n connections, `parallel` at a time; returns the list of greetings."""
+    results = [None] * n
+    next_index = [0]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                i = next_index[0]
+                next_index[0] += 1
+            if i >= n:
+                return
+            results[i] = fetch(ns, host, port, timeout=timeout)
+    threads = [threading.Thread(target=worker) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+class FailureTest(unittest.TestCase):
+    def setUp(self):
+        self.topo = sbxtest.Topology().__enter__()
+
+    def tearDown(self):
+        self.topo.close()
+
+    def test_absent_backend_closes_and_counts_after_the_deadline(self):
+        path = self.topo.path("nobody.sock")
+        for io in ("uring", "sync"):
+            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "300", f"--io={io}"],
+                         ns=self.topo.server)
+            start = time.monotonic()
+            self.assertEqual(fetch_many(self.topo.client, f"{A}1", 80, 6), [b""] * 6)
+            self.assertGreater(time.monotonic() - start, 0.25)  # they waited for the backend
+            st = eng.stats()
+            self.assertEqual((st["accepted"], st["dropped.backend_down"], st["dispatched"]), (6, 6, 0))
+            self.assertIn(f"backend {path} unavailable", eng.output())
+            eng.stop()
+
+    def test_backend_restarted_mid_run_loses_nothing(self):
+        path = self.topo.path("b.sock")
+        backend = Backend(path, "v1")
+        eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "3000"], ns=self.topo.server)
+        results = []
+        done = threading.Event()
+
+        def load():
+            while not done.is_set():
+                results.append(fetch(self.topo.client, f"{A}2", 80, timeout=10))
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        backend.close(graceful=True)  # the backend goes away...
+        time.sleep(0.4)
+        backend = Backend(path, "v2")  # ...and comes back at the same path
+        time.sleep(0.8)
+        done.set()
+        for t in threads:
+            t.join()
+        backend.close()
+        self.assertGreater(len(results), 20)
+        self.assertEqual(results.count(b""), 0, "connections lost across the restart")
+        self.assertIn(b"v2", results)
+        st = eng.stats()
+        self.assertEqual(st["dropped"], 0)
+        self.assertEqual(st["dispatched"], len(results))
+        eng.stop()
+
+    def test_full_backend_queue_waits_then_counts_timeouts(self):
+        path = self.topo.path("slow.sock")
+        for io in ("uring", "sync"):
+            # Queue full for 1 s, deadline 4 s: every connection waits and is delivered.
+            backend = Backend(path, "slow", stall=1.0)
+            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "4000", f"--io={io}"],
+                         ns=self.topo.server)
+            results = fetch_many(self.topo.client, f"{A}3", 80, 40, parallel=40)
+            self.assertEqual(results, [b"slow"] * 40, io)
+            self.assertEqual(eng.stats()["dropped"], 0)
+            eng.stop()
+            backend.close()
+            # Queue full for 3 s, deadline 0.5 s: what does not fit is closed and counted.
+            backend = Backend(path, "slow", stall=3.0)
+            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "500", f"--io={io}"],
+                         ns=self.topo.server)
+            results = fetch_many(self.topo.client, f"{A}3", 80, 40, parallel=40)
+            st = eng.stats()
+            lost = results.count(b"")
+            self.assertGreater(lost, 0)
+            self.assertEqual(st["dropped.timeout"], lost, io)
+            self.assertEqual(st["dispatched"] + st["dropped"], 40)
+            eng.stop()
+            backend.close()
+
+    def test_reload_under_load_loses_nothing(self):
+        old, new = Backend(self.topo.path("old.sock"), "old"), Backend(self.topo.path("new.sock"), "new")
+        conf = self.topo.path("r.conf")
+        write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{old.path}\n")
+        eng = Engine(["-f", conf, "-p", "80", "--threads", "2"], ns=self.topo.server)
+        results = []
+        done = threading.Event()
+
+        def load():
+            while not done.is_set():
+                results.append(fetch(self.topo.client, f"{A}4", 80))
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.4)
+        write(conf, "max-rules:1\nrule-set:0 size:1\nbogus-token\n")
+        eng.proc.send_signal(signal.SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="bad reload")
+        self.assertIn("near 'bogus-token'", eng.output())
+        time.sleep(0.3)
+        write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{new.path}\n")
+        eng.proc.send_signal(signal.SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
+        time.sleep(0.5)
+        done.set()
+        for t in threads:
+            t.join()
+        self.assertEqual(results.count(b""), 0)
+        self.assertEqual(results[-1], b"new")
+        self.assertGreater(results.count(b"old"), 0)
+        self.assertEqual(eng.stats()["dropped"], 0)
+        self.assertEqual(eng.stop(), 0)
+        old.close()
+        new.close()
+
+    def test_sigterm_finishes_in_flight_dispatches(self):
+        path = self.topo.path("b.sock")
+        backend = Backend(path, "late", stall=1.5)
+        eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "5000"], ns=self.topo.server)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80)))
+                   for _ in range(20)]
+        for t in threads:
+            t.start()
+        sbxtest.wait_for(lambda: eng.stats()["accepted"] == 20, what="20 accepted")
+        eng.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        self.assertEqual(eng.stop(timeout=10), 0)
+        self.assertEqual(results, [b"late"] * 20)
+        st = eng.final_stats()
+        self.assertEqual((st["dispatched"], st["dropped"]), (20, 0))
+        backend.close()
+
+
+class BadInputTest(unittest.TestCase):
+    """Bad command lines and configurations: a clear message, exit 1, and no
+    socket left bound."""
+
+    CASES = [
+        (["-p", "abc"], "option -p 'abc': must be a port number"),
+        (["-p", "70000"], "option -p '70000'"),
+        (["-l", "not-an-ip"], "option -l 'not-an-ip': invalid IP address"),
+        (["-b", "0"], "option -b '0': must be a number from 1"),
+        (["--threads", "x"], "option --threads 'x'"),
+        (["--io", "epoll"], "option --io 'epoll': expected uring or sync"),
+        (["-u", "no-such-user-here"], "option -u 'no-such-user-here': no such user"),
+        (["-g", "no-such-group-here"], "no such group"),
+        (["-P", "x:/tmp/y"], "option -P 'x:/tmp/y': expected GROUP:PATH"),
+        (["-Q"], "unknown option -Q"),
+        (["--bogus"], "unknown option '--bogus'"),
+        (["-e"], "-e needs a program"),
+        (["stray"], "unexpected argument 'stray'"),
+        (["-s", "999", "-S", "/tmp/x.sock"], "-s 999: not an open file descriptor"),
+        (["-i", "999", "-p", "80"], "-i 999: not an open file descriptor"),
+    ]
+
+    def test_bad_command_lines(self):
+        with sbxtest.Topology() as topo:
+            for args, message in self.CASES:
+                eng = Engine(args, ns=topo.server, wait_ready=False)
+                code = eng.proc.wait(timeout=10)
+                eng.reader.join(timeout=2)
+                self.assertEqual(code, 1, f"{args}: {eng.output()}")
+                self.assertIn(message, eng.output(), args)
+                self.assertEqual(listening_sockets(topo.server, 80), [], args)
+
+    def test_bad_configurations(self):
+        with sbxtest.Topology() as topo:
+            bad = write(topo.path("bad.conf"), "max-rules:1\nrule-set:0 size:1\nport:99999 fail\n")
+            eng = Engine(["-f", bad, "-p", "80"], ns=topo.server, wait_ready=False)
+            self.assertEqual(eng.proc.wait(timeout=10), 1)
+            eng.reader.join(timeout=2)
+            self.assertIn("bad.conf:3: error: near 'port:99999'", eng.output())
+            self.assertEqual(listening_sockets(topo.server, 80), [])
+            eng = Engine(["-f", topo.path("absent.conf"), "-p", "80"], ns=topo.server, wait_ready=False)
+            self.assertEqual(eng.proc.wait(timeout=10), 1)
+            eng.reader.join(timeout=2)
+            self.assertIn("absent.conf: No such file or directory", eng.output())
+            # A port already taken: the bind error names the address.
+            taken = sbxtest.socket_in(topo.server)
+            taken.bind(("::", 80))
+            taken.listen(1)
+            good = write(topo.path("good.conf"), "max-rules:1\n")
+            eng = Engine(["-f", good, "-p", "80", "-R"], ns=topo.server, wait_ready=False)
+            self.assertEqual(eng.proc.wait(timeout=10), 1)
+            eng.reader.join(timeout=2)
+            self.assertIn("bind [::]:80: Address already in use", eng.output())
+            taken.close()
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(FailureTest, BadInputTest, skip_reason=sbxtest.require_root_and_netns())
