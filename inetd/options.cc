@@ -48,6 +48,11 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
   std::optional<uint64_t> value;
   if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
     value = ParseHex(std::string_view(text).substr(2), UINT32_MAX);
+  } else if (text.size() > 1 && text[0] == '0') {
+    // The original's strtoul(base 0) reads this as octal; rather than guess
+    // which one was meant, ask for an unambiguous form.
+    return Bad(StrCat("GROUP '", text, "': a leading 0 is octal in the original; write the "
+                      "number in decimal or as 0x hex"));
   } else {
     value = ParseDecimal(text, 0, UINT32_MAX);
   }

@@ -115,6 +115,11 @@ class InetdBehaviour(unittest.TestCase):
         threads = [threading.Thread(target=one) for _ in range(burst)]
         for t in threads:
             t.start()
+        # Signals during the burst interrupt nothing (the original forked
+        # with fd -1 after EINTR).
+        for _ in range(5):
+            p.send_signal(signal.SIGUSR1)
+            time.sleep(0.05)
         for t in threads:
             t.join(60)
         stop.set()
@@ -123,6 +128,7 @@ class InetdBehaviour(unittest.TestCase):
         self.assertEqual(peak[0], limit, "peak number of children")
         rc, err = il.stop_and_log(p)
         self.assertIn(f"received={burst} spawned={burst} spawn_failed=0", err)
+        self.assertIn("stats: received=", err)
 
     def test_per_source_limit_closes_excess_and_logs(self):
         p = self.serve(["sh", "-c", "echo hi; sleep 2"], options=("-C", "1"),

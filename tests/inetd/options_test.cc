@@ -38,6 +38,9 @@ TEST(InetdOptions, RegistrationModeReadsGroup) {
   auto o = ParseInetdOptions(Mode::kRegistration, {"/ctl", "0x10", "prog"}, nullptr);
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->group, 16u);
+  o = ParseInetdOptions(Mode::kRegistration, {"/ctl", "0", "prog"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->group, 0u);
   o = ParseInetdOptions(Mode::kRegistration, {"--", "/ctl", "4294967295", "prog"}, nullptr);
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->group, 4294967295u);
@@ -69,6 +72,7 @@ TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
       {Mode::kRegistration, {"/ctl", "4294967296", "prog"}, nullptr, "GROUP '4294967296'"},
       {Mode::kRegistration, {"/ctl", "0x", "prog"}, nullptr, "GROUP '0x'"},
       {Mode::kRegistration, {"/ctl", "0x1g", "prog"}, nullptr, "GROUP '0x1g'"},
+      {Mode::kRegistration, {"/ctl", "010", "prog"}, nullptr, "leading 0 is octal"},
   };
   for (const BadCase& c : cases) {
     auto o = ParseInetdOptions(c.mode, c.args, c.strict_env);
