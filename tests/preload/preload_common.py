@@ -22,6 +22,9 @@ ENGINE = os.path.join(BUILD, "engine", "socketbox")
 
 # The address the daemon listens on (inside the server's AnyIP prefix) and
 # the client's own address, which servers must report as the peer.
+# Debian's python3 for programs run under the preload.
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
 PUBLIC6 = "2001:db8:1::10"
 CLIENT6 = sbxtest.CLIENT_LINK6
 
@@ -113,7 +116,7 @@ def run_under_preload(code, env, timeout=20, ns=None):
     full = dict(os.environ)
     full.update({"LD_PRELOAD": LIBRARY})
     full.update({k: str(v) for k, v in env.items()})
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + [sys.executable, "-c", code]
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + [PYTHON, "-c", code]
     return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=timeout)
 
 
