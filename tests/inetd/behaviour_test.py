@@ -92,7 +92,8 @@ class InetdBehaviour(unittest.TestCase):
         sbxtest.stop(p)
 
     def test_concurrency_limit_holds_under_burst_without_loss(self):
-        limit, burst = 2, 8  # the burst fits the default datagram queue (10)
+        # 16 > net.unix.max_dgram_qlen (10): the rest waits in the acceptor.
+        limit, burst = 2, 16
         p = self.serve(["sh", "-c", "sleep 0.3; echo done"], options=("-c", str(limit)))
         peak = [0]
         stop = threading.Event()
