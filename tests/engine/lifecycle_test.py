@@ -1,0 +1,93 @@
+"""The daemon over its life: privileges as configured, and no fd or memory
+growth across a long run of connections."""
+import os
+import shutil
+import subprocess
+import threading
+import time
+import unittest
+
+from engine_fixture import BUILD, Backend, Engine, fetch, sbxtest
+
+A = "2001:db8:1::"
+LOAD_GENERATOR = os.path.join(BUILD, "bench", "load_generator")
+SINK = os.path.join(BUILD, "bench", "sink")
+
+
+class PrivilegeTest(unittest.TestCase):
+    def test_runs_as_nobody_nogroup(self):
+        with sbxtest.Topology() as topo:
+            os.chmod(topo.tmp, 0o755)
+            backend = Backend(topo.path("b.sock"), "b")
+            try:
+                eng = Engine(["-S", backend.path, "-p", "80", "-u", "nobody", "-g", "nogroup"],
+                             ns=topo.server)
+                status = sbxtest.proc_status(eng.proc.pid)
+                nobody = int(sbxtest.sh("id", "-u", "nobody").stdout)
+                nogroup = int(sbxtest.sh("getent", "group", "nogroup").stdout.split(":")[2])
+                self.assertEqual(status["Uid"].split(), [str(nobody)] * 4)
+                self.assertEqual(status["Gid"].split(), [str(nogroup)] * 4)
+                self.assertEqual(status["Groups"], "")
+                self.assertEqual(status["NoNewPrivs"], "1")
+                # Still serving port 80 after the drop (bound while privileged).
+                self.assertEqual(fetch(topo.client, f"{A}1", 80), b"b")
+                eng.stop()
+            finally:
+                backend.close()
+
+    def test_name_brings_its_group_and_supplementary_list(self):
+        with sbxtest.Topology() as topo:
+            os.chmod(topo.tmp, 0o755)
+            backend = Backend(topo.path("b.sock"), "b")
+            try:
+                eng = Engine(["-S", backend.path, "-p", "80", "-u", "nobody", "-G", "daemon,bin"],
+                             ns=topo.server)
+                status = sbxtest.proc_status(eng.proc.pid)
+                nogroup = sbxtest.sh("id", "-g", "nobody").stdout.strip()
+                groups = sorted(int(sbxtest.sh("getent", "group", g).stdout.split(":")[2])
+                                for g in ("daemon", "bin"))
+                self.assertEqual(status["Gid"].split()[0], nogroup)
+                self.assertEqual(sorted(int(g) for g in status["Groups"].split()), groups)
+                eng.stop()
+            finally:
+                backend.close()
+
+
+class SoakTest(unittest.TestCase):
+    """100,000 connections: the fd count returns to where it started and the
+    RSS stays flat after warm-up."""
+
+    TOTAL = 100_000
+
+    @unittest.skipUnless(os.path.exists(LOAD_GENERATOR) and os.path.exists(SINK),
+                         "bench tools not built")
+    def test_no_fd_leak_and_flat_rss(self):
+        with sbxtest.Topology() as topo:
+            sink = sbxtest.spawn([SINK, "--backend", f"s={topo.path('s.sock')}"],
+                                 stdout=subprocess.PIPE, text=True)
+            sbxtest.wait_for(lambda: os.path.exists(topo.path("s.sock")), what="sink ready")
+            eng = Engine(["-S", topo.path("s.sock"), "-p", "80", "--threads", "2"], ns=topo.server)
+            pid = eng.proc.pid
+            fds_at_start = sbxtest.fd_count(pid)
+            samples = []
+            batch = self.TOTAL // 10
+            for i in range(10):
+                out = topo.ns_sh(topo.client, LOAD_GENERATOR, "--connections", str(batch),
+                                 "--concurrency", "64", "--target", f"[{A}1]:80=s",
+                                 "--timeout-ms", "10000", check=False)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                samples.append(sbxtest.rss_kib(pid))
+            st = eng.stats()
+            self.assertEqual(st["accepted"], self.TOTAL)
+            self.assertEqual(st["dispatched"], self.TOTAL)
+            self.assertEqual(st["dropped"], 0)
+            sbxtest.wait_for(lambda: sbxtest.fd_count(pid) == fds_at_start, timeout=10,
+                             what=f"fd count back to {fds_at_start}")
+            warm = samples[2]
+            self.assertLessEqual(max(samples[2:]) - warm, 2048, f"RSS grew: {samples} KiB")
+            eng.stop()
+            sbxtest.stop(sink)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(PrivilegeTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
