@@ -1,0 +1,292 @@
+"""The preload's behaviour on real kernel sockets, with Debian's python3 as
+the host program: getsockname on replaced listeners, options carried to
+accepted sockets, accept4 flags, strict and stealth modes, the stream source
+going away, connect interception, block-listen, the IPv4 and wildcard forms,
+the fe8f:1:: link-local form, address-buffer protection, the yield counter,
+threads and fork. The "daemon" here is the program's own code handing a
+real TCP socket to the path with the "A" protocol."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import preload_common as pc
+from preload_common import sbxtest
+
+# Helpers every child program gets: make a connected loopback TCP pair and
+# pass the server end to a datagram path, as the socketbox daemon does.
+PRELUDE = r"""
+import ctypes, errno, fcntl, os, socket, struct, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+def tcp_pair():
+    l = socket.create_server(("127.0.0.1", 0))
+    c = socket.create_connection(l.getsockname())
+    a, _ = l.accept()
+    l.close()
+    return c, a
+def send_to(path, fd):
+    tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    tx.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))], 0, path)
+    tx.close()
+def deliver(path):
+    c, a = tcp_pair()
+    send_to(path, a.fileno())
+    a.close()
+    return c
+ROOT2 = os.environ.get("SKBOX_DIRECTORY_ROOT2", "")
+P80 = os.path.join(ROOT2, "00000", "00001_00080")
+"""
+
+
+class BehaviourTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sbx-preload-beh-")
+        for sub in ("00000", "X0000", "X0004", "X4001", "X4000"):
+            os.makedirs(os.path.join(self.tmp, sub))
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_child(self, body, ns=None, **env):
+        env.setdefault("SKBOX_DIRECTORY_ROOT2", self.tmp)
+        r = pc.run_under_preload(PRELUDE + body, env, ns=ns)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout
+
+    def test_getsockname_and_carried_options(self):
+        out = self.run_child(r"""
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 42)       # before bind
+s.bind(("fe8f::2:0:1", 80))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)         # after bind
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)    # listener-only
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.listen(16)
+print("name", s.getsockname())
+print("family", s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN))
+c = deliver(P80)
+conn, peer = s.accept()
+print("peer", peer[0] == c.getsockname()[0] and peer[1] == c.getsockname()[1])
+print("nodelay", conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+print("keepidle", conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+print("keepalive", conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+""")
+        self.assertIn("name ('fe8f::2:0:1', 80, 0, 0)", out)
+        self.assertIn("family 1", out)  # it is an AF_UNIX socket underneath
+        self.assertIn("peer True", out)
+        self.assertIn("nodelay 1", out)
+        self.assertIn("keepidle 42", out)
+        self.assertIn("keepalive 1", out)
+
+    def test_accept4_flags_and_nonblocking_listener(self):
+        out = self.run_child(r"""
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+s.bind(("fe8f::2:0:1", 80))
+print("listener_nonblock", bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK))
+print("empty", libc.accept4(s.fileno(), None, None, 0), errno.errorcode[ctypes.get_errno()])
+deliver(P80)
+fd = libc.accept4(s.fileno(), None, None, socket.SOCK_NONBLOCK)
+print("nonblock", bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
+      "cloexec", bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))
+deliver(P80)
+fd = libc.accept4(s.fileno(), None, None, socket.SOCK_CLOEXEC)
+print("nonblock", bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
+      "cloexec", bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))
+print("badflags", libc.accept4(s.fileno(), None, None, 0x40), errno.errorcode[ctypes.get_errno()])
+""")
+        self.assertIn("listener_nonblock True", out)
+        self.assertIn("empty -1 EAGAIN", out)
+        self.assertIn("nonblock True cloexec False", out)
+        self.assertIn("nonblock False cloexec True", out)
+        self.assertIn("badflags -1 EINVAL", out)
+
+    def test_strict_mode_and_stealth(self):
+        body = r"""
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+if os.path.exists(os.path.join(ROOT2, "strict.sock")): os.unlink(os.path.join(ROOT2, "strict.sock"))
+s.bind(os.path.join(ROOT2, "strict.sock"))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+send_to(os.path.join(ROOT2, "strict.sock"), u.fileno())     # not a stream
+x, y = socket.socketpair()
+send_to(os.path.join(ROOT2, "strict.sock"), y.fileno())
+conn, peer = s.accept()
+# (Python labels accepted sockets with the listener's type: ask the kernel.)
+kind = conn.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+print("type", kind == socket.SOCK_STREAM and "stream" or "other", "peer", peer)
+"""
+        out = self.run_child(body, SKBOX_STEALTH_MODE=1)
+        self.assertIn("type stream peer ('::1', 0, 0, 0)", out)
+        out = self.run_child(body, SKBOX_STRICT_STREAM_MODE=0)
+        self.assertIn("type other", out)  # level 0 takes the UDP socket
+
+    def test_vanished_stream_source_is_enolink_not_sigterm(self):
+        out = self.run_child(r"""
+a, b = socket.socketpair()
+x, y = socket.socketpair()
+send_to_stream = lambda fd: b.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+send_to_stream(y.fileno())
+conn, _ = a.accept()
+print("first", conn.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM)
+b.close()
+try:
+    a.accept()
+except OSError as e:
+    print("error", errno.errorcode[e.errno])
+print("alive")
+""", SKBOX_ACCEPT_STREAM=1)
+        self.assertIn("first True", out)
+        self.assertIn("error ENOLINK", out)
+        self.assertIn("alive", out)
+
+    def test_connect_interception(self):
+        body = r"""
+# X=3: a stream target; X=2: a datagram ("A") target.
+for p in ("00000/00001_08080", "00000/00002_08080", "X4000/00001_08080"):
+    if os.path.exists(os.path.join(ROOT2, p)): os.unlink(os.path.join(ROOT2, p))
+st = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+st.bind(os.path.join(ROOT2, "00000", "00001_08080")); st.listen(4)
+dg = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+dg.bind(os.path.join(ROOT2, "00000", "00002_08080"))
+c = socket.socket(socket.AF_INET6)
+c.connect(("fe8f::3:0:1", 8080)); c.sendall(b"to-stream")
+a, _ = st.accept(); print("stream", a.recv(64))
+c = socket.socket(socket.AF_INET6)
+try:
+    c.connect(("fe8f::2:0:2", 8080)); c.sendall(b"to-dgram")
+    msg, anc, _, _ = dg.recvmsg(16, socket.CMSG_SPACE(4))
+    fd = struct.unpack("i", anc[0][2][:4])[0]
+    print("dgram", socket.socket(fileno=fd).recv(64))
+except OSError as e:
+    print("dgram", errno.errorcode[e.errno])
+st4 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+st4.bind(os.path.join(ROOT2, "X4000", "00001_08080")); st4.listen(4)
+c = socket.socket(socket.AF_INET)
+try:
+    c.connect(("127.181.0.1", 8080)); c.sendall(b"to-ipv4")
+    a, _ = st4.accept(); print("ipv4", a.recv(64))
+except OSError as e:
+    print("ipv4", errno.errorcode[e.errno])
+"""
+        out = self.run_child(body, SKBOX_ENABLE_CONNECT="b2")
+        self.assertIn("stream b'to-stream'", out)
+        self.assertIn("dgram b'to-dgram'", out)
+        self.assertIn("ipv4 b'to-ipv4'", out)
+        out = self.run_child(body, SKBOX_ENABLE_CONNECT="1")
+        self.assertIn("stream b'to-stream'", out)
+        self.assertIn("dgram EINVAL", out)          # datagram targets need level 2
+        self.assertIn("ipv4 ECONNREFUSED", out)     # no 'b': a real connect
+
+    def test_block_listen(self):
+        body = r"""
+s = socket.socket(socket.AF_INET6)
+try:
+    s.listen(); print("listen", "OK")
+except OSError as e:
+    print("listen", errno.errorcode[e.errno])
+"""
+        self.assertIn("listen EINVAL", self.run_child(body))
+        self.assertIn("listen OK", self.run_child(body, SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0))
+
+    def test_ipv4_and_wildcard_forms(self):
+        out = self.run_child(r"""
+for fam, host, port, path in [
+        (socket.AF_INET, "127.180.1.2", 80, "X4001/00002_00080"),
+        (socket.AF_INET, "0.0.0.0", 81, "X0004/00000_00081"),
+        (socket.AF_INET6, "::", 82, "X0000/00000_00082"),
+        (socket.AF_INET6, "::ffff:127.180.1.3", 83, "X4001/00003_00083")]:
+    s = socket.socket(fam)
+    s.bind((host, port)); s.listen()
+    print(path, os.path.exists(os.path.join(ROOT2, path)), s.getsockname()[0])
+""", SKBOX_PORT_FILTER_IPV4="1024", SKBOX_PORT_FILTER_IPV4_WILDCARD="0,0,81",
+            SKBOX_PORT_FILTER_IPV6_WILDCARD="0,0,82")
+        self.assertIn("X4001/00002_00080 True 127.180.1.2", out)
+        self.assertIn("X0004/00000_00081 True 0.0.0.0", out)
+        self.assertIn("X0000/00000_00082 True ::", out)
+        self.assertIn("X4001/00003_00083 True ::ffff:127.180.1.3", out)
+
+    def test_link_local_form(self):
+        with sbxtest.Topology() as topo:
+            topo.ns_sh(topo.server, "ip", "link", "add", "sbxd0", "type", "veth", "peer", "name",
+                       "sbxd1")
+            topo.ns_sh(topo.server, "ip", "link", "set", "sbxd0", "up")
+            topo.ns_sh(topo.server, "ip", "link", "set", "sbxd1", "up")
+            topo.ns_sh(topo.server, "ip", "addr", "add", "fe80::1234/64", "dev", "sbxd0", "nodad")
+            index = topo.ns_sh(topo.server, "cat", "/sys/class/net/sbxd0/ifindex").stdout.strip()
+            out = self.run_child(rf"""
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f:1:0:{int(index):x}::1234", 8080)); s.listen()
+print("bound", s.getsockname())
+""", ns=topo.server)
+            # The real bind went to fe80::1234 with the scope id from the address.
+            self.assertRegex(out, rf"bound \('fe80::1234(%sbxd0)?', 8080, 0, {index}\)")
+
+    def test_address_buffer_protection(self):
+        body = r"""
+s = socket.socket(socket.AF_INET)
+s.bind(("127.0.0.1", 0))
+buf = ctypes.create_string_buffer(b"\xff" * 128, 128)
+n = ctypes.c_uint32(128)
+libc.getsockname(s.fileno(), buf, ctypes.byref(n))
+print("len", n.value, "tail", buf.raw[16:].count(b"\0"))
+"""
+        self.assertIn("len 16 tail 112", self.run_child(body))
+        self.assertIn("len 16 tail 0", self.run_child(body, SKBOX_GETPEERNAME_PROTECTION=0))
+        self.assertIn("len 16 tail 0", self.run_child(body, SKBOX_GETPEERNAME_PROTECTION=1))
+
+    def test_yield_counter(self):
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        body = r"""
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f::2:0:1", 80)); s.listen()
+for _ in range(8):
+    deliver(P80); s.accept()[0].close()
+"""
+        counts = {}
+        for value in ("0", "1"):
+            trace = os.path.join(self.tmp, f"trace{value}")
+            env = {**os.environ, "LD_PRELOAD": pc.LIBRARY, "SKBOX_DIRECTORY_ROOT2": self.tmp,
+                   "SKBOX_SCHED_YIELD": value}
+            subprocess.run(["strace", "-f", "-qq", "-e", "trace=sched_yield", "-o", trace,
+                            pc.PYTHON, "-c", PRELUDE + body], env=env, check=True, timeout=60)
+            with open(trace) as f:
+                counts[value] = len(re.findall(r"sched_yield\(", f.read()))
+        self.assertEqual(counts, {"0": 0, "1": 2})  # accepts 1 and 8 of 8: every 7th
+
+    def test_threads_and_fork(self):
+        out = self.run_child(r"""
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f::2:0:1", 80)); s.listen()
+pid = os.fork()
+if pid == 0:
+    # The child inherits the replaced listener and what the preload knows.
+    conn, _ = s.accept(); conn.sendall(b"child"); conn.close()
+    os._exit(0 if s.getsockname()[0] == "fe8f::2:0:1" else 3)
+c = deliver(P80)
+print("from", c.recv(16))
+print("child", os.waitpid(pid, 0)[1])
+seen = []
+lock = threading.Lock()
+def worker():
+    for _ in range(10):
+        conn, _ = s.accept()
+        with lock:
+            seen.append(conn.recv(8))
+        conn.close()
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads: t.start()
+clients = []
+for i in range(40):
+    c = deliver(P80); c.sendall(b"%03d" % i); clients.append(c)
+for t in threads: t.join(30)
+print("served", len(seen), len(set(seen)))
+""")
+        self.assertIn("from b'child'", out)
+        self.assertIn("child 0", out)
+        self.assertIn("served 40 40", out)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(BehaviourTest, skip_reason=pc.skip_reason())
