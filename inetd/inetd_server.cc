@@ -52,8 +52,12 @@ bool InetdServer::Start() {
 bool InetdServer::Register() {
   auto channel = RegisterWithServer(options_.socket_path, options_.group);
   if (!channel.ok()) {
+    const int err = channel.error();
+    const char* why = err == EACCES   ? "the server refused the registration"
+                      : err == EPROTO ? "malformed or missing response from the server"
+                                      : std::strerror(err);
     Log("cannot register as group %" PRIu32 " at %s: %s", options_.group,
-        options_.socket_path.c_str(), std::strerror(channel.error()));
+        options_.socket_path.c_str(), why);
     return false;
   }
   channel_ = std::move(*channel);

@@ -75,10 +75,16 @@ class InetdBehaviour(unittest.TestCase):
         sbxtest.stop(p)
 
     def test_child_gets_socket_on_0_and_1_only_and_new_session(self):
-        p = self.serve(["sh", "-c", "ls -l /proc/self/fd/; ps -o sid= -p $$; echo $$"])
+        for port, method in ((7000, "spawn"), (7001, "fork")):
+            with self.subTest(method=method):
+                self.check_child_fds(port, method)
+
+    def check_child_fds(self, port, method):
+        p = self.serve(["sh", "-c", "ls -l /proc/self/fd/; ps -o sid= -p $$; echo $$"],
+                       options=("-m", method), port=port)
         inetd_sockets = {os.readlink(f"/proc/{p.pid}/fd/{fd}")
                          for fd in os.listdir(f"/proc/{p.pid}/fd")}
-        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, port)
         out = il.read_all(c).decode()
         c.close()
         links = dict(re.findall(r" (\d+) -> (\S+)", out))
@@ -292,6 +298,31 @@ class InetdRegistration(unittest.TestCase):
                 self.assertIn("received=2 spawned=2", err)
             finally:
                 server.close()
+
+    def test_refused_and_malformed_registration(self):
+        with sbxtest.Topology() as topo:
+            for response, message in ((bytes([0, 0, 0, 0]), "the server refused the registration"),
+                                      (b"\x80", "malformed or missing response"),
+                                      (None, "malformed or missing response")):
+                ctl = topo.path("ctl.sock")
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                listener.bind(ctl)
+                listener.listen(1)
+                p = topo.spawn_server([il.binary("socketbox-inetd-p"), ctl, "7", "true"])
+                listener.settimeout(10)
+                conn, _ = listener.accept()
+                conn.recv(64)
+                if response is None:
+                    conn.close()  # the server vanishes before answering
+                else:
+                    conn.send(response)
+                self.assertEqual(p.wait(10), 1)
+                err = p.stderr.read().decode()
+                self.assertIn(f"cannot register as group 7 at {ctl}: {message}", err)
+                if conn.fileno() >= 0:
+                    conn.close()
+                listener.close()
+                os.unlink(ctl)
 
 
 if __name__ == "__main__":
