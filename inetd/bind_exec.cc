@@ -62,15 +62,15 @@ int Main(int argc, char** argv) {
   if (argc - i < 3) return Usage("PATH, VAR and PROG are required");
   const char* path = argv[i];
   const char* variable = argv[i + 1];
-  if (!ValidVariableName(variable)) return Usage("VAR must be a variable name ([A-Za-z_][A-Za-z0-9_]*)");
+  if (!ValidVariableName(variable))
+    return Usage("VAR must be a variable name ([A-Za-z_][A-Za-z0-9_]*)");
   auto bound = BindReceiverSocket(path, mode);
   if (!bound.ok()) {
     Log("%s", std::string(bound.status().message()).c_str());
     return 1;
   }
   const int fd = bound->fd.Release();
-  if (::fcntl(fd, F_SETFD, 0) != 0 ||
-      ::setenv(variable, std::to_string(fd).c_str(), 1) != 0) {
+  if (::fcntl(fd, F_SETFD, 0) != 0 || ::setenv(variable, std::to_string(fd).c_str(), 1) != 0) {
     Log("preparing fd %d: %s", fd, std::strerror(errno));
     return 1;
   }

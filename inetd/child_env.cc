@@ -12,8 +12,8 @@ namespace sbx::inetd {
 namespace {
 
 constexpr std::array<std::string_view, 7> kOurNames = {
-    "PROTO", "TCPLOCALIP", "TCPLOCALPORT", "TCPREMOTEIP", "TCPREMOTEPORT", "REMOTE_ADDR",
-    "REMOTE_PORT"};
+    "PROTO",         "TCPLOCALIP",  "TCPLOCALPORT", "TCPREMOTEIP",
+    "TCPREMOTEPORT", "REMOTE_ADDR", "REMOTE_PORT"};
 
 bool IsOurs(std::string_view entry) {
   const size_t eq = entry.find('=');

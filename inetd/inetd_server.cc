@@ -66,8 +66,8 @@ bool InetdServer::Register() {
 
 int InetdServer::PollTimeoutMs() const {
   if (paused_until_ == Clock::time_point{}) return -1;
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(paused_until_ -
-                                                                          Clock::now());
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(paused_until_ - Clock::now());
   return static_cast<int>(std::max<int64_t>(0, left.count() + 1));
 }
 
@@ -181,8 +181,8 @@ void InetdServer::HandleConnection(UniqueFd connection) {
   std::string source = info->is_ip ? FormatIpForEnv(info->remote.ip) : std::string();
   if (!table_.SourceHasRoom(source)) {
     ++stats_.per_source_rejected;
-    Log("per-source limit (%" PRIu64 ") reached for %s; connection closed",
-        options_.max_per_source, source.c_str());
+    Log("per-source limit (%" PRIu64 ") reached for %s; connection closed", options_.max_per_source,
+        source.c_str());
     return;
   }
   std::vector<std::string> vars;

@@ -17,10 +17,14 @@ std::optional<uint64_t> ParseHex(std::string_view text, uint64_t max) {
   uint64_t value = 0;
   for (char c : text) {
     int digit;
-    if (c >= '0' && c <= '9') digit = c - '0';
-    else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      digit = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      digit = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      digit = c - 'A' + 10;
+    else
+      return std::nullopt;
     value = value * 16 + static_cast<uint64_t>(digit);
   }
   if (value > max) return std::nullopt;
@@ -31,7 +35,8 @@ std::optional<uint64_t> ParseHex(std::string_view text, uint64_t max) {
 
 std::string InetdUsage(Mode mode) {
   const std::string opts = "[-c MAX_CHILDREN] [-C MAX_PER_SOURCE] [-m fork|spawn] [-E]";
-  if (mode == Mode::kDatagram) return StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]");
+  if (mode == Mode::kDatagram)
+    return StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]");
   return StrCat("usage: socketbox-inetd-p ", opts, " CTLPATH GROUP PROG [ARGS...]");
 }
 
@@ -51,7 +56,8 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
   } else if (text.size() > 1 && text[0] == '0') {
     // The original's strtoul(base 0) reads this as octal; rather than guess
     // which one was meant, ask for an unambiguous form.
-    return Bad(StrCat("GROUP '", text, "': a leading 0 is octal in the original; write the "
+    return Bad(StrCat("GROUP '", text,
+                      "': a leading 0 is octal in the original; write the "
                       "number in decimal or as 0x hex"));
   } else {
     value = ParseDecimal(text, 0, UINT32_MAX);

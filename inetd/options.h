@@ -35,8 +35,8 @@ enum class SpawnMethod { kFork, kPosixSpawn };
 
 struct InetdOptions {
   Mode mode = Mode::kDatagram;
-  std::string socket_path;  // SOCKPATH or CTLPATH
-  uint32_t group = 0;       // GROUP (registration mode)
+  std::string socket_path;           // SOCKPATH or CTLPATH
+  uint32_t group = 0;                // GROUP (registration mode)
   std::vector<std::string> program;  // PROG and its ARGS
   uint64_t max_children = 0;         // 0: unlimited
   uint64_t max_per_source = 0;       // 0: unlimited

@@ -42,9 +42,8 @@ TEST(ChildEnv, UnixPeerGetsOnlyProto) {
 }
 
 TEST(ChildEnv, InheritedConnectionVariablesAreRemoved) {
-  const char* environ[] = {"PATH=/bin",       "TCPREMOTEIP=stale", "REMOTE_PORT=1",
-                           "PROTOCOL=kept",   "PROTO=old",         "TCPLOCALIPX=kept",
-                           "HOME=/root",      nullptr};
+  const char* environ[] = {"PATH=/bin", "TCPREMOTEIP=stale", "REMOTE_PORT=1", "PROTOCOL=kept",
+                           "PROTO=old", "TCPLOCALIPX=kept",  "HOME=/root",    nullptr};
   EXPECT_THAT(BaseEnvironment(environ),
               ElementsAre("PATH=/bin", "PROTOCOL=kept", "TCPLOCALIPX=kept", "HOME=/root"));
   EXPECT_TRUE(BaseEnvironment(nullptr).empty());

@@ -22,9 +22,8 @@ TEST(InetdOptions, OriginalCommandLineKeepsItsMeaning) {
 }
 
 TEST(InetdOptions, OptionsStopAtFirstNonOption) {
-  auto o = ParseInetdOptions(Mode::kDatagram,
-                             {"-c", "4", "-C", "2", "-m", "fork", "-E", "s", "prog", "-c", "9"},
-                             "1");
+  auto o = ParseInetdOptions(
+      Mode::kDatagram, {"-c", "4", "-C", "2", "-m", "fork", "-E", "s", "prog", "-c", "9"}, "1");
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->max_children, 4u);
   EXPECT_EQ(o->max_per_source, 2u);

@@ -46,7 +46,10 @@ TEST_F(ReceiverSocketTest, BindsWithMode0660AndCloexec) {
 }
 
 TEST_F(ReceiverSocketTest, ReplacesStaleSocketFile) {
-  { auto first = BindReceiverSocket(path_); ASSERT_TRUE(first.ok()); }  // closed: stale
+  {
+    auto first = BindReceiverSocket(path_);
+    ASSERT_TRUE(first.ok());
+  }  // closed: stale
   auto second = BindReceiverSocket(path_);
   ASSERT_TRUE(second.ok()) << second.status();
 }
