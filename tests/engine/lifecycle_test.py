@@ -1,13 +1,13 @@
 """The daemon over its life: privileges as configured, and no fd or memory
 growth across a long run of connections."""
 import os
-import shutil
+import signal
 import subprocess
 import threading
 import time
 import unittest
 
-from engine_fixture import BUILD, Backend, Engine, fetch, sbxtest
+from engine_fixture import BUILD, SOCKETBOX, Backend, Engine, fetch, sbxtest
 
 A = "2001:db8:1::"
 LOAD_GENERATOR = os.path.join(BUILD, "bench", "load_generator")
@@ -53,6 +53,61 @@ class PrivilegeTest(unittest.TestCase):
                 backend.close()
 
 
+class ProcessTest(unittest.TestCase):
+    """-d and -x, and SIGHUP reloads after each (the file is found through its
+    directory, opened before daemon() changes to / and before chroot)."""
+
+    def test_daemonize_with_relative_config_then_reload(self):
+        with sbxtest.Topology() as topo:
+            one, two = Backend(topo.path("one.sock"), "one"), Backend(topo.path("two.sock"), "two")
+            try:
+                conf = topo.path("rel.conf")
+                with open(conf, "w") as f:
+                    f.write(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{one.path}\n")
+                # The daemon keeps stderr (daemon(0, 1)): log to a file, not a pipe.
+                with open(topo.path("daemon.log"), "w") as log:
+                    parent = subprocess.run(["ip", "netns", "exec", topo.server, SOCKETBOX, "-d",
+                                             "-f", "rel.conf", "-p", "80"], cwd=topo.tmp,
+                                            stdout=log, stderr=log, timeout=10)
+                self.assertEqual(parent.returncode, 0, open(topo.path("daemon.log")).read())
+                sbxtest.wait_for(lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"one",
+                                 what="daemon serving")
+                pids = sbxtest.sh("ip", "netns", "pids", topo.server).stdout.split()
+                self.assertEqual(len(pids), 1, pids)
+                with open(conf, "w") as f:
+                    f.write(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{two.path}\n")
+                os.kill(int(pids[0]), signal.SIGHUP)
+                sbxtest.wait_for(lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"two",
+                                 what="reloaded configuration in use")
+                os.kill(int(pids[0]), signal.SIGTERM)
+            finally:
+                one.close()
+                two.close()
+
+    def test_chroot_then_reload(self):
+        with sbxtest.Topology() as topo:
+            root = topo.path("jail")
+            os.mkdir(root)
+            one = Backend(os.path.join(root, "one.sock"), "one")
+            two = Backend(os.path.join(root, "two.sock"), "two")
+            try:
+                conf = topo.path("jail.conf")  # outside the jail
+                with open(conf, "w") as f:
+                    f.write("max-rules:1\nrule-set:0 size:1\ndefault jump-unix:/one.sock\n")
+                eng = Engine(["-f", conf, "-x", root, "-p", "80"], ns=topo.server)
+                self.assertEqual(fetch(topo.client, f"{A}1", 80), b"one")
+                with open(conf, "w") as f:
+                    f.write("max-rules:1\nrule-set:0 size:1\ndefault jump-unix:/two.sock\n")
+                eng.proc.send_signal(signal.SIGHUP)
+                sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
+                self.assertEqual(fetch(topo.client, f"{A}1", 80), b"two")
+                self.assertEqual(os.readlink(f"/proc/{eng.proc.pid}/root"), root)
+                eng.stop()
+            finally:
+                one.close()
+                two.close()
+
+
 class SoakTest(unittest.TestCase):
     """100,000 connections: the fd count returns to where it started and the
     RSS stays flat after warm-up."""
@@ -90,4 +145,4 @@ class SoakTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PrivilegeTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
+    sbxtest.run_tap(PrivilegeTest, ProcessTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
