@@ -37,20 +37,39 @@ DocumentRoot {tmp}/htdocs
 
 
 class ApacheTest(unittest.TestCase):
+    def start(self, topo, listen, backend, **env):
+        os.chmod(topo.tmp, 0o755)  # the workers run as www-data
+        os.makedirs(topo.path("htdocs"))
+        with open(topo.path("htdocs/index.html"), "w") as f:
+            f.write("hello from apache through socketbox\n")
+        conf = topo.path("apache2.conf")
+        with open(conf, "w") as f:
+            f.write(CONFIG.format(tmp=topo.tmp, listen=listen, modules=MODULES))
+        p = topo.spawn_server([APACHE, "-f", conf, "-DFOREGROUND"],
+                              env=pc.preload_env(topo, **env))
+        pc.wait_for_path(backend, p)
+        pc.start_engine(topo, backend)
+        return p
+
+    def access_log(self, topo):
+        with open(topo.path("access.log")) as f:
+            return [line.split() for line in f.read().splitlines()]
+
+    def test_wildcard_mode_gives_real_server_addr(self):
+        # Listen [::]:80 with the IPv6 wildcard filter: APR then asks
+        # getsockname() for %A and gets the real local address.
+        with sbxtest.Topology() as topo:
+            backend = pc.directory2_path(topo.path("sb2"), 0, 0, 80, x_prefix=True)
+            p = self.start(topo, "::", backend, SKBOX_PORT_FILTER_IPV6_WILDCARD="1,1,80")
+            status, _, _ = pc.http_get_eventually(topo, pc.PUBLIC6, path="/index.html", proc=p)
+            self.assertEqual(status, 200)
+            sbxtest.stop(p, timeout=15)
+            self.assertEqual(self.access_log(topo)[0], [pc.CLIENT6, pc.PUBLIC6, "80", "200"])
+
     def test_listen_fe8f_serves_http(self):
         with sbxtest.Topology() as topo:
-            os.chmod(topo.tmp, 0o755)  # the workers run as www-data
-            os.makedirs(topo.path("htdocs"))
-            with open(topo.path("htdocs/index.html"), "w") as f:
-                f.write("hello from apache through socketbox\n")
-            conf = topo.path("apache2.conf")
-            with open(conf, "w") as f:
-                f.write(CONFIG.format(tmp=topo.tmp, listen=pc.FE8F_DIR2, modules=MODULES))
             backend = pc.directory2_path(topo.path("sb2"), 0, 1, 80)
-            p = topo.spawn_server([APACHE, "-f", conf, "-DFOREGROUND"],
-                                  env=pc.preload_env(topo, SKBOX_DEBUG=1))
-            pc.wait_for_path(backend, p)
-            pc.start_engine(topo, backend)
+            p = self.start(topo, pc.FE8F_DIR2, backend, SKBOX_DEBUG=1)
             for _ in range(10):
                 status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, path="/index.html",
                                                           proc=p)
@@ -67,12 +86,11 @@ class ApacheTest(unittest.TestCase):
             # The original made APR's TCP_DEFER_ACCEPT setsockopt fail.
             self.assertNotIn("Failed to enable", errors)
             self.assertNotIn("(95)", errors)  # EOPNOTSUPP from any socket call
-            with open(topo.path("access.log")) as f:
-                lines = f.read().splitlines()
+            lines = self.access_log(topo)
             self.assertEqual(len(lines), 10)
             # %a is the client's real address; %A is the configured fe8f::
             # address (APR takes it from the listener, as nginx does).
-            self.assertEqual(lines[0].split(), [pc.CLIENT6, pc.FE8F_DIR2, "80", "200"])
+            self.assertEqual(lines[0], [pc.CLIENT6, pc.FE8F_DIR2, "80", "200"])
 
 
 if __name__ == "__main__":

@@ -288,5 +288,68 @@ print("served", len(seen), len(set(seen)))
         self.assertIn("served 40 40", out)
 
 
+WRAPPER = os.path.join(pc.BUILD, "preload", "run-with-socketbox")
+SHOW = "import os; print(os.environ.get('LD_PRELOAD'), os.environ.get('SKBOX_DIRECTORY_ROOT'))"
+
+
+class WrapperTest(unittest.TestCase):
+    """run-with-socketbox: finds the library, sets the variables, execs."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sbx-preload-wrap-")
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("LD_PRELOAD", "SKBOX_DIRECTORY_ROOT", "SKBOX_PRELOAD_LIBRARY")}
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_wrapper(self, wrapper, *argv, **env):
+        return subprocess.run([wrapper, *argv], env={**self.env, **env}, capture_output=True,
+                              text=True, timeout=30)
+
+    def test_build_tree_library_and_default_root(self):
+        r = self.run_wrapper(WRAPPER, pc.PYTHON, "-c", SHOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), [os.path.realpath(pc.LIBRARY), "/run/socketbox-conf"])
+        # The program really runs under the library: a record-file bind works.
+        with open(os.path.join(self.tmp, "skbox_dir_00000"), "wb") as f:
+            f.write(os.path.join(self.tmp, "s.sock").encode().ljust(128, b"\0"))
+        r = self.run_wrapper(WRAPPER, pc.PYTHON, "-c",
+                             "import socket; socket.socket(socket.AF_INET6).bind(('fe8f::', 80))",
+                             SKBOX_DIRECTORY_ROOT=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "s.sock")))
+
+    def test_install_layout_and_existing_preloads_kept(self):
+        bindir = os.path.join(self.tmp, "usr", "bin")
+        libdir = os.path.join(os.path.realpath(self.tmp), "usr", "lib", "x86_64-linux-gnu")
+        os.makedirs(bindir)
+        os.makedirs(libdir)
+        shutil.copy2(WRAPPER, bindir)
+        shutil.copy2(pc.LIBRARY, libdir)
+        r = self.run_wrapper(os.path.join(bindir, "run-with-socketbox"), pc.PYTHON, "-c", SHOW,
+                             LD_PRELOAD="libc.so.6", SKBOX_DIRECTORY_ROOT="/srv/sb")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), [
+            os.path.join(libdir, "libsocketbox-preload.so"), "libc.so.6", "/srv/sb"])
+
+    def test_errors(self):
+        r = self.run_wrapper(WRAPPER)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage", r.stderr)
+        r = self.run_wrapper(WRAPPER, "true", SKBOX_PRELOAD_LIBRARY="/nonexistent/lib.so")
+        self.assertEqual(r.returncode, 127)
+        self.assertIn("cannot find", r.stderr)
+        lonely = os.path.join(self.tmp, "bin")
+        os.makedirs(lonely)
+        shutil.copy2(WRAPPER, lonely)
+        r = self.run_wrapper(os.path.join(lonely, "run-with-socketbox"), "true")
+        with open(WRAPPER) as f:
+            configured = re.search(r'"(/[^"]*libsocketbox-preload\.so)"', f.read()).group(1)
+        if not os.path.exists(configured):  # else it rightly finds the installed one
+            self.assertEqual(r.returncode, 127, r.stderr)
+            self.assertIn("SKBOX_PRELOAD_LIBRARY", r.stderr)
+
+
 if __name__ == "__main__":
-    sbxtest.run_tap(BehaviourTest, skip_reason=pc.skip_reason())
+    sbxtest.run_tap(BehaviourTest, WrapperTest, skip_reason=pc.skip_reason())

@@ -1,6 +1,7 @@
 """nginx under libsocketbox-preload.so, fed by the real socketbox daemon."""
 import os
 import shutil
+import signal
 import unittest
 
 import preload_common as pc
@@ -54,6 +55,32 @@ class NginxTest(unittest.TestCase):
             # With a specific listen address nginx reports it as $server_addr
             # without asking the kernel (documented limitation).
             self.assertIn(f"server={pc.FE8F_DIR2} ", body)
+            self.assertEqual(sbxtest.stop(p, timeout=10), 0)
+
+    def test_record_file_form_survives_reload(self):
+        # The original's record files: fe8f::0:1 is record 1 of skbox_dir_00000.
+        with sbxtest.Topology() as topo:
+            root = topo.path("records")
+            os.makedirs(root)
+            record = topo.path("nginx_@SB_.sock").encode().ljust(128, b"\0")
+            with open(os.path.join(root, "skbox_dir_00000"), "wb") as f:
+                f.write(b"\0" * 128 + record)
+            backend = topo.path("nginx00080.sock")
+            p, _ = self.run_nginx(topo, "[fe8f::0:1]:80", backend, SKBOX_DIRECTORY_ROOT=root)
+            status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
+            self.assertEqual(status, 200)
+            self.assertIn("server=fe8f::1 ", body)
+            inode = os.stat(backend).st_ino
+            # SIGHUP: nginx re-reads its configuration, keeps the listener it
+            # has for the same address and starts new workers with it.
+            p.send_signal(signal.SIGHUP)
+            sbxtest.wait_for(lambda: "reconfiguring" in open(topo.path("error.log")).read(),
+                             what="nginx reload")
+            for _ in range(10):
+                status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
+                self.assertEqual(status, 200)
+                self.assertIn(f"remote={pc.CLIENT6} ", body)
+            self.assertEqual(os.stat(backend).st_ino, inode)
             self.assertEqual(sbxtest.stop(p, timeout=10), 0)
 
     def test_wildcard_mode_gives_real_server_addr(self):
