@@ -1,0 +1,45 @@
+// Small command-line helpers shared by the bench tools: numbers with range
+// checks and "NAME=VALUE" splitting. Errors are reported by the callers with
+// the offending text, so these only say yes or no.
+#ifndef SBX_BENCH_COMMON_ARGS_H_
+#define SBX_BENCH_COMMON_ARGS_H_
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+namespace sbx::bench {
+
+// A decimal integer within [lo, hi], the whole text and nothing else.
+inline std::optional<uint64_t> ParseUint(std::string_view text, uint64_t lo, uint64_t hi) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < lo || value > hi) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// A non-negative decimal number with an optional fraction ("2", "0.5").
+inline std::optional<double> ParseSeconds(std::string_view text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// "NAME=VALUE" split at the first '='; both sides non-empty.
+inline std::optional<std::pair<std::string_view, std::string_view>> SplitAssign(
+    std::string_view text) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0 || eq + 1 == text.size()) return std::nullopt;
+  return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
+}
+
+}  // namespace sbx::bench
+
+#endif  // SBX_BENCH_COMMON_ARGS_H_

@@ -1,0 +1,198 @@
+// bench/sink: the backend of every benchmark scenario. Sets up its sources
+// (datagram sockets, registrations, TCP listeners), runs the workers, and
+// owns the signals: SIGUSR1 prints the summary, SIGTERM/SIGINT (or the
+// lifetime running out) stop the workers, print the summary and exit 0.
+// Socket files it bound are removed at exit.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/sink/sink_options.h"
+#include "bench/sink/sink_worker.h"
+#include "engine/core/registration.h"
+#include "engine/core/unix_address.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx::bench {
+namespace {
+
+struct Sources {
+  std::vector<std::string> names;              // backend index -> greeting
+  std::vector<UniqueFd> fds;                   // everything we opened
+  std::vector<SinkEndpoint> shared;            // channels, read by every worker
+  std::vector<std::vector<SinkEndpoint>> own;  // listeners, per worker
+  std::vector<std::string> bound_paths;        // unlinked at exit
+};
+
+size_t BackendIndex(Sources& sources, const std::string& name) {
+  for (size_t i = 0; i < sources.names.size(); ++i) {
+    if (sources.names[i] == name) return i;
+  }
+  sources.names.push_back(name);
+  return sources.names.size() - 1;
+}
+
+bool Fail(const std::string& what, int err) {
+  std::fprintf(stderr, "sink: %s: %s\n", what.c_str(), std::strerror(err));
+  return false;
+}
+
+bool BindDatagram(const SinkSource& source, Sources& sources, size_t backend) {
+  struct stat st {};
+  if (::lstat(source.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Fail(source.path + " exists and is not a socket", EEXIST);
+    ::unlink(source.path.c_str());  // stale socket of an earlier run
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Fail("socket(AF_UNIX)", errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, source.path.data(), source.path.size());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Fail("bind " + source.path, errno);
+  }
+  sources.bound_paths.push_back(source.path);
+  if (::chmod(source.path.c_str(), 0666) != 0) return Fail("chmod " + source.path, errno);
+  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd.get(), backend, false});
+  sources.fds.push_back(std::move(fd));
+  return true;
+}
+
+bool Register(const SinkSource& source, Sources& sources, size_t backend) {
+  auto fd = RegisterWithServer(source.path, source.group);
+  if (!fd.ok()) {
+    return Fail("register group " + std::to_string(source.group) + " at " + source.path,
+                fd.error());
+  }
+  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd->get(), backend, true});
+  sources.fds.push_back(std::move(*fd));
+  return true;
+}
+
+bool Listen(const SinkSource& source, Sources& sources, size_t backend) {
+  // One SO_REUSEPORT copy per worker: the kernel spreads connections.
+  for (auto& own : sources.own) {
+    UniqueFd fd(::socket(source.address.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return Fail("socket(TCP)", errno);
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    sockaddr_storage storage{};
+    socklen_t len = source.address.ToSockaddr(&storage);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), len) != 0) {
+      return Fail("bind TCP port " + std::to_string(source.address.port), errno);
+    }
+    if (::listen(fd.get(), 4096) != 0) return Fail("listen", errno);
+    own.push_back({SinkEndpoint::Kind::kListener, fd.get(), backend, false});
+    sources.fds.push_back(std::move(fd));
+  }
+  return true;
+}
+
+void PrintSummary(const Sources& sources, const SinkCounters& counters, const char* event) {
+  std::string out = std::string("{\"event\":\"") + event + "\",\"backends\":{";
+  uint64_t total = 0;
+  for (size_t i = 0; i < sources.names.size(); ++i) {
+    uint64_t received = counters.per_backend[i].received.load();
+    uint64_t errors = counters.per_backend[i].send_errors.load();
+    total += received;
+    char item[128];
+    std::snprintf(item, sizeof(item), "\":{\"received\":%llu,\"greeted\":%llu,\"send_errors\":%llu}",
+                  static_cast<unsigned long long>(received),
+                  static_cast<unsigned long long>(received - errors),
+                  static_cast<unsigned long long>(errors));
+    out += (i ? ",\"" : "\"") + sources.names[i] + item;  // names are plain bytes from argv
+  }
+  char tail[256];
+  std::snprintf(tail, sizeof(tail),
+                "},\"total_received\":%llu,\"no_fd\":%llu,\"extra_fds\":%llu,"
+                "\"channel_closed\":%llu,\"close_errors\":%llu}\n",
+                static_cast<unsigned long long>(total),
+                static_cast<unsigned long long>(counters.no_fd.load()),
+                static_cast<unsigned long long>(counters.extra_fds.load()),
+                static_cast<unsigned long long>(counters.channel_closed.load()),
+                static_cast<unsigned long long>(counters.close_errors.load()));
+  out += tail;
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+int Main(int argc, char** argv) {
+  int exit_code = 0;
+  auto options = ParseSinkOptions(argc, argv, &exit_code);
+  if (!options) return exit_code;
+
+  // Blocked before any thread starts, so only the main thread takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Sources sources;
+  sources.own.resize(options->threads);
+  bool ok = true;
+  for (const SinkSource& source : options->sources) {
+    size_t backend = BackendIndex(sources, source.name);
+    if (source.kind == SinkSource::Kind::kDatagram) ok = BindDatagram(source, sources, backend);
+    if (source.kind == SinkSource::Kind::kRegister) ok = Register(source, sources, backend);
+    if (source.kind == SinkSource::Kind::kListen) ok = Listen(source, sources, backend);
+    if (!ok) break;
+  }
+  int status = ok ? 0 : 1;
+  SinkCounters counters(sources.names.size());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  std::vector<SinkWorkerConfig> configs(ok ? options->threads : 0);
+  for (unsigned t = 0; t < configs.size(); ++t) {
+    configs[t].endpoints = sources.shared;
+    configs[t].endpoints.insert(configs[t].endpoints.end(), sources.own[t].begin(),
+                                sources.own[t].end());
+    configs[t].names = &sources.names;
+    configs[t].counters = &counters;
+    configs[t].stop = &stop;
+    threads.emplace_back([&config = configs[t], &status] {
+      if (RunSinkWorker(config) != 0) status = 1;
+    });
+  }
+  if (ok) {
+    std::puts("ready");
+    std::fflush(stdout);
+  }
+  timespec deadline{};
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += static_cast<time_t>(options->lifetime_s);
+  while (ok && status == 0) {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec >= deadline.tv_sec) {
+      std::fprintf(stderr, "sink: lifetime of %.0f s reached, exiting\n", options->lifetime_s);
+      break;
+    }
+    timespec wait{1, 0};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGUSR1) PrintSummary(sources, counters, "sink");
+    if (sig == SIGTERM || sig == SIGINT) break;
+  }
+  stop.store(true);
+  for (auto& thread : threads) thread.join();
+  PrintSummary(sources, counters, "sink-exit");
+  for (const std::string& path : sources.bound_paths) ::unlink(path.c_str());
+  return status;
+}
+
+}  // namespace
+}  // namespace sbx::bench
+
+int main(int argc, char** argv) { return sbx::bench::Main(argc, argv); }

@@ -1,0 +1,95 @@
+#include "bench/sink/sink_options.h"
+
+#include <cstdio>
+#include <string_view>
+
+#include "bench/common/args.h"
+
+namespace sbx::bench {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: sink [--backend NAME=PATH]... [--register NAME=GROUP:CTLPATH]...\n"
+    "            [--listen NAME=[ADDR]:PORT]... [--threads N] [--lifetime S]\n"
+    "Greets every socket it receives or accepts with NAME, closes it, and counts\n"
+    "per NAME. Prints 'ready' once listening, a JSON summary on SIGUSR1 and at\n"
+    "exit (SIGTERM, SIGINT, or after --lifetime seconds, default 600).\n";
+
+bool Fail(const char* what, std::string_view arg) {
+  std::fprintf(stderr, "sink: %s: '%.*s'\n%s", what, static_cast<int>(arg.size()), arg.data(),
+               kUsage);
+  return false;
+}
+
+bool ParseSource(std::string_view flag, std::string_view arg, SinkOptions& options) {
+  auto assign = SplitAssign(arg);
+  if (!assign) return Fail("expected NAME=VALUE", arg);
+  SinkSource source;
+  source.name = std::string(assign->first);
+  std::string_view value = assign->second;
+  if (source.name.size() > 64) return Fail("backend name longer than 64 bytes", arg);
+  if (flag == "--backend") {
+    source.kind = SinkSource::Kind::kDatagram;
+    source.path = std::string(value);
+  } else if (flag == "--register") {
+    source.kind = SinkSource::Kind::kRegister;
+    size_t colon = value.find(':');
+    auto group = colon == std::string_view::npos
+                     ? std::nullopt
+                     : ParseUint(value.substr(0, colon), 0, UINT32_MAX);
+    if (!group || colon + 1 == value.size()) return Fail("expected NAME=GROUP:CTLPATH", arg);
+    source.group = static_cast<uint32_t>(*group);
+    source.path = std::string(value.substr(colon + 1));
+  } else {
+    source.kind = SinkSource::Kind::kListen;
+    auto address = ParseHostPort(value);
+    if (!address || address->port == 0) return Fail("expected NAME=[ADDR]:PORT", arg);
+    source.address = *address;
+  }
+  if (source.kind != SinkSource::Kind::kListen && source.path.size() >= 108) {
+    return Fail("socket path too long", arg);
+  }
+  options.sources.push_back(std::move(source));
+  return true;
+}
+
+}  // namespace
+
+std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_code) {
+  SinkOptions options;
+  *exit_code = 2;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      *exit_code = 0;
+      return std::nullopt;
+    }
+    if (i + 1 >= argc) {
+      Fail("missing value or unknown option", flag);
+      return std::nullopt;
+    }
+    std::string_view arg = argv[++i];
+    if (flag == "--backend" || flag == "--register" || flag == "--listen") {
+      if (!ParseSource(flag, arg, options)) return std::nullopt;
+    } else if (flag == "--threads") {
+      auto n = ParseUint(arg, 1, 64);
+      if (!n) return Fail("--threads wants 1..64", arg), std::nullopt;
+      options.threads = static_cast<unsigned>(*n);
+    } else if (flag == "--lifetime") {
+      auto s = ParseSeconds(arg);
+      if (!s || *s <= 0) return Fail("--lifetime wants seconds > 0", arg), std::nullopt;
+      options.lifetime_s = *s;
+    } else {
+      Fail("unknown option", flag);
+      return std::nullopt;
+    }
+  }
+  if (options.sources.empty()) {
+    Fail("nothing to do: give --backend, --register or --listen", "");
+    return std::nullopt;
+  }
+  return options;
+}
+
+}  // namespace sbx::bench

@@ -1,0 +1,45 @@
+// Command line of bench/sink: where sockets come from and which backend name
+// (the greeting) each source stands for.
+//
+//   --backend NAME=PATH            receive by the "A" protocol on a datagram
+//                                  socket bound at PATH (mode 0666; a stale
+//                                  socket file is replaced)
+//   --register NAME=GROUP:CTLPATH  register as GROUP on the SOCK_SEQPACKET
+//                                  control socket CTLPATH and receive there
+//   --listen NAME=[ADDR]:PORT      accept TCP directly (the "direct" scenario)
+//   --threads N                    worker threads, one io_uring each (1)
+//   --lifetime S                   exit by itself after S seconds (600)
+#ifndef SBX_BENCH_SINK_SINK_OPTIONS_H_
+#define SBX_BENCH_SINK_SINK_OPTIONS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/core/address.h"
+
+namespace sbx::bench {
+
+struct SinkSource {
+  enum class Kind { kDatagram, kRegister, kListen };
+  Kind kind = Kind::kDatagram;
+  std::string name;  // the greeting bytes
+  std::string path;  // kDatagram: socket path; kRegister: control socket path
+  uint32_t group = 0;
+  SocketAddress address;  // kListen
+};
+
+struct SinkOptions {
+  std::vector<SinkSource> sources;
+  unsigned threads = 1;
+  double lifetime_s = 600;
+};
+
+// The options, or nullopt after printing a message naming the bad argument
+// (or the usage, for --help: then `*exit_code` is 0).
+std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_code);
+
+}  // namespace sbx::bench
+
+#endif  // SBX_BENCH_SINK_SINK_OPTIONS_H_

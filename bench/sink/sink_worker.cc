@@ -1,0 +1,218 @@
+#include "bench/sink/sink_worker.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace sbx::bench {
+namespace {
+
+constexpr unsigned kRingEntries = 1024;
+constexpr int kRecvDepth = 16;
+constexpr int kMaxFdsPerMessage = 8;
+
+// user_data: the kind in the top byte, an index below.
+enum Tag : uint64_t { kRecv = 1, kAccept = 2, kGreet = 3, kClose = 4 };
+uint64_t Pack(Tag tag, size_t index) { return uint64_t{tag} << 56 | index; }
+
+// The storage the kernel writes for one posted RECVMSG.
+struct RecvSlot {
+  msghdr hdr{};
+  iovec iov{};
+  char data[16]{};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))]{};
+  size_t endpoint = 0;
+};
+
+class Worker {
+ public:
+  explicit Worker(const SinkWorkerConfig& config)
+      : config_(config), slots_(config.endpoints.size() * kRecvDepth) {}
+  ~Worker() {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  int Run();
+
+ private:
+  io_uring_sqe* Sqe();
+  void PostRecv(size_t slot);
+  void PostAccept(size_t endpoint);
+  void Greet(int fd, size_t backend);
+  void OnRecv(size_t slot, int res);
+  void OnAccept(size_t endpoint, int res, unsigned flags);
+  void EndpointFailed(size_t endpoint, int err);
+
+  const SinkWorkerConfig& config_;
+  std::vector<RecvSlot> slots_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+};
+
+io_uring_sqe* Worker::Sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {  // full: hand what we have to the kernel, then retry
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;  // non-null: the submit just emptied the queue
+}
+
+void Worker::PostRecv(size_t slot_index) {
+  RecvSlot& slot = slots_[slot_index];
+  // Zeroed control buffer: an absent cmsg reads as length 0 afterwards, so we
+  // never depend on the kernel writing msg_controllen back.
+  std::memset(slot.control, 0, sizeof(slot.control));
+  slot.iov = {slot.data, sizeof(slot.data)};
+  slot.hdr = {};
+  slot.hdr.msg_iov = &slot.iov;
+  slot.hdr.msg_iovlen = 1;
+  slot.hdr.msg_control = slot.control;
+  slot.hdr.msg_controllen = sizeof(slot.control);
+  const SinkEndpoint& endpoint = config_.endpoints[slot.endpoint];
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_recvmsg(sqe, endpoint.fd, &slot.hdr, MSG_CMSG_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Pack(kRecv, slot_index));
+}
+
+void Worker::PostAccept(size_t endpoint) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_multishot_accept(sqe, config_.endpoints[endpoint].fd, nullptr, nullptr,
+                                 SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Pack(kAccept, endpoint));
+}
+
+void Worker::Greet(int fd, size_t backend) {
+  config_.counters->per_backend[backend].received.fetch_add(1, std::memory_order_relaxed);
+  const std::string& name = (*config_.names)[backend];
+  // Both halves of the link must go in one submission, or the chain breaks.
+  if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+  io_uring_sqe* send = Sqe();
+  io_uring_prep_send(send, fd, name.data(), name.size(), MSG_NOSIGNAL);
+  // HARDLINK: the close runs even when the send fails.
+  send->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(send, Pack(kGreet, backend));
+  io_uring_sqe* close = Sqe();
+  io_uring_prep_close(close, fd);
+  close->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(close, Pack(kClose, backend));
+}
+
+void Worker::EndpointFailed(size_t endpoint, int err) {
+  config_.counters->channel_closed.fetch_add(1, std::memory_order_relaxed);
+  std::fprintf(stderr, "sink: %s %zu stopped: %s\n",
+               config_.endpoints[endpoint].kind == SinkEndpoint::Kind::kListener ? "listener"
+                                                                                  : "channel",
+               endpoint, err ? std::strerror(err) : "peer closed");
+}
+
+void Worker::OnRecv(size_t slot_index, int res) {
+  RecvSlot& slot = slots_[slot_index];
+  const SinkEndpoint& endpoint = config_.endpoints[slot.endpoint];
+  const auto* cmsg = reinterpret_cast<const cmsghdr*>(slot.control);
+  size_t nfds = 0;
+  if (res >= 0 && cmsg->cmsg_len > CMSG_LEN(0) && cmsg->cmsg_level == SOL_SOCKET &&
+      cmsg->cmsg_type == SCM_RIGHTS) {
+    nfds = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  }
+  if (res < 0 || (res == 0 && nfds == 0 && endpoint.seqpacket)) {
+    // Errors on a blocking Unix channel are not transient: it is gone.
+    if (res != -ECANCELED) EndpointFailed(slot.endpoint, -res);
+    return;
+  }
+  if (nfds == 0) {
+    config_.counters->no_fd.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    int fds[kMaxFdsPerMessage];
+    std::memcpy(fds, CMSG_DATA(cmsg), nfds * sizeof(int));
+    for (size_t i = 1; i < nfds; ++i) {
+      config_.counters->extra_fds.fetch_add(1, std::memory_order_relaxed);
+      ::close(fds[i]);
+    }
+    Greet(fds[0], endpoint.backend);
+  }
+  if (!config_.stop->load(std::memory_order_relaxed)) PostRecv(slot_index);
+}
+
+void Worker::OnAccept(size_t endpoint, int res, unsigned flags) {
+  if (res >= 0) {
+    Greet(res, config_.endpoints[endpoint].backend);
+  } else if (res != -ECANCELED && res != -EAGAIN && res != -ECONNABORTED && res != -EINTR &&
+             res != -EMFILE && res != -ENFILE && res != -ENOBUFS && res != -ENOMEM) {
+    EndpointFailed(endpoint, -res);
+    return;
+  }
+  // Multishot ends on errors and overflow: re-arm unless told to stop.
+  if (!(flags & IORING_CQE_F_MORE) && !config_.stop->load(std::memory_order_relaxed)) {
+    PostAccept(endpoint);
+  }
+}
+
+int Worker::Run() {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  params.flags |= IORING_SETUP_CQSIZE;
+  params.cq_entries = kRingEntries * 8;
+  if (int err = io_uring_queue_init_params(kRingEntries, &ring_, &params); err < 0) {
+    std::fprintf(stderr, "sink: io_uring_queue_init: %s\n", std::strerror(-err));
+    return -err;
+  }
+  ring_ready_ = true;
+  for (size_t e = 0; e < config_.endpoints.size(); ++e) {
+    if (config_.endpoints[e].kind == SinkEndpoint::Kind::kListener) {
+      PostAccept(e);
+      continue;
+    }
+    for (size_t k = 0; k < kRecvDepth; ++k) {
+      slots_[e * kRecvDepth + k].endpoint = e;
+      PostRecv(e * kRecvDepth + k);
+    }
+  }
+  __kernel_timespec tick{0, 100 * 1000 * 1000};
+  bool stopping = false;
+  while (true) {
+    io_uring_cqe* cqe = nullptr;
+    int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &tick, nullptr);
+    if (ret < 0 && ret != -ETIME && ret != -EINTR) {
+      std::fprintf(stderr, "sink: io_uring wait: %s\n", std::strerror(-ret));
+      return -ret;
+    }
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      uint64_t data = cqe->user_data;
+      size_t index = data & ((uint64_t{1} << 56) - 1);
+      switch (static_cast<Tag>(data >> 56)) {
+        case kRecv: OnRecv(index, cqe->res); break;
+        case kAccept: OnAccept(index, cqe->res, cqe->flags); break;
+        case kGreet:  // only failures arrive here
+          config_.counters->per_backend[index].send_errors.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case kClose: config_.counters->close_errors.fetch_add(1, std::memory_order_relaxed); break;
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+    if (stopping) break;
+    if (config_.stop->load(std::memory_order_relaxed)) {
+      // One more turn flushes greetings queued by the last completions.
+      stopping = true;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunSinkWorker(const SinkWorkerConfig& config) {
+  Worker worker(config);
+  return worker.Run();
+}
+
+}  // namespace sbx::bench

@@ -1,0 +1,59 @@
+// One sink worker: a thread with its own io_uring (SINGLE_ISSUER |
+// DEFER_TASKRUN, so it is created on the worker thread) that
+//   - keeps kRecvDepth RECVMSGs posted on every datagram / registration
+//     channel (several per channel, so one loop turn can take many sockets),
+//   - keeps one multishot ACCEPT armed on each of its TCP listeners,
+//   - answers every socket with SEND(name) hard-linked to CLOSE, both with
+//     CQE_SKIP_SUCCESS: a greeted connection costs no completion at all.
+// Channels are shared between workers (the kernel hands each datagram to one
+// RECVMSG); listeners are per worker (SO_REUSEPORT copies).
+//
+// Counters are atomics read by the main thread for the summary. Stops within
+// ~100 ms after `stop` becomes true.
+#ifndef SBX_BENCH_SINK_SINK_WORKER_H_
+#define SBX_BENCH_SINK_SINK_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sbx::bench {
+
+struct BackendCounters {
+  std::atomic<uint64_t> received{0};     // sockets taken (received or accepted)
+  std::atomic<uint64_t> send_errors{0};  // greeting not sent (peer gone, not a socket)
+};
+
+struct SinkCounters {
+  explicit SinkCounters(size_t backends) : per_backend(backends) {}
+  std::vector<BackendCounters> per_backend;
+  std::atomic<uint64_t> no_fd{0};          // a message that carried no fd
+  std::atomic<uint64_t> extra_fds{0};      // more than one fd in a message (closed)
+  std::atomic<uint64_t> channel_closed{0}; // a channel or listener that failed or ended
+  std::atomic<uint64_t> close_errors{0};
+};
+
+struct SinkEndpoint {
+  enum class Kind { kChannel, kListener };
+  Kind kind = Kind::kChannel;
+  int fd = -1;  // borrowed; outlives the worker
+  size_t backend = 0;
+  bool seqpacket = false;  // a registration channel: 0 bytes means the server left
+};
+
+struct SinkWorkerConfig {
+  std::vector<SinkEndpoint> endpoints;
+  const std::vector<std::string>* names = nullptr;  // greeting per backend index
+  SinkCounters* counters = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Runs until *stop; returns 0, or an errno if the ring could not be set up
+// (after printing why).
+int RunSinkWorker(const SinkWorkerConfig& config);
+
+}  // namespace sbx::bench
+
+#endif  // SBX_BENCH_SINK_SINK_WORKER_H_
