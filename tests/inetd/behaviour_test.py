@@ -101,6 +101,7 @@ class InetdBehaviour(unittest.TestCase):
         # 16 > net.unix.max_dgram_qlen (10): the rest waits in the acceptor.
         limit, burst = 2, 16
         p = self.serve(["sh", "-c", "sleep 0.3; echo done"], options=("-c", str(limit)))
+        fds_before = sbxtest.fd_count(p.pid)
         peak = [0]
         stop = threading.Event()
 
@@ -133,7 +134,10 @@ class InetdBehaviour(unittest.TestCase):
         w.join()
         self.assertEqual(sorted(results), [b"done\n"] * burst)
         self.assertEqual(peak[0], limit, "peak number of children")
+        sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="all children reaped")
+        self.assertEqual(sbxtest.fd_count(p.pid), fds_before, "no fd leaked")
         rc, err = il.stop_and_log(p)
+        self.assertIn("running=0", err)
         self.assertIn(f"received={burst} spawned={burst} spawn_failed=0", err)
         self.assertIn("stats: received=", err)
 

@@ -90,8 +90,10 @@ class EngineAcceptor:
         def listening():
             if self.proc.poll() is not None:
                 raise AssertionError(f"engine exited: {self.proc.stderr.read().decode()}")
+            # This address and port (another acceptor may share the port).
             out = topo.ns_sh(topo.server, "ss", "-Htln", f"sport = :{port}").stdout
-            return bool(out.strip())
+            wanted = (f"[{listen}]:{port}", f"{host}:{port}", f"[{host}]:{port}")
+            return any(w in out for w in wanted)
         sbxtest.wait_for(listening, what=f"engine listening on port {port}")
 
     def close(self):
