@@ -44,7 +44,8 @@ bool SetFlags(int fd, int flags) {
   if (fl < 0) return false;
   const int want_fl = (flags & SOCK_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
   if (want_fl != fl && ::fcntl(fd, F_SETFL, want_fl) != 0) return false;
-  return ::fcntl(fd, F_SETFD, (flags & SOCK_CLOEXEC) ? FD_CLOEXEC : 0) == 0;
+  // ReceiveFd already set FD_CLOEXEC (MSG_CMSG_CLOEXEC): clear it only if asked.
+  return (flags & SOCK_CLOEXEC) != 0 || ::fcntl(fd, F_SETFD, 0) == 0;
 }
 
 void FillPeerAddress(int fd, sockaddr* addr, socklen_t* len, const Config& config) {
@@ -84,8 +85,11 @@ int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config
   UniqueFd conn = std::move(*received);
   if (!SetFlags(conn.get(), flags)) return -1;
   ListenerInfo listener;
-  if (FindListener(fd, &listener) && !listener.options.empty() && IsInetStreamSocket(conn.get())) {
-    listener.options.ApplyTo(conn.get());
+  if (FindListener(fd, &listener) && !listener.options.empty()) {
+    // TCP options only for TCP sockets (the strict level already vouched
+    // for SOCK_STREAM; at level 0 a failed setsockopt is harmless).
+    const int domain = SockoptInt(conn.get(), SO_DOMAIN);
+    if (domain == AF_INET || domain == AF_INET6) listener.options.ApplyTo(conn.get());
   }
   FillPeerAddress(conn.get(), addr, len, config);
   return conn.Release();

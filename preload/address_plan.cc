@@ -14,8 +14,7 @@ constexpr uint16_t kFe8f = 0xfe8f;
 
 // The caller's address as IPv6 (IPv4 as ::ffff:a.b.c.d), or false when it is
 // neither a complete sockaddr_in nor a complete sockaddr_in6.
-bool Normalize(const sockaddr* addr, socklen_t len, Ip6* ip, uint16_t* port,
-               uint32_t* scope_id) {
+bool Normalize(const sockaddr* addr, socklen_t len, Ip6* ip, uint16_t* port, uint32_t* scope_id) {
   if (addr == nullptr) return false;
   sa_family_t family;
   if (len < sizeof(family)) return false;
@@ -77,8 +76,12 @@ Plan PlanIpv4(const Ip6& ip, uint16_t port, Operation op, const Config& config) 
   // 127.180.0.0/15: 127.180.c.d datagram, 127.181.c.d stream.
   if (v4[0] == 127 && (v4[1] & 0xfe) == 180) {
     if (!bind && !config.connect_ipv4) return Plan{};
-    UnixTarget t{UnixTarget::Source::kDirectory2, v4[1] == 181,
-                 static_cast<uint16_t>(4000 + v4[2]), v4[3], port, true};
+    UnixTarget t{UnixTarget::Source::kDirectory2,
+                 v4[1] == 181,
+                 static_cast<uint16_t>(4000 + v4[2]),
+                 v4[3],
+                 port,
+                 true};
     return Gate(config.directory_root2, bind ? &config.filter_ipv4 : nullptr, port, t);
   }
   return Plan{};

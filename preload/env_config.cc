@@ -36,8 +36,7 @@ void ReadFlag(const char* const* envp, const char* name, bool* flag, Problems* p
   }
 }
 
-void ReadLevel(const char* const* envp, const char* name, int max, int* level,
-               Problems* problems) {
+void ReadLevel(const char* const* envp, const char* name, int max, int* level, Problems* problems) {
   const char* value = Lookup(envp, name);
   if (value == nullptr || *value == '\0') return;
   // The original read one digit; larger values act as the highest level.
@@ -98,8 +97,8 @@ void ReadConnect(const char* const* envp, Config* config) {
 
 void Problems::Add(const char* variable, const char* value, const char* expected) {
   if (count >= kMax) return;
-  std::snprintf(lines[count], kLineSize, "%s=\"%.40s\" is malformed: expected %s", variable,
-                value, expected);
+  std::snprintf(lines[count], kLineSize, "%s=\"%.40s\" is malformed: expected %s", variable, value,
+                expected);
   ++count;
 }
 

@@ -56,11 +56,11 @@ struct Config {
   bool stealth = false;         // SKBOX_STEALTH_MODE
   bool clear_scope_id = false;  // SKBOX_CLEAR_SCOPE_ID
   int getpeername_protection = 2;
-  bool accept_stream = false;   // SKBOX_ACCEPT_STREAM
-  bool block_listen = true;     // SKBOX_BLOCK_LISTEN_EMPTY_ADDR
+  bool accept_stream = false;  // SKBOX_ACCEPT_STREAM
+  bool block_listen = true;    // SKBOX_BLOCK_LISTEN_EMPTY_ADDR
   StrictLevel strict = StrictLevel::kStreamInetUnix;
-  bool sched_yield = false;     // SKBOX_SCHED_YIELD
-  bool debug = false;           // SKBOX_DEBUG (ours): log each decision
+  bool sched_yield = false;  // SKBOX_SCHED_YIELD
+  bool debug = false;        // SKBOX_DEBUG (ours): log each decision
   Problems problems;
 };
 

@@ -32,9 +32,7 @@ int SockoptInt(int fd, int name) {
 // sun_path as a C string (a record may fill all 108 bytes without a NUL).
 struct PathString {
   char text[sizeof(sockaddr_un::sun_path) + 1] = {};
-  explicit PathString(const UnixAddress& a) {
-    std::memcpy(text, a.addr.sun_path, a.path().size());
-  }
+  explicit PathString(const UnixAddress& a) { std::memcpy(text, a.addr.sun_path, a.path().size()); }
 };
 
 int BindUnlinkingStale(int fd, const UnixAddress& target) {

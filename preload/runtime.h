@@ -32,8 +32,8 @@ const Config& TheConfig();
 // One line on stderr, "socketbox-preload[PID]: ...". Never allocates.
 void Say(const char* format, ...) __attribute__((format(printf, 1, 2)));
 // The same, only with SKBOX_DEBUG=1.
-#define SBX_PRELOAD_DEBUG(...)                                  \
-  do {                                                          \
+#define SBX_PRELOAD_DEBUG(...)                                               \
+  do {                                                                       \
     if (::sbx::preload::TheConfig().debug) ::sbx::preload::Say(__VA_ARGS__); \
   } while (0)
 

@@ -22,12 +22,12 @@ struct IntOption {
 
 // Options an accepted TCP socket inherits from its listener.
 constexpr IntOption kInherited[] = {
-    {SOL_SOCKET, SO_KEEPALIVE, false},        {SOL_SOCKET, SO_RCVBUF, true},
-    {SOL_SOCKET, SO_SNDBUF, true},            {SOL_SOCKET, SO_PRIORITY, false},
-    {SOL_SOCKET, SO_RCVLOWAT, false},         {IPPROTO_TCP, TCP_NODELAY, false},
-    {IPPROTO_TCP, TCP_KEEPIDLE, false},       {IPPROTO_TCP, TCP_KEEPINTVL, false},
-    {IPPROTO_TCP, TCP_KEEPCNT, false},        {IPPROTO_TCP, TCP_USER_TIMEOUT, false},
-    {IPPROTO_TCP, TCP_NOTSENT_LOWAT, false},  {IPPROTO_TCP, TCP_CORK, false},
+    {SOL_SOCKET, SO_KEEPALIVE, false},       {SOL_SOCKET, SO_RCVBUF, true},
+    {SOL_SOCKET, SO_SNDBUF, true},           {SOL_SOCKET, SO_PRIORITY, false},
+    {SOL_SOCKET, SO_RCVLOWAT, false},        {IPPROTO_TCP, TCP_NODELAY, false},
+    {IPPROTO_TCP, TCP_KEEPIDLE, false},      {IPPROTO_TCP, TCP_KEEPINTVL, false},
+    {IPPROTO_TCP, TCP_KEEPCNT, false},       {IPPROTO_TCP, TCP_USER_TIMEOUT, false},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT, false}, {IPPROTO_TCP, TCP_CORK, false},
 };
 static_assert(std::size(kInherited) <= 16);
 

@@ -89,10 +89,10 @@ TEST_F(AddressPlanTest, Directory2Forms) {
 }
 
 TEST_F(AddressPlanTest, NotRedirected) {
-  for (const char* a : {"fe8f::4:1:2",          // X beyond 3
-                        "fe8f:0:0:1::1:2",       // reserved group 3 nonzero
-                        "fe8f:2::1:2",           // group 1 neither 0 nor 1
-                        "fe8f::1:0:1:2",         // group 4 nonzero
+  for (const char* a : {"fe8f::4:1:2",      // X beyond 3
+                        "fe8f:0:0:1::1:2",  // reserved group 3 nonzero
+                        "fe8f:2::1:2",      // group 1 neither 0 nor 1
+                        "fe8f::1:0:1:2",    // group 4 nonzero
                         "2001:db8::1", "fe80::1", "::1"}) {
     EXPECT_EQ(Bind6(a, 80).kind, Kind::kPassThrough) << a;
   }

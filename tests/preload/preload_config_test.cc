@@ -55,14 +55,14 @@ TEST(PortFilterTest, OtherFiltersPassNothingByDefault) {
 TEST(PortFilterTest, OddEvenLimitsAndListedPorts) {
   const auto f = ParsePortFilter("100,2000,8443,9000");
   ASSERT_TRUE(f);
-  EXPECT_TRUE(f->Passes(99));     // odd, below 100
-  EXPECT_FALSE(f->Passes(101));   // odd, not below 100
-  EXPECT_TRUE(f->Passes(1998));   // even, below 2000
+  EXPECT_TRUE(f->Passes(99));    // odd, below 100
+  EXPECT_FALSE(f->Passes(101));  // odd, not below 100
+  EXPECT_TRUE(f->Passes(1998));  // even, below 2000
   EXPECT_FALSE(f->Passes(2000));
-  EXPECT_TRUE(f->Passes(8443));   // listed
-  EXPECT_TRUE(f->Passes(9000));   // listed
+  EXPECT_TRUE(f->Passes(8443));  // listed
+  EXPECT_TRUE(f->Passes(9000));  // listed
   EXPECT_FALSE(f->Passes(9001));
-  EXPECT_FALSE(f->Passes(0));     // never
+  EXPECT_FALSE(f->Passes(0));  // never
 }
 
 TEST(PortFilterTest, SingleValueSetsBothLimits) {
@@ -115,14 +115,13 @@ TEST(EnvConfigTest, Defaults) {
 }
 
 TEST(EnvConfigTest, EverySettingRead) {
-  const auto c = Parse({"SKBOX_DIRECTORY_ROOT=/run/sb", "SKBOX_DIRECTORY_ROOT2=/run/sb2",
-                        "SKBOX_PORT_FILTER_IPV6=2000,2000", "SKBOX_PORT_FILTER_IPV4=1024,1024",
-                        "SKBOX_PORT_FILTER_IPV6_WILDCARD=1,1,80",
-                        "SKBOX_PORT_FILTER_IPV4_WILDCARD=1,1,443", "SKBOX_ENABLE_CONNECT=b2",
-                        "SKBOX_STEALTH_MODE=1", "SKBOX_CLEAR_SCOPE_ID=1",
-                        "SKBOX_GETPEERNAME_PROTECTION=1", "SKBOX_ACCEPT_STREAM=1",
-                        "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0", "SKBOX_STRICT_STREAM_MODE=0",
-                        "SKBOX_SCHED_YIELD=1", "SKBOX_DEBUG=1"});
+  const auto c = Parse(
+      {"SKBOX_DIRECTORY_ROOT=/run/sb", "SKBOX_DIRECTORY_ROOT2=/run/sb2",
+       "SKBOX_PORT_FILTER_IPV6=2000,2000", "SKBOX_PORT_FILTER_IPV4=1024,1024",
+       "SKBOX_PORT_FILTER_IPV6_WILDCARD=1,1,80", "SKBOX_PORT_FILTER_IPV4_WILDCARD=1,1,443",
+       "SKBOX_ENABLE_CONNECT=b2", "SKBOX_STEALTH_MODE=1", "SKBOX_CLEAR_SCOPE_ID=1",
+       "SKBOX_GETPEERNAME_PROTECTION=1", "SKBOX_ACCEPT_STREAM=1", "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0",
+       "SKBOX_STRICT_STREAM_MODE=0", "SKBOX_SCHED_YIELD=1", "SKBOX_DEBUG=1"});
   EXPECT_STREQ(c->directory_root.path, "/run/sb");
   EXPECT_STREQ(c->directory_root2.path, "/run/sb2");
   EXPECT_TRUE(c->filter_ipv6.filter.Passes(1999));

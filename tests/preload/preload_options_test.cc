@@ -87,7 +87,7 @@ TEST(OptionSetTest, ShortValuesAreNotRecorded) {
   const char byte = 1;
   EXPECT_TRUE(set.Record(IPPROTO_TCP, TCP_NODELAY, &byte, 1));  // answered...
   int v = 0;
-  EXPECT_FALSE(set.Has(IPPROTO_TCP, TCP_NODELAY, &v));           // ...but not kept
+  EXPECT_FALSE(set.Has(IPPROTO_TCP, TCP_NODELAY, &v));  // ...but not kept
   EXPECT_TRUE(set.Record(IPPROTO_TCP, TCP_NODELAY, nullptr, 4));
   EXPECT_TRUE(set.empty());
 }
