@@ -80,6 +80,26 @@ print("keepalive", conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
         self.assertIn("keepidle 42", out)
         self.assertIn("keepalive 1", out)
 
+    def test_closed_listener_fd_reused(self):
+        # The preload does not see close(): a new socket that gets the same
+        # fd number must not inherit what it knew about the old one.
+        out = self.run_child(r"""
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f::2:0:1", 80))
+fd = s.fileno()
+s.close()
+os.unlink(P80)
+t = socket.socket(socket.AF_INET6)
+print("same_fd", t.fileno() == fd)
+t.bind(("::1", 0))
+print("name", t.getsockname()[0])
+t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+print("nodelay", t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+""")
+        self.assertIn("same_fd True", out)
+        self.assertIn("name ::1", out)
+        self.assertIn("nodelay 1", out)  # reached the real TCP socket
+
     def test_accept4_flags_and_nonblocking_listener(self):
         out = self.run_child(r"""
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
