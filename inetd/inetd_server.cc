@@ -102,9 +102,10 @@ int InetdServer::Run() {
     if (fds[0].revents != 0) HandleSignals();
     if (!stopping_ && want && fds[1].revents != 0) ReceiveOne();
   }
-  // Stop receiving first: what is still queued is closed by the kernel with
-  // the socket, and senders see the path disappear.
+  // Senders by path see it disappear first; then what is still queued is
+  // taken out, counted and closed, so that no connection goes without a trace.
   if (bound_) RemoveIfStillOurs(*bound_);
+  DrainQueue();
   channel_.Reset();
   Reap();
   LogStats("exiting on signal");
@@ -125,7 +126,8 @@ void InetdServer::HandleSignals() {
       case SIGUSR1:
         LogStats("stats");
         break;
-      default:  // SIGHUP: nothing to reload
+      default:
+        Log("signal %u ignored (nothing to reload)", info.ssi_signo);
         break;
     }
   }
@@ -170,6 +172,19 @@ void InetdServer::ReceiveOne() {
   PauseAfterError();
 }
 
+void InetdServer::DrainQueue() {
+  if (!channel_) return;
+  ReceiveOptions receive;
+  receive.strict = StrictLevel::kAny;
+  receive.recv_flags = MSG_DONTWAIT;
+  uint64_t closed = 0;
+  while (ReceiveFd(channel_.get(), receive).ok()) ++closed;
+  stats_.closed_at_exit += closed;
+  if (closed != 0) {
+    Log("closed %" PRIu64 " queued connection(s) not served before exit", closed);
+  }
+}
+
 void InetdServer::HandleConnection(UniqueFd connection) {
   ++stats_.received;
   auto info = QueryConnection(connection.get());
@@ -203,10 +218,10 @@ void InetdServer::LogStats(const char* when) const {
   Log("%s: received=%" PRIu64 " spawned=%" PRIu64 " spawn_failed=%" PRIu64
       " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " gone_before_spawn=%" PRIu64
       " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64 " exited_nonzero=%" PRIu64
-      " reconnects=%" PRIu64,
+      " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64,
       when, stats_.received, stats_.spawned, stats_.spawn_failed, stats_.per_source_rejected,
       stats_.strict_rejected, stats_.gone_before_spawn, stats_.receive_errors, table_.size(),
-      stats_.exited, stats_.exited_nonzero, stats_.reconnects);
+      stats_.exited, stats_.exited_nonzero, stats_.reconnects, stats_.closed_at_exit);
 }
 
 }  // namespace sbx::inetd

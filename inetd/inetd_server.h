@@ -7,8 +7,8 @@
 //   - while -c children run, the channel is not polled: connections wait in
 //     the sender's queue instead of being received and closed;
 //   - SIGCHLD reaps every child and frees its slot; SIGTERM / SIGINT stop
-//     receiving and exit 0 (running children are left to finish, as inetd
-//     does); SIGUSR1 logs the counters.
+//     receiving, close (and count) what is still queued, and exit 0 (running
+//     children are left to finish, as inetd does); SIGUSR1 logs the counters.
 // Every connection is either given to a child or closed with a log line and
 // a counter; the counters are logged at exit.
 #ifndef SBX_INETD_INETD_SERVER_H_
@@ -39,6 +39,7 @@ struct InetdStats {
   uint64_t exited = 0;
   uint64_t exited_nonzero = 0;
   uint64_t reconnects = 0;
+  uint64_t closed_at_exit = 0;  // queued when SIGTERM came
 };
 
 class InetdServer {
@@ -61,6 +62,7 @@ class InetdServer {
   void Reap();
   void ReceiveOne();
   void HandleConnection(UniqueFd connection);
+  void DrainQueue();
   void PauseAfterError();
   int PollTimeoutMs() const;
   void LogStats(const char* when) const;

@@ -182,6 +182,29 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn("exiting on signal", err)
         self.assertFalse(os.path.exists(self.path))
 
+    def test_sigterm_counts_queued_connections(self):
+        p = il.start_inetd(self.topo, self.path, ["sh", "-c", "echo busy; sleep 5"],
+                           ("-c", "1"))
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        clients = []
+        for _ in range(3):
+            a, b = socket.socketpair()
+            sbxtest.send_fd(sender, b.fileno(), self.path)
+            b.close()
+            clients.append(a)
+        clients[0].settimeout(5)
+        self.assertEqual(clients[0].recv(5), b"busy\n")
+        rc, err = il.stop_and_log(p)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("closed 2 queued connection(s) not served before exit", err)
+        self.assertIn("received=1 spawned=1", err)
+        self.assertIn("closed_at_exit=2", err)
+        for c in clients[1:]:
+            self.assertEqual(il.read_all(c, timeout=5), b"")  # closed, not hanging
+        for c in clients:
+            c.close()
+        sender.close()
+
     def test_stale_socket_replaced_live_one_refused(self):
         p = il.start_inetd(self.topo, self.path, ["true"])
         second = il.start_inetd(self.topo, self.path + ".x", ["true"])  # other path: fine
