@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/fd_limit.h"
 #include "bench/loadgen/loadgen_core.h"
 #include "bench/loadgen/loadgen_options.h"
 
@@ -106,6 +107,7 @@ int Main(int argc, char** argv) {
   auto options = ParseLoadOptions(argc, argv, &exit_code);
   if (!options) return exit_code;
   ::signal(SIGPIPE, SIG_IGN);
+  RaiseFdLimit();
   std::vector<ThreadStats> stats(options->threads);
   std::vector<int> results(options->threads, 0);
   std::vector<std::thread> threads;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/fd_limit.h"
 #include "bench/sink/sink_options.h"
 #include "bench/sink/sink_worker.h"
 #include "engine/core/registration.h"
@@ -139,6 +140,7 @@ int Main(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  RaiseFdLimit();
 
   Sources sources;
   sources.own.resize(options->threads);
