@@ -259,7 +259,7 @@ absl::Status Apply(int opt, const char* arg, Options* o, bool* g_given) {
 absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   Options o;
   bool g_given = false;
-  optind = 1;
+  optind = 0;  // 0, not 1: glibc then also resets its internal position (callable twice)
   opterr = 0;
   int opt;
   while ((opt = getopt_long(argc, argv, "+:f:l:p:tFRrs:eu:g:G:kdx:S:i:b:zP:U", kLongOptions,
