@@ -56,6 +56,13 @@ std::string FormatIpForEnv(const Ip6& ip) {
   return FormatIp6(ip);
 }
 
+std::string SourceKey(const ConnectionInfo& info, int prefix6) {
+  if (!info.is_ip) return "";
+  const Ip6& ip = info.remote.ip;
+  if (ip.IsV4Mapped() || prefix6 >= 128) return FormatIpForEnv(ip);
+  return StrCat(FormatIp6(ip & PrefixMask(prefix6)), "/", prefix6);
+}
+
 std::vector<std::string> ConnectionVariables(const ConnectionInfo& info) {
   if (!info.is_ip) return {"PROTO=UNIX"};
   const std::string local_ip = FormatIpForEnv(info.local.ip);

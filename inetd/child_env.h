@@ -31,6 +31,11 @@ SysResult<ConnectionInfo> QueryConnection(int fd);
 // "192.0.2.1" for IPv4 and IPv4-mapped addresses, else "2001:db8::1".
 std::string FormatIpForEnv(const Ip6& ip);
 
+// The key the per-source limit counts by: "" for non-IP peers (not
+// limited), the dotted quad for IPv4, the address masked to `prefix6` bits
+// for IPv6 ("2001:db8:1::/64"; no suffix at 128).
+std::string SourceKey(const ConnectionInfo& info, int prefix6);
+
 // NAME=VALUE strings for `info`.
 std::vector<std::string> ConnectionVariables(const ConnectionInfo& info);
 

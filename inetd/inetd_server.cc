@@ -193,7 +193,7 @@ void InetdServer::HandleConnection(UniqueFd connection) {
     Log("received connection is not usable (%s); closed", std::strerror(info.error()));
     return;
   }
-  std::string source = info->is_ip ? FormatIpForEnv(info->remote.ip) : std::string();
+  std::string source = SourceKey(*info, options_.source_prefix6);
   if (!table_.SourceHasRoom(source)) {
     ++stats_.per_source_rejected;
     Log("per-source limit (%" PRIu64 ") reached for %s; connection closed", options_.max_per_source,

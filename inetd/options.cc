@@ -34,7 +34,8 @@ std::optional<uint64_t> ParseHex(std::string_view text, uint64_t max) {
 }  // namespace
 
 std::string InetdUsage(Mode mode) {
-  const std::string opts = "[-c MAX_CHILDREN] [-C MAX_PER_SOURCE] [-m fork|spawn] [-E]";
+  const std::string opts =
+      "[-c MAX_CHILDREN] [-C MAX_PER_SOURCE [-L PREFIXLEN]] [-m fork|spawn] [-E]";
   if (mode == Mode::kDatagram)
     return StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]");
   return StrCat("usage: socketbox-inetd-p ", opts, " CTLPATH GROUP PROG [ARGS...]");
@@ -88,6 +89,12 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
       auto n = ParseDecimal(*text, 0, 1000000);
       if (!n) return Bad(StrCat("option ", arg, " '", *text, "': expected a number 0..1000000"));
       (arg == "-c" ? options.max_children : options.max_per_source) = *n;
+    } else if (arg == "-L") {
+      auto text = value_of(arg);
+      if (!text.ok()) return text.status();
+      auto n = ParseDecimal(*text, 1, 128);
+      if (!n) return Bad(StrCat("option -L '", *text, "': expected a prefix length 1..128"));
+      options.source_prefix6 = static_cast<int>(*n);
     } else if (arg == "-m") {
       auto text = value_of(arg);
       if (!text.ok()) return text.status();

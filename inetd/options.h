@@ -12,6 +12,8 @@
 //            limit, the default)
 //   -C N     at most N children per remote IP address; a connection above it
 //            is closed and logged (0: no limit, the default)
+//   -L LEN   with -C, count IPv6 clients by their /LEN prefix (default 128;
+//            e.g. 64: one limit for a whole /64); IPv4 by full address
 //   -m fork|spawn   how children are started (default spawn: posix_spawn,
 //            which glibc runs as clone(CLONE_VM|CLONE_VFORK))
 //   -E       do not add the connection variables to the child's environment
@@ -40,6 +42,7 @@ struct InetdOptions {
   std::vector<std::string> program;  // PROG and its ARGS
   uint64_t max_children = 0;         // 0: unlimited
   uint64_t max_per_source = 0;       // 0: unlimited
+  int source_prefix6 = 128;          // IPv6 prefix length of a source
   SpawnMethod spawn_method = SpawnMethod::kPosixSpawn;
   bool set_environment = true;
   StrictLevel strict = StrictLevel::kStreamInetUnix;

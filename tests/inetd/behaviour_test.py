@@ -158,6 +158,26 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn(f"per-source limit (1) reached for {sbxtest.CLIENT_LINK6}", err)
         self.assertIn("per_source_rejected=1", err)
 
+    def test_per_source_limit_by_ipv6_prefix(self):
+        # A second client address in the same /64 counts as the same source.
+        line = self.topo.ns_sh(self.topo.client, "ip", "-o", "-6", "addr", "show").stdout
+        dev = next(l.split()[1] for l in line.splitlines() if sbxtest.CLIENT_LINK6 in l)
+        other = "2001:db8:ffff::3"
+        self.topo.ns_sh(self.topo.client, "ip", "addr", "add", f"{other}/64", "dev", dev, "nodad")
+        p = self.serve(["sh", "-c", "echo hi; sleep 2"], options=("-C", "1", "-L", "64"))
+        first = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
+        first.settimeout(5)
+        self.assertEqual(first.recv(3), b"hi\n")
+        second = sbxtest.socket_in(self.topo.client)
+        second.bind((other, 0))
+        second.settimeout(5)
+        second.connect((il.SERVER_IP6, 7000))
+        self.assertEqual(il.read_all(second), b"")
+        first.close()
+        second.close()
+        rc, err = il.stop_and_log(p)
+        self.assertIn("per-source limit (1) reached for 2001:db8:ffff::/64", err)
+
     def test_spawn_failure_is_logged_and_counted(self):
         for method, expect in (("spawn", "cannot start /nonexistent/prog"),
                                ("fork", "exited with status 127")):

@@ -37,6 +37,16 @@ TEST(ChildEnv, Ipv4AndMappedPrintAsDottedQuad) {
                           "REMOTE_PORT=1"));
 }
 
+TEST(ChildEnv, SourceKeys) {
+  ConnectionInfo v6{true, Endpoint("2001:db8:1::10", 22), Endpoint("2001:db8:5:6:7::8", 1)};
+  EXPECT_EQ(SourceKey(v6, 128), "2001:db8:5:6:7::8");
+  EXPECT_EQ(SourceKey(v6, 64), "2001:db8:5:6::/64");
+  EXPECT_EQ(SourceKey(v6, 48), "2001:db8:5::/48");
+  ConnectionInfo v4{true, Endpoint("198.51.100.1", 22), Endpoint("192.0.2.77", 1)};
+  EXPECT_EQ(SourceKey(v4, 64), "192.0.2.77");  // IPv4: always the full address
+  EXPECT_EQ(SourceKey(ConnectionInfo{}, 64), "");
+}
+
 TEST(ChildEnv, UnixPeerGetsOnlyProto) {
   EXPECT_THAT(ConnectionVariables(ConnectionInfo{}), ElementsAre("PROTO=UNIX"));
 }

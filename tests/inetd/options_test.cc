@@ -16,6 +16,7 @@ TEST(InetdOptions, OriginalCommandLineKeepsItsMeaning) {
   EXPECT_EQ(o->socket_path, "/run/s.sock");
   EXPECT_EQ(o->program, (Args{"/usr/sbin/sshd", "-i"}));
   EXPECT_EQ(o->max_children, 0u);
+  EXPECT_EQ(o->source_prefix6, 128);
   EXPECT_EQ(o->spawn_method, SpawnMethod::kPosixSpawn);
   EXPECT_TRUE(o->set_environment);
   EXPECT_EQ(o->strict, StrictLevel::kStreamInetUnix);
@@ -23,10 +24,12 @@ TEST(InetdOptions, OriginalCommandLineKeepsItsMeaning) {
 
 TEST(InetdOptions, OptionsStopAtFirstNonOption) {
   auto o = ParseInetdOptions(
-      Mode::kDatagram, {"-c", "4", "-C", "2", "-m", "fork", "-E", "s", "prog", "-c", "9"}, "1");
+      Mode::kDatagram,
+      {"-c", "4", "-C", "2", "-L", "64", "-m", "fork", "-E", "s", "prog", "-c", "9"}, "1");
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->max_children, 4u);
   EXPECT_EQ(o->max_per_source, 2u);
+  EXPECT_EQ(o->source_prefix6, 64);
   EXPECT_EQ(o->spawn_method, SpawnMethod::kFork);
   EXPECT_FALSE(o->set_environment);
   EXPECT_EQ(o->strict, StrictLevel::kStream);
@@ -61,6 +64,8 @@ TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
       {Mode::kDatagram, {"-c", "-1", "s", "p"}, nullptr, "-c '-1'"},
       {Mode::kDatagram, {"-C", "99999999999", "s", "p"}, nullptr, "-C '99999999999'"},
       {Mode::kDatagram, {"-m", "clone", "s", "p"}, nullptr, "-m 'clone'"},
+      {Mode::kDatagram, {"-L", "0", "s", "p"}, nullptr, "-L '0'"},
+      {Mode::kDatagram, {"-L", "129", "s", "p"}, nullptr, "-L '129'"},
       {Mode::kDatagram, {"-x", "s", "p"}, nullptr, "unknown option '-x'"},
       {Mode::kDatagram, {"", "p"}, nullptr, "empty socket path"},
       {Mode::kDatagram, {"s", ""}, nullptr, "empty PROG"},
