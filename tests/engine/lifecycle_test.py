@@ -114,19 +114,23 @@ class SoakTest(unittest.TestCase):
 
     TOTAL = 100_000
 
-    @unittest.skipUnless(os.path.exists(LOAD_GENERATOR) and os.path.exists(SINK),
-                         "bench tools not built")
     def test_no_fd_leak_and_flat_rss(self):
+        # The build always makes these (bench/meson.build); missing is a failure.
+        self.assertTrue(os.path.exists(LOAD_GENERATOR) and os.path.exists(SINK), BUILD)
         with sbxtest.Topology() as topo:
             sink = sbxtest.spawn([SINK, "--backend", f"s={topo.path('s.sock')}"],
                                  stdout=subprocess.PIPE, text=True)
             sbxtest.wait_for(lambda: os.path.exists(topo.path("s.sock")), what="sink ready")
             eng = Engine(["-S", topo.path("s.sock"), "-p", "80", "--threads", "2"], ns=topo.server)
             pid = eng.proc.pid
-            fds_at_start = sbxtest.fd_count(pid)
             samples = []
             batch = self.TOTAL // 10
+            fds_at_start = None
             for i in range(10):
+                if i == 1:
+                    # After the first batch each worker holds its connected
+                    # backend socket: that is the baseline, not a leak.
+                    fds_at_start = sbxtest.fd_count(pid)
                 out = topo.ns_sh(topo.client, LOAD_GENERATOR, "--connections", str(batch),
                                  "--concurrency", "64", "--target", f"[{A}1]:80=s",
                                  "--timeout-ms", "10000", check=False)
@@ -137,7 +141,7 @@ class SoakTest(unittest.TestCase):
             self.assertEqual(st["dispatched"], self.TOTAL)
             self.assertEqual(st["dropped"], 0)
             sbxtest.wait_for(lambda: sbxtest.fd_count(pid) == fds_at_start, timeout=10,
-                             what=f"fd count back to {fds_at_start}")
+                             what=f"fd count back to {fds_at_start} (now {sbxtest.fd_count(pid)})")
             warm = samples[2]
             self.assertLessEqual(max(samples[2:]) - warm, 2048, f"RSS grew: {samples} KiB")
             eng.stop()
