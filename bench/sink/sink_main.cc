@@ -89,6 +89,12 @@ bool Listen(const SinkSource& source, Sources& sources, size_t backend) {
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    // AnyIP addresses are routed to lo, not assigned: binding one needs FREEBIND.
+    if (source.address.family == AF_INET6) {
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+    } else {
+      ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    }
     sockaddr_storage storage{};
     socklen_t len = source.address.ToSockaddr(&storage);
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), len) != 0) {

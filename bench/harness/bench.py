@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The benchmark harness: scenarios side by side from network namespaces.
+
+Usage: bench.py [--profile quick|full] [--out DIR] [--build DIR]
+                [--external NAME=COMMAND]... [--scenarios a,b,...]
+COMMAND may use {config} (the configuration file) and {port} (80), e.g.
+  --external 'original=/opt/socketbox/socketbox -f {config} -l :: -p {port}'
+
+Writes DIR/results.json, DIR/report.md and PNG plots; prints the report.
+Exit 0: ran (whatever the speed); 1: a correctness problem (misrouted or
+unexplained loss) in our own scenarios, or the harness failed; 2: bad usage;
+77: this machine cannot run it (not root, no namespaces).
+"""
+import argparse
+import atexit
+import os
+import shutil
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import environment  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
+import sample  # noqa: E402
+from scenarios import Layout, Scenario  # noqa: E402
+from topology import Topology, sweep_stale  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PROFILES = {
+    # Under 3 minutes on 2 cores, build excluded.
+    "quick": dict(rounds=3, duration=3, addresses=4, backends=4, concurrency=64, gen_threads=2,
+                  lat_rounds=2, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
+                  strace_connections=3000, soak_connections=200000, micro_min_time=0.1),
+    # For people: minutes.
+    "full": dict(rounds=7, duration=10, addresses=16, backends=4, concurrency=64, gen_threads=2,
+                 lat_rounds=3, lat_duration=5, lat_fractions=[0.25, 0.5, 0.75], burst=10000,
+                 burst_rounds=3, strace_connections=20000, soak_connections=1000000,
+                 micro_min_time=1.0),
+}
+
+
+class Context:
+    def __init__(self, topo, layout, binaries, profile):
+        self.topo, self.layout, self.binaries, self.p = topo, layout, binaries, profile
+        self.sink_threads = 2
+        self.engine_threads = os.cpu_count() or 2
+        self._id = 0
+
+    def next_id(self):
+        self._id += 1
+        return self._id
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(f"signal {signum}")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    ap.add_argument("--out", default=None, help="report directory (default build-bench/bench-results/TIME)")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--external", action="append", default=[], metavar="NAME=COMMAND")
+    ap.add_argument("--scenarios", default=None, help="comma list (default: all)")
+    args = ap.parse_args(argv)
+    externals = {}
+    for item in args.external:
+        name, eq, cmd = item.partition("=")
+        if not eq or not name or not cmd or name in ("direct", "engine", "engine-sync"):
+            ap.error(f"--external wants NAME=COMMAND with a new NAME: {item!r}")
+        externals[name] = cmd
+    args.externals = externals
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        print("bench: SKIP: needs root and iproute2 (network namespaces)", file=sys.stderr)
+        return 77
+    p = PROFILES[args.profile]
+    binaries = {n: os.path.join(args.build, "bench", n)
+                for n in ("sink", "load_generator", "dispatch_benchmark", "route_lookup_benchmark")}
+    binaries["socketbox"] = os.path.join(args.build, "engine", "socketbox")
+    for n in ("sink", "load_generator", "socketbox"):
+        if not os.access(binaries[n], os.X_OK):
+            print(f"bench: {binaries[n]} is not built (scripts/bench builds it)", file=sys.stderr)
+            return 1
+    names = ["direct", "engine", "engine-sync"] + list(args.externals)
+    if args.scenarios:
+        names = [n for n in args.scenarios.split(",") if n]
+        unknown = [n for n in names if n not in ("direct", "engine", "engine-sync") and n not in args.externals]
+        if unknown or "direct" not in names:
+            print(f"bench: unknown scenarios {unknown} (direct is required: the baseline)", file=sys.stderr)
+            return 2
+    out = args.out or os.path.join(args.build, "bench-results", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    swept = sweep_stale()
+    if swept:
+        print(f"bench: removed leftovers of an earlier run: {' '.join(swept)}", file=sys.stderr)
+    topo = Topology()
+    atexit.register(topo.remove)
+    atexit.register(procs.kill_all)
+    started = time.time()
+    try:
+        topo.create()
+        ctx = Context(topo, Layout(topo, p["addresses"], p["backends"]), binaries, p)
+        env = environment.collect(topo, binaries, args, p, names, ctx)
+        results = run_all(ctx, names, args.externals)
+        results["environment"] = env
+        results["elapsed_s"] = round(time.time() - started, 1)
+    except Interrupted as e:
+        print(f"\nbench: interrupted ({e}); cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        procs.kill_all()
+        topo.remove()
+    text = report.write(out, results)
+    print(text)
+    print(f"bench: report in {out} ({results['elapsed_s']} s)", file=sys.stderr)
+    return 1 if results["problems"] else 0
+
+
+def progress(i, total, what):
+    print(f"[{i}/{total}] {what}", file=sys.stderr, flush=True)
+
+
+def run_all(ctx, names, externals):
+    p = ctx.p
+    scen = {n: Scenario(n, ctx, externals.get(n)) for n in names}
+    lay = ctx.layout
+    total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
+             + p["burst_rounds"] * len(names) + len(names) + 2)
+    step = 0
+    samples = []
+
+    def load(name, kind, args, timeout):
+        nonlocal step
+        step += 1
+        s = sample.run_load(ctx, scen[name], args, timeout, kind)
+        g = s["gen"]
+        note = f" PROBLEM: {'; '.join(s['problems'])}" if s["problems"] else ""
+        progress(step, total, f"{kind:<10} {name:<12} {g['conn_per_s']:>9.0f} conn/s  "
+                 f"p99 {g['latency_us']['p99']:>8.0f} us  losses {s['losses']}{note}")
+        samples.append(s)
+        return s
+
+    common = ["--threads", str(p["gen_threads"]), "--timeout-ms", "5000"]
+    # Throughput: closed loop, interleaved A B C A B C.
+    for _ in range(p["rounds"]):
+        for n in names:
+            load(n, "throughput", lay.targets() + common +
+                 ["--concurrency", str(p["concurrency"]), "--duration", str(p["duration"])],
+                 p["duration"] + 30)
+    direct_rate = sample.median([s["gen"]["conn_per_s"] for s in samples
+                                 if s["kind"] == "throughput" and s["scenario"] == "direct"])
+    # Latency: open loop at fractions of the direct scenario's saturated rate.
+    for frac in p["lat_fractions"]:
+        rate = max(100, int(direct_rate * frac))
+        for _ in range(p["lat_rounds"]):
+            for n in names:
+                load(n, f"latency{int(frac * 100)}", lay.targets() + common +
+                     ["--rate", str(rate), "--duration", str(p["lat_duration"])],
+                     p["lat_duration"] + 30)
+    # Burst: all at once to one backend, default max_dgram_qlen.
+    for _ in range(p["burst_rounds"]):
+        for n in names:
+            load(n, "burst", lay.targets(lay.addrs[:1]) +
+                 ["--threads", str(p["gen_threads"]), "--timeout-ms", "20000",
+                  "--concurrency", str(p["burst"]), "--connections", str(p["burst"])], 90)
+    # Memory: the engine's RSS over a long run.
+    load("engine", "soak", lay.targets() + common +
+         ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])], 600)
+    # Syscalls per connection, cross-checked by strace.
+    straces = []
+    if shutil.which("strace"):
+        for n in names:
+            step += 1
+            st = sample.run_strace(ctx, scen[n], lay.targets() + common +
+                                   ["--concurrency", "32", "--connections", str(p["strace_connections"])],
+                                   p["strace_connections"])
+            progress(step, total, f"strace     {n:<12} {st.get('per_conn', float('nan')):.3f} syscalls/conn")
+            straces.append(st)
+    step += 1
+    micro = sample.run_microbenchmarks(ctx, p["micro_min_time"])
+    progress(step, total, "microbenchmarks done")
+    problems = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
+                if s["scenario"] in ("direct", "engine", "engine-sync")]
+    notes = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
+             if s["scenario"] not in ("direct", "engine", "engine-sync")]
+    return {"scenarios": names, "samples": samples, "strace": straces, "micro": micro,
+            "direct_saturated_rate": direct_rate, "problems": problems, "external_notes": notes}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,238 @@
+"""results.json, report.md (metrics with medians and spreads, targets marked
+met or not) and PNG plots (gnuplot) from the samples of one run."""
+import json
+import os
+import shutil
+import subprocess
+
+OWN = ("direct", "engine", "engine-sync")
+
+
+def _med(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _spread(values):
+    values = [v for v in values if v is not None]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def _fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def _with_range(values, digits=0):
+    m = _med(values)
+    lo, hi = _spread(values)
+    if m is None:
+        return "n/a"
+    if len(values) < 2:
+        return _fmt(m, digits)
+    return f"{_fmt(m, digits)} ({_fmt(lo, digits)}–{_fmt(hi, digits)})"
+
+
+def summarize(results):
+    samples = results["samples"]
+    out = {}
+    direct = [s["gen"]["conn_per_s"] for s in samples if s["kind"] == "throughput" and s["scenario"] == "direct"]
+    for name in results["scenarios"]:
+        mine = [s for s in samples if s["scenario"] == name]
+        thr = [s for s in mine if s["kind"] == "throughput"]
+        lat = [s for s in mine if s["kind"] == "latency50"]
+        burst = [s for s in mine if s["kind"] == "burst"]
+        rates = [s["gen"]["conn_per_s"] for s in thr]
+        st = next((x for x in results["strace"] if x["scenario"] == name), {})
+        out[name] = {
+            "rates": rates,
+            # Ratios are taken round by round: A and B of one round share the noise.
+            "ratios": [r / d for r, d in zip(rates, direct) if d],
+            "p50": [s["gen"]["latency_us"]["p50"] for s in thr],
+            "p99": [s["gen"]["latency_us"]["p99"] for s in thr],
+            "p99_at_50": [s["gen"]["latency_us"]["p99"] for s in lat],
+            "p999_at_50": [s["gen"]["latency_us"]["p999"] for s in lat],
+            "cpu_us": [s["server_cpu_us_per_conn"] for s in thr],
+            "syscalls_counter": [s.get("syscalls_per_conn_counter") for s in thr],
+            "syscalls_strace": st.get("per_conn"),
+            "rss_kib": [s["rss_kib_end"] for s in thr],
+            "losses": sum(s["losses"] for s in mine if s["kind"] != "burst"),
+            "burst_losses": [s["losses"] for s in burst],
+            "misrouted": sum(s["gen"]["errors"]["wrong_greeting"] for s in mine),
+            "connections": sum(s["gen"]["finished"] for s in mine),
+        }
+    soak = next((s for s in samples if s["kind"] == "soak"), None)
+    if soak and soak["rss_series"]:
+        series = soak["rss_series"]
+        warm = series[len(series) // 4][1]
+        out["_soak"] = {"connections": soak["gen"]["finished"], "rss_after_warmup_kib": warm,
+                        "rss_end_kib": soak["rss_kib_end"],
+                        "growth_kib": soak["rss_kib_end"] - warm}
+    return out
+
+
+def targets(results, summ):
+    rows = []
+    eng, sync = summ.get("engine"), summ.get("engine-sync")
+
+    def row(metric, target, value, met, why=""):
+        rows.append((metric, target, value, "met" if met else ("not met" if met is False else "n/a"), why))
+
+    if eng:
+        r = _med(eng["ratios"])
+        row("throughput ratio engine/direct", ">= 0.95", _fmt(r, 3), r is not None and r >= 0.95)
+        if sync:
+            e, s = _med(eng["cpu_us"]), _med(sync["cpu_us"])
+            ratio = e / s if e and s else None
+            row("server CPU/conn engine vs engine-sync", "<= 0.8 x",
+                f"{_fmt(e, 2)} vs {_fmt(s, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
+        for ext in [n for n in results["scenarios"] if n not in OWN]:
+            x = _med(summ[ext]["cpu_us"])
+            e = _med(eng["cpu_us"])
+            ratio = e / x if e and x else None
+            row(f"server CPU/conn engine vs {ext}", "<= 0.8 x",
+                f"{_fmt(e, 2)} vs {_fmt(x, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
+        sc = _med(eng["syscalls_counter"])
+        row("syscalls/conn (engine counters)", "<= 0.05", _fmt(sc, 4), sc is not None and sc <= 0.05)
+        ss = eng["syscalls_strace"]
+        row("syscalls/conn (strace -c -f, short run)", "<= 0.05", _fmt(ss, 4),
+            ss is not None and ss <= 0.05, "cross-check: light load batches less")
+    for name in OWN:
+        if name in summ:
+            s = summ[name]
+            total = s["losses"] + sum(s["burst_losses"])
+            row(f"drops, {name} (incl. burst of {results['environment']['profile_parameters']['burst']})",
+                "0", f"{s['losses']} + burst {s['burst_losses']}", total == 0)
+    if eng and "direct" in summ:
+        e, d = _med(eng["p99_at_50"]), _med(summ["direct"]["p99_at_50"])
+        ratio = e / d if e and d else None
+        row("p99 latency at 50% of direct's rate", "<= 1.2 x direct",
+            f"{_fmt(e)} vs {_fmt(d)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 1.2)
+    micro = results["micro"].get("dispatch_benchmark", {})
+    uring = max((v["items_per_second"] or 0 for k, v in micro.items() if "Uring" in k), default=None)
+    loop = max((v["items_per_second"] or 0 for k, v in micro.items() if "Sendmsg" in k), default=None)
+    if uring and loop:
+        row("dispatch capacity (microbenchmark, one core)", ">= 1,000,000 fds/s and >= 1.5 x sendmsg",
+            f"{_fmt(uring)} fds/s = {_fmt(uring / loop, 2)} x", uring >= 1e6 and uring >= 1.5 * loop)
+    soak = summ.get("_soak")
+    if soak:
+        growth = soak["growth_kib"]
+        flat = growth <= max(512, soak["rss_after_warmup_kib"] * 0.02)
+        row("engine RSS after warm-up", "flat", f"{soak['rss_after_warmup_kib']} -> {soak['rss_end_kib']} KiB "
+            f"over {soak['connections']:,} conn", flat,
+            "" if soak["connections"] >= 1000000 else "quick profile: shorter than 1,000,000")
+    return rows
+
+
+def markdown(results, summ, rows):
+    env = results["environment"]
+    lines = [f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)", "",
+             f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
+             f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
+             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}, "
+             f"{len(env['layout']['addresses'])} addresses -> {len(env['layout']['backends'])} backends; "
+             f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
+             "(shared machine: compare ratios within this run).", "",
+             "Medians over interleaved rounds, (min–max) in brackets. CPU = utime+stime of the "
+             "accepting process (for direct: the sink) per connection.", "",
+             "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
+             "| syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in results["scenarios"]:
+        s = summ[name]
+        lines.append(
+            f"| {name} | {_with_range(s['rates'])} | {_with_range(s['ratios'], 3)} | "
+            f"{_fmt(_med(s['p50']))} / {_fmt(_med(s['p99']))} | {_with_range(s['p99_at_50'])} | "
+            f"{_with_range(s['cpu_us'], 2)} | {_fmt(_med(s['syscalls_counter']), 4)} / "
+            f"{_fmt(s['syscalls_strace'], 3)} | {_fmt(_med(s['rss_kib']))} | {s['losses']} | "
+            f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} |")
+    lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    micro = results["micro"]
+    lines += ["", "Microbenchmarks (items/s, CPU time):", ""]
+    for binary, benches in micro.items():
+        if "error" in benches:
+            lines.append(f"- {binary}: {benches['error']}")
+            continue
+        for name, v in benches.items():
+            lines.append(f"- {name}: {_fmt(v['items_per_second'])}/s" if v["items_per_second"]
+                         else f"- {name}: {_fmt(v['cpu_time_ns'])} ns")
+    st = results["strace"]
+    if st:
+        lines += ["", "strace -c -f (server, short closed-loop run at concurrency 32): " + "; ".join(
+            f"{x['scenario']} {_fmt(x.get('per_conn'), 3)}/conn {x.get('top', {})}" for x in st)]
+    sysctls = env["sysctls"]
+    lines += ["", "Sysctls (set in the namespaces only): " + "; ".join(
+        f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for role, vals in sysctls.items())]
+    if results["problems"]:
+        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results["problems"]]
+    else:
+        lines += ["", f"Correctness: every connection reached the backend its address maps to; "
+                  f"every loss is explained by a server counter "
+                  f"({sum(summ[n]['connections'] for n in results['scenarios']):,} connections)."]
+    if results["external_notes"]:
+        lines += ["", "External servers (reported, not judged):", ""] + [f"- {p}" for p in results["external_notes"]]
+    if results.get("plots"):
+        lines += ["", " ".join(f"![{p}]({p})" for p in results["plots"])]
+    return "\n".join(lines) + "\n"
+
+
+def plots(out, results, summ):
+    if not shutil.which("gnuplot"):
+        return []
+    names = results["scenarios"]
+    with open(os.path.join(out, "throughput.dat"), "w") as f:
+        for i, n in enumerate(names):
+            lo, hi = _spread(summ[n]["rates"])
+            f.write(f"{i} {n} {_med(summ[n]['rates']) or 0} {lo or 0} {hi or 0}\n")
+    cdf_files = []
+    for n in names:
+        lat = [s for s in results["samples"] if s["scenario"] == n and s["kind"] == "latency50"]
+        if not lat:
+            continue
+        lat.sort(key=lambda s: s["gen"]["latency_us"]["p99"])
+        path = os.path.join(out, f"cdf-{n}.dat")
+        with open(path, "w") as f:
+            for us, frac in lat[len(lat) // 2]["gen"]["cdf"]:
+                f.write(f"{max(us, 1)} {frac}\n")
+        cdf_files.append((n, path))
+    script = f"""
+set terminal pngcairo size 800,480
+set output '{out}/throughput.png'
+set title 'Connections/s per scenario (median, min-max)'
+set style fill solid 0.5
+set boxwidth 0.6
+set yrange [0:*]
+set xtics rotate by 0
+plot '{out}/throughput.dat' using 1:3:xtic(2) with boxes notitle, '' using 1:3:4:5 with yerrorbars notitle lc rgb 'black'
+set output '{out}/latency_cdf.png'
+set title 'Latency CDF, connect to first byte, open loop at 50% of direct rate'
+set logscale x
+set xlabel 'microseconds'
+set ylabel 'fraction'
+set yrange [0:1]
+set key bottom right
+plot {', '.join(f"'{p}' using 1:2 with lines lw 2 title '{n}'" for n, p in cdf_files)}
+"""
+    r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+    if r.returncode != 0:
+        return []
+    return ["throughput.png", "latency_cdf.png"]
+
+
+def write(out, results):
+    summ = summarize(results)
+    rows = targets(results, summ)
+    results["plots"] = plots(out, results, summ)
+    results["summary"] = summ
+    results["targets"] = [dict(zip(("metric", "target", "measured", "status", "note"), r)) for r in rows]
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    text = markdown(results, summ, rows)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text)
+    return text

@@ -1,0 +1,167 @@
+"""One sample: start a scenario, drive load from the client namespace,
+measure the server, stop everything, and check the books.
+
+Correctness (what makes a run fail): every greeting matched the backend its
+address maps to (no misrouted connection), and every connection the
+generator lost is explained by a server counter (the engine's drop counters,
+the sink's failed greetings). Speed never fails a run.
+"""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import procs
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else 0
+
+
+def run_load(ctx, scenario, load_args, timeout_s, kind):
+    scenario.start()
+    try:
+        server = scenario.server
+        rss_start = server.rss_kib()
+        c0 = scenario.counters()
+        cpu0 = server.cpu_seconds()
+        sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
+        gen = procs.Proc([ctx.binaries["load_generator"]] + load_args, ctx.topo.clients[0],
+                         ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+                         ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+        rss_series = []
+        t0 = time.monotonic()
+        while gen.alive() and time.monotonic() - t0 < timeout_s:
+            rss_series.append((round(time.monotonic() - t0, 2), server.rss_kib()))
+            time.sleep(0.25)
+        rc = gen.run_to_end(max(1, timeout_s - (time.monotonic() - t0)))
+        cpu1 = server.cpu_seconds()
+        sink_cpu = scenario.sink.cpu_seconds() - sink_cpu0 if sink_cpu0 is not None else None
+        c1 = scenario.counters()
+        rss_end = server.rss_kib()
+    except BaseException:
+        scenario.stop()
+        raise
+    final, summary, codes = scenario.stop()
+    lines = gen.json_lines()
+    if rc != 0 or not lines:
+        raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
+    g = lines[-1]
+    s = {"scenario": scenario.name, "kind": kind, "gen": g, "sink": summary, "exit_codes": codes,
+         "server_cpu_s": round(cpu1 - cpu0, 4), "sink_cpu_s": sink_cpu,
+         "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
+         "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
+    finished = g["finished"]
+    s["server_cpu_us_per_conn"] = (cpu1 - cpu0) * 1e6 / finished if finished else None
+    if c0 and c1 and c1.get("accepted", 0) > c0.get("accepted", 0):
+        accepted = c1["accepted"] - c0["accepted"]
+        calls = sum(c1.get(k, 0) - c0.get(k, 0) for k in ("uring_enter", "getsockname", "getpeername"))
+        s["syscalls_per_conn_counter"] = calls / accepted
+    check_books(scenario, s)
+    return s
+
+
+def check_books(scenario, s):
+    """Fills s['problems'] (correctness) and s['losses'] (connections the
+    generator saw closed or failed without the greeting)."""
+    g, summary, final = s["gen"], s["sink"], s["engine_exit"]
+    e = g["errors"]
+    problems = []
+    losses = e["no_greeting"] + e["reset"] + e["timeout"] + e["refused"] + e["other"]
+    s["losses"] = losses
+    if e["wrong_greeting"]:
+        ex = [t for t in g["targets"] if t["wrong"]]
+        problems.append(f"{e['wrong_greeting']} misrouted connection(s), e.g. {ex[0]['target']} "
+                        f"expected {ex[0]['expected']!r} got {ex[0].get('wrong_example')!r}")
+    if summary is None:
+        problems.append("the sink printed no summary")
+        s["problems"] = problems
+        return
+    explained = sum(b["send_errors"] for b in summary["backends"].values())
+    if final:
+        explained += final.get("dropped", 0)
+        s["engine_dropped"] = final.get("dropped", 0)
+        delivered = final.get("dispatched", 0)
+        if delivered != summary["total_received"]:
+            problems.append(f"engine dispatched {delivered} but the sinks received "
+                            f"{summary['total_received']}")
+    unexplained = losses - explained
+    s["unexplained_losses"] = max(0, unexplained)
+    if unexplained > 0:
+        problems.append(f"{unexplained} connection(s) lost without a server counter saying why "
+                        f"({losses} lost: {e})")
+    if g["errors"]["local"]:
+        problems.append(f"{g['errors']['local']} connection(s) failed in the generator itself "
+                        f"(errno {g['first_errno'].get('local')})")
+    for code_name, code in s["exit_codes"].items():
+        if code != 0:
+            problems.append(f"{code_name} exited with {code}")
+    s["problems"] = problems
+
+
+def run_strace(ctx, scenario, load_args, connections):
+    """Syscalls per connection by strace -c -f, attached to every thread of
+    the server after start-up and detached before shutdown."""
+    scenario.start()
+    try:
+        server = scenario.server
+        out = ctx.topo.path(f"{ctx.next_id():03d}-strace.txt")
+        argv = ["strace", "-c", "-f", "-o", out]
+        for tid in server.threads():
+            argv += ["-p", str(tid)]
+        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  start_new_session=True)
+        time.sleep(0.5)  # attach
+        gen = procs.Proc([ctx.binaries["load_generator"]] + load_args, ctx.topo.clients[0],
+                         ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+                         ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+        gen.run_to_end(120)
+        tracer.send_signal(signal.SIGINT)  # detach and write the summary
+        tracer.wait(timeout=20)
+    finally:
+        scenario.stop()
+    g = gen.json_lines()[-1]
+    with open(out) as f:
+        text = f.read()
+    per_call = {}
+    total = None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and re.fullmatch(r"[\d.]+", fields[0]) and fields[3].isdigit():
+            if fields[-1] == "total":
+                total = int(fields[3])
+            else:
+                per_call[fields[-1]] = int(fields[3])
+    finished = g["finished"]
+    if total is None or not finished:
+        return {"scenario": scenario.name, "error": "no strace summary", "raw": text[-2000:]}
+    return {"scenario": scenario.name, "connections": finished, "syscalls": total,
+            "per_conn": total / finished,
+            "top": dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6])}
+
+
+def run_microbenchmarks(ctx, min_time):
+    results = {}
+    for name in ("dispatch_benchmark", "route_lookup_benchmark"):
+        path = ctx.binaries.get(name)
+        if not path or not os.path.exists(path):
+            results[name] = {"error": "not built (libbenchmark-dev missing?)"}
+            continue
+        r = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}"],
+                           capture_output=True, text=True, timeout=300)
+        import json
+        try:
+            data = json.loads(r.stdout)
+        except ValueError:
+            results[name] = {"error": r.stderr[-1000:]}
+            continue
+        results[name] = {b["name"]: {"items_per_second": b.get("items_per_second"),
+                                     "cpu_time_ns": b.get("cpu_time"),
+                                     "real_time_ns": b.get("real_time")}
+                         for b in data.get("benchmarks", [])}
+    return results
+
+
+median = _median

@@ -1,0 +1,126 @@
+"""The scenarios: who accepts the connections, in front of the same sinks.
+
+  direct       the sink listens on TCP itself (multishot accept): the baseline
+  engine       our daemon, io_uring path, in front of datagram sinks
+  engine-sync  the same binary with --io=sync
+  NAME         (external) any command line, given with {config}, {port}
+               placeholders, in front of the same sinks
+
+Every scenario maps address i of the layout to backend i % B, so a greeting
+names the backend and the generator counts misrouted connections.
+"""
+import re
+import shlex
+import signal
+
+import procs
+from topology import ANYIP6
+
+PORT = 80
+
+
+class Layout:
+    """Addresses, backends and the configuration that maps one to the other."""
+
+    def __init__(self, topo, addresses, backends):
+        self.topo = topo
+        base = ANYIP6.split("::")[0]
+        self.addrs = [f"{base}::{i + 1:x}" for i in range(addresses)]
+        self.names = [chr(ord("a") + i) for i in range(backends)]
+        self.backend_of = {a: self.names[i % backends] for i, a in enumerate(self.addrs)}
+        self.paths = {n: topo.path(f"backend-{n}.sock") for n in self.names}
+        self.config = topo.path("socketbox.conf")
+        with open(self.config, "w") as f:
+            f.write(self.config_text())
+
+    def config_text(self):
+        lines = ["max-rules:1", "max-maps:1", f"rule-set:0 size:{len(self.addrs)}"]
+        for a in self.addrs:
+            lines.append(f"ip:{a} port:{PORT} jump-unix:{self.paths[self.backend_of[a]]}")
+        lines.append("default fail")
+        return "\n".join(lines) + "\n"
+
+    def targets(self, addrs=None):
+        args = []
+        for a in addrs or self.addrs:
+            args += ["--target", f"[{a}]:{PORT}={self.backend_of[a]}"]
+        return args
+
+
+def parse_engine_stats(text):
+    """The last 'stats total k=v ...' line of the engine's log, as ints."""
+    last = None
+    for line in text.splitlines():
+        if "stats total " in line:
+            last = line
+    if last is None:
+        return None
+    return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", last)}
+
+
+class Scenario:
+    def __init__(self, name, ctx, external_cmd=None):
+        self.name, self.ctx, self.external_cmd = name, ctx, external_cmd
+        self.sink = self.server = None
+        self.has_counters = name in ("engine", "engine-sync")
+
+    # -- processes ----------------------------------------------------------
+    def _spawn(self, tag, argv):
+        topo = self.ctx.topo
+        n = self.ctx.next_id()
+        return procs.Proc(argv, topo.server, topo.path(f"{n:03d}-{tag}.out"),
+                          topo.path(f"{n:03d}-{tag}.err"))
+
+    def start(self):
+        layout, b = self.ctx.layout, self.ctx.binaries
+        sink_args = [b["sink"], "--threads", str(self.ctx.sink_threads), "--lifetime", "900"]
+        if self.name == "direct":
+            for a in layout.addrs:
+                sink_args += ["--listen", f"{layout.backend_of[a]}=[{a}]:{PORT}"]
+        else:
+            for n in layout.names:
+                sink_args += ["--backend", f"{n}={layout.paths[n]}"]
+        self.sink = self._spawn("sink", sink_args)
+        self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
+        if self.name == "direct":
+            self.server = self.sink
+            return
+        if self.external_cmd is None:
+            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(PORT),
+                    "-b", "65535", "--threads", str(self.ctx.engine_threads)]
+            if self.name == "engine-sync":
+                argv += ["--io", "sync"]
+            self.server = self._spawn(self.name, argv)
+            self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
+        else:
+            cmd = self.external_cmd.format(config=layout.config, port=PORT)
+            self.server = self._spawn("external", shlex.split(cmd))
+            self.server.wait_for(self._listening, 10, "a listener on port 80")
+
+    def _listening(self):
+        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{PORT}",
+                               check=False).stdout
+        return bool(out.strip())
+
+    def counters(self):
+        """A fresh snapshot of the engine's counters (None for others)."""
+        if not self.has_counters:
+            return None
+        before = self.server.err().count("stats total ")
+        self.server.send(signal.SIGUSR1)
+        self.server.wait_for(lambda: self.server.err().count("stats total ") > before, 5,
+                             "stats after SIGUSR1")
+        return parse_engine_stats(self.server.err())
+
+    def stop(self):
+        """Stops the server, then the sink. Returns (server exit counters,
+        sink summary, exit codes)."""
+        codes = {}
+        final = None
+        if self.server is not self.sink:
+            codes["server"] = self.server.stop(signal.SIGTERM)
+            if self.has_counters:
+                final = parse_engine_stats(self.server.err())
+        codes["sink"] = self.sink.stop(signal.SIGTERM)
+        summary = next((j for j in self.sink.json_lines() if j.get("event") == "sink-exit"), None)
+        return final, summary, codes
