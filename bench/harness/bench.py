@@ -33,12 +33,13 @@ PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
     "quick": dict(rounds=3, duration=3, addresses=4, backends=4, concurrency=64, gen_threads=2,
                   lat_rounds=2, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
-                  strace_connections=3000, soak_connections=200000, micro_min_time=0.1),
+                  strace_connections=3000, soak_connections=200000, micro_min_time=0.1,
+                  gen_rounds=2),
     # For people: minutes.
     "full": dict(rounds=7, duration=10, addresses=16, backends=4, concurrency=64, gen_threads=2,
                  lat_rounds=3, lat_duration=5, lat_fractions=[0.25, 0.5, 0.75], burst=10000,
                  burst_rounds=3, strace_connections=20000, soak_connections=1000000,
-                 micro_min_time=1.0),
+                 micro_min_time=1.0, gen_rounds=4),
 }
 
 
@@ -140,7 +141,7 @@ def run_all(ctx, names, externals):
     scen = {n: Scenario(n, ctx, externals.get(n)) for n in names}
     lay = ctx.layout
     total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
-             + p["burst_rounds"] * len(names) + len(names) + 2)
+             + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 2)
     step = 0
     samples = []
 
@@ -178,6 +179,12 @@ def run_all(ctx, names, externals):
             load(n, "burst", lay.targets(lay.addrs[:1]) +
                  ["--threads", str(p["gen_threads"]), "--timeout-ms", "20000",
                   "--concurrency", str(p["burst"]), "--connections", str(p["burst"])], 90)
+    # Generator: io_uring against epoll, same load on the direct scenario.
+    for _ in range(p["gen_rounds"]):
+        for io in ("uring", "epoll"):
+            load("direct", f"gen-{io}", lay.targets() + common +
+                 ["--io", io, "--concurrency", str(p["concurrency"]), "--duration", str(p["lat_duration"])],
+                 p["lat_duration"] + 30)
     # Memory: the engine's RSS over a long run.
     load("engine", "soak", lay.targets() + common +
          ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])], 600)

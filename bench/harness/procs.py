@@ -1,6 +1,7 @@
 """Processes of one run: started in a namespace with their output in files,
 stopped by signal (killed after a grace period), and always gone at exit.
 Also the /proc readings the metrics need (CPU ticks, RSS, threads)."""
+import ctypes
 import json
 import os
 import resource
@@ -12,7 +13,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _live = []
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
 def _limits():
+    # Killed with the harness, even by SIGKILL (survives the exec of
+    # `ip netns exec` and of the tool: no set-uid involved).
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     # A 10,000-connection burst needs more than 1024 descriptors per process.
     for n in (1 << 20, 262144, 65536):
         try:

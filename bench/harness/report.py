@@ -65,6 +65,13 @@ def summarize(results):
             "misrouted": sum(s["gen"]["errors"]["wrong_greeting"] for s in mine),
             "connections": sum(s["gen"]["finished"] for s in mine),
         }
+    gens = {}
+    for io in ("uring", "epoll"):
+        mine = [s for s in samples if s["kind"] == f"gen-{io}"]
+        if mine:
+            gens[io] = {"rates": [s["gen"]["conn_per_s"] for s in mine],
+                        "cpu_us": [s["gen_cpu_us_per_conn"] for s in mine]}
+    out["_generator"] = gens
     soak = next((s for s in samples if s["kind"] == "soak"), None)
     if soak and soak["rss_series"]:
         series = soak["rss_series"]
@@ -152,6 +159,13 @@ def markdown(results, summ, rows):
             f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} |")
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    gens = summ.get("_generator", {})
+    if gens:
+        lines += ["", "Load generator, io_uring against epoll (direct scenario, closed loop, "
+                  "generator CPU per connection from its own getrusage):", "",
+                  "| generator | conn/s | generator CPU µs/conn |", "|---|---|---|"]
+        for io, g in gens.items():
+            lines.append(f"| {io} | {_with_range(g['rates'])} | {_with_range(g['cpu_us'], 2)} |")
     micro = results["micro"]
     lines += ["", "Microbenchmarks (items/s, CPU time):", ""]
     for binary, benches in micro.items():

@@ -54,8 +54,11 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
          "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
          "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
     finished = g["finished"]
+    s["gen_cpu_us_per_conn"] = g["cpu_us_per_conn"]
     s["server_cpu_us_per_conn"] = (cpu1 - cpu0) * 1e6 / finished if finished else None
-    if c0 and c1 and c1.get("accepted", 0) > c0.get("accepted", 0):
+    # Only the io_uring path counts all its syscalls (the sync path's accept,
+    # sendmsg and close are not counted: strace gives those).
+    if scenario.name == "engine" and c0 and c1 and c1.get("accepted", 0) > c0.get("accepted", 0):
         accepted = c1["accepted"] - c0["accepted"]
         calls = sum(c1.get(k, 0) - c0.get(k, 0) for k in ("uring_enter", "getsockname", "getpeername"))
         s["syscalls_per_conn_counter"] = calls / accepted

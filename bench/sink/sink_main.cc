@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <latch>
 #include <ctime>
 #include <string>
 #include <thread>
@@ -34,6 +36,8 @@ struct Sources {
   std::vector<SinkEndpoint> shared;            // channels, read by every worker
   std::vector<std::vector<SinkEndpoint>> own;  // listeners, per worker
   std::vector<std::string> bound_paths;        // unlinked at exit
+  std::deque<std::atomic<bool>> failed;        // one flag per source
+  std::atomic<bool>* NewFlag() { return &failed.emplace_back(false); }
 };
 
 size_t BackendIndex(Sources& sources, const std::string& name) {
@@ -65,7 +69,7 @@ bool BindDatagram(const SinkSource& source, Sources& sources, size_t backend) {
   }
   sources.bound_paths.push_back(source.path);
   if (::chmod(source.path.c_str(), 0666) != 0) return Fail("chmod " + source.path, errno);
-  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd.get(), backend, false});
+  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd.get(), backend, false, sources.NewFlag()});
   sources.fds.push_back(std::move(fd));
   return true;
 }
@@ -76,7 +80,7 @@ bool Register(const SinkSource& source, Sources& sources, size_t backend) {
     return Fail("register group " + std::to_string(source.group) + " at " + source.path,
                 fd.error());
   }
-  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd->get(), backend, true});
+  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd->get(), backend, true, sources.NewFlag()});
   sources.fds.push_back(std::move(*fd));
   return true;
 }
@@ -101,7 +105,7 @@ bool Listen(const SinkSource& source, Sources& sources, size_t backend) {
       return Fail("bind TCP port " + std::to_string(source.address.port), errno);
     }
     if (::listen(fd.get(), 4096) != 0) return Fail("listen", errno);
-    own.push_back({SinkEndpoint::Kind::kListener, fd.get(), backend, false});
+    own.push_back({SinkEndpoint::Kind::kListener, fd.get(), backend, false, sources.NewFlag()});
     sources.fds.push_back(std::move(fd));
   }
   return true;
@@ -158,11 +162,12 @@ int Main(int argc, char** argv) {
     if (source.kind == SinkSource::Kind::kListen) ok = Listen(source, sources, backend);
     if (!ok) break;
   }
-  int status = ok ? 0 : 1;
+  std::atomic<int> status{ok ? 0 : 1};  // workers set 1 when their ring fails
   SinkCounters counters(sources.names.size());
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   std::vector<SinkWorkerConfig> configs(ok ? options->threads : 0);
+  std::latch ready(static_cast<std::ptrdiff_t>(configs.size()));
   for (unsigned t = 0; t < configs.size(); ++t) {
     configs[t].endpoints = sources.shared;
     configs[t].endpoints.insert(configs[t].endpoints.end(), sources.own[t].begin(),
@@ -170,11 +175,13 @@ int Main(int argc, char** argv) {
     configs[t].names = &sources.names;
     configs[t].counters = &counters;
     configs[t].stop = &stop;
+    configs[t].ready = &ready;
     threads.emplace_back([&config = configs[t], &status] {
       if (RunSinkWorker(config) != 0) status = 1;
     });
   }
-  if (ok) {
+  ready.wait();  // every ring armed: "ready" means connections are taken
+  if (ok && status == 0) {
     std::puts("ready");
     std::fflush(stdout);
   }
@@ -197,7 +204,7 @@ int Main(int argc, char** argv) {
   for (auto& thread : threads) thread.join();
   PrintSummary(sources, counters, "sink-exit");
   for (const std::string& path : sources.bound_paths) ::unlink(path.c_str());
-  return status;
+  return status.load();
 }
 
 }  // namespace

@@ -105,6 +105,7 @@ void Worker::Greet(int fd, size_t backend) {
 }
 
 void Worker::EndpointFailed(size_t endpoint, int err) {
+  if (config_.endpoints[endpoint].failed->exchange(true)) return;  // already told
   config_.counters->channel_closed.fetch_add(1, std::memory_order_relaxed);
   std::fprintf(stderr, "sink: %s %zu stopped: %s\n",
                config_.endpoints[endpoint].kind == SinkEndpoint::Kind::kListener ? "listener"
@@ -161,6 +162,7 @@ int Worker::Run() {
   params.cq_entries = kRingEntries * 8;
   if (int err = io_uring_queue_init_params(kRingEntries, &ring_, &params); err < 0) {
     std::fprintf(stderr, "sink: io_uring_queue_init: %s\n", std::strerror(-err));
+    config_.ready->count_down();
     return -err;
   }
   ring_ready_ = true;
@@ -174,6 +176,8 @@ int Worker::Run() {
       PostRecv(e * kRecvDepth + k);
     }
   }
+  io_uring_submit(&ring_);
+  config_.ready->count_down();
   __kernel_timespec tick{0, 100 * 1000 * 1000};
   bool stopping = false;
   while (true) {

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <latch>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct SinkEndpoint {
   int fd = -1;  // borrowed; outlives the worker
   size_t backend = 0;
   bool seqpacket = false;  // a registration channel: 0 bytes means the server left
+  // Set once by whichever worker first sees this channel or listener fail,
+  // so that channel_closed counts sources, not posted requests.
+  std::atomic<bool>* failed = nullptr;
 };
 
 struct SinkWorkerConfig {
@@ -48,6 +52,7 @@ struct SinkWorkerConfig {
   const std::vector<std::string>* names = nullptr;  // greeting per backend index
   SinkCounters* counters = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  std::latch* ready = nullptr;  // counted down once the ring is armed (or failed)
 };
 
 // Runs until *stop; returns 0, or an errno if the ring could not be set up

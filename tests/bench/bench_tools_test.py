@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""The benchmark tools against real sockets on loopback (no namespaces):
+bench/sink (direct accept, "A" protocol, registration) and
+bench/load_generator (greeting check, error taxonomy, bounds), and their
+answers to bad input. TAP output; run by meson (suite 'bench')."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import sbxtest  # noqa: E402
+
+BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
+SINK = os.path.join(BUILD, "bench", "sink")
+GEN = os.path.join(BUILD, "bench", "load_generator")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate(*args, timeout=60):
+    r = subprocess.run([GEN, *args], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"load_generator exit {r.returncode}: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+class Sink:
+    def __init__(self, *args):
+        self.p = sbxtest.spawn([SINK, *args], stdout=subprocess.PIPE)
+        line = self.p.stdout.readline().decode()
+        if line.strip() != "ready":
+            raise AssertionError(f"sink not ready: {line!r} {self.p.stderr.read().decode()}")
+
+    def summary(self):
+        self.p.send_signal(signal.SIGUSR1)
+        return json.loads(self.p.stdout.readline())
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        out = self.p.stdout.read().decode()
+        self.p.wait(timeout=10)
+        sbxtest.stop(self.p)
+        return self.p.returncode, json.loads(out.strip().splitlines()[-1])
+
+
+class Forwarder(threading.Thread):
+    """A tiny acceptor: passes each accepted socket over `channel` (to `dest`
+    if given), or closes it when `drop` says so."""
+
+    def __init__(self, channel, dest=None, drop=lambda i: False):
+        super().__init__(daemon=True)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(512)
+        self.port = self.listener.getsockname()[1]
+        self.channel, self.dest, self.drop = channel, dest, drop
+        self.start()
+
+    def run(self):
+        i = 0
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.drop(i):
+                sbxtest.send_fd(self.channel, conn.fileno(), self.dest)
+            conn.close()
+            i += 1
+
+
+class DirectTest(unittest.TestCase):
+    def test_greetings_counted_and_misroutes_detected(self):
+        port, closed = free_port(), free_port()
+        sink = Sink("--listen", f"alpha=127.0.0.1:{port}", "--threads", "2")
+        try:
+            g = generate("--target", f"127.0.0.1:{port}=alpha", "--target", f"127.0.0.1:{port}=beta",
+                         "--target", f"127.0.0.1:{closed}=alpha", "--connections", "300",
+                         "--concurrency", "16", "--threads", "2")
+            self.assertEqual(g["started"], 300)
+            self.assertEqual(g["completed"], 100)
+            self.assertEqual(g["errors"]["wrong_greeting"], 100)
+            self.assertEqual(g["errors"]["refused"], 100)
+            self.assertEqual(g["targets"][1]["wrong_example"], "alpha")
+            self.assertGreater(g["latency_us"]["p50"], 0)
+            self.assertEqual(sink.summary()["backends"]["alpha"]["received"], 200)
+        finally:
+            code, summary = sink.stop()
+        self.assertEqual(code, 0)
+        self.assertEqual(summary["event"], "sink-exit")
+
+    def test_epoll_and_uring_agree(self):
+        port = free_port()
+        sink = Sink("--listen", f"a=127.0.0.1:{port}")
+        try:
+            for io in ("uring", "epoll"):
+                g = generate("--io", io, "--target", f"127.0.0.1:{port}=a", "--connections", "500",
+                             "--concurrency", "8")
+                self.assertEqual((g["io"], g["completed"], sum(g["errors"].values())), (io, 500, 0))
+        finally:
+            sink.stop()
+
+    def test_open_loop_rate_and_duration(self):
+        port = free_port()
+        sink = Sink("--listen", f"a=127.0.0.1:{port}")
+        try:
+            g = generate("--target", f"127.0.0.1:{port}=a", "--rate", "500", "--duration", "1")
+            self.assertEqual(g["mode"], "open")
+            self.assertTrue(450 <= g["started"] <= 510, g["started"])
+            self.assertEqual(g["completed"], g["started"])
+        finally:
+            sink.stop()
+
+
+class ChannelTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sbx-bench-test-")
+
+    def test_datagram_backend_and_drops(self):
+        path = os.path.join(self.tmp, "a.sock")
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        stale.bind(path)  # a stale socket file from an earlier run is replaced
+        stale.close()
+        sink = Sink("--backend", f"a={path}")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o666)
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        fwd = Forwarder(sender, path, drop=lambda i: i % 10 == 9)
+        fds_before = sbxtest.fd_count(sink.p.pid)
+        for io in ("uring", "epoll"):
+            g = generate("--io", io, "--target", f"127.0.0.1:{fwd.port}=a", "--connections", "200",
+                         "--concurrency", "4")
+            self.assertEqual(g["completed"], 180)
+            self.assertEqual(g["errors"]["no_greeting"], 20)
+        self.assertEqual(sbxtest.fd_count(sink.p.pid), fds_before)  # no fd kept
+        sender.sendto(b"no fd here", path)
+        code, summary = sink.stop()
+        fwd.listener.close()
+        self.assertEqual(code, 0)
+        self.assertEqual(summary["backends"]["a"]["received"], 360)
+        self.assertEqual(summary["no_fd"], 1)
+        self.assertFalse(os.path.exists(path), "the socket file is removed at exit")
+
+    def test_registration(self):
+        ctl = os.path.join(self.tmp, "ctl.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server.bind(ctl)
+        server.listen(1)
+        sink_holder = {}
+        t = threading.Thread(target=lambda: sink_holder.update(s=Sink("--register", f"r=7:{ctl}")))
+        t.start()
+        conn, _ = server.accept()
+        self.assertEqual(conn.recv(16), bytes([1, 0, 0, 0, 0, 0, 0, 7]))
+        conn.send(bytes([0x80, 0, 0, 0]))
+        t.join(10)
+        sink = sink_holder["s"]
+        fwd = Forwarder(conn)
+        g = generate("--target", f"127.0.0.1:{fwd.port}=r", "--connections", "50", "--concurrency", "4")
+        self.assertEqual(g["completed"], 50)
+        conn.close()  # the server goes away: the sink says so and keeps running
+        sbxtest.wait_for(lambda: sink.summary()["channel_closed"] == 1, what="channel_closed")
+        code, summary = sink.stop()
+        fwd.listener.close()
+        self.assertEqual((code, summary["backends"]["r"]["received"]), (0, 50))
+
+    def test_timeout(self):
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # completes handshakes, never answers
+        port = silent.getsockname()[1]
+        for io in ("uring", "epoll"):
+            t0 = time.monotonic()
+            g = generate("--io", io, "--target", f"127.0.0.1:{port}=x", "--connections", "5",
+                         "--concurrency", "5", "--timeout-ms", "300")
+            self.assertEqual(g["errors"]["timeout"], 5)
+            self.assertLess(time.monotonic() - t0, 5)
+        silent.close()
+
+
+class BadInputTest(unittest.TestCase):
+    def run_tool(self, *argv):
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+
+    def test_usage_errors(self):
+        cases = [
+            [SINK],
+            [SINK, "--listen", "a=nonsense"],
+            [SINK, "--backend", "=x"],
+            [SINK, "--register", "a=notanumber:/x"],
+            [SINK, "--threads", "0", "--listen", "a=127.0.0.1:1"],
+            [GEN, "--target", "127.0.0.1:1=a"],  # unbounded
+            [GEN, "--target", "127.0.0.1=a", "--connections", "1"],
+            [GEN, "--target", "127.0.0.1:1=a", "--connections", "1", "--io", "poll"],
+            [GEN, "--connections", "1"],
+        ]
+        for argv in cases:
+            r = self.run_tool(*argv)
+            self.assertEqual(r.returncode, 2, argv)
+            self.assertIn("usage:", r.stderr, argv)
+
+    def test_setup_errors(self):
+        with tempfile.NamedTemporaryFile() as regular:
+            r = self.run_tool(SINK, "--backend", f"a={regular.name}")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("not a socket", r.stderr)
+        r = self.run_tool(SINK, "--register", "a=1:/nonexistent/ctl.sock")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("register group 1", r.stderr)
+
+
+if __name__ == "__main__":
+    missing = [p for p in (SINK, GEN) if not os.access(p, os.X_OK)]
+    sbxtest.run_tap(DirectTest, ChannelTest, BadInputTest,
+                    skip_reason=f"not built: {missing}" if missing else None)
