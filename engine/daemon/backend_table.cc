@@ -96,7 +96,7 @@ void BackendTable::EvictIdleSubstituted() {
   // Drop the least recently used idle half; never one that is in use.
   std::vector<std::pair<uint64_t, std::string>> idle;
   for (auto& [path, b] : by_path_) {
-    if (b->substituted && b->in_flight == 0 && b->waiting.empty()) idle.emplace_back(b->last_used, path);
+    if (b->substituted && b->in_flight == 0 && b->waiting.empty() && !b->poll_armed) idle.emplace_back(b->last_used, path);
   }
   std::sort(idle.begin(), idle.end());
   for (size_t i = 0; i < idle.size() / 2 + 1 && i < idle.size(); ++i) {

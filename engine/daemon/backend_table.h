@@ -32,7 +32,13 @@ struct Backend {
   uint32_t backoff_ms = 0;
   uint64_t last_log_ns = 0;
   uint32_t in_flight = 0;           // sends submitted, not completed
-  std::deque<uint32_t> waiting;     // dispatch slots waiting for it to come back
+  bool congested = false;           // queue full: waiting for POLLOUT
+  bool poll_armed = false;          // a POLLOUT names this backend
+  uint32_t last_pump_ok = 0;        // sends that went through since the last pump
+  // The last SQE of this backend's link chain in the current submission.
+  struct io_uring_sqe* chain_tail = nullptr;
+  uint64_t chain_batch = 0;
+  std::deque<uint32_t> waiting;     // dispatch slots waiting, in order
   Counter* delivered = nullptr;     // by configured path
   uint64_t last_used = 0;           // for -U cache eviction
   bool substituted = false;         // made by -U: evictable when idle

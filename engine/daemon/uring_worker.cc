@@ -1,6 +1,7 @@
 #include "engine/daemon/uring_worker.h"
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -23,8 +24,12 @@ constexpr uint64_t kResourcePauseNs = 100'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 constexpr size_t kMaxSubstitutedBackends = 1024;
 constexpr size_t kRecvControlFds = 16;
+// Adaptive batching: under load, wait for several completions (or a short
+// time) per io_uring_enter instead of waking for each one.
+constexpr unsigned kMaxWaitBatch = 32;
+constexpr uint64_t kBatchWindowNs = 200'000;
 
-enum Op : uint8_t { kAccept = 1, kAcceptOne, kSend, kTimeout, kClose, kWake, kRecv, kCancel };
+enum Op : uint8_t { kAccept = 1, kAcceptOne, kSend, kLinkedClose, kClose, kWake, kRecv, kCancel, kPoll };
 
 uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) {
   return static_cast<uint64_t>(op) << 56 | static_cast<uint64_t>(sub & 0xffffff) << 32 | index;
@@ -32,6 +37,19 @@ uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) {
 Op TagOp(uint64_t data) { return static_cast<Op>(data >> 56); }
 uint32_t TagIndex(uint64_t data) { return static_cast<uint32_t>(data); }
 uint32_t TagSub(uint64_t data) { return static_cast<uint32_t>(data >> 32) & 0xffffff; }
+
+// A POLLOUT on a congested backend names the backend itself (user-space
+// pointers fit in the 56 bits below the op).
+uint64_t PollTag(const Backend* b) {
+  return static_cast<uint64_t>(kPoll) << 56 | reinterpret_cast<uintptr_t>(b);
+}
+Backend* PollBackend(uint64_t data) {
+  return reinterpret_cast<Backend*>(static_cast<uintptr_t>(data & ((uint64_t{1} << 56) - 1)));
+}
+
+// Sends released by one POLLOUT: about what a default backend queue
+// (net.unix.max_dgram_qlen = 10) can take before it is full again.
+constexpr uint32_t kPumpBurst = 16;
 
 uint64_t NowNs() {
   timespec ts;
@@ -56,11 +74,9 @@ bool IsBackendGone(int err) {
 
 struct UringWorker::Slot {
   FdMessage message;
-  __kernel_timespec timeout{};
   int conn_fd = -1;
   Backend* backend = nullptr;
   uint64_t deadline_ns = 0;
-  uint8_t pending = 0;  // completions still to come for this slot
   enum class State : uint8_t { kFree, kSending, kWaiting, kDone } state = State::kFree;
 };
 
@@ -126,6 +142,7 @@ io_uring_sqe* UringWorker::GetSqe() {
     // The submission queue is full: hand it to the kernel and go on.
     Bump(stats_->uring_enters);
     io_uring_submit(&ring_);
+    ++submit_batch_;
     sqe = io_uring_get_sqe(&ring_);
   }
   return sqe;
@@ -135,6 +152,7 @@ void UringWorker::EnsureSqSpace(unsigned n) {
   if (io_uring_sq_space_left(&ring_) < n) {
     Bump(stats_->uring_enters);
     io_uring_submit(&ring_);
+    ++submit_batch_;
   }
 }
 
@@ -145,11 +163,11 @@ uint32_t UringWorker::AllocSlot() {
   return i;
 }
 
-void UringWorker::MaybeFree(uint32_t i) {
+void UringWorker::FreeSlot(uint32_t i) {
   Slot& s = slots_[i];
-  if (s.state != Slot::State::kDone || s.pending != 0) return;
   s.state = Slot::State::kFree;
   s.backend = nullptr;
+  s.conn_fd = -1;
   free_slots_.push_back(i);
 }
 
@@ -166,10 +184,16 @@ void UringWorker::Run() {
     CheckControl();
     if (stopping_ && Drained()) break;
     const uint64_t now = NowNs();
-    __kernel_timespec ts = ToTimespec(NextTimer(now) - now);
+    // Busy turns wait for a batch (bounded by a short window); quiet ones
+    // for the first completion or the next timer.
+    const unsigned wait_nr = std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
+    uint64_t wait_ns = NextTimer(now) - now;
+    if (wait_nr > 1) wait_ns = std::min(wait_ns, kBatchWindowNs);
+    __kernel_timespec ts = ToTimespec(wait_ns);
     io_uring_cqe* cqe = nullptr;
     Bump(stats_->uring_enters);
-    const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
+    ++submit_batch_;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       // The ring itself failed: nothing this worker submits can work.
       std::fprintf(stderr, "socketbox: worker %d: io_uring_enter: %s; stopping the daemon\n",
@@ -185,6 +209,7 @@ void UringWorker::Run() {
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);
+    last_batch_ = seen;
     RunTimers(NowNs());
   }
   // Anything still queued for submission (closes) goes out before the ring does.
@@ -199,12 +224,12 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       OnAccept(*listeners_[TagIndex(data)], TagSub(data), cqe, TagOp(data) == kAccept);
       break;
     case kSend:
-      --slots_[TagIndex(data)].pending;
       OnSendResult(TagIndex(data), cqe->res);
       break;
-    case kTimeout:
-      --slots_[TagIndex(data)].pending;
-      MaybeFree(TagIndex(data));
+    case kLinkedClose:
+      // Only failures post a completion. ECANCELED: the send before it
+      // failed, so the connection is still ours (OnSendResult decides).
+      if (cqe->res < 0 && cqe->res != -ECANCELED) Bump(stats_->close_errors);
       break;
     case kClose:
       if (cqe->res < 0) Bump(stats_->close_errors);
@@ -216,6 +241,9 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       recv_->armed = false;
       --armed_requests_;
       OnRegistrationMessage(cqe->res);
+      break;
+    case kPoll:
+      OnBackendWritable(PollBackend(data));
       break;
     case kCancel:
       break;
@@ -291,8 +319,10 @@ void UringWorker::Dispatch(int fd, Backend* backend) {
   s.conn_fd = fd;
   s.backend = backend;
   s.deadline_ns = NowNs() + timeout_ns_;
-  if (backend->down && !backends_.TryReconnect(backend, NowNs())) {
-    Wait(i);
+  // Behind others already waiting for this backend, in order.
+  if (!backend->waiting.empty() || backend->congested ||
+      (backend->down && !backends_.TryReconnect(backend, NowNs()))) {
+    Wait(i, /*in_order=*/false);
     return;
   }
   SubmitSend(i);
@@ -301,32 +331,86 @@ void UringWorker::Dispatch(int fd, Backend* backend) {
 void UringWorker::SubmitSend(uint32_t i) {
   Slot& s = slots_[i];
   Backend* b = s.backend;
-  const bool with_deadline = timeout_ns_ > 0;
-  EnsureSqSpace(with_deadline ? 2 : 1);  // a link must not straddle two submissions
+  // SENDMSG linked to the CLOSE of our copy: on success the kernel closes it
+  // right after the send, with no completion and nothing more to submit; on
+  // failure the close is cancelled and the connection stays ours.
+  //
+  // MSG_DONTWAIT: a full backend queue answers EAGAIN at once, and the
+  // backend gets one POLLOUT (OnSendResult); sends left waiting in the
+  // kernel would all be woken each time the backend reads one message.
+  //
+  // The sends to one backend within one submission form one link chain:
+  // once one finds the queue full, the rest are cancelled without being
+  // tried and go back in line. A chain must not straddle two submissions.
+  EnsureSqSpace(2);
+  if (b->chain_tail != nullptr && b->chain_batch == submit_batch_) {
+    b->chain_tail->flags |= IOSQE_IO_LINK;
+  }
   s.message.Prepare(s.conn_fd);
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_sendmsg(sqe, b->fd(), &s.message.hdr, MSG_NOSIGNAL | (with_deadline ? 0 : MSG_DONTWAIT));
+  io_uring_prep_sendmsg(sqe, b->fd(), &s.message.hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
   io_uring_sqe_set_data64(sqe, Tag(kSend, i));
-  s.pending = static_cast<uint8_t>(s.pending + 1);
-  if (with_deadline) {
-    sqe->flags |= IOSQE_IO_LINK;
-    const uint64_t now = NowNs();
-    s.timeout = ToTimespec(s.deadline_ns > now ? s.deadline_ns - now : 1);
-    io_uring_sqe* t = GetSqe();
-    io_uring_prep_link_timeout(t, &s.timeout, 0);
-    io_uring_sqe_set_data64(t, Tag(kTimeout, i));
-    s.pending = static_cast<uint8_t>(s.pending + 1);
-  }
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_sqe* close = GetSqe();
+  io_uring_prep_close(close, s.conn_fd);
+  close->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(close, Tag(kLinkedClose, i));
+  b->chain_tail = close;
+  b->chain_batch = submit_batch_;
   s.state = Slot::State::kSending;
   ++b->in_flight;
 }
 
-void UringWorker::Wait(uint32_t i) {
+void UringWorker::Wait(uint32_t i, bool in_order) {
   Slot& s = slots_[i];
   s.state = Slot::State::kWaiting;
-  s.backend->waiting.push_back(i);
+  auto& q = s.backend->waiting;
+  if (in_order) {
+    // A send that came back goes before every later dispatch (deadlines
+    // follow dispatch order) and after those that came back before it.
+    auto at = q.begin();
+    while (at != q.end() && slots_[*at].deadline_ns <= s.deadline_ns) ++at;
+    q.insert(at, i);
+  } else {
+    q.push_back(i);
+  }
   if (std::find(troubled_.begin(), troubled_.end(), s.backend) == troubled_.end()) {
     troubled_.push_back(s.backend);
+  }
+}
+
+void UringWorker::ArmBackendPoll(Backend* b) {
+  if (b->poll_armed) return;
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_poll_add(sqe, b->fd(), POLLOUT);
+  io_uring_sqe_set_data64(sqe, PollTag(b));
+  b->poll_armed = true;
+}
+
+void UringWorker::OnBackendWritable(Backend* b) {
+  b->poll_armed = false;
+  b->congested = false;
+  Pump(b, NowNs());
+}
+
+void UringWorker::Pump(Backend* b, uint64_t now) {
+  // After a POLLOUT the queue may have room for one or two only: send about
+  // as many as went through last time, plus one, up to a burst. The rest go
+  // out on later turns (NextTimer does not sleep while a writable backend
+  // has connections waiting).
+  const uint32_t burst = std::clamp(b->last_pump_ok + 1, 1u, kPumpBurst);
+  b->last_pump_ok = 0;
+  uint32_t sent = 0;
+  while (!b->waiting.empty() && !b->down && !b->congested && sent < burst) {
+    const uint32_t i = b->waiting.front();
+    b->waiting.pop_front();
+    if (slots_[i].deadline_ns <= now) {
+      stats_->Drop(DropReason::kTimeout);
+      CloseConnection(i);
+      continue;
+    }
+    SubmitSend(i);
+    ++sent;
   }
 }
 
@@ -337,22 +421,35 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
   if (res >= 0) {
     Bump(stats_->dispatched);
     Bump(*b->delivered);
-    CloseConnection(i);
+    ++b->last_pump_ok;
+    FreeSlot(i);  // the linked CLOSE takes care of our copy
     return;
   }
   const int err = -res;
-  // The linked deadline passed with the queue still full: the send is
-  // cancelled (ECANCELED, or EINTR when it was already waiting for room).
-  if (err == ECANCELED || err == EINTR || err == EAGAIN) {
-    stats_->Drop(DropReason::kTimeout);
-    CloseConnection(i);
+  const uint64_t now = NowNs();
+  if (err == ECANCELED) {
+    // An earlier link of this backend's chain failed, and that one's result
+    // decides about the backend. This one was not tried: back in line.
+    Wait(i, /*in_order=*/true);
+    return;
+  }
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    if (timeout_ns_ == 0 || now >= s.deadline_ns) {  // --dispatch-timeout 0: no waiting
+      stats_->Drop(DropReason::kTimeout);
+      CloseConnection(i);
+      return;
+    }
+    // The backend's queue is full: back in line, and one POLLOUT for all.
+    b->congested = true;
+    Wait(i, /*in_order=*/true);
+    ArmBackendPoll(b);
     return;
   }
   if (b->reconnectable() && IsBackendGone(err)) {
-    const uint64_t now = NowNs();
     backends_.MarkDown(b, err, now, &graveyard_);
+    b->congested = false;
     if (now < s.deadline_ns) {
-      Wait(i);
+      Wait(i, /*in_order=*/true);
       return;
     }
     stats_->Drop(DropReason::kBackendDown);
@@ -360,7 +457,7 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
     return;
   }
   stats_->Drop(DropReason::kSendError);
-  backends_.LogTrouble(b, "send failed", err, NowNs());
+  backends_.LogTrouble(b, "send failed", err, now);
   CloseConnection(i);
   if (options_.forced_fd && IsBackendGone(err)) {
     // The original exits 11 when the -i peer is gone (EPIPE on a stream;
@@ -370,11 +467,8 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
 }
 
 void UringWorker::CloseConnection(uint32_t i) {
-  Slot& s = slots_[i];
-  CloseFd(s.conn_fd);
-  s.conn_fd = -1;
-  s.state = Slot::State::kDone;
-  MaybeFree(i);
+  CloseFd(slots_[i].conn_fd);
+  FreeSlot(i);
 }
 
 void UringWorker::CloseFd(int fd) {
@@ -506,19 +600,14 @@ void UringWorker::RunTimers(uint64_t now) {
   }
   for (size_t t = 0; t < troubled_.size();) {
     Backend* b = troubled_[t];
+    // Waiting connections past their deadline are closed and counted.
     while (!b->waiting.empty() && slots_[b->waiting.front()].deadline_ns <= now) {
       const uint32_t i = b->waiting.front();
       b->waiting.pop_front();
-      stats_->Drop(DropReason::kBackendDown);
+      stats_->Drop(b->down ? DropReason::kBackendDown : DropReason::kTimeout);
       CloseConnection(i);
     }
-    if (!b->waiting.empty() && backends_.TryReconnect(b, now)) {
-      while (!b->waiting.empty()) {
-        const uint32_t i = b->waiting.front();
-        b->waiting.pop_front();
-        SubmitSend(i);
-      }
-    }
+    if (!b->waiting.empty() && (!b->down || backends_.TryReconnect(b, now))) Pump(b, now);
     if (b->waiting.empty()) {
       troubled_[t] = troubled_.back();
       troubled_.pop_back();
@@ -534,7 +623,8 @@ uint64_t UringWorker::NextTimer(uint64_t now) const {
     if (l->armed == 0 && l->resume_at_ns > now) next = std::min(next, l->resume_at_ns);
   }
   for (const Backend* b : troubled_) {
-    next = std::min(next, std::max(b->retry_at_ns, now + 1'000'000));
+    if (b->down) next = std::min(next, std::max(b->retry_at_ns, now + 1'000'000));
+    if (!b->congested && !b->down) next = now;  // more to pump
     if (!b->waiting.empty()) next = std::min(next, slots_[b->waiting.front()].deadline_ns);
   }
   return std::max(next, now + 1000);

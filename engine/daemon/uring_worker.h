@@ -6,15 +6,19 @@
 //             that no getpeername(2) is needed;
 //   classify  Router (no syscall when the listener knows its address or no
 //             rule reads it);
-//   dispatch  IORING_OP_SENDMSG with SCM_RIGHTS on the backend's connected
-//             datagram socket, linked to a timeout (the dispatch deadline);
-//             a full backend queue makes io_uring wait for room;
-//   close     IORING_OP_CLOSE of our copy, completion skipped on success;
-// all submitted together by one io_uring_submit_and_wait_timeout per turn.
+//   dispatch  IORING_OP_SENDMSG (MSG_DONTWAIT) with SCM_RIGHTS on the
+//             backend's connected datagram socket; when its queue is full,
+//             connections wait in order in user space behind one POLLOUT
+//             per backend, each up to its deadline;
+//   close     IORING_OP_CLOSE of our copy, linked after the send (no
+//             completion on success; cancelled, so the copy stays ours, when
+//             the send fails);
+// all submitted together by one io_uring_submit_and_wait_timeout per turn,
+// which under load waits for a batch of completions.
 //
-// The storage the kernel reads for a send (msghdr, iovec, control buffer,
-// timeout) lives in a slot named by the completion's user_data until every
-// completion for it has arrived.
+// The storage the kernel reads for a send (msghdr, iovec, control buffer)
+// lives in a slot named by the completion's user_data until the send's
+// completion arrives.
 #ifndef SBX_ENGINE_DAEMON_URING_WORKER_H_
 #define SBX_ENGINE_DAEMON_URING_WORKER_H_
 
@@ -64,7 +68,10 @@ class UringWorker {
   // Actions.
   void Dispatch(int fd, Backend* backend);
   void SubmitSend(uint32_t slot);
-  void Wait(uint32_t slot);
+  void Wait(uint32_t slot, bool in_order);
+  void Pump(Backend* backend, uint64_t now);
+  void ArmBackendPoll(Backend* backend);
+  void OnBackendWritable(Backend* backend);
   void CloseConnection(uint32_t slot);
   void CloseFd(int fd);
   void Arm(Listener& l);
@@ -80,7 +87,7 @@ class UringWorker {
   void EnsureSqSpace(unsigned n);
 
   uint32_t AllocSlot();
-  void MaybeFree(uint32_t slot);
+  void FreeSlot(uint32_t slot);
 
   const Options& options_;
   WorkerSetup setup_;
@@ -95,8 +102,10 @@ class UringWorker {
   std::vector<uint32_t> free_slots_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
-  std::vector<Backend*> troubled_;      // down backends with waiting connections
+  std::vector<Backend*> troubled_;      // backends with waiting connections
   std::vector<UniqueFd> graveyard_;     // closed after the next submit
+  unsigned last_batch_ = 0;             // completions handled last turn
+  uint64_t submit_batch_ = 0;           // counts submissions (link chains end there)
   uint64_t wake_buffer_ = 0;
   uint64_t seen_generation_ = 0;
   uint64_t timeout_ns_ = 0;
