@@ -38,7 +38,18 @@ sbx_install_packages() {
   sbx_log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || return 1
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || return 1
+  # Servers the compatibility suites run (sshd, exim4, haproxy, nginx,
+  # apache2) must not be started by their packages: the tests start their
+  # own instances. policy-rc.d says so to invoke-rc.d, for this install only.
+  local created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  local status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=1
+  [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  return "$status"
 }
 
 # sbx_build DIR [meson options...]: configure once, then build.
