@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
     "quick": dict(rounds=3, duration=3, addresses=4, backends=4, concurrency=64, gen_threads=2,
-                  lat_rounds=2, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
+                  lat_rounds=3, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
                   strace_connections=3000, soak_connections=200000, micro_min_time=0.1,
                   gen_rounds=2),
     # For people: minutes.
@@ -141,7 +141,8 @@ def run_all(ctx, names, externals):
     scen = {n: Scenario(n, ctx, externals.get(n)) for n in names}
     lay = ctx.layout
     total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
-             + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 2)
+             + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 1
+             + ("engine" in names))
     step = 0
     samples = []
 
@@ -186,8 +187,10 @@ def run_all(ctx, names, externals):
                  ["--io", io, "--concurrency", str(p["concurrency"]), "--duration", str(p["lat_duration"])],
                  p["lat_duration"] + 30)
     # Memory: the engine's RSS over a long run.
-    load("engine", "soak", lay.targets() + common +
-         ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])], 600)
+    if "engine" in names:
+        load("engine", "soak", lay.targets() + common +
+             ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])],
+             600)
     # Syscalls per connection, cross-checked by strace.
     straces = []
     if shutil.which("strace"):

@@ -57,6 +57,7 @@ def summarize(results):
             "p99_at_50": [s["gen"]["latency_us"]["p99"] for s in lat],
             "p999_at_50": [s["gen"]["latency_us"]["p999"] for s in lat],
             "cpu_us": [s["server_cpu_us_per_conn"] for s in thr],
+            "sink_cpu_us": [s.get("sink_cpu_us_per_conn") for s in thr],
             "syscalls_counter": [s.get("syscalls_per_conn_counter") for s in thr],
             "syscalls_strace": st.get("per_conn"),
             "rss_kib": [s["rss_kib_end"] for s in thr],
@@ -144,17 +145,22 @@ def markdown(results, summ, rows):
              f"{len(env['layout']['addresses'])} addresses -> {len(env['layout']['backends'])} backends; "
              f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
              "(shared machine: compare ratios within this run).", "",
-             "Medians over interleaved rounds, (min–max) in brackets. CPU = utime+stime of the "
-             "accepting process (for direct: the sink) per connection.", "",
+             "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "
+             "of the accepting process (for direct: the sink itself) per connection; the sink "
+             "column is the backend's own share behind the engine. Client, server and backends "
+             "share the same 2 cores, so end-to-end rates are bound by the load generator: "
+             "an accepting process that uses CPU takes it from the generator.", "",
              "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
-             "| syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in results["scenarios"]:
         s = summ[name]
         lines.append(
             f"| {name} | {_with_range(s['rates'])} | {_with_range(s['ratios'], 3)} | "
             f"{_fmt(_med(s['p50']))} / {_fmt(_med(s['p99']))} | {_with_range(s['p99_at_50'])} | "
-            f"{_with_range(s['cpu_us'], 2)} | {_fmt(_med(s['syscalls_counter']), 4)} / "
+            f"{_with_range(s['cpu_us'], 2)} | "
+            f"{_with_range([x for x in s['sink_cpu_us'] if x is not None], 2) if name != 'direct' else '(is the server)'} | "
+            f"{_fmt(_med(s['syscalls_counter']), 4)} / "
             f"{_fmt(s['syscalls_strace'], 3)} | {_fmt(_med(s['rss_kib']))} | {s['losses']} | "
             f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} |")
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]

@@ -55,6 +55,8 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
          "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
     finished = g["finished"]
     s["gen_cpu_us_per_conn"] = g["cpu_us_per_conn"]
+    s["loadavg_after"] = os.getloadavg()
+    s["sink_cpu_us_per_conn"] = sink_cpu * 1e6 / finished if sink_cpu is not None and finished else None
     s["server_cpu_us_per_conn"] = (cpu1 - cpu0) * 1e6 / finished if finished else None
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).
