@@ -176,6 +176,7 @@ int Main(int argc, char** argv) {
     configs[t].counters = &counters;
     configs[t].stop = &stop;
     configs[t].ready = &ready;
+    configs[t].recv_depth = options->recv_depth;
     threads.emplace_back([&config = configs[t], &status] {
       if (RunSinkWorker(config) != 0) status = 1;
     });

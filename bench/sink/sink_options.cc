@@ -11,6 +11,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: sink [--backend NAME=PATH]... [--register NAME=GROUP:CTLPATH]...\n"
     "            [--listen NAME=[ADDR]:PORT]... [--threads N] [--lifetime S]\n"
+    "            [--recv-depth N]\n"
     "Greets every socket it receives or accepts with NAME, closes it, and counts\n"
     "per NAME. Prints 'ready' once listening, a JSON summary on SIGUSR1 and at\n"
     "exit (SIGTERM, SIGINT, or after --lifetime seconds, default 600).\n";
@@ -76,6 +77,10 @@ std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_cod
       auto n = ParseUint(arg, 1, 64);
       if (!n) return Fail("--threads wants 1..64", arg), std::nullopt;
       options.threads = static_cast<unsigned>(*n);
+    } else if (flag == "--recv-depth") {
+      auto n = ParseUint(arg, 1, 64);
+      if (!n) return Fail("--recv-depth wants 1..64", arg), std::nullopt;
+      options.recv_depth = static_cast<unsigned>(*n);
     } else if (flag == "--lifetime") {
       auto s = ParseSeconds(arg);
       if (!s || *s <= 0) return Fail("--lifetime wants seconds > 0", arg), std::nullopt;

@@ -9,6 +9,7 @@
 //   --listen NAME=[ADDR]:PORT      accept TCP directly (the "direct" scenario)
 //   --threads N                    worker threads, one io_uring each (1)
 //   --lifetime S                   exit by itself after S seconds (600)
+//   --recv-depth N                 RECVMSGs posted per channel per thread (1)
 #ifndef SBX_BENCH_SINK_SINK_OPTIONS_H_
 #define SBX_BENCH_SINK_SINK_OPTIONS_H_
 
@@ -34,6 +35,7 @@ struct SinkOptions {
   std::vector<SinkSource> sources;
   unsigned threads = 1;
   double lifetime_s = 600;
+  unsigned recv_depth = 1;
 };
 
 // The options, or nullopt after printing a message naming the bad argument

@@ -12,7 +12,6 @@ namespace sbx::bench {
 namespace {
 
 constexpr unsigned kRingEntries = 1024;
-constexpr int kRecvDepth = 16;
 constexpr int kMaxFdsPerMessage = 8;
 
 // user_data: the kind in the top byte, an index below.
@@ -31,7 +30,7 @@ struct RecvSlot {
 class Worker {
  public:
   explicit Worker(const SinkWorkerConfig& config)
-      : config_(config), slots_(config.endpoints.size() * kRecvDepth) {}
+      : config_(config), slots_(config.endpoints.size() * config.recv_depth) {}
   ~Worker() {
     if (ring_ready_) io_uring_queue_exit(&ring_);
   }
@@ -171,9 +170,9 @@ int Worker::Run() {
       PostAccept(e);
       continue;
     }
-    for (size_t k = 0; k < kRecvDepth; ++k) {
-      slots_[e * kRecvDepth + k].endpoint = e;
-      PostRecv(e * kRecvDepth + k);
+    for (size_t k = 0; k < config_.recv_depth; ++k) {
+      slots_[e * config_.recv_depth + k].endpoint = e;
+      PostRecv(e * config_.recv_depth + k);
     }
   }
   io_uring_submit(&ring_);

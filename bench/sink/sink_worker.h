@@ -1,7 +1,7 @@
 // One sink worker: a thread with its own io_uring (SINGLE_ISSUER |
 // DEFER_TASKRUN, so it is created on the worker thread) that
-//   - keeps kRecvDepth RECVMSGs posted on every datagram / registration
-//     channel (several per channel, so one loop turn can take many sockets),
+//   - keeps recv_depth RECVMSGs posted on every datagram / registration
+//     channel,
 //   - keeps one multishot ACCEPT armed on each of its TCP listeners,
 //   - answers every socket with SEND(name) hard-linked to CLOSE, both with
 //     CQE_SKIP_SUCCESS: a greeted connection costs no completion at all.
@@ -53,6 +53,7 @@ struct SinkWorkerConfig {
   SinkCounters* counters = nullptr;
   const std::atomic<bool>* stop = nullptr;
   std::latch* ready = nullptr;  // counted down once the ring is armed (or failed)
+  unsigned recv_depth = 1;      // RECVMSGs kept posted per channel
 };
 
 // Runs until *stop; returns 0, or an errno if the ring could not be set up

@@ -198,6 +198,7 @@ class BadInputTest(unittest.TestCase):
             [SINK, "--backend", "=x"],
             [SINK, "--register", "a=notanumber:/x"],
             [SINK, "--threads", "0", "--listen", "a=127.0.0.1:1"],
+            [SINK, "--recv-depth", "0", "--listen", "a=127.0.0.1:1"],
             [GEN, "--target", "127.0.0.1:1=a"],  # unbounded
             [GEN, "--target", "127.0.0.1=a", "--connections", "1"],
             [GEN, "--target", "127.0.0.1:1=a", "--connections", "1", "--io", "poll"],
