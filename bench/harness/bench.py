@@ -3,8 +3,10 @@
 
 Usage: bench.py [--profile quick|full] [--out DIR] [--build DIR]
                 [--external NAME=COMMAND]... [--scenarios a,b,...]
-COMMAND may use {config} (the configuration file) and {port} (80), e.g.
+COMMAND may use {config} (the configuration file), {port} (the first port,
+80) and {ports} (all ports, comma list); it must serve every port, e.g.
   --external 'original=/opt/socketbox/socketbox -f {config} -l :: -p {port}'
+(the original listens on one port: add --ports 80).
 
 Writes DIR/results.json, DIR/report.md and PNG plots; prints the report.
 Exit 0: ran (whatever the speed); 1: a correctness problem (misrouted or
@@ -31,12 +33,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
-    "quick": dict(rounds=3, duration=3, addresses=4, backends=4, concurrency=64, gen_threads=2,
+    "quick": dict(rounds=3, duration=3, addresses=4, ports=[80, 443], backends=4, concurrency=64, gen_threads=2,
                   lat_rounds=3, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
                   strace_connections=3000, soak_connections=200000, micro_min_time=0.1,
                   gen_rounds=2),
+    # A check of the harness itself (seconds): every phase once, tiny.
+    "smoke": dict(rounds=1, duration=1, addresses=2, ports=[80, 443], backends=2, concurrency=16,
+                  gen_threads=1, lat_rounds=1, lat_duration=1, lat_fractions=[0.5], burst=1000,
+                  burst_rounds=1, strace_connections=500, soak_connections=5000,
+                  micro_min_time=0.01, gen_rounds=1),
     # For people: minutes.
-    "full": dict(rounds=7, duration=10, addresses=16, backends=4, concurrency=64, gen_threads=2,
+    "full": dict(rounds=7, duration=10, addresses=16, ports=[80, 443, 8080], backends=4, concurrency=64, gen_threads=2,
                  lat_rounds=3, lat_duration=5, lat_fractions=[0.25, 0.5, 0.75], burst=10000,
                  burst_rounds=3, strace_connections=20000, soak_connections=1000000,
                  micro_min_time=1.0, gen_rounds=4),
@@ -70,6 +77,7 @@ def parse_args(argv):
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--external", action="append", default=[], metavar="NAME=COMMAND")
     ap.add_argument("--scenarios", default=None, help="comma list (default: all)")
+    ap.add_argument("--ports", default=None, help="comma list of TCP ports (default: the profile's)")
     args = ap.parse_args(argv)
     externals = {}
     for item in args.external:
@@ -86,7 +94,15 @@ def main(argv):
     if os.geteuid() != 0 or not shutil.which("ip"):
         print("bench: SKIP: needs root and iproute2 (network namespaces)", file=sys.stderr)
         return 77
-    p = PROFILES[args.profile]
+    p = dict(PROFILES[args.profile])
+    if args.ports:
+        try:
+            p["ports"] = [int(x) for x in args.ports.split(",") if 0 < int(x) < 65536]
+        except ValueError:
+            p["ports"] = []
+        if not p["ports"]:
+            print(f"bench: --ports wants a comma list of ports: {args.ports!r}", file=sys.stderr)
+            return 2
     binaries = {n: os.path.join(args.build, "bench", n)
                 for n in ("sink", "load_generator", "dispatch_benchmark", "route_lookup_benchmark")}
     binaries["socketbox"] = os.path.join(args.build, "engine", "socketbox")
@@ -115,7 +131,7 @@ def main(argv):
     started = time.time()
     try:
         topo.create()
-        ctx = Context(topo, Layout(topo, p["addresses"], p["backends"]), binaries, p)
+        ctx = Context(topo, Layout(topo, p["addresses"], p["backends"], p["ports"]), binaries, p)
         env = environment.collect(topo, binaries, args, p, names, ctx)
         results = run_all(ctx, names, args.externals)
         results["environment"] = env
@@ -177,7 +193,7 @@ def run_all(ctx, names, externals):
     # Burst: all at once to one backend, default max_dgram_qlen.
     for _ in range(p["burst_rounds"]):
         for n in names:
-            load(n, "burst", lay.targets(lay.addrs[:1]) +
+            load(n, "burst", lay.targets(lay.dests[:1]) +
                  ["--threads", str(p["gen_threads"]), "--timeout-ms", "20000",
                   "--concurrency", str(p["burst"]), "--connections", str(p["burst"])], 90)
     # Generator: io_uring against epoll, same load on the direct scenario.

@@ -40,7 +40,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "sysctls": topo.sysctls(),
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
-        "layout": {"addresses": ctx.layout.addrs, "backends": ctx.layout.names,
+        "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,
+                   "backends": ctx.layout.names,
                    "config": ctx.layout.config_text()},
         "versions": {
             "socketbox": _out(binaries["socketbox"], "--version"),

@@ -132,7 +132,7 @@ def targets(results, summ):
         flat = growth <= max(512, soak["rss_after_warmup_kib"] * 0.02)
         row("engine RSS after warm-up", "flat", f"{soak['rss_after_warmup_kib']} -> {soak['rss_end_kib']} KiB "
             f"over {soak['connections']:,} conn", flat,
-            "" if soak["connections"] >= 1000000 else "quick profile: shorter than 1,000,000")
+            "" if soak["connections"] >= 1000000 else "this profile soaks fewer than 1,000,000 connections")
     return rows
 
 
@@ -142,7 +142,8 @@ def markdown(results, summ, rows):
              f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
              f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
              f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}, "
-             f"{len(env['layout']['addresses'])} addresses -> {len(env['layout']['backends'])} backends; "
+             f"{len(env['layout']['addresses'])} addresses x ports {env['layout'].get('ports', [80])} -> "
+             f"{len(env['layout']['backends'])} backends; "
              f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
              "(shared machine: compare ratios within this run).", "",
              "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "

@@ -3,8 +3,9 @@
   direct       the sink listens on TCP itself (multishot accept): the baseline
   engine       our daemon, io_uring path, in front of datagram sinks
   engine-sync  the same binary with --io=sync
-  NAME         (external) any command line, given with {config}, {port}
-               placeholders, in front of the same sinks
+  NAME         (external) any command line, given with {config}, {port} (the
+               first port) and {ports} (comma list) placeholders, in front of
+               the same sinks; it must listen on every port of the layout
 
 Every scenario maps address i of the layout to backend i % B, so a greeting
 names the backend and the generator counts misrouted connections.
@@ -16,34 +17,34 @@ import signal
 import procs
 from topology import ANYIP6
 
-PORT = 80
-
-
 class Layout:
-    """Addresses, backends and the configuration that maps one to the other."""
+    """Addresses x ports, backends, and the configuration that maps one to
+    the other: destination k (in address-major order) goes to backend k % B."""
 
-    def __init__(self, topo, addresses, backends):
+    def __init__(self, topo, addresses, backends, ports=(80,)):
         self.topo = topo
         base = ANYIP6.split("::")[0]
         self.addrs = [f"{base}::{i + 1:x}" for i in range(addresses)]
+        self.ports = list(ports)
         self.names = [chr(ord("a") + i) for i in range(backends)]
-        self.backend_of = {a: self.names[i % backends] for i, a in enumerate(self.addrs)}
+        self.dests = [(a, p) for a in self.addrs for p in self.ports]
+        self.backend_of = {d: self.names[k % backends] for k, d in enumerate(self.dests)}
         self.paths = {n: topo.path(f"backend-{n}.sock") for n in self.names}
         self.config = topo.path("socketbox.conf")
         with open(self.config, "w") as f:
             f.write(self.config_text())
 
     def config_text(self):
-        lines = ["max-rules:1", "max-maps:1", f"rule-set:0 size:{len(self.addrs)}"]
-        for a in self.addrs:
-            lines.append(f"ip:{a} port:{PORT} jump-unix:{self.paths[self.backend_of[a]]}")
+        lines = ["max-rules:1", "max-maps:1", f"rule-set:0 size:{len(self.dests)}"]
+        for a, p in self.dests:
+            lines.append(f"ip:{a} port:{p} jump-unix:{self.paths[self.backend_of[(a, p)]]}")
         lines.append("default fail")
         return "\n".join(lines) + "\n"
 
-    def targets(self, addrs=None):
+    def targets(self, dests=None):
         args = []
-        for a in addrs or self.addrs:
-            args += ["--target", f"[{a}]:{PORT}={self.backend_of[a]}"]
+        for a, p in dests or self.dests:
+            args += ["--target", f"[{a}]:{p}={self.backend_of[(a, p)]}"]
         return args
 
 
@@ -75,8 +76,8 @@ class Scenario:
         layout, b = self.ctx.layout, self.ctx.binaries
         sink_args = [b["sink"], "--threads", str(self.ctx.sink_threads), "--lifetime", "900"]
         if self.name == "direct":
-            for a in layout.addrs:
-                sink_args += ["--listen", f"{layout.backend_of[a]}=[{a}]:{PORT}"]
+            for a, p in layout.dests:
+                sink_args += ["--listen", f"{layout.backend_of[(a, p)]}=[{a}]:{p}"]
         else:
             for n in layout.names:
                 sink_args += ["--backend", f"{n}={layout.paths[n]}"]
@@ -86,19 +87,22 @@ class Scenario:
             self.server = self.sink
             return
         if self.external_cmd is None:
-            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(PORT),
+            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(layout.ports[0]),
                     "-b", "65535", "--threads", str(self.ctx.engine_threads)]
+            for p in layout.ports[1:]:
+                argv += ["--listen", f"[::]:{p}"]
             if self.name == "engine-sync":
                 argv += ["--io", "sync"]
             self.server = self._spawn(self.name, argv)
             self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
         else:
-            cmd = self.external_cmd.format(config=layout.config, port=PORT)
+            cmd = self.external_cmd.format(config=layout.config, port=layout.ports[0],
+                                           ports=",".join(map(str, layout.ports)))
             self.server = self._spawn("external", shlex.split(cmd))
             self.server.wait_for(self._listening, 10, "a listener on port 80")
 
     def _listening(self):
-        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{PORT}",
+        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{self.ctx.layout.ports[0]}",
                                check=False).stdout
         return bool(out.strip())
 
