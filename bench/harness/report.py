@@ -173,6 +173,17 @@ def markdown(results, summ, rows):
             f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} |")
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    kinds = sorted({s["kind"] for s in results["samples"] if s["kind"].startswith("latency")},
+                   key=lambda k: int(k[7:]))
+    if len(kinds) > 1:
+        lines += ["", "p99 latency (µs) by open-loop load, as % of direct's saturated rate "
+                  f"({_fmt(results['direct_saturated_rate'])} conn/s):", "",
+                  "| scenario | " + " | ".join(f"{k[7:]}%" for k in kinds) + " |",
+                  "|---|" + "---|" * len(kinds)]
+        for name in results["scenarios"]:
+            cells = [_with_range([s["gen"]["latency_us"]["p99"] for s in results["samples"]
+                                  if s["scenario"] == name and s["kind"] == k]) for k in kinds]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     gens = summ.get("_generator", {})
     if gens:
         lines += ["", "Load generator, io_uring against epoll (direct scenario, closed loop, "
