@@ -77,7 +77,7 @@ struct UringWorker::Slot {
   int conn_fd = -1;
   Backend* backend = nullptr;
   uint64_t deadline_ns = 0;
-  enum class State : uint8_t { kFree, kSending, kWaiting, kDone } state = State::kFree;
+  enum class State : uint8_t { kFree, kSending, kWaiting } state = State::kFree;
 };
 
 struct UringWorker::Listener {
@@ -145,6 +145,7 @@ io_uring_sqe* UringWorker::GetSqe() {
     ++submit_batch_;
     sqe = io_uring_get_sqe(&ring_);
   }
+  last_sqe_ = sqe;
   return sqe;
 }
 
@@ -339,11 +340,13 @@ void UringWorker::SubmitSend(uint32_t i) {
   // backend gets one POLLOUT (OnSendResult); sends left waiting in the
   // kernel would all be woken each time the backend reads one message.
   //
-  // The sends to one backend within one submission form one link chain:
-  // once one finds the queue full, the rest are cancelled without being
-  // tried and go back in line. A chain must not straddle two submissions.
+  // Consecutive sends to one backend form one link chain: once one finds
+  // the queue full, the rest are cancelled without being tried and go back
+  // in line. Links are positional (an SQE links to the next one in the
+  // ring), so a chain grows only while nothing else was prepared in
+  // between, and never across two submissions.
   EnsureSqSpace(2);
-  if (b->chain_tail != nullptr && b->chain_batch == submit_batch_) {
+  if (b->chain_tail != nullptr && b->chain_tail == last_sqe_ && b->chain_batch == submit_batch_) {
     b->chain_tail->flags |= IOSQE_IO_LINK;
   }
   s.message.Prepare(s.conn_fd);

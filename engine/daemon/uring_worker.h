@@ -106,6 +106,7 @@ class UringWorker {
   std::vector<UniqueFd> graveyard_;     // closed after the next submit
   unsigned last_batch_ = 0;             // completions handled last turn
   uint64_t submit_batch_ = 0;           // counts submissions (link chains end there)
+  io_uring_sqe* last_sqe_ = nullptr;    // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
   uint64_t seen_generation_ = 0;
   uint64_t timeout_ns_ = 0;
