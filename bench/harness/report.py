@@ -56,6 +56,11 @@ def summarize(results):
             "p99": [s["gen"]["latency_us"]["p99"] for s in thr],
             "p99_at_50": [s["gen"]["latency_us"]["p99"] for s in lat],
             "p999_at_50": [s["gen"]["latency_us"]["p999"] for s in lat],
+            # SYNs the client had to send again (a dropped SYN costs a second).
+            "syn_retrans": sum(s.get("net", {}).get("client", {}).get("TcpExt:TCPSynRetrans", 0)
+                               for s in mine),
+            "listen_overflows": sum(s.get("net", {}).get("server", {}).get("TcpExt:ListenOverflows", 0)
+                                    for s in mine),
             "cpu_us": [s["server_cpu_us_per_conn"] for s in thr],
             "sink_cpu_us": [s.get("sink_cpu_us_per_conn") for s in thr],
             "syscalls_counter": [s.get("syscalls_per_conn_counter") for s in thr],
@@ -159,8 +164,9 @@ def markdown(results, summ, rows):
              "share the same 2 cores, so end-to-end rates are bound by the load generator: "
              "an accepting process that uses CPU takes it from the generator.", "",
              "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
-             "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "
+             "| SYN retrans / listen overflows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in results["scenarios"]:
         s = summ[name]
         lines.append(
@@ -170,7 +176,8 @@ def markdown(results, summ, rows):
             f"{_with_range([x for x in s['sink_cpu_us'] if x is not None], 2) if name != 'direct' else '(is the server)'} | "
             f"{_fmt(_med(s['syscalls_counter']), 4)} / "
             f"{_fmt(s['syscalls_strace'], 3)} | {_fmt(_med(s['rss_kib']))} | {s['losses']} | "
-            f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} |")
+            f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} | "
+            f"{s['syn_retrans']} / {s['listen_overflows']} |")
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     kinds = sorted({s["kind"] for s in results["samples"] if s["kind"].startswith("latency")},

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import procs
+from topology import counter_delta, net_counters
 
 
 def _median(values):
@@ -26,6 +27,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         server = scenario.server
         rss_start = server.rss_kib()
         c0 = scenario.counters()
+        net0 = {ns: net_counters(ctx.topo, ns) for ns in (ctx.topo.server, ctx.topo.clients[0])}
         cpu0 = server.cpu_seconds()
         sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
         gen = procs.Proc([ctx.binaries["load_generator"]] + load_args, ctx.topo.clients[0],
@@ -38,6 +40,8 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
             time.sleep(0.25)
         rc = gen.run_to_end(max(1, timeout_s - (time.monotonic() - t0)))
         cpu1 = server.cpu_seconds()
+        net = {role: counter_delta(net0[ns], net_counters(ctx.topo, ns))
+               for role, ns in (("server", ctx.topo.server), ("client", ctx.topo.clients[0]))}
         sink_cpu = scenario.sink.cpu_seconds() - sink_cpu0 if sink_cpu0 is not None else None
         c1 = scenario.counters()
         rss_end = server.rss_kib()
@@ -52,7 +56,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
     s = {"scenario": scenario.name, "kind": kind, "gen": g, "sink": summary, "exit_codes": codes,
          "server_cpu_s": round(cpu1 - cpu0, 4), "sink_cpu_s": sink_cpu,
          "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
-         "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
+         "net": net, "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
     finished = g["finished"]
     s["gen_cpu_us_per_conn"] = g["cpu_us_per_conn"]
     s["loadavg_after"] = os.getloadavg()

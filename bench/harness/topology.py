@@ -121,3 +121,28 @@ class Topology:
             kill_namespace(ns)
         self.created = []
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+WATCHED = ("TcpExt:ListenOverflows", "TcpExt:ListenDrops", "TcpExt:TCPSynRetrans",
+           "TcpExt:TCPTimeouts", "Tcp:RetransSegs", "Tcp:AttemptFails")
+
+
+def net_counters(topo, ns):
+    """The watched TCP counters of namespace `ns` (/proc/net/netstat and
+    /proc/net/snmp are per namespace): they explain latency tails (a SYN
+    dropped on a full queue is retried after a second)."""
+    text = topo.ns(ns, "cat", "/proc/net/netstat", "/proc/net/snmp", check=False).stdout
+    values = {}
+    lines = text.splitlines()
+    for header, data in zip(lines, lines[1:]):
+        names, nums = header.split(), data.split()
+        if names and nums and names[0] == nums[0] and not nums[1].lstrip("-").isalpha():
+            prefix = names[0]
+            for key, value in zip(names[1:], nums[1:]):
+                if f"{prefix}{key}" in WATCHED and value.lstrip("-").isdigit():
+                    values[f"{prefix}{key}"] = int(value)
+    return values
+
+
+def counter_delta(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
