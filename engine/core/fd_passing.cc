@@ -10,8 +10,13 @@ namespace {
 // all closed by us instead of left to MSG_CTRUNC.
 constexpr size_t kMaxFdsPerMessage = 64;
 
-// Closes every fd in every SCM_RIGHTS message of `msg` except `keep_first`
-// (the first one seen, returned). -1 if the message carries none.
+int GetIntSockopt(int fd, int option, int* value) {
+  socklen_t len = sizeof(*value);
+  return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
+}
+
+}  // namespace
+
 int TakeFirstFdCloseRest(msghdr* msg) {
   int first = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
@@ -30,13 +35,6 @@ int TakeFirstFdCloseRest(msghdr* msg) {
   }
   return first;
 }
-
-int GetIntSockopt(int fd, int option, int* value) {
-  socklen_t len = sizeof(*value);
-  return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
-}
-
-}  // namespace
 
 void FdMessage::Prepare(int fd, const UnixAddress* dest) {
   byte = 0;

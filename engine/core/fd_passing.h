@@ -67,6 +67,11 @@ struct ReceiveOptions {
 // queued), ENOLINK (stream peer gone), EINTR, others from recvmsg.
 SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options = {});
 
+// The first fd of every SCM_RIGHTS message in a received `msg`; every other
+// fd in it is closed. -1 if the message carries none. For callers that
+// receive on their own (the engine's io_uring RECVMSG).
+int TakeFirstFdCloseRest(msghdr* msg);
+
 // True if `fd` passes `level`.
 bool FdPassesStrictLevel(int fd, StrictLevel level);
 

@@ -9,6 +9,7 @@
 #ifndef SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
 #define SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
 
+#include <cerrno>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -46,6 +47,13 @@ struct Backend {
   int fd() const { return borrowed_fd >= 0 ? borrowed_fd : socket.get(); }
   bool reconnectable() const { return borrowed_fd < 0; }
 };
+
+// A send error that means the backend went away (closed, restarted,
+// unlinked): wait for it to come back instead of dropping.
+inline bool IsBackendGone(int err) {
+  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
+         err == EPIPE || err == EDESTADDRREQ;
+}
 
 class BackendTable {
  public:

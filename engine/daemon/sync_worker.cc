@@ -11,23 +11,10 @@
 #include <ctime>
 
 #include "engine/core/fd_passing.h"
+#include "engine/sys/clock.h"
 #include "engine/sys/socket_ops.h"
 
 namespace sbx {
-namespace {
-
-uint64_t NowNs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-bool IsBackendGone(int err) {
-  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
-         err == EPIPE || err == EDESTADDRREQ;
-}
-
-}  // namespace
 
 SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
@@ -119,7 +106,7 @@ void SyncWorker::Deliver(int fd, const ListenerInfo* listener, const SocketAddre
     return;
   }
   DropReason reason = DropReason::kNoDecision;
-  Backend* backend = router_.Route(fd, listener, remote, NowNs(), &reason);
+  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
   if (backend == nullptr) {
     stats_->Drop(reason);
     return;
@@ -131,9 +118,9 @@ void SyncWorker::Deliver(int fd, const ListenerInfo* listener, const SocketAddre
 }
 
 bool SyncWorker::Send(int fd, Backend* b) {
-  const uint64_t deadline = NowNs() + static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
+  const uint64_t deadline = MonotonicNs() + static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
   while (true) {
-    const uint64_t now = NowNs();
+    const uint64_t now = MonotonicNs();
     if (b->down && !backends_.TryReconnect(b, now)) {
       if (now >= deadline) {
         stats_->Drop(DropReason::kBackendDown);

@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "engine/core/str_cat.h"
+#include "engine/sys/clock.h"
 #include "engine/sys/socket_ops.h"
 
 namespace sbx {
@@ -51,23 +52,12 @@ Backend* PollBackend(uint64_t data) {
 // (net.unix.max_dgram_qlen = 10) can take before it is full again.
 constexpr uint32_t kPumpBurst = 16;
 
-uint64_t NowNs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 __kernel_timespec ToTimespec(uint64_t ns) {
   return {static_cast<long long>(ns / 1'000'000'000), static_cast<long long>(ns % 1'000'000'000)};
 }
 
 bool IsResourceError(int err) {
   return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
-
-bool IsBackendGone(int err) {
-  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
-         err == EPIPE || err == EDESTADDRREQ;
 }
 
 }  // namespace
@@ -184,7 +174,7 @@ void UringWorker::Run() {
   while (true) {
     CheckControl();
     if (stopping_ && Drained()) break;
-    const uint64_t now = NowNs();
+    const uint64_t now = MonotonicNs();
     // Busy turns wait for a batch (bounded by a short window); quiet ones
     // for the first completion or the next timer.
     const unsigned wait_nr = std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
@@ -211,7 +201,7 @@ void UringWorker::Run() {
     }
     io_uring_cq_advance(&ring_, seen);
     last_batch_ = seen;
-    RunTimers(NowNs());
+    RunTimers(MonotonicNs());
   }
   // Anything still queued for submission (closes) goes out before the ring does.
   io_uring_submit(&ring_);
@@ -273,7 +263,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
     const int err = -cqe->res;
     if (IsResourceError(err)) {
       Bump(stats_->accept_pauses);
-      l.resume_at_ns = NowNs() + kResourcePauseNs;
+      l.resume_at_ns = MonotonicNs() + kResourcePauseNs;
     } else {
       Bump(stats_->accept_errors);
     }
@@ -281,7 +271,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
   // Single-shot accepts with an address come back one at a time: re-arm
   // this one at once unless paused, stopping, or the mode changed.
   if (!multishot && !still_armed && !stopping_ && !slots_paused_ && l.with_address &&
-      router_.needs_remote() && NowNs() >= l.resume_at_ns) {
+      router_.needs_remote() && MonotonicNs() >= l.resume_at_ns) {
     ArmOneAccept(l, accept_slot);
   }
 }
@@ -294,7 +284,7 @@ void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const Socke
     return;
   }
   DropReason reason = DropReason::kNoDecision;
-  Backend* backend = router_.Route(fd, listener, remote, NowNs(), &reason);
+  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
   if (backend == nullptr) {
     stats_->Drop(reason);
     CloseFd(fd);
@@ -319,10 +309,10 @@ void UringWorker::Dispatch(int fd, Backend* backend) {
   Slot& s = slots_[i];
   s.conn_fd = fd;
   s.backend = backend;
-  s.deadline_ns = NowNs() + timeout_ns_;
+  s.deadline_ns = MonotonicNs() + timeout_ns_;
   // Behind others already waiting for this backend, in order.
   if (!backend->waiting.empty() || backend->congested ||
-      (backend->down && !backends_.TryReconnect(backend, NowNs()))) {
+      (backend->down && !backends_.TryReconnect(backend, MonotonicNs()))) {
     Wait(i, /*in_order=*/false);
     return;
   }
@@ -393,7 +383,7 @@ void UringWorker::ArmBackendPoll(Backend* b) {
 void UringWorker::OnBackendWritable(Backend* b) {
   b->poll_armed = false;
   b->congested = false;
-  Pump(b, NowNs());
+  Pump(b, MonotonicNs());
 }
 
 void UringWorker::Pump(Backend* b, uint64_t now) {
@@ -429,7 +419,7 @@ void UringWorker::OnSendResult(uint32_t i, int res) {
     return;
   }
   const int err = -res;
-  const uint64_t now = NowNs();
+  const uint64_t now = MonotonicNs();
   if (err == ECANCELED) {
     // An earlier link of this backend's chain failed, and that one's result
     // decides about the backend. This one was not tried: back in line.
@@ -537,22 +527,7 @@ void UringWorker::ArmRegistration() {
 
 void UringWorker::OnRegistrationMessage(int res) {
   RecvState& r = *recv_;
-  int first = -1;
-  if (res >= 0) {
-    for (cmsghdr* c = CMSG_FIRSTHDR(&r.hdr); c != nullptr; c = CMSG_NXTHDR(&r.hdr, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < n; ++k) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-        if (first < 0) {
-          first = fd;
-        } else {
-          ::close(fd);
-        }
-      }
-    }
-  }
+  const int first = res >= 0 ? TakeFirstFdCloseRest(&r.hdr) : -1;
   if (first >= 0) {
     if (FdPassesStrictLevel(first, StrictLevel::kStreamInetUnix)) {
       OnConnection(first, nullptr, nullptr);
