@@ -120,9 +120,21 @@ class Engine:
         with self.lock:
             return "\n".join(self.lines)
 
-    def stats(self):
+    def stats(self, settle=True):
         """Asks for counters (SIGUSR1) and returns the newest total as a dict,
-        with per-backend deliveries under 'backend:PATH'."""
+        with per-backend deliveries under 'backend:PATH'.  With `settle`, asks
+        again (up to 5 s) until nothing is in flight: a backend can greet a
+        client before the engine has reaped the completion of its send."""
+        deadline = time.monotonic() + 5
+        while True:
+            st = self._stats_once()
+            if not settle or st.get("accepted", 0) == st.get("dispatched", 0) + st.get("dropped", 0):
+                return st
+            if time.monotonic() > deadline:
+                return st
+            time.sleep(0.05)
+
+    def _stats_once(self):
         with self.lock:
             start = len(self.lines)
         self.proc.send_signal(signal.SIGUSR1)

@@ -158,7 +158,7 @@ class FailureTest(unittest.TestCase):
                    for _ in range(20)]
         for t in threads:
             t.start()
-        sbxtest.wait_for(lambda: eng.stats()["accepted"] == 20, what="20 accepted")
+        sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 20, what="20 accepted")
         eng.proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join()

@@ -4,11 +4,12 @@ backends the configuration names."""
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import unittest
 
-from engine_fixture import Backend, Engine, fetch, sbxtest
+from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest
 
 A = "2001:db8:1::"
 
@@ -232,13 +233,15 @@ default jump-unix:{rest.path}
         script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec "$@"'
         eng = Engine.__new__(Engine)
         eng.lines, eng.lock = [], threading.Lock()
-        eng.proc = sbxtest.spawn(["sh", "-c", script, "sh", os.environ.get("SBX_BUILD", "build") +
-                                  "/engine/socketbox", "-S", b.path, "--threads", "2"],
-                                 ns=self.topo.server, pass_fds=(fd,), stderr=__import__("subprocess").PIPE,
+        eng.proc = sbxtest.spawn(["sh", "-c", script, "sh", SOCKETBOX, "-S", b.path, "--threads", "2"],
+                                 ns=self.topo.server, pass_fds=(fd,), stderr=subprocess.PIPE,
                                  text=True)
         eng.reader = threading.Thread(target=eng._read, daemon=True)
         eng.reader.start()
-        sbxtest.wait_for(lambda: eng.has_line("ready:"), what="ready")
+        try:
+            sbxtest.wait_for(lambda: eng.has_line("ready:") or eng.proc.poll() is not None, what="ready")
+        finally:
+            self.assertTrue(eng.has_line("ready:"), f"exit {eng.proc.poll()}: {eng.output()}")
         self.assertIn("systemd fd 3 (web)", eng.output())
         listener.close()
         for _ in range(5):
