@@ -4,10 +4,10 @@
 //
 //   BM_SendmsgLoop: the classic path, sendmsg(2) + close(2) per fd.
 //   BM_UringDispatch: the engine's path, as in engine/daemon/uring_worker.cc:
-//     per fd one IORING_OP_SENDMSG (FdMessage layout) with a linked
-//     LINK_TIMEOUT (the dispatch deadline), and after its completion one
-//     IORING_OP_CLOSE without a completion; a batch of fds per submit, as
-//     under load.
+//     per fd one IORING_OP_SENDMSG (FdMessage layout, MSG_DONTWAIT) linked to
+//     the IORING_OP_CLOSE of that fd (no completion on success), consecutive
+//     sends to the backend chained; a batch of fds per submit, as under load.
+//     One completion per fd.
 // The receiver is drained (recvmsg + close per fd) with the timer paused: it
 // stands for the backend, which runs elsewhere.
 #include <liburing.h>
@@ -79,7 +79,6 @@ void BM_UringDispatch(benchmark::State& state) {
     return;
   }
   std::vector<FdMessage> messages(batch);
-  __kernel_timespec deadline{2, 0};
   std::vector<int> fds;
   for (auto _ : state) {
     state.PauseTiming();
@@ -88,28 +87,23 @@ void BM_UringDispatch(benchmark::State& state) {
     for (size_t i = 0; i < batch; ++i) {
       messages[i].Prepare(fds[i]);
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-      io_uring_prep_sendmsg(sqe, pair.sender.get(), &messages[i].hdr, MSG_NOSIGNAL);
+      io_uring_prep_sendmsg(sqe, pair.sender.get(), &messages[i].hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
       sqe->flags |= IOSQE_IO_LINK;
       io_uring_sqe_set_data64(sqe, i + 1);
-      io_uring_sqe* timeout = io_uring_get_sqe(&ring);
-      io_uring_prep_link_timeout(timeout, &deadline, 0);
-      io_uring_sqe_set_data64(timeout, 0);
+      io_uring_sqe* close = io_uring_get_sqe(&ring);
+      io_uring_prep_close(close, fds[i]);
+      close->flags |= IOSQE_CQE_SKIP_SUCCESS | (i + 1 < batch ? IOSQE_IO_LINK : 0);
+      io_uring_sqe_set_data64(close, 0);
     }
-    // Completions: one per send and one per (cancelled) deadline.
-    io_uring_submit_and_wait(&ring, static_cast<unsigned>(2 * batch));
+    io_uring_submit_and_wait(&ring, static_cast<unsigned>(batch));
     unsigned head = 0, seen = 0;
     io_uring_cqe* cqe = nullptr;
     io_uring_for_each_cqe(&ring, head, cqe) {
       ++seen;
-      if (cqe->user_data != 0 && cqe->res < 0) std::abort();
-      if (cqe->user_data == 0) continue;
-      io_uring_sqe* close = io_uring_get_sqe(&ring);
-      io_uring_prep_close(close, fds[cqe->user_data - 1]);
-      close->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      if (cqe->res < 0) std::abort();  // a failed send, or a close that failed
     }
     io_uring_cq_advance(&ring, seen);
-    if (seen < 2 * batch) std::abort();  // submit_and_wait waited for all
-    io_uring_submit(&ring);  // the closes; under load they ride on the next turn's enter
+    if (seen != batch) std::abort();
     state.PauseTiming();
     pair.Drain(batch);
     state.ResumeTiming();

@@ -174,14 +174,17 @@ std::optional<SocketAddress> ParseHostPort(std::string_view text) {
 }
 
 std::string FormatHostPort(const SocketAddress& address) {
-  std::string host = FormatIp6(address.ip);
+  const std::string ip = FormatIp6(address.ip);
+  std::string out;
   if (address.family == AF_INET && address.ip.IsV4Mapped()) {
-    host = host.substr(7);  // strip "::ffff:"
+    out.append(ip, 7);  // without "::ffff:"
   } else {
-    if (address.scope_id != 0) host += "%" + std::to_string(address.scope_id);
-    host = "[" + host + "]";
+    out.append("[").append(ip);
+    if (address.scope_id != 0) out.append("%").append(std::to_string(address.scope_id));
+    out.append("]");
   }
-  return host + ":" + std::to_string(address.port);
+  out.append(":").append(std::to_string(address.port));
+  return out;
 }
 
 }  // namespace sbx
