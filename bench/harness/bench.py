@@ -30,6 +30,9 @@ from scenarios import Layout, Scenario  # noqa: E402
 from topology import Topology, sweep_stale  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Open-loop phases keep at most this many connections in flight (each is an
+# fd of the generator; the hard RLIMIT_NOFILE here is 20,000).
+OPEN_LOOP_MAX_IN_FLIGHT = 8000
 
 PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
@@ -187,8 +190,11 @@ def run_all(ctx, names, externals):
         rate = max(100, int(direct_rate * frac))
         for _ in range(p["lat_rounds"]):
             for n in names:
+                # In flight at most what the fd limit leaves room for: an
+                # overloaded server makes an open loop pile up connections.
                 load(n, f"latency{int(frac * 100)}", lay.targets() + common +
-                     ["--rate", str(rate), "--duration", str(p["lat_duration"])],
+                     ["--rate", str(rate), "--duration", str(p["lat_duration"]),
+                      "--max-in-flight", str(OPEN_LOOP_MAX_IN_FLIGHT)],
                      p["lat_duration"] + 30)
     # Burst: all at once to one backend, default max_dgram_qlen.
     for _ in range(p["burst_rounds"]):
