@@ -137,7 +137,7 @@ absl::Status ApplyGroups(const char* value, Options* o) {
   return absl::OkStatus();
 }
 
-absl::Status Apply(int opt, const char* arg, Options* o, bool* g_given) {
+absl::Status Apply(int opt, const char* arg, Options* o) {
   switch (opt) {
     case 'f': o->config_path = arg; return absl::OkStatus();
     case 'l':
@@ -166,7 +166,6 @@ absl::Status Apply(int opt, const char* arg, Options* o, bool* g_given) {
       auto gid = ResolveGroup("-g", arg);
       if (!gid.ok()) return gid.status();
       o->gid = *gid;
-      *g_given = true;
       return absl::OkStatus();
     }
     case 'G': return ApplyGroups(arg, o);
@@ -258,7 +257,6 @@ absl::Status Apply(int opt, const char* arg, Options* o, bool* g_given) {
 
 absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   Options o;
-  bool g_given = false;
   optind = 0;  // 0, not 1: glibc then also resets its internal position (callable twice)
   opterr = 0;
   int opt;
@@ -272,7 +270,7 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     if (opt == ':') {
       return absl::InvalidArgumentError(StrCat("option '", argv[optind - 1], "' needs a value"));
     }
-    absl::Status status = Apply(opt, optarg, &o, &g_given);
+    absl::Status status = Apply(opt, optarg, &o);
     if (!status.ok()) return status;
   }
   for (int i = optind; i < argc; ++i) o.exec_argv.emplace_back(argv[i]);
@@ -294,7 +292,6 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
                                                "': uid has no passwd entry; give -g GROUP too"));
     }
   }
-  (void)g_given;
   if (o.registration && (o.inherited_fd >= 0 || o.exec_mode)) {
     return absl::InvalidArgumentError("-P receives sockets; it cannot be combined with -s or -e");
   }
