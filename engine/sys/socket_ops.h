@@ -15,9 +15,9 @@ SysResult<SocketAddress> LocalAddressOf(int fd);
 SysResult<SocketAddress> PeerAddressOf(int fd);
 SysStatus SetIntOption(int fd, int level, int name, int value);
 SysResult<int> GetIntOption(int fd, int level, int name);
-// A blocking AF_UNIX datagram socket connected to `path` (blocking so that
-// io_uring waits for room in a full backend queue instead of failing; the
-// sync path passes MSG_DONTWAIT).
+// An AF_UNIX datagram socket connected to `path`. Senders pass MSG_DONTWAIT
+// on each send and wait for room with poll: on a connected Unix datagram
+// socket POLLOUT means the peer's queue has room.
 SysResult<UniqueFd> ConnectUnixDatagram(std::string_view path);
 
 }  // namespace sbx
