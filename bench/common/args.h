@@ -5,6 +5,7 @@
 #define SBX_BENCH_COMMON_ARGS_H_
 
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -38,6 +39,30 @@ inline std::optional<std::pair<std::string_view, std::string_view>> SplitAssign(
   size_t eq = text.find('=');
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == text.size()) return std::nullopt;
   return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
+}
+
+// Walks "--flag value" pairs, calling on_pair(flag, value) for each. --help
+// or -h prints `usage`. Returns false when parsing must stop: then
+// *exit_code is 0 after --help and 2 after an error (on_pair reports its own
+// errors; a flag without a value is reported through fail(what, text)).
+template <typename OnPair, typename OnFail>
+bool ForEachFlagValue(int argc, char** argv, const char* usage, int* exit_code, OnPair on_pair,
+                      OnFail fail) {
+  *exit_code = 2;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(usage, stdout);
+      *exit_code = 0;
+      return false;
+    }
+    if (i + 1 >= argc) {
+      fail("missing value or unknown option", flag);
+      return false;
+    }
+    if (!on_pair(flag, std::string_view(argv[++i]))) return false;
+  }
+  return true;
 }
 
 }  // namespace sbx::bench

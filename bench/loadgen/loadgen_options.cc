@@ -63,19 +63,11 @@ bool ParseOne(std::string_view flag, std::string_view arg, LoadOptions& o) {
 
 std::optional<LoadOptions> ParseLoadOptions(int argc, char** argv, int* exit_code) {
   LoadOptions options;
-  *exit_code = 2;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      *exit_code = 0;
-      return std::nullopt;
-    }
-    if (i + 1 >= argc) {
-      Fail("missing value or unknown option", flag);
-      return std::nullopt;
-    }
-    if (!ParseOne(flag, argv[++i], options)) return std::nullopt;
+  if (!ForEachFlagValue(
+          argc, argv, kUsage, exit_code,
+          [&](std::string_view flag, std::string_view arg) { return ParseOne(flag, arg, options); },
+          Fail)) {
+    return std::nullopt;
   }
   if (options.targets.empty()) {
     Fail("no --target given", "");

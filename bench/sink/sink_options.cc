@@ -58,38 +58,34 @@ bool ParseSource(std::string_view flag, std::string_view arg, SinkOptions& optio
 
 std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_code) {
   SinkOptions options;
-  *exit_code = 2;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      *exit_code = 0;
-      return std::nullopt;
-    }
-    if (i + 1 >= argc) {
-      Fail("missing value or unknown option", flag);
-      return std::nullopt;
-    }
-    std::string_view arg = argv[++i];
-    if (flag == "--backend" || flag == "--register" || flag == "--listen") {
-      if (!ParseSource(flag, arg, options)) return std::nullopt;
-    } else if (flag == "--threads") {
-      auto n = ParseUint(arg, 1, 64);
-      if (!n) return Fail("--threads wants 1..64", arg), std::nullopt;
-      options.threads = static_cast<unsigned>(*n);
-    } else if (flag == "--recv-depth") {
-      auto n = ParseUint(arg, 1, 64);
-      if (!n) return Fail("--recv-depth wants 1..64", arg), std::nullopt;
-      options.recv_depth = static_cast<unsigned>(*n);
-    } else if (flag == "--lifetime") {
-      auto s = ParseSeconds(arg);
-      if (!s || *s <= 0) return Fail("--lifetime wants seconds > 0", arg), std::nullopt;
-      options.lifetime_s = *s;
-    } else {
-      Fail("unknown option", flag);
-      return std::nullopt;
-    }
-  }
+  const bool parsed = ForEachFlagValue(
+      argc, argv, kUsage, exit_code,
+      [&](std::string_view flag, std::string_view arg) -> bool {
+        if (flag == "--backend" || flag == "--register" || flag == "--listen") {
+          return ParseSource(flag, arg, options);
+        }
+        if (flag == "--threads") {
+          auto n = ParseUint(arg, 1, 64);
+          if (!n) return Fail("--threads wants 1..64", arg);
+          options.threads = static_cast<unsigned>(*n);
+          return true;
+        }
+        if (flag == "--recv-depth") {
+          auto n = ParseUint(arg, 1, 64);
+          if (!n) return Fail("--recv-depth wants 1..64", arg);
+          options.recv_depth = static_cast<unsigned>(*n);
+          return true;
+        }
+        if (flag == "--lifetime") {
+          auto seconds = ParseSeconds(arg);
+          if (!seconds || *seconds <= 0) return Fail("--lifetime wants seconds > 0", arg);
+          options.lifetime_s = *seconds;
+          return true;
+        }
+        return Fail("unknown option", flag);
+      },
+      Fail);
+  if (!parsed) return std::nullopt;
   if (options.sources.empty()) {
     Fail("nothing to do: give --backend, --register or --listen", "");
     return std::nullopt;
