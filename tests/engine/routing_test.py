@@ -231,11 +231,16 @@ default jump-unix:{rest.path}
         # systemd passes fds from 3; LISTEN_PID must be the daemon's own pid,
         # which a shell sets just before exec.
         script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec "$@"'
+        # sd_notify: the daemon reports READY=1 and STOPPING=1 on this socket.
+        notify_path = self.topo.path("notify.sock")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(5)
         eng = Engine.__new__(Engine)
         eng.lines, eng.lock = [], threading.Lock()
         eng.proc = sbxtest.spawn(["sh", "-c", script, "sh", SOCKETBOX, "-S", b.path, "--threads", "2"],
                                  ns=self.topo.server, pass_fds=(fd,), stderr=subprocess.PIPE,
-                                 text=True)
+                                 text=True, env={"NOTIFY_SOCKET": notify_path})
         eng.reader = threading.Thread(target=eng._read, daemon=True)
         eng.reader.start()
         try:
@@ -244,9 +249,12 @@ default jump-unix:{rest.path}
             self.assertTrue(eng.has_line("ready:"), f"exit {eng.proc.poll()}: {eng.output()}")
         self.assertIn("systemd fd 3 (web)", eng.output())
         listener.close()
+        self.assertEqual(notify.recv(64), b"READY=1")
         for _ in range(5):
             self.assertEqual(fetch(self.topo.client, f"{A}9", 8081), b"sd")
-        eng.stop()
+        self.assertEqual(eng.stop(), 0)
+        self.assertEqual(notify.recv(64), b"STOPPING=1")
+        notify.close()
 
     def test_exec_mode(self):
         out = self.topo.path("exec.out")
