@@ -108,6 +108,20 @@ class ProcessTest(unittest.TestCase):
                 two.close()
 
 
+class StatsIntervalTest(unittest.TestCase):
+    def test_counters_printed_every_interval(self):
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "b")
+            try:
+                eng = Engine(["-S", backend.path, "-p", "80", "--stats-interval", "1"], ns=topo.server)
+                self.assertEqual(fetch(topo.client, f"{A}1", 80), b"b")
+                sbxtest.wait_for(lambda: "stats total accepted=1 dispatched=1" in eng.output(),
+                                 timeout=5, what="periodic counters without SIGUSR1")
+                eng.stop()
+            finally:
+                backend.close()
+
+
 class SoakTest(unittest.TestCase):
     """100,000 connections: the fd count returns to where it started and the
     RSS stays flat after warm-up."""
@@ -149,4 +163,4 @@ class SoakTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PrivilegeTest, ProcessTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
+    sbxtest.run_tap(PrivilegeTest, ProcessTest, StatsIntervalTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
