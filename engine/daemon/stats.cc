@@ -41,7 +41,6 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kSendError: return "send_error";
     case DropReason::kOverload: return "overload";
     case DropReason::kSocketError: return "socket_error";
-    case DropReason::kShutdown: return "shutdown";
     case DropReason::kCount: break;
   }
   return "?";

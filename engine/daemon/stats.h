@@ -26,7 +26,6 @@ enum class DropReason : int {
   kSendError,       // any other send error
   kOverload,        // no dispatch slot free (accepts pause before this)
   kSocketError,     // getsockname/getpeername/-z setsockopt failed
-  kShutdown,        // still waiting for a backend when the daemon stopped
   kCount,
 };
 
