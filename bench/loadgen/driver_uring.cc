@@ -25,8 +25,7 @@ class UringDriver {
       : options_(options),
         stats_(stats),
         pacer_(options, thread, NowNs()),
-        table_(options.rate > 0 ? options.max_in_flight / options.threads + 1
-                                : options.concurrency / options.threads + 1),
+        table_(ConnTable::CapacityFor(options)),
         next_target_(thread % options.targets.size()) {}
   ~UringDriver() {
     if (ring_ready_) io_uring_queue_exit(&ring_);

@@ -88,6 +88,11 @@ struct Conn {
 
 class ConnTable {
  public:
+  // Room for one thread's share of the connections in flight: the
+  // concurrency (closed loop) or the in-flight bound (open loop).
+  static size_t CapacityFor(const LoadOptions& options) {
+    return (options.rate > 0 ? options.max_in_flight : options.concurrency) / options.threads + 1;
+  }
   explicit ConnTable(size_t capacity);
   Conn* Allocate(uint64_t now_ns, size_t target);  // nullptr when full
   void Free(Conn* conn);
