@@ -118,14 +118,18 @@ int RunDaemon(const Options& o) {
     listeners = std::move(*opened);
   }
 
-  // 3-5. Daemonize, chroot, drop privileges; -e execs here.
+  // 3. listen() before daemon(), unlike the original: when `socketbox -d`
+  //    returns, connections are queued rather than refused, and a listen
+  //    error reaches the parent's exit status instead of a detached child.
+  if (!o.registration && !o.exec_mode) {
+    if (absl::Status s = StartListening(listeners, o.backlog); !s.ok()) return Fail(s);
+  }
+
+  // 4-5. Daemonize, chroot, drop privileges; -e execs here.
   if (o.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
   if (absl::Status s = ChrootAndDropPrivileges(o); !s.ok()) return Fail(s);
   if (o.exec_mode) return ExecProgram(o, listeners.exec_fd);
   if (absl::Status s = ForbidNewPrivileges(); !s.ok()) return Fail(s);
-  if (!o.registration) {
-    if (absl::Status s = StartListening(listeners, o.backlog); !s.ok()) return Fail(s);
-  }
 
   // 6. Workers.
   IoMode io = o.io;

@@ -341,8 +341,10 @@ class _TapResult(unittest.TestResult):
         self._line(True, test, f" # SKIP {reason}")
 
     def _diag(self, err):
+        # Also on stderr: meson prints a failed test's stderr, not its TAP stream.
         for line in "".join(traceback.format_exception(*err)).splitlines():
             print(f"# {line}", flush=True)
+            print(f"# {line}", file=sys.stderr, flush=True)
 
 
 def run_tap(*case_classes, skip_reason=None):
