@@ -66,4 +66,18 @@ std::string Histogram::CdfJson() const {
   return out + "]";
 }
 
+std::string Histogram::BucketsJson() const {
+  std::string out = "[";
+  char item[64];
+  for (int i = 0; i < kBuckets; ++i) {
+    uint64_t n = buckets_[static_cast<size_t>(i)];
+    if (n == 0) continue;
+    std::snprintf(item, sizeof(item), "%s[%llu,%llu]", out.size() > 1 ? "," : "",
+                  static_cast<unsigned long long>(std::min(UpperEdge(i), max_)),
+                  static_cast<unsigned long long>(n));
+    out += item;
+  }
+  return out + "]";
+}
+
 }  // namespace sbx::bench

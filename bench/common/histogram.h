@@ -23,6 +23,9 @@ class Histogram {
   // JSON array of [upper_edge_us, cumulative_fraction] for non-empty buckets
   // (a CDF ready to plot).
   std::string CdfJson() const;
+  // JSON array of [upper_edge_ns, count] for non-empty buckets: exact, so
+  // that histograms of several generator processes can be merged.
+  std::string BucketsJson() const;
 
  private:
   static constexpr int kSubBits = 5;

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """The benchmark harness: scenarios side by side from network namespaces.
 
-Usage: bench.py [--profile quick|full] [--out DIR] [--build DIR]
+Usage: bench.py [--profile quick|full|smoke] [--out DIR] [--build DIR]
                 [--external NAME=COMMAND]... [--scenarios a,b,...]
+                [--ports P,...] [--clients N] [--tproxy]
+--clients N runs N client namespaces, each with a generator carrying 1/N of
+the load (results merged exactly). --tproxy diverts every benchmarked port
+to one transparent listener with nftables TPROXY (all but direct).
 COMMAND may use {config} (the configuration file), {port} (the first port,
 80) and {ports} (all ports, comma list); it must serve every port, e.g.
   --external 'original=/opt/socketbox/socketbox -f {config} -l :: -p {port}'
@@ -26,7 +30,7 @@ import environment  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 import sample  # noqa: E402
-from scenarios import Layout, Scenario  # noqa: E402
+from scenarios import TPROXY_PORT, Layout, Scenario  # noqa: E402
 from topology import Topology, sweep_stale  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,9 +57,13 @@ PROFILES = {
 }
 
 
+MAX_CLIENTS = 8
+
+
 class Context:
     def __init__(self, topo, layout, binaries, profile):
         self.topo, self.layout, self.binaries, self.p = topo, layout, binaries, profile
+        self.tproxy = topo.tproxy
         self.sink_threads = 2
         self.engine_threads = os.cpu_count() or 2
         self._id = 0
@@ -81,7 +89,13 @@ def parse_args(argv):
     ap.add_argument("--external", action="append", default=[], metavar="NAME=COMMAND")
     ap.add_argument("--scenarios", default=None, help="comma list (default: all)")
     ap.add_argument("--ports", default=None, help="comma list of TCP ports (default: the profile's)")
+    ap.add_argument("--clients", type=int, default=1,
+                    help=f"client namespaces, each with a generator (1-{MAX_CLIENTS}; default 1)")
+    ap.add_argument("--tproxy", action="store_true",
+                    help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
     args = ap.parse_args(argv)
+    if not 1 <= args.clients <= MAX_CLIENTS:
+        ap.error(f"--clients wants 1 to {MAX_CLIENTS}, not {args.clients}")
     externals = {}
     for item in args.external:
         name, eq, cmd = item.partition("=")
@@ -106,6 +120,13 @@ def main(argv):
         if not p["ports"]:
             print(f"bench: --ports wants a comma list of ports: {args.ports!r}", file=sys.stderr)
             return 2
+    if args.tproxy and TPROXY_PORT in p["ports"]:
+        print(f"bench: with --tproxy, port {TPROXY_PORT} is the transparent listener's: "
+              f"leave it out of --ports", file=sys.stderr)
+        return 2
+    if args.tproxy and not shutil.which("nft"):
+        print("bench: SKIP: --tproxy needs nft (nftables)", file=sys.stderr)
+        return 77
     binaries = {n: os.path.join(args.build, "bench", n)
                 for n in ("sink", "load_generator", "dispatch_benchmark", "route_lookup_benchmark")}
     binaries["socketbox"] = os.path.join(args.build, "engine", "socketbox")
@@ -128,7 +149,7 @@ def main(argv):
     swept = sweep_stale()
     if swept:
         print(f"bench: removed leftovers of an earlier run: {' '.join(swept)}", file=sys.stderr)
-    topo = Topology()
+    topo = Topology(clients=args.clients, tproxy=args.tproxy)
     atexit.register(topo.remove)
     atexit.register(procs.kill_all)
     started = time.time()

@@ -38,6 +38,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "cpu_model": _cpu_model(),
         "loadavg_at_start": os.getloadavg(),
         "sysctls": topo.sysctls(),
+        "client_namespaces": len(topo.clients),
+        "tproxy": bool(topo.tproxy),
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,

@@ -156,12 +156,14 @@ def markdown(results, summ, rows):
              f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}, "
              f"{len(env['layout']['addresses'])} addresses x ports {env['layout'].get('ports', [80])} -> "
              f"{len(env['layout']['backends'])} backends; "
+             f"{env.get('client_namespaces', 1)} client namespace(s)"
+             f"{'; TPROXY: every port to one transparent listener (not for direct)' if env.get('tproxy') else ''}; "
              f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
              "(shared machine: compare ratios within this run).", "",
              "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "
              "of the accepting process (for direct: the sink itself) per connection; the sink "
              "column is the backend's own share behind the engine. Client, server and backends "
-             "share the same 2 cores, so end-to-end rates are bound by the load generator: "
+             f"share the same {env['cpus']} cores, so end-to-end rates are bound by the load generator: "
              "an accepting process that uses CPU takes it from the generator.", "",
              "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
              "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "

@@ -1,4 +1,4 @@
-"""One sample: start a scenario, drive load from the client namespace,
+"""One sample: start a scenario, drive load from the client namespaces,
 measure the server, stop everything, and check the books.
 
 Correctness (what makes a run fail): every greeting matched the backend its
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 
+import merge
 import procs
 from topology import counter_delta, net_counters
 
@@ -27,21 +28,23 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         server = scenario.server
         rss_start = server.rss_kib()
         c0 = scenario.counters()
-        net0 = {ns: net_counters(ctx.topo, ns) for ns in (ctx.topo.server, ctx.topo.clients[0])}
+        clients = ctx.topo.clients
+        net0 = {ns: net_counters(ctx.topo, ns) for ns in [ctx.topo.server] + clients}
         cpu0 = server.cpu_seconds()
         sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
-        gen = procs.Proc([ctx.binaries["load_generator"]] + load_args, ctx.topo.clients[0],
-                         ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
-                         ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+        gens = [procs.Proc([ctx.binaries["load_generator"]] + merge.share(load_args, len(clients), i), ns,
+                           ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+                           ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+                for i, ns in enumerate(clients)]
         rss_series = []
         t0 = time.monotonic()
-        while gen.alive() and time.monotonic() - t0 < timeout_s:
+        while any(g.alive() for g in gens) and time.monotonic() - t0 < timeout_s:
             rss_series.append((round(time.monotonic() - t0, 2), server.rss_kib()))
             time.sleep(0.25)
-        rc = gen.run_to_end(max(1, timeout_s - (time.monotonic() - t0)))
+        codes_gen = [g.run_to_end(max(1, timeout_s - (time.monotonic() - t0))) for g in gens]
         cpu1 = server.cpu_seconds()
-        net = {role: counter_delta(net0[ns], net_counters(ctx.topo, ns))
-               for role, ns in (("server", ctx.topo.server), ("client", ctx.topo.clients[0]))}
+        net = {"server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
+               "client": _sum_counters(counter_delta(net0[ns], net_counters(ctx.topo, ns)) for ns in clients)}
         sink_cpu = scenario.sink.cpu_seconds() - sink_cpu0 if sink_cpu0 is not None else None
         c1 = scenario.counters()
         rss_end = server.rss_kib()
@@ -49,10 +52,13 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         scenario.stop()
         raise
     final, summary, codes = scenario.stop()
-    lines = gen.json_lines()
-    if rc != 0 or not lines:
-        raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
-    g = lines[-1]
+    summaries = []
+    for gen, rc in zip(gens, codes_gen):
+        lines = gen.json_lines()
+        if rc != 0 or not lines:
+            raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
+        summaries.append(lines[-1])
+    g = merge.merge(summaries)
     s = {"scenario": scenario.name, "kind": kind, "gen": g, "sink": summary, "exit_codes": codes,
          "server_cpu_s": round(cpu1 - cpu0, 4), "sink_cpu_s": sink_cpu,
          "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
@@ -70,6 +76,14 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         s["syscalls_per_conn_counter"] = calls / accepted
     check_books(scenario, s)
     return s
+
+
+def _sum_counters(deltas):
+    total = {}
+    for d in deltas:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def check_books(scenario, s):

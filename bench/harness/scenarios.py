@@ -9,6 +9,12 @@
 
 Every scenario maps address i of the layout to backend i % B, so a greeting
 names the backend and the generator counts misrouted connections.
+
+With --tproxy, every scenario but direct has one transparent listener on
+TPROXY_PORT and an nftables rule sends all the layout's ports there: the
+engine then learns each connection's destination from getsockname(2), the
+cost TPROXY adds. direct stays the kernel's own baseline (a listener per
+address and port).
 """
 import re
 import shlex
@@ -16,6 +22,9 @@ import signal
 
 import procs
 from topology import ANYIP6
+
+TPROXY_PORT = 7000
+
 
 class Layout:
     """Addresses x ports, backends, and the configuration that maps one to
@@ -86,23 +95,33 @@ class Scenario:
         if self.name == "direct":
             self.server = self.sink
             return
+        ports = self.listen_ports()
+        if self.ctx.tproxy:
+            self.ctx.topo.tproxy_on(layout.ports, TPROXY_PORT)
         if self.external_cmd is None:
-            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(layout.ports[0]),
+            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(ports[0]),
                     "-b", "65535", "--threads", str(self.ctx.engine_threads)]
-            for p in layout.ports[1:]:
+            for p in ports[1:]:
                 argv += ["--listen", f"[::]:{p}"]
+            if self.ctx.tproxy:
+                argv.append("-t")
             if self.name == "engine-sync":
                 argv += ["--io", "sync"]
             self.server = self._spawn(self.name, argv)
             self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
         else:
-            cmd = self.external_cmd.format(config=layout.config, port=layout.ports[0],
-                                           ports=",".join(map(str, layout.ports)))
+            cmd = self.external_cmd.format(config=layout.config, port=ports[0],
+                                           ports=",".join(map(str, ports)))
             self.server = self._spawn("external", shlex.split(cmd))
-            self.server.wait_for(self._listening, 10, "a listener on port 80")
+            self.server.wait_for(self._listening, 10, f"a listener on port {ports[0]}")
+
+    def listen_ports(self):
+        """The ports the server listens on: the layout's, or with TPROXY the
+        one port every benchmarked port is diverted to."""
+        return [TPROXY_PORT] if self.ctx.tproxy else self.ctx.layout.ports
 
     def _listening(self):
-        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{self.ctx.layout.ports[0]}",
+        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{self.listen_ports()[0]}",
                                check=False).stdout
         return bool(out.strip())
 
@@ -125,6 +144,8 @@ class Scenario:
             codes["server"] = self.server.stop(signal.SIGTERM)
             if self.has_counters:
                 final = parse_engine_stats(self.server.err())
+        if self.server is not self.sink and self.ctx.tproxy:
+            self.ctx.topo.tproxy_off()
         codes["sink"] = self.sink.stop(signal.SIGTERM)
         summary = next((j for j in self.sink.json_lines() if j.get("event") == "sink-exit"), None)
         return final, summary, codes

@@ -1,7 +1,10 @@
 """Network namespaces for one benchmark run, always removed afterwards.
 
 A server namespace (engine and sinks) with an AnyIP prefix routed to lo, and
-one client namespace per generator, joined by veth pairs. Names carry the
+one client namespace per generator, joined by veth pairs. With TPROXY, the
+server namespace also gets the policy route that delivers marked packets
+locally; the nftables rule that marks them (and sends every benchmarked port
+to one listener) is added and removed around each scenario that wants it. Names carry the
 harness's pid (sbxb<pid>s, sbxb<pid>c<i>) so that a later run can tell
 leftovers of a killed run (pid gone) from a run still going, and sweep them
 with every process inside and their temporary directory.
@@ -67,9 +70,15 @@ def sweep_stale():
     return swept
 
 
+NFT_TABLE = "sbxbench"
+TPROXY_MARK = "1"
+TPROXY_TABLE = "100"
+
+
 class Topology:
-    def __init__(self, clients=1):
+    def __init__(self, clients=1, tproxy=False):
         pid = os.getpid()
+        self.tproxy = tproxy
         self.server = f"{PREFIX}{pid}s"
         self.clients = [f"{PREFIX}{pid}c{i}" for i in range(clients)]
         self.tmp = tempfile.mkdtemp(prefix=f"{PREFIX}-{pid}-")
@@ -96,11 +105,29 @@ class Topology:
             self.ns(c, "ip", "-6", "route", "add", ANYIP6, "via", SERVER_LINK6.format(i=i))
             # The server answers through the right veth without neighbour
             # discovery races: the client's link address is on-link anyway.
+        if self.tproxy:
+            self.ns(s, "ip", "-6", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE)
+            self.ns(s, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", TPROXY_TABLE)
         for key, value in SERVER_SYSCTLS.items():
             self.ns(s, "sysctl", "-qw", f"{key}={value}")
         for c in self.clients:
             for key, value in CLIENT_SYSCTLS.items():
                 self.ns(c, "sysctl", "-qw", f"{key}={value}")
+
+    def tproxy_on(self, ports, to_port):
+        """TCP to the AnyIP prefix on `ports` goes to the listener on
+        `to_port` (IP_TRANSPARENT), with the original destination kept."""
+        rules = f"""table inet {NFT_TABLE} {{
+  chain pre {{
+    type filter hook prerouting priority mangle; policy accept;
+    ip6 daddr {ANYIP6} tcp dport {{ {', '.join(map(str, ports))} }} tproxy ip6 to :{to_port} meta mark set {TPROXY_MARK} accept
+  }}
+}}
+"""
+        self.ns(self.server, "nft", "-f", "-", input=rules)
+
+    def tproxy_off(self):
+        self.ns(self.server, "nft", "delete", "table", "inet", NFT_TABLE, check=False)
 
     def sysctls(self):
         """The recorded sysctls as each namespace sees them."""

@@ -97,7 +97,7 @@ void PrintReport(const LoadOptions& options, const ThreadStats& total, double el
                 static_cast<double>(h.max_ns()) / 1e3, h.mean_ns() / 1e3, user, sys,
                 finished ? (user + sys) * 1e6 / static_cast<double>(finished) : 0.0);
   out += buf;
-  out += h.CdfJson() + "}\n";
+  out += h.CdfJson() + ",\"buckets\":" + h.BucketsJson() + "}\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

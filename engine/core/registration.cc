@@ -1,12 +1,34 @@
 #include "engine/core/registration.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "engine/core/unix_address.h"
 
 namespace sbx {
+namespace {
+
+// True once `fd` is readable (or has an error or EOF to report); false with
+// errno set, ETIMEDOUT when `timeout_ms` passed first.
+bool WaitReadable(int fd, int timeout_ms) {
+  using std::chrono::steady_clock;
+  const auto deadline = steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+  errno = ETIMEDOUT;
+  return false;
+}
+
+}  // namespace
 
 std::array<uint8_t, kRegisterRequestSize> EncodeRegisterRequest(uint32_t group) {
   return {kRegisterCommand, 0, 0, 0,
@@ -32,7 +54,7 @@ std::optional<bool> DecodeRegisterResponse(const uint8_t* data, size_t size) {
   return data[0] == kRegisterSuccess;
 }
 
-SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group) {
+SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group, int timeout_ms) {
   using Result = SysResult<UniqueFd>;
   auto address = MakeUnixAddress(path);
   if (!address.ok()) return Result::Error(address.error());
@@ -47,8 +69,9 @@ SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group) {
     if (errno != EINTR) return Result::FromErrno();
   }
   if (static_cast<size_t>(n) != request.size()) return Result::Error(EPROTO);
+  if (!WaitReadable(fd.get(), timeout_ms)) return Result::FromErrno();
   uint8_t response[kRegisterResponseSize + 16];
-  while ((n = ::recv(fd.get(), response, sizeof(response), 0)) < 0) {
+  while ((n = ::recv(fd.get(), response, sizeof(response), MSG_DONTWAIT)) < 0) {
     if (errno != EINTR) return Result::FromErrno();
   }
   auto accepted = DecodeRegisterResponse(response, static_cast<size_t>(n));

@@ -34,10 +34,16 @@ std::array<uint8_t, kRegisterResponseSize> EncodeRegisterResponse(bool success);
 // nullopt if malformed; else whether the server accepted.
 std::optional<bool> DecodeRegisterResponse(const uint8_t* data, size_t size);
 
+// How long a registration waits for the server's answer: a server that
+// accepts the connection but never answers must not hang the caller.
+inline constexpr int kRegisterTimeoutMs = 10'000;
+
 // Connects to the control socket at `path`, registers as `group` and returns
 // the connection, ready for ReceiveFd. Errors: those of socket/connect;
-// EPROTO for a malformed or missing response; EACCES when refused.
-SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group);
+// EPROTO for a malformed or missing response; EACCES when refused;
+// ETIMEDOUT when no answer came within `timeout_ms`.
+SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group,
+                                       int timeout_ms = kRegisterTimeoutMs);
 
 }  // namespace sbx
 

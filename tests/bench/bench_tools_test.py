@@ -14,7 +14,10 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench", "harness"))
+import merge  # noqa: E402
 import sbxtest  # noqa: E402
 
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
@@ -219,7 +222,52 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("register group 1", r.stderr)
 
 
+class MergeTest(unittest.TestCase):
+    """The harness's merge of several generators (bench/harness/merge.py),
+    checked against real generator output."""
+
+    def test_share_divides_totals(self):
+        args = ["--target", "x", "--concurrency", "7", "--rate", "1000", "--threads", "2", "--duration", "3"]
+        parts = [merge.share(args, 3, i) for i in range(3)]
+        self.assertEqual([p[3] for p in parts], ["3", "2", "2"])
+        self.assertEqual([p[5] for p in parts], ["334", "333", "333"])
+        self.assertEqual([p[7] for p in parts], ["1", "1", "1"])  # at least one thread each
+        self.assertEqual({p[9] for p in parts}, {"3"})  # durations are not totals
+        self.assertEqual(args[3], "7")  # the caller's list is left alone
+
+    def test_merge_matches_each_generator(self):
+        port = free_port()
+        sink = Sink("--listen", f"a=127.0.0.1:{port}")
+        try:
+            one = generate("--target", f"127.0.0.1:{port}=a", "--connections", "400", "--concurrency", "4")
+            two = generate("--target", f"127.0.0.1:{port}=a", "--connections", "900", "--concurrency", "16")
+        finally:
+            sink.stop()
+        for g in (one, two):
+            # The Python quantile rule reproduces the generator's own figures.
+            count = sum(n for _, n in g["buckets"])
+            self.assertEqual(count, g["finished"])
+            for name, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999)):
+                ours = merge._quantile(g["buckets"], count, g["latency_us"]["max"] * 1000, q) / 1000
+                self.assertAlmostEqual(ours, g["latency_us"][name], delta=0.1)
+        m = merge.merge([one, two])
+        self.assertEqual((m["started"], m["completed"], m["generators"]), (1300, 1300, 2))
+        self.assertEqual(m["targets"][0]["ok"], 1300)
+        self.assertEqual(sum(n for _, n in m["buckets"]), 1300)
+        self.assertEqual(m["latency_us"]["max"], max(one["latency_us"]["max"], two["latency_us"]["max"]))
+        # Every merged percentile lies between the two generators' own.
+        for name in ("p50", "p90", "p99"):
+            lo, hi = sorted((one["latency_us"][name], two["latency_us"][name]))
+            self.assertTrue(lo - 0.1 <= m["latency_us"][name] <= hi + 0.1, (name, lo, m["latency_us"][name], hi))
+        # A generator merged with itself keeps its percentiles, doubles its counts.
+        d = merge.merge([one, one])
+        self.assertEqual(d["finished"], 800)
+        for name in ("p50", "p99", "p999"):
+            self.assertAlmostEqual(d["latency_us"][name], one["latency_us"][name], delta=0.1)
+        self.assertAlmostEqual(d["cdf"][-1][1], 1.0)
+
+
 if __name__ == "__main__":
     missing = [p for p in (SINK, GEN) if not os.access(p, os.X_OK)]
-    sbxtest.run_tap(DirectTest, ChannelTest, BadInputTest,
+    sbxtest.run_tap(DirectTest, ChannelTest, BadInputTest, MergeTest,
                     skip_reason=f"not built: {missing}" if missing else None)

@@ -99,6 +99,12 @@ TEST_F(RegistrationServerTest, RefusalAndGarbageResponses) {
   }
 }
 
+TEST_F(RegistrationServerTest, SilentServerTimesOut) {
+  // The kernel completes the connection from the backlog; nobody answers.
+  auto fd = RegisterWithServer(path_, 1, /*timeout_ms=*/100);
+  EXPECT_EQ(fd.error(), ETIMEDOUT);
+}
+
 TEST_F(RegistrationServerTest, NoServerIsAnError) {
   EXPECT_EQ(RegisterWithServer(dir_ + "/absent.sock", 1).error(), ENOENT);
   EXPECT_EQ(RegisterWithServer(std::string(200, 'x'), 1).error(), ENAMETOOLONG);
