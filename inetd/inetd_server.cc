@@ -39,7 +39,7 @@ InetdServer::InetdServer(const InetdOptions& options, UniqueFd signal_fd)
 
 bool InetdServer::Start() {
   if (options_.mode == Mode::kRegistration) return Register();
-  auto bound = BindReceiverSocket(options_.socket_path);
+  auto bound = BindReceiverSocket(options_.socket_path, 0660, options_.senders.active());
   if (!bound.ok()) {
     Log("cannot create the receiving socket: %s", std::string(bound.status().message()).c_str());
     return false;
@@ -50,7 +50,8 @@ bool InetdServer::Start() {
 }
 
 bool InetdServer::Register() {
-  auto channel = RegisterWithServer(options_.socket_path, options_.group);
+  auto channel = RegisterWithServer(options_.socket_path, options_.group, kRegisterTimeoutMs,
+                                    options_.senders.active());
   if (!channel.ok()) {
     const int err = channel.error();
     const char* why = err == EACCES   ? "the server refused the registration"
@@ -153,7 +154,14 @@ void InetdServer::ReceiveOne() {
   receive.strict = options_.strict;
   receive.recv_flags = MSG_DONTWAIT;
   receive.rejected = &stats_.strict_rejected;
+  receive.senders = &options_.senders;
+  const uint64_t refused_before = stats_.sender_refused;
+  receive.refused = &stats_.sender_refused;
   auto connection = ReceiveFd(channel_.get(), receive);
+  if (stats_.sender_refused != refused_before) {
+    Log("refused %" PRIu64 " socket(s) from a sender not in %s (closed unread)",
+        stats_.sender_refused - refused_before, kSenderUidsVariable);
+  }
   if (connection.ok()) {
     backoff_ = {};
     HandleConnection(std::move(*connection));
@@ -216,11 +224,12 @@ void InetdServer::HandleConnection(UniqueFd connection) {
 
 void InetdServer::LogStats(const char* when) const {
   Log("%s: received=%" PRIu64 " spawned=%" PRIu64 " spawn_failed=%" PRIu64
-      " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " gone_before_spawn=%" PRIu64
+      " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " sender_refused=%" PRIu64
+      " gone_before_spawn=%" PRIu64
       " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64 " exited_nonzero=%" PRIu64
       " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64,
       when, stats_.received, stats_.spawned, stats_.spawn_failed, stats_.per_source_rejected,
-      stats_.strict_rejected, stats_.gone_before_spawn, stats_.receive_errors, table_.size(),
+      stats_.strict_rejected, stats_.sender_refused, stats_.gone_before_spawn, stats_.receive_errors, table_.size(),
       stats_.exited, stats_.exited_nonzero, stats_.reconnects, stats_.closed_at_exit);
 }
 

@@ -34,6 +34,7 @@ struct InetdStats {
   uint64_t spawn_failed = 0;
   uint64_t per_source_rejected = 0;
   uint64_t strict_rejected = 0;
+  uint64_t sender_refused = 0;  // not from a uid in SKBOX_SENDER_UIDS
   uint64_t gone_before_spawn = 0;
   uint64_t receive_errors = 0;
   uint64_t exited = 0;

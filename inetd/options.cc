@@ -68,7 +68,7 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
 }
 
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
-                                               const char* strict_env) {
+                                               const char* strict_env, const char* senders_env) {
   InetdOptions options;
   options.mode = mode;
   size_t i = 0;
@@ -128,6 +128,11 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
   auto strict = ParseStrictLevel(strict_env);
   if (!strict.ok()) return strict.status();
   options.strict = *strict;
+  if (senders_env != nullptr && !SenderFilter::Parse(senders_env, &options.senders)) {
+    return Bad(StrCat(kSenderUidsVariable, "='", senders_env,
+                      "': expected uids separated by commas (e.g. 0,998), at most ",
+                      SenderFilter::kMaxUids));
+  }
   return options;
 }
 

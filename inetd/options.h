@@ -19,7 +19,8 @@
 //   -E       do not add the connection variables to the child's environment
 //
 // SKBOX_STRICT_STREAM_MODE (0, 1, 2; default 2) chooses which received fds
-// are accepted (reference §4.1).
+// are accepted (reference §4.1). SKBOX_SENDER_UIDS=UID[,UID...] accepts
+// sockets only from processes of those users (engine/core/sender_filter.h).
 #ifndef SBX_INETD_OPTIONS_H_
 #define SBX_INETD_OPTIONS_H_
 
@@ -29,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/core/fd_passing.h"
+#include "engine/core/sender_filter.h"
 
 namespace sbx::inetd {
 
@@ -46,11 +48,14 @@ struct InetdOptions {
   SpawnMethod spawn_method = SpawnMethod::kPosixSpawn;
   bool set_environment = true;
   StrictLevel strict = StrictLevel::kStreamInetUnix;
+  SenderFilter senders;  // inactive: every sender accepted
 };
 
-// `strict_env` is the value of SKBOX_STRICT_STREAM_MODE (nullptr if unset).
+// `strict_env` and `senders_env` are the values of SKBOX_STRICT_STREAM_MODE
+// and SKBOX_SENDER_UIDS (nullptr if unset).
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
-                                               const char* strict_env);
+                                               const char* strict_env,
+                                               const char* senders_env = nullptr);
 
 // The strict level named by SKBOX_STRICT_STREAM_MODE's value (nullptr: default).
 absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "engine/core/sender_filter.h"
 #include "engine/core/str_cat.h"
 #include "engine/core/unix_address.h"
 
@@ -49,7 +50,8 @@ absl::Status CheckExisting(const std::string& path, const UnixAddress& address) 
 
 }  // namespace
 
-absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t mode) {
+absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t mode,
+                                               bool sender_credentials) {
   auto address = MakeUnixAddress(path);
   if (!address.ok()) return ErrnoStatus(address.error(), StrCat("socket path '", path, "'"));
   if (absl::Status s = CheckExisting(path, *address); !s.ok()) return s;
@@ -63,6 +65,9 @@ absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t m
   bound.path = path;
   bound.fd.Reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!bound.fd) return ErrnoStatus(errno, "socket(AF_UNIX, SOCK_DGRAM)");
+  if (sender_credentials && EnableSenderCredentials(bound.fd.get()) != 0) {
+    return ErrnoStatus(errno, "SO_PASSCRED");
+  }
   ::unlink(temp.c_str());  // left by a crashed earlier run with our pid
   if (::bind(bound.fd.get(), temp_address->sockaddr_ptr(), temp_address->len) != 0) {
     return ErrnoStatus(errno, StrCat("bind ", temp));

@@ -29,7 +29,10 @@ struct BoundSocket {
   ino_t ino = 0;
 };
 
-absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t mode = 0660);
+// `sender_credentials`: SO_PASSCRED is on before the path appears, so every
+// message carries its sender's uid (for SKBOX_SENDER_UIDS).
+absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t mode = 0660,
+                                               bool sender_credentials = false);
 
 // Unlinks the path if it still names the file bound by BindReceiverSocket
 // (a newer instance may have replaced it).

@@ -74,7 +74,19 @@ int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config
   }
   ReceiveOptions options;
   options.strict = config.strict;
+  uint64_t refused = 0;
+  if (config.senders.active()) {
+    // Sockets bound by this library have it from the start; an inherited
+    // one gets it here (idempotent), so messages queued before are refused.
+    if (EnableSenderCredentials(fd) != 0) return -1;
+    options.senders = &config.senders;
+    options.refused = &refused;
+  }
   auto received = ReceiveFd(fd, options);
+  if (refused != 0) {
+    SBX_PRELOAD_DEBUG("accept fd %d: refused %llu socket(s) from a sender not in %s", fd,
+                      static_cast<unsigned long long>(refused), kSenderUidsVariable);
+  }
   if (!received.ok()) {
     // ENOLINK: the stream source went away. The original sent SIGTERM to
     // the whole process group here; an error is the program's to handle.

@@ -93,6 +93,16 @@ void ReadConnect(const char* const* envp, Config* config) {
   config->connect_level = static_cast<int>(*level);
 }
 
+void ReadSenders(const char* const* envp, Config* config) {
+  const char* value = Lookup(envp, kSenderUidsVariable);
+  if (value == nullptr) return;
+  if (!SenderFilter::Parse(value, &config->senders)) {
+    config->problems.Add(kSenderUidsVariable, value,
+                         "uids separated by commas (e.g. 0,998), at most 16; every passed "
+                         "socket is refused until it is fixed");
+  }
+}
+
 }  // namespace
 
 void Problems::Add(const char* variable, const char* value, const char* expected) {
@@ -122,6 +132,7 @@ void ParseConfig(const char* const* envp, Config* out) {
   out->strict = static_cast<StrictLevel>(strict);
   ReadFlag(envp, "SKBOX_SCHED_YIELD", &out->sched_yield, p);
   ReadFlag(envp, "SKBOX_DEBUG", &out->debug, p);
+  ReadSenders(envp, out);
 }
 
 }  // namespace sbx::preload

@@ -16,6 +16,7 @@
 #include <limits.h>
 
 #include "engine/core/fd_passing.h"
+#include "engine/core/sender_filter.h"
 #include "preload/port_filter.h"
 
 namespace sbx::preload {
@@ -61,6 +62,7 @@ struct Config {
   StrictLevel strict = StrictLevel::kStreamInetUnix;
   bool sched_yield = false;  // SKBOX_SCHED_YIELD
   bool debug = false;        // SKBOX_DEBUG (ours): log each decision
+  SenderFilter senders;      // SKBOX_SENDER_UIDS (ours); malformed: refuse all
   Problems problems;
 };
 

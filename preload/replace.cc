@@ -79,6 +79,8 @@ int BindToUnix(int fd, const sockaddr* addr, socklen_t len, const UnixTarget& ta
                    ((fl & O_NONBLOCK) ? SOCK_NONBLOCK : 0);
   UniqueFd replacement(::socket(AF_UNIX, type, 0));
   if (!replacement) return -1;
+  // Before bind: every message that can arrive carries its sender's uid.
+  if (TheConfig().senders.active() && EnableSenderCredentials(replacement.get()) != 0) return -1;
   if (BindUnlinkingStale(replacement.get(), unix_addr) != 0) {
     const int err = errno;
     SBX_PRELOAD_DEBUG("bind fd %d to %.108s: %s", fd, PathString(unix_addr).text, strerror(err));

@@ -82,7 +82,8 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
     // bytes); a small buffer is enough, datagrams are truncated harmlessly.
     unsigned char payload[16];
     iovec iov{payload, sizeof(payload)};
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+    alignas(cmsghdr) unsigned char
+        control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -103,6 +104,12 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
         return SysResult<UniqueFd>::Error(ENOLINK);
       }
       continue;
+    }
+    uid_t sender;
+    if (options.senders != nullptr && options.senders->active() &&
+        !(SenderUidOf(&msg, &sender) && options.senders->Allows(sender))) {
+      if (options.refused != nullptr) ++*options.refused;
+      continue;  // an injected fd: closed unread
     }
     if (!FdPassesStrictLevel(fd.get(), options.strict)) {
       if (options.rejected != nullptr) ++*options.rejected;

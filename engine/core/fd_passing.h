@@ -9,7 +9,8 @@
 // Receiving: any payload length; the first fd of the first SCM_RIGHTS message
 // is taken and every other fd is closed (also when the control data was
 // truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
-// fd is closed and the next message is read. On a stream or seqpacket
+// fd is closed and the next message is read, as is one from a sender the
+// SenderFilter refuses (sender_filter.h). On a stream or seqpacket
 // channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK.
 //
 // Free of abseil and exceptions: the preload library uses it too.
@@ -21,6 +22,7 @@
 
 #include <cstdint>
 
+#include "engine/core/sender_filter.h"
 #include "engine/core/unix_address.h"
 #include "engine/sys/sys_result.h"
 #include "engine/sys/unique_fd.h"
@@ -60,6 +62,10 @@ struct ReceiveOptions {
   int recv_flags = 0;  // e.g. MSG_DONTWAIT
   // Counts fds rejected by `strict` (optional).
   uint64_t* rejected = nullptr;
+  // Who may send (optional; the channel needs SO_PASSCRED, see
+  // EnableSenderCredentials). Refused messages are counted in `refused`.
+  const SenderFilter* senders = nullptr;
+  uint64_t* refused = nullptr;
 };
 
 // The received fd always has FD_CLOEXEC set (MSG_CMSG_CLOEXEC); callers that

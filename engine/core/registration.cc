@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "engine/core/sender_filter.h"
 #include "engine/core/unix_address.h"
 
 namespace sbx {
@@ -54,12 +55,14 @@ std::optional<bool> DecodeRegisterResponse(const uint8_t* data, size_t size) {
   return data[0] == kRegisterSuccess;
 }
 
-SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group, int timeout_ms) {
+SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group, int timeout_ms,
+                                       bool sender_credentials) {
   using Result = SysResult<UniqueFd>;
   auto address = MakeUnixAddress(path);
   if (!address.ok()) return Result::Error(address.error());
   UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!fd) return Result::FromErrno();
+  if (sender_credentials && EnableSenderCredentials(fd.get()) != 0) return Result::FromErrno();
   while (::connect(fd.get(), address->sockaddr_ptr(), address->len) != 0) {
     if (errno != EINTR) return Result::FromErrno();
   }

@@ -41,9 +41,12 @@ inline constexpr int kRegisterTimeoutMs = 10'000;
 // Connects to the control socket at `path`, registers as `group` and returns
 // the connection, ready for ReceiveFd. Errors: those of socket/connect;
 // EPROTO for a malformed or missing response; EACCES when refused;
-// ETIMEDOUT when no answer came within `timeout_ms`.
+// ETIMEDOUT when no answer came within `timeout_ms`. `sender_credentials`
+// turns on SO_PASSCRED before connecting, so that every socket the server
+// sends carries its uid for a SenderFilter.
 SysResult<UniqueFd> RegisterWithServer(std::string_view path, uint32_t group,
-                                       int timeout_ms = kRegisterTimeoutMs);
+                                       int timeout_ms = kRegisterTimeoutMs,
+                                       bool sender_credentials = false);
 
 }  // namespace sbx
 

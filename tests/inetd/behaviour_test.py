@@ -266,6 +266,37 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn("received=1 spawned=1", err)
         self.assertIn("strict_rejected=2", err)
 
+    def test_sender_uids_refuse_injected_sockets(self):
+        p = il.start_inetd(self.topo, self.path, ENV_PROG, env={"SKBOX_SENDER_UIDS": "0"})
+        a = il.acceptor(self.topo, il.SERVER_IP6, 7000, self.path)
+        self.addCleanup(a.close)
+        sbxtest.open_to(self.path)
+        before = sbxtest.fd_count(p.pid)
+        mine, theirs = socket.socketpair()
+        self.assertTrue(sbxtest.inject_fd_as(sbxtest.NOBODY, self.path, theirs.fileno()))
+        theirs.close()
+        # Refused: closed unread, so our end sees EOF and no child ran.
+        mine.settimeout(10)
+        self.assertEqual(mine.recv(1), b"")
+        mine.close()
+        c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)  # root's acceptor: served
+        self.assertIn(b"END", il.read_all(c))
+        c.close()
+        sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="child reaped")
+        self.assertEqual(sbxtest.fd_count(p.pid), before)
+        rc, err = il.stop_and_log(p)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("refused 1 socket(s) from a sender not in SKBOX_SENDER_UIDS", err)
+        self.assertIn("received=1 spawned=1", err)
+        self.assertIn("sender_refused=1", err)
+
+    def test_sender_uids_malformed_is_an_error(self):
+        r = sbxtest.sh(il.binary("socketbox-inetd"), self.path, "true", check=False,
+                       env=dict(os.environ, SKBOX_SENDER_UIDS="root"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("SKBOX_SENDER_UIDS='root': expected uids separated by commas", r.stderr)
+        self.assertFalse(os.path.exists(self.path))
+
     def test_bad_command_lines(self):
         cases = [
             (["socketbox-inetd"], "missing SOCKPATH"),

@@ -291,6 +291,39 @@ def send_fd(sock, fd, address=None):
     return sock.sendmsg([b"\0"], anc, 0, address)
 
 
+NOBODY = 65534
+
+
+def inject_fd_as(uid, path, fd):
+    """Sends `fd` to the datagram socket at `path` from a child process
+    running as `uid` (what anyone who can write to a backend socket can do:
+    the original's fault 13). True if the send succeeded."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                send_fd(s, fd, path)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def open_to(path, mode=0o666):
+    """Makes the socket at `path` writable by everyone, and its directories
+    passable: a permissive deployment, to test what guards it instead."""
+    os.chmod(path, mode)
+    d = os.path.dirname(path)
+    while d not in ("/", ""):
+        os.chmod(d, os.stat(d).st_mode | 0o111)
+        d = os.path.dirname(d)
+
+
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -141,6 +141,43 @@ print("type", kind == socket.SOCK_STREAM and "stream" or "other", "peer", peer)
         out = self.run_child(body, SKBOX_STRICT_STREAM_MODE=0)
         self.assertIn("type other", out)  # level 0 takes the UDP socket
 
+    def test_sender_uids_refuse_injected_sockets(self):
+        # The socket file is writable by everyone (a permissive deployment):
+        # SKBOX_SENDER_UIDS is then what keeps other users from injecting.
+        body = r"""
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f::2:0:1", 80)); s.listen()
+os.chmod(P80, 0o666); os.chmod(ROOT2, 0o711); os.chmod(os.path.dirname(P80), 0o711)
+mine, theirs = tcp_pair()
+pid = os.fork()
+if pid == 0:
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    send_to(P80, theirs.fileno()); os._exit(0)
+print("injector", os.waitpid(pid, 0)[1])
+theirs.close()
+c = deliver(P80)
+c.settimeout(5); mine.settimeout(5)
+s.setblocking(False)
+try:
+    conn, _ = s.accept()
+    conn.sendall(b"served"); conn.close()
+except BlockingIOError:
+    print("nothing accepted")
+for name, sock in (("real", c), ("injected", mine)):
+    try: print(name, sock.recv(16))
+    except socket.timeout: print(name, "timeout")
+"""
+        out = self.run_child(body, SKBOX_SENDER_UIDS="0")
+        self.assertIn("injector 0", out)
+        self.assertIn("real b'served'", out)
+        self.assertIn("injected b''", out)  # closed unread
+        r = pc.run_under_preload(PRELUDE + body, {"SKBOX_DIRECTORY_ROOT2": self.tmp,
+                                                  "SKBOX_SENDER_UIDS": "root"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('SKBOX_SENDER_UIDS="root" is malformed', r.stderr)
+        self.assertIn("nothing accepted", r.stdout)  # fails closed: both refused
+        self.assertIn("real b''", r.stdout)
+
     def test_vanished_stream_source_is_enolink_not_sigterm(self):
         out = self.run_child(r"""
 a, b = socket.socketpair()
