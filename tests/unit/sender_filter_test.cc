@@ -75,36 +75,36 @@ class SenderFilterReceiveTest : public ::testing::TestWithParam<int> {
     ::waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
   }
+  // Receives on receiver_ through filter_, counting refusals in refused_.
+  SysResult<UniqueFd> Receive(int flags = 0) {
+    ReceiveOptions options;
+    options.senders = &filter_;
+    options.refused = &refused_;
+    options.recv_flags = flags;
+    return ReceiveFd(receiver_.get(), options);
+  }
   UniqueFd sender_, receiver_, conn_, other_end_;
+  SenderFilter filter_;
+  uint64_t refused_ = 0;
 };
 
 TEST_P(SenderFilterReceiveTest, AllowedSenderPasses) {
-  SenderFilter f;
-  ASSERT_TRUE(SenderFilter::Parse("7," + std::to_string(getuid()), &f));
+  ASSERT_TRUE(SenderFilter::Parse("7," + std::to_string(getuid()), &filter_));
   ASSERT_TRUE(SendFd(sender_.get(), conn_.get()).ok());
-  uint64_t refused = 0;
-  ReceiveOptions options;
-  options.senders = &f;
-  options.refused = &refused;
-  auto got = ReceiveFd(receiver_.get(), options);
+  auto got = Receive();
   ASSERT_TRUE(got.ok()) << strerror(got.error());
-  EXPECT_EQ(refused, 0u);
+  EXPECT_EQ(refused_, 0u);
 }
 
 TEST_P(SenderFilterReceiveTest, OtherUserIsRefusedAndItsFdClosed) {
   if (getuid() != 0) GTEST_SKIP() << "needs root to send as another user";
-  SenderFilter f;
-  ASSERT_TRUE(SenderFilter::Parse("0", &f));
-  ASSERT_EQ(SendAs(65534), 0);             // nobody: injected
+  ASSERT_TRUE(SenderFilter::Parse("0", &filter_));
+  ASSERT_EQ(SendAs(65534), 0);                           // nobody: injected
   ASSERT_TRUE(SendFd(sender_.get(), conn_.get()).ok());  // root: real
-  conn_.Reset();                           // only received copies remain
-  uint64_t refused = 0;
-  ReceiveOptions options;
-  options.senders = &f;
-  options.refused = &refused;
-  auto got = ReceiveFd(receiver_.get(), options);
+  conn_.Reset();                                         // only received copies remain
+  auto got = Receive();
   ASSERT_TRUE(got.ok()) << strerror(got.error());
-  EXPECT_EQ(refused, 1u);
+  EXPECT_EQ(refused_, 1u);
   // The refused copy was closed: closing ours leaves the peer at EOF.
   got->Reset();
   char byte;
@@ -114,16 +114,10 @@ TEST_P(SenderFilterReceiveTest, OtherUserIsRefusedAndItsFdClosed) {
 TEST_P(SenderFilterReceiveTest, NoCredentialsMeansRefused) {
   int off = 0;
   ASSERT_EQ(::setsockopt(receiver_.get(), SOL_SOCKET, SO_PASSCRED, &off, sizeof(off)), 0);
-  SenderFilter f;
-  ASSERT_TRUE(SenderFilter::Parse(std::to_string(getuid()), &f));
+  ASSERT_TRUE(SenderFilter::Parse(std::to_string(getuid()), &filter_));
   ASSERT_TRUE(SendFd(sender_.get(), conn_.get()).ok());
-  uint64_t refused = 0;
-  ReceiveOptions options;
-  options.senders = &f;
-  options.refused = &refused;
-  options.recv_flags = MSG_DONTWAIT;
-  EXPECT_EQ(ReceiveFd(receiver_.get(), options).error(), EAGAIN);
-  EXPECT_EQ(refused, 1u);
+  EXPECT_EQ(Receive(MSG_DONTWAIT).error(), EAGAIN);
+  EXPECT_EQ(refused_, 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(DgramAndStream, SenderFilterReceiveTest,
