@@ -18,16 +18,10 @@ namespace sbx {
 
 SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
-    : options_(options),
-      setup_(std::move(setup)),
-      control_(control),
-      stats_(&stats->worker(setup_.index)),
-      backends_(stats, 1024),
-      router_(options, stats_, &backends_) {}
+    : WorkerBase(options, std::move(setup), control, stats) {}
 
 void SyncWorker::Run() {
-  router_.SetTable(control_->Current());
-  seen_generation_ = control_->generation();
+  PickUpTable();
   std::vector<pollfd> fds;
   fds.push_back({control_->wake_fd(setup_.index), POLLIN, 0});
   if (setup_.registration_fd >= 0) {
@@ -40,10 +34,7 @@ void SyncWorker::Run() {
       uint64_t value;
       (void)!::read(fds[0].fd, &value, sizeof(value));
     }
-    if (control_->generation() != seen_generation_) {
-      seen_generation_ = control_->generation();
-      router_.SetTable(control_->Current());
-    }
+    PickUpTable();
     if (control_->stopping()) break;
     for (size_t i = 1; i < fds.size(); ++i) {
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
@@ -81,36 +72,25 @@ void SyncWorker::AcceptAll(const ListenerInfo& listener) {
 }
 
 void SyncWorker::ReceiveRegistered() {
-  auto fd = ReceiveFd(setup_.registration_fd, {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
+  uint64_t rejected = 0;
+  ReceiveOptions receive;
+  receive.recv_flags = MSG_DONTWAIT;
+  receive.rejected = &rejected;
+  auto fd = ReceiveFd(setup_.registration_fd, receive);
+  for (; rejected > 0; --rejected) RejectRegistered();
   if (fd.ok()) {
     Deliver(fd->Release(), nullptr, nullptr);
     return;
   }
   if (fd.error() == EAGAIN || fd.error() == EINTR) return;
-  if (fd.error() == ENOLINK) {
-    std::fprintf(stderr, "socketbox: registration server went away; exiting\n");
-    control_->RequestExit(0);
-  } else {
-    std::fprintf(stderr, "socketbox: receiving from the registration server: %s; exiting\n",
-                 std::strerror(fd.error()));
-    control_->RequestExit(1);
-  }
+  RegistrationEnded(fd.error() == ENOLINK ? 0 : fd.error());
   control_->RequestStop();
 }
 
 void SyncWorker::Deliver(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
-  Bump(stats_->accepted);
   UniqueFd conn(fd);
-  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
-    stats_->Drop(DropReason::kSocketError);
-    return;
-  }
-  DropReason reason = DropReason::kNoDecision;
-  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
-  if (backend == nullptr) {
-    stats_->Drop(reason);
-    return;
-  }
+  Backend* backend = Admit(fd, listener, remote);
+  if (backend == nullptr) return;
   if (Send(fd, backend)) {
     Bump(stats_->dispatched);
     Bump(*backend->delivered);

@@ -8,16 +8,11 @@
 #ifndef SBX_ENGINE_DAEMON_SYNC_WORKER_H_
 #define SBX_ENGINE_DAEMON_SYNC_WORKER_H_
 
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/control.h"
-#include "engine/daemon/options.h"
-#include "engine/daemon/router.h"
-#include "engine/daemon/stats.h"
-#include "engine/daemon/uring_worker.h"  // WorkerSetup
+#include "engine/daemon/worker_base.h"
 
 namespace sbx {
 
-class SyncWorker {
+class SyncWorker : private WorkerBase {
  public:
   SyncWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
   void Run();
@@ -28,15 +23,6 @@ class SyncWorker {
   void Deliver(int fd, const ListenerInfo* listener, const SocketAddress* remote);
   // True once sent; false after counting the drop. Closes nothing.
   bool Send(int fd, Backend* backend);
-
-  const Options& options_;
-  WorkerSetup setup_;
-  Control* control_;
-  WorkerStats* stats_;
-  BackendTable backends_;
-  Router router_;
-  uint64_t seen_generation_ = 0;
-  std::vector<UniqueFd> graveyard_;
 };
 
 }  // namespace sbx

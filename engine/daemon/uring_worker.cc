@@ -23,7 +23,6 @@ constexpr uint32_t kSlotsHighWater = 8192;   // resume above
 constexpr uint32_t kAcceptsWithAddress = 16; // single-shot accepts per listener
 constexpr uint64_t kResourcePauseNs = 100'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
-constexpr size_t kMaxSubstitutedBackends = 1024;
 constexpr size_t kRecvControlFds = 16;
 // Adaptive batching: under load, wait for several completions (or a short
 // time) per io_uring_enter instead of waking for each one.
@@ -93,12 +92,7 @@ struct UringWorker::RecvState {
 
 UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* control,
                          StatsRegistry* stats)
-    : options_(options),
-      setup_(std::move(setup)),
-      control_(control),
-      stats_(&stats->worker(setup_.index)),
-      backends_(stats, kMaxSubstitutedBackends),
-      router_(options, stats_, &backends_),
+    : WorkerBase(options, std::move(setup), control, stats),
       timeout_ns_(static_cast<uint64_t>(options.dispatch_timeout_ms) * 1'000'000) {}
 
 UringWorker::~UringWorker() {
@@ -163,8 +157,7 @@ void UringWorker::FreeSlot(uint32_t i) {
 }
 
 void UringWorker::Run() {
-  router_.SetTable(control_->Current());
-  seen_generation_ = control_->generation();
+  PickUpTable();
   ArmWake();
   if (recv_) {
     ArmRegistration();
@@ -277,16 +270,8 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
 }
 
 void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
-  Bump(stats_->accepted);
-  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
-    stats_->Drop(DropReason::kSocketError);
-    CloseFd(fd);
-    return;
-  }
-  DropReason reason = DropReason::kNoDecision;
-  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
+  Backend* backend = Admit(fd, listener, remote);
   if (backend == nullptr) {
-    stats_->Drop(reason);
     CloseFd(fd);
     return;
   }
@@ -532,27 +517,21 @@ void UringWorker::OnRegistrationMessage(int res) {
     if (FdPassesStrictLevel(first, StrictLevel::kStreamInetUnix)) {
       OnConnection(first, nullptr, nullptr);
     } else {
-      Bump(stats_->accept_errors);
+      RejectRegistered();
       CloseFd(first);
     }
   } else if (res == 0 || res == -ECONNRESET || res == -ENOTCONN) {
-    std::fprintf(stderr, "socketbox: registration server went away; exiting\n");
-    control_->RequestExit(0);
+    RegistrationEnded(0);
     return;
   } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
-    std::fprintf(stderr, "socketbox: receiving from the registration server: %s; exiting\n",
-                 std::strerror(-res));
-    control_->RequestExit(1);
+    RegistrationEnded(-res);
     return;
   }
   if (!stopping_) ArmRegistration();
 }
 
 void UringWorker::CheckControl() {
-  const uint64_t generation = control_->generation();
-  if (generation != seen_generation_) {
-    seen_generation_ = generation;
-    router_.SetTable(control_->Current());
+  if (PickUpTable()) {
     // The accept mode follows what the new table needs.
     for (auto& l : listeners_) {
       if (l->armed > 0 && l->with_address != router_.needs_remote()) CancelAccepts();

@@ -29,21 +29,11 @@
 
 #include "absl/status/status.h"
 #include "engine/core/fd_passing.h"
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/control.h"
-#include "engine/daemon/options.h"
-#include "engine/daemon/router.h"
-#include "engine/daemon/stats.h"
+#include "engine/daemon/worker_base.h"
 
 namespace sbx {
 
-struct WorkerSetup {
-  int index = 0;
-  std::vector<ListenerInfo> listeners;
-  int registration_fd = -1;  // -P mode: receive sockets here instead
-};
-
-class UringWorker {
+class UringWorker : private WorkerBase {
  public:
   UringWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
   ~UringWorker();
@@ -89,12 +79,6 @@ class UringWorker {
   uint32_t AllocSlot();
   void FreeSlot(uint32_t slot);
 
-  const Options& options_;
-  WorkerSetup setup_;
-  Control* control_;
-  WorkerStats* stats_;
-  BackendTable backends_;
-  Router router_;
   io_uring ring_{};
   bool ring_ready_ = false;
 
@@ -103,12 +87,10 @@ class UringWorker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
   std::vector<Backend*> troubled_;      // backends with waiting connections
-  std::vector<UniqueFd> graveyard_;     // closed after the next submit
   unsigned last_batch_ = 0;             // completions handled last turn
   uint64_t submit_batch_ = 0;           // counts submissions (link chains end there)
   io_uring_sqe* last_sqe_ = nullptr;    // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
-  uint64_t seen_generation_ = 0;
   uint64_t timeout_ns_ = 0;
   bool stopping_ = false;
   bool slots_paused_ = false;

@@ -185,20 +185,32 @@ default jump-unix:{rest.path}
         eng.stop()
 
     def test_registration_mode(self):
-        ctl_path = self.topo.path("ctl.sock")
+        for io in ("uring", "sync"):
+            with self.subTest(io=io):
+                self.check_registration_mode(io)
+
+    def check_registration_mode(self, io):
+        ctl_path = self.topo.path(f"ctl-{io}.sock")
         ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ctl.bind(ctl_path)
         ctl.listen(1)
-        b = self.backend("registered")
+        b = self.backend(f"registered-{io}")
         conf = self.config(f"max-rules:1\nrule-set:0 size:1\nport:80 jump-unix:{b.path}\n")
-        eng = Engine(["-f", conf, "-P", f"42:{ctl_path}"], ns=self.topo.server, wait_ready=False)
+        eng = Engine(["-f", conf, "-P", f"42:{ctl_path}", "--io", io], ns=self.topo.server,
+                     wait_ready=False)
         conn, _ = ctl.accept()
         request = conn.recv(64)
         self.assertEqual(request, b"\x01\x00\x00\x00" + struct.pack(">I", 42))
         conn.send(b"\x80\x00\x00\x00")
         sbxtest.wait_for(lambda: eng.has_line("ready:"), what="engine ready")
+        # Not a socket: refused by the strict check and counted.
+        r, w = os.pipe()
+        conn.sendmsg([b"\x03\x00\x00\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
+        os.close(r)
+        os.close(w)
         # The registration server accepts TCP itself and passes the sockets on.
         listener = sbxtest.socket_in(self.topo.server)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("::", 80))
         listener.listen(16)
         results = []
@@ -213,7 +225,9 @@ default jump-unix:{rest.path}
                                                    struct.pack("i", accepted.fileno()))])
             accepted.close()
             t.join(timeout=5)
-        self.assertEqual(results, [b"registered"] * 3)
+        self.assertEqual(results, [f"registered-{io}".encode()] * 3)
+        st = eng.stats()
+        self.assertEqual((st["accepted"], st["dispatched"], st["accept_errors"]), (3, 3, 1))
         # The server going away ends the engine with status 0.
         conn.close()
         ctl.close()

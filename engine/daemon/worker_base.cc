@@ -1,0 +1,53 @@
+#include "engine/daemon/worker_base.h"
+
+#include <netinet/in.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "engine/sys/clock.h"
+#include "engine/sys/socket_ops.h"
+
+namespace sbx {
+
+WorkerBase::WorkerBase(const Options& options, WorkerSetup setup, Control* control,
+                       StatsRegistry* stats)
+    : options_(options),
+      setup_(std::move(setup)),
+      control_(control),
+      stats_(&stats->worker(setup_.index)),
+      backends_(stats, kMaxSubstitutedBackends),
+      router_(options, stats_, &backends_) {}
+
+bool WorkerBase::PickUpTable() {
+  const uint64_t generation = control_->generation();
+  if (generation == seen_generation_) return false;
+  seen_generation_ = generation;
+  router_.SetTable(control_->Current());
+  return true;
+}
+
+Backend* WorkerBase::Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
+  Bump(stats_->accepted);
+  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
+    stats_->Drop(DropReason::kSocketError);
+    return nullptr;
+  }
+  DropReason reason = DropReason::kNoDecision;
+  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
+  if (backend == nullptr) stats_->Drop(reason);
+  return backend;
+}
+
+void WorkerBase::RegistrationEnded(int err) {
+  if (err == 0) {
+    std::fprintf(stderr, "socketbox: registration server went away; exiting\n");
+    control_->RequestExit(0);
+  } else {
+    std::fprintf(stderr, "socketbox: receiving from the registration server: %s; exiting\n",
+                 std::strerror(err));
+    control_->RequestExit(1);
+  }
+}
+
+}  // namespace sbx

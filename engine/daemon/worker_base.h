@@ -1,0 +1,63 @@
+// What the io_uring worker and the sync worker hold and do alike: the
+// per-worker parts (options, listeners, control, counters, backends,
+// router), picking up a reloaded table, admitting a new connection, and
+// what the end of a registration channel means. The two differ only in how
+// they accept and send.
+#ifndef SBX_ENGINE_DAEMON_WORKER_BASE_H_
+#define SBX_ENGINE_DAEMON_WORKER_BASE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/daemon/backend_table.h"
+#include "engine/daemon/control.h"
+#include "engine/daemon/options.h"
+#include "engine/daemon/router.h"
+#include "engine/daemon/stats.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+struct WorkerSetup {
+  int index = 0;
+  std::vector<ListenerInfo> listeners;
+  int registration_fd = -1;  // -P mode: receive sockets here instead
+};
+
+class WorkerBase {
+ protected:
+  // Connected sockets cached for -U's substituted paths, per worker.
+  static constexpr size_t kMaxSubstitutedBackends = 1024;
+
+  WorkerBase(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
+
+  // Adopts the newest published configuration; true if it changed.
+  bool PickUpTable();
+
+  // Counts a new connection and routes it: its backend, or nullptr after
+  // counting why not (the caller closes `fd`).
+  Backend* Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+
+  // A connection received from the registration server that fails the
+  // strict check: counted; the caller closes it.
+  void RejectRegistered() { Bump(stats_->accept_errors); }
+
+  // The registration channel ended (`err` 0: the server went away) or
+  // failed (`err`: the errno): logs it and asks the daemon to exit, 0 or 1.
+  void RegistrationEnded(int err);
+
+  const Options& options_;
+  WorkerSetup setup_;
+  Control* control_;
+  WorkerStats* stats_;
+  BackendTable backends_;
+  Router router_;
+  std::vector<UniqueFd> graveyard_;  // backend fds, closed when no send can use them
+
+ private:
+  uint64_t seen_generation_ = 0;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_WORKER_BASE_H_
