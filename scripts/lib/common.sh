@@ -10,6 +10,7 @@ SBX_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev  # tests, microbenchmarks
   python3                                     # test summary, helpers
   iproute2 nftables procps strace             # network namespaces, TPROXY, checks
+  systemd                                     # systemd-socket-activate, systemd-analyze (unit tests)
 )
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }

@@ -94,11 +94,12 @@ class Backend:
 class Engine:
     """The daemon under test, in a namespace, with its stderr collected."""
 
-    def __init__(self, args, ns=None, pass_fds=(), env=None, wait_ready=True):
+    def __init__(self, args, ns=None, pass_fds=(), env=None, wait_ready=True, wrapper=()):
+        """`wrapper`: a command that execs the daemon (argv prefix)."""
         self.lines = []
         self.lock = threading.Lock()
-        self.proc = sbxtest.spawn([SOCKETBOX] + list(args), ns=ns, pass_fds=pass_fds, env=env,
-                                  stderr=subprocess.PIPE, text=True)
+        self.proc = sbxtest.spawn(list(wrapper) + [SOCKETBOX] + list(args), ns=ns, pass_fds=pass_fds,
+                                  env=env, stderr=subprocess.PIPE, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:

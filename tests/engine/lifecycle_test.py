@@ -1,8 +1,10 @@
 """The daemon over its life: privileges as configured, and no fd or memory
 growth across a long run of connections."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -162,5 +164,58 @@ class SoakTest(unittest.TestCase):
             sbxtest.stop(sink)
 
 
+class SystemdTest(unittest.TestCase):
+    """systemd's own tools: socket activation, and the unit files shipped in
+    examples/systemd/."""
+
+    def test_socket_activation(self):
+        if not shutil.which("systemd-socket-activate"):
+            self.skipTest("systemd-socket-activate not installed")
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "activated")
+            try:
+                # It binds [::]:8082, waits for the first connection, then
+                # execs the daemon with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES.
+                eng = Engine(["-S", backend.path, "--threads", "2"], ns=topo.server, wait_ready=False,
+                             wrapper=["systemd-socket-activate", "-l", "[::]:8082", "--fdname=web"])
+
+                def first():
+                    try:
+                        return fetch(topo.client, f"{A}5", 8082, timeout=5)
+                    except ConnectionRefusedError:
+                        return None  # not bound yet
+                sbxtest.wait_for(lambda: first() == b"activated", what="the activated daemon's answer")
+                sbxtest.wait_for(lambda: eng.has_line("ready:"), what="ready")
+                self.assertIn("systemd fd 3 (web)", eng.output())
+                for _ in range(5):
+                    self.assertEqual(fetch(topo.client, f"{A}6", 8082), b"activated")
+                self.assertEqual(eng.stop(), 0)
+            finally:
+                backend.close()
+
+    def test_shipped_unit_files_verify(self):
+        if not shutil.which("systemd-analyze"):
+            self.skipTest("systemd-analyze not installed")
+        source = os.path.join(sbxtest.ROOT, "examples", "systemd")
+        units = sorted(os.listdir(source))
+        self.assertEqual(units, ["socketbox-inetd-sshd.service", "socketbox.service", "socketbox.socket"])
+        binaries = {"/usr/local/bin/socketbox-inetd": os.path.join(BUILD, "inetd", "socketbox-inetd"),
+                    "/usr/local/bin/socketbox": SOCKETBOX}
+        tmp = tempfile.mkdtemp(prefix="sbx-units-")
+        try:
+            for unit in units:
+                with open(os.path.join(source, unit)) as f:
+                    text = f.read()
+                for installed, built in binaries.items():  # longest first
+                    text = text.replace(installed + " ", built + " ")
+                with open(os.path.join(tmp, unit), "w") as f:
+                    f.write(text)
+            r = sbxtest.sh("systemd-analyze", "verify", *units, cwd=tmp, check=False)
+            self.assertEqual((r.returncode, r.stderr), (0, ""))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    sbxtest.run_tap(PrivilegeTest, ProcessTest, StatsIntervalTest, SoakTest, skip_reason=sbxtest.require_root_and_netns())
+    sbxtest.run_tap(PrivilegeTest, ProcessTest, StatsIntervalTest, SoakTest, SystemdTest,
+                    skip_reason=sbxtest.require_root_and_netns())
