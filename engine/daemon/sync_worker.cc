@@ -1,18 +1,14 @@
 #include "engine/daemon/sync_worker.h"
 
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <ctime>
 
 #include "engine/core/fd_passing.h"
 #include "engine/sys/clock.h"
-#include "engine/sys/socket_ops.h"
 
 namespace sbx {
 
