@@ -18,6 +18,8 @@
 #include "engine/core/str_cat.h"
 #include "engine/daemon/control.h"
 #include "engine/daemon/listeners.h"
+#include "engine/daemon/metrics_server.h"
+#include "engine/daemon/metrics_text.h"
 #include "engine/daemon/privileges.h"
 #include "engine/daemon/stats.h"
 #include "engine/daemon/sync_worker.h"
@@ -118,6 +120,14 @@ int RunDaemon(const Options& o) {
     listeners = std::move(*opened);
   }
 
+  // The metrics listener too is bound while privileged.
+  std::unique_ptr<MetricsServer> metrics;
+  if (o.metrics_listen && !o.exec_mode) {
+    auto opened = MetricsServer::Open(*o.metrics_listen);
+    if (!opened.ok()) return Fail(opened.status());
+    metrics = std::move(*opened);
+  }
+
   // 3. listen() before daemon(), unlike the original: when `socketbox -d`
   //    returns, connections are queued rather than refused, and a listen
   //    error reaches the parent's exit status instead of a detached child.
@@ -181,9 +191,11 @@ int RunDaemon(const Options& o) {
       });
     }
   }
+  if (metrics) metrics->Start([&stats] { return PrometheusText(stats); });
   std::string where;
   for (const std::string& d : listeners.descriptions) where += (where.empty() ? "" : ", ") + d;
   if (o.registration) where = StrCat("registration group ", o.registration->group, " at ", o.registration->path);
+  if (metrics) where += StrCat("; metrics at http://", FormatHostPort(*o.metrics_listen), "/metrics");
   Log(StrCat("ready: ", workers, " worker(s), io=", io == IoMode::kUring ? "uring" : "sync",
              ", accepting on ", where));
   NotifySystemd("READY=1");
@@ -206,8 +218,10 @@ int RunDaemon(const Options& o) {
       if (loaded.ok()) {
         PrintWarnings(*loaded);
         control.Publish(loaded->table);
+        Bump(stats.reloads);
         Log(StrCat("reloaded ", o.config_path));
       } else {
+        Bump(stats.reload_failures);
         Log(StrCat("reload of ", o.config_path, " failed; keeping the running configuration:\n",
                    loaded.status().message()));
       }
@@ -220,6 +234,7 @@ int RunDaemon(const Options& o) {
   NotifySystemd("STOPPING=1");
   control.RequestStop();
   for (std::thread& t : threads) t.join();
+  if (metrics) metrics->Stop();
   std::fputs(stats.Format().c_str(), stderr);
   Log(StrCat("stopped (exit ", status, ")"));
   return status;

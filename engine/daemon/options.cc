@@ -16,7 +16,7 @@ namespace {
 
 enum LongOnly {
   kListen = 1000, kThreads, kIo, kDispatchTimeout, kStatsInterval, kExactListeners,
-  kCheckConfig, kTestRoute, kHelp, kVersion,
+  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion,
 };
 
 const option kLongOptions[] = {
@@ -47,6 +47,7 @@ const option kLongOptions[] = {
     {"dispatch-timeout", required_argument, nullptr, kDispatchTimeout},
     {"stats-interval", required_argument, nullptr, kStatsInterval},
     {"exact-listeners", required_argument, nullptr, kExactListeners},
+    {"metrics-listen", required_argument, nullptr, kMetricsListen},
     {"check-config", no_argument, nullptr, kCheckConfig},
     {"test-route", no_argument, nullptr, kTestRoute},
     {"help", no_argument, nullptr, kHelp},
@@ -212,6 +213,14 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->listen.push_back(*address);
       return absl::OkStatus();
     }
+    case kMetricsListen: {
+      auto address = ParseHostPort(arg);
+      if (!address || address->port == 0) {
+        return Bad("--metrics-listen", arg, "expected [IPV6]:PORT or IPV4:PORT, port 1-65535");
+      }
+      o->metrics_listen = *address;
+      return absl::OkStatus();
+    }
     case kThreads: {
       auto n = ParseNumber("--threads", arg, 1, 256);
       if (!n.ok()) return n.status();
@@ -336,6 +345,9 @@ Options of this implementation:
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
       --exact-listeners N      at most N extra listeners for addresses named exactly
                                in the configuration (64; 0 disables)
+      --metrics-listen [ADDR]:PORT
+                               serve the counters in Prometheus text format over
+                               HTTP (GET /metrics), e.g. [::1]:9100
       --check-config, --test-route, --help, --version
 
 Signals: SIGHUP reloads the configuration (a bad file keeps the old one),

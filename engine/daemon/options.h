@@ -65,6 +65,7 @@ struct Options {
   int dispatch_timeout_ms = 2000;
   int stats_interval_s = 0;
   int exact_listeners = 64;
+  std::optional<SocketAddress> metrics_listen;  // --metrics-listen
 
   bool has_forced_action() const { return forced_path.has_value() || forced_fd.has_value(); }
 };

@@ -65,6 +65,13 @@ Counter* StatsRegistry::BackendCounter(std::string_view backend) {
   return it->second.get();
 }
 
+std::vector<std::pair<std::string, uint64_t>> StatsRegistry::BackendDeliveries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (const auto& [path, counter] : backends_) out.emplace_back(path, Load(*counter));
+  return out;
+}
+
 std::string StatsRegistry::Format() const {
   std::string out;
   std::vector<const WorkerStats*> all;
@@ -77,9 +84,8 @@ std::string StatsRegistry::Format() const {
   out += "stats total";
   AppendWorker(&out, all);
   out += '\n';
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [path, counter] : backends_) {
-    StrAppend(&out, "stats backend ", path, " delivered=", Load(*counter), "\n");
+  for (const auto& [path, delivered] : BackendDeliveries()) {
+    StrAppend(&out, "stats backend ", path, " delivered=", delivered, "\n");
   }
   return out;
 }

@@ -57,6 +57,7 @@ class StatsRegistry {
   explicit StatsRegistry(int workers);
 
   WorkerStats& worker(int i) { return *workers_[i]; }
+  const WorkerStats& worker(int i) const { return *workers_[i]; }
   int worker_count() const { return static_cast<int>(workers_.size()); }
 
   // A stable counter for `backend`; created on first use (mutex, not hot).
@@ -65,6 +66,13 @@ class StatsRegistry {
   // "stats worker=N accepted=... dropped.fail=..." lines, one per worker,
   // then "stats total ..." and "stats backend PATH delivered=N" lines.
   std::string Format() const;
+
+  // (configured path, delivered) for every backend seen so far, by path.
+  std::vector<std::pair<std::string, uint64_t>> BackendDeliveries() const;
+
+  // SIGHUP reloads, written by the main thread.
+  Counter reloads{0};
+  Counter reload_failures{0};
 
  private:
   std::vector<std::unique_ptr<WorkerStats>> workers_;

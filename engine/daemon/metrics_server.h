@@ -1,0 +1,45 @@
+// --metrics-listen: a tiny HTTP/1.0 server for Prometheus scrapes, on its
+// own listener and thread, away from the accept path. One request at a
+// time; a client gets 2 seconds to send its request and take the answer,
+// so a silent or slow one cannot hold the endpoint. GET /metrics (or /)
+// answers 200 with the text; any other path 404, anything else 400.
+#ifndef SBX_ENGINE_DAEMON_METRICS_SERVER_H_
+#define SBX_ENGINE_DAEMON_METRICS_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "engine/core/address.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+class MetricsServer {
+ public:
+  // Binds and listens on `address` (while still privileged).
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Open(const SocketAddress& address);
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Serves `render()`'s text until Stop() (or destruction).
+  void Start(std::function<std::string()> render);
+  void Stop();
+
+ private:
+  MetricsServer(UniqueFd listener, UniqueFd wake);
+  void Serve();
+  void Answer(int fd);
+
+  UniqueFd listener_;
+  UniqueFd wake_;  // eventfd: Stop() wakes the thread's poll
+  std::function<std::string()> render_;
+  std::thread thread_;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_METRICS_SERVER_H_

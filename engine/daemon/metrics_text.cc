@@ -1,0 +1,83 @@
+#include "engine/daemon/metrics_text.h"
+
+#include "engine/core/str_cat.h"
+
+namespace sbx {
+namespace {
+
+uint64_t Load(const Counter& c) { return c.load(std::memory_order_relaxed); }
+
+void Header(std::string* out, std::string_view name, std::string_view help) {
+  StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n");
+}
+
+// One counter family with a sample per worker.
+void PerWorker(std::string* out, const StatsRegistry& stats, std::string_view name,
+               std::string_view help, Counter WorkerStats::*field) {
+  Header(out, name, help);
+  for (int w = 0; w < stats.worker_count(); ++w) {
+    StrAppend(out, name, "{worker=\"", w, "\"} ",
+              Load(stats.worker(w).*field), "\n");
+  }
+}
+
+}  // namespace
+
+std::string EscapeLabelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string PrometheusText(const StatsRegistry& stats) {
+  std::string out;
+  PerWorker(&out, stats, "socketbox_accepted_total",
+            "Connections accepted (or received in -P mode).", &WorkerStats::accepted);
+  PerWorker(&out, stats, "socketbox_dispatched_total",
+            "Connections handed to a backend.", &WorkerStats::dispatched);
+  Header(&out, "socketbox_dropped_total", "Connections closed without a backend, by reason.");
+  for (int w = 0; w < stats.worker_count(); ++w) {
+    const WorkerStats& ws = stats.worker(w);
+    for (int r = 0; r < static_cast<int>(DropReason::kCount); ++r) {
+      StrAppend(&out, "socketbox_dropped_total{worker=\"", w, "\",reason=\"",
+                DropReasonName(static_cast<DropReason>(r)), "\"} ", Load(ws.dropped[r]), "\n");
+    }
+  }
+  PerWorker(&out, stats, "socketbox_accept_errors_total",
+            "Transient accept errors, counted and survived.", &WorkerStats::accept_errors);
+  PerWorker(&out, stats, "socketbox_accept_pauses_total",
+            "Listener pauses for lack of fds, memory or dispatch slots.", &WorkerStats::accept_pauses);
+  PerWorker(&out, stats, "socketbox_getsockname_calls_total",
+            "getsockname(2) calls made to classify connections.", &WorkerStats::getsockname_calls);
+  PerWorker(&out, stats, "socketbox_getpeername_calls_total",
+            "getpeername(2) calls made to classify connections.", &WorkerStats::getpeername_calls);
+  PerWorker(&out, stats, "socketbox_uring_enter_calls_total",
+            "io_uring_enter(2) calls.", &WorkerStats::uring_enters);
+  PerWorker(&out, stats, "socketbox_close_errors_total",
+            "Failed closes of passed connections.", &WorkerStats::close_errors);
+  Header(&out, "socketbox_backend_delivered_total",
+         "Connections delivered per backend (configured path).");
+  for (const auto& [path, delivered] : stats.BackendDeliveries()) {
+    StrAppend(&out, "socketbox_backend_delivered_total{backend=\"", EscapeLabelValue(path), "\"} ",
+              delivered, "\n");
+  }
+  Header(&out, "socketbox_config_reloads_total", "Configuration reloads (SIGHUP) that took effect.");
+  StrAppend(&out, "socketbox_config_reloads_total ", Load(stats.reloads), "\n");
+  Header(&out, "socketbox_config_reload_failures_total",
+         "Reloads refused (the running configuration was kept).");
+  StrAppend(&out, "socketbox_config_reload_failures_total ", Load(stats.reload_failures), "\n");
+  return out;
+}
+
+}  // namespace sbx
