@@ -193,6 +193,41 @@ class SystemdTest(unittest.TestCase):
             finally:
                 backend.close()
 
+    def test_restart_on_a_held_listener_loses_nothing(self):
+        # What a socket unit gives: systemd holds the listener across a
+        # restart of the service, so connections made while no daemon runs
+        # wait in its backlog and the next daemon serves them.
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "held")
+            listener = sbxtest.socket_in(topo.server)
+            listener.bind(("::", 8083))
+            listener.listen(64)
+            fd = listener.fileno()
+            script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec "$@"'
+            try:
+                def start():
+                    return Engine(["-S", backend.path, "--threads", "2"], ns=topo.server, pass_fds=(fd,),
+                                  wrapper=["sh", "-c", script, "sh"])
+                first = start()
+                self.assertEqual(fetch(topo.client, f"{A}7", 8083), b"held")
+                self.assertEqual(first.stop(), 0)
+                results = []
+                clients = [threading.Thread(target=lambda: results.append(fetch(topo.client, f"{A}8", 8083,
+                                                                                  timeout=20)))
+                           for _ in range(5)]
+                for t in clients:
+                    t.start()
+                time.sleep(0.5)  # connected, queued, nobody accepting
+                self.assertEqual(results, [])
+                second = start()
+                for t in clients:
+                    t.join(timeout=25)
+                self.assertEqual(results, [b"held"] * 5)
+                self.assertEqual(second.stop(), 0)
+            finally:
+                listener.close()
+                backend.close()
+
     def test_shipped_unit_files_verify(self):
         if not shutil.which("systemd-analyze"):
             self.skipTest("systemd-analyze not installed")
