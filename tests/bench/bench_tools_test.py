@@ -5,6 +5,7 @@ bench/load_generator (greeting check, error taxonomy, bounds), and their
 answers to bad input. TAP output; run by meson (suite 'bench')."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,7 @@ class DirectTest(unittest.TestCase):
 class ChannelTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sbx-bench-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
     def test_datagram_backend_and_drops(self):
         path = os.path.join(self.tmp, "a.sock")
