@@ -72,13 +72,15 @@ int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config
     // Lets another process blocked on the same socket take the next one.
     sched_yield();
   }
+  ListenerInfo listener;
+  const bool ours = FindListener(fd, &listener);
   ReceiveOptions options;
   options.strict = config.strict;
   uint64_t refused = 0;
   if (config.senders.active()) {
-    // Sockets bound by this library have it from the start; an inherited
-    // one gets it here (idempotent), so messages queued before are refused.
-    if (EnableSenderCredentials(fd) != 0) return -1;
+    // Sockets bound by this library got SO_PASSCRED before their bind; an
+    // inherited one gets it here, so messages queued before are refused.
+    if (!ours && EnableSenderCredentials(fd) != 0) return -1;
     options.senders = &config.senders;
     options.refused = &refused;
   }
@@ -96,8 +98,7 @@ int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config
   }
   UniqueFd conn = std::move(*received);
   if (!SetFlags(conn.get(), flags)) return -1;
-  ListenerInfo listener;
-  if (FindListener(fd, &listener) && !listener.options.empty()) {
+  if (ours && !listener.options.empty()) {
     // TCP options only for TCP sockets (the strict level already vouched
     // for SOCK_STREAM; at level 0 a failed setsockopt is harmless).
     const int domain = SockoptInt(conn.get(), SO_DOMAIN);

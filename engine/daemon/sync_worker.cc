@@ -73,7 +73,7 @@ void SyncWorker::ReceiveRegistered() {
   receive.recv_flags = MSG_DONTWAIT;
   receive.rejected = &rejected;
   auto fd = ReceiveFd(setup_.registration_fd, receive);
-  for (; rejected > 0; --rejected) RejectRegistered();
+  if (rejected > 0) RejectRegistered(rejected);
   if (fd.ok()) {
     Deliver(fd->Release(), nullptr, nullptr);
     return;

@@ -38,9 +38,9 @@ class WorkerBase {
   // counting why not (the caller closes `fd`).
   Backend* Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote);
 
-  // A connection received from the registration server that fails the
-  // strict check: counted; the caller closes it.
-  void RejectRegistered() { Bump(stats_->accept_errors); }
+  // Connections received from the registration server that fail the
+  // strict check: counted; the caller closes them.
+  void RejectRegistered(uint64_t n = 1) { Bump(stats_->accept_errors, n); }
 
   // The registration channel ended (`err` 0: the server went away) or
   // failed (`err`: the errno): logs it and asks the daemon to exit, 0 or 1.

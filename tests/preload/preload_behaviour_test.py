@@ -177,6 +177,20 @@ for name, sock in (("real", c), ("injected", mine)):
         self.assertIn('SKBOX_SENDER_UIDS="root" is malformed', r.stderr)
         self.assertIn("nothing accepted", r.stdout)  # fails closed: both refused
         self.assertIn("real b''", r.stdout)
+        # A receiving socket the program bound itself gets SO_PASSCRED at its
+        # first accept(); what arrives after that is checked the same way.
+        own = r"""
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(os.path.join(ROOT2, "own.sock")); s.setblocking(False)
+try: s.accept()
+except BlockingIOError: print("empty")
+c = deliver(os.path.join(ROOT2, "own.sock"))
+conn, _ = s.accept(); conn.sendall(b"own"); conn.close()
+print("got", c.recv(16))
+"""
+        out = self.run_child(own, SKBOX_SENDER_UIDS="0")
+        self.assertIn("empty", out)
+        self.assertIn("got b'own'", out)
 
     def test_vanished_stream_source_is_enolink_not_sigterm(self):
         out = self.run_child(r"""
