@@ -1,6 +1,7 @@
 #include "engine/daemon/backend_table.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -14,10 +15,14 @@ constexpr uint32_t kMaxBackoffMs = 1000;
 constexpr uint64_t kLogIntervalNs = 5'000'000'000;
 constexpr uint64_t kMsNs = 1'000'000;
 
+bool IsOwnResourceError(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
+}
+
 }  // namespace
 
-BackendTable::BackendTable(StatsRegistry* stats, size_t max_substituted)
-    : stats_(stats), max_substituted_(max_substituted) {}
+BackendTable::BackendTable(StatsRegistry* stats, size_t max_substituted, FdReserve* reserve)
+    : stats_(stats), max_substituted_(max_substituted), reserve_(reserve) {}
 
 Backend* BackendTable::ForPath(std::string_view path, std::string_view counter_key,
                                uint64_t now_ns) {
@@ -49,7 +54,18 @@ Backend* BackendTable::ForFd(int fd) {
 }
 
 bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
-  auto fd = ConnectUnixDatagram(b->path);
+  auto connect = [&] { return ConnectUnixDatagram(b->path); };
+  SysResult<UniqueFd> fd = connect();
+  if (!fd.ok() && reserve_ != nullptr && (fd.error() == EMFILE || fd.error() == ENFILE)) {
+    // Our own fd table is full (accepted connections took it): use the
+    // reserve rather than call a healthy backend down.
+    reserve_->Open([&] {
+      fd = connect();
+      if (fd.ok()) return fd->get();
+      errno = fd.error();
+      return -1;
+    });
+  }
   if (fd.ok()) {
     b->socket = std::move(fd.value());
     b->down = false;
@@ -58,20 +74,26 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
   }
   b->down = true;
   b->last_error = fd.error();
+  if (IsOwnResourceError(b->last_error)) {
+    // Not the backend's fault: try again soon, without backing off.
+    b->retry_at_ns = now_ns + kMsNs;
+    LogTrouble(b, "cannot be reached for lack of the daemon's own resources", b->last_error,
+               now_ns);
+    return false;
+  }
   b->backoff_ms = b->backoff_ms == 0 ? kFirstBackoffMs : std::min(b->backoff_ms * 2, kMaxBackoffMs);
   b->retry_at_ns = now_ns + b->backoff_ms * kMsNs;
   LogTrouble(b, "unavailable", b->last_error, now_ns);
   return false;
 }
 
-void BackendTable::MarkDown(Backend* b, int err, uint64_t now_ns,
-                            std::vector<UniqueFd>* graveyard) {
+void BackendTable::MarkDown(Backend* b, int err, uint64_t now_ns) {
   if (!b->reconnectable()) return;
   if (!b->down) {
     b->down = true;
     b->backoff_ms = 0;
     b->retry_at_ns = now_ns;  // a restarted backend is usually back at once
-    if (b->socket) graveyard->push_back(std::move(b->socket));
+    if (b->socket) retired_.push_back(std::move(b->socket));
   }
   b->last_error = err;
   LogTrouble(b, "went away", err, now_ns);
@@ -96,7 +118,7 @@ void BackendTable::EvictIdleSubstituted() {
   // Drop the least recently used idle half; never one that is in use.
   std::vector<std::pair<uint64_t, std::string>> idle;
   for (auto& [path, b] : by_path_) {
-    if (b->substituted && b->in_flight == 0 && b->waiting.empty() && !b->poll_armed) idle.emplace_back(b->last_used, path);
+    if (b->substituted && !b->dispatch.busy()) idle.emplace_back(b->last_used, path);
   }
   std::sort(idle.begin(), idle.end());
   for (size_t i = 0; i < idle.size() / 2 + 1 && i < idle.size(); ++i) {

@@ -4,12 +4,11 @@
 // goes away, and a bounded cache for -U substituted paths.
 //
 // Owned and used by one worker thread only. Backend pointers stay valid
-// until the table is destroyed or, for substituted paths, evicted (never
-// while a send is in flight or a connection waits).
+// until the table is destroyed or, for substituted paths, evicted; a busy
+// backend (DispatchState::busy) is never evicted.
 #ifndef SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
 #define SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
 
-#include <cerrno>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -18,10 +17,24 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/stats.h"
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {
+
+// The dispatch scheduler's state of one backend (dispatch_scheduler.h).
+struct DispatchState {
+  std::deque<uint32_t> waiting;  // dispatch slots waiting, in order
+  uint32_t in_flight = 0;        // sends started, result not yet back
+  uint32_t last_burst_ok = 0;    // sends that went through since the last pump
+  bool congested = false;        // queue full: waiting for writability
+  bool watch_armed = false;      // a writability watch names this backend
+  bool listed = false;           // on the scheduler's timer list
+
+  // The scheduler may still name this backend: never evict it then.
+  bool busy() const { return in_flight > 0 || !waiting.empty() || watch_armed || listed; }
+};
 
 struct Backend {
   std::string path;      // actual path (after -U), empty for fd backends
@@ -32,14 +45,7 @@ struct Backend {
   uint64_t retry_at_ns = 0;
   uint32_t backoff_ms = 0;
   uint64_t last_log_ns = 0;
-  uint32_t in_flight = 0;           // sends submitted, not completed
-  bool congested = false;           // queue full: waiting for POLLOUT
-  bool poll_armed = false;          // a POLLOUT names this backend
-  uint32_t last_pump_ok = 0;        // sends that went through since the last pump
-  // The last SQE of this backend's link chain in the current submission.
-  struct io_uring_sqe* chain_tail = nullptr;
-  uint64_t chain_batch = 0;
-  std::deque<uint32_t> waiting;     // dispatch slots waiting, in order
+  DispatchState dispatch;
   Counter* delivered = nullptr;     // by configured path
   uint64_t last_used = 0;           // for -U cache eviction
   bool substituted = false;         // made by -U: evictable when idle
@@ -48,17 +54,11 @@ struct Backend {
   bool reconnectable() const { return borrowed_fd < 0; }
 };
 
-// A send error that means the backend went away (closed, restarted,
-// unlinked): wait for it to come back instead of dropping.
-inline bool IsBackendGone(int err) {
-  return err == ECONNREFUSED || err == ENOENT || err == ENOTCONN || err == ECONNRESET ||
-         err == EPIPE || err == EDESTADDRREQ;
-}
-
 class BackendTable {
  public:
-  // `stats` outlives the table. `max_substituted` bounds the -U cache.
-  BackendTable(StatsRegistry* stats, size_t max_substituted);
+  // `stats` (and `reserve`, if given) outlive the table.
+  // `max_substituted` bounds the -U cache.
+  BackendTable(StatsRegistry* stats, size_t max_substituted, FdReserve* reserve = nullptr);
 
   // The backend for a path, connecting on first use. `counter_key` is the
   // configured path (before substitution) that delivery is counted under.
@@ -66,9 +66,10 @@ class BackendTable {
   Backend* ForFd(int fd);
 
   // Marks `b` down after a send failed with `err` and schedules a retry.
-  // The socket is handed to `graveyard` (closed by the caller once no
-  // prepared submission can still name it).
-  void MarkDown(Backend* b, int err, uint64_t now_ns, std::vector<UniqueFd>* graveyard);
+  // Its socket is retired: closed by CloseRetired, once no prepared
+  // submission can still name it.
+  void MarkDown(Backend* b, int err, uint64_t now_ns);
+  void CloseRetired() { retired_.clear(); }
   // Tries to connect a down backend whose retry time has come.
   bool TryReconnect(Backend* b, uint64_t now_ns);
 
@@ -81,6 +82,8 @@ class BackendTable {
 
   StatsRegistry* stats_;
   size_t max_substituted_;
+  FdReserve* reserve_;
+  std::vector<UniqueFd> retired_;  // sockets of backends that went away
   absl::flat_hash_map<std::string, std::unique_ptr<Backend>> by_path_;
   absl::flat_hash_map<int, std::unique_ptr<Backend>> by_fd_;
   size_t substituted_count_ = 0;

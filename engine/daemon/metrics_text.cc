@@ -56,8 +56,11 @@ std::string PrometheusText(const StatsRegistry& stats) {
   }
   PerWorker(&out, stats, "socketbox_accept_errors_total",
             "Transient accept errors, counted and survived.", &WorkerStats::accept_errors);
-  PerWorker(&out, stats, "socketbox_accept_pauses_total",
-            "Listener pauses for lack of fds, memory or dispatch slots.", &WorkerStats::accept_pauses);
+  PerWorker(&out, stats, "socketbox_accept_resource_pauses_total",
+            "Listener pauses after accept ran out of fds or memory.",
+            &WorkerStats::accept_resource_pauses);
+  PerWorker(&out, stats, "socketbox_accept_slot_pauses_total",
+            "Accepting paused because dispatch slots ran low.", &WorkerStats::accept_slot_pauses);
   PerWorker(&out, stats, "socketbox_getsockname_calls_total",
             "getsockname(2) calls made to classify connections.", &WorkerStats::getsockname_calls);
   PerWorker(&out, stats, "socketbox_getpeername_calls_total",

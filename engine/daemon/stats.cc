@@ -24,7 +24,8 @@ void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts
     StrAppend(&reasons, " dropped.", DropReasonName(static_cast<DropReason>(r)), "=", n);
   }
   StrAppend(out, " dropped=", dropped_total, reasons, " accept_errors=",
-            sum(&WorkerStats::accept_errors), " accept_pauses=", sum(&WorkerStats::accept_pauses),
+            sum(&WorkerStats::accept_errors), " accept_resource_pauses=", sum(&WorkerStats::accept_resource_pauses),
+            " accept_slot_pauses=", sum(&WorkerStats::accept_slot_pauses),
             " getsockname=", sum(&WorkerStats::getsockname_calls), " getpeername=",
             sum(&WorkerStats::getpeername_calls), " uring_enter=",
             sum(&WorkerStats::uring_enters), " close_errors=", sum(&WorkerStats::close_errors));
@@ -41,6 +42,7 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kSendError: return "send_error";
     case DropReason::kOverload: return "overload";
     case DropReason::kSocketError: return "socket_error";
+    case DropReason::kResources: return "resources";
     case DropReason::kCount: break;
   }
   return "?";

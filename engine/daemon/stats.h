@@ -26,6 +26,7 @@ enum class DropReason : int {
   kSendError,       // any other send error
   kOverload,        // no dispatch slot free (accepts pause before this)
   kSocketError,     // getsockname/getpeername/-z setsockopt failed
+  kResources,       // the daemon itself lacked fds or memory until the deadline
   kCount,
 };
 
@@ -38,7 +39,8 @@ struct WorkerStats {
   Counter dispatched{0};
   std::array<Counter, static_cast<int>(DropReason::kCount)> dropped{};
   Counter accept_errors{0};  // transient accept errors, counted and survived
-  Counter accept_pauses{0};  // EMFILE/ENFILE/ENOMEM/ENOBUFS or no free slots
+  Counter accept_resource_pauses{0};  // accept said EMFILE/ENFILE/ENOMEM/ENOBUFS
+  Counter accept_slot_pauses{0};      // dispatch slots ran low: accepting paused
   Counter getsockname_calls{0};
   Counter getpeername_calls{0};
   Counter uring_enters{0};   // io_uring_enter calls (submit and wait)

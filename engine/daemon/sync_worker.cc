@@ -4,66 +4,148 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <ctime>
 
 #include "engine/core/fd_passing.h"
 #include "engine/sys/clock.h"
 
 namespace sbx {
+namespace {
+
+constexpr int kAcceptsPerTurn = 64;  // bounded, so no listener starves another
+constexpr uint64_t kResourcePauseNs = 5'000'000;
+constexpr uint64_t kIdleWakeNs = 1'000'000'000;
+
+bool IsResourceError(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
+}
+
+}  // namespace
 
 SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
-    : WorkerBase(options, std::move(setup), control, stats) {}
+    : WorkerBase(options, std::move(setup), control, stats) {
+  DispatchScheduler::Config config;
+  config.slots = kDispatchSlots;
+  config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
+  config.forced_fd = options_.forced_fd.has_value();
+  scheduler_ = std::make_unique<DispatchScheduler>(
+      config, static_cast<DispatchTransport*>(this), &backends_, stats_, MonotonicNs);
+  for (const ListenerInfo& info : setup_.listeners) listeners_.push_back({info});
+}
 
 void SyncWorker::Run() {
   PickUpTable();
   std::vector<pollfd> fds;
-  fds.push_back({control_->wake_fd(setup_.index), POLLIN, 0});
-  if (setup_.registration_fd >= 0) {
-    fds.push_back({setup_.registration_fd, POLLIN, 0});
-  }
-  for (const ListenerInfo& l : setup_.listeners) fds.push_back({l.fd, POLLIN, 0});
+  std::vector<Listener*> polled_listeners;
+  std::vector<Backend*> polled_backends;
   while (!control_->stopping()) {
-    if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) break;
+    uint64_t now = MonotonicNs();
+    fds.clear();
+    polled_listeners.clear();
+    polled_backends.clear();
+    fds.push_back({control_->wake_fd(setup_.index), POLLIN, 0});
+    if (setup_.registration_fd >= 0) fds.push_back({setup_.registration_fd, POLLIN, 0});
+    const size_t first_listener = fds.size();
+    for (Listener& l : listeners_) {
+      if (!Polled(l, now)) continue;
+      fds.push_back({l.info.fd, POLLIN, 0});
+      polled_listeners.push_back(&l);
+    }
+    const size_t first_backend = fds.size();
+    for (Backend* b : watched_) {
+      fds.push_back({b->fd(), POLLOUT, 0});  // -1 (gone) is skipped by poll
+      polled_backends.push_back(b);
+    }
+    const uint64_t wait_ns = NextTimer(now) - now;
+    const int timeout_ms = static_cast<int>(std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 1000));
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) {
       uint64_t value;
       (void)!::read(fds[0].fd, &value, sizeof(value));
     }
     PickUpTable();
     if (control_->stopping()) break;
-    for (size_t i = 1; i < fds.size(); ++i) {
-      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-      if (fds[i].fd == setup_.registration_fd) {
-        ReceiveRegistered();
-      } else {
-        AcceptAll(setup_.listeners[i - 1 - (setup_.registration_fd >= 0 ? 1 : 0)]);
-      }
+    fds_freed_ = false;
+    if (setup_.registration_fd >= 0 && fds[1].revents != 0) ReceiveRegistered();
+    for (size_t i = 0; i < polled_listeners.size(); ++i) {
+      if (fds[first_listener + i].revents != 0) AcceptSome(*polled_listeners[i]);
     }
-    graveyard_.clear();
+    for (size_t i = 0; i < polled_backends.size(); ++i) {
+      Backend* b = polled_backends[i];
+      // A backend that went away has no socket to watch: look again now.
+      if (fds[first_backend + i].revents == 0 && b->fd() >= 0) continue;
+      watched_.erase(std::find(watched_.begin(), watched_.end(), b));
+      scheduler_->OnWritable(b);
+    }
+    DeliverResults();
+    scheduler_->RunTimers();
+    DeliverResults();
+    if (slots_paused_ && scheduler_->free_slots() > kDispatchSlotsHighWater) slots_paused_ = false;
+    backends_.CloseRetired();
+    RefillFdReserve();
+  }
+  // Stopping: connections still waiting get until their deadline, as in
+  // the io_uring worker, then are counted.
+  while (!scheduler_->idle()) {
+    const uint64_t now = MonotonicNs();
+    std::vector<pollfd> wait;
+    for (Backend* b : watched_) wait.push_back({b->fd(), POLLOUT, 0});
+    const uint64_t wait_ns = scheduler_->NextTimer(now, kIdleWakeNs) - now;
+    ::poll(wait.data(), wait.size(), static_cast<int>(std::min<uint64_t>(wait_ns / 1'000'000 + 1, 1000)));
+    std::vector<Backend*> fired;
+    for (size_t i = 0; i < wait.size(); ++i) {
+      if (wait[i].revents != 0 || wait[i].fd < 0) fired.push_back(watched_[i]);
+    }
+    for (Backend* b : fired) {
+      watched_.erase(std::find(watched_.begin(), watched_.end(), b));
+      scheduler_->OnWritable(b);
+    }
+    DeliverResults();
+    scheduler_->RunTimers();
+    DeliverResults();
+    backends_.CloseRetired();
   }
 }
 
-void SyncWorker::AcceptAll(const ListenerInfo& listener) {
+bool SyncWorker::Polled(const Listener& l, uint64_t now) const {
+  if (slots_paused_) return false;
+  return !l.starved || fds_freed_ || now >= l.resume_at_ns;
+}
+
+uint64_t SyncWorker::NextTimer(uint64_t now) const {
+  uint64_t next = scheduler_->NextTimer(now, kIdleWakeNs);
+  for (const Listener& l : listeners_) {
+    if (l.starved && l.resume_at_ns > now) next = std::min(next, l.resume_at_ns);
+  }
+  return next;
+}
+
+void SyncWorker::AcceptSome(Listener& l) {
   const bool want_remote = router_.needs_remote();
-  for (int n = 0; n < 64; ++n) {  // bounded, so no listener starves another
+  for (int n = 0; n < kAcceptsPerTurn && !slots_paused_; ++n) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    const int fd = ::accept4(listener.fd, want_remote ? reinterpret_cast<sockaddr*>(&ss) : nullptr,
+    const int fd = ::accept4(l.info.fd, want_remote ? reinterpret_cast<sockaddr*>(&ss) : nullptr,
                              want_remote ? &len : nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-        Bump(stats_->accept_pauses);
-        ::usleep(100'000);
+      if (IsResourceError(errno)) {
+        // The connection stays queued; this listener waits for one of ours
+        // to leave (or shortly), the others go on.
+        if (!l.starved) Bump(stats_->accept_resource_pauses);
+        l.starved = true;
+        l.resume_at_ns = MonotonicNs() + kResourcePauseNs;
       } else {
         Bump(stats_->accept_errors);
       }
       return;
     }
+    l.starved = false;
     auto remote = want_remote ? SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len)
                               : std::nullopt;
-    Deliver(fd, &listener, remote ? &*remote : nullptr);
+    OnConnection(fd, &l.info, remote ? &*remote : nullptr);
   }
 }
 
@@ -75,7 +157,7 @@ void SyncWorker::ReceiveRegistered() {
   auto fd = ReceiveFd(setup_.registration_fd, receive);
   if (rejected > 0) RejectRegistered(rejected);
   if (fd.ok()) {
-    Deliver(fd->Release(), nullptr, nullptr);
+    OnConnection(fd->Release(), nullptr, nullptr);
     return;
   }
   if (fd.error() == EAGAIN || fd.error() == EINTR) return;
@@ -83,51 +165,50 @@ void SyncWorker::ReceiveRegistered() {
   control_->RequestStop();
 }
 
-void SyncWorker::Deliver(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
-  UniqueFd conn(fd);
+void SyncWorker::OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
   Backend* backend = Admit(fd, listener, remote);
-  if (backend == nullptr) return;
-  if (Send(fd, backend)) {
-    Bump(stats_->dispatched);
-    Bump(*backend->delivered);
+  if (backend == nullptr) {
+    CloseConnection(fd);
+    return;
+  }
+  scheduler_->Dispatch(fd, backend);
+  if (!slots_paused_ && scheduler_->free_slots() < kDispatchSlotsLowWater) {
+    slots_paused_ = true;
+    Bump(stats_->accept_slot_pauses);
   }
 }
 
-bool SyncWorker::Send(int fd, Backend* b) {
-  const uint64_t deadline = MonotonicNs() + static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
-  while (true) {
-    const uint64_t now = MonotonicNs();
-    if (b->down && !backends_.TryReconnect(b, now)) {
-      if (now >= deadline) {
-        stats_->Drop(DropReason::kBackendDown);
-        return false;
-      }
-      ::usleep(static_cast<useconds_t>(std::min<uint64_t>(b->retry_at_ns > now ? b->retry_at_ns - now : 0,
-                                                          deadline - now) / 1000 + 1));
-      continue;
-    }
-    SysStatus sent = SendFd(b->fd(), fd, MSG_DONTWAIT);
-    if (sent.ok()) return true;
-    const int err = sent.error();
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (now >= deadline) {
-        stats_->Drop(DropReason::kTimeout);
-        return false;
-      }
-      pollfd p{b->fd(), POLLOUT, 0};
-      ::poll(&p, 1, static_cast<int>((deadline - now) / 1'000'000) + 1);
-      continue;
-    }
-    if (b->reconnectable() && IsBackendGone(err)) {
-      backends_.MarkDown(b, err, now, &graveyard_);
-      graveyard_.clear();
-      continue;
-    }
-    stats_->Drop(DropReason::kSendError);
-    backends_.LogTrouble(b, "send failed", err, now);
-    if (options_.forced_fd && IsBackendGone(err)) control_->RequestExit(11);
-    return false;
+void SyncWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {
+  if (std::find(failed_.begin(), failed_.end(), b) != failed_.end()) {
+    results_.emplace_back(slot, -ECANCELED);
+    return;
+  }
+  SysStatus sent = SendFd(b->fd(), conn_fd, MSG_DONTWAIT);
+  if (sent.ok()) {
+    CloseConnection(conn_fd);
+    results_.emplace_back(slot, 1);
+    return;
+  }
+  failed_.push_back(b);
+  results_.emplace_back(slot, -sent.error());
+}
+
+void SyncWorker::DeliverResults() {
+  while (!results_.empty()) {
+    std::vector<std::pair<uint32_t, int>> batch;
+    batch.swap(results_);
+    failed_.clear();
+    for (const auto& [slot, res] : batch) scheduler_->OnSendResult(slot, res);
   }
 }
+
+void SyncWorker::CloseConnection(int fd) {
+  fds_freed_ = true;
+  ::close(fd);
+}
+
+void SyncWorker::WatchWritable(Backend* b) { watched_.push_back(b); }
+
+void SyncWorker::ForcedPeerGone() { control_->RequestExit(11); }
 
 }  // namespace sbx

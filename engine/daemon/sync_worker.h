@@ -1,28 +1,60 @@
 // SyncWorker (--io=sync): the classic design in the same binary, for
 // comparison and for kernels without what the fast path needs. poll(2) on
-// the listeners, accept4(2), getsockname/getpeername as the route needs,
-// sendmsg(2) with MSG_DONTWAIT and, on a full queue, poll(2) for room until
-// the dispatch deadline, close(2). Same routing, backends, failure
-// semantics and counters as the io_uring worker; a few syscalls per
-// connection instead of a fraction of one.
+// the listeners and on congested backends, accept4(2),
+// getsockname/getpeername as the route needs, sendmsg(2) with MSG_DONTWAIT,
+// close(2). The same DispatchScheduler as the io_uring worker decides what
+// is sent when, so routing, per-backend queues, deadlines, failure
+// semantics and counters are the same; one stopped backend stalls only its
+// own connections. A few syscalls per connection instead of a fraction of
+// one.
 #ifndef SBX_ENGINE_DAEMON_SYNC_WORKER_H_
 #define SBX_ENGINE_DAEMON_SYNC_WORKER_H_
 
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "engine/daemon/dispatch_scheduler.h"
 #include "engine/daemon/worker_base.h"
 
 namespace sbx {
 
-class SyncWorker : private WorkerBase {
+class SyncWorker : private WorkerBase, private DispatchTransport {
  public:
   SyncWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
   void Run();
 
  private:
-  void AcceptAll(const ListenerInfo& listener);
+  struct Listener {
+    ListenerInfo info;
+    bool starved = false;  // the last accept found no fd or memory
+    uint64_t resume_at_ns = 0;
+  };
+
+  // DispatchTransport: a send is made at once; its result is handed to the
+  // scheduler by DeliverResults, as a completion would be.
+  void StartSend(uint32_t slot, int conn_fd, Backend* b) override;
+  void CloseConnection(int conn_fd) override;
+  void WatchWritable(Backend* b) override;
+  void ForcedPeerGone() override;
+  void DeliverResults();
+
+  void AcceptSome(Listener& l);
   void ReceiveRegistered();
-  void Deliver(int fd, const ListenerInfo* listener, const SocketAddress* remote);
-  // True once sent; false after counting the drop. Closes nothing.
-  bool Send(int fd, Backend* backend);
+  void OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+  bool Polled(const Listener& l, uint64_t now) const;
+  uint64_t NextTimer(uint64_t now) const;
+
+  std::unique_ptr<DispatchScheduler> scheduler_;
+  std::vector<Listener> listeners_;
+  std::vector<std::pair<uint32_t, int>> results_;  // (slot, send result)
+  // Backends whose send failed since the results were last delivered: the
+  // next sends to them are not tried (as a failed link cancels the rest of
+  // an io_uring chain), so order is kept.
+  std::vector<const Backend*> failed_;
+  std::vector<Backend*> watched_;  // congested backends waiting for POLLOUT
+  bool slots_paused_ = false;
+  bool fds_freed_ = false;
 };
 
 }  // namespace sbx

@@ -6,10 +6,10 @@
 //             that no getpeername(2) is needed;
 //   classify  Router (no syscall when the listener knows its address or no
 //             rule reads it);
-//   dispatch  IORING_OP_SENDMSG (MSG_DONTWAIT) with SCM_RIGHTS on the
-//             backend's connected datagram socket; when its queue is full,
-//             connections wait in order in user space behind one POLLOUT
-//             per backend, each up to its deadline;
+//   dispatch  DispatchScheduler decides what is sent when; this worker is
+//             its transport: IORING_OP_SENDMSG (MSG_DONTWAIT) with
+//             SCM_RIGHTS on the backend's connected datagram socket, and
+//             one POLLOUT per congested backend as the writability watch;
 //   close     IORING_OP_CLOSE of our copy, linked after the send (no
 //             completion on success; cancelled, so the copy stays ours, when
 //             the send fails);
@@ -17,8 +17,8 @@
 // which under load waits for a batch of completions.
 //
 // The storage the kernel reads for a send (msghdr, iovec, control buffer)
-// lives in a slot named by the completion's user_data until the send's
-// completion arrives.
+// lives in the message of the send's dispatch slot, named by the
+// completion's user_data, until that completion arrives.
 #ifndef SBX_ENGINE_DAEMON_URING_WORKER_H_
 #define SBX_ENGINE_DAEMON_URING_WORKER_H_
 
@@ -29,11 +29,12 @@
 
 #include "absl/status/status.h"
 #include "engine/core/fd_passing.h"
+#include "engine/daemon/dispatch_scheduler.h"
 #include "engine/daemon/worker_base.h"
 
 namespace sbx {
 
-class UringWorker : private WorkerBase {
+class UringWorker : private WorkerBase, private DispatchTransport {
  public:
   UringWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
   ~UringWorker();
@@ -44,56 +45,63 @@ class UringWorker : private WorkerBase {
   void Run();  // returns once stopped and drained
 
  private:
-  struct Slot;
   struct Listener;
   struct RecvState;
+
+  // DispatchTransport.
+  void StartSend(uint32_t slot, int conn_fd, Backend* b) override;
+  void CloseConnection(int conn_fd) override;
+  void WatchWritable(Backend* b) override;
+  void ForcedPeerGone() override;
 
   // Completion handlers.
   void Handle(const io_uring_cqe* cqe);
   void OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe* cqe, bool multishot);
   void OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
-  void OnSendResult(uint32_t slot, int res);
   void OnRegistrationMessage(int res);
 
-  // Actions.
-  void Dispatch(int fd, Backend* backend);
-  void SubmitSend(uint32_t slot);
-  void Wait(uint32_t slot, bool in_order);
-  void Pump(Backend* backend, uint64_t now);
-  void ArmBackendPoll(Backend* backend);
-  void OnBackendWritable(Backend* backend);
-  void CloseConnection(uint32_t slot);
-  void CloseFd(int fd);
+  // Accepting.
   void Arm(Listener& l);
   void ArmOneAccept(Listener& l, uint32_t accept_slot);
+  bool MayArm(const Listener& l, uint64_t now) const;
   void CancelAccepts();
   void ArmWake();
   void ArmRegistration();
+
   void CheckControl();
   void RunTimers(uint64_t now);
   uint64_t NextTimer(uint64_t now) const;
   bool Drained() const;
+
+  // Submission queue.
   io_uring_sqe* GetSqe();
   void EnsureSqSpace(unsigned n);
-
-  uint32_t AllocSlot();
-  void FreeSlot(uint32_t slot);
+  bool Submit();  // false (after asking the daemon to stop) if the ring failed
+  void CheckEnter(int rc);  // counts a submission; a failed ring stops the daemon
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool ring_failed_ = false;
 
-  std::unique_ptr<Slot[]> slots_;
-  std::vector<uint32_t> free_slots_;
+  std::unique_ptr<DispatchScheduler> scheduler_;
+  std::unique_ptr<FdMessage[]> messages_;  // per dispatch slot
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
-  std::vector<Backend*> troubled_;      // backends with waiting connections
+  // The link chain being built: sends to one backend prepared back to back
+  // in one submission are linked, so that once one finds the queue full the
+  // rest are cancelled untried.
+  struct Chain {
+    const Backend* backend = nullptr;
+    io_uring_sqe* tail = nullptr;
+    uint64_t submission = 0;
+  } chain_;
   unsigned last_batch_ = 0;             // completions handled last turn
-  uint64_t submit_batch_ = 0;           // counts submissions (link chains end there)
+  uint64_t submissions_ = 0;            // counts submissions (link chains end there)
   io_uring_sqe* last_sqe_ = nullptr;    // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
-  uint64_t timeout_ns_ = 0;
   bool stopping_ = false;
   bool slots_paused_ = false;
+  bool fds_freed_ = false;  // a connection left this turn: a starved listener may retry
   int armed_requests_ = 0;  // accepts and registration receives in flight
 };
 

@@ -16,7 +16,7 @@ WorkerBase::WorkerBase(const Options& options, WorkerSetup setup, Control* contr
       setup_(std::move(setup)),
       control_(control),
       stats_(&stats->worker(setup_.index)),
-      backends_(stats, kMaxSubstitutedBackends),
+      backends_(stats, kMaxSubstitutedBackends, setup_.fd_reserve),
       router_(options, stats_, &backends_) {}
 
 bool WorkerBase::PickUpTable() {

@@ -22,12 +22,18 @@ struct WorkerSetup {
   int index = 0;
   std::vector<ListenerInfo> listeners;
   int registration_fd = -1;  // -P mode: receive sockets here instead
+  FdReserve* fd_reserve = nullptr;  // shared by all workers; may be null
 };
 
 class WorkerBase {
  protected:
   // Connected sockets cached for -U's substituted paths, per worker.
   static constexpr size_t kMaxSubstitutedBackends = 1024;
+  // Connections a worker holds between accept and hand-over; accepting
+  // pauses below the low water mark of free slots, resumes above the high.
+  static constexpr uint32_t kDispatchSlots = 16384;
+  static constexpr uint32_t kDispatchSlotsLowWater = 1024;
+  static constexpr uint32_t kDispatchSlotsHighWater = 8192;
 
   WorkerBase(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
 
@@ -42,6 +48,11 @@ class WorkerBase {
   // strict check: counted; the caller closes them.
   void RejectRegistered(uint64_t n = 1) { Bump(stats_->accept_errors, n); }
 
+  // Gives back reserve fds that were used, while fds are free.
+  void RefillFdReserve() {
+    if (setup_.fd_reserve != nullptr) setup_.fd_reserve->Refill();
+  }
+
   // The registration channel ended (`err` 0: the server went away) or
   // failed (`err`: the errno): logs it and asks the daemon to exit, 0 or 1.
   void RegistrationEnded(int err);
@@ -52,7 +63,6 @@ class WorkerBase {
   WorkerStats* stats_;
   BackendTable backends_;
   Router router_;
-  std::vector<UniqueFd> graveyard_;  // backend fds, closed when no send can use them
 
  private:
   uint64_t seen_generation_ = 0;

@@ -1,0 +1,108 @@
+// DispatchScheduler: one worker's connections on their way to backends,
+// with no ring and no clock of its own, so that it can be tested alone.
+//
+//   slots      each connection in dispatch holds one (its fd, backend and
+//              deadline) from Dispatch until its send succeeds or it is
+//              closed; the count bounds what a worker holds;
+//   order      a backend that cannot take a connection now (queue full,
+//              down) gets a FIFO of waiting slots; later dispatches queue
+//              behind it, so a backend sees connections in dispatch order;
+//   congested  a full queue (EAGAIN) asks the transport for one writability
+//              watch per backend; when it fires, a burst about the size of
+//              what went through last time is sent;
+//   down       a backend that went away is reconnected with backoff
+//              (BackendTable) while its connections wait;
+//   deadlines  a connection that waited past --dispatch-timeout is closed
+//              and counted (timeout, backend_down or resources).
+//
+// The worker supplies the transport (io_uring SENDMSG + linked CLOSE, or
+// sendmsg(2) + close(2)) and feeds results back. A backend the scheduler
+// tracks (sends in flight, waiting slots, a watch, or listed for timers) is
+// busy, and BackendTable never evicts a busy backend.
+#ifndef SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
+#define SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "engine/daemon/backend_table.h"
+#include "engine/daemon/stats.h"
+
+namespace sbx {
+
+// What the scheduler asks of its worker.
+class DispatchTransport {
+ public:
+  virtual ~DispatchTransport() = default;
+  // Starts sending `conn_fd` to `b`; the result comes back through
+  // OnSendResult(slot, res) later (never from inside this call). After a
+  // successful send the transport closes `conn_fd` itself.
+  virtual void StartSend(uint32_t slot, int conn_fd, Backend* b) = 0;
+  // Closes a connection that will not be delivered.
+  virtual void CloseConnection(int conn_fd) = 0;
+  // Asks for OnWritable(b) once b's queue has room (at most one at a time).
+  virtual void WatchWritable(Backend* b) = 0;
+  // The -i peer is gone (the original exits 11): nothing can be delivered.
+  virtual void ForcedPeerGone() = 0;
+};
+
+class DispatchScheduler {
+ public:
+  using Clock = std::function<uint64_t()>;
+
+  struct Config {
+    uint32_t slots = 16384;
+    uint64_t timeout_ns = 0;  // 0: a full queue drops at once
+    bool forced_fd = false;   // -i: a gone peer ends the daemon
+  };
+
+  DispatchScheduler(const Config& config, DispatchTransport* transport, BackendTable* backends,
+                    WorkerStats* stats, Clock clock);
+
+  // Takes `fd` for delivery to `b`. Without a free slot the connection is
+  // closed and counted (overload).
+  void Dispatch(int fd, Backend* b);
+  // A send started by StartSend finished with `res` (>= 0, or -errno).
+  void OnSendResult(uint32_t slot, int res);
+  // The watch asked for by WatchWritable fired.
+  void OnWritable(Backend* b);
+  // Expires deadlines, reconnects, and sends what can go now.
+  void RunTimers();
+  // When RunTimers next has work (`now` if it has some already).
+  uint64_t NextTimer(uint64_t now, uint64_t idle_wake) const;
+
+  uint32_t free_slots() const { return static_cast<uint32_t>(free_.size()); }
+  uint32_t slot_count() const { return config_.slots; }
+  bool idle() const { return free_slots() == slot_count(); }
+  // Connections waiting in user space, for tests and counters.
+  size_t waiting() const;
+
+ private:
+  struct Slot {
+    int conn_fd = -1;
+    Backend* backend = nullptr;
+    uint64_t deadline_ns = 0;
+  };
+
+  void StartSend(uint32_t slot);
+  void Wait(uint32_t slot, bool returned);
+  void Pump(Backend* b, uint64_t now);
+  void Drop(uint32_t slot, DropReason reason);
+  void Unlist(size_t index);
+  DropReason ExpiryReason(const Backend* b) const;
+
+  Config config_;
+  DispatchTransport* transport_;
+  BackendTable* backends_;
+  WorkerStats* stats_;
+  Clock clock_;
+  std::unique_ptr<Slot[]> slots_;
+  std::vector<uint32_t> free_;
+  std::vector<Backend*> listed_;  // backends with waiting slots, for timers
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
