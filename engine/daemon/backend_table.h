@@ -73,6 +73,11 @@ class BackendTable {
   // Tries to connect a down backend whose retry time has come.
   bool TryReconnect(Backend* b, uint64_t now_ns);
 
+  // Whether the backend for `path` is still in the table (not evicted).
+  bool Holds(std::string_view path) const {
+    return by_path_.contains(absl::string_view(path.data(), path.size()));
+  }
+
   // Rate-limited log line for backend trouble (at most one per backend per 5 s).
   void LogTrouble(Backend* b, const char* what, int err, uint64_t now_ns);
 

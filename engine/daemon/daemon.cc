@@ -17,6 +17,7 @@
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/control.h"
+#include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/listeners.h"
 #include "engine/daemon/metrics_server.h"
 #include "engine/daemon/metrics_text.h"
@@ -87,6 +88,7 @@ int WorkerCount(const Options& o) {
 }  // namespace
 
 int RunDaemon(const Options& o) {
+  const FdLimit fd_limit = RaiseFdLimit();
   // 1. The configuration, read and checked before any socket exists: a bad
   //    file must not leave a socket bound.
   ConfigSource source;
@@ -159,6 +161,7 @@ int RunDaemon(const Options& o) {
 
   Control control(workers);
   StatsRegistry stats(workers);
+  FdReserve fd_reserve(ReserveFor(fd_limit.now));
   control.Publish(table);
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
@@ -166,6 +169,7 @@ int RunDaemon(const Options& o) {
     setup.index = w;
     if (!o.registration) setup.listeners = listeners.per_worker[w];
     setup.registration_fd = registration.get();
+    setup.fd_reserve = &fd_reserve;
     if (io == IoMode::kUring) {
       // The ring is made on the thread that uses it: SINGLE_ISSUER rings
       // accept submissions only from their creator.
@@ -197,7 +201,9 @@ int RunDaemon(const Options& o) {
   if (o.registration) where = StrCat("registration group ", o.registration->group, " at ", o.registration->path);
   if (metrics) where += StrCat("; metrics at http://", FormatHostPort(*o.metrics_listen), "/metrics");
   Log(StrCat("ready: ", workers, " worker(s), io=", io == IoMode::kUring ? "uring" : "sync",
-             ", accepting on ", where));
+             ", accepting on ", where, "; fds: limit ", fd_limit.now,
+             fd_limit.now != fd_limit.before ? StrCat(" (raised from ", fd_limit.before, ")") : "",
+             ", ", fd_reserve.held(), " in reserve"));
   NotifySystemd("READY=1");
 
   // 7. The main thread: signals and periodic stats.

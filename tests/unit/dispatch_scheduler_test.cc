@@ -1,0 +1,303 @@
+// DispatchScheduler without a ring: a transport that records what it is
+// asked, a clock the test moves, real receiving sockets as backends and
+// real fds as connections.
+#include "engine/daemon/dispatch_scheduler.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/unit/daemon_test_support.h"
+
+namespace sbx {
+namespace {
+
+using testing::FakeClock;
+using testing::NewConnectionFd;
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kTimeout = 100 * kMs;
+
+class RecordingTransport : public DispatchTransport {
+ public:
+  struct Send {
+    uint32_t slot;
+    int fd;
+    Backend* backend;
+  };
+  void StartSend(uint32_t slot, int conn_fd, Backend* b) override { sends.push_back({slot, conn_fd, b}); }
+  void CloseConnection(int conn_fd) override {
+    closed.push_back(conn_fd);
+    ::close(conn_fd);
+  }
+  void WatchWritable(Backend* b) override { watches.push_back(b); }
+  void ForcedPeerGone() override { ++forced_gone; }
+
+  std::vector<Send> sends;
+  std::vector<int> closed;
+  std::vector<Backend*> watches;
+  int forced_gone = 0;
+};
+
+class DispatchSchedulerTest : public ::testing::Test {
+ protected:
+  explicit DispatchSchedulerTest(uint32_t slots = 8, uint64_t timeout = kTimeout, bool forced = false,
+                                 size_t max_substituted = 1024)
+      : table_(&stats_, max_substituted) {
+    DispatchScheduler::Config config;
+    config.slots = slots;
+    config.timeout_ns = timeout;
+    config.forced_fd = forced;
+    scheduler_ = std::make_unique<DispatchScheduler>(config, &transport_, &table_, &worker(),
+                                                     [this] { return clock_.now; });
+  }
+  ~DispatchSchedulerTest() override {
+    // Connections the test left with the scheduler's transport are real fds.
+    for (const auto& s : transport_.sends) ::close(s.fd);
+  }
+
+  WorkerStats& worker() { return stats_.worker(0); }
+  uint64_t dropped(DropReason r) { return worker().dropped[static_cast<int>(r)].load(); }
+
+  // A backend whose receiving socket exists.
+  Backend* Up(const std::string& name) {
+    receivers_.push_back(testing::BindReceiver(dir_.File(name)));
+    return table_.ForPath(dir_.File(name), dir_.File(name), clock_.now);
+  }
+  // Dispatches a new connection; returns its fd.
+  int Dispatch(Backend* b) {
+    const int fd = NewConnectionFd();
+    scheduler_->Dispatch(fd, b);
+    return fd;
+  }
+  // Completes the send of connection `fd` with `res`.
+  void Complete(int fd, int res) {
+    for (size_t i = 0; i < transport_.sends.size(); ++i) {
+      if (transport_.sends[i].fd != fd) continue;
+      const uint32_t slot = transport_.sends[i].slot;
+      transport_.sends.erase(transport_.sends.begin() + static_cast<long>(i));
+      if (res >= 0) ::close(fd);  // the transport closes a delivered connection
+      scheduler_->OnSendResult(slot, res);
+      return;
+    }
+    ADD_FAILURE() << "no send of fd " << fd;
+  }
+  std::vector<int> SentFds() const {
+    std::vector<int> fds;
+    for (const auto& s : transport_.sends) fds.push_back(s.fd);
+    return fds;
+  }
+
+  testing::TempDir dir_;
+  std::vector<UniqueFd> receivers_;
+  FakeClock clock_;
+  StatsRegistry stats_{1};
+  BackendTable table_;
+  RecordingTransport transport_;
+  std::unique_ptr<DispatchScheduler> scheduler_;
+};
+
+TEST_F(DispatchSchedulerTest, DeliveredConnectionFreesItsSlotAndIsCounted) {
+  Backend* b = Up("a");
+  const int fd = Dispatch(b);
+  ASSERT_EQ(SentFds(), std::vector<int>{fd});
+  EXPECT_FALSE(scheduler_->idle());
+  Complete(fd, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().dispatched.load(), 1u);
+  EXPECT_EQ(b->delivered->load(), 1u);
+  EXPECT_TRUE(transport_.closed.empty());  // a delivered connection is the transport's to close
+}
+
+TEST_F(DispatchSchedulerTest, FullQueueAsksForOneWatchAndKeepsDispatchOrder) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);  // sent before the first result is known
+  Complete(c1, -EAGAIN);
+  Complete(c2, -ECANCELED);  // its chain failed before it: not tried
+  Dispatch(b);  // queues behind the waiting ones
+  Dispatch(b);
+  EXPECT_TRUE(SentFds().empty());
+  ASSERT_EQ(transport_.watches, std::vector<Backend*>{b});  // one, not one per connection
+  EXPECT_EQ(scheduler_->waiting(), 4u);
+  EXPECT_EQ(scheduler_->NextTimer(clock_.now, 10 * kTimeout), clock_.now + kTimeout);
+}
+
+TEST_F(DispatchSchedulerTest, WritableBackendIsPumpedInOrderWithGrowingBursts) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  Complete(c1, -EAGAIN);
+  Complete(c2, -ECANCELED);
+  const int c3 = Dispatch(b);
+  const int c4 = Dispatch(b);
+  scheduler_->OnWritable(b);
+  ASSERT_EQ(SentFds(), std::vector<int>{c1});  // first burst: one
+  Complete(c1, 1);
+  EXPECT_EQ(scheduler_->NextTimer(clock_.now, kTimeout), clock_.now);  // more to pump now
+  scheduler_->RunTimers();
+  ASSERT_EQ(SentFds(), (std::vector<int>{c2, c3}));  // one went through: two now
+  Complete(c2, 1);
+  Complete(c3, 1);
+  scheduler_->RunTimers();
+  ASSERT_EQ(SentFds(), std::vector<int>{c4});
+  Complete(c4, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().dispatched.load(), 4u);
+  EXPECT_EQ(worker().TotalDropped(), 0u);
+}
+
+TEST_F(DispatchSchedulerTest, WaitingPastTheDeadlineIsClosedAndCountedAsTimeout) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  Complete(c1, -EAGAIN);
+  EXPECT_EQ(scheduler_->NextTimer(clock_.now, 10 * kTimeout), clock_.now + kTimeout);
+  clock_.now += kTimeout;
+  scheduler_->RunTimers();
+  EXPECT_EQ(dropped(DropReason::kTimeout), 1u);
+  EXPECT_EQ(transport_.closed, std::vector<int>{c1});
+  EXPECT_TRUE(scheduler_->idle());
+}
+
+class ZeroTimeoutTest : public DispatchSchedulerTest {
+ protected:
+  ZeroTimeoutTest() : DispatchSchedulerTest(8, 0) {}
+};
+
+TEST_F(ZeroTimeoutTest, FullQueueDropsAtOnce) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  Complete(c1, -EAGAIN);
+  EXPECT_EQ(dropped(DropReason::kTimeout), 1u);
+  EXPECT_TRUE(transport_.watches.empty());
+  EXPECT_TRUE(scheduler_->idle());
+}
+
+TEST_F(DispatchSchedulerTest, BackendThatWentAwayIsReconnectedWhileConnectionsWait) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  receivers_.clear();
+  ::unlink(dir_.File("a").c_str());
+  Complete(c1, -ECONNREFUSED);
+  EXPECT_TRUE(b->down);
+  scheduler_->RunTimers();  // retry at once: still missing, backs off
+  EXPECT_TRUE(SentFds().empty());
+  const uint64_t retry = scheduler_->NextTimer(clock_.now, 10 * kTimeout);
+  EXPECT_GT(retry, clock_.now);
+  EXPECT_LT(retry, clock_.now + kTimeout);
+  receivers_.push_back(testing::BindReceiver(dir_.File("a")));
+  clock_.now = retry;
+  scheduler_->RunTimers();
+  EXPECT_FALSE(b->down);
+  ASSERT_EQ(SentFds(), std::vector<int>{c1});
+  Complete(c1, 1);
+  EXPECT_EQ(worker().TotalDropped(), 0u);
+}
+
+TEST_F(DispatchSchedulerTest, BackendAwayUntilTheDeadlineCountsBackendDown) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  receivers_.clear();
+  ::unlink(dir_.File("a").c_str());
+  Complete(c1, -ECONNREFUSED);
+  const int c2 = Dispatch(b);  // waits behind c1 while down
+  EXPECT_TRUE(SentFds().empty());
+  clock_.now += kTimeout;
+  scheduler_->RunTimers();
+  EXPECT_EQ(dropped(DropReason::kBackendDown), 2u);
+  EXPECT_EQ(transport_.closed, (std::vector<int>{c1, c2}));
+}
+
+TEST_F(DispatchSchedulerTest, OtherSendErrorsCloseAndCount) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  Complete(c1, -EBADF);
+  EXPECT_EQ(dropped(DropReason::kSendError), 1u);
+  EXPECT_EQ(transport_.closed, std::vector<int>{c1});
+  EXPECT_EQ(transport_.forced_gone, 0);
+}
+
+class ForcedFdTest : public DispatchSchedulerTest {
+ protected:
+  ForcedFdTest() : DispatchSchedulerTest(8, kTimeout, /*forced=*/true) {}
+};
+
+TEST_F(ForcedFdTest, PeerOfTheForcedFdGoneEndsTheDaemon) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+  Backend* b = table_.ForFd(pair[0]);
+  const int c1 = Dispatch(b);
+  Complete(c1, -EPIPE);  // a borrowed fd is never reconnected
+  EXPECT_EQ(transport_.forced_gone, 1);
+  EXPECT_EQ(dropped(DropReason::kSendError), 1u);
+  ::close(pair[0]);
+  ::close(pair[1]);
+}
+
+class FewSlotsTest : public DispatchSchedulerTest {
+ protected:
+  FewSlotsTest() : DispatchSchedulerTest(2) {}
+};
+
+TEST_F(FewSlotsTest, NoFreeSlotClosesAndCountsOverload) {
+  Backend* b = Up("a");
+  Dispatch(b);
+  Dispatch(b);
+  const int c3 = Dispatch(b);
+  EXPECT_EQ(scheduler_->free_slots(), 0u);
+  EXPECT_EQ(dropped(DropReason::kOverload), 1u);
+  EXPECT_EQ(transport_.closed, std::vector<int>{c3});
+}
+
+TEST_F(DispatchSchedulerTest, NextTimerIsTheIdleWakeWithNothingToDo) {
+  EXPECT_EQ(scheduler_->NextTimer(clock_.now, 5 * kMs), clock_.now + 5 * kMs);
+}
+
+class SmallCacheTest : public DispatchSchedulerTest {
+ protected:
+  SmallCacheTest() : DispatchSchedulerTest(8, kTimeout, false, /*max_substituted=*/2) {}
+  // A -U backend: its path differs from the configured one.
+  Backend* Substituted(const std::string& name) {
+    receivers_.push_back(testing::BindReceiver(dir_.File(name)));
+    return table_.ForPath(dir_.File(name), dir_.File("#//P_"), clock_.now);
+  }
+};
+
+// The sequence of issue 9: a pump expires every waiter of a -U backend, a
+// later route in the same turn fills the cache, and the timers then look
+// at the backend. It must still exist until the scheduler lets go of it.
+TEST_F(SmallCacheTest, ListedBackendOutlivesCacheEviction) {
+  Backend* x = Substituted("x");
+  const int c1 = Dispatch(x);
+  Complete(c1, -EAGAIN);
+  clock_.now += kTimeout;
+  scheduler_->OnWritable(x);  // the pump finds c1 expired
+  EXPECT_EQ(dropped(DropReason::kTimeout), 1u);
+  EXPECT_FALSE(x->dispatch.congested);
+  for (const char* name : {"y1", "y2", "y3", "y4"}) Substituted(name);
+  ASSERT_TRUE(table_.Holds(dir_.File("x")));
+  scheduler_->RunTimers();  // reads x: a use after free if it had been evicted
+  EXPECT_FALSE(x->dispatch.busy());
+  for (const char* name : {"z1", "z2", "z3", "z4"}) Substituted(name);
+  EXPECT_FALSE(table_.Holds(dir_.File("x")));  // idle now: evictable as before
+}
+
+TEST_F(SmallCacheTest, BackendWithAWatchOrASendIsNeverEvicted) {
+  Backend* x = Substituted("x");
+  Backend* y = Substituted("y");
+  const int cx = Dispatch(x);
+  const int cy = Dispatch(y);
+  Complete(cx, -EAGAIN);  // x: a watch armed and a waiter; y: a send in flight
+  for (const char* name : {"a", "b", "c", "d", "e"}) Substituted(name);
+  EXPECT_TRUE(table_.Holds(dir_.File("x")));
+  EXPECT_TRUE(table_.Holds(dir_.File("y")));
+  Complete(cy, 1);
+  scheduler_->OnWritable(x);
+  Complete(cx, 1);
+  EXPECT_TRUE(scheduler_->idle());
+}
+
+}  // namespace
+}  // namespace sbx
