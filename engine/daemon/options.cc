@@ -16,7 +16,7 @@ namespace {
 
 enum LongOnly {
   kListen = 1000, kThreads, kIo, kDispatchTimeout, kStatsInterval, kExactListeners,
-  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion,
+  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion, kBatchWait,
 };
 
 const option kLongOptions[] = {
@@ -46,6 +46,7 @@ const option kLongOptions[] = {
     {"io", required_argument, nullptr, kIo},
     {"dispatch-timeout", required_argument, nullptr, kDispatchTimeout},
     {"stats-interval", required_argument, nullptr, kStatsInterval},
+    {"batch-wait", required_argument, nullptr, kBatchWait},
     {"exact-listeners", required_argument, nullptr, kExactListeners},
     {"metrics-listen", required_argument, nullptr, kMetricsListen},
     {"check-config", no_argument, nullptr, kCheckConfig},
@@ -242,6 +243,12 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->dispatch_timeout_ms = *n;
       return absl::OkStatus();
     }
+    case kBatchWait: {
+      auto n = ParseNumber("--batch-wait", arg, 0, 10000);
+      if (!n.ok()) return n.status();
+      o->batch_wait_us = *n;
+      return absl::OkStatus();
+    }
     case kStatsInterval: {
       auto n = ParseNumber("--stats-interval", arg, 0, 86400);
       if (!n.ok()) return n.status();
@@ -343,6 +350,10 @@ Options of this implementation:
       --dispatch-timeout MS    how long a connection may wait for a full or
                                restarting backend before it is closed (2000)
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
+      --batch-wait US          io_uring: a busy worker waits up to US microseconds
+                               to reap completions in batches; a quiet one is woken
+                               by the next completion (Linux 6.12+; default 100,
+                               0 wakes for every completion)
       --exact-listeners N      at most N extra listeners for addresses named exactly
                                in the configuration (64; 0 disables)
       --metrics-listen [ADDR]:PORT

@@ -45,10 +45,6 @@ Backend* PollBackend(uint64_t data) {
   return reinterpret_cast<Backend*>(static_cast<uintptr_t>(data & ((uint64_t{1} << 56) - 1)));
 }
 
-__kernel_timespec ToTimespec(uint64_t ns) {
-  return {static_cast<long long>(ns / 1'000'000'000), static_cast<long long>(ns % 1'000'000'000)};
-}
-
 bool IsResourceError(int err) {
   return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
 }
@@ -87,17 +83,12 @@ UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* con
                          StatsRegistry* stats)
     : WorkerBase(options, std::move(setup), control, stats) {}
 
-UringWorker::~UringWorker() {
-  if (ring_ready_) io_uring_queue_exit(&ring_);
-}
+UringWorker::~UringWorker() = default;  // where Listener and RecvState are complete
 
 absl::Status UringWorker::Init() {
-  io_uring_params params{};
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-  params.cq_entries = 4 * kDispatchSlots;
-  const int err = io_uring_queue_init_params(4096, &ring_, &params);
+  const int err = ring_.Init(4096, 4 * kDispatchSlots,
+                             IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
-  ring_ready_ = true;
   DispatchScheduler::Config config;
   config.slots = kDispatchSlots;
   config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
@@ -118,7 +109,7 @@ absl::Status UringWorker::Init() {
 
 bool UringWorker::Submit() {
   Bump(stats_->uring_enters);
-  CheckEnter(io_uring_submit(&ring_));
+  CheckEnter(ring_.Submit());
   return !ring_failed_;
 }
 
@@ -133,12 +124,12 @@ void UringWorker::CheckEnter(int rc) {
 }
 
 io_uring_sqe* UringWorker::GetSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  io_uring_sqe* sqe = ring_.GetSqe();
   while (sqe == nullptr) {
     // The submission queue is full: hand it to the kernel and go on. A
     // failed ring stops the loop at the end of this turn.
     Submit();
-    sqe = io_uring_get_sqe(&ring_);
+    sqe = ring_.GetSqe();
     if (sqe == nullptr && ring_failed_) {
       // Nothing can be submitted and the daemon is stopping: prepare into a
       // scratch entry the kernel never sees, so callers need no error path.
@@ -151,7 +142,7 @@ io_uring_sqe* UringWorker::GetSqe() {
 }
 
 void UringWorker::EnsureSqSpace(unsigned n) {
-  if (io_uring_sq_space_left(&ring_) < n) Submit();
+  if (ring_.SpaceLeft() < n) Submit();
 }
 
 void UringWorker::Run() {
@@ -165,30 +156,39 @@ void UringWorker::Run() {
   while (!ring_failed_) {
     CheckControl();
     if (stopping_ && Drained()) break;
-    const uint64_t now = MonotonicNs();
-    // Busy turns wait for a batch (bounded by a short window); quiet ones
-    // for the first completion or the next timer.
-    const unsigned wait_nr = std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
-    uint64_t wait_ns = NextTimer(now) - now;
-    if (wait_nr > 1) wait_ns = std::min(wait_ns, kBatchWindowNs);
-    __kernel_timespec ts = ToTimespec(wait_ns);
-    io_uring_cqe* cqe = nullptr;
-    Bump(stats_->uring_enters);
-    CheckEnter(io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr));
+    WaitForCompletions(MonotonicNs());
     if (ring_failed_) return;
     backends_.CloseRetired();  // every SQE that could name these fds is submitted
     unsigned head;
     unsigned seen = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring_.get(), head, cqe) {
       Handle(cqe);
       ++seen;
     }
-    io_uring_cq_advance(&ring_, seen);
+    io_uring_cq_advance(ring_.get(), seen);
     last_batch_ = seen;
     RunTimers(MonotonicNs());
   }
   // Anything still queued for submission (closes) goes out before the ring does.
-  if (!ring_failed_) io_uring_submit(&ring_);
+  if (!ring_failed_) ring_.Submit();
+}
+
+void UringWorker::WaitForCompletions(uint64_t now) {
+  const uint64_t timeout = NextTimer(now) - now;
+  Bump(stats_->uring_enters);
+  if (ring_.has_min_wait() && options_.batch_wait_us > 0) {
+    // Up to a batch within the latency budget; past it, the first
+    // completion wakes us (ring.h).
+    CheckEnter(ring_.SubmitAndWait(kMaxWaitBatch, timeout,
+                                   static_cast<uint64_t>(options_.batch_wait_us) * 1000));
+    return;
+  }
+  // Without the kernel's min-wait: busy turns wait for a batch of about
+  // half the last one (bounded by a short window); quiet ones for the first
+  // completion or the next timer.
+  const unsigned wait_nr = options_.batch_wait_us > 0 ? std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch) : 1;
+  CheckEnter(ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0));
 }
 
 void UringWorker::Handle(const io_uring_cqe* cqe) {

@@ -31,6 +31,7 @@
 #include "engine/core/fd_passing.h"
 #include "engine/daemon/dispatch_scheduler.h"
 #include "engine/daemon/worker_base.h"
+#include "engine/sys/ring.h"
 
 namespace sbx {
 
@@ -69,6 +70,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   void ArmRegistration();
 
   void CheckControl();
+  void WaitForCompletions(uint64_t now);
   void RunTimers(uint64_t now);
   uint64_t NextTimer(uint64_t now) const;
   bool Drained() const;
@@ -79,8 +81,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   bool Submit();  // false (after asking the daemon to stop) if the ring failed
   void CheckEnter(int rc);  // counts a submission; a failed ring stops the daemon
 
-  io_uring ring_{};
-  bool ring_ready_ = false;
+  Ring ring_;
   bool ring_failed_ = false;
 
   std::unique_ptr<DispatchScheduler> scheduler_;

@@ -1,0 +1,73 @@
+#include "engine/sys/ring.h"
+
+#include <signal.h>
+
+#include <cerrno>
+
+namespace sbx {
+namespace {
+
+// io_uring_getevents_arg as Linux 6.12 reads it (liburing 2.3 calls the
+// min_wait_usec field `pad`).
+struct GetEventsArg {
+  uint64_t sigmask;
+  uint32_t sigmask_sz;
+  uint32_t min_wait_usec;
+  uint64_t ts;
+};
+static_assert(sizeof(GetEventsArg) == sizeof(io_uring_getevents_arg));
+
+int Errno(int rc) { return rc == -1 ? -errno : rc; }
+
+}  // namespace
+
+Ring::~Ring() {
+  if (ready_) io_uring_queue_exit(&ring_);
+}
+
+int Ring::Init(unsigned entries, unsigned cq_entries, unsigned flags) {
+  io_uring_params params{};
+  params.flags = flags | IORING_SETUP_CQSIZE;
+  params.cq_entries = cq_entries;
+  const int err = io_uring_queue_init_params(entries, &ring_, &params);
+  if (err < 0) return err;
+  ready_ = true;
+  // Submission slot i always names entry i (what liburing sets up too), so
+  // that handing entries over is a store of the tail.
+  for (unsigned i = 0; i < ring_.sq.ring_entries; ++i) ring_.sq.array[i] = i;
+  return 0;
+}
+
+unsigned Ring::FlushSubmissions() {
+  io_uring_sq& sq = ring_.sq;
+  const unsigned tail = sq.sqe_tail;
+  if (sq.sqe_head != tail) {
+    sq.sqe_head = tail;
+    // The entries' stores happen before the kernel sees the new tail.
+    io_uring_smp_store_release(sq.ktail, tail);
+  }
+  return tail - io_uring_smp_load_acquire(sq.khead);
+}
+
+int Ring::Submit() {
+  const unsigned pending = FlushSubmissions();
+  if (pending == 0) return 0;
+  return Errno(io_uring_enter(ring_.ring_fd, pending, 0, 0, nullptr));
+}
+
+int Ring::SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns) {
+  const unsigned pending = FlushSubmissions();
+  __kernel_timespec ts{static_cast<long long>(timeout_ns / 1'000'000'000),
+                       static_cast<long long>(timeout_ns % 1'000'000'000)};
+  GetEventsArg arg{};
+  arg.sigmask_sz = _NSIG / 8;
+  arg.ts = reinterpret_cast<uintptr_t>(&ts);
+  if (has_min_wait() && min_wait_ns > 0) {
+    arg.min_wait_usec = static_cast<uint32_t>((min_wait_ns + 999) / 1000);
+  }
+  return Errno(io_uring_enter2(ring_.ring_fd, pending, wait_nr,
+                               IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                               reinterpret_cast<sigset_t*>(&arg), sizeof(arg)));
+}
+
+}  // namespace sbx

@@ -1,0 +1,58 @@
+// Ring: one io_uring, owned (RAII), for one thread. What the workers need
+// of liburing 2.3 plus what it lacks: submissions whose result is checked
+// by the caller, and a wait that batches within a latency budget.
+//
+// SubmitAndWait(wait_nr, timeout, min_wait): hands over what was prepared
+// and waits for `wait_nr` completions or `timeout`. With `min_wait` on a
+// kernel that has IORING_FEAT_MIN_TIMEOUT (Linux 6.12), the kernel waits
+// for `wait_nr` completions only up to `min_wait`; then it returns as soon
+// as one completion is there. So a busy worker reaps completions in
+// batches, while one that found nothing within `min_wait` is woken by the
+// very next completion: a quiet connection is never held back. liburing
+// 2.3 knows nothing of min_wait (the field was padding in its
+// io_uring_getevents_arg), so this calls io_uring_enter2 itself.
+#ifndef SBX_ENGINE_SYS_RING_H_
+#define SBX_ENGINE_SYS_RING_H_
+
+#include <liburing.h>
+
+#include <cstdint>
+
+namespace sbx {
+
+// IORING_FEAT_MIN_TIMEOUT (Linux 6.12), not in liburing 2.3's header.
+inline constexpr unsigned kFeatMinTimeout = 1U << 15;
+
+class Ring {
+ public:
+  Ring() = default;
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // 0 or -errno.
+  int Init(unsigned entries, unsigned cq_entries, unsigned flags);
+
+  // The next free submission entry, or nullptr when the queue is full.
+  io_uring_sqe* GetSqe() { return io_uring_get_sqe(&ring_); }
+  unsigned SpaceLeft() { return io_uring_sq_space_left(&ring_); }
+
+  // Hands over what was prepared. Submitted count, or -errno.
+  int Submit();
+  // Hands over what was prepared and waits (see above). Submitted count,
+  // or -errno (-ETIME: the timeout passed with fewer completions).
+  int SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns);
+
+  bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
+  io_uring* get() { return &ring_; }
+
+ private:
+  unsigned FlushSubmissions();
+
+  io_uring ring_{};
+  bool ready_ = false;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_SYS_RING_H_
