@@ -50,9 +50,8 @@ absl::StatusOr<UniqueFd> LockAddress(const SocketAddress& address) {
   if (::bind(lock.get(), reinterpret_cast<sockaddr*>(&un), len) != 0) {
     const int err = errno;
     if (err == EADDRINUSE) {
-      return absl::ErrnoToStatus(
-          err, StrCat("bind ", where, ": another socketbox already listens there (lock @", name,
-                      "); give -r to share the port"));
+      return absl::ErrnoToStatus(err, StrCat("bind ", where, " (another socketbox listens there, lock @",
+                                             name, "; -r on both shares the port)"));
     }
     return absl::ErrnoToStatus(err, StrCat("lock on ", where));
   }

@@ -351,8 +351,8 @@ Options of this implementation:
       --dispatch-timeout MS    how long a connection may wait for a full or
                                restarting backend before it is closed (2000)
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
-      --exact-listeners N      at most N extra listeners for addresses named exactly
-                               in the configuration (64; 0 disables)
+      --exact-listeners N      at most N extra listeners for (address, port) pairs
+                               named exactly in the configuration (64; 0 disables)
       --metrics-listen [ADDR]:PORT
                                serve the counters in Prometheus text format over
                                HTTP (GET /metrics), e.g. [::1]:9100
