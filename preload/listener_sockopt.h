@@ -8,7 +8,8 @@
 // Receiving sockets are those the preload bound (listener_table.h) and the
 // AF_UNIX datagram sockets named by LISTEN_FDS (handed_sockets.h). Any
 // other socket, or option, gets the real call. The preload's own checks
-// call the real getsockopt (Real().getsockopt), never this one.
+// call the real getsockopt, never this one (the library is linked with
+// --wrap=getsockopt, see meson.build).
 #ifndef SBX_PRELOAD_LISTENER_SOCKOPT_H_
 #define SBX_PRELOAD_LISTENER_SOCKOPT_H_
 

@@ -92,11 +92,19 @@ print(*ask(s))
 u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not a receiving socket
 print(*ask(u))
 print(len(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, 2)))  # at most the buffer
+# The library's own checks still see the truth: an empty datagram is
+# skipped (a stream would mean EOF), the next message is accepted.
+tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+tx.sendto(b"", P80)
+c = deliver(P80)
+conn, peer = s.accept()
+print(peer[1] == c.getsockname()[1])
 """)
         lines = out.splitlines()
         self.assertEqual(lines[0].split(), ["1", "1", "10", "6"])   # STREAM, listening, INET6, TCP
         self.assertEqual(lines[1].split(), ["2", "0", "1", "0"])    # the real DGRAM AF_UNIX answer
         self.assertEqual(lines[2], "2")
+        self.assertEqual(lines[3], "True")
 
     def test_listen_fds_socket_answers_and_accepts(self):
         # socketbox-bind-exec -l hands the socket as systemd would (fd 3,
