@@ -8,6 +8,7 @@ real TCP socket to the path with the "A" protocol."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -111,9 +112,9 @@ print(peer[1] == c.getsockname()[1])
         # LISTEN_FDS, LISTEN_PID); the library answers for it too.
         path = os.path.join(self.tmp, "handed.sock")
         code = PRELUDE + r"""
-s = socket.socket(fileno=3)  # Python asks SO_DOMAIN/SO_TYPE/SO_PROTOCOL
-print(s.family == socket.AF_INET6, s.type == socket.SOCK_STREAM,
-      s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+s = socket.socket(fileno=3)  # Python asks SO_TYPE and SO_PROTOCOL (family: getsockname)
+print(s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_INET6,
+      s.type == socket.SOCK_STREAM, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 c = deliver(sys.argv[1])
 conn, peer = s.accept()
 print(peer[0], peer[1] == c.getsockname()[1])
@@ -128,10 +129,10 @@ print(peer[0], peer[1] == c.getsockname()[1])
         r = subprocess.run([bind_exec, path, "UNUSED", "sh", "-c",
                             'exec 3>&$UNUSED; LISTEN_FDS=1 LISTEN_PID=1 exec "$@"', "sh",
                             pc.PYTHON, "-c",
-                            "import socket; s = socket.socket(fileno=3); print(s.type)"],
+                            "import socket; s = socket.socket(fileno=3); print(int(s.type))"],
                            env=env, capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "SocketKind.SOCK_DGRAM")
+        self.assertEqual(r.stdout.strip(), str(int(socket.SOCK_DGRAM)))
 
     def test_closed_listener_fd_reused(self):
         # The preload does not see close(): a new socket that gets the same
