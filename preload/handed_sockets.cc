@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "engine/core/numbers.h"
@@ -52,7 +54,9 @@ void RememberHandedSockets(const char* const* envp, int pid,
     socklen_t len = sizeof(value);
     return real_getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
   };
-  for (int fd = kFirstFd; fd < kFirstFd + static_cast<int>(*count) && g_count < kMaxHanded; ++fd) {
+  // Look at no more fds than could be remembered, whatever LISTEN_FDS says.
+  const int last = kFirstFd + static_cast<int>(std::min<uint64_t>(*count, kMaxHanded));
+  for (int fd = kFirstFd; fd < last; ++fd) {
     if (option(fd, SO_DOMAIN) != AF_UNIX || option(fd, SO_TYPE) != SOCK_DGRAM) continue;
     Handed& h = g_handed[g_count];
     if (!Identify(fd, &h.dev, &h.ino)) continue;
