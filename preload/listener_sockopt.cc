@@ -44,10 +44,18 @@ int GetSockOpt(int fd, int level, int name, void* value, socklen_t* len) {
   }
   int answer = 0;
   switch (name) {
-    case SO_TYPE: answer = SOCK_STREAM; break;
-    case SO_ACCEPTCONN: answer = 1; break;
-    case SO_DOMAIN: answer = family; break;
-    case SO_PROTOCOL: answer = IPPROTO_TCP; break;
+    case SO_TYPE:
+      answer = SOCK_STREAM;
+      break;
+    case SO_ACCEPTCONN:
+      answer = 1;
+      break;
+    case SO_DOMAIN:
+      answer = family;
+      break;
+    case SO_PROTOCOL:
+      answer = IPPROTO_TCP;
+      break;
   }
   // As the kernel: at most sizeof(int) bytes, *len says how many.
   if (*len > sizeof(answer)) *len = sizeof(answer);

@@ -22,7 +22,8 @@ absl::Status Probe(const SocketAddress& address, const ClaimFlags& f, const std:
   const bool v6 = address.family == AF_INET6;
   // The listener's own options (a failure here is the real bind's to report).
   const int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
-  if (f.transparent) (void)SetIntOption(probe.get(), level, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, 1);
+  if (f.transparent)
+    (void)SetIntOption(probe.get(), level, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, 1);
   if (f.freebind) (void)SetIntOption(probe.get(), level, v6 ? IPV6_FREEBIND : IP_FREEBIND, 1);
   if (f.reuseaddr) (void)SetIntOption(probe.get(), SOL_SOCKET, SO_REUSEADDR, 1);
   sockaddr_storage ss;
@@ -50,8 +51,9 @@ absl::StatusOr<UniqueFd> LockAddress(const SocketAddress& address) {
   if (::bind(lock.get(), reinterpret_cast<sockaddr*>(&un), len) != 0) {
     const int err = errno;
     if (err == EADDRINUSE) {
-      return absl::ErrnoToStatus(err, StrCat("bind ", where, " (another socketbox listens there, lock @",
-                                             name, "; -r on both shares the port)"));
+      return absl::ErrnoToStatus(
+          err, StrCat("bind ", where, " (another socketbox listens there, lock @", name,
+                      "; -r on both shares the port)"));
     }
     return absl::ErrnoToStatus(err, StrCat("lock on ", where));
   }

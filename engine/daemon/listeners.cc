@@ -60,6 +60,11 @@ absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) 
   return fd;
 }
 
+void WarnNoExactListener(const SocketAddress& address, const absl::Status& why, const char* note) {
+  std::fprintf(stderr, "socketbox: no exact listener for %s: %s%s\n",
+               FormatHostPort(address).c_str(), std::string(why.message()).c_str(), note);
+}
+
 // The (address, port) pairs worth an exact listener: each address the table
 // names exactly, on each port of an IPv6 wildcard listener that the naming
 // rule or map key can match (a rule for port 80 gets no listener on 443).
@@ -159,8 +164,7 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
       // The lock only: a probe would meet our own wildcard copies (with -R).
       auto locked = LockAddress(address);
       if (!locked.ok()) {
-        std::fprintf(stderr, "socketbox: no exact listener for %s: %s\n",
-                     FormatHostPort(address).c_str(), std::string(locked.status().message()).c_str());
+        WarnNoExactListener(address, locked.status(), "");
         continue;
       }
       lock = std::move(*locked);
@@ -169,8 +173,7 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     for (int w = 0; w < (copies ? workers : 1); ++w) {
       auto fd = Bind(address, {false, true, o.reuseaddr, true});
       if (!fd.ok()) {
-        std::fprintf(stderr, "socketbox: no exact listener for %s: %s (its connections use getsockname)\n",
-                     FormatHostPort(address).c_str(), std::string(fd.status().message()).c_str());
+        WarnNoExactListener(address, fd.status(), " (its connections use getsockname)");
         bound.clear();
         break;
       }
@@ -178,7 +181,9 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     }
     if (bound.empty()) continue;
     if (lock) set.owned.push_back(std::move(lock));
-    for (size_t w = 0; w < bound.size(); ++w) place(std::move(bound[w]), static_cast<int>(w), false);
+    for (size_t w = 0; w < bound.size(); ++w) {
+      place(std::move(bound[w]), static_cast<int>(w), false);
+    }
     ++made;
   }
   if (made > 0) set.descriptions.push_back(StrCat(made, " exact-address listener(s)"));

@@ -198,8 +198,9 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
     case 'P': {
       std::string_view text = arg;
       const size_t colon = text.find(':');
-      auto group = colon == std::string_view::npos ? std::nullopt
-                                                   : ParseCNumber(text.substr(0, colon), 0, UINT32_MAX);
+      auto group = colon == std::string_view::npos
+                       ? std::nullopt
+                       : ParseCNumber(text.substr(0, colon), 0, UINT32_MAX);
       if (!group || colon + 1 >= text.size() || text.size() - colon - 1 > 107) {
         return Bad("-P", arg,
                    "expected GROUP:PATH (a number: decimal, 0x hex or 0 octal; a colon; a "
@@ -295,8 +296,8 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     // carry some keep working, with a warning.
     std::string words;
     for (const std::string& w : o.exec_argv) words += StrCat(words.empty() ? "'" : " '", w, "'");
-    o.warnings.push_back(
-        StrCat("ignoring extra argument(s) after the options: ", words, " (only -e takes a program)"));
+    o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", words,
+                                " (only -e takes a program)"));
     o.exec_argv.clear();
   }
   // The original kept gid 0 and root's groups after a numeric -u; a number

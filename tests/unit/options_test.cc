@@ -108,7 +108,8 @@ TEST(OptionsTest, ExtraWordsAreIgnoredWithAWarning) {
   EXPECT_EQ(o->config_path, "conf");
   EXPECT_TRUE(o->exec_argv.empty());
   ASSERT_EQ(o->warnings.size(), 1u);
-  EXPECT_THAT(o->warnings[0], HasSubstr("ignoring extra argument(s) after the options: 'extra' 'words'"));
+  EXPECT_THAT(o->warnings[0],
+              HasSubstr("ignoring extra argument(s) after the options: 'extra' 'words'"));
 }
 
 // Numbers in -u, -g, -G and -P are read as the original's strtoll(.., 0):
