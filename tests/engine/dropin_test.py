@@ -110,13 +110,16 @@ class DropInTest(unittest.TestCase):
         eng.stop()
 
     def test_uid_and_gid_numbers_are_read_as_c_does(self):
-        # -u 010 -g 0x8: uid 8 and gid 8 (strtoll base 0), not 10 and an error.
+        # -u 010 -g 0x8 -G 011,0xa: uid 8, gid 8, groups 9 and 10 (strtoll base 0),
+        # not uid 10 and an error.
         os.chmod(self.topo.tmp, 0o755)
         b = self.backend("b")
-        eng = Engine(["-S", b.path, "-p", "8085", "-u", "010", "-g", "0x8"], ns=self.topo.server)
+        eng = Engine(["-S", b.path, "-p", "8085", "-u", "010", "-g", "0x8", "-G", "011,0xa"],
+                     ns=self.topo.server)
         status = sbxtest.proc_status(eng.proc.pid)
         self.assertEqual(status["Uid"].split(), ["8"] * 4)
         self.assertEqual(status["Gid"].split(), ["8"] * 4)
+        self.assertEqual(sorted(status["Groups"].split()), ["10", "9"])
         eng.stop()
 
     def test_registration_group_is_read_as_c_does(self):
