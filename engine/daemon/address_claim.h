@@ -14,7 +14,11 @@
 //     namespace, as ports do, and the kernel frees them when the process
 //     ends (crash included), so there is no stale lock. A second daemon on
 //     the same address and port gets EADDRINUSE, even in the moments
-//     between the first one's bind and listen(), which 2. cannot see.
+//     between the first one's bind and listen(), which 2. cannot see. The
+//     lock listens, so the second one can ask its holder's credentials
+//     (SO_PEERCRED) and name its pid; a lock held by another user (anyone
+//     can bind an abstract name) is ignored with a warning rather than
+//     keeping the daemon from starting.
 //  2. probes: binds (and closes) a socket with the listener's options but
 //     without SO_REUSEPORT, which fails with EADDRINUSE when anything else
 //     already listens there: the original socketbox, another server, a
@@ -43,6 +47,7 @@ struct ClaimFlags {
 absl::StatusOr<UniqueFd> ClaimAddress(const SocketAddress& address, const ClaimFlags& flags);
 
 // The lock alone (for exact-address listeners beside our own wildcard ones).
+// An invalid fd when the name is held by another user (ignored, warned).
 absl::StatusOr<UniqueFd> LockAddress(const SocketAddress& address);
 
 }  // namespace sbx

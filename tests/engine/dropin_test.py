@@ -47,8 +47,8 @@ class DropInTest(unittest.TestCase):
         eng = Engine(["-S", first.path, "-p", "8080", "--threads", "2"], ns=self.topo.server)
         rc, err = self.second(["-S", other.path, "-p", "8080", "--threads", "2"])
         self.assertEqual(rc, 1, err)
+        self.assertIn(f"bind [::]:8080 (socketbox pid {eng.proc.pid} listens there", err)
         self.assertIn("Address already in use", err)
-        self.assertIn("[::]:8080", err)
         # A specific address under the first one's wildcard: the probe sees it.
         rc, err = self.second(["-S", other.path, "-l", f"{A}5", "-F", "-p", "8080", "--threads", "2"])
         self.assertEqual(rc, 1, err)
@@ -60,6 +60,42 @@ class DropInTest(unittest.TestCase):
         # Gone: the port (and its lock) are free again.
         eng = Engine(["-S", other.path, "-p", "8080", "--threads", "2"], ns=self.topo.server)
         self.assertEqual(fetch(self.topo.client, f"{A}1", 8080), b"other")
+        eng.stop()
+
+    def hold_lock(self, port, user=None):
+        """A process holding the claim lock for [::]:PORT, as a daemon does
+        from before its bind until it exits (its port is not bound here)."""
+        prefix = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups"] if user else []
+        p = sbxtest.spawn(
+            prefix + ["/usr/bin/python3", "-c",
+                      "import socket, time\n"
+                      "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                      f"s.bind('\\0socketbox-uring listen [::]:{port}')\n"
+                      "s.listen(1)\nprint('ready', flush=True)\ntime.sleep(60)\n"],
+            ns=self.topo.server, stdout=subprocess.PIPE)
+        self.assertEqual(p.stdout.readline().strip(), b"ready")
+        self.addCleanup(sbxtest.stop, p)
+        return p
+
+    def test_daemon_between_bind_and_listen_is_seen(self):
+        # Two daemons started together: the first may have bound but not yet
+        # listen()ed, which no probe can see; its lock is there from before
+        # its bind, so the second is refused (not let into the group).
+        holder = self.hold_lock(8090)
+        b = self.backend("b")
+        rc, err = self.second(["-S", b.path, "-p", "8090", "--threads", "2"])
+        self.assertEqual(rc, 1, err)
+        self.assertIn(f"bind [::]:8090 (socketbox pid {holder.pid} listens there", err)
+
+    def test_lock_squatted_by_another_user_is_ignored(self):
+        # Anyone may bind an abstract name: another user's must not keep the
+        # daemon from starting (the probe still guards the port).
+        self.hold_lock(8086, user="nobody")
+        b = self.backend("b")
+        eng = Engine(["-S", b.path, "-p", "8086", "--threads", "2"], ns=self.topo.server)
+        nobody = sbxtest.sh("id", "-u", "nobody").stdout.strip()
+        self.assertIn(f"is held by uid {nobody}", eng.output())
+        self.assertEqual(fetch(self.topo.client, f"{A}1", 8086), b"b")
         eng.stop()
 
     def test_reuseport_shares_the_port_when_asked(self):
