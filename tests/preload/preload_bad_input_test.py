@@ -4,6 +4,7 @@ errno, one clear message is printed (once), and nothing else in the program
 breaks. Python 3 is the host program; no network namespace is needed."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,34 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(len(msgs), 2, r.stderr)
         self.assertIn('SKBOX_STEALTH_MODE="yes"', msgs[0])
         self.assertIn('SKBOX_STEALTH_MODE="maybe"', msgs[1])
+
+    def test_forking_server_children_do_not_repeat_the_message(self):
+        # The reported case: socketbox-inetd under the library, each
+        # connection a child that loads it again. One line, not one a child.
+        inetd = os.path.join(pc.BUILD, "inetd", "socketbox-inetd")
+        path = os.path.join(self.tmp, "inetd.sock")
+        done = os.path.join(self.tmp, "done")
+        os.makedirs(done)
+        env = {k: v for k, v in os.environ.items() if k != "SKBOX_PRELOAD_REPORTED"}
+        p = subprocess.Popen([inetd, path, "sh", "-c", f'touch {done}/$$'],
+                             env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            sbxtest.wait_for(lambda: os.path.exists(path), what="socketbox-inetd's socket")
+            tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            for _ in range(5):
+                a, b = socket.socketpair()
+                sbxtest.send_fd(tx, a.fileno(), path)
+                a.close()
+                b.close()
+            tx.close()
+            sbxtest.wait_for(lambda: len(os.listdir(done)) == 5, what="five children")
+        finally:
+            sbxtest.stop(p)
+        msgs = self.messages(p.stderr.read().decode())
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertIn('SKBOX_STEALTH_MODE="yes"', msgs[0])
 
     def test_unredirected_fe8f_bind_says_which_variable_to_set(self):
         # Not redirected, such a bind reaches the kernel, which refuses a
