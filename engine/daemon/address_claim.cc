@@ -49,7 +49,8 @@ std::optional<ucred> LockHolder(const sockaddr* sa, socklen_t len) {
   if (!probe || ::connect(probe.get(), sa, len) != 0) return std::nullopt;
   ucred cred{};
   socklen_t cred_len = sizeof(cred);
-  if (::getsockopt(probe.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0) return std::nullopt;
+  if (::getsockopt(probe.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0)
+    return std::nullopt;
   return cred;
 }
 
@@ -81,11 +82,11 @@ absl::StatusOr<UniqueFd> LockAddress(const SocketAddress& address) {
   std::optional<ucred> holder = LockHolder(sa, len);
   if (holder && (holder->uid == 0 || holder->uid == ::geteuid())) {
     return absl::ErrnoToStatus(EADDRINUSE,
-                               StrCat("bind ", where, " (socketbox pid ", holder->pid,
-                                      " listens there; -r on both shares the port)"));
+                               StrCat("bind ", where, " (a socketbox, pid ", holder->pid,
+                                      " at its start, listens there; -r on both shares the port)"));
   }
-  std::fprintf(stderr, "socketbox: warning: lock @%s for %s is held by %s: ignored\n",
-               name.c_str(), where.c_str(),
+  std::fprintf(stderr, "socketbox: warning: lock @%s for %s is held by %s: ignored\n", name.c_str(),
+               where.c_str(),
                holder ? StrCat("uid ", holder->uid, " (pid ", holder->pid, ")").c_str()
                       : "a process that does not answer");
   return UniqueFd();

@@ -47,7 +47,7 @@ class DropInTest(unittest.TestCase):
         eng = Engine(["-S", first.path, "-p", "8080", "--threads", "2"], ns=self.topo.server)
         rc, err = self.second(["-S", other.path, "-p", "8080", "--threads", "2"])
         self.assertEqual(rc, 1, err)
-        self.assertIn(f"bind [::]:8080 (socketbox pid {eng.proc.pid} listens there", err)
+        self.assertIn(f"bind [::]:8080 (a socketbox, pid {eng.proc.pid} at its start, listens there", err)
         self.assertIn("Address already in use", err)
         # A specific address under the first one's wildcard: the probe sees it.
         rc, err = self.second(["-S", other.path, "-l", f"{A}5", "-F", "-p", "8080", "--threads", "2"])
@@ -85,7 +85,7 @@ class DropInTest(unittest.TestCase):
         b = self.backend("b")
         rc, err = self.second(["-S", b.path, "-p", "8090", "--threads", "2"])
         self.assertEqual(rc, 1, err)
-        self.assertIn(f"bind [::]:8090 (socketbox pid {holder.pid} listens there", err)
+        self.assertIn(f"bind [::]:8090 (a socketbox, pid {holder.pid} at its start, listens there", err)
 
     def test_lock_squatted_by_another_user_is_ignored(self):
         # Anyone may bind an abstract name: another user's must not keep the
