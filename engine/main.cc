@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "socketbox: %s\n", std::string(options.status().message()).c_str());
     return 1;
   }
+  for (const std::string& warning : options->warnings) {
+    std::fprintf(stderr, "socketbox: warning: %s\n", warning.c_str());
+  }
   switch (options->mode) {
     case sbx::RunMode::kHelp:
       std::fputs(sbx::UsageText().c_str(), stdout);

@@ -2,17 +2,25 @@
 // receiving socket (HAProxy's `bind sockpair@${VAR}`, Node's listen({fd})).
 //
 //   socketbox-bind-exec [-m OCTAL_MODE] PATH VAR PROG [ARGS...]
+//   socketbox-bind-exec -l [-n NAME] [-m OCTAL_MODE] PATH PROG [ARGS...]
 //
 // Binds an AF_UNIX datagram socket at PATH (mode 0660 unless -m; bound under
 // a temporary name and renamed into place, see receiver_socket.h), puts its
 // fd number in the environment variable VAR, and execs PROG (PATH search).
 // The socket stays behind when PROG exits; the next start replaces it.
+//
+// -l hands the socket over as systemd's socket activation does, for programs
+// written for it (sd_listen_fds): the socket on fd 3, LISTEN_FDS=1,
+// LISTEN_PID=this pid (exec keeps it), LISTEN_FDNAMES=NAME (default
+// "socketbox"). Run such a program under the preload, which makes the
+// socket look like a listening TCP socket to getsockopt and accept.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "engine/core/numbers.h"
 #include "inetd/log.h"
@@ -24,6 +32,7 @@ namespace {
 int Usage(const char* problem) {
   Log("%s", problem);
   Log("usage: socketbox-bind-exec [-m OCTAL_MODE] PATH VAR PROG [ARGS...]");
+  Log("       socketbox-bind-exec -l [-n NAME] [-m OCTAL_MODE] PATH PROG [ARGS...]");
   return 1;
 }
 
@@ -48,21 +57,66 @@ bool ValidVariableName(const char* name) {
   return true;
 }
 
+constexpr int kListenFdsStart = 3;  // SD_LISTEN_FDS_START
+
+// systemd's names: up to 255 characters, no colon (the list separator).
+bool ValidFdName(const char* name) {
+  const size_t len = std::strlen(name);
+  if (len == 0 || len > 255) return false;
+  for (const char* p = name; *p; ++p) {
+    if (*p == ':' || *p < 0x20 || *p == 0x7f) return false;
+  }
+  return true;
+}
+
+// Moves `fd` to fd 3 (inheritable) and sets the socket-activation variables.
+bool HandOverAsListenFds(int fd, const char* name) {
+  if (fd != kListenFdsStart) {
+    if (::dup2(fd, kListenFdsStart) != kListenFdsStart) return false;  // dup2: no CLOEXEC
+    ::close(fd);
+  } else if (::fcntl(fd, F_SETFD, 0) != 0) {
+    return false;
+  }
+  return ::setenv("LISTEN_FDS", "1", 1) == 0 &&
+         ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1) == 0 &&
+         ::setenv("LISTEN_FDNAMES", name, 1) == 0;
+}
+
 int Main(int argc, char** argv) {
   SetLogName(argv[0]);
   mode_t mode = 0660;
+  bool listen_fds = false;
+  const char* fd_name = "socketbox";
   int i = 1;
-  if (i < argc && std::strcmp(argv[i], "-m") == 0) {
-    if (i + 1 >= argc || !ParseMode(argv[i + 1], &mode)) {
-      return Usage("option -m needs an octal mode such as 0660");
+  for (; i < argc && argv[i][0] == '-'; ++i) {
+    const std::string_view opt = argv[i];
+    if (opt == "--") {
+      ++i;
+      break;
     }
-    i += 2;
+    if (opt == "-l") {
+      listen_fds = true;
+    } else if (opt == "-m") {
+      if (i + 1 >= argc || !ParseMode(argv[i + 1], &mode)) {
+        return Usage("option -m needs an octal mode such as 0660");
+      }
+      ++i;
+    } else if (opt == "-n") {
+      if (i + 1 >= argc || !ValidFdName(argv[i + 1])) {
+        return Usage("option -n needs a name of 1 to 255 characters without ':'");
+      }
+      fd_name = argv[++i];
+    } else {
+      return Usage("unknown option");
+    }
   }
-  if (i < argc && std::strcmp(argv[i], "--") == 0) ++i;
-  if (argc - i < 3) return Usage("PATH, VAR and PROG are required");
+  const int words = listen_fds ? 2 : 3;  // PATH [VAR] PROG
+  if (argc - i < words) {
+    return Usage(listen_fds ? "PATH and PROG are required" : "PATH, VAR and PROG are required");
+  }
   const char* path = argv[i];
-  const char* variable = argv[i + 1];
-  if (!ValidVariableName(variable))
+  const char* variable = listen_fds ? nullptr : argv[i + 1];
+  if (variable != nullptr && !ValidVariableName(variable))
     return Usage("VAR must be a variable name ([A-Za-z_][A-Za-z0-9_]*)");
   auto bound = BindReceiverSocket(path, mode);
   if (!bound.ok()) {
@@ -70,11 +124,14 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const int fd = bound->fd.Release();
-  if (::fcntl(fd, F_SETFD, 0) != 0 || ::setenv(variable, std::to_string(fd).c_str(), 1) != 0) {
+  const bool ready = listen_fds ? HandOverAsListenFds(fd, fd_name)
+                                : ::fcntl(fd, F_SETFD, 0) == 0 &&
+                                      ::setenv(variable, std::to_string(fd).c_str(), 1) == 0;
+  if (!ready) {
     Log("preparing fd %d: %s", fd, std::strerror(errno));
     return 1;
   }
-  char** program = argv + i + 2;
+  char** program = argv + i + words - 1;
   ::execvp(program[0], program);
   Log("exec %s: %s", program[0], std::strerror(errno));
   ::unlink(path);

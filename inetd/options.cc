@@ -1,7 +1,6 @@
 #include "inetd/options.h"
 
 #include <cstdint>
-#include <optional>
 
 #include "absl/status/status.h"
 #include "engine/core/numbers.h"
@@ -11,25 +10,6 @@ namespace sbx::inetd {
 namespace {
 
 absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
-
-std::optional<uint64_t> ParseHex(std::string_view text, uint64_t max) {
-  if (text.empty() || text.size() > 16) return std::nullopt;
-  uint64_t value = 0;
-  for (char c : text) {
-    int digit;
-    if (c >= '0' && c <= '9')
-      digit = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      digit = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      digit = c - 'A' + 10;
-    else
-      return std::nullopt;
-    value = value * 16 + static_cast<uint64_t>(digit);
-  }
-  if (value > max) return std::nullopt;
-  return value;
-}
 
 }  // namespace
 
@@ -51,19 +31,12 @@ absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value) {
 }
 
 absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
-  std::optional<uint64_t> value;
-  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
-    value = ParseHex(std::string_view(text).substr(2), UINT32_MAX);
-  } else if (text.size() > 1 && text[0] == '0') {
-    // The original's strtoul(base 0) reads this as octal; rather than guess
-    // which one was meant, ask for an unambiguous form.
+  // As the original's strtoul(GROUP, NULL, 0): 0x hex, leading-0 octal, decimal.
+  auto value = ParseCNumber(text, 0, UINT32_MAX);
+  if (!value) {
     return Bad(StrCat("GROUP '", text,
-                      "': a leading 0 is octal in the original; write the "
-                      "number in decimal or as 0x hex"));
-  } else {
-    value = ParseDecimal(text, 0, UINT32_MAX);
+                      "': expected a number 0..4294967295 (decimal, 0x hex or 0 octal)"));
   }
-  if (!value) return Bad(StrCat("GROUP '", text, "': expected a number 0..4294967295 (or 0x hex)"));
   return static_cast<uint32_t>(*value);
 }
 

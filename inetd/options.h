@@ -60,7 +60,8 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
 // The strict level named by SKBOX_STRICT_STREAM_MODE's value (nullptr: default).
 absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value);
 
-// The group number as the original reads it: decimal, or hexadecimal with 0x.
+// The group number as the original reads it (strtoul base 0): decimal, 0x
+// hexadecimal, or octal with a leading 0.
 absl::StatusOr<uint32_t> ParseGroup(const std::string& text);
 
 std::string InetdUsage(Mode mode);

@@ -5,8 +5,8 @@
 //   send-receive-fd -r SOCKFD PROG...  receive one fd from SOCKFD, put its
 //                                      number in SKBOX_RECEIVED_FD, exec PROG
 //
-// Same command line as the original; numbers are checked instead of atoi'd,
-// and options end at the first non-option, so PROG's options stay PROG's.
+// Same command line as the original (options before or after SOCKFD, see
+// Parse); numbers are checked instead of atoi'd.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/core/fd_passing.h"
 #include "engine/core/numbers.h"
@@ -66,36 +67,74 @@ int ReceiveAndExec(int channel, char** program) {
   return 127;
 }
 
-int Main(int argc, char** argv) {
-  SetLogName(argv[0]);
+struct CommandLine {
   bool receive = false;
   std::optional<int> send_fd;
+  std::vector<char*> words;  // SOCKFD, then (with -r) PROG and its arguments
+};
+
+// The original's getopt("rs:") permutes: options may come before or after
+// SOCKFD ("8 -s 9"), a value may be attached ("-s9"), letters may be joined
+// ("-rs9"), and "--" ends the options. Unlike a plain permuting getopt, the
+// words from PROG on are PROG's, so "-r 8 sh -c CMD" runs sh -c CMD (the
+// original took -c for its own and failed).
+std::optional<CommandLine> Parse(int argc, char** argv) {
+  CommandLine line;
   int i = 1;
-  for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; ++i) {
-    if (std::strcmp(argv[i], "--") == 0) {
+  for (; i < argc && line.words.size() < 2; ++i) {
+    char* arg = argv[i];
+    if (std::strcmp(arg, "--") == 0) {
       ++i;
       break;
     }
-    if (std::strcmp(argv[i], "-r") == 0) {
-      receive = true;
-    } else if (std::strcmp(argv[i], "-s") == 0) {
-      if (i + 1 >= argc) return Usage("option -s needs an fd number");
-      send_fd = ParseFd(argv[++i]);
-      if (!send_fd) return Usage("option -s: not an fd number");
-    } else {
-      return Usage("unknown option");
+    if (arg[0] != '-' || arg[1] == '\0') {
+      line.words.push_back(arg);
+      continue;
+    }
+    for (const char* letter = arg + 1; *letter != '\0'; ++letter) {
+      if (*letter == 'r') {
+        line.receive = true;
+        continue;
+      }
+      if (*letter != 's') {
+        Log("unknown option -%c", *letter);
+        return std::nullopt;
+      }
+      const char* value = letter[1] != '\0' ? letter + 1 : (i + 1 < argc ? argv[++i] : nullptr);
+      if (value == nullptr) {
+        Log("option -s needs an fd number");
+        return std::nullopt;
+      }
+      line.send_fd = ParseFd(value);
+      if (!line.send_fd) {
+        Log("option -s '%s': not an fd number", value);
+        return std::nullopt;
+      }
+      break;
     }
   }
-  if (i >= argc || (!receive && !send_fd)) {
+  for (; i < argc; ++i) line.words.push_back(argv[i]);
+  return line;
+}
+
+int Main(int argc, char** argv) {
+  SetLogName(argv[0]);
+  auto line = Parse(argc, argv);
+  if (!line) return Usage("bad command line");
+  if (line->words.empty() || (!line->receive && !line->send_fd)) {
     return Usage("an fd number and one of -r or -s are required");
   }
-  auto channel = ParseFd(argv[i]);
+  auto channel = ParseFd(line->words[0]);
   if (!channel) return Usage("SOCKFD is not an fd number");
-  if (receive) {
-    if (i + 1 >= argc) return Usage("-r needs a program to run");
-    return ReceiveAndExec(*channel, argv + i + 1);
+  if (line->receive) {
+    if (line->words.size() < 2) return Usage("-r needs a program to run");
+    line->words.push_back(nullptr);
+    return ReceiveAndExec(*channel, line->words.data() + 1);
   }
-  return Send(*send_fd, *channel);
+  if (line->words.size() > 1) {
+    Log("warning: ignoring extra argument(s) after SOCKFD, from '%s'", line->words[1]);
+  }
+  return Send(*line->send_fd, *channel);
 }
 
 }  // namespace

@@ -106,7 +106,10 @@ int Main(int argc, char** argv) {
         return Usage();
     }
   }
-  if (optind != argc) return Usage();
+  if (optind != argc) {
+    // The original ignored words after the options; keep such lines working.
+    Log("warning: ignoring extra argument(s) after the options, from '%s'", argv[optind]);
+  }
   std::string line;
   if (side == Side::kBoth) {
     auto remote = Query(fd, false);

@@ -22,7 +22,8 @@ constinit std::atomic<uint32_t> g_accept_counter{0};
 int SockoptInt(int fd, int name) {
   int value = -1;
   socklen_t len = sizeof(value);
-  if (::getsockopt(fd, SOL_SOCKET, name, &value, &len) != 0) return -1;
+  // The real call: the exported getsockopt answers for receiving sockets.
+  if (Real().getsockopt(fd, SOL_SOCKET, name, &value, &len) != 0) return -1;
   return value;
 }
 

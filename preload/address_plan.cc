@@ -130,12 +130,23 @@ Plan PlanAddress(const sockaddr* addr, socklen_t len, Operation op, const Config
   t.a = ip.group(6);
   t.b = ip.group(7);
   t.port = port;
-  if (x >= 2) {
-    t.source = UnixTarget::Source::kDirectory2;
-    return Gate(config.directory_root2, filter, port, t);
+  t.source = x >= 2 ? UnixTarget::Source::kDirectory2 : UnixTarget::Source::kRecordFile;
+  const DirectorySetting& directory = x >= 2 ? config.directory_root2 : config.directory_root;
+  Plan plan = Gate(directory, filter, port, t);
+  if (plan.kind != Plan::Kind::kPassThrough || op != Operation::kBind) return plan;
+  // fe8f::/16 is link-local: without a scope id the kernel refuses the bind
+  // (EINVAL). It can only ever work redirected; the caller says why not.
+  plan.kind = Plan::Kind::kUnredirected;
+  if (port == 0) {
+    plan.why = Plan::Why::kPortZero;
+  } else if (!directory.set) {
+    plan.why = Plan::Why::kUnset;
+    plan.variable = x >= 2 ? "SKBOX_DIRECTORY_ROOT2" : "SKBOX_DIRECTORY_ROOT";
+  } else {
+    plan.why = Plan::Why::kFiltered;
+    plan.variable = "SKBOX_PORT_FILTER_IPV6";
   }
-  t.source = UnixTarget::Source::kRecordFile;
-  return Gate(config.directory_root, filter, port, t);
+  return plan;
 }
 
 }  // namespace sbx::preload

@@ -39,9 +39,16 @@ struct Plan {
     kLinkLocal,    // the real call with `link_local` (fe8f:1:S:S:I:I:I:I)
     kUnix,         // replace the socket by a Unix socket at `target`
     kFail,         // fail with `error` (a setting this address needs is broken)
+    kUnredirected,  // a bind to fe8f::X:... (X 0..3) that is not redirected: the
+                    // real call (the kernel refuses it), but say why first
   };
+  // Why a kUnredirected bind was not redirected; `variable` is the setting
+  // that would let it through.
+  enum class Why { kUnset, kFiltered, kPortZero };
   Kind kind = Kind::kPassThrough;
   int error = 0;
+  Why why = Why::kUnset;
+  const char* variable = nullptr;
   sockaddr_in6 link_local{};
   UnixTarget target;
 };

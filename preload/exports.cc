@@ -6,12 +6,34 @@
 #include <cerrno>
 
 #include "preload/address_plan.h"
+#include "preload/listener_sockopt.h"
 #include "preload/listener_table.h"
 #include "preload/replace.h"
 #include "preload/runtime.h"
 
 namespace sbx::preload {
 namespace {
+
+// A TCP bind to fe8f::X:... that is not redirected can never work (the
+// kernel refuses a link-local address without a scope id): one line saying
+// which setting would redirect it, whatever SKBOX_DEBUG says.
+void ExplainUnredirected(int fd, const Plan& plan) {
+  switch (plan.why) {
+    case Plan::Why::kPortZero:
+      Say("bind fd %d to an fe8f:: address with port 0: never redirected (bind a port); the "
+          "kernel refuses this link-local address (EINVAL)", fd);
+      return;
+    case Plan::Why::kUnset:
+      Say("bind fd %d to an fe8f:: address: not redirected because %s is not set; the kernel "
+          "refuses this link-local address (EINVAL). Set %s", fd, plan.variable, plan.variable);
+      return;
+    case Plan::Why::kFiltered:
+      Say("bind fd %d to an fe8f:: address: not redirected because its port does not pass %s "
+          "(default 1024,1024: ports below 1024); the kernel refuses this link-local address "
+          "(EINVAL). Set %s to let the port through", fd, plan.variable, plan.variable);
+      return;
+  }
+}
 
 int BindOrConnect(int fd, const sockaddr* addr, socklen_t len, Operation op) {
   const RealCalls& real = Real();
@@ -24,6 +46,9 @@ int BindOrConnect(int fd, const sockaddr* addr, socklen_t len, Operation op) {
       return pass(addr, len);
     case Plan::Kind::kLinkLocal:
       return pass(reinterpret_cast<const sockaddr*>(&plan.link_local), sizeof(plan.link_local));
+    case Plan::Kind::kUnredirected:
+      if (IsInetStreamSocket(fd)) ExplainUnredirected(fd, plan);
+      return pass(addr, len);
     case Plan::Kind::kFail:
     case Plan::Kind::kUnix:
       break;
@@ -82,4 +107,8 @@ SBX_EXPORT int setsockopt(int fd, int level, int name, const void* value, sockle
     return 0;
   }
   return sbx::preload::Real().setsockopt(fd, level, name, value, len);
+}
+
+SBX_EXPORT int getsockopt(int fd, int level, int name, void* value, socklen_t* len) noexcept {
+  return sbx::preload::GetSockOpt(fd, level, name, value, len);
 }

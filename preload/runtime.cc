@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
+#include "preload/handed_sockets.h"
 #include "preload/listener_table.h"
 
 extern char** environ;
@@ -41,6 +45,10 @@ int SysSetsockopt(int fd, int level, int name, const void* v, socklen_t l) {
   return static_cast<int>(::syscall(SYS_setsockopt, fd, level, name, v, l));
 }
 
+int SysGetsockopt(int fd, int level, int name, void* v, socklen_t* l) {
+  return static_cast<int>(::syscall(SYS_getsockopt, fd, level, name, v, l));
+}
+
 template <typename F>
 void Resolve(F** slot, const char* name, F* fallback) {
   void* p = ::dlsym(RTLD_NEXT, name);
@@ -57,13 +65,37 @@ RealCalls ResolveAll() {
   Resolve(&r.getsockname, "getsockname", &SysGetsockname);
   Resolve(&r.getpeername, "getpeername", &SysGetpeername);
   Resolve(&r.setsockopt, "setsockopt", &SysSetsockopt);
+  Resolve(&r.getsockopt, "getsockopt", &SysGetsockopt);
   return r;
+}
+
+// Marks, in the environment children inherit, which problems were already
+// reported: a forking server's exec'd children (and their children) load
+// the library again with the same values, and would otherwise each repeat
+// the message. A changed value has another digest and is reported again.
+constexpr char kReportedVariable[] = "SKBOX_PRELOAD_REPORTED";
+
+void ReportOnce(const Problems& problems) {
+  if (problems.count == 0) return;
+  uint64_t digest = 14695981039346656037ull;  // FNV-1a over the messages
+  for (int i = 0; i < problems.count; ++i) {
+    for (const char* c = problems.lines[i]; *c != '\0'; ++c) {
+      digest = (digest ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+    }
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(digest));
+  const char* seen = ::getenv(kReportedVariable);
+  if (seen != nullptr && std::strcmp(seen, text) == 0) return;
+  for (int i = 0; i < problems.count; ++i) Say("%s", problems.lines[i]);
+  // At load, before the program's threads exist; setenv copies the text.
+  ::setenv(kReportedVariable, text, 1);
 }
 
 Config* LoadConfig() {
   static Config config;  // large: static storage, not the stack
   ParseConfig(environ, &config);
-  for (int i = 0; i < config.problems.count; ++i) Say("%s", config.problems.lines[i]);
+  ReportOnce(config.problems);
   return &config;
 }
 
@@ -100,6 +132,7 @@ __attribute__((constructor)) static void SetUpAtLoad() {
   Real();
   TheConfig();
   InstallListenerTableForkHandlers();
+  RememberHandedSockets(environ, static_cast<int>(getpid()), Real().getsockopt);
 }
 
 }  // namespace sbx::preload

@@ -23,6 +23,7 @@ struct RealCalls {
   int (*getsockname)(int, sockaddr*, socklen_t*);
   int (*getpeername)(int, sockaddr*, socklen_t*);
   int (*setsockopt)(int, int, int, const void*, socklen_t);
+  int (*getsockopt)(int, int, int, void*, socklen_t*);
 };
 const RealCalls& Real();
 

@@ -27,6 +27,40 @@ constexpr std::optional<uint64_t> ParseDecimal(std::string_view text, uint64_t m
   return value;
 }
 
+// A number as C's strtoul(text, NULL, 0) reads it (the original's -u, -g,
+// -G, -P and socketbox-inetd-p's GROUP): "0x"/"0X" then hex digits, a leading
+// "0" then octal digits ("010" is 8), otherwise decimal. Unlike strtoul the
+// whole text must be the number (no sign, spaces or trailing bytes), and the
+// value must be in [min, max].
+constexpr std::optional<uint64_t> ParseCNumber(std::string_view text, uint64_t min, uint64_t max) {
+  unsigned base = 10;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    base = 16;
+    text.remove_prefix(2);
+  } else if (text.size() > 1 && text[0] == '0') {
+    base = 8;
+    text.remove_prefix(1);
+  }
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    unsigned digit;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<unsigned>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<unsigned>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<unsigned>(c - 'A' + 10);
+    } else {
+      return std::nullopt;
+    }
+    if (digit >= base || value > (UINT64_MAX - digit) / base) return std::nullopt;
+    value = value * base + digit;
+  }
+  if (value < min || value > max) return std::nullopt;
+  return value;
+}
+
 constexpr std::optional<uint16_t> ParsePort(std::string_view text) {
   auto v = ParseDecimal(text, 0, 65535);
   if (!v) return std::nullopt;

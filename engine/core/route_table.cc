@@ -117,24 +117,27 @@ void RouteTable::ComputeFieldsUsed() {
   }
 }
 
-std::vector<Ip6> RouteTable::ExactLocalAddresses(size_t limit) const {
-  const PackedTuple full_local = PackedTuple::From({PrefixMask(128), Ip6{}, 0, 0});
+std::vector<RouteTable::ExactLocal> RouteTable::ExactLocals() const {
+  const PackedTuple full_local = PackedTuple::From({PrefixMask(128), Ip6{}, 0xffff, 0});
   auto exact = [&](const PackedTuple& mask) {
     return mask.w[0] == full_local.w[0] && mask.w[1] == full_local.w[1];
   };
-  std::vector<Ip6> out;
-  auto add = [&](const PackedTuple& key) {
-    const Ip6 ip = key.ToConnTuple().local;
-    if (out.size() < limit && std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+  std::vector<ExactLocal> out;
+  auto add = [&](const PackedTuple& key, const PackedTuple& mask) {
+    const ConnTuple t = key.ToConnTuple();
+    ExactLocal e{t.local, std::nullopt};
+    // Ports are matched whole (port:N, match-lport) or not at all.
+    if ((mask.w[4] & full_local.w[4]) == full_local.w[4]) e.port = t.lport;
+    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   };
   const size_t rules = rule_sets_.size();
   for (size_t node : ReachableSets()) {
     if (node < rules) {
       for (const Rule& r : rule_sets_[node].rules) {
-        if (exact(r.mask)) add(r.pattern);
+        if (exact(r.mask)) add(r.pattern, r.mask);
       }
-    } else if (exact(map_sets_[node - rules].mask)) {
-      for (const auto& [key, action] : map_sets_[node - rules].entries) add(key);
+    } else if (const MapSet& map = map_sets_[node - rules]; exact(map.mask)) {
+      for (const auto& [key, action] : map.entries) add(key, map.mask);
     }
   }
   return out;

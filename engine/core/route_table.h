@@ -17,6 +17,7 @@
 #ifndef SBX_ENGINE_CORE_ROUTE_TABLE_H_
 #define SBX_ENGINE_CORE_ROUTE_TABLE_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,11 +51,18 @@ class RouteTable {
   // the local address or port).
   const PackedTuple& fields_used() const { return fields_used_; }
 
-  // Local addresses that reachable rules or map keys name exactly (a full
-  // /128 local mask), at most `limit` of them: the
-  // engine can give each its own listener so that the kernel's socket
-  // lookup, not getsockname(2), tells a connection's local address.
-  std::vector<Ip6> ExactLocalAddresses(size_t limit) const;
+  // A local address that a reachable rule or map key names exactly (a full
+  // /128 local mask), with the local port it also names (nullopt: any).
+  struct ExactLocal {
+    Ip6 ip;
+    std::optional<uint16_t> port;
+    friend bool operator==(const ExactLocal&, const ExactLocal&) = default;
+  };
+  // Every such (address, port) once: the engine gives a pair its own
+  // listener, on the listening ports the pair can match, so that the
+  // kernel's socket lookup, not getsockname(2), tells a connection's local
+  // address.
+  std::vector<ExactLocal> ExactLocals() const;
 
  private:
   struct Rule {

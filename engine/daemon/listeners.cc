@@ -4,10 +4,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
 #include "engine/core/str_cat.h"
+#include "engine/daemon/address_claim.h"
 #include "engine/daemon/systemd.h"
 #include "engine/sys/socket_ops.h"
 
@@ -58,6 +60,32 @@ absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) 
   return fd;
 }
 
+void WarnNoExactListener(const SocketAddress& address, const absl::Status& why, const char* note) {
+  std::fprintf(stderr, "socketbox: no exact listener for %s: %s%s\n",
+               FormatHostPort(address).c_str(), std::string(why.message()).c_str(), note);
+}
+
+// The (address, port) pairs worth an exact listener: each address the table
+// names exactly, on each port of an IPv6 wildcard listener that the naming
+// rule or map key can match (a rule for port 80 gets no listener on 443).
+// At most `limit` pairs.
+std::vector<SocketAddress> ExactPairs(const RouteTable& table,
+                                      const std::vector<SocketAddress>& listeners, size_t limit) {
+  std::vector<SocketAddress> pairs;
+  for (const RouteTable::ExactLocal& e : table.ExactLocals()) {
+    for (const SocketAddress& base : listeners) {
+      if (!IsWildcard(base) || base.family != AF_INET6 || base.port == 0) continue;
+      if (e.port && *e.port != base.port) continue;
+      const SocketAddress pair{AF_INET6, e.ip, base.port, 0};
+      const bool seen = std::any_of(pairs.begin(), pairs.end(), [&](const SocketAddress& p) {
+        return p.ip == pair.ip && p.port == pair.port;
+      });
+      if (!seen && pairs.size() < limit) pairs.push_back(pair);
+    }
+  }
+  return pairs;
+}
+
 }  // namespace
 
 absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const RouteTable* table) {
@@ -94,58 +122,69 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
   // Exact-address listeners go beside each wildcard listener of the
   // engine's; a specific and a wildcard listener on one port coexist only
   // with SO_REUSEPORT on both (SO_REUSEADDR stops at listen time).
-  std::vector<Ip6> exact;
+  std::vector<SocketAddress> exact;
   if (!o.exec_mode && table != nullptr && !o.transparent && o.exact_listeners > 0) {
-    exact = table->ExactLocalAddresses(static_cast<size_t>(o.exact_listeners));
+    exact = ExactPairs(*table, addresses, static_cast<size_t>(o.exact_listeners));
   }
   // One socket per worker per address: SO_REUSEPORT spreads connections.
   const bool copies = !o.exec_mode && workers > 1;
   const BindFlags flags{o.transparent, o.freebind, o.reuseaddr,
                         o.reuseport || copies || !exact.empty()};
+  // SO_REUSEPORT the user did not ask for must not let a second daemon in.
+  const bool claim = flags.reuseport && !o.reuseport;
+  auto place = [&](UniqueFd fd, int worker, bool transparent) {
+    const int raw = fd.get();
+    set.owned.push_back(std::move(fd));
+    set.all_fds.push_back(raw);
+    if (copies) {
+      set.per_worker[static_cast<size_t>(worker)].push_back(DescribeListener(raw, transparent));
+    } else {
+      for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, transparent));
+    }
+    return raw;
+  };
   for (const SocketAddress& address : addresses) {
+    if (claim && address.port != 0) {
+      auto lock = ClaimAddress(address, {o.transparent, o.freebind, o.reuseaddr});
+      if (!lock.ok()) return lock.status();
+      set.owned.push_back(std::move(*lock));
+    }
     for (int w = 0; w < (copies ? workers : 1); ++w) {
       auto fd = Bind(address, flags);
       if (!fd.ok()) return fd.status();
-      const int raw = fd->get();
-      set.owned.push_back(std::move(*fd));
-      set.all_fds.push_back(raw);
+      const int raw = place(std::move(*fd), w, o.transparent);
       if (set.exec_fd < 0) set.exec_fd = raw;
-      if (copies) {
-        set.per_worker[w].push_back(DescribeListener(raw, o.transparent));
-      } else {
-        for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, o.transparent));
-      }
     }
     set.descriptions.push_back(FormatHostPort(address) + (copies ? StrCat(" x", workers) : ""));
   }
   int made = 0;
-  for (const SocketAddress& base : addresses) {
-    if (!IsWildcard(base) || base.family != AF_INET6 || base.port == 0) continue;
-    for (const Ip6& ip : exact) {
-      SocketAddress address{AF_INET6, ip, base.port, 0};
-      std::vector<UniqueFd> copies_made;
-      for (int w = 0; w < (copies ? workers : 1); ++w) {
-        auto fd = Bind(address, {false, true, o.reuseaddr, true});
-        if (!fd.ok()) {
-          std::fprintf(stderr, "socketbox: no exact listener for %s: %s (its connections use getsockname)\n",
-                       FormatHostPort(address).c_str(), std::string(fd.status().message()).c_str());
-          copies_made.clear();
-          break;
-        }
-        copies_made.push_back(std::move(*fd));
+  for (const SocketAddress& address : exact) {
+    UniqueFd lock;
+    if (claim) {
+      // The lock only: a probe would meet our own wildcard copies (with -R).
+      auto locked = LockAddress(address);
+      if (!locked.ok()) {
+        WarnNoExactListener(address, locked.status(), "");
+        continue;
       }
-      for (size_t w = 0; w < copies_made.size(); ++w) {
-        const int raw = copies_made[w].get();
-        set.all_fds.push_back(raw);
-        if (copies) {
-          set.per_worker[w].push_back(DescribeListener(raw, false));
-        } else {
-          for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, false));
-        }
-        set.owned.push_back(std::move(copies_made[w]));
-      }
-      if (!copies_made.empty()) ++made;
+      lock = std::move(*locked);
     }
+    std::vector<UniqueFd> bound;
+    for (int w = 0; w < (copies ? workers : 1); ++w) {
+      auto fd = Bind(address, {false, true, o.reuseaddr, true});
+      if (!fd.ok()) {
+        WarnNoExactListener(address, fd.status(), " (its connections use getsockname)");
+        bound.clear();
+        break;
+      }
+      bound.push_back(std::move(*fd));
+    }
+    if (bound.empty()) continue;
+    if (lock) set.owned.push_back(std::move(lock));
+    for (size_t w = 0; w < bound.size(); ++w) {
+      place(std::move(bound[w]), static_cast<int>(w), false);
+    }
+    ++made;
   }
   if (made > 0) set.descriptions.push_back(StrCat(made, " exact-address listener(s)"));
   return set;

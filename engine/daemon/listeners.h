@@ -1,8 +1,10 @@
 // The listening sockets: inherited from systemd (LISTEN_FDS) or -s, or bound
 // here (-l/-p and --listen), with one SO_REUSEPORT copy per worker when the
-// engine binds, plus one listener per address the configuration names
-// exactly (IPV6_FREEBIND), so that the kernel's socket lookup tells those
-// connections' local address and no getsockname(2) is needed.
+// engine binds, plus one listener per (address, port) pair the
+// configuration names exactly (IPV6_FREEBIND), so that the kernel's socket
+// lookup tells those connections' local address and no getsockname(2) is
+// needed. Before binding copies with SO_REUSEPORT the user did not ask for,
+// each address is claimed (address_claim.h), so a second daemon is refused.
 //
 // Binding happens while privileged; listen(2) comes after the privilege
 // drop, as in the original.
@@ -22,7 +24,7 @@ namespace sbx {
 
 struct ListenerSet {
   std::vector<std::vector<ListenerInfo>> per_worker;
-  std::vector<UniqueFd> owned;        // every socket bound here
+  std::vector<UniqueFd> owned;        // every socket bound here, and the claim locks
   std::vector<int> all_fds;           // distinct fds to listen() on
   int exec_fd = -1;                   // -e: the one bound socket
   std::vector<std::string> descriptions;  // one per distinct listener, for the log

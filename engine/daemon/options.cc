@@ -60,14 +60,15 @@ absl::Status Bad(std::string_view option, std::string_view value, std::string_vi
   return absl::InvalidArgumentError(StrCat("option ", option, " '", value, "': ", why));
 }
 
-bool AllDigits(std::string_view s) {
-  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
-}
+// As the original: a value starting with a digit is a number, read with C's
+// base-0 rules (strtoll(value, NULL, 0): "010" is 8, "0x10" is 16); anything
+// else is a name.
+bool IsNumeric(std::string_view s) { return !s.empty() && s[0] >= '0' && s[0] <= '9'; }
 
 absl::StatusOr<gid_t> ResolveGroup(std::string_view option, const std::string& name) {
-  if (AllDigits(name)) {
-    auto n = ParseDecimal(name, 0, UINT32_MAX - 1);
-    if (!n) return Bad(option, name, "not a valid group id");
+  if (IsNumeric(name)) {
+    auto n = ParseCNumber(name, 0, UINT32_MAX - 1);
+    if (!n) return Bad(option, name, "not a valid group id (decimal, 0x hex or 0 octal)");
     return static_cast<gid_t>(*n);
   }
   const group* g = ::getgrnam(name.c_str());
@@ -108,9 +109,9 @@ absl::Status ParseListenAddress(const char* value, SocketAddress* out) {
 
 absl::Status ApplyUser(const char* value, Options* o) {
   o->user_label = value;
-  if (AllDigits(value)) {
-    auto n = ParseDecimal(value, 0, UINT32_MAX - 1);
-    if (!n) return Bad("-u", value, "not a valid user id");
+  if (IsNumeric(value)) {
+    auto n = ParseCNumber(value, 0, UINT32_MAX - 1);
+    if (!n) return Bad("-u", value, "not a valid user id (decimal, 0x hex or 0 octal)");
     o->uid = static_cast<uid_t>(*n);
     return absl::OkStatus();
   }
@@ -198,10 +199,13 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
     case 'P': {
       std::string_view text = arg;
       const size_t colon = text.find(':');
-      auto group = colon == std::string_view::npos ? std::nullopt
-                                                   : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
+      auto group = colon == std::string_view::npos
+                       ? std::nullopt
+                       : ParseCNumber(text.substr(0, colon), 0, UINT32_MAX);
       if (!group || colon + 1 >= text.size() || text.size() - colon - 1 > 107) {
-        return Bad("-P", arg, "expected GROUP:PATH (a number, a colon, a socket path)");
+        return Bad("-P", arg,
+                   "expected GROUP:PATH (a number: decimal, 0x hex or 0 octal; a colon; a "
+                   "socket path)");
       }
       o->registration = Options::Registration{static_cast<uint32_t>(*group),
                                               std::string(text.substr(colon + 1))};
@@ -295,8 +299,13 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     return absl::InvalidArgumentError("-e needs a program to run after the options");
   }
   if (!o.exec_mode && !o.exec_argv.empty()) {
-    return absl::InvalidArgumentError(
-        StrCat("unexpected argument '", o.exec_argv[0], "' (only -e takes a program)"));
+    // The original ignored words after the options; command lines that
+    // carry some keep working, with a warning.
+    std::string words;
+    for (const std::string& w : o.exec_argv) words += StrCat(words.empty() ? "'" : " '", w, "'");
+    o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", words,
+                                " (only -e takes a program)"));
+    o.exec_argv.clear();
   }
   // The original kept gid 0 and root's groups after a numeric -u; a number
   // without a passwd entry must come with -g.
@@ -350,12 +359,17 @@ Options of this implementation:
       --dispatch-timeout MS    how long a connection may wait for a full or
                                restarting backend before it is closed (2000)
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
+<<<<<<< HEAD
       --batch-wait US          io_uring: a busy worker waits up to US microseconds
                                to reap completions in batches; a quiet one is woken
                                by the next completion (Linux 6.12+; default 100,
                                0 wakes for every completion)
       --exact-listeners N      at most N extra listeners for addresses named exactly
                                in the configuration (64; 0 disables)
+=======
+      --exact-listeners N      at most N extra listeners for (address, port) pairs
+                               named exactly in the configuration (64; 0 disables)
+>>>>>>> dropin
       --metrics-listen [ADDR]:PORT
                                serve the counters in Prometheus text format over
                                HTTP (GET /metrics), e.g. [::1]:9100

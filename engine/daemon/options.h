@@ -68,6 +68,9 @@ struct Options {
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
 
+  // Things accepted but worth a line on stderr (e.g. ignored extra words).
+  std::vector<std::string> warnings;
+
   bool has_forced_action() const { return forced_path.has_value() || forced_fd.has_value(); }
 };
 

@@ -186,7 +186,9 @@ class BadInputTest(unittest.TestCase):
         (["-Q"], "unknown option -Q"),
         (["--bogus"], "unknown option '--bogus'"),
         (["-e"], "-e needs a program"),
-        (["stray"], "unexpected argument 'stray'"),
+        # Ignored with a warning, as the original ignored it; then the
+        # missing default configuration ends the run.
+        (["stray"], "warning: ignoring extra argument(s) after the options: 'stray'"),
         (["-s", "999", "-S", "/tmp/x.sock"], "-s 999: not an open file descriptor"),
         (["-i", "999", "-p", "80"], "-i 999: not an open file descriptor"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"], "option --metrics-listen 'nonsense'"),

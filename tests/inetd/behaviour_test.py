@@ -377,6 +377,19 @@ class InetdRegistration(unittest.TestCase):
             finally:
                 server.close()
 
+    def test_group_number_read_as_the_original_reads_it(self):
+        # strtoul(GROUP, NULL, 0): a leading 0 is octal, as in the original.
+        with sbxtest.Topology() as topo:
+            ctl, feed = topo.path("ctl.sock"), topo.path("feed.sock")
+            server = RegistrationServer(ctl, feed)
+            try:
+                p = topo.spawn_server([il.binary("socketbox-inetd-p"), ctl, "010", *ENV_PROG])
+                server.accept_registration()
+                self.assertEqual(server.groups, [8])
+                il.stop_and_log(p)
+            finally:
+                server.close()
+
     def test_refused_and_malformed_registration(self):
         with sbxtest.Topology() as topo:
             for response, message in ((bytes([0, 0, 0, 0]), "the server refused the registration"),

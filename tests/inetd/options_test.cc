@@ -43,6 +43,10 @@ TEST(InetdOptions, RegistrationModeReadsGroup) {
   o = ParseInetdOptions(Mode::kRegistration, {"/ctl", "0", "prog"}, nullptr);
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->group, 0u);
+  // strtoul(GROUP, NULL, 0), as the original: a leading 0 is octal.
+  o = ParseInetdOptions(Mode::kRegistration, {"/ctl", "010", "prog"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->group, 8u);
   o = ParseInetdOptions(Mode::kRegistration, {"--", "/ctl", "4294967295", "prog"}, nullptr);
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->group, 4294967295u);
@@ -76,7 +80,7 @@ TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
       {Mode::kRegistration, {"/ctl", "4294967296", "prog"}, nullptr, "GROUP '4294967296'"},
       {Mode::kRegistration, {"/ctl", "0x", "prog"}, nullptr, "GROUP '0x'"},
       {Mode::kRegistration, {"/ctl", "0x1g", "prog"}, nullptr, "GROUP '0x1g'"},
-      {Mode::kRegistration, {"/ctl", "010", "prog"}, nullptr, "leading 0 is octal"},
+      {Mode::kRegistration, {"/ctl", "08", "prog"}, nullptr, "GROUP '08'"},
   };
   for (const BadCase& c : cases) {
     auto o = ParseInetdOptions(c.mode, c.args, c.strict_env);

@@ -203,6 +203,49 @@ frontend fe
             self.assertTrue(response.endswith(b"hello from haproxy src=[]\n"), response)
 
 
+class SocketProxyd(ServerCase):
+    """A program written for systemd's socket activation, unchanged:
+    systemd-socket-proxyd takes the receiving socket as its LISTEN_FDS
+    socket (socketbox-bind-exec -l) under the preload, and proxies each
+    passed connection to a real HTTP server (busybox httpd)."""
+    needs = ("/lib/systemd/systemd-socket-proxyd", "busybox")
+
+    def test_proxies_20_of_20_connections(self):
+        print("# " + version_line(["systemctl", "--version"], r"systemd \d+"), flush=True)
+        root = self.topo.path("www")
+        os.makedirs(root)
+        body = b"served by busybox httpd behind systemd-socket-proxyd\n"
+        with open(f"{root}/hello.txt", "wb") as f:
+            f.write(body)
+        httpd = self.topo.spawn_server(["busybox", "httpd", "-f", "-p", "127.0.0.1:8080",
+                                        "-h", root])
+        self.addCleanup(sbxtest.stop, httpd)
+        sbxtest.wait_for(lambda: "127.0.0.1:8080" in self.topo.ns_sh(
+            self.topo.server, "ss", "-Htln", "sport = :8080").stdout, what="busybox httpd")
+        preload_dir = os.path.join(il.BUILD, "preload")
+        proxyd = self.topo.spawn_server(
+            [il.binary("socketbox-bind-exec"), "-l", "-n", "http", self.path,
+             os.path.join(preload_dir, "run-with-socketbox"),
+             "/lib/systemd/systemd-socket-proxyd", "127.0.0.1:8080"])
+        self.addCleanup(sbxtest.stop, proxyd)
+        sbxtest.wait_for(lambda: il.is_live(self.path) or proxyd.poll() is not None,
+                         what="the proxy's socket")
+        a = il.acceptor(self.topo, il.SERVER_IP6, 80, self.path)
+        self.addCleanup(a.close)
+        served = 0
+        for _ in range(20):
+            c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 80)
+            c.sendall(b"GET /hello.txt HTTP/1.0\r\nHost: test\r\n\r\n")
+            response = il.read_all(c)
+            c.close()
+            head, _, got = response.partition(b"\r\n\r\n")
+            if b" 200 " in head.split(b"\r\n")[0] and got == body:
+                served += 1
+        self.assertIsNone(proxyd.poll(), "systemd-socket-proxyd exited: " +
+                          (proxyd.stderr.read().decode() if proxyd.poll() is not None else ""))
+        self.assertEqual(served, 20)
+
+
 if __name__ == "__main__":
     il.announce()
     sbxtest.run_tap(globals()[sys.argv[1]], skip_reason=il.skip_reason())

@@ -56,9 +56,18 @@ class SocketQuery(unittest.TestCase):
     def test_ipv4_prints_mapped(self):
         self.check(socket.AF_INET, "127.0.0.1", "::ffff:127.0.0.1")
 
+    def test_extra_words_are_ignored_as_the_original_does(self):
+        # socket-query -lp -f 9 extra: the original ignores "extra".
+        client, server = tcp_pair(socket.AF_INET6, "::1")
+        with client, server:
+            fd = server.fileno()
+            r = run([il.binary("socket-query"), "-lp", "-f", str(fd), "extra"], pass_fds=[fd])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, f"{server.getsockname()[1]}\n")
+            self.assertIn("ignoring extra argument(s)", r.stderr)
+
     def test_errors(self):
-        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77"),
-                              (["extra"], "usage")):
+        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77")):
             r = run([il.binary("socket-query"), *argv])
             self.assertEqual(r.returncode, 1, argv)
             self.assertIn(message, r.stderr)
@@ -87,10 +96,39 @@ class SendReceiveFd(unittest.TestCase):
             self.assertRegex(lines[0], r"^fd=\d+$")
             self.assertEqual(lines[1], str(client.getsockname()[1]))
 
+    def send_then_receive(self, send_argv, receive_argv):
+        """Sends a TCP socket with send_argv (SOCKFD and the fd to send are
+        formatted in as {chan} and {fd}), receives it with receive_argv
+        ({chan}), whose program prints the received socket's local port."""
+        chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        client, server = tcp_pair(socket.AF_INET6, "::1")
+        with chan_a, chan_b, client, server:
+            fmt = lambda argv, chan: [a.format(chan=chan, fd=server.fileno()) for a in argv]
+            r = run([il.binary("send-receive-fd"), *fmt(send_argv, chan_a.fileno())],
+                    pass_fds=[server.fileno(), chan_a.fileno()])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            env = dict(os.environ, PATH=os.path.dirname(il.binary("socket-query")) + ":" +
+                       os.environ["PATH"])
+            r = run([il.binary("send-receive-fd"), *fmt(receive_argv, chan_b.fileno())],
+                    pass_fds=[chan_b.fileno()], env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.split(), server.getsockname()[1]
+
+    def test_options_permute_as_with_the_original_getopt(self):
+        query = 'socket-query -lp -f "$SKBOX_RECEIVED_FD"; echo "$0"'
+        for send_argv, receive_argv in (
+                (["-s{fd}", "{chan}"], ["-r", "{chan}", "--", "sh", "-c", query, "Z"]),
+                (["{chan}", "-s", "{fd}"], ["{chan}", "-r", "sh", "-c", query, "Z"]),
+                (["-s", "{fd}", "--", "{chan}"], ["-r", "--", "{chan}", "sh", "-c", query, "Z"])):
+            out, port = self.send_then_receive(send_argv, receive_argv)
+            self.assertEqual(out, [str(port), "Z"], (send_argv, receive_argv))
+
     def test_errors(self):
         a, b = socket.socketpair()
         with a, b:
-            cases = [([], "required"), (["-s", "x", "3"], "not an fd number"),
+            cases = [([], "required"), (["-s"], "-s needs an fd number"),
+                     (["3", "-s", "x"], "-s 'x': not an fd number"), (["-s", "x", "3"], "not an fd number"),
+                     (["-r", "3"], "-r needs a program"),
                      (["-s", "0", "99"], "over fd 99"), (["-q", "3"], "unknown option")]
             for argv, message in cases:
                 r = run([il.binary("send-receive-fd"), *argv])
@@ -140,6 +178,26 @@ class BindExec(unittest.TestCase):
             pass
         r = run([il.binary("socketbox-bind-exec"), self.path + "x", "V", "true"])
         self.assertIn("not a socket", r.stderr)
+
+    def test_listen_fds_mode_hands_fd_3_as_systemd_does(self):
+        # fd 3 is taken in the launcher (as by any inherited file): -l puts
+        # the socket there anyway, as systemd would.
+        script = ('echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; '
+                  'readlink /proc/self/fd/3; ls /proc/self/fd')
+        r = run(["sh", "-c", 'exec 3</dev/null; exec "$@"', "sh", il.binary("socketbox-bind-exec"),
+                 "-l", "-n", "web", self.path, "sh", "-c", script])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        env_line, link, *fds = r.stdout.split("\n")
+        fds_count, pid, shell_pid, names = env_line.split()
+        self.assertEqual((fds_count, names), ("1", "web"))
+        self.assertEqual(pid, shell_pid)  # LISTEN_PID is the program's own pid
+        self.assertIn("socket:", link)
+        # Only 0, 1, 2, 3 (and ls's own directory fd): the bound copy is closed.
+        self.assertEqual(len([f for f in fds if f]), 5, fds)
+        r = run([il.binary("socketbox-bind-exec"), "-l", "-n", "a:b", self.path, "true"])
+        self.assertIn("-n needs a name", r.stderr)
+        r = run([il.binary("socketbox-bind-exec"), "-l", self.path])
+        self.assertIn("PATH and PROG are required", r.stderr)
 
 
 if __name__ == "__main__":

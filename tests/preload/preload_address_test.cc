@@ -96,16 +96,30 @@ TEST_F(AddressPlanTest, NotRedirected) {
                         "2001:db8::1", "fe80::1", "::1"}) {
     EXPECT_EQ(Bind6(a, 80).kind, Kind::kPassThrough) << a;
   }
-  EXPECT_EQ(Bind6("fe8f::0:1:2", 0).kind, Kind::kPassThrough);     // port 0
-  EXPECT_EQ(Bind6("fe8f::0:1:2", 1024).kind, Kind::kPassThrough);  // default filter
+  // fe8f::X:... binds that are not redirected still reach the kernel, which
+  // refuses them; the plan says why (the caller prints it).
+  Plan p = Bind6("fe8f::0:1:2", 0);
+  EXPECT_EQ(p.kind, Kind::kUnredirected);
+  EXPECT_EQ(p.why, Plan::Why::kPortZero);
+  p = Bind6("fe8f::0:1:2", 1024);  // default filter
+  EXPECT_EQ(p.kind, Kind::kUnredirected);
+  EXPECT_EQ(p.why, Plan::Why::kFiltered);
+  EXPECT_STREQ(p.variable, "SKBOX_PORT_FILTER_IPV6");
+  // Connects to them are the program's own business.
+  EXPECT_EQ(PlanAddress(nullptr, 0, Operation::kConnect, *config_).kind, Kind::kPassThrough);
 }
 
 TEST_F(AddressPlanTest, NeedsItsDirectory) {
   config_->directory_root.set = false;
-  EXPECT_EQ(Bind6("fe8f::0:1:2", 80).kind, Kind::kPassThrough);
+  Plan p = Bind6("fe8f::0:1:2", 80);
+  EXPECT_EQ(p.kind, Kind::kUnredirected);
+  EXPECT_EQ(p.why, Plan::Why::kUnset);
+  EXPECT_STREQ(p.variable, "SKBOX_DIRECTORY_ROOT");
   EXPECT_EQ(Bind6("fe8f::2:1:2", 80).kind, Kind::kUnix);
   config_->directory_root2.set = false;
-  EXPECT_EQ(Bind6("fe8f::2:1:2", 80).kind, Kind::kPassThrough);
+  p = Bind6("fe8f::2:1:2", 80);
+  EXPECT_EQ(p.kind, Kind::kUnredirected);
+  EXPECT_STREQ(p.variable, "SKBOX_DIRECTORY_ROOT2");
 }
 
 TEST_F(AddressPlanTest, LongerAddressLengthsAreUnderstood) {

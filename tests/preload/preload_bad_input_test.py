@@ -4,6 +4,7 @@ errno, one clear message is printed (once), and nothing else in the program
 breaks. Python 3 is the host program; no network namespace is needed."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,74 @@ class BadInputTest(unittest.TestCase):
             {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "x"},
             "fe8f::2:0:1,80", "fe8f::2:0:1,81", "fe8f::2:0:1,82")
         self.assertEqual(len(self.messages(stderr)), 1, stderr)
+
+    def test_malformed_value_reported_once_per_value_not_per_process(self):
+        # A forking server's exec'd children load the library again with the
+        # same environment: the message comes once for the whole tree.
+        chain = ("import os, subprocess, sys\n"
+                 "for _ in range(3):\n"
+                 "    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+                 "env = dict(os.environ, SKBOX_STEALTH_MODE='maybe')\n"
+                 "subprocess.run([sys.executable, '-c', 'pass'], env=env, check=True)\n")
+        env = {k: v for k, v in os.environ.items() if k != "SKBOX_PRELOAD_REPORTED"}
+        r = subprocess.run([pc.PYTHON, "-c", chain], capture_output=True, text=True, timeout=30,
+                           env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        msgs = self.messages(r.stderr)
+        # Five processes: "yes" once, then the changed value ("maybe") once.
+        self.assertEqual(len(msgs), 2, r.stderr)
+        self.assertIn('SKBOX_STEALTH_MODE="yes"', msgs[0])
+        self.assertIn('SKBOX_STEALTH_MODE="maybe"', msgs[1])
+
+    def test_forking_server_children_do_not_repeat_the_message(self):
+        # The reported case: socketbox-inetd under the library, each
+        # connection a child that loads it again. One line, not one a child.
+        inetd = os.path.join(pc.BUILD, "inetd", "socketbox-inetd")
+        path = os.path.join(self.tmp, "inetd.sock")
+        done = os.path.join(self.tmp, "done")
+        os.makedirs(done)
+        env = {k: v for k, v in os.environ.items() if k != "SKBOX_PRELOAD_REPORTED"}
+        p = subprocess.Popen([inetd, path, "sh", "-c", f'touch {done}/$$'],
+                             env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            sbxtest.wait_for(lambda: os.path.exists(path), what="socketbox-inetd's socket")
+            tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            for _ in range(5):
+                a, b = socket.socketpair()
+                sbxtest.send_fd(tx, a.fileno(), path)
+                a.close()
+                b.close()
+            tx.close()
+            sbxtest.wait_for(lambda: len(os.listdir(done)) == 5, what="five children")
+        finally:
+            sbxtest.stop(p)
+        msgs = self.messages(p.stderr.read().decode())
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertIn('SKBOX_STEALTH_MODE="yes"', msgs[0])
+
+    def test_unredirected_fe8f_bind_says_which_variable_to_set(self):
+        # Not redirected, such a bind reaches the kernel, which refuses a
+        # link-local address without a scope id: say why, even without
+        # SKBOX_DEBUG.
+        results, stderr = self.run_binds({}, "fe8f::2:0:1,80")
+        self.assertEqual(results, ["EINVAL"])
+        msgs = self.messages(stderr)
+        self.assertEqual(len(msgs), 1, stderr)
+        self.assertIn("SKBOX_DIRECTORY_ROOT2 is not set", msgs[0])
+        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": self.tmp}, "fe8f::2:0:1,8080")
+        self.assertEqual(results, ["EINVAL"])
+        msgs = self.messages(stderr)
+        self.assertEqual(len(msgs), 1, stderr)
+        self.assertIn("does not pass SKBOX_PORT_FILTER_IPV6", msgs[0])
+        # Other sockets binding such an address (UDP) are not ours to explain.
+        r = subprocess.run([pc.PYTHON, "-c", "import socket\ns = socket.socket(socket.AF_INET6, "
+                            "socket.SOCK_DGRAM)\ntry: s.bind(('fe8f::2:0:1', 80))\n"
+                            "except OSError as e: print(e.errno)"],
+                           env={**os.environ, "LD_PRELOAD": pc.LIBRARY}, capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(self.messages(r.stderr), [], r.stderr)
 
     def test_record_file_problems(self):
         root = os.path.join(self.tmp, "records")

@@ -8,6 +8,7 @@ real TCP socket to the path with the "A" protocol."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -79,6 +80,59 @@ print("keepalive", conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
         self.assertIn("nodelay 1", out)
         self.assertIn("keepidle 42", out)
         self.assertIn("keepalive 1", out)
+
+    def test_receiving_sockets_answer_getsockopt_as_tcp_listeners(self):
+        # What sd_is_socket() asks before a socket-activated program accepts.
+        out = self.run_child(r"""
+ask = lambda s: [s.getsockopt(socket.SOL_SOCKET, o) for o in
+                 (socket.SO_TYPE, socket.SO_ACCEPTCONN, socket.SO_DOMAIN, socket.SO_PROTOCOL)]
+s = socket.socket(socket.AF_INET6)
+s.bind(("fe8f::2:0:1", 80))
+s.listen(5)
+print(*ask(s))
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not a receiving socket
+print(*ask(u))
+print(len(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, 2)))  # at most the buffer
+# The library's own checks still see the truth: an empty datagram is
+# skipped (a stream would mean EOF), the next message is accepted.
+tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+tx.sendto(b"", P80)
+c = deliver(P80)
+conn, peer = s.accept()
+print(peer[1] == c.getsockname()[1])
+""")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["1", "1", "10", "6"])   # STREAM, listening, INET6, TCP
+        self.assertEqual(lines[1].split(), ["2", "0", "1", "0"])    # the real DGRAM AF_UNIX answer
+        self.assertEqual(lines[2], "2")
+        self.assertEqual(lines[3], "True")
+
+    def test_listen_fds_socket_answers_and_accepts(self):
+        # socketbox-bind-exec -l hands the socket as systemd would (fd 3,
+        # LISTEN_FDS, LISTEN_PID); the library answers for it too.
+        path = os.path.join(self.tmp, "handed.sock")
+        code = PRELUDE + r"""
+s = socket.socket(fileno=3)  # Python asks SO_TYPE and SO_PROTOCOL (family: getsockname)
+print(s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_INET6,
+      s.type == socket.SOCK_STREAM, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+c = deliver(sys.argv[1])
+conn, peer = s.accept()
+print(peer[0], peer[1] == c.getsockname()[1])
+"""
+        bind_exec = os.path.join(pc.BUILD, "inetd", "socketbox-bind-exec")
+        env = {**os.environ, "LD_PRELOAD": pc.LIBRARY}
+        r = subprocess.run([bind_exec, "-l", path, pc.PYTHON, "-c", code, path], env=env,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["True True 1", "127.0.0.1 True"])
+        # LISTEN_PID naming another process: fd 3 is not ours to dress up.
+        r = subprocess.run([bind_exec, path, "UNUSED", "sh", "-c",
+                            'exec 3>&$UNUSED; LISTEN_FDS=1 LISTEN_PID=1 exec "$@"', "sh",
+                            pc.PYTHON, "-c",
+                            "import socket; s = socket.socket(fileno=3); print(int(s.type))"],
+                           env=env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), str(int(socket.SOCK_DGRAM)))
 
     def test_closed_listener_fd_reused(self):
         # The preload does not see close(): a new socket that gets the same

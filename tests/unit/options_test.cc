@@ -100,6 +100,36 @@ TEST(OptionsTest, UserNameBringsItsGroupUnlessGroupGiven) {
   EXPECT_EQ(numeric->gid, o->gid);
 }
 
+// The original's getopt stopped at the first non-option and ignored the
+// rest; such command lines keep working, with a warning.
+TEST(OptionsTest, ExtraWordsAreIgnoredWithAWarning) {
+  auto o = Parse({"-f", "conf", "extra", "words"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->config_path, "conf");
+  EXPECT_TRUE(o->exec_argv.empty());
+  ASSERT_EQ(o->warnings.size(), 1u);
+  EXPECT_THAT(o->warnings[0],
+              HasSubstr("ignoring extra argument(s) after the options: 'extra' 'words'"));
+}
+
+// Numbers in -u, -g, -G and -P are read as the original's strtoll(.., 0):
+// a leading 0 is octal, 0x is hex.
+TEST(OptionsTest, NumbersFollowCBase0Rules) {
+  auto o = Parse({"-u", "010", "-g", "0x10", "-G", "010,0x11,9", "-P", "010:/ctl"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->uid, 8u);
+  EXPECT_EQ(o->gid, 16u);
+  EXPECT_EQ(o->groups, (std::vector<gid_t>{8, 17, 9}));
+  EXPECT_EQ(o->registration->group, 8u);
+  o = Parse({"-P", "0x10:/ctl"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->registration->group, 16u);
+  for (const char* bad : {"08", "0x", "0xg", "1a"}) {
+    EXPECT_FALSE(Parse({"-g", bad}).ok()) << bad;
+    EXPECT_FALSE(Parse({"-P", std::string(bad) + ":/ctl"}).ok()) << bad;
+  }
+}
+
 struct BadCase {
   std::vector<std::string> args;
   const char* message;
@@ -128,7 +158,6 @@ TEST(OptionsTest, BadInputNamesOptionAndValue) {
       {{"--listen", "[::1]"}, "option --listen '[::1]'"},
       {{"--dispatch-timeout", "1s"}, "option --dispatch-timeout '1s'"},
       {{"-e"}, "-e needs a program"},
-      {{"extra"}, "unexpected argument 'extra'"},
       {{"-Q"}, "unknown option -Q"},
       {{"--nope"}, "unknown option '--nope'"},
       {{"-f"}, "option '-f' needs a value"},

@@ -196,5 +196,25 @@ TEST_F(RouteTableTest, LoadErrorListsEveryError) {
   EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("bad.conf:4: error"));
 }
 
+// Exact-address listeners are made per (address, port): a rule that names
+// a port, or a map keyed on the local port, limits its address to that port.
+TEST_F(RouteTableTest, ExactLocalsCarryTheirPort) {
+  Load("max-rules:2\nmax-maps:1\nrule-set:0 size:5\n"
+       "ip:2001:db8::1 port:80 jump-unix:a\n"
+       "ip:2001:db8::2 jump-unix:b\n"
+       "ip:2001:db8::/64 port:443 jump-unix:c\n"  // not exact: no listener
+       "ip:2001:db8::3 jump-map:0\n"
+       "ip:2001:db8::9 jump-rule:1\n"
+       "rule-set:1 size:1\nip:2001:db8::1 port:80 jump-unix:dup\n"
+       "map-set:0 size:1 match-lip:128 match-lport\n"
+       "ip:2001:db8::4 port:8443 jump-unix:m\n");
+  using E = RouteTable::ExactLocal;
+  const auto ip = [](const char* s) { return *ParseIp6(s); };
+  EXPECT_THAT(table_->ExactLocals(),
+              ::testing::UnorderedElementsAre(E{ip("2001:db8::1"), 80}, E{ip("2001:db8::2"), {}},
+                                              E{ip("2001:db8::3"), {}}, E{ip("2001:db8::9"), {}},
+                                              E{ip("2001:db8::4"), 8443}));
+}
+
 }  // namespace
 }  // namespace sbx
