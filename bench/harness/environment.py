@@ -40,6 +40,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "sysctls": topo.sysctls(),
         "client_namespaces": len(topo.clients),
         "tproxy": bool(topo.tproxy),
+        "capacity": args.capacity,
+        "capacity_cap": ctx.cap.as_dict() if ctx.cap else None,
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,

@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+import report_capacity
+
 OWN = ("direct", "engine", "engine-sync")
 
 
@@ -213,6 +215,7 @@ def markdown(results, summ, rows):
     if st:
         lines += ["", "strace -c -f (server, short closed-loop run at concurrency 32): " + "; ".join(
             f"{x['scenario']} {_fmt(x.get('per_conn'), 3)}/conn {x.get('top', {})}" for x in st)]
+    lines += report_capacity.table(results)
     sysctls = env["sysctls"]
     lines += ["", "Sysctls (set in the namespaces only): " + "; ".join(
         f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for role, vals in sysctls.items())]
@@ -272,7 +275,28 @@ plot {', '.join(f"'{p}' using 1:2 with lines lw 2 title '{n}'" for n, p in cdf_f
     return ["throughput.png", "latency_cdf.png"]
 
 
+def capacity_only(results):
+    """The report of a run with --capacity only: the header and the capacity table."""
+    env = results["environment"]
+    lines = [f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)", "",
+             f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
+             f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
+             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}; "
+             f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])}."]
+    lines += report_capacity.table(results)
+    if results["problems"]:
+        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results["problems"]]
+    return "\n".join(lines) + "\n"
+
+
 def write(out, results):
+    if results.get("capacity_only"):
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        text = capacity_only(results)
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write(text)
+        return text
     summ = summarize(results)
     rows = targets(results, summ)
     results["plots"] = plots(out, results, summ)

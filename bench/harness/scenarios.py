@@ -72,6 +72,8 @@ class Scenario:
     def __init__(self, name, ctx, external_cmd=None):
         self.name, self.ctx, self.external_cmd = name, ctx, external_cmd
         self.sink = self.server = None
+        # Capacity mode: a cpucap.CpuCap the server (only) runs under.
+        self.cap = None
         self.has_counters = name in ("engine", "engine-sync")
 
     # -- processes ----------------------------------------------------------
@@ -94,6 +96,8 @@ class Scenario:
         self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
         if self.name == "direct":
             self.server = self.sink
+            if self.cap:
+                self.cap.add(self.server.pid)
             return
         ports = self.listen_ports()
         if self.ctx.tproxy:
@@ -108,11 +112,15 @@ class Scenario:
             if self.name == "engine-sync":
                 argv += ["--io", "sync"]
             self.server = self._spawn(self.name, argv)
+            if self.cap:
+                self.cap.add(self.server.pid)
             self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
         else:
             cmd = self.external_cmd.format(config=layout.config, port=ports[0],
                                            ports=",".join(map(str, ports)))
             self.server = self._spawn("external", shlex.split(cmd))
+            if self.cap:
+                self.cap.add(self.server.pid)
             self.server.wait_for(self._listening, 10, f"a listener on port {ports[0]}")
 
     def listen_ports(self):

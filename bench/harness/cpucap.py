@@ -1,0 +1,172 @@
+"""A fixed CPU budget for the server under test (capacity mode).
+
+The server (and only the server: the generator and, behind an accepting
+server, the sinks stay outside) is put in a cgroup of its own with a CPU
+bandwidth quota of `budget` CPUs:
+
+  cgroup-v2   cpu.max "QUOTA PERIOD" in a child of a cgroup2 mount whose
+              cgroup.controllers offers cpu
+  cgroup-v1   cpu.cfs_period_us / cpu.cfs_quota_us in the v1 cpu hierarchy
+  affinity    no cpu controller: sched_setaffinity to the last CPU (a whole
+              CPU, shared with whatever else the scheduler puts there; the
+              budget is then 1 CPU, and the report says so)
+
+The period is short (10 ms): a quota is spent in bursts, and a throttled
+server holds every connection until the next period starts, which a 100 ms
+period would add to every latency percentile. Directory names carry the
+harness's pid (sbxb<pid>), so a later run can remove the leftovers of a
+killed one (sweep_stale).
+"""
+import glob
+import os
+import re
+import time
+
+PREFIX = "sbxb"
+PERIOD_US = 10000
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _cgroup2_root():
+    """A cgroup2 mount point that offers the cpu controller, or None."""
+    try:
+        mounts = _read("/proc/self/mounts").splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            try:
+                if "cpu" in _read(os.path.join(fields[1], "cgroup.controllers")).split():
+                    return fields[1]
+            except OSError:
+                continue
+    return None
+
+
+def _cgroup1_root():
+    for path in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        if os.path.exists(os.path.join(path, "cpu.cfs_quota_us")):
+            return path
+    return None
+
+
+class CpuCap:
+    """One cgroup (or CPU) the capped server runs in, for the whole run."""
+
+    def __init__(self, budget):
+        if not 0.01 <= budget <= (os.cpu_count() or 1):
+            raise ValueError(f"--cpu-budget wants 0.01 to {os.cpu_count()} CPUs, not {budget}")
+        self.budget = budget
+        self.method, self.path, self.cpu = None, None, None
+        quota = max(1000, int(budget * PERIOD_US))
+        name = f"{PREFIX}{os.getpid()}"
+        root2, root1 = _cgroup2_root(), _cgroup1_root()
+        errors = []
+        if root2:
+            try:
+                self._make_v2(os.path.join(root2, name), quota)
+                return
+            except OSError as e:
+                errors.append(f"cgroup v2 at {root2}: {e}")
+        if root1:
+            try:
+                self._make_v1(os.path.join(root1, name), quota)
+                return
+            except OSError as e:
+                errors.append(f"cgroup v1 at {root1}: {e}")
+        # No cpu controller we may use: one CPU of our choosing.
+        self.method, self.cpu, self.budget = "affinity", (os.cpu_count() or 1) - 1, 1.0
+        self.fallback_reason = "; ".join(errors) or "no cgroup cpu controller mounted"
+
+    def _make_v2(self, path, quota):
+        parent = os.path.dirname(path)
+        subtree = os.path.join(parent, "cgroup.subtree_control")
+        if "cpu" not in _read(subtree).split():
+            _write(subtree, "+cpu")
+        os.mkdir(path)
+        self.method, self.path = "cgroup-v2", path
+        _write(os.path.join(path, "cpu.max"), f"{quota} {PERIOD_US}")
+
+    def _make_v1(self, path, quota):
+        os.mkdir(path)
+        self.method, self.path = "cgroup-v1", path
+        _write(os.path.join(path, "cpu.cfs_period_us"), str(PERIOD_US))
+        _write(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
+
+    def add(self, pid):
+        """Moves process `pid` with all its threads under the cap."""
+        if self.method == "affinity":
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setaffinity(int(tid), {self.cpu})
+            return
+        # cgroup.procs moves the whole thread group (v1 and v2); threads made
+        # later are born inside.
+        _write(os.path.join(self.path, "cgroup.procs"), str(pid))
+
+    def throttled(self):
+        """(periods throttled, throttled seconds) so far, or None."""
+        if self.method not in ("cgroup-v1", "cgroup-v2"):
+            return None
+        try:
+            text = _read(os.path.join(self.path, "cpu.stat"))
+        except OSError:
+            return None
+        stat = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+        if self.method == "cgroup-v1":
+            return int(stat.get("nr_throttled", 0)), int(stat.get("throttled_time", 0)) / 1e9
+        return int(stat.get("nr_throttled", 0)), int(stat.get("throttled_usec", 0)) / 1e6
+
+    def describe(self):
+        if self.method == "affinity":
+            return (f"pinned to CPU {self.cpu} (sched_setaffinity; not exclusive: "
+                    f"{self.fallback_reason})")
+        quota = max(1000, int(self.budget * PERIOD_US))
+        knob = "cpu.max" if self.method == "cgroup-v2" else "cpu.cfs_quota_us/cfs_period_us"
+        return (f"{self.method} {knob} {quota}/{PERIOD_US} us = {self.budget:g} CPU "
+                f"({self.path})")
+
+    def as_dict(self):
+        return {"method": self.method, "budget_cpus": self.budget, "period_us": PERIOD_US,
+                "path": self.path, "cpu": self.cpu, "description": self.describe()}
+
+    def remove(self):
+        """Removes the cgroup once its processes are gone (they are killed
+        before this runs; a zombie may take a moment to leave)."""
+        if not self.path:
+            return
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                self.path = None
+                return
+            except FileNotFoundError:
+                self.path = None
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def sweep_stale():
+    """Removes capacity cgroups of runs whose harness is gone."""
+    swept = []
+    roots = [r for r in (_cgroup2_root(), _cgroup1_root()) if r]
+    for root in roots:
+        for path in glob.glob(os.path.join(root, f"{PREFIX}*")):
+            m = re.fullmatch(rf"{PREFIX}(\d+)", os.path.basename(path))
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                try:
+                    os.rmdir(path)
+                    swept.append(path)
+                except OSError:
+                    pass
+    return swept

@@ -1,0 +1,61 @@
+"""The capacity section of the report (see capacity.py for the method)."""
+
+
+def _fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def per_cpu_at_capacity(c):
+    """Connections per server CPU-second at the zero-loss capacity."""
+    at = c.get("at_capacity")
+    return at.get("conns_per_cpu_s") if at else None
+
+
+def table(results):
+    cap = results.get("capacity")
+    if not cap:
+        return []
+    c0 = cap["cap"]
+    fractions = [str(int(f * 100)) for f in results["environment"]["profile_parameters"]["cap_lat_fractions"]]
+    lines = ["", f"### Capacity: each server under a CPU budget ({c0['description']})", "",
+             f"Only the accepting process is capped (for direct: the sink, which accepts); the "
+             f"load generator and the sinks behind an engine run outside the cap. Saturation: closed "
+             f"loop, {cap['saturation_in_flight']} in flight. Zero-loss capacity: the highest open-loop "
+             f"rate (steps of {cap['step_s']} s, searched) with no connection lost (generator: "
+             f"no greeting, reset, refused, or no greeting within {cap['step_timeout_ms']} ms; "
+             f"server: its drop counters) and at least {cap['kept_up']:.0%} of the offered rate "
+             f"completed per second, the drain included; [held–failed] is the bracket the search ended "
+             f"with. Per connection: io_uring_enter and all syscalls by `perf stat` attached to the server"
+             f"{'' if cap['perf'] else ' (perf unavailable: n/a)'}, the engine's own uring_enter "
+             f"counter in brackets; context switches from /proc (all threads).", "",
+             "| scenario | zero-loss capacity conn/s [held–failed] | conn per server CPU-s at capacity "
+             "| CPU µs/conn at capacity | saturation conn/s | conn per CPU-s at saturation "
+             "| lost at saturation | io_uring_enter/conn at saturation | syscalls/conn at saturation "
+             "| ctx switches/conn at saturation | p99 µs at " + "/".join(fractions) + "% of capacity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, c in cap["scenarios"].items():
+        sat, at = c["saturation"], c.get("at_capacity") or {}
+        counter = sat.get("enters_per_conn_counter")
+        enters = _fmt(sat.get("enters_per_conn"), 3) + (f" ({counter:.3f})" if counter else "")
+        lost = sat["losses"] + (sat.get("server_dropped") or 0)
+        p99 = " / ".join(_fmt(c["latency"][k]["p99_us"]) if k in c["latency"] else "n/a" for k in fractions)
+        lines.append(
+            f"| {name} | {_fmt(c['capacity'])} [{_fmt(c['bracket'][0])}–{_fmt(c['bracket'][1])}] | "
+            f"{_fmt(per_cpu_at_capacity(c))} | {_fmt(at.get('cpu_us_per_conn'), 2)} | "
+            f"{_fmt(sat['conn_per_s'])} | {_fmt(sat.get('conns_per_cpu_s'))} | {lost:,} | {enters} | "
+            f"{_fmt(sat.get('syscalls_per_conn'), 2)} | {_fmt(sat.get('ctx_switches_per_conn'), 3)} | "
+            f"{p99} |")
+    ratios = []
+    scen = cap["scenarios"]
+    for a, b in (("engine", "engine-sync"), ("engine", "direct")) + tuple(
+            ("engine", n) for n in scen if n not in ("direct", "engine", "engine-sync")):
+        x = per_cpu_at_capacity(scen[a]) if a in scen else None
+        y = per_cpu_at_capacity(scen[b]) if b in scen else None
+        if x and y:
+            ratios.append(f"{a}/{b} {x / y:.2f} x")
+    if ratios:
+        lines += ["", "Zero-loss capacity per server CPU-second, ratios in this run: " + "; ".join(ratios)
+                  + " (target engine/engine-sync >= 1.7 x)."]
+    return lines
