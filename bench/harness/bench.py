@@ -56,7 +56,7 @@ PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
     "quick": dict(rounds=3, duration=3, addresses=4, ports=[80, 443], backends=4, concurrency=64, gen_threads=2,
                   lat_rounds=3, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
-                  strace_connections=3000, soak_connections=200000, micro_min_time=0.1, micro_repetitions=3,
+                  strace_connections=3000, soak_connections=200000, micro_min_time=0.05, micro_repetitions=5,
                   gen_rounds=2, cap_step=1.5, cap_refine=3, cap_lat_fractions=[0.25, 0.5, 0.75]),
     # A check of the harness itself (seconds): every phase once, tiny.
     "smoke": dict(rounds=1, duration=1, addresses=2, ports=[80, 443], backends=2, concurrency=16,

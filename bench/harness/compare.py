@@ -120,6 +120,8 @@ def micro_compare(old, new):
     raw_old, raw_new = old.get("micro_raw") or {}, new.get("micro_raw") or {}
     python = DEBIAN_PYTHON if os.path.exists(DEBIAN_PYTHON) else sys.executable
     for name in sorted(set(raw_old) | set(raw_new)):
+        if not raw_old:
+            break  # an older baseline: see below
         if name not in raw_old or name not in raw_new:
             lines.append(f"{name}: only in the {'new' if name in raw_new else 'old'} run")
             continue
@@ -142,8 +144,23 @@ def micro_compare(old, new):
     if not raw_old and not raw_new:
         lines.append("no raw microbenchmark output in either run")
     elif not raw_old:
-        lines.append("the baseline has no raw microbenchmark output (a run before compare existed)")
+        lines.append("the baseline has no raw microbenchmark output (a run before compare existed): "
+                     "items/s of its single runs, noise unknown:")
+        lines += [""] + _micro_fallback(old.get("micro") or {}, new.get("micro") or {})
     return lines
+
+
+def _micro_fallback(old, new):
+    rows = ["| benchmark | baseline items/s | this run items/s | change |", "|---|---|---|---|"]
+    for binary in sorted(set(old) & set(new)):
+        for name, v in new[binary].items():
+            before = old[binary].get(name) if isinstance(old[binary], dict) else None
+            if not isinstance(v, dict) or not isinstance(before, dict):
+                continue
+            a, b = before.get("items_per_second"), v.get("items_per_second")
+            if a and b:
+                rows.append(f"| {name} | {a:,.0f} | {b:,.0f} | {(b - a) / a:+.1%} |")
+    return rows
 
 
 def report(old, new, old_label):
@@ -153,7 +170,9 @@ def report(old, new, old_label):
              f"{env_o.get('versions', {}).get('git', '?')}; this run: {env_n.get('date_utc', '?')} UTC, "
              f"{env_n.get('profile', '?')} profile, {env_n.get('versions', {}).get('git', '?')}. "
              "Median (min–max over rounds); beyond noise = the two ranges do not overlap. "
-             "Reported, never judged: the machine is shared and noisy.", "",
+             "Reported, never judged: the machine is shared and noisy." +
+             (" **The profiles differ: the figures are not comparable.**"
+              if env_o.get("profile") != env_n.get("profile") else ""), "",
              "| scenario | metric | baseline | this run | change | verdict |", "|---|---|---|---|---|---|"]
     for name, label, a, b, change, verdict in scenario_rows(old, new):
         ch = "n/a" if change is None else f"{change:+.1%}"

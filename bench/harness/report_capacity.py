@@ -13,6 +13,17 @@ def per_cpu_at_capacity(c):
     return at.get("conns_per_cpu_s") if at else None
 
 
+# Below this share of its budget at saturation the server was not the limit.
+CAP_BOUND = 0.85
+
+
+def _budget(step):
+    used = step.get("budget_used")
+    if used is None:
+        return "n/a"
+    return f"{used:.0%}" + ("" if used >= CAP_BOUND else " (not cap-bound)")
+
+
 def table(results):
     cap = results.get("capacity")
     if not cap:
@@ -25,16 +36,17 @@ def table(results):
              f"loop, {cap['saturation_in_flight']} in flight. Zero-loss capacity: the highest open-loop "
              f"rate (steps of {cap['step_s']} s, searched) with no connection lost (generator: "
              f"no greeting, reset, refused, or no greeting within {cap['step_timeout_ms']} ms; "
-             f"server: its drop counters) and at least {cap['kept_up']:.0%} of the offered rate "
-             f"completed per second, the drain included; [held–failed] is the bracket the search ended "
+             f"server: its drop counters) and kept up: at least {cap['kept_up']:.0%} of the offered "
+             f"connections finished, the last of them within {1 - cap['kept_up']:.0%} of the step "
+             f"+ {cap['drain_slack_s'] * 1000:.0f} ms after the step's end; [held–failed] is the bracket the search ended "
              f"with. Per connection: io_uring_enter and all syscalls by `perf stat` attached to the server"
              f"{'' if cap['perf'] else ' (perf unavailable: n/a)'}, the engine's own uring_enter "
              f"counter in brackets; context switches from /proc (all threads).", "",
              "| scenario | zero-loss capacity conn/s [held–failed] | conn per server CPU-s at capacity "
              "| CPU µs/conn at capacity | saturation conn/s | conn per CPU-s at saturation "
-             "| lost at saturation | io_uring_enter/conn at saturation | syscalls/conn at saturation "
+             "| budget used at saturation | lost at saturation | io_uring_enter/conn at saturation | syscalls/conn at saturation "
              "| ctx switches/conn at saturation | p99 µs at " + "/".join(fractions) + "% of capacity |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in cap["scenarios"].items():
         sat, at = c["saturation"], c.get("at_capacity") or {}
         counter = sat.get("enters_per_conn_counter")
@@ -44,11 +56,18 @@ def table(results):
         lines.append(
             f"| {name} | {_fmt(c['capacity'])} [{_fmt(c['bracket'][0])}–{_fmt(c['bracket'][1])}] | "
             f"{_fmt(per_cpu_at_capacity(c))} | {_fmt(at.get('cpu_us_per_conn'), 2)} | "
-            f"{_fmt(sat['conn_per_s'])} | {_fmt(sat.get('conns_per_cpu_s'))} | {lost:,} | {enters} | "
+            f"{_fmt(sat['conn_per_s'])} | {_fmt(sat.get('conns_per_cpu_s'))} | {_budget(sat)} | {lost:,} | "
+            f"{enters} | "
             f"{_fmt(sat.get('syscalls_per_conn'), 2)} | {_fmt(sat.get('ctx_switches_per_conn'), 3)} | "
             f"{p99} |")
-    ratios = []
     scen = cap["scenarios"]
+    loose = [n for n, c in scen.items() if (c["saturation"].get("budget_used") or 0) < CAP_BOUND]
+    if loose:
+        lines += ["", f"Not cap-bound: {', '.join(loose)} used less than {CAP_BOUND:.0%} of the budget at "
+                  "saturation, so the load generator or the shared machine was the limit there, not "
+                  "the server: its capacity is a lower bound (a smaller --cpu-budget, or a quieter "
+                  "machine, moves the limit back to the server)."]
+    ratios = []
     for a, b in (("engine", "engine-sync"), ("engine", "direct")) + tuple(
             ("engine", n) for n in scen if n not in ("direct", "engine", "engine-sync")):
         x = per_cpu_at_capacity(scen[a]) if a in scen else None
