@@ -69,6 +69,14 @@ def _delta(before, after, key):
     return after.get(key, 0) - before.get(key, 0)
 
 
+def _worker_deltas(before, after):
+    """Connections each engine worker accepted during the step (SO_REUSEPORT
+    spreading), or None for servers without counters."""
+    if not before or not after or len(before.get("worker_accepted", [])) != len(after.get("worker_accepted", [])):
+        return None
+    return [b - a for a, b in zip(before["worker_accepted"], after["worker_accepted"])]
+
+
 def _per(value, conns):
     return value / conns if value is not None and conns else None
 
@@ -123,6 +131,7 @@ class CappedServer:
              # means the cap was the limit; well below, the generator or the
              # machine was (the report says which).
              "budget_used": cpu / g["elapsed_s"] / self.cap.budget if g["elapsed_s"] > 0 else None}
+        s["worker_accepted"] = _worker_deltas(c0, c1)
         s["holds"] = losses == 0 and not dropped and kept_up and not e["local"]
         return s
 

@@ -11,7 +11,8 @@ bandwidth quota of `budget` CPUs:
               CPU, shared with whatever else the scheduler puts there; the
               budget is then 1 CPU, and the report says so)
 
-The period is short (10 ms): a quota is spent in bursts, and a throttled
+The period is short (10 ms; longer for budgets under 0.1 CPU, whose quota
+would be under the kernel's 1 ms minimum): a quota is spent in bursts, and a throttled
 server holds every connection until the next period starts, which a 100 ms
 period would add to every latency percentile. Directory names carry the
 harness's pid (sbxb<pid>), so a later run can remove the leftovers of a
@@ -24,6 +25,7 @@ import time
 
 PREFIX = "sbxb"
 PERIOD_US = 10000
+MIN_QUOTA_US = 1000
 
 
 def _read(path):
@@ -68,7 +70,9 @@ class CpuCap:
             raise ValueError(f"--cpu-budget wants 0.01 to {os.cpu_count()} CPUs, not {budget}")
         self.budget = budget
         self.method, self.path, self.cpu = None, None, None
-        quota = max(1000, int(budget * PERIOD_US))
+        # The kernel's smallest quota is 1 ms: small budgets get a longer period.
+        self.period_us = max(PERIOD_US, -(-MIN_QUOTA_US * 1000 // int(budget * 1000)))
+        quota = int(budget * self.period_us)
         name = f"{PREFIX}{os.getpid()}"
         root2, root1 = _cgroup2_root(), _cgroup1_root()
         errors = []
@@ -95,12 +99,12 @@ class CpuCap:
             _write(subtree, "+cpu")
         os.mkdir(path)
         self.method, self.path = "cgroup-v2", path
-        _write(os.path.join(path, "cpu.max"), f"{quota} {PERIOD_US}")
+        _write(os.path.join(path, "cpu.max"), f"{quota} {self.period_us}")
 
     def _make_v1(self, path, quota):
         os.mkdir(path)
         self.method, self.path = "cgroup-v1", path
-        _write(os.path.join(path, "cpu.cfs_period_us"), str(PERIOD_US))
+        _write(os.path.join(path, "cpu.cfs_period_us"), str(self.period_us))
         _write(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
 
     def add(self, pid):
@@ -130,13 +134,13 @@ class CpuCap:
         if self.method == "affinity":
             return (f"pinned to CPU {self.cpu} (sched_setaffinity; not exclusive: "
                     f"{self.fallback_reason})")
-        quota = max(1000, int(self.budget * PERIOD_US))
+        quota = int(self.budget * self.period_us)
         knob = "cpu.max" if self.method == "cgroup-v2" else "cpu.cfs_quota_us/cfs_period_us"
-        return (f"{self.method} {knob} {quota}/{PERIOD_US} us = {self.budget:g} CPU "
+        return (f"{self.method} {knob} {quota}/{self.period_us} us = {self.budget:g} CPU "
                 f"({self.path})")
 
     def as_dict(self):
-        return {"method": self.method, "budget_cpus": self.budget, "period_us": PERIOD_US,
+        return {"method": self.method, "budget_cpus": self.budget, "period_us": self.period_us,
                 "path": self.path, "cpu": self.cpu, "description": self.describe()}
 
     def remove(self):

@@ -67,6 +67,14 @@ def table(results):
                   "saturation, so the load generator or the shared machine was the limit there, not "
                   "the server: its capacity is a lower bound (a smaller --cpu-budget, or a quieter "
                   "machine, moves the limit back to the server)."]
+    spread = []
+    for name, c in scen.items():
+        w = c["saturation"].get("worker_accepted")
+        if w and sum(w):
+            spread.append(f"{name} " + " / ".join(f"{x / sum(w):.0%}" for x in w))
+    if spread:
+        lines += ["", "Accepts per worker at saturation (one SO_REUSEPORT listener per worker, the "
+                  "kernel's 4-tuple hash picks one): " + "; ".join(spread) + "."]
     ratios = []
     for a, b in (("engine", "engine-sync"), ("engine", "direct")) + tuple(
             ("engine", n) for n in scen if n not in ("direct", "engine", "engine-sync")):

@@ -65,7 +65,16 @@ def parse_engine_stats(text):
             last = line
     if last is None:
         return None
-    return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", last)}
+    stats = {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", last)}
+    # The per-worker lines printed just before it: how SO_REUSEPORT spread
+    # the connections over the workers' listeners.
+    workers = {}
+    for line in text.splitlines():
+        m = re.search(r"stats worker=(\d+) accepted=(\d+)", line)
+        if m:
+            workers[int(m.group(1))] = int(m.group(2))
+    stats["worker_accepted"] = [workers[i] for i in sorted(workers)]
+    return stats
 
 
 class Scenario:
