@@ -4,11 +4,12 @@
 Usage: bench.py [--profile quick|full|smoke] [--out DIR] [--build DIR]
                 [--external NAME=COMMAND]... [--scenarios a,b,...]
                 [--ports P,...] [--clients N] [--tproxy] [--engine-threads N]
-                [--capacity on|off|only] [--cpu-budget CPUS]
+                [--capacity on|off|only] [--cpu-budget CPUS|auto]
                 [--compare OLD/results.json]
        bench.py --write-docs [RESULTS.json]
 --capacity (default on) adds the capacity phase: each server confined to
---cpu-budget CPUs (default 0.3; cgroup cpu quota), load raised until loss.
+--cpu-budget CPUs (a cgroup cpu quota; default auto: 0.3, lowered when the
+server cannot use it all at saturation), load raised until loss.
 --compare prints, after the run, the change of every scenario metric and
 microbenchmark against an earlier results.json and whether it is beyond the
 noise of the two runs. --write-docs regenerates the generated section of
@@ -114,8 +115,9 @@ def parse_args(argv):
                     help="the engine's --threads (default: one per CPU)")
     ap.add_argument("--capacity", choices=("on", "off", "only"), default="on",
                     help="the capacity phase: servers under a CPU budget (default on)")
-    ap.add_argument("--cpu-budget", type=float, default=0.3, metavar="CPUS",
-                    help="capacity phase: CPU quota of the server under test (default 0.3)")
+    ap.add_argument("--cpu-budget", default="auto", metavar="CPUS|auto",
+                    help="capacity phase: CPU quota of the server under test; auto (default): "
+                         f"{capacity.AUTO_START_BUDGET}, lowered until the server is the limit")
     ap.add_argument("--compare", default=None, metavar="OLD/results.json",
                     help="after the run, compare with this earlier run (file or its directory)")
     ap.add_argument("--write-docs", nargs="?", const=os.path.join(ROOT, "bench", "results", "latest"),
@@ -124,6 +126,11 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.engine_threads is not None and not 1 <= args.engine_threads <= 256:
         ap.error(f"--engine-threads wants 1 to 256, not {args.engine_threads}")
+    args.auto_budget = args.cpu_budget == "auto"
+    try:
+        args.cpu_budget = capacity.AUTO_START_BUDGET if args.auto_budget else float(args.cpu_budget)
+    except ValueError:
+        ap.error(f"--cpu-budget wants a number of CPUs or auto, not {args.cpu_budget!r}")
     if not 0.01 <= args.cpu_budget <= (os.cpu_count() or 1):
         ap.error(f"--cpu-budget wants 0.01 to {os.cpu_count()} CPUs, not {args.cpu_budget}")
     if not 1 <= args.clients <= MAX_CLIENTS:
@@ -199,6 +206,7 @@ def main(argv):
         ctx = Context(topo, Layout(topo, p["addresses"], p["backends"], p["ports"]), binaries, p)
         if args.engine_threads:
             ctx.engine_threads = args.engine_threads
+        ctx.auto_budget = args.auto_budget
         if args.capacity != "off":
             ctx.cap = cpucap.CpuCap(args.cpu_budget)
             atexit.register(ctx.cap.remove)
@@ -236,7 +244,8 @@ def run_all(ctx, names, externals, capacity_mode="off"):
     if capacity_mode != "off":
         print(f"capacity: servers under {ctx.cap.describe()}", file=sys.stderr, flush=True)
         cap_result = capacity.run_all(ctx, names, scen, ctx.cap,
-                                      lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True))
+                                      lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True),
+                                      ctx.auto_budget)
     if capacity_mode == "only":
         return {"scenarios": names, "samples": [], "strace": [], "micro": {}, "micro_raw": {},
                 "direct_saturated_rate": None, "capacity": cap_result, "capacity_only": True,

@@ -35,6 +35,13 @@ KEPT_UP = 0.97
 DRAIN_SLACK_S = 0.05
 SATURATION_IN_FLIGHT = 512
 STEP_TIMEOUT_MS = 2000
+# Below this share of its budget at saturation a server was not the limit.
+CAP_BOUND = 0.85
+# --cpu-budget auto: where it starts, and what share of the CPU the engine
+# managed to use uncapped-by-us becomes the budget when that was too little.
+AUTO_START_BUDGET = 0.3
+CALIBRATED_SHARE = 0.6
+MIN_AUTO_BUDGET = 0.02
 
 
 def search(holds, saturation, refine_steps, floor_fraction=1 / 16):
@@ -180,11 +187,41 @@ def run(ctx, scenario, cap, perf_ok, progress):
                          for s in steps if s["misrouted"]]}
 
 
-def run_all(ctx, names, scenarios, cap, progress):
+def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
+    """--cpu-budget auto: one saturation step of the cheapest server (the
+    engine when it runs) under the starting budget. When it used less than
+    CAP_BOUND of it, the generator or the machine was the limit, so the
+    budget becomes CALIBRATED_SHARE of what it did use: every server is then
+    the limit of its own run (the others cost more per connection)."""
+    name = "engine" if "engine" in names else names[0]
+    sc = scenarios[name]
+    start = cap.budget
+    sc.cap = cap
+    sc.start()
+    try:
+        args = ctx.layout.targets() + ["--threads", str(ctx.p["gen_threads"]), "--timeout-ms",
+                                       str(STEP_TIMEOUT_MS), "--concurrency", str(SATURATION_IN_FLIGHT),
+                                       "--duration", str(ctx.p["cap_step"])]
+        s = CappedServer(ctx, sc, cap, perf_ok).step("calibration", args, None, ctx.p["cap_step"])
+    finally:
+        sc.stop()
+        sc.cap = None
+    used = (s["budget_used"] or 0) * start
+    if s["budget_used"] is not None and s["budget_used"] < CAP_BOUND:
+        cap.set_budget(max(MIN_AUTO_BUDGET, round(used * CALIBRATED_SHARE, 3)))
+    progress(f"calibration {name}: used {used:.3f} of {start:g} CPU at saturation "
+             f"({s['conn_per_s']:.0f} conn/s) -> budget {cap.budget:g} CPU")
+    return {"scenario": name, "start_budget": start, "used_cpus": round(used, 4),
+            "conn_per_s": s["conn_per_s"], "budget": cap.budget}
+
+
+def run_all(ctx, names, scenarios, cap, progress, auto_budget=False):
     perf_ok = syscount.perf_usable()
+    calibration = (calibrate(ctx, names, scenarios, cap, perf_ok, progress)
+                   if auto_budget and cap.method != "affinity" else None)
     out = {"cap": cap.as_dict(), "perf": perf_ok, "kept_up": KEPT_UP, "drain_slack_s": DRAIN_SLACK_S,
            "saturation_in_flight": SATURATION_IN_FLIGHT, "step_s": ctx.p["cap_step"],
-           "step_timeout_ms": STEP_TIMEOUT_MS, "scenarios": {}}
+           "step_timeout_ms": STEP_TIMEOUT_MS, "calibration": calibration, "scenarios": {}}
     for n in names:
         out["scenarios"][n] = run(ctx, scenarios[n], cap, perf_ok, progress)
     out["loadavg_after"] = os.getloadavg()

@@ -68,44 +68,49 @@ class CpuCap:
     def __init__(self, budget):
         if not 0.01 <= budget <= (os.cpu_count() or 1):
             raise ValueError(f"--cpu-budget wants 0.01 to {os.cpu_count()} CPUs, not {budget}")
-        self.budget = budget
         self.method, self.path, self.cpu = None, None, None
-        # The kernel's smallest quota is 1 ms: small budgets get a longer period.
-        self.period_us = max(PERIOD_US, -(-MIN_QUOTA_US * 1000 // int(budget * 1000)))
-        quota = int(budget * self.period_us)
         name = f"{PREFIX}{os.getpid()}"
         root2, root1 = _cgroup2_root(), _cgroup1_root()
         errors = []
-        if root2:
+        for method, root, make in (("cgroup-v2", root2, self._make_v2), ("cgroup-v1", root1, os.mkdir)):
+            if not root:
+                continue
             try:
-                self._make_v2(os.path.join(root2, name), quota)
+                make(os.path.join(root, name))
+                self.method, self.path = method, os.path.join(root, name)
+                self.set_budget(budget)
                 return
             except OSError as e:
-                errors.append(f"cgroup v2 at {root2}: {e}")
-        if root1:
-            try:
-                self._make_v1(os.path.join(root1, name), quota)
-                return
-            except OSError as e:
-                errors.append(f"cgroup v1 at {root1}: {e}")
+                errors.append(f"{method} at {root}: {e}")
+                self.remove()
         # No cpu controller we may use: one CPU of our choosing.
         self.method, self.cpu, self.budget = "affinity", (os.cpu_count() or 1) - 1, 1.0
+        self.period_us = None
         self.fallback_reason = "; ".join(errors) or "no cgroup cpu controller mounted"
 
-    def _make_v2(self, path, quota):
-        parent = os.path.dirname(path)
-        subtree = os.path.join(parent, "cgroup.subtree_control")
+    @staticmethod
+    def _make_v2(path):
+        subtree = os.path.join(os.path.dirname(path), "cgroup.subtree_control")
         if "cpu" not in _read(subtree).split():
             _write(subtree, "+cpu")
         os.mkdir(path)
-        self.method, self.path = "cgroup-v2", path
-        _write(os.path.join(path, "cpu.max"), f"{quota} {self.period_us}")
 
-    def _make_v1(self, path, quota):
-        os.mkdir(path)
-        self.method, self.path = "cgroup-v1", path
-        _write(os.path.join(path, "cpu.cfs_period_us"), str(self.period_us))
-        _write(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
+    def set_budget(self, budget):
+        """Sets (or changes, for the processes already inside) the quota."""
+        if self.method == "affinity":
+            return
+        self.budget = budget
+        # The kernel's smallest quota is 1 ms: small budgets get a longer period.
+        self.period_us = max(PERIOD_US, -(-MIN_QUOTA_US * 1000 // int(budget * 1000)))
+        quota = int(budget * self.period_us)
+        if self.method == "cgroup-v2":
+            _write(os.path.join(self.path, "cpu.max"), f"{quota} {self.period_us}")
+        else:
+            # v1 checks quota/period against the parent on each write: shrink
+            # the quota first (-1: unlimited), then set the period, then it.
+            _write(os.path.join(self.path, "cpu.cfs_quota_us"), "-1")
+            _write(os.path.join(self.path, "cpu.cfs_period_us"), str(self.period_us))
+            _write(os.path.join(self.path, "cpu.cfs_quota_us"), str(quota))
 
     def add(self, pid):
         """Moves process `pid` with all its threads under the cap."""

@@ -42,7 +42,7 @@ def collect(topo, binaries, args, profile, names, ctx):
         "client_namespaces": len(topo.clients),
         "tproxy": bool(topo.tproxy),
         "capacity": args.capacity,
-        "capacity_cap": ctx.cap.as_dict() if ctx.cap else None,
+        "cpu_budget": "auto" if getattr(args, "auto_budget", False) else args.cpu_budget,
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,

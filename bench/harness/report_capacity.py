@@ -13,8 +13,7 @@ def per_cpu_at_capacity(c):
     return at.get("conns_per_cpu_s") if at else None
 
 
-# Below this share of its budget at saturation the server was not the limit.
-CAP_BOUND = 0.85
+from capacity import CAP_BOUND
 
 
 def _budget(step):
@@ -30,7 +29,17 @@ def table(results):
         return []
     c0 = cap["cap"]
     fractions = [str(int(f * 100)) for f in results["environment"]["profile_parameters"]["cap_lat_fractions"]]
-    lines = ["", f"### Capacity: each server under a CPU budget ({c0['description']})", "",
+    cal = cap.get("calibration")
+    lines = ["", f"### Capacity: each server under a CPU budget ({c0['description']})", ""]
+    if cal:
+        lines += [f"Budget `auto`: {cal['scenario']} at saturation under {cal['start_budget']:g} CPU used "
+                  f"{cal['used_cpus']:.3f} CPU ({cal['conn_per_s']:,.0f} conn/s); "
+                  + (f"{cal['budget']:g} CPU, a share of that, is the budget of every server below, so "
+                     "that the server, not the load generator, is the limit."
+                     if cal["budget"] != cal["start_budget"] else "that binds: the budget stays.")
+                  + " Budgets of different runs may differ: compare per-CPU-second figures.", ""]
+    lines += [
+
              f"Only the accepting process is capped (for direct: the sink, which accepts); the "
              f"load generator and the sinks behind an engine run outside the cap. Saturation: closed "
              f"loop, {cap['saturation_in_flight']} in flight. Zero-loss capacity: the highest open-loop "
@@ -65,8 +74,8 @@ def table(results):
     if loose:
         lines += ["", f"Not cap-bound: {', '.join(loose)} used less than {CAP_BOUND:.0%} of the budget at "
                   "saturation, so the load generator or the shared machine was the limit there, not "
-                  "the server: its capacity is a lower bound (a smaller --cpu-budget, or a quieter "
-                  "machine, moves the limit back to the server)."]
+                  "the server: its capacity is a lower bound (a smaller --cpu-budget, auto, or a "
+                  "quieter machine, moves the limit back to the server)."]
     spread = []
     for name, c in scen.items():
         w = c["saturation"].get("worker_accepted")

@@ -95,6 +95,30 @@ class CpuCapTest(unittest.TestCase):
             self.assertFalse(path and os.path.exists(path), "cgroup left behind")
 
 
+class CpuCapBudgetTest(unittest.TestCase):
+    def test_small_budget_gets_a_longer_period(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to make a cgroup")
+        cap = cpucap.CpuCap(0.3)
+        try:
+            if cap.method == "affinity":
+                self.skipTest(f"no cgroup cpu controller: {cap.fallback_reason}")
+            cap.set_budget(0.05)
+            if cap.method == "cgroup-v2":
+                with open(os.path.join(cap.path, "cpu.max")) as f:
+                    quota, period = f.read().split()
+            else:
+                with open(os.path.join(cap.path, "cpu.cfs_quota_us")) as f:
+                    quota = f.read().strip()
+                with open(os.path.join(cap.path, "cpu.cfs_period_us")) as f:
+                    period = f.read().strip()
+            # 5% of a 10 ms period would be under the kernel's 1 ms minimum quota.
+            self.assertEqual((int(quota), int(period)), (1000, 20000))
+            self.assertIn("1000/20000 us = 0.05 CPU", cap.describe())
+        finally:
+            cap.remove()
+
+
 def fake_results(rates, cpu, p99, git="a"):
     samples = []
     for r, c in zip(rates, cpu):
@@ -185,4 +209,4 @@ class DocsWriterTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(SearchTest, CpuCapTest, CompareTest, DocsWriterTest)
+    sbxtest.run_tap(SearchTest, CpuCapTest, CpuCapBudgetTest, CompareTest, DocsWriterTest)
