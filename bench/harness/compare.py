@@ -177,6 +177,10 @@ def report(old, new, old_label):
     for name, label, a, b, change, verdict in scenario_rows(old, new):
         ch = "n/a" if change is None else f"{change:+.1%}"
         lines.append(f"| {name} | {label} | {a} | {b} | {ch} | {verdict} |")
+    budgets = [((r.get("capacity") or {}).get("cap") or {}).get("budget_cpus") for r in (old, new)]
+    if all(budgets) and budgets[0] != budgets[1]:
+        lines += ["", f"The capacity phases ran under different budgets ({budgets[0]:g} and {budgets[1]:g} "
+                  "CPU): compare connections per server CPU-second, not capacity rates."]
     lines += ["", "Microbenchmarks:", ""] + micro_compare(old, new)
     return "\n".join(lines) + "\n"
 
