@@ -3,7 +3,18 @@
 
 Usage: bench.py [--profile quick|full|smoke] [--out DIR] [--build DIR]
                 [--external NAME=COMMAND]... [--scenarios a,b,...]
-                [--ports P,...] [--clients N] [--tproxy]
+                [--ports P,...] [--clients N] [--tproxy] [--engine-threads N]
+                [--capacity on|off|only] [--cpu-budget CPUS|auto]
+                [--compare OLD/results.json]
+       bench.py --write-docs [RESULTS.json]
+--capacity (default on) adds the capacity phase: each server confined to
+--cpu-budget CPUs (a cgroup cpu quota; default auto: 0.3, lowered when the
+server cannot use it all at saturation), load raised until loss.
+--compare prints, after the run, the change of every scenario metric and
+microbenchmark against an earlier results.json and whether it is beyond the
+noise of the two runs. --write-docs regenerates the generated section of
+docs/benchmarks.md from a results file (default bench/results/latest) and
+runs nothing.
 --clients N runs N client namespaces, each with a generator carrying 1/N of
 the load (results merged exactly). --tproxy diverts every benchmarked port
 to one transparent listener with nftables TPROXY (all but direct).
@@ -26,6 +37,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import capacity  # noqa: E402
+import compare  # noqa: E402
+import cpucap  # noqa: E402
+import docs_writer  # noqa: E402
 import environment  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
@@ -42,18 +57,20 @@ PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
     "quick": dict(rounds=3, duration=3, addresses=4, ports=[80, 443], backends=4, concurrency=64, gen_threads=2,
                   lat_rounds=3, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
-                  strace_connections=3000, soak_connections=200000, micro_min_time=0.1,
-                  gen_rounds=2),
+                  strace_connections=3000, soak_connections=200000, micro_min_time=0.05, micro_repetitions=5,
+                  gen_rounds=2, cap_step=1.5, cap_refine=3, cap_lat_fractions=[0.25, 0.5, 0.75]),
     # A check of the harness itself (seconds): every phase once, tiny.
     "smoke": dict(rounds=1, duration=1, addresses=2, ports=[80, 443], backends=2, concurrency=16,
                   gen_threads=1, lat_rounds=1, lat_duration=1, lat_fractions=[0.5], burst=1000,
                   burst_rounds=1, strace_connections=500, soak_connections=5000,
-                  micro_min_time=0.01, gen_rounds=1),
+                  micro_min_time=0.01, micro_repetitions=2, gen_rounds=1, cap_step=0.5, cap_refine=1,
+                  cap_lat_fractions=[0.5]),
     # For people: minutes.
     "full": dict(rounds=7, duration=10, addresses=16, ports=[80, 443, 8080], backends=4, concurrency=64, gen_threads=2,
                  lat_rounds=3, lat_duration=5, lat_fractions=[0.25, 0.5, 0.75], burst=10000,
                  burst_rounds=3, strace_connections=20000, soak_connections=1000000,
-                 micro_min_time=1.0, gen_rounds=4),
+                 micro_min_time=1.0, micro_repetitions=5, gen_rounds=4, cap_step=3, cap_refine=5,
+                 cap_lat_fractions=[0.25, 0.5, 0.75]),
 }
 
 
@@ -66,6 +83,7 @@ class Context:
         self.tproxy = topo.tproxy
         self.sink_threads = 2
         self.engine_threads = os.cpu_count() or 2
+        self.cap = None
         self._id = 0
 
     def next_id(self):
@@ -93,7 +111,28 @@ def parse_args(argv):
                     help=f"client namespaces, each with a generator (1-{MAX_CLIENTS}; default 1)")
     ap.add_argument("--tproxy", action="store_true",
                     help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
+    ap.add_argument("--engine-threads", type=int, default=None,
+                    help="the engine's --threads (default: one per CPU)")
+    ap.add_argument("--capacity", choices=("on", "off", "only"), default="on",
+                    help="the capacity phase: servers under a CPU budget (default on)")
+    ap.add_argument("--cpu-budget", default="auto", metavar="CPUS|auto",
+                    help="capacity phase: CPU quota of the server under test; auto (default): "
+                         f"{capacity.AUTO_START_BUDGET}, lowered until the server is the limit")
+    ap.add_argument("--compare", default=None, metavar="OLD/results.json",
+                    help="after the run, compare with this earlier run (file or its directory)")
+    ap.add_argument("--write-docs", nargs="?", const=os.path.join(ROOT, "bench", "results", "latest"),
+                    default=None, metavar="RESULTS",
+                    help="regenerate docs/benchmarks.md's generated section from RESULTS and exit")
     args = ap.parse_args(argv)
+    if args.engine_threads is not None and not 1 <= args.engine_threads <= 256:
+        ap.error(f"--engine-threads wants 1 to 256, not {args.engine_threads}")
+    args.auto_budget = args.cpu_budget == "auto"
+    try:
+        args.cpu_budget = capacity.AUTO_START_BUDGET if args.auto_budget else float(args.cpu_budget)
+    except ValueError:
+        ap.error(f"--cpu-budget wants a number of CPUs or auto, not {args.cpu_budget!r}")
+    if not 0.01 <= args.cpu_budget <= (os.cpu_count() or 1):
+        ap.error(f"--cpu-budget wants 0.01 to {os.cpu_count()} CPUs, not {args.cpu_budget}")
     if not 1 <= args.clients <= MAX_CLIENTS:
         ap.error(f"--clients wants 1 to {MAX_CLIENTS}, not {args.clients}")
     externals = {}
@@ -108,6 +147,14 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    if args.write_docs:
+        return docs_writer.main(args.write_docs, os.path.join(ROOT, "docs", "benchmarks.md"))
+    baseline = None
+    if args.compare:
+        baseline, error = compare.load(args.compare)
+        if error:
+            print(f"bench: --compare: {error}", file=sys.stderr)
+            return 2
     if os.geteuid() != 0 or not shutil.which("ip"):
         print("bench: SKIP: needs root and iproute2 (network namespaces)", file=sys.stderr)
         return 77
@@ -128,7 +175,7 @@ def main(argv):
         print("bench: SKIP: --tproxy needs nft (nftables)", file=sys.stderr)
         return 77
     binaries = {n: os.path.join(args.build, "bench", n)
-                for n in ("sink", "load_generator", "dispatch_benchmark", "route_lookup_benchmark")}
+                for n in ("sink", "load_generator") + sample.MICROBENCHMARKS}
     binaries["socketbox"] = os.path.join(args.build, "engine", "socketbox")
     for n in ("sink", "load_generator", "socketbox"):
         if not os.access(binaries[n], os.X_OK):
@@ -146,18 +193,25 @@ def main(argv):
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    swept = sweep_stale()
+    swept = sweep_stale() + cpucap.sweep_stale()
     if swept:
         print(f"bench: removed leftovers of an earlier run: {' '.join(swept)}", file=sys.stderr)
     topo = Topology(clients=args.clients, tproxy=args.tproxy)
     atexit.register(topo.remove)
     atexit.register(procs.kill_all)
     started = time.time()
+    ctx = None
     try:
         topo.create()
         ctx = Context(topo, Layout(topo, p["addresses"], p["backends"], p["ports"]), binaries, p)
+        if args.engine_threads:
+            ctx.engine_threads = args.engine_threads
+        ctx.auto_budget = args.auto_budget
+        if args.capacity != "off":
+            ctx.cap = cpucap.CpuCap(args.cpu_budget)
+            atexit.register(ctx.cap.remove)
         env = environment.collect(topo, binaries, args, p, names, ctx)
-        results = run_all(ctx, names, args.externals)
+        results = run_all(ctx, names, args.externals, args.capacity)
         results["environment"] = env
         results["elapsed_s"] = round(time.time() - started, 1)
     except Interrupted as e:
@@ -166,8 +220,15 @@ def main(argv):
     finally:
         procs.kill_all()
         topo.remove()
+        if ctx is not None and ctx.cap is not None:
+            ctx.cap.remove()
     text = report.write(out, results)
     print(text)
+    if baseline is not None:
+        table = compare.report(baseline, results, args.compare)
+        with open(os.path.join(out, "compare.md"), "w") as f:
+            f.write(table)
+        print(table)
     print(f"bench: report in {out} ({results['elapsed_s']} s)", file=sys.stderr)
     return 1 if results["problems"] else 0
 
@@ -176,9 +237,21 @@ def progress(i, total, what):
     print(f"[{i}/{total}] {what}", file=sys.stderr, flush=True)
 
 
-def run_all(ctx, names, externals):
+def run_all(ctx, names, externals, capacity_mode="off"):
     p = ctx.p
     scen = {n: Scenario(n, ctx, externals.get(n)) for n in names}
+    cap_result = None
+    if capacity_mode != "off":
+        print(f"capacity: servers under {ctx.cap.describe()}", file=sys.stderr, flush=True)
+        cap_result = capacity.run_all(ctx, names, scen, ctx.cap,
+                                      lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True),
+                                      ctx.auto_budget)
+    if capacity_mode == "only":
+        return {"scenarios": names, "samples": [], "strace": [], "micro": {}, "micro_raw": {},
+                "direct_saturated_rate": None, "capacity": cap_result, "capacity_only": True,
+                "problems": [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
+                             if c["scenario"] in ("direct", "engine", "engine-sync")],
+                "external_notes": []}
     lay = ctx.layout
     total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
              + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 1
@@ -245,13 +318,17 @@ def run_all(ctx, names, externals):
             progress(step, total, f"strace     {n:<12} {st.get('per_conn', float('nan')):.3f} syscalls/conn")
             straces.append(st)
     step += 1
-    micro = sample.run_microbenchmarks(ctx, p["micro_min_time"])
+    micro, micro_raw = sample.run_microbenchmarks(ctx, p["micro_min_time"], p["micro_repetitions"])
     progress(step, total, "microbenchmarks done")
     problems = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
                 if s["scenario"] in ("direct", "engine", "engine-sync")]
+    if cap_result:
+        problems += [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
+                     if c["scenario"] in ("direct", "engine", "engine-sync")]
     notes = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
              if s["scenario"] not in ("direct", "engine", "engine-sync")]
     return {"scenarios": names, "samples": samples, "strace": straces, "micro": micro,
+            "micro_raw": micro_raw, "capacity": cap_result,
             "direct_saturated_rate": direct_rate, "problems": problems, "external_notes": notes}
 
 

@@ -1,6 +1,7 @@
 """What a reader needs to trust (or reproduce) the numbers."""
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ def collect(topo, binaries, args, profile, names, ctx):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return {
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "command": "scripts/bench " + " ".join(sys.argv[1:]),
+        "command": "scripts/bench " + shlex.join(sys.argv[1:]),
         "profile": args.profile,
         "profile_parameters": profile,
         "scenarios": names,
@@ -40,6 +41,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "sysctls": topo.sysctls(),
         "client_namespaces": len(topo.clients),
         "tproxy": bool(topo.tproxy),
+        "capacity": args.capacity,
+        "cpu_budget": "auto" if getattr(args, "auto_budget", False) else args.cpu_budget,
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,

@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+import report_capacity
+
 OWN = ("direct", "engine", "engine-sync")
 
 
@@ -132,6 +134,8 @@ def targets(results, summ):
         row("p99 latency at 50% of direct's rate", "<= 1.2 x direct",
             f"{_fmt(e)} vs {_fmt(d)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 1.2,
             "two more wake-ups than direct (engine, then sink), each may wait for a busy CPU")
+    for metric, target, value, met, why in report_capacity.target_rows(results):
+        row(metric, target, value, met, why)
     micro = results["micro"].get("dispatch_benchmark", {})
     uring = max((v["items_per_second"] or 0 for k, v in micro.items() if "Uring" in k), default=None)
     loop = max((v["items_per_second"] or 0 for k, v in micro.items() if "Sendmsg" in k), default=None)
@@ -164,7 +168,8 @@ def markdown(results, summ, rows):
              "of the accepting process (for direct: the sink itself) per connection; the sink "
              "column is the backend's own share behind the engine. Client, server and backends "
              f"share the same {env['cpus']} cores, so end-to-end rates are bound by the load generator: "
-             "an accepting process that uses CPU takes it from the generator.", "",
+             "an accepting process that uses CPU takes it from the generator. These phases run "
+             "uncapped; the capacity section below (when the run has one) caps each server.", "",
              "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
              "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "
              "| SYN retrans / listen overflows |",
@@ -213,6 +218,7 @@ def markdown(results, summ, rows):
     if st:
         lines += ["", "strace -c -f (server, short closed-loop run at concurrency 32): " + "; ".join(
             f"{x['scenario']} {_fmt(x.get('per_conn'), 3)}/conn {x.get('top', {})}" for x in st)]
+    lines += report_capacity.table(results)
     sysctls = env["sysctls"]
     lines += ["", "Sysctls (set in the namespaces only): " + "; ".join(
         f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for role, vals in sysctls.items())]
@@ -272,7 +278,33 @@ plot {', '.join(f"'{p}' using 1:2 with lines lw 2 title '{n}'" for n, p in cdf_f
     return ["throughput.png", "latency_cdf.png"]
 
 
+def capacity_only(results):
+    """The report of a run with --capacity only: the header and the capacity table."""
+    env = results["environment"]
+    lines = [f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)", "",
+             f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
+             f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
+             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}; "
+             f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])}."]
+    lines += report_capacity.table(results)
+    rows = report_capacity.target_rows(results)
+    if rows:
+        lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} | {'met' if d else ('not met' if d is False else 'n/a')} | {e} |"
+                  for a, b, c, d, e in rows]
+    if results["problems"]:
+        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results["problems"]]
+    return "\n".join(lines) + "\n"
+
+
 def write(out, results):
+    if results.get("capacity_only"):
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        text = capacity_only(results)
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write(text)
+        return text
     summ = summarize(results)
     rows = targets(results, summ)
     results["plots"] = plots(out, results, summ)

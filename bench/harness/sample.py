@@ -6,6 +6,7 @@ address maps to (no misrouted connection), and every connection the
 generator lost is explained by a server counter (the engine's drop counters,
 the sink's failed greetings). Speed never fails a run.
 """
+import json
 import os
 import re
 import signal
@@ -32,10 +33,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         net0 = {ns: net_counters(ctx.topo, ns) for ns in [ctx.topo.server] + clients}
         cpu0 = server.cpu_seconds()
         sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
-        gens = [procs.Proc([ctx.binaries["load_generator"]] + merge.share(load_args, len(clients), i), ns,
-                           ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
-                           ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
-                for i, ns in enumerate(clients)]
+        gens = start_generators(ctx, load_args)
         rss_series = []
         t0 = time.monotonic()
         while any(g.alive() for g in gens) and time.monotonic() - t0 < timeout_s:
@@ -52,13 +50,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         scenario.stop()
         raise
     final, summary, codes = scenario.stop()
-    summaries = []
-    for gen, rc in zip(gens, codes_gen):
-        lines = gen.json_lines()
-        if rc != 0 or not lines:
-            raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
-        summaries.append(lines[-1])
-    g = merge.merge(summaries)
+    g = merged_summary(gens, codes_gen)
     s = {"scenario": scenario.name, "kind": kind, "gen": g, "sink": summary, "exit_codes": codes,
          "server_cpu_s": round(cpu1 - cpu0, 4), "sink_cpu_s": sink_cpu,
          "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
@@ -76,6 +68,26 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         s["syscalls_per_conn_counter"] = calls / accepted
     check_books(scenario, s)
     return s
+
+
+def start_generators(ctx, load_args):
+    """One load generator per client namespace, each with its share of the load."""
+    clients = ctx.topo.clients
+    return [procs.Proc([ctx.binaries["load_generator"]] + merge.share(load_args, len(clients), i), ns,
+                       ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+                       ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+            for i, ns in enumerate(clients)]
+
+
+def merged_summary(gens, exit_codes):
+    """The generators' summaries merged into one (raises if one failed)."""
+    summaries = []
+    for gen, rc in zip(gens, exit_codes):
+        lines = gen.json_lines()
+        if rc != 0 or not lines:
+            raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
+        summaries.append(lines[-1])
+    return merge.merge(summaries)
 
 
 def _sum_counters(deltas):
@@ -165,26 +177,38 @@ def run_strace(ctx, scenario, load_args, connections):
             "top": dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6])}
 
 
-def run_microbenchmarks(ctx, min_time):
-    results = {}
-    for name in ("dispatch_benchmark", "route_lookup_benchmark"):
+MICROBENCHMARKS = ("dispatch_benchmark", "route_lookup_benchmark", "hop_benchmark")
+
+
+def run_microbenchmarks(ctx, min_time, repetitions):
+    """Each microbenchmark binary's results ({name: {items_per_second, ...}},
+    the median of the repetitions), and its raw Google Benchmark JSON (kept
+    in results.json for compare.py, which tests the repetitions of two runs
+    against each other)."""
+    results, raw = {}, {}
+    for name in MICROBENCHMARKS:
         path = ctx.binaries.get(name)
         if not path or not os.path.exists(path):
             results[name] = {"error": "not built (libbenchmark-dev missing?)"}
             continue
-        r = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}"],
+        r = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
+                            f"--benchmark_repetitions={repetitions}"],
                            capture_output=True, text=True, timeout=300)
-        import json
         try:
             data = json.loads(r.stdout)
         except ValueError:
             results[name] = {"error": r.stderr[-1000:]}
             continue
-        results[name] = {b["name"]: {"items_per_second": b.get("items_per_second"),
-                                     "cpu_time_ns": b.get("cpu_time"),
-                                     "real_time_ns": b.get("real_time")}
-                         for b in data.get("benchmarks", [])}
-    return results
+        raw[name] = data
+        benches = data.get("benchmarks", [])
+        # With repetitions, the median aggregate; without, the one run.
+        medians = [b for b in benches if b.get("aggregate_name") == "median"]
+        chosen = medians or [b for b in benches if b.get("run_type", "iteration") == "iteration"]
+        results[name] = {b.get("run_name", b["name"]): {"items_per_second": b.get("items_per_second"),
+                                                        "cpu_time_ns": b.get("cpu_time"),
+                                                        "real_time_ns": b.get("real_time")}
+                         for b in chosen}
+    return results, raw
 
 
 median = _median

@@ -65,13 +65,24 @@ def parse_engine_stats(text):
             last = line
     if last is None:
         return None
-    return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", last)}
+    stats = {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", last)}
+    # The per-worker lines printed just before it: how SO_REUSEPORT spread
+    # the connections over the workers' listeners.
+    workers = {}
+    for line in text.splitlines():
+        m = re.search(r"stats worker=(\d+) accepted=(\d+)", line)
+        if m:
+            workers[int(m.group(1))] = int(m.group(2))
+    stats["worker_accepted"] = [workers[i] for i in sorted(workers)]
+    return stats
 
 
 class Scenario:
     def __init__(self, name, ctx, external_cmd=None):
         self.name, self.ctx, self.external_cmd = name, ctx, external_cmd
         self.sink = self.server = None
+        # Capacity mode: a cpucap.CpuCap the server (only) runs under.
+        self.cap = None
         self.has_counters = name in ("engine", "engine-sync")
 
     # -- processes ----------------------------------------------------------
@@ -94,6 +105,8 @@ class Scenario:
         self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
         if self.name == "direct":
             self.server = self.sink
+            if self.cap:
+                self.cap.add(self.server.pid)
             return
         ports = self.listen_ports()
         if self.ctx.tproxy:
@@ -108,11 +121,15 @@ class Scenario:
             if self.name == "engine-sync":
                 argv += ["--io", "sync"]
             self.server = self._spawn(self.name, argv)
+            if self.cap:
+                self.cap.add(self.server.pid)
             self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
         else:
             cmd = self.external_cmd.format(config=layout.config, port=ports[0],
                                            ports=",".join(map(str, ports)))
             self.server = self._spawn("external", shlex.split(cmd))
+            if self.cap:
+                self.cap.add(self.server.pid)
             self.server.wait_for(self._listening, 10, f"a listener on port {ports[0]}")
 
     def listen_ports(self):

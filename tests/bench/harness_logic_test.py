@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""The harness's own logic, without a network: the capacity search, the
+CPU cap's cgroup (real, when this machine lets root make one), the run
+comparison (its noise verdicts and Google Benchmark's compare.py on real
+microbenchmark output) and the generated docs section. TAP output; run by
+meson (suite 'bench')."""
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench", "harness"))
+import capacity  # noqa: E402
+import compare  # noqa: E402
+import cpucap  # noqa: E402
+import docs_writer  # noqa: E402
+import sbxtest  # noqa: E402
+
+BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
+
+
+class SearchTest(unittest.TestCase):
+    def run_search(self, true_capacity, saturation, refine):
+        tried = []
+
+        def holds(rate):
+            tried.append(rate)
+            return rate <= true_capacity
+        got, bracket = capacity.search(holds, saturation, refine)
+        return got, bracket, tried
+
+    def test_bisects_up_from_three_quarters(self):
+        got, bracket, tried = self.run_search(9000, 10000, 6)
+        self.assertEqual(tried[0], 7500)
+        self.assertLessEqual(got, 9000)
+        self.assertGreater(got, 8900)
+        self.assertEqual(bracket[0], got)
+        self.assertGreater(bracket[1], 9000)
+
+    def test_halves_down_when_three_quarters_fails(self):
+        got, bracket, tried = self.run_search(2000, 10000, 3)
+        self.assertEqual(tried[:3], [7500, 3750, 1875])
+        self.assertTrue(1875 <= got <= 2000, got)
+        self.assertTrue(bracket[1] > 2000)
+
+    def test_nothing_holds(self):
+        got, bracket, tried = self.run_search(0, 10000, 3)
+        self.assertEqual(got, 0)
+        self.assertEqual(bracket[0], 0)
+        self.assertTrue(all(r >= 10000 // 16 for r in tried), tried)
+
+    def test_every_rate_holds_stops_below_the_ceiling(self):
+        got, bracket, _ = self.run_search(10 ** 9, 10000, 8)
+        self.assertLess(got, 11000)
+        self.assertEqual(bracket[1], 11000)
+
+
+class CpuCapTest(unittest.TestCase):
+    def test_budget_out_of_range(self):
+        with self.assertRaises(ValueError):
+            cpucap.CpuCap(0)
+
+    def test_caps_a_real_process(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to make a cgroup")
+        cap = cpucap.CpuCap(0.2)
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            cap.add(burner.pid)
+            if cap.method == "affinity":
+                self.assertEqual(os.sched_getaffinity(burner.pid), {cap.cpu})
+                return
+            with open(os.path.join(cap.path, "cgroup.procs")) as f:
+                self.assertIn(str(burner.pid), f.read().split())
+            with open(f"/proc/{burner.pid}/stat") as f:
+                t0 = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+            import time
+            time.sleep(1.0)
+            with open(f"/proc/{burner.pid}/stat") as f:
+                t1 = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+            used = (t1 - t0) / os.sysconf("SC_CLK_TCK")
+            # A busy loop under a 0.2 CPU quota: about 0.2 s per second.
+            self.assertLess(used, 0.45, f"{used} CPU-s in 1 s under {cap.describe()}")
+            self.assertGreater(cap.throttled()[0], 0)
+        finally:
+            burner.kill()
+            burner.wait()
+            path = cap.path
+            cap.remove()
+            self.assertFalse(path and os.path.exists(path), "cgroup left behind")
+
+
+class CpuCapBudgetTest(unittest.TestCase):
+    def test_small_budget_gets_a_longer_period(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to make a cgroup")
+        cap = cpucap.CpuCap(0.3)
+        try:
+            if cap.method == "affinity":
+                self.skipTest(f"no cgroup cpu controller: {cap.fallback_reason}")
+            cap.set_budget(0.05)
+            if cap.method == "cgroup-v2":
+                with open(os.path.join(cap.path, "cpu.max")) as f:
+                    quota, period = f.read().split()
+            else:
+                with open(os.path.join(cap.path, "cpu.cfs_quota_us")) as f:
+                    quota = f.read().strip()
+                with open(os.path.join(cap.path, "cpu.cfs_period_us")) as f:
+                    period = f.read().strip()
+            # 5% of a 10 ms period would be under the kernel's 1 ms minimum quota.
+            self.assertEqual((int(quota), int(period)), (1000, 20000))
+            self.assertIn("1000/20000 us = 0.05 CPU", cap.describe())
+        finally:
+            cap.remove()
+
+
+def fake_results(rates, cpu, p99, git="a"):
+    samples = []
+    for r, c in zip(rates, cpu):
+        samples.append({"scenario": "engine", "kind": "throughput", "gen": {"conn_per_s": r},
+                        "server_cpu_us_per_conn": c, "sink_cpu_us_per_conn": None})
+    for p in p99:
+        samples.append({"scenario": "engine", "kind": "latency50",
+                        "gen": {"latency_us": {"p99": p}}})
+    return {"scenarios": ["engine"], "samples": samples, "environment": {"versions": {"git": git}}}
+
+
+class CompareTest(unittest.TestCase):
+    def verdicts(self, old, new):
+        return {(n, label): v for n, label, _a, _b, _c, v in compare.scenario_rows(old, new)}
+
+    def test_overlapping_ranges_are_noise(self):
+        v = self.verdicts(fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
+                          fake_results([105, 115, 125], [10.5, 11, 11.5], [550, 650]))
+        self.assertEqual(v[("engine", "conn/s (closed loop)")], "within noise")
+        self.assertEqual(v[("engine", "server CPU µs/conn")], "within noise")
+
+    def test_disjoint_ranges_say_which_way(self):
+        v = self.verdicts(fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
+                          fake_results([150, 160, 170], [14, 15, 16], [100, 200]))
+        self.assertEqual(v[("engine", "conn/s (closed loop)")], "beyond noise: better")
+        self.assertEqual(v[("engine", "server CPU µs/conn")], "beyond noise: WORSE")
+        self.assertEqual(v[("engine", "p99 µs at 50% load")], "beyond noise: better")
+
+    def test_single_values_have_no_spread(self):
+        change, verdict = compare.judge([100], [200], +1)
+        self.assertEqual(verdict, "no spread")
+        self.assertAlmostEqual(change, 1.0)
+
+    def test_load_rejects_what_is_not_a_results_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "results.json")
+            with open(path, "w") as f:
+                f.write('{"hello": 1}')
+            _, err = compare.load(tmp)
+            self.assertIn("not a results.json", err)
+            _, err = compare.load(os.path.join(tmp, "missing.json"))
+            self.assertIn("cannot read", err)
+
+    def test_microbenchmarks_through_gbench_compare(self):
+        binary = os.path.join(BUILD, "bench", "hop_benchmark")
+        if not os.path.exists(binary):
+            self.skipTest("hop_benchmark not built (libbenchmark-dev missing)")
+        if not os.path.exists(compare.GBENCH_COMPARE):
+            self.skipTest("libbenchmark-tools not installed")
+        r = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=0.01",
+                            "--benchmark_repetitions=2", "--benchmark_filter=FdsPerMessage/16"],
+                           capture_output=True, text=True, timeout=120, check=True)
+        raw = json.loads(r.stdout)
+        old = fake_results([1, 2], [1, 2], [1, 2])
+        new = copy.deepcopy(old)
+        old["micro_raw"] = {"hop_benchmark": raw}
+        new["micro_raw"] = {"hop_benchmark": raw}
+        text = compare.report(old, new, "old")
+        self.assertIn("BM_HopFdsPerMessage/16", text)
+        self.assertIn("U Test", text)
+        self.assertNotIn("compare.py failed", text)
+
+
+class DocsWriterTest(unittest.TestCase):
+    def test_replaces_only_the_marked_section(self):
+        results = os.path.join(sbxtest.ROOT, "bench", "results", "latest")
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "docs"))
+            doc = os.path.join(tmp, "docs", "benchmarks.md")
+            with open(doc, "w") as f:
+                f.write("# Title\nbefore\n<!-- BEGIN scripts/bench --write-docs: old -->\nstale figures\n"
+                        "<!-- END scripts/bench --write-docs -->\nafter\n")
+            self.assertEqual(docs_writer.main(results, doc), 0)
+            with open(doc) as f:
+                text = f.read()
+            self.assertTrue(text.startswith("# Title\nbefore\n<!-- BEGIN"))
+            self.assertTrue(text.endswith("<!-- END scripts/bench --write-docs -->\nafter\n"))
+            self.assertNotIn("stale figures", text)
+            self.assertIn("| engine |", text)
+
+    def test_no_markers_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = os.path.join(tmp, "benchmarks.md")
+            with open(doc, "w") as f:
+                f.write("# nothing to replace\n")
+            results = os.path.join(sbxtest.ROOT, "bench", "results", "latest")
+            self.assertEqual(docs_writer.main(results, doc), 1)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(SearchTest, CpuCapTest, CpuCapBudgetTest, CompareTest, DocsWriterTest)
