@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "engine/sys/clock.h"
+#include "engine/sys/user_data.h"
 
 namespace sbx {
 namespace {
@@ -28,22 +29,13 @@ constexpr uint64_t kBatchWindowNs = 200'000;
 
 enum Op : uint8_t { kAccept = 1, kAcceptOne, kSend, kLinkedClose, kClose, kWake, kRecv, kCancel, kPoll };
 
-uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) {
-  return static_cast<uint64_t>(op) << 56 | static_cast<uint64_t>(sub & 0xffffff) << 32 | index;
-}
-Op TagOp(uint64_t data) { return static_cast<Op>(data >> 56); }
-uint32_t TagIndex(uint64_t data) { return static_cast<uint32_t>(data); }
-uint32_t TagSub(uint64_t data) { return static_cast<uint32_t>(data >> 32) & 0xffffff; }
+uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) { return PackUserData(op, index, sub); }
+Op TagOp(uint64_t data) { return static_cast<Op>(UserDataOp(data)); }
 
-// A POLLOUT on a congested backend names the backend itself (user-space
-// pointers fit in the 56 bits below the op). The scheduler keeps a backend
-// with an armed watch from being evicted, so the pointer stays valid.
-uint64_t PollTag(const Backend* b) {
-  return static_cast<uint64_t>(kPoll) << 56 | reinterpret_cast<uintptr_t>(b);
-}
-Backend* PollBackend(uint64_t data) {
-  return reinterpret_cast<Backend*>(static_cast<uintptr_t>(data & ((uint64_t{1} << 56) - 1)));
-}
+// A POLLOUT on a congested backend names the backend itself. The scheduler
+// keeps a backend with an armed watch from being evicted, so the pointer
+// stays valid.
+uint64_t PollTag(const Backend* b) { return PackUserPointer(kPoll, b); }
 
 bool IsResourceError(int err) {
   return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
@@ -196,11 +188,11 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
   switch (TagOp(data)) {
     case kAccept:
     case kAcceptOne:
-      OnAccept(*listeners_[TagIndex(data)], TagSub(data), cqe, TagOp(data) == kAccept);
+      OnAccept(*listeners_[UserDataIndex(data)], UserDataSub(data), cqe, TagOp(data) == kAccept);
       break;
     case kSend:
       if (cqe->res >= 0) fds_freed_ = true;  // the linked CLOSE follows
-      scheduler_->OnSendResult(TagIndex(data), cqe->res);
+      scheduler_->OnSendResult(UserDataIndex(data), cqe->res);
       break;
     case kLinkedClose:
       // Only failures post a completion. ECANCELED: the send before it
@@ -219,7 +211,7 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       OnRegistrationMessage(cqe->res);
       break;
     case kPoll:
-      scheduler_->OnWritable(PollBackend(data));
+      scheduler_->OnWritable(UserDataPointer<Backend>(data));
       break;
     case kCancel:
       break;
