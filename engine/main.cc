@@ -7,6 +7,7 @@
 
 #include "engine/core/config_loader.h"
 #include "engine/daemon/daemon.h"
+#include "engine/daemon/fd_checks.h"
 #include "engine/daemon/options.h"
 #include "engine/sys/unique_fd.h"
 #include "engine/tools/route_tester.h"
@@ -26,6 +27,14 @@ int RunRouteTools(const sbx::Options& o) {
   }
   for (const auto& warning : loaded->warnings) std::cerr << warning.ToString() << "\n";
   if (o.mode == sbx::RunMode::kCheckConfig) {
+    // The fds the file names are checked here as the daemon checks them:
+    // in this process's own fd environment (what the caller passes it).
+    absl::Status fds = sbx::CheckNamedFds(*loaded->table, o.config_path, nullptr);
+    if (fds.ok() && o.forced_fd) fds = sbx::CheckForcedFd(*o.forced_fd);
+    if (!fds.ok()) {
+      std::cerr << fds.message() << "\n";
+      return 1;
+    }
     std::cout << "OK\n";
     return 0;
   }

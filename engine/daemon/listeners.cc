@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "engine/core/address_ops.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/systemd.h"
 #include "engine/sys/socket_ops.h"

@@ -4,8 +4,10 @@
 // exactly (IPV6_FREEBIND), so that the kernel's socket lookup tells those
 // connections' local address and no getsockname(2) is needed.
 //
-// Binding happens while privileged; listen(2) comes after the privilege
-// drop, as in the original.
+// Binding and listen(2) both happen while privileged, before daemon() and
+// the privilege drop (unlike the original, which listened after dropping):
+// when `socketbox -d` returns, connections are queued rather than refused,
+// and a listen error reaches the parent's exit status.
 #ifndef SBX_ENGINE_DAEMON_LISTENERS_H_
 #define SBX_ENGINE_DAEMON_LISTENERS_H_
 
