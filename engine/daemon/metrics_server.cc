@@ -64,6 +64,14 @@ class Exchange {
   uint64_t deadline() const { return deadline_; }
   short events() const { return phase_ == Phase::kWriting ? POLLOUT : POLLIN; }
 
+  // At the deadline: a client that has not finished its request is told so
+  // (best effort, never waiting) before it is closed.
+  void Expire() {
+    if (phase_ != Phase::kReading) return;
+    const std::string answer = Response("408 Request Timeout", "no complete request within 2 s\n");
+    (void)!::send(fd(), answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
   // Does what the socket allows now; false when the exchange is over.
   bool Advance(const std::function<std::string()>& render, uint64_t now) {
     if (phase_ == Phase::kReading && !Read(render)) return false;
@@ -184,11 +192,13 @@ void MetricsServer::Serve() {
     if (fds[0].revents != 0) return;
     const uint64_t now = MonotonicNs();
     // Clients first (fds[2 + i] is clients[i]), then the new ones: an
-    // exchange that ends or passes its deadline is closed.
+    // exchange that ends or reaches its deadline is closed.
     size_t kept = 0;
     for (size_t i = 0; i < clients.size(); ++i) {
       const bool alive = fds[2 + i].revents == 0 ? true : clients[i].Advance(render_, now);
-      if (alive && clients[i].deadline() > now) {
+      if (alive && clients[i].deadline() <= now) {
+        clients[i].Expire();
+      } else if (alive) {
         if (kept != i) clients[kept] = std::move(clients[i]);
         ++kept;
       }

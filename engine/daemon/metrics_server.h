@@ -2,7 +2,8 @@
 // own listener and thread, away from the accept path. Up to 32 clients are
 // served at once (non-blocking sockets, one poll loop); each has its own
 // deadline of 2 seconds to send its request and take the answer, after
-// which it is closed, so silent or slow clients cannot hold the endpoint.
+// which it is closed (with a 408 if its request was not complete), so
+// silent or slow clients cannot hold the endpoint.
 // Past 32 clients in progress, new ones wait in the listen backlog (64)
 // until a slot frees, at the latest when the oldest one's deadline passes.
 // GET /metrics (or /) answers 200 with the text; any other path 404,
