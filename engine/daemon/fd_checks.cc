@@ -1,5 +1,7 @@
 #include "engine/daemon/fd_checks.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <string>
 
@@ -13,11 +15,12 @@ absl::Status CheckNamedFds(const RouteTable& table, std::string_view file_name,
                            const std::vector<int>* inherited) {
   std::vector<Diagnostic> errors;
   for (const RouteTable::NamedFd& named : table.named_fds()) {
-    std::string problem;
-    if (inherited != nullptr && !std::binary_search(inherited->begin(), inherited->end(), named.fd)) {
-      problem = StrCat("fd ", named.fd, " was not open when socketbox started (only inherited fds can be named)");
-    } else {
-      problem = FdChannelProblem(named.fd);
+    std::string problem = FdChannelProblem(named.fd);
+    const bool open = ::fcntl(named.fd, F_GETFD) >= 0;
+    if (open && inherited != nullptr &&
+        !std::binary_search(inherited->begin(), inherited->end(), named.fd)) {
+      problem = StrCat("fd ", named.fd, " was not open when socketbox started (it is one socketbox "
+                       "opened itself; only inherited fds can be named)");
     }
     if (problem.empty()) continue;
     errors.push_back({Diagnostic::Severity::kError, std::string(file_name), named.line,

@@ -17,8 +17,8 @@ namespace sbx {
 // InvalidArgument listing every unfit fd, one a line, in the parser's form:
 // "FILE:LINE: error: near 'jump-fd:20': fd 20 is not open".
 // `inherited` (sorted), when given, is the set of fds the daemon started
-// with (sys/open_fds.h): a number outside it is one the daemon opened itself
-// (a backend or accepted socket) and is refused as not inherited.
+// with (sys/open_fds.h): an open fd outside it is one the daemon opened
+// itself (a backend or accepted socket) and is refused as not inherited.
 absl::Status CheckNamedFds(const RouteTable& table, std::string_view file_name,
                            const std::vector<int>* inherited);
 
