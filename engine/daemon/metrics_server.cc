@@ -144,7 +144,7 @@ int PollTimeoutMs(const std::vector<Exchange>& clients, uint64_t now) {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Open(const SocketAddress& address) {
   const std::string where = FormatHostPort(address);
-  UniqueFd fd(::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));  // accepts until EAGAIN
   if (!fd) return Errno(errno, StrCat("socket for ", where));
   const int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
