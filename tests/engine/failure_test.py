@@ -188,7 +188,7 @@ class BadInputTest(unittest.TestCase):
         (["-e"], "-e needs a program"),
         (["stray"], "unexpected argument 'stray'"),
         (["-s", "999", "-S", "/tmp/x.sock"], "-s 999: not an open file descriptor"),
-        (["-i", "999", "-p", "80"], "-i 999: not an open file descriptor"),
+        (["-i", "999", "-p", "80"], "-i 999: fd 999 is not open"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"], "option --metrics-listen 'nonsense'"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "[::1]:0"], "port 1-65535"),
     ]
