@@ -15,12 +15,17 @@
 namespace {
 
 int RunRouteTools(const sbx::Options& o) {
-  sbx::UniqueFd fd(::open(o.config_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    std::perror(o.config_path.c_str());
-    return 1;
+  absl::StatusOr<sbx::LoadedConfig> loaded;
+  {
+    // Closed before the fd check: the file's own fd must not pass for one
+    // the configuration names.
+    sbx::UniqueFd fd(::open(o.config_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      std::perror(o.config_path.c_str());
+      return 1;
+    }
+    loaded = sbx::LoadConfigFd(fd.get(), o.config_path);
   }
-  auto loaded = sbx::LoadConfigFd(fd.get(), o.config_path);
   if (!loaded.ok()) {
     std::cerr << loaded.status().message() << "\n";
     return 1;

@@ -5,6 +5,7 @@ silent scrapers, and a listener that cannot be bound is a clear error."""
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import unittest
@@ -138,6 +139,7 @@ class MetricsTest(unittest.TestCase):
                 m = scrape(topo.server)
                 took = time.monotonic() - started
                 self.assertIn(("socketbox_accepted_total", '{worker="0"}'), m)
+                print(f"# a scrape beside 20 idle clients took {took:.3f} s", file=sys.stderr)
                 self.assertLess(took, 1.0, "a scrape waited behind idle clients")
                 # Each idle one is closed at its deadline: 2 s after it came.
                 for s in idle:
@@ -152,6 +154,8 @@ class MetricsTest(unittest.TestCase):
                 closed_after = time.monotonic() - opened
                 self.assertGreater(closed_after, 1.5)
                 self.assertLess(closed_after, 4.0)
+                print(f"# the idle clients were closed {closed_after:.3f} s after they connected",
+                      file=sys.stderr)
                 self.assertEqual(eng.stop(), 0)
             finally:
                 for s in idle:
