@@ -156,6 +156,20 @@ class MetricsTest(unittest.TestCase):
                 self.assertLess(closed_after, 4.0)
                 print(f"# the idle clients were closed {closed_after:.3f} s after they connected",
                       file=sys.stderr)
+                # The deadline is for the whole exchange, not per read: a
+                # client that sends a byte every 0.25 s is cut off at 2 s too.
+                drip = sbxtest.socket_in(topo.server)
+                drip.connect(METRICS)
+                started = time.monotonic()
+                try:
+                    for byte in b"GET /metrics HTTP/1.0\r\nX: " + b"y" * 40:
+                        drip.send(bytes([byte]))
+                        time.sleep(0.25)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                cut_after = time.monotonic() - started
+                drip.close()
+                self.assertLess(cut_after, 3.0, "a slow client held its slot past its deadline")
                 self.assertEqual(eng.stop(), 0)
             finally:
                 for s in idle:
