@@ -35,7 +35,7 @@ int RunRouteTools(const sbx::Options& o) {
     // The fds the file names are checked here as the daemon checks them:
     // in this process's own fd environment (what the caller passes it).
     absl::Status fds = sbx::CheckNamedFds(*loaded->table, o.config_path, nullptr);
-    if (fds.ok() && o.forced_fd) fds = sbx::CheckForcedFd(*o.forced_fd);
+    if (fds.ok() && o.forced_fd) fds = sbx::CheckForcedFd(*o.forced_fd, nullptr);
     if (!fds.ok()) {
       std::cerr << fds.message() << "\n";
       return 1;

@@ -151,7 +151,7 @@ std::optional<int> Daemon::StartUp() {
     if (absl::Status s = LoadAndCheck(&table_); !s.ok()) return Fail(s);
   }
   if (o_.forced_fd) {
-    if (absl::Status s = CheckForcedFd(*o_.forced_fd); !s.ok()) return Fail(s);
+    if (absl::Status s = CheckForcedFd(*o_.forced_fd, &inherited_fds_); !s.ok()) return Fail(s);
   }
 
   // 2. Sockets: registration, inherited, or bound here.

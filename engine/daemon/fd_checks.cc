@@ -11,17 +11,25 @@
 
 namespace sbx {
 
+namespace {
+
+// Why `fd` cannot carry connections; empty if it can.
+std::string Problem(int fd, const std::vector<int>* inherited) {
+  const bool open = ::fcntl(fd, F_GETFD) >= 0;
+  if (open && inherited != nullptr && !std::binary_search(inherited->begin(), inherited->end(), fd)) {
+    return StrCat("fd ", fd, " was not open when socketbox started (it is one socketbox opened "
+                  "itself; only inherited fds can be named)");
+  }
+  return FdChannelProblem(fd);
+}
+
+}  // namespace
+
 absl::Status CheckNamedFds(const RouteTable& table, std::string_view file_name,
                            const std::vector<int>* inherited) {
   std::vector<Diagnostic> errors;
   for (const RouteTable::NamedFd& named : table.named_fds()) {
-    std::string problem = FdChannelProblem(named.fd);
-    const bool open = ::fcntl(named.fd, F_GETFD) >= 0;
-    if (open && inherited != nullptr &&
-        !std::binary_search(inherited->begin(), inherited->end(), named.fd)) {
-      problem = StrCat("fd ", named.fd, " was not open when socketbox started (it is one socketbox "
-                       "opened itself; only inherited fds can be named)");
-    }
+    const std::string problem = Problem(named.fd, inherited);
     if (problem.empty()) continue;
     errors.push_back({Diagnostic::Severity::kError, std::string(file_name), named.line,
                       StrCat("jump-fd:", named.fd),
@@ -31,8 +39,8 @@ absl::Status CheckNamedFds(const RouteTable& table, std::string_view file_name,
   return absl::InvalidArgumentError(JoinDiagnostics(errors));
 }
 
-absl::Status CheckForcedFd(int fd) {
-  const std::string problem = FdChannelProblem(fd);
+absl::Status CheckForcedFd(int fd, const std::vector<int>* inherited) {
+  const std::string problem = Problem(fd, inherited);
   if (problem.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(
       StrCat("-i ", fd, ": ", problem, "; -i needs a connected Unix socket to send connections over"));

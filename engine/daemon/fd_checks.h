@@ -22,8 +22,9 @@ namespace sbx {
 absl::Status CheckNamedFds(const RouteTable& table, std::string_view file_name,
                            const std::vector<int>* inherited);
 
-// InvalidArgument "-i N: WHY" unless fd N can carry connections.
-absl::Status CheckForcedFd(int fd);
+// InvalidArgument "-i N: WHY" unless fd N can carry connections;
+// `inherited` as above.
+absl::Status CheckForcedFd(int fd, const std::vector<int>* inherited);
 
 }  // namespace sbx
 

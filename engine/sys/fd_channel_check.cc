@@ -21,7 +21,7 @@ const char* FileKind(mode_t mode) {
     case S_IFCHR: return "a character device";
     case S_IFBLK: return "a block device";
     case S_IFLNK: return "a symbolic link";
-    default: return "not a socket";
+    default: return "a special fd (an eventfd, epoll, io_uring, ...)";
   }
 }
 

@@ -3,6 +3,7 @@
 #include "engine/daemon/fd_checks.h"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -105,6 +106,12 @@ std::vector<Case> Cases() {
          return keep->back().get();
        },
        "is a character device, not a socket"},
+      {"eventfd",
+       [](auto* keep) {
+         keep->emplace_back(::eventfd(0, EFD_CLOEXEC));
+         return keep->back().get();
+       },
+       "is a special fd (an eventfd, epoll, io_uring, ...), not a socket"},
       {"TCP socket", [](auto* keep) { return Socket(AF_INET6, SOCK_STREAM, keep); },
        "is an AF_INET6 socket, not a Unix socket"},
       {"UDP socket", [](auto* keep) { return Socket(AF_INET, SOCK_DGRAM, keep); },
@@ -143,7 +150,7 @@ TEST(FdChecksTest, ForcedFdNamesTheOption) {
   for (const Case& c : Cases()) {
     std::vector<UniqueFd> keep;
     const int fd = c.make(&keep);
-    const absl::Status s = CheckForcedFd(fd);
+    const absl::Status s = CheckForcedFd(fd, nullptr);
     EXPECT_EQ(s.ok(), c.problem == nullptr) << c.name << ": " << s;
     if (c.problem != nullptr) {
       EXPECT_THAT(std::string(s.message()), HasSubstr("-i " + std::to_string(fd) + ": ")) << c.name;
@@ -199,11 +206,14 @@ TEST(FdChecksTest, ReloadRefusesAnFdThatWasNotInherited) {
   EXPECT_THAT(std::string(s.message()),
               HasSubstr(absl::StrCat("r.conf:3: error: near 'jump-fd:", later, "': fd ", later,
                                      " was not open when socketbox started")));
+  EXPECT_THAT(std::string(CheckForcedFd(later, &inherited).message()),
+              HasSubstr(absl::StrCat("-i ", later, ": fd ", later, " was not open when socketbox started")));
   // Listed as inherited: accepted.
   std::vector<int> with_later = inherited;
   with_later.push_back(later);
   std::sort(with_later.begin(), with_later.end());
   EXPECT_TRUE(CheckNamedFds(*loaded->table, "r.conf", &with_later).ok());
+  EXPECT_TRUE(CheckForcedFd(later, &with_later).ok());
 }
 
 TEST(OpenFdsTest, ListsWhatIsOpenAndNothingElse) {
