@@ -100,7 +100,8 @@ class Exchange {
 
   bool Write(uint64_t now) {
     while (sent_ < answer_.size()) {
-      const ssize_t n = ::send(fd(), answer_.data() + sent_, answer_.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(fd(), answer_.data() + sent_, answer_.size() - sent_,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return true;
       if (n <= 0) return false;  // gone: nothing more to do for it
@@ -144,7 +145,8 @@ int PollTimeoutMs(const std::vector<Exchange>& clients, uint64_t now) {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Open(const SocketAddress& address) {
   const std::string where = FormatHostPort(address);
-  UniqueFd fd(::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));  // accepts until EAGAIN
+  // Non-blocking: Serve() accepts until EAGAIN.
+  UniqueFd fd(::socket(address.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return Errno(errno, StrCat("socket for ", where));
   const int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
