@@ -17,6 +17,7 @@
 #include "engine/core/config_loader.h"
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
+#include "engine/daemon/config_source.h"
 #include "engine/daemon/control.h"
 #include "engine/daemon/fd_checks.h"
 #include "engine/daemon/listeners.h"
@@ -39,31 +40,6 @@ int Fail(const absl::Status& status) {
   Log(std::string(status.message()));
   return 1;
 }
-
-// The configuration file stays reachable for SIGHUP after -d (which changes
-// to /) and -x (chroot): its directory is held open and the file re-opened
-// relative to it.
-class ConfigSource {
- public:
-  absl::Status Open(const std::string& path) {
-    path_ = path;
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    name_ = slash == std::string::npos ? path : path.substr(slash + 1);
-    dir_.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_) return absl::ErrnoToStatus(errno, StrCat("open directory of ", path));
-    return absl::OkStatus();
-  }
-  absl::StatusOr<LoadedConfig> Load() const {
-    UniqueFd fd(::openat(dir_.get(), name_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return absl::ErrnoToStatus(errno, StrCat("open ", path_));
-    return LoadConfigFd(fd.get(), path_);
-  }
-
- private:
-  std::string path_, name_;
-  UniqueFd dir_;
-};
 
 void PrintWarnings(const LoadedConfig& config) {
   for (const Diagnostic& d : config.warnings) std::fprintf(stderr, "%s\n", d.ToString().c_str());
