@@ -7,6 +7,7 @@
 
 #include "engine/core/config_loader.h"
 #include "engine/daemon/daemon.h"
+#include "engine/daemon/fd_checks.h"
 #include "engine/daemon/options.h"
 #include "engine/sys/unique_fd.h"
 #include "engine/tools/route_tester.h"
@@ -14,18 +15,31 @@
 namespace {
 
 int RunRouteTools(const sbx::Options& o) {
-  sbx::UniqueFd fd(::open(o.config_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    std::perror(o.config_path.c_str());
-    return 1;
+  absl::StatusOr<sbx::LoadedConfig> loaded;
+  {
+    // Closed before the fd check: the file's own fd must not pass for one
+    // the configuration names.
+    sbx::UniqueFd fd(::open(o.config_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      std::perror(o.config_path.c_str());
+      return 1;
+    }
+    loaded = sbx::LoadConfigFd(fd.get(), o.config_path);
   }
-  auto loaded = sbx::LoadConfigFd(fd.get(), o.config_path);
   if (!loaded.ok()) {
     std::cerr << loaded.status().message() << "\n";
     return 1;
   }
   for (const auto& warning : loaded->warnings) std::cerr << warning.ToString() << "\n";
   if (o.mode == sbx::RunMode::kCheckConfig) {
+    // The fds the file names are checked here as the daemon checks them:
+    // in this process's own fd environment (what the caller passes it).
+    absl::Status fds = sbx::CheckNamedFds(*loaded->table, o.config_path, nullptr);
+    if (fds.ok() && o.forced_fd) fds = sbx::CheckForcedFd(*o.forced_fd, nullptr);
+    if (!fds.ok()) {
+      std::cerr << fds.message() << "\n";
+      return 1;
+    }
     std::cout << "OK\n";
     return 0;
   }

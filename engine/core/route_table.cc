@@ -42,7 +42,31 @@ RouteTable RouteTable::Build(const ConfigModel& model, std::string_view file_nam
     }
   }
   table.ComputeFieldsUsed();
+  table.CollectNamedFds(model);
   return table;
+}
+
+void RouteTable::CollectNamedFds(const ConfigModel& model) {
+  auto note = [this](const Action& action, int line) {
+    if (action.kind == ActionKind::kFd) named_fds_.push_back({static_cast<int>(action.arg), line});
+  };
+  for (const RuleSetModel& set : model.rule_sets) {
+    for (const RuleEntry& e : set.entries) note(e.action, e.line);
+    note(set.default_action, set.default_line);
+  }
+  for (const MapSetModel& set : model.map_sets) {
+    for (const MapEntry& e : set.entries) note(e.action, e.line);
+    note(set.default_action, set.default_line);
+  }
+  // First line per fd: sort by (fd, line), keep each fd's first, then order by line.
+  std::sort(named_fds_.begin(), named_fds_.end(), [](const NamedFd& a, const NamedFd& b) {
+    return a.fd != b.fd ? a.fd < b.fd : a.line < b.line;
+  });
+  named_fds_.erase(std::unique(named_fds_.begin(), named_fds_.end(),
+                               [](const NamedFd& a, const NamedFd& b) { return a.fd == b.fd; }),
+                   named_fds_.end());
+  std::sort(named_fds_.begin(), named_fds_.end(),
+            [](const NamedFd& a, const NamedFd& b) { return a.line < b.line; });
 }
 
 Action RouteTable::MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const {

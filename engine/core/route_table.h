@@ -45,6 +45,16 @@ class RouteTable {
   // Paths named by kUnix actions (arg indexes this vector).
   const std::vector<std::string>& unix_paths() const { return unix_paths_; }
 
+  // Every fd a jump-fd action names, once, with the line that first names
+  // it, in line order: the daemon checks each one before it uses the table
+  // (an fd that is not an open, connected Unix socket must not be written to).
+  struct NamedFd {
+    int fd = -1;
+    int line = 0;
+    friend bool operator==(const NamedFd&, const NamedFd&) = default;
+  };
+  const std::vector<NamedFd>& named_fds() const { return named_fds_; }
+
   // The union of every mask a lookup starting at rule-set 0 can consult: a
   // field that is zero here never changes a decision, so the engine need not
   // fetch it (for example, no getsockname when no reachable rule looks at
@@ -83,11 +93,13 @@ class RouteTable {
   Action MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const;
   Action MatchMapSet(const MapSet& set, const PackedTuple& tuple) const;
   void ComputeFieldsUsed();
+  void CollectNamedFds(const ConfigModel& model);
   std::vector<size_t> ReachableSets() const;
 
   std::vector<RuleSet> rule_sets_;
   std::vector<MapSet> map_sets_;
   std::vector<std::string> unix_paths_;
+  std::vector<NamedFd> named_fds_;
   PackedTuple fields_used_;
 };
 

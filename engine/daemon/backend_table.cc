@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "engine/sys/socket_ops.h"
+#include "engine/core/address_ops.h"
 
 namespace sbx {
 namespace {

@@ -1,6 +1,8 @@
 // State shared between the main thread and the workers: the current route
-// table (swapped whole on reload), the stop flag, and a wake-up eventfd per
-// worker. The main thread writes; workers read between loop turns.
+// table (swapped whole on reload), the stop flag, the exit status, and a
+// wake-up eventfd per worker. The main thread publishes tables and requests
+// the stop; workers read those between loop turns. The exit status is the
+// one thing a worker writes (RequestExit: the first status recorded wins).
 #ifndef SBX_ENGINE_DAEMON_CONTROL_H_
 #define SBX_ENGINE_DAEMON_CONTROL_H_
 

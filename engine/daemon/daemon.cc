@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,7 +17,9 @@
 #include "engine/core/config_loader.h"
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
+#include "engine/daemon/config_source.h"
 #include "engine/daemon/control.h"
+#include "engine/daemon/fd_checks.h"
 #include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/listeners.h"
 #include "engine/daemon/metrics_server.h"
@@ -27,6 +30,7 @@
 #include "engine/daemon/systemd.h"
 #include "engine/daemon/uring_worker.h"
 #include "engine/sys/kernel_probe.h"
+#include "engine/sys/open_fds.h"
 
 namespace sbx {
 namespace {
@@ -37,31 +41,6 @@ int Fail(const absl::Status& status) {
   Log(std::string(status.message()));
   return 1;
 }
-
-// The configuration file stays reachable for SIGHUP after -d (which changes
-// to /) and -x (chroot): its directory is held open and the file re-opened
-// relative to it.
-class ConfigSource {
- public:
-  absl::Status Open(const std::string& path) {
-    path_ = path;
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    name_ = slash == std::string::npos ? path : path.substr(slash + 1);
-    dir_.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_) return absl::ErrnoToStatus(errno, StrCat("open directory of ", path));
-    return absl::OkStatus();
-  }
-  absl::StatusOr<LoadedConfig> Load() const {
-    UniqueFd fd(::openat(dir_.get(), name_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return absl::ErrnoToStatus(errno, StrCat("open ", path_));
-    return LoadConfigFd(fd.get(), path_);
-  }
-
- private:
-  std::string path_, name_;
-  UniqueFd dir_;
-};
 
 void PrintWarnings(const LoadedConfig& config) {
   for (const Diagnostic& d : config.warnings) std::fprintf(stderr, "%s\n", d.ToString().c_str());
@@ -85,95 +64,144 @@ int WorkerCount(const Options& o) {
   return n > 0 ? static_cast<int>(std::min<long>(n, 64)) : 1;
 }
 
-}  // namespace
+// The daemon's three phases, each one method: StartUp (configuration,
+// sockets, daemonizing and privileges, in the original's order, fixing its
+// faults), StartWorkers, and SignalLoop (until SIGTERM/SIGINT or a worker's
+// request to end), then Shutdown.
+class Daemon {
+ public:
+  explicit Daemon(const Options& o)
+      : fd_limit_(RaiseFdLimit()),
+        o_(o),
+        needs_config_(!o.has_forced_action() && !o.exec_mode),
+        workers_(o.exec_mode ? 0 : WorkerCount(o)),
+        inherited_fds_(OpenFds()),
+        control_(workers_),
+        stats_(workers_) {}
 
-int RunDaemon(const Options& o) {
-  const FdLimit fd_limit = RaiseFdLimit();
-  // 1. The configuration, read and checked before any socket exists: a bad
-  //    file must not leave a socket bound.
-  ConfigSource source;
-  std::shared_ptr<const RouteTable> table;
-  const bool needs_config = !o.has_forced_action() && !o.exec_mode;
-  if (needs_config) {
-    if (absl::Status s = source.Open(o.config_path); !s.ok()) return Fail(s);
-    auto loaded = source.Load();
-    if (!loaded.ok()) return Fail(loaded.status());
-    PrintWarnings(*loaded);
-    table = loaded->table;
+  // Steps 1-5. An exit status when the process ends here: 1 for a start-up
+  // error, or -e's exec failure; nullopt when the workers are to start.
+  std::optional<int> StartUp();
+  void StartWorkers();
+  // Returns the exit status: 0 on SIGTERM/SIGINT, else a worker's request.
+  int SignalLoop();
+  void Shutdown(int status);
+
+ private:
+  absl::Status LoadAndCheck(std::shared_ptr<const RouteTable>* table) const;
+  void Reload();
+  std::string Where() const;
+
+  const FdLimit fd_limit_;  // raised to the hard limit first of all
+  const Options& o_;
+  const bool needs_config_;
+  const int workers_;
+  // Open when the process started, listed before the daemon opens anything
+  // (Control's eventfds included): all that a configuration may name
+  // (jump-fd:N), at start-up or after a reload.
+  const std::vector<int> inherited_fds_;
+  ConfigSource source_;
+  std::shared_ptr<const RouteTable> table_;
+  UniqueFd registration_;
+  ListenerSet listeners_;
+  std::unique_ptr<MetricsServer> metrics_;
+  IoMode io_ = IoMode::kUring;
+  sigset_t signals_{};
+  Control control_;
+  StatsRegistry stats_;
+  std::unique_ptr<FdReserve> fd_reserve_;  // shared by the workers
+  std::vector<std::thread> threads_;
+};
+
+// The configuration, parsed and with every fd it names checked.
+absl::Status Daemon::LoadAndCheck(std::shared_ptr<const RouteTable>* table) const {
+  auto loaded = source_.Load();
+  if (!loaded.ok()) return loaded.status();
+  if (absl::Status s = CheckNamedFds(*loaded->table, o_.config_path, &inherited_fds_); !s.ok()) return s;
+  PrintWarnings(*loaded);
+  *table = loaded->table;
+  return absl::OkStatus();
+}
+
+std::optional<int> Daemon::StartUp() {
+  // 1. The configuration and the fds it or -i names, read and checked
+  //    before any socket exists: a bad file must not leave a socket bound.
+  if (needs_config_) {
+    if (absl::Status s = source_.Open(o_.config_path); !s.ok()) return Fail(s);
+    if (absl::Status s = LoadAndCheck(&table_); !s.ok()) return Fail(s);
   }
-  if (o.forced_fd && ::fcntl(*o.forced_fd, F_GETFD) < 0) {
-    return Fail(absl::InvalidArgumentError(StrCat("-i ", *o.forced_fd, ": not an open file descriptor")));
+  if (o_.forced_fd) {
+    if (absl::Status s = CheckForcedFd(*o_.forced_fd, &inherited_fds_); !s.ok()) return Fail(s);
   }
 
   // 2. Sockets: registration, inherited, or bound here.
-  const int workers = o.exec_mode ? 0 : WorkerCount(o);
-  UniqueFd registration;
-  ListenerSet listeners;
-  if (o.registration) {
-    auto fd = RegisterWithServer(o.registration->path, o.registration->group);
+  if (o_.registration) {
+    auto fd = RegisterWithServer(o_.registration->path, o_.registration->group);
     if (!fd.ok()) {
-      return Fail(absl::ErrnoToStatus(fd.error(), StrCat("register as group ", o.registration->group,
-                                                         " at ", o.registration->path)));
+      return Fail(absl::ErrnoToStatus(fd.error(), StrCat("register as group ", o_.registration->group,
+                                                         " at ", o_.registration->path)));
     }
-    registration = std::move(*fd);
+    registration_ = std::move(*fd);
   } else {
-    auto opened = OpenListeners(o, workers, table.get());
+    auto opened = OpenListeners(o_, workers_, table_.get());
     if (!opened.ok()) return Fail(opened.status());
-    listeners = std::move(*opened);
+    listeners_ = std::move(*opened);
   }
 
   // The metrics listener too is bound while privileged.
-  std::unique_ptr<MetricsServer> metrics;
-  if (o.metrics_listen && !o.exec_mode) {
-    auto opened = MetricsServer::Open(*o.metrics_listen);
+  if (o_.metrics_listen && !o_.exec_mode) {
+    auto opened = MetricsServer::Open(*o_.metrics_listen);
     if (!opened.ok()) return Fail(opened.status());
-    metrics = std::move(*opened);
+    metrics_ = std::move(*opened);
   }
 
   // 3. listen() before daemon(), unlike the original: when `socketbox -d`
   //    returns, connections are queued rather than refused, and a listen
   //    error reaches the parent's exit status instead of a detached child.
-  if (!o.registration && !o.exec_mode) {
-    if (absl::Status s = StartListening(listeners, o.backlog); !s.ok()) return Fail(s);
+  if (!o_.registration && !o_.exec_mode) {
+    if (absl::Status s = StartListening(listeners_, o_.backlog); !s.ok()) return Fail(s);
   }
 
   // 4-5. Daemonize, chroot, drop privileges; -e execs here.
-  if (o.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
-  if (absl::Status s = ChrootAndDropPrivileges(o); !s.ok()) return Fail(s);
-  if (o.exec_mode) return ExecProgram(o, listeners.exec_fd);
+  if (o_.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
+  if (absl::Status s = ChrootAndDropPrivileges(o_); !s.ok()) return Fail(s);
+  if (o_.exec_mode) return ExecProgram(o_, listeners_.exec_fd);
   if (absl::Status s = ForbidNewPrivileges(); !s.ok()) return Fail(s);
+  return std::nullopt;
+}
 
-  // 6. Workers.
-  IoMode io = o.io;
-  if (io == IoMode::kUring) {
+// 6. The I/O mode (the probe decides once), the signal mask every thread
+//    inherits, the workers and the metrics thread; then "ready".
+void Daemon::StartWorkers() {
+  io_ = o_.io;
+  if (io_ == IoMode::kUring) {
     const KernelFeatures features = ProbeKernelFeatures();
     Log(features.Summary());
     if (!features.FastPathUsable()) {
       Log("io_uring fast path unavailable on this kernel; using --io=sync");
-      io = IoMode::kSync;
+      io_ = IoMode::kSync;
     }
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGHUP, SIGINT, SIGTERM, SIGUSR1, kWorkerExitSignal}) sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigemptyset(&signals_);
+  for (int s : {SIGHUP, SIGINT, SIGTERM, SIGUSR1, kWorkerExitSignal}) sigaddset(&signals_, s);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  Control control(workers);
-  StatsRegistry stats(workers);
-  FdReserve fd_reserve(ReserveFor(fd_limit.now));
-  control.Publish(table);
-  std::vector<std::thread> threads;
-  for (int w = 0; w < workers; ++w) {
+  fd_reserve_ = std::make_unique<FdReserve>(ReserveFor(fd_limit_.now));
+  control_.Publish(table_);
+  const Options& o = o_;
+  Control& control = control_;
+  StatsRegistry& stats = stats_;
+  for (int w = 0; w < workers_; ++w) {
     WorkerSetup setup;
     setup.index = w;
-    if (!o.registration) setup.listeners = listeners.per_worker[w];
-    setup.registration_fd = registration.get();
-    setup.fd_reserve = &fd_reserve;
-    if (io == IoMode::kUring) {
+    if (!o.registration) setup.listeners = listeners_.per_worker[w];
+    setup.registration_fd = registration_.get();
+    setup.fd_reserve = fd_reserve_.get();
+    if (io_ == IoMode::kUring) {
       // The ring is made on the thread that uses it: SINGLE_ISSUER rings
       // accept submissions only from their creator.
-      threads.emplace_back([&o, &control, &stats, setup]() mutable {
+      threads_.emplace_back([&o, &control, &stats, setup]() mutable {
         WorkerSetup copy = setup;
         UringWorker worker(o, std::move(setup), &control, &stats);
         if (absl::Status s = worker.Init(); !s.ok()) {
@@ -190,59 +218,82 @@ int RunDaemon(const Options& o) {
       for (const ListenerInfo& l : setup.listeners) {
         ::fcntl(l.fd, F_SETFL, ::fcntl(l.fd, F_GETFL) | O_NONBLOCK);
       }
-      threads.emplace_back([&o, &control, &stats, setup]() mutable {
+      threads_.emplace_back([&o, &control, &stats, setup]() mutable {
         SyncWorker(o, std::move(setup), &control, &stats).Run();
       });
     }
   }
-  if (metrics) metrics->Start([&stats] { return PrometheusText(stats); });
-  std::string where;
-  for (const std::string& d : listeners.descriptions) where += (where.empty() ? "" : ", ") + d;
-  if (o.registration) where = StrCat("registration group ", o.registration->group, " at ", o.registration->path);
-  if (metrics) where += StrCat("; metrics at http://", FormatHostPort(*o.metrics_listen), "/metrics");
-  Log(StrCat("ready: ", workers, " worker(s), io=", io == IoMode::kUring ? "uring" : "sync",
-             ", accepting on ", where, "; fds: limit ", fd_limit.now,
-             fd_limit.now != fd_limit.before ? StrCat(" (raised from ", fd_limit.before, ")") : "",
-             ", ", fd_reserve.held(), " in reserve"));
+  if (metrics_) metrics_->Start([&stats] { return PrometheusText(stats); });
+  Log(StrCat("ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
+             ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
+             fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
+             ", ", fd_reserve_->held(), " in reserve"));
   NotifySystemd("READY=1");
+}
 
-  // 7. The main thread: signals and periodic stats.
-  int status = 0;
+std::string Daemon::Where() const {
+  std::string where;
+  for (const std::string& d : listeners_.descriptions) where += (where.empty() ? "" : ", ") + d;
+  if (o_.registration) {
+    where = StrCat("registration group ", o_.registration->group, " at ", o_.registration->path);
+  }
+  if (metrics_) where += StrCat("; metrics at http://", FormatHostPort(*o_.metrics_listen), "/metrics");
+  return where;
+}
+
+// 7. The main thread: signals and periodic stats.
+int Daemon::SignalLoop() {
   while (true) {
-    timespec wait{o.stats_interval_s > 0 ? o.stats_interval_s : 3600, 0};
-    const int sig = ::sigtimedwait(&signals, nullptr, &wait);
+    timespec wait{o_.stats_interval_s > 0 ? o_.stats_interval_s : 3600, 0};
+    const int sig = ::sigtimedwait(&signals_, nullptr, &wait);
     if (sig < 0) {
-      if (errno == EAGAIN && o.stats_interval_s > 0) std::fputs(stats.Format().c_str(), stderr);
+      if (errno == EAGAIN && o_.stats_interval_s > 0) std::fputs(stats_.Format().c_str(), stderr);
       continue;
     }
     if (sig == SIGUSR1) {
-      std::fputs(stats.Format().c_str(), stderr);
+      std::fputs(stats_.Format().c_str(), stderr);
     } else if (sig == SIGHUP) {
-      if (!needs_config) continue;
-      NotifySystemd("RELOADING=1");
-      auto loaded = source.Load();
-      if (loaded.ok()) {
-        PrintWarnings(*loaded);
-        control.Publish(loaded->table);
-        Bump(stats.reloads);
-        Log(StrCat("reloaded ", o.config_path));
-      } else {
-        Bump(stats.reload_failures);
-        Log(StrCat("reload of ", o.config_path, " failed; keeping the running configuration:\n",
-                   loaded.status().message()));
-      }
-      NotifySystemd("READY=1");
+      if (needs_config_) Reload();
     } else {
-      if (sig == kWorkerExitSignal) status = std::max(control.exit_status(), 0);
-      break;
+      return sig == kWorkerExitSignal ? std::max(control_.exit_status(), 0) : 0;
     }
   }
+}
+
+// A new table replaces the running one only when it parses and every fd it
+// names passes the check; otherwise the running one stays and the log says why.
+void Daemon::Reload() {
+  NotifySystemd("RELOADING=1");
+  std::shared_ptr<const RouteTable> table;
+  if (absl::Status s = LoadAndCheck(&table); s.ok()) {
+    control_.Publish(std::move(table));
+    Bump(stats_.reloads);
+    Log(StrCat("reloaded ", o_.config_path));
+  } else {
+    Bump(stats_.reload_failures);
+    Log(StrCat("reload of ", o_.config_path, " failed; keeping the running configuration:\n",
+               s.message()));
+  }
+  NotifySystemd("READY=1");
+}
+
+void Daemon::Shutdown(int status) {
   NotifySystemd("STOPPING=1");
-  control.RequestStop();
-  for (std::thread& t : threads) t.join();
-  if (metrics) metrics->Stop();
-  std::fputs(stats.Format().c_str(), stderr);
+  control_.RequestStop();
+  for (std::thread& t : threads_) t.join();
+  if (metrics_) metrics_->Stop();
+  std::fputs(stats_.Format().c_str(), stderr);
   Log(StrCat("stopped (exit ", status, ")"));
+}
+
+}  // namespace
+
+int RunDaemon(const Options& o) {
+  Daemon daemon(o);
+  if (std::optional<int> early_exit = daemon.StartUp()) return *early_exit;
+  daemon.StartWorkers();
+  const int status = daemon.SignalLoop();
+  daemon.Shutdown(status);
   return status;
 }
 

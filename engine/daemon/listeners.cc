@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "engine/core/address_ops.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/address_claim.h"
 #include "engine/daemon/systemd.h"

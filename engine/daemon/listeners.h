@@ -6,8 +6,10 @@
 // needed. Before binding copies with SO_REUSEPORT the user did not ask for,
 // each address is claimed (address_claim.h), so a second daemon is refused.
 //
-// Binding happens while privileged; listen(2) comes after the privilege
-// drop, as in the original.
+// Binding and listen(2) both happen while privileged, before daemon() and
+// the privilege drop (unlike the original, which listened after dropping):
+// when `socketbox -d` returns, connections are queued rather than refused,
+// and a listen error reaches the parent's exit status.
 #ifndef SBX_ENGINE_DAEMON_LISTENERS_H_
 #define SBX_ENGINE_DAEMON_LISTENERS_H_
 

@@ -1,8 +1,13 @@
 // --metrics-listen: a tiny HTTP/1.0 server for Prometheus scrapes, on its
-// own listener and thread, away from the accept path. One request at a
-// time; a client gets 2 seconds to send its request and take the answer,
-// so a silent or slow one cannot hold the endpoint. GET /metrics (or /)
-// answers 200 with the text; any other path 404, anything else 400.
+// own listener and thread, away from the accept path. Up to 32 clients are
+// served at once (non-blocking sockets, one poll loop); each has its own
+// deadline of 2 seconds to send its request and take the answer, after
+// which it is closed (with a 408 if its request was not complete), so
+// silent or slow clients cannot hold the endpoint.
+// Past 32 clients in progress, new ones wait in the listen backlog (64)
+// until a slot frees, at the latest when the oldest one's deadline passes.
+// GET /metrics (or /) answers 200 with the text; any other path 404,
+// anything else 400.
 #ifndef SBX_ENGINE_DAEMON_METRICS_SERVER_H_
 #define SBX_ENGINE_DAEMON_METRICS_SERVER_H_
 
@@ -32,7 +37,6 @@ class MetricsServer {
  private:
   MetricsServer(UniqueFd listener, UniqueFd wake);
   void Serve();
-  void Answer(int fd);
 
   UniqueFd listener_;
   UniqueFd wake_;  // eventfd: Stop() wakes the thread's poll

@@ -3,7 +3,7 @@
 #include <netinet/in.h>
 
 #include "engine/core/path_substitution.h"
-#include "engine/sys/socket_ops.h"
+#include "engine/core/address_ops.h"
 
 namespace sbx {
 

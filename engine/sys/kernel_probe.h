@@ -1,6 +1,7 @@
 // One start-up probe of the io_uring features the hot path uses, each tried
-// for real (not only looked up in the opcode table), logged in one line and
-// then passed around by const reference.
+// for real (not only looked up in the opcode table). The daemon probes once
+// on its main thread, logs the result in one line, and decides the I/O mode
+// from FastPathUsable() before any worker starts.
 #ifndef SBX_ENGINE_SYS_KERNEL_PROBE_H_
 #define SBX_ENGINE_SYS_KERNEL_PROBE_H_
 
@@ -15,14 +16,16 @@ struct KernelFeatures {
   bool sendmsg = false;           // IORING_OP_SENDMSG
   bool close = false;             // IORING_OP_CLOSE
   bool recvmsg = false;           // IORING_OP_RECVMSG
-  bool link_timeout = false;      // IORING_OP_LINK_TIMEOUT
+  bool link_timeout = false;      // IORING_OP_LINK_TIMEOUT (reported only: the design waits for no send)
   bool submit_wait_timeout = false;  // IORING_FEAT_EXT_ARG (wait with timeout, no extra syscall)
   bool uring_getsockname = false;    // SOCKET_URING_OP_GETSOCKNAME (Linux 6.19+)
   std::string kernel_release;
 
   // The fast path needs all of these; without them --io=uring falls back.
+  // single_issuer: a worker's ring is created with SINGLE_ISSUER |
+  // DEFER_TASKRUN (its Init fails without them).
   bool FastPathUsable() const {
-    return io_uring && multishot_accept && sendmsg && close && link_timeout && submit_wait_timeout;
+    return io_uring && single_issuer && multishot_accept && sendmsg && close && submit_wait_timeout;
   }
   std::string Summary() const;
 };

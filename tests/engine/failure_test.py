@@ -190,7 +190,7 @@ class BadInputTest(unittest.TestCase):
         # missing default configuration ends the run.
         (["stray"], "warning: ignoring extra argument(s) after the options: 'stray'"),
         (["-s", "999", "-S", "/tmp/x.sock"], "-s 999: not an open file descriptor"),
-        (["-i", "999", "-p", "80"], "-i 999: not an open file descriptor"),
+        (["-i", "999", "-p", "80"], "-i 999: fd 999 is not open"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"], "option --metrics-listen 'nonsense'"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "[::1]:0"], "port 1-65535"),
     ]

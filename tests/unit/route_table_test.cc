@@ -2,6 +2,7 @@
 #include "engine/core/route_table.h"
 
 #include <string>
+#include <vector>
 
 #include "engine/core/config_loader.h"
 #include "engine/core/config_parser.h"
@@ -187,6 +188,37 @@ TEST_F(RouteTableTest, FieldsUsedCoversOnlyReachableSets) {
   EXPECT_TRUE(used.HasLocalPort());
   EXPECT_FALSE(used.HasRemoteAddress());
   EXPECT_FALSE(used.HasRemotePort());
+}
+
+// Every fd a configuration names, once, at the line that first names it
+// (entries, defaults, rule and map sets alike), in line order: the daemon
+// checks each before it uses the table.
+TEST_F(RouteTableTest, NamedFdsListEachFdOnceAtItsFirstLine) {
+  using NamedFd = RouteTable::NamedFd;
+  struct Case {
+    const char* name;
+    const char* text;
+    std::vector<NamedFd> want;
+  };
+  const Case cases[] = {
+      {"none", "max-rules:1\nrule-set:0 size:1\nport:80 jump-unix:/x\ndefault fail\n", {}},
+      {"entries and default",
+       "max-rules:1\nrule-set:0 size:2\nport:81 jump-fd:7\nport:82 jump-fd:5\ndefault jump-fd:20\n",
+       {{7, 3}, {5, 4}, {20, 5}}},
+      {"repeats keep the first line",
+       "max-rules:1\nrule-set:0 size:3\nport:81 jump-fd:9\nport:82 jump-fd:4\nport:83 jump-fd:9\n"
+       "default jump-fd:4\n",
+       {{9, 3}, {4, 4}}},
+      {"map sets and unreachable sets too",
+       "max-rules:2\nmax-maps:1\nrule-set:0 size:1\nport:80 jump-map:0\n"
+       "map-set:0 size:1 match-lport\nport:80 jump-fd:11\ndefault jump-fd:12\n"
+       "rule-set:1 size:1\ndefault jump-fd:13\n",
+       {{11, 6}, {12, 7}, {13, 9}}},
+  };
+  for (const Case& c : cases) {
+    Load(c.text);
+    EXPECT_EQ(table_->named_fds(), c.want) << c.name;
+  }
 }
 
 TEST_F(RouteTableTest, LoadErrorListsEveryError) {

@@ -1,0 +1,31 @@
+// Where the daemon reads its configuration from, at start-up and on every
+// SIGHUP. The file stays reachable after -d (which changes to /) and -x
+// (chroot): its directory is held open (O_PATH) and the file re-opened
+// relative to it. Main thread only.
+#ifndef SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
+#define SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/core/config_loader.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+class ConfigSource {
+ public:
+  // Opens the directory of `path` (before -d and chroot).
+  absl::Status Open(const std::string& path);
+  // Reads and parses the file; the file's fd is closed again on return.
+  absl::StatusOr<LoadedConfig> Load() const;
+
+ private:
+  std::string path_, name_;
+  UniqueFd dir_;
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
