@@ -82,7 +82,8 @@ class Context:
         self.topo, self.layout, self.binaries, self.p = topo, layout, binaries, profile
         self.tproxy = topo.tproxy
         self.sink_threads = 2
-        self.engine_threads = os.cpu_count() or 2
+        # The engine's own default (one worker per two CPUs), unless --engine-threads.
+        self.engine_threads = max(1, (os.cpu_count() or 2) // 2)
         self.cap = None
         self._id = 0
 
@@ -112,7 +113,7 @@ def parse_args(argv):
     ap.add_argument("--tproxy", action="store_true",
                     help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
     ap.add_argument("--engine-threads", type=int, default=None,
-                    help="the engine's --threads (default: one per CPU)")
+                    help="the engine's --threads (default: its own, one per two CPUs)")
     ap.add_argument("--capacity", choices=("on", "off", "only"), default="on",
                     help="the capacity phase: servers under a CPU budget (default on)")
     ap.add_argument("--cpu-budget", default="auto", metavar="CPUS|auto",

@@ -57,11 +57,17 @@ int ExecProgram(const Options& o, int fd) {
   return 127;
 }
 
+// One worker per two CPUs by default: a worker's own cost per connection is
+// a few microseconds, while the kernel's TCP work (softirq, on the CPUs the
+// packets arrive on) and the backends need the rest. More workers than that
+// only share the same CPUs, make smaller batches and wake each other's cores:
+// capped at one CPU's worth, one worker delivered 1.3x the connections per
+// CPU-second of two on this 2-CPU machine (docs/scaling.md).
 int WorkerCount(const Options& o) {
   if (o.registration) return 1;  // one connection to read from
   if (o.threads > 0) return o.threads;
   const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<int>(std::min<long>(n, 64)) : 1;
+  return n > 1 ? static_cast<int>(std::min<long>(n / 2, 64)) : 1;
 }
 
 // The daemon's three phases, each one method: StartUp (configuration,

@@ -354,7 +354,7 @@ Options of the original socketbox (same meaning and defaults):
 
 Options of this implementation:
       --listen [ADDR]:PORT     another listener (repeatable; IPv4 as A.B.C.D:PORT)
-      --threads N              worker threads, one ring each (default: CPU count)
+      --threads N              worker threads, one ring each (default: CPUs / 2)
       --io uring|sync          io_uring fast path (default) or a plain accept loop
       --dispatch-timeout MS    how long a connection may wait for a full or
                                restarting backend before it is closed (2000)
