@@ -26,12 +26,7 @@ bool IsResourceError(int err) {
 SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
     : WorkerBase(options, std::move(setup), control, stats) {
-  DispatchScheduler::Config config;
-  config.slots = kDispatchSlots;
-  config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
-  config.forced_fd = options_.forced_fd.has_value();
-  scheduler_ = std::make_unique<DispatchScheduler>(
-      config, static_cast<DispatchTransport*>(this), &backends_, stats_, MonotonicNs);
+  MakeScheduler(this);
   for (const ListenerInfo& info : setup_.listeners) listeners_.push_back({info});
 }
 
@@ -82,7 +77,7 @@ void SyncWorker::Run() {
     DeliverResults();
     scheduler_->RunTimers();
     DeliverResults();
-    if (slots_paused_ && scheduler_->free_slots() > kDispatchSlotsHighWater) slots_paused_ = false;
+    ResumeWhenSlotsFree();
     backends_.CloseRetired();
     RefillFdReserve();
   }
@@ -145,7 +140,7 @@ void SyncWorker::AcceptSome(Listener& l) {
     l.starved = false;
     auto remote = want_remote ? SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len)
                               : std::nullopt;
-    OnConnection(fd, &l.info, remote ? &*remote : nullptr);
+    TakeConnection(fd, &l.info, remote ? &*remote : nullptr);
   }
 }
 
@@ -157,25 +152,12 @@ void SyncWorker::ReceiveRegistered() {
   auto fd = ReceiveFd(setup_.registration_fd, receive);
   if (rejected > 0) RejectRegistered(rejected);
   if (fd.ok()) {
-    OnConnection(fd->Release(), nullptr, nullptr);
+    TakeConnection(fd->Release(), nullptr, nullptr);
     return;
   }
   if (fd.error() == EAGAIN || fd.error() == EINTR) return;
   RegistrationEnded(fd.error() == ENOLINK ? 0 : fd.error());
   control_->RequestStop();
-}
-
-void SyncWorker::OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
-  Backend* backend = Admit(fd, listener, remote);
-  if (backend == nullptr) {
-    CloseConnection(fd);
-    return;
-  }
-  scheduler_->Dispatch(fd, backend);
-  if (!slots_paused_ && scheduler_->free_slots() < kDispatchSlotsLowWater) {
-    slots_paused_ = true;
-    Bump(stats_->accept_slot_pauses);
-  }
 }
 
 void SyncWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {

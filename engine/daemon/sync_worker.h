@@ -41,11 +41,9 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
 
   void AcceptSome(Listener& l);
   void ReceiveRegistered();
-  void OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
   bool Polled(const Listener& l, uint64_t now) const;
   uint64_t NextTimer(uint64_t now) const;
 
-  std::unique_ptr<DispatchScheduler> scheduler_;
   std::vector<Listener> listeners_;
   std::vector<std::pair<uint32_t, int>> results_;  // (slot, send result)
   // Backends whose send failed since the results were last delivered: the
@@ -53,7 +51,6 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
   // an io_uring chain), so order is kept.
   std::vector<const Backend*> failed_;
   std::vector<Backend*> watched_;  // congested backends waiting for POLLOUT
-  bool slots_paused_ = false;
   bool fds_freed_ = false;
 };
 

@@ -81,12 +81,7 @@ absl::Status UringWorker::Init() {
   const int err = ring_.Init(4096, 4 * kDispatchSlots,
                              IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
-  DispatchScheduler::Config config;
-  config.slots = kDispatchSlots;
-  config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
-  config.forced_fd = options_.forced_fd.has_value();
-  scheduler_ = std::make_unique<DispatchScheduler>(
-      config, static_cast<DispatchTransport*>(this), &backends_, stats_, MonotonicNs);
+  MakeScheduler(this);
   messages_ = std::make_unique<FdMessage[]>(kDispatchSlots);
   for (const ListenerInfo& info : setup_.listeners) {
     auto l = std::make_unique<Listener>();
@@ -259,18 +254,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
 }
 
 void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
-  Backend* backend = Admit(fd, listener, remote);
-  if (backend == nullptr) {
-    CloseConnection(fd);
-    return;
-  }
-  scheduler_->Dispatch(fd, backend);
-  if (!slots_paused_ && scheduler_->free_slots() < kDispatchSlotsLowWater) {
-    // Let the kernel's backlog hold new connections until slots free up.
-    slots_paused_ = true;
-    Bump(stats_->accept_slot_pauses);
-    CancelAccepts();
-  }
+  if (TakeConnection(fd, listener, remote)) CancelAccepts();
 }
 
 void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {
@@ -425,7 +409,7 @@ void UringWorker::CheckControl() {
 }
 
 void UringWorker::RunTimers(uint64_t now) {
-  if (slots_paused_ && scheduler_->free_slots() > kDispatchSlotsHighWater) slots_paused_ = false;
+  ResumeWhenSlotsFree();
   for (auto& l : listeners_) {
     if (!MayArm(*l, now)) continue;
     // A listener re-arms when nothing is armed (in the mode the table needs

@@ -84,7 +84,6 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   Ring ring_;
   bool ring_failed_ = false;
 
-  std::unique_ptr<DispatchScheduler> scheduler_;
   std::unique_ptr<FdMessage[]> messages_;  // per dispatch slot
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
@@ -101,7 +100,6 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   io_uring_sqe* last_sqe_ = nullptr;    // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
   bool stopping_ = false;
-  bool slots_paused_ = false;
   bool fds_freed_ = false;  // a connection left this turn: a starved listener may retry
   int armed_requests_ = 0;  // accepts and registration receives in flight
 };

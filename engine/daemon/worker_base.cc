@@ -27,6 +27,33 @@ bool WorkerBase::PickUpTable() {
   return true;
 }
 
+void WorkerBase::MakeScheduler(DispatchTransport* transport) {
+  transport_ = transport;
+  DispatchScheduler::Config config;
+  config.slots = kDispatchSlots;
+  config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
+  config.forced_fd = options_.forced_fd.has_value();
+  scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_, MonotonicNs);
+}
+
+bool WorkerBase::TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
+  Backend* backend = Admit(fd, listener, remote);
+  if (backend == nullptr) {
+    transport_->CloseConnection(fd);
+    return false;
+  }
+  scheduler_->Dispatch(fd, backend);
+  if (slots_paused_ || scheduler_->free_slots() >= kDispatchSlotsLowWater) return false;
+  // Let the kernel's backlog hold new connections until slots free up.
+  slots_paused_ = true;
+  Bump(stats_->accept_slot_pauses);
+  return true;
+}
+
+void WorkerBase::ResumeWhenSlotsFree() {
+  if (slots_paused_ && scheduler_->free_slots() > kDispatchSlotsHighWater) slots_paused_ = false;
+}
+
 Backend* WorkerBase::Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
   Bump(stats_->accepted);
   if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {

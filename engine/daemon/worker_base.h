@@ -11,6 +11,7 @@
 
 #include "engine/daemon/backend_table.h"
 #include "engine/daemon/control.h"
+#include "engine/daemon/dispatch_scheduler.h"
 #include "engine/daemon/options.h"
 #include "engine/daemon/router.h"
 #include "engine/daemon/stats.h"
@@ -40,9 +41,16 @@ class WorkerBase {
   // Adopts the newest published configuration; true if it changed.
   bool PickUpTable();
 
-  // Counts a new connection and routes it: its backend, or nullptr after
-  // counting why not (the caller closes `fd`).
-  Backend* Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+  // Makes the dispatch scheduler, with `transport` (the worker itself) and
+  // the options' deadline; called once, before anything is dispatched.
+  void MakeScheduler(DispatchTransport* transport);
+
+  // Counts a new connection, routes it and hands it to the scheduler (or
+  // closes it after counting why not). True when free dispatch slots just
+  // ran low: the caller stops accepting until slots_paused_ clears.
+  bool TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+  // Clears slots_paused_ once enough slots are free again.
+  void ResumeWhenSlotsFree();
 
   // Connections received from the registration server that fail the
   // strict check: counted; the caller closes them.
@@ -63,8 +71,15 @@ class WorkerBase {
   WorkerStats* stats_;
   BackendTable backends_;
   Router router_;
+  std::unique_ptr<DispatchScheduler> scheduler_;
+  bool slots_paused_ = false;  // dispatch slots ran low: not accepting
 
  private:
+  // Counts a new connection and routes it: its backend, or nullptr after
+  // counting why not.
+  Backend* Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote);
+
+  DispatchTransport* transport_ = nullptr;
   uint64_t seen_generation_ = 0;
 };
 
