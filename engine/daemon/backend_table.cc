@@ -15,10 +15,6 @@ constexpr uint32_t kMaxBackoffMs = 1000;
 constexpr uint64_t kLogIntervalNs = 5'000'000'000;
 constexpr uint64_t kMsNs = 1'000'000;
 
-bool IsOwnResourceError(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
-
 }  // namespace
 
 BackendTable::BackendTable(StatsRegistry* stats, size_t max_substituted, FdReserve* reserve)
@@ -74,7 +70,7 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
   }
   b->down = true;
   b->last_error = fd.error();
-  if (IsOwnResourceError(b->last_error)) {
+  if (IsResourceShortage(b->last_error)) {
     // Not the backend's fault: try again soon, without backing off.
     b->retry_at_ns = now_ns + kMsNs;
     LogTrouble(b, "cannot be reached for lack of the daemon's own resources", b->last_error,

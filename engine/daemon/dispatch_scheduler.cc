@@ -13,10 +13,6 @@ constexpr uint32_t kPumpBurst = 16;
 // A down backend is looked at again no sooner than this.
 constexpr uint64_t kMinRetryNs = 1'000'000;
 
-bool IsResourceError(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
-
 }  // namespace
 
 DispatchScheduler::DispatchScheduler(const Config& config, DispatchTransport* transport,
@@ -152,7 +148,7 @@ void DispatchScheduler::Pump(Backend* b, uint64_t now) {
 DropReason DispatchScheduler::ExpiryReason(const Backend* b) const {
   if (!b->down) return DropReason::kTimeout;
   // The daemon's own lack of fds is not the backend's fault.
-  return IsResourceError(b->last_error) ? DropReason::kResources : DropReason::kBackendDown;
+  return IsResourceShortage(b->last_error) ? DropReason::kResources : DropReason::kBackendDown;
 }
 
 void DispatchScheduler::RunTimers() {

@@ -17,10 +17,6 @@ constexpr int kAcceptsPerTurn = 64;  // bounded, so no listener starves another
 constexpr uint64_t kResourcePauseNs = 5'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 
-bool IsResourceError(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
-
 }  // namespace
 
 SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
@@ -34,25 +30,26 @@ void SyncWorker::Run() {
   PickUpTable();
   std::vector<pollfd> fds;
   std::vector<Listener*> polled_listeners;
-  std::vector<Backend*> polled_backends;
-  while (!control_->stopping()) {
-    uint64_t now = MonotonicNs();
+  while (true) {
+    // Stopping: no more accepting; connections still waiting get until
+    // their deadline, as in the io_uring worker, then are counted.
+    const bool stopping = control_->stopping();
+    if (stopping && scheduler_->idle()) break;
+    const uint64_t now = MonotonicNs();
     fds.clear();
     polled_listeners.clear();
-    polled_backends.clear();
     fds.push_back({control_->wake_fd(setup_.index), POLLIN, 0});
-    if (setup_.registration_fd >= 0) fds.push_back({setup_.registration_fd, POLLIN, 0});
+    const bool registration = setup_.registration_fd >= 0 && !stopping;
+    if (registration) fds.push_back({setup_.registration_fd, POLLIN, 0});
     const size_t first_listener = fds.size();
     for (Listener& l : listeners_) {
-      if (!Polled(l, now)) continue;
+      if (stopping || !Polled(l, now)) continue;
       fds.push_back({l.info.fd, POLLIN, 0});
       polled_listeners.push_back(&l);
     }
     const size_t first_backend = fds.size();
-    for (Backend* b : watched_) {
-      fds.push_back({b->fd(), POLLOUT, 0});  // -1 (gone) is skipped by poll
-      polled_backends.push_back(b);
-    }
+    const std::vector<Backend*> polled_backends = watched_;
+    for (Backend* b : polled_backends) fds.push_back({b->fd(), POLLOUT, 0});  // -1 (gone): skipped
     const uint64_t wait_ns = NextTimer(now) - now;
     const int timeout_ms = static_cast<int>(std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 1000));
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
@@ -61,9 +58,8 @@ void SyncWorker::Run() {
       (void)!::read(fds[0].fd, &value, sizeof(value));
     }
     PickUpTable();
-    if (control_->stopping()) break;
     fds_freed_ = false;
-    if (setup_.registration_fd >= 0 && fds[1].revents != 0) ReceiveRegistered();
+    if (registration && fds[1].revents != 0) ReceiveRegistered();
     for (size_t i = 0; i < polled_listeners.size(); ++i) {
       if (fds[first_listener + i].revents != 0) AcceptSome(*polled_listeners[i]);
     }
@@ -80,27 +76,6 @@ void SyncWorker::Run() {
     ResumeWhenSlotsFree();
     backends_.CloseRetired();
     RefillFdReserve();
-  }
-  // Stopping: connections still waiting get until their deadline, as in
-  // the io_uring worker, then are counted.
-  while (!scheduler_->idle()) {
-    const uint64_t now = MonotonicNs();
-    std::vector<pollfd> wait;
-    for (Backend* b : watched_) wait.push_back({b->fd(), POLLOUT, 0});
-    const uint64_t wait_ns = scheduler_->NextTimer(now, kIdleWakeNs) - now;
-    ::poll(wait.data(), wait.size(), static_cast<int>(std::min<uint64_t>(wait_ns / 1'000'000 + 1, 1000)));
-    std::vector<Backend*> fired;
-    for (size_t i = 0; i < wait.size(); ++i) {
-      if (wait[i].revents != 0 || wait[i].fd < 0) fired.push_back(watched_[i]);
-    }
-    for (Backend* b : fired) {
-      watched_.erase(std::find(watched_.begin(), watched_.end(), b));
-      scheduler_->OnWritable(b);
-    }
-    DeliverResults();
-    scheduler_->RunTimers();
-    DeliverResults();
-    backends_.CloseRetired();
   }
 }
 
@@ -126,7 +101,7 @@ void SyncWorker::AcceptSome(Listener& l) {
                              want_remote ? &len : nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (IsResourceError(errno)) {
+      if (IsResourceShortage(errno)) {
         // The connection stays queued; this listener waits for one of ours
         // to leave (or shortly), the others go on.
         if (!l.starved) Bump(stats_->accept_resource_pauses);

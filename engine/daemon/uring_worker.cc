@@ -37,10 +37,6 @@ Op TagOp(uint64_t data) { return static_cast<Op>(UserDataOp(data)); }
 // stays valid.
 uint64_t PollTag(const Backend* b) { return PackUserPointer(kPoll, b); }
 
-bool IsResourceError(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
-
 // Errors of io_uring_enter that only mean "try again".
 bool IsTransientEnterError(int rc) {
   return rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY;
@@ -235,7 +231,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
     OnConnection(cqe->res, &l.info, remote_ptr);
   } else if (cqe->res != -ECANCELED) {
     const int err = -cqe->res;
-    if (IsResourceError(err)) {
+    if (IsResourceShortage(err)) {
       // The connection stays queued in the kernel (accept takes the fd
       // first); try again once one of ours has left, or shortly.
       if (!l.starved) Bump(stats_->accept_resource_pauses);
