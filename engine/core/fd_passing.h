@@ -11,7 +11,8 @@
 // truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
 // fd is closed and the next message is read, as is one from a sender the
 // SenderFilter refuses (sender_filter.h). On a stream or seqpacket
-// channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK.
+// channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK
+// (an empty seqpacket record from a sender still there is skipped).
 //
 // Free of abseil and exceptions: the preload library uses it too.
 #ifndef SBX_ENGINE_CORE_FD_PASSING_H_

@@ -290,6 +290,23 @@ TEST(FdPassingWireTest, StreamPeerGoneIsEnolink) {
   }
 }
 
+// A seqpacket channel carries empty records; only a sender that is gone
+// ends it (found by tests/fuzz/receive_fuzzer.cc: an empty record used to
+// read as ENOLINK, the sender still there and connections still queued).
+TEST(FdPassingWireTest, EmptySeqpacketRecordIsNotTheEnd) {
+  Pair channel = SocketPair(SOCK_SEQPACKET);
+  Pair conn = SocketPair(SOCK_STREAM);
+  SendRaw(channel.a.get(), "", {});
+  ASSERT_TRUE(SendFd(channel.a.get(), conn.a.get()).ok());
+  auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(Inode(got->get()), Inode(conn.a.get()));
+  SendRaw(channel.a.get(), "", {});
+  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), EAGAIN);
+  channel.a.Reset();
+  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), ENOLINK);
+}
+
 TEST(FdPassingWireTest, SendToPathOfDatagramListener) {
   char dir[] = "/tmp/sbx-fdpass-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
