@@ -24,8 +24,7 @@ constexpr size_t kTuples = 64;
 
 void Fail(const std::string& what, std::string_view text) {
   std::fprintf(stderr, "property violated: %s\n--- input (%zu bytes) ---\n%.*s\n", what.c_str(),
-               text.size(), static_cast<int>(text.size() > 2000 ? 2000 : text.size()),
-               text.data());
+               text.size(), static_cast<int>(text.size() > 2000 ? 2000 : text.size()), text.data());
   std::abort();
 }
 

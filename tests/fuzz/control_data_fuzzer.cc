@@ -111,10 +111,17 @@ void FuzzRegistration(bool request, const uint8_t* data, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   switch (data[0]) {
-    case 0: sbx::FuzzControlData(data + 1, size - 1); break;
-    case 1: sbx::FuzzRegistration(true, data + 1, size - 1); break;
-    case 2: sbx::FuzzRegistration(false, data + 1, size - 1); break;
-    default: break;
+    case 0:
+      sbx::FuzzControlData(data + 1, size - 1);
+      break;
+    case 1:
+      sbx::FuzzRegistration(true, data + 1, size - 1);
+      break;
+    case 2:
+      sbx::FuzzRegistration(false, data + 1, size - 1);
+      break;
+    default:
+      break;
   }
   return 0;
 }

@@ -61,18 +61,22 @@ ino_t Inode(int fd) {
 UniqueFd MakeFd(int kind) {
   int pair[2];
   switch (kind) {
-    case 0: return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    case 1: return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));  // unconnected
+    case 0:
+      return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    case 1:
+      return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));  // unconnected
     case 2: {
       // Bound to a kernel-chosen abstract name (autobind), then listening.
       UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
       const sockaddr_un unnamed{AF_UNIX, {}};
       Check(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&unnamed),
-                   sizeof(sa_family_t)) == 0 && ::listen(listener.get(), 1) == 0,
+                   sizeof(sa_family_t)) == 0 &&
+                ::listen(listener.get(), 1) == 0,
             "autobind and listen");
       return listener;
     }
-    case 3: return UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    case 3:
+      return UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     default:  // a connection: one end of a connected stream pair
       Check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0, "socketpair");
       ::close(pair[1]);

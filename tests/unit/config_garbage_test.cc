@@ -18,10 +18,10 @@ TEST(ConfigGarbageTest, RandomBytes) {
   // Random bytes and random lines of tokens: every diagnostic has the
   // FILE:LINE: form and names a line that exists, and whatever parses
   // decides like the reference evaluator (config_properties.h).
-  const char* const kTokens[] = {"max-rules:3", "max-maps:2", "rule-set:0", "rule-set:1",
-                                 "map-set:0",   "size:2",     "ip:2001:db8::1", "port:80",
-                                 "jump-rule:1", "jump-map:0", "jump-unix:/run/x", "fail",
-                                 "default",     "match-lip:128", "\xff", "#"};
+  const char* const kTokens[] = {
+      "max-rules:3",    "max-maps:2",    "rule-set:0",  "rule-set:1", "map-set:0",        "size:2",
+      "ip:2001:db8::1", "port:80",       "jump-rule:1", "jump-map:0", "jump-unix:/run/x", "fail",
+      "default",        "match-lip:128", "\xff",        "#"};
   std::mt19937 rng(42);
   int parsed_ok = 0;
   int with_errors = 0;
