@@ -36,16 +36,23 @@ void ReadFlag(const char* const* envp, const char* name, bool* flag, Problems* p
   }
 }
 
+// A level 0..max. The original read one digit and acted on larger ones as
+// the highest level; so does this, but it says so like any malformed value.
 void ReadLevel(const char* const* envp, const char* name, int max, int* level, Problems* problems) {
   const char* value = Lookup(envp, name);
   if (value == nullptr || *value == '\0') return;
-  // The original read one digit; larger values act as the highest level.
+  static constexpr const char* kExpected[] = {"0", "0 or 1", "0, 1 or 2"};
   const auto parsed = ParseDecimal(value, 0, 9);
   if (!parsed) {
-    problems->Add(name, value, "a digit 0-9");
+    problems->Add(name, value, kExpected[max]);
     return;
   }
-  *level = static_cast<int>(*parsed) > max ? max : static_cast<int>(*parsed);
+  if (static_cast<int>(*parsed) > max) {
+    problems->Add(name, value, kExpected[max]);
+    *level = max;
+    return;
+  }
+  *level = static_cast<int>(*parsed);
 }
 
 void ReadFilter(const char* const* envp, const char* name, FilterSetting* setting,

@@ -1,7 +1,11 @@
 #include "engine/core/fd_passing.h"
 
+#include <poll.h>
+
 #include <cerrno>
 #include <cstring>
+
+#include "engine/core/control_data.h"
 
 namespace sbx {
 namespace {
@@ -15,14 +19,26 @@ int GetIntSockopt(int fd, int option, int* value) {
   return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
 }
 
+// After a zero-byte read: true if it was the end of a stream or seqpacket
+// channel. On a stream it always is; a seqpacket channel also carries empty
+// records (fuzz-found: one used to end the channel while its sender was
+// still there), so there only a peer that has shut down ends it. (Records
+// its departed sender queued after an empty one are then lost with it.)
+bool SenderGone(int channel) {
+  int type = 0;
+  if (GetIntSockopt(channel, SO_TYPE, &type) != 0 || type == SOCK_DGRAM) return false;
+  if (type == SOCK_STREAM) return true;
+  pollfd p{channel, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
+}
+
 }  // namespace
 
 int TakeFirstFdCloseRest(msghdr* msg) {
   int first = -1;
-  for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+  for (cmsghdr* c = FirstCmsg(msg); c != nullptr; c = NextCmsg(msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t bytes = c->cmsg_len - CMSG_LEN(0);
-    const size_t count = bytes / sizeof(int);
+    const size_t count = CmsgPayloadBytes(msg, c) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
@@ -70,10 +86,16 @@ bool FdPassesStrictLevel(int fd, StrictLevel level) {
   if (level == StrictLevel::kAny) return true;
   int type = 0;
   if (GetIntSockopt(fd, SO_TYPE, &type) != 0 || type != SOCK_STREAM) return false;
+  // A connection has a peer: a listening or never connected stream socket
+  // has none (ENOTCONN), and a program handed one as a connection would
+  // only fail later (EPIPE on its first write). The peer's family is the
+  // socket's domain, so the same call answers level 2. (Inside the preload
+  // this goes through its getpeername wrapper, which only zeroes `peer`.)
+  sockaddr_storage peer{};
+  socklen_t len = sizeof(peer);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return false;
   if (level == StrictLevel::kStream) return true;
-  int domain = 0;
-  if (GetIntSockopt(fd, SO_DOMAIN, &domain) != 0) return false;
-  return domain == AF_UNIX || domain == AF_INET || domain == AF_INET6;
+  return peer.ss_family == AF_UNIX || peer.ss_family == AF_INET || peer.ss_family == AF_INET6;
 }
 
 SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
@@ -97,12 +119,8 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
     }
     UniqueFd fd(TakeFirstFdCloseRest(&msg));
     if (!fd.valid()) {
-      // No fd: on a stream/seqpacket channel a zero-byte read is EOF; an
-      // empty datagram is just ignored.
-      int type = 0;
-      if (n == 0 && GetIntSockopt(channel, SO_TYPE, &type) == 0 && type != SOCK_DGRAM) {
-        return SysResult<UniqueFd>::Error(ENOLINK);
-      }
+      // No fd: a message to ignore, unless it is the end of the channel.
+      if (n == 0 && SenderGone(channel)) return SysResult<UniqueFd>::Error(ENOLINK);
       continue;
     }
     uid_t sender;

@@ -11,7 +11,8 @@
 // truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
 // fd is closed and the next message is read, as is one from a sender the
 // SenderFilter refuses (sender_filter.h). On a stream or seqpacket
-// channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK.
+// channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK
+// (an empty seqpacket record from a sender still there is skipped).
 //
 // Free of abseil and exceptions: the preload library uses it too.
 #ifndef SBX_ENGINE_CORE_FD_PASSING_H_
@@ -50,10 +51,11 @@ struct FdMessage {
 // attempt on a blocking socket).
 SysStatus SendFd(int channel, int fd, int flags = 0, const UnixAddress* dest = nullptr);
 
-// SKBOX_STRICT_STREAM_MODE levels.
+// SKBOX_STRICT_STREAM_MODE levels. Levels 1 and 2 take only connections:
+// a listening or unconnected stream socket is rejected like a file.
 enum class StrictLevel : int {
   kAny = 0,           // any fd
-  kStream = 1,        // a SOCK_STREAM socket
+  kStream = 1,        // a connected SOCK_STREAM socket
   kStreamInetUnix = 2 // ... of AF_UNIX, AF_INET or AF_INET6 (the default)
 };
 
@@ -78,7 +80,7 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options = {});
 // receive on their own (the engine's io_uring RECVMSG).
 int TakeFirstFdCloseRest(msghdr* msg);
 
-// True if `fd` passes `level`.
+// True if `fd` passes `level` (levels 1-2: it has a peer, getpeername(2)).
 bool FdPassesStrictLevel(int fd, StrictLevel level);
 
 }  // namespace sbx

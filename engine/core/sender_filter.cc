@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/core/control_data.h"
 #include "engine/core/numbers.h"
 
 namespace sbx {
@@ -41,9 +42,9 @@ bool SenderFilter::Allows(uid_t uid) const {
 }
 
 bool SenderUidOf(msghdr* msg, uid_t* uid) {
-  for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+  for (cmsghdr* c = FirstCmsg(msg); c != nullptr; c = NextCmsg(msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-        c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+        CmsgPayloadBytes(msg, c) >= sizeof(ucred)) {
       ucred cred;
       std::memcpy(&cred, CMSG_DATA(c), sizeof(cred));
       *uid = cred.uid;

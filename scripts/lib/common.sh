@@ -11,6 +11,7 @@ SBX_PACKAGES=(
   python3                                     # test summary, helpers
   iproute2 nftables procps strace             # network namespaces, TPROXY, checks
   systemd                                     # systemd-socket-activate, systemd-analyze (unit tests)
+  clang libclang-rt-14-dev                    # libFuzzer and ThreadSanitizer builds (build-fuzz, build-tsan)
 )
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }
@@ -53,19 +54,32 @@ sbx_install_packages() {
   return "$status"
 }
 
-# sbx_build DIR [meson options...]: configure once, then build.
-sbx_build() {
+# sbx_configure DIR [meson options...]: configure once (CXX=... in the
+# environment chooses the compiler of a new directory).
+sbx_configure() {
   local dir="$1"
   shift
-  if [ ! -f "$SBX_ROOT/$dir/build.ninja" ]; then
-    sbx_log "configuring $dir"
-    meson setup "$SBX_ROOT/$dir" "$SBX_ROOT" "$@" >"$SBX_ROOT/$dir.setup.log" 2>&1 || {
-      cat "$SBX_ROOT/$dir.setup.log" >&2
-      return 1
-    }
-  fi
-  sbx_log "building $dir"
-  ninja -C "$SBX_ROOT/$dir" >"$SBX_ROOT/$dir.build.log" 2>&1 || {
+  [ -f "$SBX_ROOT/$dir/build.ninja" ] && return 0
+  sbx_log "configuring $dir"
+  meson setup "$SBX_ROOT/$dir" "$SBX_ROOT" "$@" >"$SBX_ROOT/$dir.setup.log" 2>&1 || {
+    cat "$SBX_ROOT/$dir.setup.log" >&2
+    return 1
+  }
+}
+
+# sbx_build DIR [meson options...]: configure once, then build everything.
+sbx_build() {
+  sbx_configure "$@" || return 1
+  sbx_build_targets "$1"
+}
+
+# sbx_build_targets DIR [TARGET...]: build only these ninja targets (all
+# when none), e.g. the few binaries a sanitizer build's suites run.
+sbx_build_targets() {
+  local dir="$1"
+  shift
+  sbx_log "building $dir${*:+ ($*)}"
+  ninja -C "$SBX_ROOT/$dir" "$@" >"$SBX_ROOT/$dir.build.log" 2>&1 || {
     tail -50 "$SBX_ROOT/$dir.build.log" >&2
     return 1
   }

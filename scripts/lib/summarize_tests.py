@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Counts test results of one or more meson build directories.
+"""Counts test results of one or more meson build directories (scripts/test
+passes build, build-asan, build-fuzz and build-tsan).
 
 Per test case where the runner reports cases (GoogleTest, through meson's
 JUnit log), per test otherwise. A test that failed or timed out without a
 failed case of its own (a crash, a sanitizer abort) still counts as one
-failure. Prints "passed failed skipped" as three numbers.
+failure. A directory without a test log (its phase never ran) counts as
+one failure. Prints "passed failed skipped" as three numbers.
 """
 import json
 import sys
@@ -31,7 +33,12 @@ def count(build_dir):
                     c[2] += 1
                 else:
                     c[0] += 1
-    with open(f"{build_dir}/meson-logs/testlog.json") as f:
+    try:
+        f = open(f"{build_dir}/meson-logs/testlog.json")
+    except OSError as e:
+        print(f"summarize_tests: {build_dir}: no test log ({e.strerror})", file=sys.stderr)
+        return 0, 1, 0
+    with f:
         for line in f:
             entry = json.loads(line)
             name, result = entry["name"], entry["result"]

@@ -29,6 +29,7 @@ class Backend:
         self.sock.bind(path)
         os.chmod(path, 0o666)
         self.stopped = False
+        self.draining = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -39,13 +40,19 @@ class Backend:
                 time.sleep(min(wait, 0.05))
                 continue
             try:
-                self.sock.settimeout(0.2)
-                fd, _ = sbxtest.recv_fd(self.sock)
+                # Blocking while draining: only a blocking read turns an empty
+                # shut-down queue into an empty read (a timed one says EAGAIN).
+                self.sock.settimeout(None if self.draining else 0.2)
+                fd, payload = sbxtest.recv_fd(self.sock)
             except socket.timeout:
                 continue
             except OSError:
                 return
             if fd is None:
+                # After shutdown(SHUT_RD) the kernel answers an empty queue
+                # with an empty read: everything queued has been served.
+                if self.draining and payload == b"":
+                    return
                 continue
             conn = socket.socket(fileno=fd)
             try:
@@ -70,17 +77,12 @@ class Backend:
         sends now fail and it holds connections for the next instance),
         then serve what is already queued, then close."""
         if graceful:
+            self.draining = True
             self.sock.shutdown(socket.SHUT_RD)
             self.stall_until = 0
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-                with self.lock:
-                    n = len(self.received)
-                time.sleep(0.1)
-                with self.lock:
-                    if len(self.received) == n:
-                        break
+            self.thread.join(timeout=10)
+            if self.thread.is_alive():
+                raise AssertionError(f"backend {self.path}: queue not drained in 10 s")
         self.stopped = True
         self.sock.close()
         self.thread.join(timeout=2)
@@ -99,7 +101,7 @@ class Engine:
         self.lines = []
         self.lock = threading.Lock()
         self.proc = sbxtest.spawn(list(wrapper) + [SOCKETBOX] + list(args), ns=ns, pass_fds=pass_fds,
-                                  env=env, stderr=subprocess.PIPE, text=True)
+                                  env=env, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:
@@ -109,9 +111,22 @@ class Engine:
                 raise AssertionError(f"engine exited {self.proc.returncode}: {self.output()}")
 
     def _read(self):
-        for line in self.proc.stderr:
+        # Whole chunks, each added under one lock: the daemon writes a stats
+        # block with one write(2), which a pipe read returns whole, so a
+        # reader that sees the block's "stats total" line sees all of it.
+        fd = self.proc.stderr.fileno()
+        pending = b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
             with self.lock:
-                self.lines.append(line.rstrip("\n"))
+                self.lines.extend(l.decode(errors="replace") for l in complete)
+        if pending:
+            with self.lock:
+                self.lines.append(pending.decode(errors="replace"))
 
     def has_line(self, text):
         with self.lock:
@@ -144,7 +159,6 @@ class Engine:
             with self.lock:
                 return any(l.startswith("stats total") for l in self.lines[start:])
         sbxtest.wait_for(ready, timeout=5, what="stats")
-        time.sleep(0.05)
         with self.lock:
             return parse_stats(self.lines[start:])
 

@@ -72,11 +72,15 @@ class FailureTest(unittest.TestCase):
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        sbxtest.wait_for(lambda: results.count(b"v1") >= 10, what="10 served by v1")
         backend.close(graceful=True)  # the backend goes away...
-        time.sleep(0.4)
-        backend = Backend(path, "v2")  # ...and comes back at the same path
-        time.sleep(0.8)
+        # ...while every client's next connection is held by the engine...
+        def held():
+            st = eng.stats(settle=False)
+            return st["accepted"] - st["dispatched"] - st["dropped"]
+        sbxtest.wait_for(lambda: held() == len(threads), what="every client held")
+        backend = Backend(path, "v2")  # ...and it comes back at the same path
+        sbxtest.wait_for(lambda: results.count(b"v2") >= 10, what="10 served by v2")
         done.set()
         for t in threads:
             t.join()
@@ -128,16 +132,19 @@ class FailureTest(unittest.TestCase):
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.4)
+        sbxtest.wait_for(lambda: results.count(b"old") >= 10, what="10 served by old")
         write(conf, "max-rules:1\nrule-set:0 size:1\nbogus-token\n")
         eng.proc.send_signal(signal.SIGHUP)
         sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="bad reload")
         self.assertIn("near 'bogus-token'", eng.output())
-        time.sleep(0.3)
+        # Traffic goes on under the running configuration.
+        served = results.count(b"old")
+        sbxtest.wait_for(lambda: results.count(b"old") >= served + 10,
+                         what="10 more served by old after the bad reload")
         write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{new.path}\n")
         eng.proc.send_signal(signal.SIGHUP)
         sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
-        time.sleep(0.5)
+        sbxtest.wait_for(lambda: results.count(b"new") >= 10, what="10 served by new")
         done.set()
         for t in threads:
             t.join()

@@ -6,10 +6,9 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import unittest
 
-from engine_fixture import BUILD, SOCKETBOX, Backend, Engine, fetch, sbxtest
+from engine_fixture import BUILD, SOCKETBOX, Backend, Engine, fetch, listening_sockets, sbxtest
 
 A = "2001:db8:1::"
 LOAD_GENERATOR = os.path.join(BUILD, "bench", "load_generator")
@@ -217,7 +216,11 @@ class SystemdTest(unittest.TestCase):
                            for _ in range(5)]
                 for t in clients:
                     t.start()
-                time.sleep(0.5)  # connected, queued, nobody accepting
+                # Connected, queued in the listener's backlog, nobody accepting
+                # (Recv-Q of a listening socket is its accept queue).
+                sbxtest.wait_for(lambda: sum(int(l.split()[1])
+                                             for l in listening_sockets(topo.server, 8083)) == 5,
+                                 what="5 connections queued on the held listener")
                 self.assertEqual(results, [])
                 second = start()
                 for t in clients:

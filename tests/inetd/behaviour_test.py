@@ -99,18 +99,16 @@ class InetdBehaviour(unittest.TestCase):
 
     def test_concurrency_limit_holds_under_burst_without_loss(self):
         # 16 > net.unix.max_dgram_qlen (10): the rest waits in the acceptor.
+        # Each child logs when it starts and before it ends (O_APPEND lines
+        # are atomic): every logged interval lies inside the child's life,
+        # and a child that replaces a reaped one logs its start after the
+        # other logged its end, so the most intervals open at once is the
+        # peak number of children, with nothing sampled or missed.
         limit, burst = 2, 16
-        p = self.serve(["sh", "-c", "sleep 0.3; echo done"], options=("-c", str(limit)))
+        log = self.topo.path("lifetimes.log")
+        child = f'echo "+ $(date +%s%N)" >>{log}; sleep 0.3; echo "- $(date +%s%N)" >>{log}; echo done'
+        p = self.serve(["sh", "-c", child], options=("-c", str(limit)))
         fds_before = sbxtest.fd_count(p.pid)
-        peak = [0]
-        stop = threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                peak[0] = max(peak[0], len(il.children_of(p.pid)))
-                time.sleep(0.005)
-        w = threading.Thread(target=watch)
-        w.start()
         results = []
 
         def one():
@@ -130,10 +128,15 @@ class InetdBehaviour(unittest.TestCase):
             time.sleep(0.05)
         for t in threads:
             t.join(60)
-        stop.set()
-        w.join()
         self.assertEqual(sorted(results), [b"done\n"] * burst)
-        self.assertEqual(peak[0], limit, "peak number of children")
+        with open(log) as f:
+            events = sorted((int(t), kind == "+") for kind, t in (l.split() for l in f))
+        running = peak = 0
+        for _, starts in events:  # at equal times an end sorts first
+            running += 1 if starts else -1
+            peak = max(peak, running)
+        self.assertEqual(len(events), 2 * burst)
+        self.assertEqual(peak, limit, "peak number of children")
         sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="all children reaped")
         self.assertEqual(sbxtest.fd_count(p.pid), fds_before, "no fd leaked")
         rc, err = il.stop_and_log(p)

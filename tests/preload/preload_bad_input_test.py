@@ -80,6 +80,14 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(len(msgs), 3, stderr)
         self.assertTrue(any("SKBOX_ENABLE_CONNECT=\"b\"" in m for m in msgs))
 
+    def test_out_of_range_levels_reported(self):
+        # The original took any digit; above the highest level it acts as
+        # the highest, and now says so like any other malformed value.
+        _, stderr = self.run_binds({"SKBOX_STRICT_STREAM_MODE": "7"})
+        msgs = self.messages(stderr)
+        self.assertEqual(len(msgs), 1, stderr)
+        self.assertIn('SKBOX_STRICT_STREAM_MODE="7" is malformed: expected 0, 1 or 2', msgs[0])
+
     def test_message_once_per_process_not_per_call(self):
         os.makedirs(os.path.join(self.tmp, "00000"))
         _, stderr = self.run_binds(

@@ -195,6 +195,37 @@ print("type", kind == socket.SOCK_STREAM and "stream" or "other", "peer", peer)
         out = self.run_child(body, SKBOX_STRICT_STREAM_MODE=0)
         self.assertIn("type other", out)  # level 0 takes the UDP socket
 
+    def test_strict_mode_takes_only_connections(self):
+        # A listening or unconnected stream socket is no connection: levels 1
+        # and 2 close it and wait for the next message, so accept() returns
+        # the real connection sent after them.
+        body = r"""
+path, lpath = os.path.join(ROOT2, "conn.sock"), os.path.join(ROOT2, "l.sock")
+for p in (path, lpath):
+    if os.path.exists(p): os.unlink(p)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+tcp_listener = socket.create_server(("127.0.0.1", 0))
+unix_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+unix_listener.bind(lpath); unix_listener.listen()
+unconnected = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+unix_unconnected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+for sock in (tcp_listener, unix_listener, unconnected, unix_unconnected):
+    send_to(path, sock.fileno())
+c = deliver(path)
+conn, peer = s.accept()
+listening = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+print("first", "listener" if listening else "connection", conn.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN))
+if not listening:
+    conn.sendall(b"real"); print("client got", c.recv(16))
+"""
+        for level in ("1", "2"):
+            out = self.run_child(body, SKBOX_STRICT_STREAM_MODE=level)
+            self.assertIn(f"first connection {int(socket.AF_INET)}", out, level)
+            self.assertIn("client got b'real'", out, level)
+        out = self.run_child(body, SKBOX_STRICT_STREAM_MODE="0")
+        self.assertIn("first listener", out)  # level 0 takes whatever comes
+
     def test_sender_uids_refuse_injected_sockets(self):
         # The socket file is writable by everyone (a permissive deployment):
         # SKBOX_SENDER_UIDS is then what keeps other users from injecting.

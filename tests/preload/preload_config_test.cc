@@ -142,11 +142,15 @@ TEST(EnvConfigTest, EverySettingRead) {
   EXPECT_EQ(c->problems.count, 0);
 }
 
-TEST(EnvConfigTest, HighLevelsClampToTheHighest) {
+TEST(EnvConfigTest, HighLevelsActAsTheHighestAndAreReported) {
   const auto c = Parse({"SKBOX_STRICT_STREAM_MODE=7", "SKBOX_GETPEERNAME_PROTECTION=9"});
   EXPECT_EQ(c->strict, StrictLevel::kStreamInetUnix);
   EXPECT_EQ(c->getpeername_protection, 2);
-  EXPECT_EQ(c->problems.count, 0);
+  ASSERT_EQ(c->problems.count, 2);
+  EXPECT_STREQ(c->problems.lines[0],
+               "SKBOX_GETPEERNAME_PROTECTION=\"9\" is malformed: expected 0, 1 or 2");
+  EXPECT_STREQ(c->problems.lines[1],
+               "SKBOX_STRICT_STREAM_MODE=\"7\" is malformed: expected 0, 1 or 2");
 }
 
 TEST(EnvConfigTest, BareBIsReportedAndLeavesConnectOff) {

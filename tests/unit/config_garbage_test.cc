@@ -2,24 +2,53 @@
 // paths. The parser must neither crash nor read out of bounds (this suite
 // also runs in the address+undefined sanitizer build) and must answer with
 // diagnostics, not silence.
+#include <iterator>
 #include <random>
 #include <string>
 
 #include "engine/core/config_loader.h"
 #include "engine/core/config_parser.h"
 #include "gtest/gtest.h"
+#include "tests/unit/config_properties.h"
 
 namespace sbx {
 namespace {
 
 TEST(ConfigGarbageTest, RandomBytes) {
+  // Random bytes and random lines of tokens: every diagnostic has the
+  // FILE:LINE: form and names a line that exists, and whatever parses
+  // decides like the reference evaluator (config_properties.h).
+  const char* const kTokens[] = {
+      "max-rules:3",    "max-maps:2",    "rule-set:0",  "rule-set:1", "map-set:0",        "size:2",
+      "ip:2001:db8::1", "port:80",       "jump-rule:1", "jump-map:0", "jump-unix:/run/x", "fail",
+      "default",        "match-lip:128", "\xff",        "#"};
   std::mt19937 rng(42);
-  for (int round = 0; round < 2000; ++round) {
-    std::string text(std::uniform_int_distribution<int>(0, 400)(rng), '\0');
-    for (char& c : text) c = static_cast<char>(rng());
+  int parsed_ok = 0;
+  int with_errors = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text;
+    if (round % 2 == 0) {
+      text.resize(std::uniform_int_distribution<size_t>(0, 400)(rng));
+      for (char& c : text) c = static_cast<char>(rng());
+    } else {
+      for (int i = std::uniform_int_distribution<int>(0, 30)(rng); i > 0; --i) {
+        text += kTokens[rng() % std::size(kTokens)];
+        text += "\n \t"[rng() % 3];
+      }
+    }
     const ParseOutcome out = ParseConfig(text, "random.bin");
-    for (const Diagnostic& d : out.errors) EXPECT_FALSE(d.ToString().empty());
+    const std::string bad = testing_support::CheckParseOutcome(text, "random.bin", out);
+    ASSERT_EQ(bad, "") << "round " << round;
+    if (out.ok()) {
+      ++parsed_ok;
+      ASSERT_EQ(testing_support::CheckTableDecisions(out.model, 32), "") << "round " << round;
+    } else {
+      ++with_errors;
+    }
   }
+  // Both outcomes must be exercised, or the properties prove little.
+  EXPECT_GT(parsed_ok, 50);
+  EXPECT_GT(with_errors, 1000);
 }
 
 TEST(ConfigGarbageTest, MutatedValidConfigs) {

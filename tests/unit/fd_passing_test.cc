@@ -1,6 +1,7 @@
 // The "A" protocol over real socketpairs and datagram sockets.
 #include "engine/core/fd_passing.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,21 @@ ino_t Inode(int fd) {
   struct stat st {};
   EXPECT_EQ(::fstat(fd, &st), 0);
   return st.st_ino;
+}
+
+// A connected loopback TCP pair (client, server end); the listener is closed.
+Pair TcpPair() {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::listen(listener.get(), 1), 0);
+  EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  return {std::move(client), UniqueFd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC))};
 }
 
 int OpenFdCount() {
@@ -162,8 +178,10 @@ TEST(FdPassingWireTest, StrictLevelsRejectWrongFdTypes) {
     Pair dgram = SocketPair(SOCK_DGRAM);
     UniqueFd file(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     UniqueFd netlink(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0));
-    UniqueFd tcp(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    Pair tcp_pair = TcpPair();
+    const UniqueFd& tcp = tcp_pair.b;
     ASSERT_TRUE(netlink.valid());
+    ASSERT_TRUE(tcp.valid());
     EXPECT_FALSE(FdPassesStrictLevel(file.get(), StrictLevel::kStream));
     EXPECT_TRUE(FdPassesStrictLevel(file.get(), StrictLevel::kAny));
     EXPECT_FALSE(FdPassesStrictLevel(dgram.a.get(), StrictLevel::kStream));
@@ -195,6 +213,69 @@ TEST(FdPassingWireTest, StrictLevelsRejectWrongFdTypes) {
   EXPECT_EQ(OpenFdCount(), baseline);
 }
 
+// Levels 1 and 2 take connections only: a listening or never connected
+// stream socket (TCP or Unix) is not one, whatever its type says.
+TEST(FdPassingWireTest, StrictLevelsRejectListeningAndUnconnectedSockets) {
+  const int baseline = OpenFdCount();
+  {
+    char dir[] = "/tmp/sbx-strict-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string path = std::string(dir) + "/listener.sock";
+    UniqueFd unix_listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto address = MakeUnixAddress(path);
+    ASSERT_TRUE(address.ok());
+    ASSERT_EQ(::bind(unix_listener.get(), address->sockaddr_ptr(), address->len), 0);
+    ASSERT_EQ(::listen(unix_listener.get(), 1), 0);
+    UniqueFd unix_connected(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(::connect(unix_connected.get(), address->sockaddr_ptr(), address->len), 0);
+    UniqueFd unix_unconnected(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd tcp_unconnected(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd tcp_listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(::listen(tcp_listener.get(), 1), 0);  // auto-bound to a free port
+    Pair tcp = TcpPair();
+    Pair stream = SocketPair(SOCK_STREAM);
+
+    struct Case {
+      const char* what;
+      int fd;
+      bool connection;
+    };
+    const Case cases[] = {
+        {"TCP listener", tcp_listener.get(), false},
+        {"unconnected TCP socket", tcp_unconnected.get(), false},
+        {"Unix stream listener", unix_listener.get(), false},
+        {"unconnected Unix stream socket", unix_unconnected.get(), false},
+        {"accepted TCP connection", tcp.b.get(), true},
+        {"connecting end of a TCP connection", tcp.a.get(), true},
+        {"connected Unix stream socket", unix_connected.get(), true},
+        {"stream socketpair end", stream.a.get(), true},
+    };
+    for (const Case& c : cases) {
+      EXPECT_EQ(FdPassesStrictLevel(c.fd, StrictLevel::kStreamInetUnix), c.connection) << c.what;
+      EXPECT_EQ(FdPassesStrictLevel(c.fd, StrictLevel::kStream), c.connection) << c.what;
+      EXPECT_TRUE(FdPassesStrictLevel(c.fd, StrictLevel::kAny)) << c.what;
+    }
+
+    // Received: the four non-connections are closed and skipped, the
+    // connection behind them comes through.
+    Pair channel = SocketPair(SOCK_DGRAM);
+    for (const Case& c : cases) {
+      if (!c.connection) {
+        ASSERT_TRUE(SendFd(channel.a.get(), c.fd).ok());
+      }
+    }
+    ASSERT_TRUE(SendFd(channel.a.get(), tcp.b.get()).ok());
+    uint64_t rejected = 0;
+    auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, 0, &rejected});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(Inode(got->get()), Inode(tcp.b.get()));
+    EXPECT_EQ(rejected, 4u);
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
 TEST(FdPassingWireTest, NonBlockingEmptyQueueIsEagain) {
   Pair channel = SocketPair(SOCK_DGRAM);
   auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
@@ -207,6 +288,23 @@ TEST(FdPassingWireTest, StreamPeerGoneIsEnolink) {
     channel.a.Reset();
     EXPECT_EQ(ReceiveFd(channel.b.get()).error(), ENOLINK) << type;
   }
+}
+
+// A seqpacket channel carries empty records; only a sender that is gone
+// ends it (found by tests/fuzz/receive_fuzzer.cc: an empty record used to
+// read as ENOLINK, the sender still there and connections still queued).
+TEST(FdPassingWireTest, EmptySeqpacketRecordIsNotTheEnd) {
+  Pair channel = SocketPair(SOCK_SEQPACKET);
+  Pair conn = SocketPair(SOCK_STREAM);
+  SendRaw(channel.a.get(), "", {});
+  ASSERT_TRUE(SendFd(channel.a.get(), conn.a.get()).ok());
+  auto got = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, nullptr});
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(Inode(got->get()), Inode(conn.a.get()));
+  SendRaw(channel.a.get(), "", {});
+  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), EAGAIN);
+  channel.a.Reset();
+  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), ENOLINK);
 }
 
 TEST(FdPassingWireTest, SendToPathOfDatagramListener) {
