@@ -19,20 +19,20 @@ int GetIntSockopt(int fd, int option, int* value) {
   return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
 }
 
+}  // namespace
+
 // After a zero-byte read: true if it was the end of a stream or seqpacket
 // channel. On a stream it always is; a seqpacket channel also carries empty
 // records (fuzz-found: one used to end the channel while its sender was
 // still there), so there only a peer that has shut down ends it. (Records
 // its departed sender queued after an empty one are then lost with it.)
-bool SenderGone(int channel) {
+bool SenderGoneAfterEmptyRead(int channel) {
   int type = 0;
   if (GetIntSockopt(channel, SO_TYPE, &type) != 0 || type == SOCK_DGRAM) return false;
   if (type == SOCK_STREAM) return true;
   pollfd p{channel, POLLRDHUP, 0};
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
 }
-
-}  // namespace
 
 int TakeFirstFdCloseRest(msghdr* msg) {
   int first = -1;
@@ -120,7 +120,7 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
     UniqueFd fd(TakeFirstFdCloseRest(&msg));
     if (!fd.valid()) {
       // No fd: a message to ignore, unless it is the end of the channel.
-      if (n == 0 && SenderGone(channel)) return SysResult<UniqueFd>::Error(ENOLINK);
+      if (n == 0 && SenderGoneAfterEmptyRead(channel)) return SysResult<UniqueFd>::Error(ENOLINK);
       continue;
     }
     uid_t sender;

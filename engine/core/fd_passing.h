@@ -75,6 +75,11 @@ struct ReceiveOptions {
 // queued), ENOLINK (stream peer gone), EINTR, others from recvmsg.
 SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options = {});
 
+// After a read of zero bytes and no fd on `channel`: true if the sender went
+// away (always on a stream; on a seqpacket channel only once the peer has
+// shut down, since an empty record is a message too).
+bool SenderGoneAfterEmptyRead(int channel);
+
 // The first fd of every SCM_RIGHTS message in a received `msg`; every other
 // fd in it is closed. -1 if the message carries none. For callers that
 // receive on their own (the engine's io_uring RECVMSG).

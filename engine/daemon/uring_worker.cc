@@ -376,7 +376,8 @@ void UringWorker::OnRegistrationMessage(int res) {
       RejectRegistered();
       CloseConnection(first);
     }
-  } else if (res == 0 || res == -ECONNRESET || res == -ENOTCONN) {
+  } else if ((res == 0 && SenderGoneAfterEmptyRead(setup_.registration_fd)) ||
+             res == -ECONNRESET || res == -ENOTCONN) {
     RegistrationEnded(0);
     return;
   } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
