@@ -183,7 +183,9 @@ void RelayWorker::ArmSource() {
     msg_.msg_controllen = sizeof(control_);
     io_uring_prep_recvmsg(sqe, source_.fd, &msg_, MSG_CMSG_CLOEXEC);
   } else {
-    io_uring_prep_accept(sqe, source_.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    peer_len_ = sizeof(peer_);
+    io_uring_prep_accept(sqe, source_.fd, reinterpret_cast<sockaddr*>(&peer_), &peer_len_,
+                         SOCK_CLOEXEC);
   }
   Submit(sqe, nullptr, kSourceOp);
   source_inflight_ = true;
@@ -219,11 +221,11 @@ void RelayWorker::OnSource(int res) {
     return;
   }
   if (!source_.receives_fds) {
-    TakeConnection(UniqueFd(res));
+    TakeConnection(UniqueFd(res), reinterpret_cast<const sockaddr*>(&peer_), peer_len_);
   } else {
     const int fd = TakeFirstFdCloseRest(&msg_);
     if (fd >= 0) {
-      TakeConnection(UniqueFd(fd));
+      TakeConnection(UniqueFd(fd), nullptr, 0);
     } else if (res == 0 && source_.stream_channel) {
       Log("the sender on fd %d went away; draining and exiting", source_.fd);
       source_closed_ = true;
@@ -238,7 +240,33 @@ void RelayWorker::OnSource(int res) {
   ArmSource();
 }
 
-void RelayWorker::TakeConnection(UniqueFd fd) {
+// The client's and the local address, and whether the socket is connected.
+// An accepted socket's peer came with the accept; a received one is asked.
+bool RelayWorker::Addresses(int fd, const sockaddr* accepted_peer, socklen_t peer_len,
+                            std::optional<SocketAddress>* peer,
+                            std::optional<SocketAddress>* local) {
+  if (accepted_peer != nullptr) {
+    *peer = SocketAddress::FromSockaddr(accepted_peer, peer_len);
+  } else {
+    auto domain = GetIntOption(fd, SOL_SOCKET, SO_DOMAIN);
+    if (!domain.ok()) return false;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    // A listening or unconnected socket has no peer: ENOTCONN.
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+    if (*domain == AF_UNIX) return true;
+    *peer = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  if (!*peer) return false;
+  // The local address serves the log line, NAT64 and PROXY headers only.
+  if (options_.log_connections || options_.target.nat64 || options_.proxy != ProxyVersion::kNone) {
+    auto l = LocalAddressOf(fd);
+    if (l.ok()) *local = *l;
+  }
+  return true;
+}
+
+void RelayWorker::TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, socklen_t peer_len) {
   Bump(stats_.accepted);
   if (source_.receives_fds) {
     // Passed sockets may be non-blocking; the relay's own fds never are.
@@ -251,19 +279,8 @@ void RelayWorker::TakeConnection(UniqueFd fd) {
       return;
     }
   }
-  auto domain = GetIntOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
   std::optional<SocketAddress> peer, local;
-  if (domain.ok() && *domain != AF_UNIX) {
-    auto p = PeerAddressOf(fd.get());
-    auto l = LocalAddressOf(fd.get());
-    if (p.ok()) peer = *p;
-    if (l.ok()) local = *l;
-  }
-  // A listening or unconnected socket has no peer: getpeername says ENOTCONN.
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (!domain.ok() || (!peer && *domain != AF_UNIX) ||
-      ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+  if (!Addresses(fd.get(), accepted_peer, peer_len, &peer, &local)) {
     stats_.Close(CloseReason::kNotConnected);
     LogCause(kLogNotConnected, "a received socket is not connected; closed it", 0,
              StrCat("from fd ", source_.fd));
@@ -301,7 +318,7 @@ void RelayWorker::TakeConnection(UniqueFd fd) {
   c->up.to = c->down.from = c->target.get();
   for (Direction* d : {&c->up, &c->down}) {
     if (options_.copy == CopyMode::kBuffer) {
-      d->buffer.reset(new char[options_.buffer_size]);
+      d->buffer = TakeBuffer();
       continue;
     }
     int p[2];
@@ -324,6 +341,18 @@ void RelayWorker::TakeConnection(UniqueFd fd) {
   ++open_;
   Bump(stats_.active);
   StartConnect(raw);
+}
+
+// Buffers are reused: a fresh one would cost page faults on every connection.
+std::unique_ptr<char[]> RelayWorker::TakeBuffer() {
+  if (free_buffers_.empty()) return std::unique_ptr<char[]>(new char[options_.buffer_size]);
+  std::unique_ptr<char[]> b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void RelayWorker::GiveBackBuffer(std::unique_ptr<char[]> buffer) {
+  if (free_buffers_.size() < kMaxFreeBuffers) free_buffers_.push_back(std::move(buffer));
 }
 
 // --- Connections ----------------------------------------------------------
@@ -490,6 +519,9 @@ void RelayWorker::MaybeFree(Connection* c) {
   if (c->reset_client) SetResetOnClose(c->client.get());
   if (c->reset_target) SetResetOnClose(c->target.get());
   stats_.Close(c->reason);
+  for (Direction* d : {&c->up, &c->down}) {
+    if (d->buffer) GiveBackBuffer(std::move(d->buffer));
+  }
   if (c->prev != nullptr) c->prev->next = c->next; else connections_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   delete c;  // closes both sockets and the pipes

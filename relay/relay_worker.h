@@ -16,6 +16,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/sys/unique_fd.h"
@@ -60,7 +63,11 @@ class RelayWorker {
   // Source.
   void ArmSource();
   void OnSource(int res);
-  void TakeConnection(UniqueFd fd);
+  void TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, socklen_t peer_len);
+  bool Addresses(int fd, const sockaddr* accepted_peer, socklen_t peer_len,
+                 std::optional<SocketAddress>* peer, std::optional<SocketAddress>* local);
+  std::unique_ptr<char[]> TakeBuffer();
+  void GiveBackBuffer(std::unique_ptr<char[]> buffer);
   bool SourcePaused() const;
 
   // Connections.
@@ -105,6 +112,12 @@ class RelayWorker {
   iovec iov_{};
   char payload_[16]{};
   alignas(cmsghdr) char control_[CMSG_SPACE(sizeof(int) * 8)]{};
+  sockaddr_storage peer_{};  // filled by the accept in flight
+  socklen_t peer_len_ = 0;
+
+  // Idle copy buffers, kept for the next connections (at most this many).
+  static constexpr size_t kMaxFreeBuffers = 512;
+  std::vector<std::unique_ptr<char[]>> free_buffers_;
 
   Connection* connections_ = nullptr;  // list head
   uint32_t open_ = 0;
