@@ -26,6 +26,7 @@ enum LongOnly {
   kMaxConnections,
   kBacklog,
   kQuiet,
+  kRegister,
   kHelp,
 };
 
@@ -41,6 +42,7 @@ const option kLongOptions[] = {
     {"max-connections", required_argument, nullptr, kMaxConnections},
     {"backlog", required_argument, nullptr, kBacklog},
     {"quiet", no_argument, nullptr, kQuiet},
+    {"register", required_argument, nullptr, kRegister},
     {"help", no_argument, nullptr, kHelp},
     {nullptr, 0, nullptr, 0},
 };
@@ -126,6 +128,20 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
     case kQuiet:
       o->log_connections = false;
       return absl::OkStatus();
+    case kRegister: {
+      const std::string_view text(arg);
+      const size_t colon = text.find(':');
+      const auto group = colon == std::string_view::npos
+                             ? std::nullopt
+                             : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
+      if (!group || colon + 1 >= text.size()) {
+        return Bad(StrCat("--register '", arg, "': expected GROUP:CTLPATH (GROUP decimal)"));
+      }
+      o->source = SourceKind::kRegistration;
+      o->register_group = static_cast<uint32_t>(*group);
+      o->receiver_path = std::string(text.substr(colon + 1));
+      return absl::OkStatus();
+    }
     default:
       return Bad("unknown option");
   }
@@ -137,6 +153,7 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
   absl::StatusOr<uint64_t> n;
   switch (code) {
     case 's':
+      if (o->source == SourceKind::kRegistration) return Bad("-s and --register exclude each other");
       o->source = SourceKind::kReceiverPath;
       o->receiver_path = arg;
       if (o->receiver_path.empty()) return Bad("-s: empty path");
@@ -147,7 +164,7 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
       *listen_fd_given = true;
       return n.status();
     case 'e':
-      if (o->source != SourceKind::kReceiverPath) o->source = SourceKind::kReceiver;
+      if (o->source == SourceKind::kListener) o->source = SourceKind::kReceiver;
       return absl::OkStatus();
     case 'c': {
       auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
@@ -217,7 +234,8 @@ std::string RelayUsage() {
          "  --drain-timeout S            on SIGTERM, wait S seconds for connections (default 30)\n"
          "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
          "  --backlog N                  listen(2) backlog for -l without -e (default 4096)\n"
-         "  --quiet                      no line per connection on stderr";
+         "  --quiet                      no line per connection on stderr\n"
+         "  --register GROUP:CTLPATH     source: register as GROUP at a registration server";
 }
 
 absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
@@ -246,6 +264,9 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
   }
   if (::optind < argc) return Bad(StrCat("unexpected argument '", argv[::optind], "'\n", RelayUsage()));
   if (o.source == SourceKind::kReceiverPath && listen_fd_given) return Bad("-s and -l exclude each other");
+  if (o.source == SourceKind::kRegistration && listen_fd_given) {
+    return Bad("--register and -l exclude each other");
+  }
   if (absl::Status s = CheckCombination(o); !s.ok()) return s;
   return o;
 }

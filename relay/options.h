@@ -32,13 +32,14 @@
 
 namespace sbx::relay {
 
-enum class SourceKind { kListener, kReceiver, kReceiverPath };
+enum class SourceKind { kListener, kReceiver, kReceiverPath, kRegistration };
 enum class CopyMode { kBuffer, kSplice };
 
 struct RelayOptions {
   SourceKind source = SourceKind::kListener;
   int source_fd = 0;          // -l
-  std::string receiver_path;  // -s
+  std::string receiver_path;  // -s, or --register's control socket
+  uint32_t register_group = 0;  // --register
   TargetSpec target;
   ProxyVersion proxy = ProxyVersion::kNone;
   int workers = 1;                   // --workers: threads, one io_uring each

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/metrics_server.h"
 #include "engine/sys/socket_ops.h"
@@ -41,6 +42,17 @@ absl::StatusOr<Source> OpenSource(const RelayOptions& o,
     source.fd = b->fd.get();
     source.receives_fds = true;
     *bound = std::move(*b);
+    return source;
+  }
+  if (o.source == SourceKind::kRegistration) {
+    auto channel = RegisterWithServer(o.receiver_path, o.register_group);
+    if (!channel.ok()) {
+      return absl::ErrnoToStatus(channel.error(), StrCat("--register ", o.register_group, ":",
+                                                         o.receiver_path));
+    }
+    source.fd = channel->Release();  // lives as long as the process
+    source.receives_fds = true;
+    source.stream_channel = true;
     return source;
   }
   source.fd = o.source_fd;

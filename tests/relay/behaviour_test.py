@@ -6,6 +6,7 @@ memory, timeouts, bad fds, PROXY headers, draining, metrics."""
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -327,6 +328,48 @@ class ProxyHeaders(RelayCase):
         self.assertEqual(int.from_bytes(header[26:28], "big"), self.PORT)
 
 
+class Registration(RelayCase):
+    def test_register_source_relays_and_exits_when_the_server_leaves(self):
+        ctl = self.topo.path("ctl.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(ctl)
+        listener.listen(1)
+        self.addCleanup(listener.close)
+        t = self.target(rl.echo)
+        got = {}
+
+        def serve():  # the server side of the registration protocol (§4.2)
+            conn, _ = listener.accept()
+            got["request"] = conn.recv(64)
+            conn.send(bytes([0x80, 0, 0, 0]))
+            got["conn"] = conn
+        server = threading.Thread(target=serve)
+        server.start()
+        r = rl.Relay(["--register", f"7:{ctl}", "-p", str(t.port), "--drain-timeout", "2"],
+                     ns=self.topo.server)
+        self.addCleanup(r.stop)
+        server.join(10)
+        self.assertEqual(got["request"], bytes([1, 0, 0, 0, 0, 0, 0, 7]))
+        # No engine here: a TCP connection made locally is passed.
+        lst = sbxtest.socket_in(self.topo.server)
+        lst.bind(("::1", 0))
+        lst.listen(1)
+        client = sbxtest.socket_in(self.topo.server)
+        client.connect(lst.getsockname()[:2])
+        accepted, _ = lst.accept()
+        got["conn"].sendmsg([bytes([3, 0, 0, 0])],
+                            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", accepted.fileno()))])
+        accepted.close()
+        lst.close()
+        client.sendall(b"registered")
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(rl.read_all(client), b"registered")
+        client.close()
+        got["conn"].close()  # the server goes away: the relay drains and exits
+        self.assertEqual(r.proc.wait(10), 0)
+        self.assertIn("went away", r.output())
+
+
 class Lifecycle(RelayCase):
     def test_sigterm_drains_open_connections(self):
         t = self.target(rl.echo)
@@ -381,4 +424,4 @@ class Lifecycle(RelayCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, Lifecycle, skip_reason=rl.skip_reason())
+    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, Registration, Lifecycle, skip_reason=rl.skip_reason())

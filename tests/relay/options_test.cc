@@ -71,6 +71,14 @@ TEST(RelayOptions, LongOptions) {
   EXPECT_FALSE(o->log_connections);
 }
 
+TEST(RelayOptions, RegisterSource) {
+  auto o = Parse({"--register", "7:/run/sb/ctl"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->source, SourceKind::kRegistration);
+  EXPECT_EQ(o->register_group, 7u);
+  EXPECT_EQ(o->receiver_path, "/run/sb/ctl");
+}
+
 struct BadCase {
   std::vector<std::string> args;
   const char* mentions;
@@ -95,6 +103,9 @@ TEST(RelayOptions, BadInputNamesTheOption) {
       {{"-z"}, "unknown option -z"},
       {{"-p"}, "missing value for -p"},
       {{"extra"}, "unexpected argument 'extra'"},
+      {{"--register", "x:/p"}, "--register 'x:/p'"},
+      {{"--register", "7"}, "--register '7'"},
+      {{"--register", "7:/p", "-l", "3"}, "exclude"},
   };
   for (const BadCase& c : cases) {
     auto o = Parse(c.args);
