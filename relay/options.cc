@@ -227,7 +227,7 @@ std::string RelayUsage() {
          "                       [-u PATH] [-N [-P PREFIX] [-x]] [-i | --proxy-v2]\n"
          "  --metrics-listen ADDR:PORT   Prometheus counters over HTTP\n"
          "  --workers N                  threads, one io_uring each (default 1)\n"
-         "  --buffer-size BYTES          per connection and direction (default 65536)\n"
+         "  --buffer-size BYTES          per connection and direction (default 262144)\n"
          "  --copy buffer|splice         how bytes are moved (default buffer)\n"
          "  --connect-timeout S          give up connecting after S seconds (default 10, 0: never)\n"
          "  --idle-timeout S             close after S seconds without a byte (default 0: never)\n"

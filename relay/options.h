@@ -43,7 +43,7 @@ struct RelayOptions {
   TargetSpec target;
   ProxyVersion proxy = ProxyVersion::kNone;
   int workers = 1;                   // --workers: threads, one io_uring each
-  uint32_t buffer_size = 64 * 1024;  // --buffer-size: bytes per direction
+  uint32_t buffer_size = 256 * 1024; // --buffer-size: bytes per direction
   CopyMode copy = CopyMode::kBuffer; // --copy
   uint32_t connect_timeout_s = 10;   // --connect-timeout (0: none)
   uint32_t idle_timeout_s = 0;       // --idle-timeout (0: none)

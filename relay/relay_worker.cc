@@ -352,7 +352,9 @@ std::unique_ptr<char[]> RelayWorker::TakeBuffer() {
 }
 
 void RelayWorker::GiveBackBuffer(std::unique_ptr<char[]> buffer) {
-  if (free_buffers_.size() < kMaxFreeBuffers) free_buffers_.push_back(std::move(buffer));
+  if (free_buffers_.size() * options_.buffer_size < kMaxFreeBufferBytes) {
+    free_buffers_.push_back(std::move(buffer));
+  }
 }
 
 // --- Connections ----------------------------------------------------------
@@ -384,9 +386,9 @@ void RelayWorker::OnConnect(Connection* c, int res) {
   if (!c->header.empty()) {
     SendHeader(c);
   } else {
-    StartRead(c, c->up, kUpReadOp);
+    StartRead(c, c->up, kUpReadOp, /*poll_first=*/true);
   }
-  StartRead(c, c->down, kDownReadOp);
+  StartRead(c, c->down, kDownReadOp, /*poll_first=*/true);
 }
 
 void RelayWorker::SendHeader(Connection* c) {
@@ -411,10 +413,13 @@ void RelayWorker::OnHeader(Connection* c, int res) {
   }
 }
 
-void RelayWorker::StartRead(Connection* c, Direction& d, Op op) {
+void RelayWorker::StartRead(Connection* c, Direction& d, Op op, bool poll_first) {
   io_uring_sqe* sqe = Sqe();
   if (d.buffer) {
     io_uring_prep_recv(sqe, d.from, d.buffer.get(), options_.buffer_size, 0);
+    // Right after connecting, nothing has usually arrived yet: wait for
+    // readiness instead of a receive that fails with EAGAIN first.
+    if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
   } else {
     io_uring_prep_splice(sqe, d.from, -1, d.pipe_write.get(), -1, options_.buffer_size,
                          SPLICE_F_MOVE);

@@ -75,7 +75,7 @@ class RelayWorker {
   void OnConnect(Connection* c, int res);
   void SendHeader(Connection* c);
   void OnHeader(Connection* c, int res);
-  void StartRead(Connection* c, Direction& d, Op op);
+  void StartRead(Connection* c, Direction& d, Op op, bool poll_first = false);
   void StartWrite(Connection* c, Direction& d, Op op);
   void StartShutdown(Connection* c, Direction& d, Op op);
   void OnRead(Connection* c, Direction& d, int res);
@@ -115,8 +115,8 @@ class RelayWorker {
   sockaddr_storage peer_{};  // filled by the accept in flight
   socklen_t peer_len_ = 0;
 
-  // Idle copy buffers, kept for the next connections (at most this many).
-  static constexpr size_t kMaxFreeBuffers = 512;
+  // Idle copy buffers, kept for the next connections (at most this much).
+  static constexpr size_t kMaxFreeBufferBytes = 32u << 20;
   std::vector<std::unique_ptr<char[]>> free_buffers_;
 
   Connection* connections_ = nullptr;  // list head

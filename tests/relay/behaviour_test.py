@@ -182,6 +182,23 @@ class DataPath(RelayCase):
         self.assertEqual(rl.read_all(c), b"direct")
         sbxtest.wait_for(lambda: f"[{rl.CLIENT_IP6}]:" in r.output(), what="the connection logged")
 
+    def test_inherited_receiving_socket_with_e(self):
+        t = self.target(rl.echo)
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(self.path)
+        r = rl.Relay(["-l", str(receiver.fileno()), "-e", "-p", str(t.port)], ns=self.topo.server,
+                     pass_fds=(receiver.fileno(),))
+        self.addCleanup(r.stop)
+        receiver.close()
+        self.engine = rl.Engine(self.topo, "::", self.PORT, self.path)
+        self.addCleanup(self.engine.close)
+        c = self.connect(rl.SERVER_IP4)
+        c.sendall(b"inherited")
+        c.shutdown(socket.SHUT_WR)
+        self.assertEqual(rl.read_all(c), b"inherited")
+        sbxtest.wait_for(lambda: f"[::ffff:{rl.CLIENT_IP4}]:" in r.output(),
+                         what="the connection logged")
+
 
 class Failures(RelayCase):
     def test_target_refusing_is_counted_and_logged_once(self):
