@@ -32,6 +32,7 @@ struct Direction {
   bool eof = false;      // `from` sent FIN: `to` gets (or got) SHUT_WR
   bool shut = false;     // the SHUT_WR on `to` completed
   uint64_t bytes = 0;
+  int rounds = 0;        // splice mode: successes in a row (relay_worker.cc)
 };
 
 enum class ConnState { kConnecting, kRelaying, kClosing };

@@ -78,6 +78,11 @@ class RelayWorker {
   void StartRead(Connection* c, Direction& d, Op op, bool poll_first = false);
   void StartWrite(Connection* c, Direction& d, Op op);
   void StartShutdown(Connection* c, Direction& d, Op op);
+  void WaitFor(Connection* c, int fd, unsigned events, Op op);
+  void SpliceIn(Connection* c, Direction& d, Op op);
+  void SpliceOut(Connection* c, Direction& d, Op op);
+  void OnReady(Connection* c, Direction& d, Op op);
+  static constexpr int kSpliceRounds = 8;
   void OnRead(Connection* c, Direction& d, int res);
   void OnWrite(Connection* c, Direction& d, int res);
   void OnShutdown(Connection* c, Direction& d);

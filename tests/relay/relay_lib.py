@@ -37,7 +37,10 @@ class Relay:
     def __init__(self, args, ns=None, pass_fds=(), wait_path=None, **kw):
         self.lines = []
         self.lock = threading.Lock()
-        self.proc = sbxtest.spawn([RELAY, *args], ns=ns, pass_fds=pass_fds, text=True, **kw)
+        # SBX_RELAY_ARGS: extra options for every relay of a run (meson runs
+        # the behaviour suite once more with --copy splice).
+        extra = os.environ.get("SBX_RELAY_ARGS", "").split()
+        self.proc = sbxtest.spawn([RELAY, *args, *extra], ns=ns, pass_fds=pass_fds, text=True, **kw)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_path:
