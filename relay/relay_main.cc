@@ -7,6 +7,8 @@
 // connections; open ones get --drain-timeout seconds), SIGUSR1 prints the
 // counters. Exit status: 0 after a drain, 1 on a run-time error, 2 on a bad
 // command line.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -73,6 +75,8 @@ absl::StatusOr<Source> OpenSource(const RelayOptions& o,
     return absl::InvalidArgumentError(
         StrCat("-l ", o.source_fd, ": not a TCP socket (for a receiving socket add -e)"));
   }
+  // Accepted connections inherit it: no setsockopt per connection.
+  (void)SetIntOption(o.source_fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (::listen(o.source_fd, o.backlog) != 0) {
     return absl::ErrnoToStatus(errno, StrCat("listen on -l ", o.source_fd));
   }

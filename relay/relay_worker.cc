@@ -130,6 +130,7 @@ absl::Status RelayWorker::Run() {
     }
     io_uring_cq_advance(&ring_, seen);
   }
+  io_uring_submit(&ring_);  // the closes of the last connections
   finished_.store(true);
   return absl::OkStatus();
 }
@@ -146,7 +147,7 @@ void RelayWorker::Dispatch(const io_uring_cqe* cqe) {
       case kSourceOp: OnSource(res); break;
       case kTickOp: OnTick(); break;
       case kWakeOp: OnWake(); break;
-      default: break;  // kSourceCancelOp: nothing to do
+      default: break;  // kSourceCancelOp, a failed kCloseOp: nothing to do
     }
     return;
   }
@@ -311,7 +312,8 @@ void RelayWorker::TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, soc
     return;
   }
   auto c = std::make_unique<Connection>();
-  if (peer) (void)SetIntOption(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  // Accepted sockets inherit TCP_NODELAY from the listener (set once at start).
+  if (peer && source_.receives_fds) (void)SetIntOption(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
   if (target->family != AF_UNIX) (void)SetIntOption(out.get(), IPPROTO_TCP, TCP_NODELAY, 1);
   c->header = EncodeProxyHeader(options_.proxy, peer ? &*peer : nullptr, local ? &*local : nullptr);
   c->sent_header = !c->header.empty();
@@ -589,7 +591,15 @@ void RelayWorker::MaybeFree(Connection* c) {
   }
   if (c->prev != nullptr) c->prev->next = c->next; else connections_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
-  delete c;  // closes both sockets and the pipes
+  // The sockets are closed by io_uring, in the next submission, without a
+  // completion to handle; the pipes (splice mode) by the destructor.
+  for (UniqueFd* fd : {&c->client, &c->target}) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_close(sqe, fd->Release());
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, kCloseOp);
+  }
+  delete c;
   --open_;
   stats_.active.fetch_sub(1, std::memory_order_relaxed);
   if (source_waiting_) source_waiting_ = false;

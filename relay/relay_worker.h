@@ -49,7 +49,7 @@ class RelayWorker {
  private:
   enum Op : uint64_t {
     // Worker-wide requests (user_data below 16).
-    kSourceOp = 1, kTickOp, kWakeOp, kSourceCancelOp,
+    kSourceOp = 1, kTickOp, kWakeOp, kSourceCancelOp, kCloseOp,
     // Per-connection requests: the Connection's address | the op.
     kConnectOp = 1, kHeaderOp, kUpReadOp, kUpWriteOp, kDownReadOp, kDownWriteOp,
     kUpShutOp, kDownShutOp, kCancelOp,
