@@ -60,7 +60,7 @@ class RelayWorker {
   void Submit(io_uring_sqe* sqe, Connection* c, Op op);
   void Dispatch(const io_uring_cqe* cqe);
 
-  // Source.
+  // Source (relay_source.cc).
   void ArmSource();
   void OnSource(int res);
   void TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, socklen_t peer_len);
@@ -83,6 +83,7 @@ class RelayWorker {
   void SpliceOut(Connection* c, Direction& d, Op op);
   void OnReady(Connection* c, Direction& d, Op op);
   static constexpr int kSpliceRounds = 8;
+  static constexpr uint64_t kNsPerS = 1'000'000'000;
   void OnRead(Connection* c, Direction& d, int res);
   void OnWrite(Connection* c, Direction& d, int res);
   void OnShutdown(Connection* c, Direction& d);
