@@ -97,6 +97,38 @@ class DataPath(RelayCase):
         r.wait_stat("closed.completed", count)
         self.assertEqual(r.stats()["active"], 0)
 
+    def test_two_workers_share_the_source(self):
+        t = self.target(rl.echo)
+        r = self.relay(["-p", str(t.port), "--quiet", "--workers", "2"])
+        socks = [self.connect() for _ in range(100)]
+        for i, s in enumerate(socks):
+            s.sendall(b"w%d" % i)
+            s.shutdown(socket.SHUT_WR)
+        for i, s in enumerate(socks):
+            self.assertEqual(rl.read_all(s), b"w%d" % i)
+            s.close()
+        r.wait_stat("closed.completed", 100)
+        # main + 2 workers (+ io_uring's own io-wq threads, if any ran)
+        self.assertGreaterEqual(len(os.listdir(f"/proc/{r.proc.pid}/task")), 3)
+
+    def test_max_connections_makes_the_next_one_wait(self):
+        t = self.target(rl.echo)
+        r = self.relay(["-p", str(t.port), "--max-connections", "1"])
+        first = self.connect()
+        first.sendall(b"one")
+        first.settimeout(5)
+        self.assertEqual(first.recv(10), b"one")
+        second = self.connect()
+        second.sendall(b"two")
+        second.settimeout(1)
+        with self.assertRaises(socket.timeout):  # waits in the receive queue
+            second.recv(10)
+        first.close()
+        second.settimeout(10)
+        self.assertEqual(second.recv(10), b"two")
+        self.assertEqual(r.stats()["closed.completed"], 1)
+        second.close()
+
     def test_client_half_close_then_target_answers(self):
         def target_side(conn):
             data = rl.read_all(conn)  # until the client's FIN comes through
