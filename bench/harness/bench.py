@@ -2,7 +2,7 @@
 """The benchmark harness: scenarios side by side from network namespaces.
 
 Usage: bench.py [--profile quick|full|smoke] [--out DIR] [--build DIR]
-                [--external NAME=COMMAND]... [--scenarios a,b,...]
+                [--external NAME=COMMAND]... [--scenarios a,b,...] [--relay]
                 [--ports P,...] [--clients N] [--tproxy] [--engine-threads N]
                 [--capacity on|off|only] [--cpu-budget CPUS|auto]
                 [--compare OLD/results.json]
@@ -110,6 +110,9 @@ def parse_args(argv):
     ap.add_argument("--ports", default=None, help="comma list of TCP ports (default: the profile's)")
     ap.add_argument("--clients", type=int, default=1,
                     help=f"client namespaces, each with a generator (1-{MAX_CLIENTS}; default 1)")
+    ap.add_argument("--relay", action="store_true",
+                    help="run the relay benchmark instead (relay_bench.py): socketbox-relay beside "
+                         "HAProxy, socat and systemd-socket-proxyd")
     ap.add_argument("--tproxy", action="store_true",
                     help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
     ap.add_argument("--engine-threads", type=int, default=None,
@@ -159,6 +162,10 @@ def main(argv):
     if os.geteuid() != 0 or not shutil.which("ip"):
         print("bench: SKIP: needs root and iproute2 (network namespaces)", file=sys.stderr)
         return 77
+    if args.relay:
+        import relay_bench
+        sweep_stale()
+        return relay_bench.main(args, args.build)
     p = dict(PROFILES[args.profile])
     if args.ports:
         try:

@@ -1,0 +1,27 @@
+// Diagnostics on stderr, one line per call ("socketbox-relay: ..."), built in
+// one buffer and written with one call so that worker threads' lines do not
+// interleave. LogOnce reports the first event of each kind and stays quiet
+// for the rest (the counters keep the number): a flood of refused connects
+// must not become a flood of lines.
+#ifndef SBX_RELAY_LOG_H_
+#define SBX_RELAY_LOG_H_
+
+#include <atomic>
+
+namespace sbx::relay {
+
+[[gnu::format(printf, 1, 2)]] void Log(const char* format, ...);
+
+template <int N>
+class LogOnce {
+ public:
+  // True the first time `kind` is seen (by any thread).
+  bool First(int kind) { return !seen_[kind].exchange(true, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> seen_[N]{};
+};
+
+}  // namespace sbx::relay
+
+#endif  // SBX_RELAY_LOG_H_

@@ -1,0 +1,274 @@
+#include "relay/options.h"
+
+#include <getopt.h>
+#include <net/if.h>
+
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "engine/core/numbers.h"
+#include "engine/core/str_cat.h"
+
+namespace sbx::relay {
+namespace {
+
+absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
+
+enum LongOnly {
+  kProxyV2 = 1000,
+  kMetricsListen,
+  kWorkers,
+  kBufferSize,
+  kCopy,
+  kConnectTimeout,
+  kIdleTimeout,
+  kDrainTimeout,
+  kMaxConnections,
+  kBacklog,
+  kQuiet,
+  kRegister,
+  kHelp,
+};
+
+const option kLongOptions[] = {
+    {"proxy-v2", no_argument, nullptr, kProxyV2},
+    {"metrics-listen", required_argument, nullptr, kMetricsListen},
+    {"workers", required_argument, nullptr, kWorkers},
+    {"buffer-size", required_argument, nullptr, kBufferSize},
+    {"copy", required_argument, nullptr, kCopy},
+    {"connect-timeout", required_argument, nullptr, kConnectTimeout},
+    {"idle-timeout", required_argument, nullptr, kIdleTimeout},
+    {"drain-timeout", required_argument, nullptr, kDrainTimeout},
+    {"max-connections", required_argument, nullptr, kMaxConnections},
+    {"backlog", required_argument, nullptr, kBacklog},
+    {"quiet", no_argument, nullptr, kQuiet},
+    {"register", required_argument, nullptr, kRegister},
+    {"help", no_argument, nullptr, kHelp},
+    {nullptr, 0, nullptr, 0},
+};
+
+// A number in [min, max] for `option`, or an error naming it.
+absl::StatusOr<uint64_t> Number(std::string_view option, const char* text, uint64_t min,
+                                uint64_t max) {
+  auto value = ParseDecimal(text, min, max);
+  if (!value) {
+    return Bad(StrCat(option, " '", text, "': expected a whole number from ", min, " to ", max));
+  }
+  return *value;
+}
+
+// -P: an IPv6 prefix, written as an address with an optional /96 or /64.
+absl::Status ParseNat64Prefix(const char* text, TargetSpec* target) {
+  std::string_view s(text);
+  const size_t slash = s.find('/');
+  if (slash != std::string_view::npos) {
+    const std::string_view len = s.substr(slash + 1);
+    if (len == "64") {
+      target->nat64_prefix64 = true;
+    } else if (len != "96") {
+      return Bad(StrCat("-P '", text, "': the prefix length must be 96 (or 64, like -x)"));
+    }
+    s = s.substr(0, slash);
+  }
+  auto ip = ParseIp6(s);
+  if (!ip) return Bad(StrCat("-P '", text, "': not an IPv6 prefix"));
+  target->nat64_prefix = *ip;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
+  absl::StatusOr<uint64_t> n;
+  switch (code) {
+    case kProxyV2:
+      o->proxy = ProxyVersion::kV2;
+      return absl::OkStatus();
+    case kMetricsListen:
+      o->metrics_listen = ParseHostPort(arg);
+      if (!o->metrics_listen) {
+        return Bad(StrCat("--metrics-listen '", arg, "': expected [ADDR]:PORT or A.B.C.D:PORT"));
+      }
+      return absl::OkStatus();
+    case kWorkers:
+      n = Number("--workers", arg, 1, 64);
+      if (n.ok()) o->workers = static_cast<int>(*n);
+      break;
+    case kBufferSize:
+      n = Number("--buffer-size", arg, 4096, 16 << 20);
+      if (n.ok()) o->buffer_size = static_cast<uint32_t>(*n);
+      break;
+    case kCopy:
+      if (std::string_view(arg) == "buffer") {
+        o->copy = CopyMode::kBuffer;
+      } else if (std::string_view(arg) == "splice") {
+        o->copy = CopyMode::kSplice;
+      } else {
+        return Bad(StrCat("--copy '", arg, "': expected buffer or splice"));
+      }
+      return absl::OkStatus();
+    case kConnectTimeout:
+      n = Number("--connect-timeout", arg, 0, 86400);
+      if (n.ok()) o->connect_timeout_s = static_cast<uint32_t>(*n);
+      break;
+    case kIdleTimeout:
+      n = Number("--idle-timeout", arg, 0, 30 * 86400);
+      if (n.ok()) o->idle_timeout_s = static_cast<uint32_t>(*n);
+      break;
+    case kDrainTimeout:
+      n = Number("--drain-timeout", arg, 0, 86400);
+      if (n.ok()) o->drain_timeout_s = static_cast<uint32_t>(*n);
+      break;
+    case kMaxConnections:
+      n = Number("--max-connections", arg, 0, 10'000'000);
+      if (n.ok()) o->max_connections = static_cast<uint32_t>(*n);
+      break;
+    case kBacklog:
+      n = Number("--backlog", arg, 1, 65535);
+      if (n.ok()) o->backlog = static_cast<int>(*n);
+      break;
+    case kQuiet:
+      o->log_connections = false;
+      return absl::OkStatus();
+    case kRegister: {
+      const std::string_view text(arg);
+      const size_t colon = text.find(':');
+      const auto group = colon == std::string_view::npos
+                             ? std::nullopt
+                             : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
+      if (!group || colon + 1 >= text.size()) {
+        return Bad(StrCat("--register '", arg, "': expected GROUP:CTLPATH (GROUP decimal)"));
+      }
+      o->source = SourceKind::kRegistration;
+      o->register_group = static_cast<uint32_t>(*group);
+      o->receiver_path = std::string(text.substr(colon + 1));
+      return absl::OkStatus();
+    }
+    default:
+      return Bad("unknown option");
+  }
+  return n.status();
+}
+
+absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen_fd_given) {
+  TargetSpec& t = o->target;
+  absl::StatusOr<uint64_t> n;
+  switch (code) {
+    case 's':
+      if (o->source == SourceKind::kRegistration) return Bad("-s and --register exclude each other");
+      o->source = SourceKind::kReceiverPath;
+      o->receiver_path = arg;
+      if (o->receiver_path.empty()) return Bad("-s: empty path");
+      return absl::OkStatus();
+    case 'l':
+      n = Number("-l", arg, 0, 1 << 30);
+      if (n.ok()) o->source_fd = static_cast<int>(*n);
+      *listen_fd_given = true;
+      return n.status();
+    case 'e':
+      if (o->source == SourceKind::kListener) o->source = SourceKind::kReceiver;
+      return absl::OkStatus();
+    case 'c': {
+      auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
+      if (!ip) return Bad(StrCat("-c '", arg, "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
+      t.tcp.ip = *ip;
+      return absl::OkStatus();
+    }
+    case 'p':
+      n = Number("-p", arg, 0, 65535);
+      if (n.ok()) t.tcp.port = static_cast<uint16_t>(*n);
+      return n.status();
+    case 'I': {
+      const unsigned index = ::if_nametoindex(arg);
+      if (index == 0) return Bad(StrCat("-I '", arg, "': no such network interface"));
+      t.tcp.scope_id = index;
+      return absl::OkStatus();
+    }
+    case 'n':
+      n = Number("-n", arg, 0, UINT32_MAX);
+      if (n.ok()) t.tcp.scope_id = static_cast<uint32_t>(*n);
+      return n.status();
+    case 'u':
+      t.is_unix = true;
+      t.unix_path = arg;
+      return absl::OkStatus();
+    case 'N':
+      t.nat64 = true;
+      return absl::OkStatus();
+    case 'x':
+      t.nat64_prefix64 = true;
+      return absl::OkStatus();
+    case 'P':
+      return ParseNat64Prefix(arg, &t);
+    case 'i':
+      o->proxy = ProxyVersion::kV1;
+      return absl::OkStatus();
+    default:
+      return Bad(RelayUsage());
+  }
+}
+
+absl::Status CheckCombination(const RelayOptions& o) {
+  const TargetSpec& t = o.target;
+  if (t.is_unix) {
+    const bool abstract = !t.unix_path.empty() && t.unix_path[0] == '@';
+    const size_t room = sizeof(sockaddr_un::sun_path) - (abstract ? 0 : 1) - (t.nat64 ? 9 : 0);
+    if (t.unix_path.empty() || t.unix_path.size() > room) {
+      return Bad(StrCat("-u '", t.unix_path, "': empty or longer than ", room, " bytes"));
+    }
+  } else if (t.tcp.port == 0 && !t.nat64) {
+    return Bad("-p 0: port 0 means the local port, which needs -N");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string RelayUsage() {
+  return "usage: socketbox-relay [-s PATH | -l FD [-e]] [-c ADDR] [-p PORT] [-I IFNAME | -n ID]\n"
+         "                       [-u PATH] [-N [-P PREFIX] [-x]] [-i | --proxy-v2]\n"
+         "  --metrics-listen ADDR:PORT   Prometheus counters over HTTP\n"
+         "  --workers N                  threads, one io_uring each (default 1)\n"
+         "  --buffer-size BYTES          per connection and direction (default 262144)\n"
+         "  --copy buffer|splice         how bytes are moved (default buffer)\n"
+         "  --connect-timeout S          give up connecting after S seconds (default 10, 0: never)\n"
+         "  --idle-timeout S             close after S seconds without a byte (default 0: never)\n"
+         "  --drain-timeout S            on SIGTERM, wait S seconds for connections (default 30)\n"
+         "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
+         "  --backlog N                  listen(2) backlog for -l without -e (default 4096)\n"
+         "  --quiet                      no line per connection on stderr\n"
+         "  --register GROUP:CTLPATH     source: register as GROUP at a registration server";
+}
+
+absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
+  RelayOptions o;
+  o.target.tcp.family = AF_INET6;
+  o.target.tcp.ip = *ParseIp6("::1");
+  o.target.tcp.port = 80;
+  o.target.nat64_prefix = *ParseIp6("64:ff9b::");
+  bool listen_fd_given = false;
+  ::optind = 0;  // GNU: reinitialise, so that tests may parse several times
+  ::opterr = 0;
+  while (true) {
+    const int code = ::getopt_long(argc, argv, "+:I:n:c:p:l:u:NxP:s:ei", kLongOptions, nullptr);
+    if (code == -1) break;
+    if (code == kHelp) return absl::CancelledError(RelayUsage());
+    if (code == '?' || code == ':') {
+      const std::string opt = ::optopt >= 1000 || ::optopt == 0
+                                  ? std::string(argv[::optind - 1])
+                                  : StrCat("-", static_cast<char>(::optopt));
+      return Bad(StrCat(code == ':' ? "missing value for " : "unknown option ", opt, "\n",
+                        RelayUsage()));
+    }
+    absl::Status s = code >= 1000 ? ApplyLong(code, ::optarg, &o)
+                                  : ApplyShort(code, ::optarg, &o, &listen_fd_given);
+    if (!s.ok()) return s;
+  }
+  if (::optind < argc) return Bad(StrCat("unexpected argument '", argv[::optind], "'\n", RelayUsage()));
+  if (o.source == SourceKind::kReceiverPath && listen_fd_given) return Bad("-s and -l exclude each other");
+  if (o.source == SourceKind::kRegistration && listen_fd_given) {
+    return Bad("--register and -l exclude each other");
+  }
+  if (absl::Status s = CheckCombination(o); !s.ok()) return s;
+  return o;
+}
+
+}  // namespace sbx::relay

@@ -1,0 +1,62 @@
+// The command line of socketbox-relay.
+//
+// The original's options (getopt "I:n:c:p:l:u:NxP:s:ei", reference §7.1)
+// keep their meaning, so an existing command line works unchanged:
+//   -s PATH    bind an "A" receiving socket at PATH and relay the connections
+//              passed to it
+//   -l FD      an inherited socket (default 0): a TCP socket the relay
+//              listens on and accepts from, or with -e a receiving socket
+//              (datagram, or a connected stream/seqpacket Unix socket)
+//   -e         see -l
+//   -c ADDR    TCP target address, IPv6 text (::ffff:a.b.c.d for IPv4;
+//              plain a.b.c.d is accepted too); default ::1
+//   -p PORT    TCP target port (default 80; 0 only with -N: the local port)
+//   -I IFNAME / -n ID   the target's scope id, by interface name or number
+//   -u PATH    Unix stream target ('@' first: abstract namespace)
+//   -N, -P PREFIX, -x   NAT64 mode (relay/target.h)
+//   -i         send a PROXY protocol v1 header
+// Unlike the original, a bad number or address is an error naming the
+// option, not a silent 0 or the previous value. New options have long names
+// only (relay/options.cc's usage text lists them).
+#ifndef SBX_RELAY_OPTIONS_H_
+#define SBX_RELAY_OPTIONS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/core/address.h"
+#include "relay/proxy_header.h"
+#include "relay/target.h"
+
+namespace sbx::relay {
+
+enum class SourceKind { kListener, kReceiver, kReceiverPath, kRegistration };
+enum class CopyMode { kBuffer, kSplice };
+
+struct RelayOptions {
+  SourceKind source = SourceKind::kListener;
+  int source_fd = 0;          // -l
+  std::string receiver_path;  // -s, or --register's control socket
+  uint32_t register_group = 0;  // --register
+  TargetSpec target;
+  ProxyVersion proxy = ProxyVersion::kNone;
+  int workers = 1;                   // --workers: threads, one io_uring each
+  uint32_t buffer_size = 256 * 1024; // --buffer-size: bytes per direction
+  CopyMode copy = CopyMode::kBuffer; // --copy
+  uint32_t connect_timeout_s = 10;   // --connect-timeout (0: none)
+  uint32_t idle_timeout_s = 0;       // --idle-timeout (0: none)
+  uint32_t drain_timeout_s = 30;     // --drain-timeout: SIGTERM grace
+  uint32_t max_connections = 0;      // --max-connections per worker (0: none)
+  int backlog = 4096;                // --backlog, for -l without -e
+  bool log_connections = true;       // --quiet turns the per-connection line off
+  std::optional<SocketAddress> metrics_listen;  // --metrics-listen
+};
+
+absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv);
+std::string RelayUsage();
+
+}  // namespace sbx::relay
+
+#endif  // SBX_RELAY_OPTIONS_H_

@@ -1,0 +1,166 @@
+// socketbox-relay: takes connections from a socketbox receiving socket, an
+// inherited receiving socket or its own TCP listener, and relays each one to
+// a TCP or Unix stream target over io_uring (relay/relay_worker.h).
+//
+// The main thread sets up the source, starts the workers and the metrics
+// endpoint, then waits for signals: SIGTERM/SIGINT drain (no new
+// connections; open ones get --drain-timeout seconds), SIGUSR1 prints the
+// counters. Exit status: 0 after a drain, 1 on a run-time error, 2 on a bad
+// command line.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/core/registration.h"
+#include "engine/core/str_cat.h"
+#include "engine/daemon/metrics_server.h"
+#include "engine/sys/socket_ops.h"
+#include "inetd/receiver_socket.h"
+#include "relay/log.h"
+#include "relay/options.h"
+#include "relay/relay_stats.h"
+#include "relay/relay_worker.h"
+
+namespace sbx::relay {
+namespace {
+
+// Checks (and for a listener, starts listening on) the source.
+absl::StatusOr<Source> OpenSource(const RelayOptions& o,
+                                  std::optional<inetd::BoundSocket>* bound) {
+  Source source;
+  if (o.source == SourceKind::kReceiverPath) {
+    auto b = inetd::BindReceiverSocket(o.receiver_path, 0660);
+    if (!b.ok()) return b.status();
+    source.fd = b->fd.get();
+    source.receives_fds = true;
+    *bound = std::move(*b);
+    return source;
+  }
+  if (o.source == SourceKind::kRegistration) {
+    auto channel = RegisterWithServer(o.receiver_path, o.register_group);
+    if (!channel.ok()) {
+      return absl::ErrnoToStatus(channel.error(), StrCat("--register ", o.register_group, ":",
+                                                         o.receiver_path));
+    }
+    source.fd = channel->Release();  // lives as long as the process
+    source.receives_fds = true;
+    source.stream_channel = true;
+    return source;
+  }
+  source.fd = o.source_fd;
+  auto type = GetIntOption(o.source_fd, SOL_SOCKET, SO_TYPE);
+  if (!type.ok()) {
+    return absl::ErrnoToStatus(type.error(), StrCat("-l ", o.source_fd, ": not a socket"));
+  }
+  auto domain = GetIntOption(o.source_fd, SOL_SOCKET, SO_DOMAIN);
+  if (o.source == SourceKind::kReceiver) {
+    if (!domain.ok() || *domain != AF_UNIX) {
+      return absl::InvalidArgumentError(StrCat("-l ", o.source_fd, " -e: not a Unix socket"));
+    }
+    source.receives_fds = true;
+    source.stream_channel = *type != SOCK_DGRAM;
+    return source;
+  }
+  if (*type != SOCK_STREAM || !domain.ok() || (*domain != AF_INET && *domain != AF_INET6)) {
+    return absl::InvalidArgumentError(
+        StrCat("-l ", o.source_fd, ": not a TCP socket (for a receiving socket add -e)"));
+  }
+  // Accepted connections inherit it: no setsockopt per connection.
+  (void)SetIntOption(o.source_fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (::listen(o.source_fd, o.backlog) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("listen on -l ", o.source_fd));
+  }
+  return source;
+}
+
+int Run(const RelayOptions& options) {
+  ::signal(SIGPIPE, SIG_IGN);  // splice to a closed socket raises it
+  std::optional<inetd::BoundSocket> bound;
+  auto source = OpenSource(options, &bound);
+  if (!source.ok()) {
+    Log("%s", std::string(source.status().message()).c_str());
+    return 1;
+  }
+  RelayStats stats(options.workers);
+  std::unique_ptr<MetricsServer> metrics;
+  if (options.metrics_listen) {
+    auto m = MetricsServer::Open(*options.metrics_listen);
+    if (!m.ok()) {
+      Log("%s", std::string(m.status().message()).c_str());
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
+  // Workers and the metrics thread inherit this mask: only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::vector<std::unique_ptr<RelayWorker>> workers;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(static_cast<size_t>(options.workers));
+  for (int i = 0; i < options.workers; ++i) {
+    workers.push_back(std::make_unique<RelayWorker>(i, options, *source, stats.worker(i)));
+  }
+  for (int i = 0; i < options.workers; ++i) {
+    threads.emplace_back([&, i] { results[static_cast<size_t>(i)] = workers[static_cast<size_t>(i)]->Run(); });
+  }
+  if (metrics) metrics->Start([&stats] { return stats.PrometheusText(); });
+
+  bool stopping = false;
+  while (true) {
+    bool all_finished = true;
+    for (const auto& w : workers) all_finished = all_finished && w->finished();
+    if (all_finished) break;
+    const timespec poll_interval{0, 200'000'000};
+    const int sig = sigtimedwait(&signals, nullptr, &poll_interval);
+    if (sig == SIGUSR1) {
+      Log("%s", stats.Summary().c_str());
+    } else if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+      stopping = true;
+      Log("draining: no new connections; open ones get %u s", options.drain_timeout_s);
+      // Senders see the path gone at once instead of queueing into a socket
+      // nobody reads any more.
+      if (bound) inetd::RemoveIfStillOurs(*bound);
+      for (auto& w : workers) w->RequestStop();
+    }
+  }
+  for (auto& t : threads) t.join();
+  if (metrics) metrics->Stop();
+  if (bound) inetd::RemoveIfStillOurs(*bound);
+  Log("%s", stats.Summary().c_str());
+  for (const auto& r : results) {
+    if (!r.ok()) {
+      Log("%s", std::string(r.message()).c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sbx::relay
+
+int main(int argc, char** argv) {
+  auto options = sbx::relay::ParseRelayOptions(argc, argv);
+  if (!options.ok()) {
+    if (absl::IsCancelled(options.status())) {  // --help
+      std::printf("%s\n", std::string(options.status().message()).c_str());
+      return 0;
+    }
+    std::fprintf(stderr, "socketbox-relay: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  return sbx::relay::Run(*options);
+}

@@ -1,0 +1,119 @@
+// socketbox-relay's command line: the original's options keep their
+// meaning; what the original read with atoi is now an error naming it.
+#include "relay/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sbx::relay {
+namespace {
+
+absl::StatusOr<RelayOptions> Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "socketbox-relay");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return ParseRelayOptions(static_cast<int>(args.size()), argv.data());
+}
+
+TEST(RelayOptions, DefaultsAreTheOriginals) {
+  auto o = Parse({});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->source, SourceKind::kListener);
+  EXPECT_EQ(o->source_fd, 0);
+  EXPECT_EQ(FormatHostPort(o->target.tcp), "[::1]:80");
+  EXPECT_FALSE(o->target.is_unix);
+  EXPECT_EQ(o->proxy, ProxyVersion::kNone);
+  EXPECT_EQ(o->target.nat64_prefix, *ParseIp6("64:ff9b::"));
+}
+
+TEST(RelayOptions, OriginalCommandLines) {
+  auto o = Parse({"-s", "/run/sb/relay", "-c", "::ffff:127.0.0.1", "-p", "8080", "-i"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->source, SourceKind::kReceiverPath);
+  EXPECT_EQ(o->receiver_path, "/run/sb/relay");
+  EXPECT_EQ(FormatHostPort(o->target.tcp), "[::ffff:127.0.0.1]:8080");
+  EXPECT_EQ(o->proxy, ProxyVersion::kV1);
+
+  o = Parse({"-l", "3", "-e", "-u", "@backend"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->source, SourceKind::kReceiver);
+  EXPECT_EQ(o->source_fd, 3);
+  EXPECT_TRUE(o->target.is_unix);
+  EXPECT_EQ(o->target.unix_path, "@backend");
+
+  o = Parse({"-N", "-x", "-P", "2001:db8:1::", "-c", "2001:db8:aa::", "-p", "0", "-n", "2"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->target.nat64);
+  EXPECT_TRUE(o->target.nat64_prefix64);
+  EXPECT_EQ(o->target.tcp.port, 0);
+  EXPECT_EQ(o->target.tcp.scope_id, 2u);
+}
+
+TEST(RelayOptions, LongOptions) {
+  auto o = Parse({"--proxy-v2", "--metrics-listen", "[::1]:9100", "--workers", "2",
+                  "--buffer-size", "131072", "--copy", "splice", "--connect-timeout", "3",
+                  "--idle-timeout", "60", "--drain-timeout", "5", "--max-connections", "100",
+                  "--quiet"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->proxy, ProxyVersion::kV2);
+  ASSERT_TRUE(o->metrics_listen);
+  EXPECT_EQ(o->metrics_listen->port, 9100);
+  EXPECT_EQ(o->workers, 2);
+  EXPECT_EQ(o->buffer_size, 131072u);
+  EXPECT_EQ(o->copy, CopyMode::kSplice);
+  EXPECT_EQ(o->connect_timeout_s, 3u);
+  EXPECT_EQ(o->idle_timeout_s, 60u);
+  EXPECT_EQ(o->drain_timeout_s, 5u);
+  EXPECT_EQ(o->max_connections, 100u);
+  EXPECT_FALSE(o->log_connections);
+}
+
+TEST(RelayOptions, RegisterSource) {
+  auto o = Parse({"--register", "7:/run/sb/ctl"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->source, SourceKind::kRegistration);
+  EXPECT_EQ(o->register_group, 7u);
+  EXPECT_EQ(o->receiver_path, "/run/sb/ctl");
+}
+
+struct BadCase {
+  std::vector<std::string> args;
+  const char* mentions;
+};
+
+TEST(RelayOptions, BadInputNamesTheOption) {
+  const BadCase cases[] = {
+      {{"-p", "abc"}, "-p 'abc'"},
+      {{"-p", "70000"}, "-p '70000'"},
+      {{"-p", "0"}, "-p 0"},
+      {{"-c", "not-an-address"}, "-c 'not-an-address'"},
+      {{"-n", "-1"}, "-n '-1'"},
+      {{"-l", "x"}, "-l 'x'"},
+      {{"-I", "no-such-interface0"}, "-I 'no-such-interface0'"},
+      {{"-P", "64:ff9b::/48"}, "-P '64:ff9b::/48'"},
+      {{"-u", std::string(120, 'a')}, "-u '"},
+      {{"-s", "/x", "-l", "3"}, "exclude"},
+      {{"--copy", "zero"}, "--copy 'zero'"},
+      {{"--workers", "0"}, "--workers '0'"},
+      {{"--buffer-size", "10"}, "--buffer-size '10'"},
+      {{"--metrics-listen", "nowhere"}, "--metrics-listen 'nowhere'"},
+      {{"-z"}, "unknown option -z"},
+      {{"-p"}, "missing value for -p"},
+      {{"extra"}, "unexpected argument 'extra'"},
+      {{"--register", "x:/p"}, "--register 'x:/p'"},
+      {{"--register", "7"}, "--register '7'"},
+      {{"--register", "7:/p", "-l", "3"}, "exclude"},
+  };
+  for (const BadCase& c : cases) {
+    auto o = Parse(c.args);
+    ASSERT_FALSE(o.ok()) << c.args[0];
+    EXPECT_NE(std::string(o.status().message()).find(c.mentions), std::string::npos)
+        << o.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace sbx::relay
