@@ -86,7 +86,10 @@ int WorkerCount(const Options& o) {
 
 }  // namespace
 
-int RunDaemon(const Options& o) {
+int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
+  const bool upgrading = upgrade.has_value();
+  std::optional<HandoverReceived> taken = std::move(upgrade);
+  const std::string start_dir = CurrentDirectory();
   // 1. The configuration, read and checked before any socket exists: a bad
   //    file must not leave a socket bound.
   ConfigSource source;
@@ -114,7 +117,15 @@ int RunDaemon(const Options& o) {
                                                          " at ", o.registration->path)));
     }
     registration = std::move(*fd);
-  } else {
+  } else if (o.handover_path && !taken) {
+    auto requested = RequestHandover(*o.handover_path);  // a predecessor's, if one serves the path
+    if (!requested.ok()) return Fail(requested.status());
+    taken = std::move(*requested);
+  }
+  if (taken) {
+    Log(StrCat("taking ", taken->listeners.size(), " listener(s) from pid ", taken->old_pid));
+    listeners = AdoptListeners(std::move(taken->listeners), workers, o);
+  } else if (!o.registration) {
     auto opened = OpenListeners(o, workers, table.get());
     if (!opened.ok()) return Fail(opened.status());
     listeners = std::move(*opened);
@@ -123,7 +134,8 @@ int RunDaemon(const Options& o) {
   // The metrics listener too is bound while privileged.
   std::unique_ptr<MetricsServer> metrics;
   if (o.metrics_listen && !o.exec_mode) {
-    auto opened = MetricsServer::Open(*o.metrics_listen);
+    auto opened = taken && taken->metrics ? MetricsServer::Adopt(std::move(taken->metrics))
+                                          : MetricsServer::Open(*o.metrics_listen);
     if (!opened.ok()) return Fail(opened.status());
     metrics = std::move(*opened);
   }
@@ -137,6 +149,14 @@ int RunDaemon(const Options& o) {
 
   // 4-5. Daemonize, chroot, drop privileges; -e execs here.
   if (o.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
+  // The handover socket: after daemon() (its SO_PEERCRED names this
+  // process), before the privilege drop (its directory is root's).
+  std::unique_ptr<HandoverServer> handover;
+  if (o.handover_path) {
+    auto opened = HandoverServer::Open(*o.handover_path);
+    if (!opened.ok()) return Fail(opened.status());
+    handover = std::move(*opened);
+  }
   if (absl::Status s = ChrootAndDropPrivileges(o); !s.ok()) return Fail(s);
   if (o.exec_mode) return ExecProgram(o, listeners.exec_fd);
   if (absl::Status s = ForbidNewPrivileges(); !s.ok()) return Fail(s);
@@ -199,6 +219,16 @@ int RunDaemon(const Options& o) {
   Log(StrCat("ready: ", workers, " worker(s), io=", io == IoMode::kUring ? "uring" : "sync",
              ", accepting on ", where));
   NotifySystemd("READY=1");
+  if (taken) {
+    absl::Status s = CompleteHandover(&*taken);
+    Log(s.ok() ? StrCat("took over from pid ", taken->old_pid) : std::string(s.message()));
+  }
+  if (handover) {
+    HandoverOffer offer{listeners.all_fds, metrics ? metrics->listener_fd() : -1, start_dir,
+                        upgrading ? taken->argv : std::vector<std::string>{}};
+    // A successor took over: stop as on SIGTERM (the main loop below).
+    handover->Start(std::move(offer), [](pid_t) { ::kill(::getpid(), SIGTERM); });
+  }
 
   // 7. The main thread: signals and periodic stats.
   int status = 0;
@@ -232,6 +262,7 @@ int RunDaemon(const Options& o) {
     }
   }
   NotifySystemd("STOPPING=1");
+  if (handover) handover->Stop();
   control.RequestStop();
   for (std::thread& t : threads) t.join();
   if (metrics) metrics->Stop();

@@ -151,6 +151,19 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
   return set;
 }
 
+ListenerSet AdoptListeners(std::vector<UniqueFd> fds, int workers, const Options& o) {
+  ListenerSet set;
+  set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
+  for (UniqueFd& fd : fds) {
+    for (auto& w : set.per_worker) w.push_back(DescribeListener(fd.get(), o.transparent));
+    set.all_fds.push_back(fd.get());
+    auto local = LocalAddressOf(fd.get());
+    set.descriptions.push_back(StrCat("handed-over ", local.ok() ? FormatHostPort(*local) : "socket"));
+    set.owned.push_back(std::move(fd));
+  }
+  return set;
+}
+
 absl::Status StartListening(const ListenerSet& set, int backlog) {
   for (int fd : set.all_fds) {
     if (::listen(fd, backlog) != 0) return absl::ErrnoToStatus(errno, StrCat("listen on fd ", fd));

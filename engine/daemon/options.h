@@ -66,6 +66,7 @@ struct Options {
   int stats_interval_s = 0;
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
+  std::optional<std::string> handover_path;     // --handover (handover.h)
 
   bool has_forced_action() const { return forced_path.has_value() || forced_fd.has_value(); }
 };

@@ -1,0 +1,203 @@
+"""Upgrades without loss (--handover, --upgrade): a successor takes the
+running daemon's listening sockets while clients keep connecting, and every
+connection is delivered (or counted by the engine); a successor that gives
+up leaves the old daemon serving."""
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+import unittest
+
+from engine_fixture import SOCKETBOX, Backend, Engine, sbxtest
+
+A = "2001:db8:1::"
+PORT = 8095
+
+
+class Load:
+    """Client threads connecting from the client namespace until stopped;
+    each connection ends as a greeting (its backend's name) or a failure."""
+
+    def __init__(self, ns, host, port, threads=4):
+        self.ns, self.host, self.port = ns, host, port
+        self.greetings = {}
+        self.failures = []
+        self.lock = threading.Lock()
+        self.running = True
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _one(self):
+        s = sbxtest.socket_in(self.ns)
+        s.settimeout(10)
+        try:
+            s.connect((self.host, self.port))
+            data = b""
+            while True:
+                chunk = s.recv(64)
+                if not chunk:
+                    return data.decode(errors="replace") or "closed without greeting"
+                data += chunk
+        except OSError as e:
+            return f"error: {e!r}"
+        finally:
+            s.close()
+
+    def _run(self):
+        while self.running:
+            result = self._one()
+            with self.lock:
+                if result.startswith("error") or result.startswith("closed"):
+                    self.failures.append(result)
+                else:
+                    self.greetings[result] = self.greetings.get(result, 0) + 1
+
+    def total(self):
+        with self.lock:
+            return sum(self.greetings.values()) + len(self.failures)
+
+    def stop(self):
+        self.running = False
+        for t in self.threads:
+            t.join(timeout=20)
+
+
+def peer_pid(path):
+    """The pid of the daemon serving the handover socket at `path`."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(path)
+        cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        return int.from_bytes(cred[:4], "little")
+    finally:
+        s.close()
+
+
+def wait_gone(pid, timeout=20):
+    sbxtest.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                     open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z"),
+                     timeout=timeout, what=f"pid {pid} to exit")
+
+
+class HandoverTest(unittest.TestCase):
+    def test_upgrade_under_load_loses_nothing(self):
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "served")
+            handover = topo.path("handover.sock")
+            args = ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover]
+            old = Engine(args, ns=topo.server)
+            self.assertEqual(stat.S_IMODE(os.stat(handover).st_mode), 0o600)
+            load = Load(topo.client, f"{A}5", PORT)
+            try:
+                sbxtest.wait_for(lambda: load.total() >= 200, timeout=20, what="load before")
+                new = Engine(args, ns=topo.server)
+                # The old daemon stops on its own once the new one serves.
+                self.assertEqual(old.proc.wait(timeout=20), 0)
+                before = load.total()
+                sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=20, what="load after")
+            finally:
+                load.stop()
+            new_stats = new.stats()
+            self.assertEqual(new.stop(), 0)
+            old.reader.join(timeout=5)
+            old_stats = old.final_stats()
+            backend.close()
+            self.assertEqual(load.failures, [], f"old:\n{old.output()}\nnew:\n{new.output()}")
+            self.assertGreater(old_stats.get("dispatched", 0), 0)
+            self.assertGreater(new_stats.get("dispatched", 0), 0)
+            self.assertEqual(old_stats.get("dropped", 0) + new_stats.get("dropped", 0), 0)
+            self.assertEqual(old_stats["dispatched"] + new_stats["dispatched"], load.greetings["served"])
+            self.assertTrue(old.has_line("took over: no longer accepting"), old.output())
+            self.assertTrue(new.has_line("took over from pid"), new.output())
+
+    def test_successor_that_gives_up_leaves_the_old_one_serving(self):
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "still")
+            handover = topo.path("handover.sock")
+            old = Engine(["-S", backend.path, "-p", str(PORT), "--handover", handover], ns=topo.server)
+            try:
+                # A successor that takes the listeners, then vanishes.
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect(handover)
+                s.send(b"REQUEST")
+                msg, ancdata, _flags, _addr = s.recvmsg(65536, socket.CMSG_SPACE(4 * 300))
+                self.assertTrue(msg.startswith(b"OFFER "), msg)
+                fds = []
+                for level, kind, data in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds += [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+                s.close()
+                for fd in fds:
+                    os.close(fd)
+                sbxtest.wait_for(lambda: old.has_line("did not take over"), timeout=10, what="give-up line")
+                load = Load(topo.client, f"{A}6", PORT, threads=2)
+                sbxtest.wait_for(lambda: load.total() >= 50, timeout=20, what="load")
+                load.stop()
+                self.assertEqual(load.failures, [])
+                self.assertIsNone(old.proc.poll())
+                # Garbage instead of a request: refused, still serving.
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect(handover)
+                s.send(b"GIVE ME EVERYTHING")
+                self.assertEqual(s.recv(100), b"")
+                s.close()
+                sbxtest.wait_for(lambda: old.has_line("no valid request"), timeout=10, what="refusal")
+                self.assertEqual(fetch_once(topo.client, f"{A}6", PORT), "still")
+            finally:
+                self.assertEqual(old.stop(), 0)
+                backend.close()
+            self.assertFalse(os.path.exists(handover), "the handover socket is removed at exit")
+
+    def test_upgrade_command_reuses_the_command_line_and_directory(self):
+        with sbxtest.Topology() as topo:
+            backend = Backend(topo.path("b.sock"), "upgraded")
+            with open(topo.path("socketbox.conf"), "w") as f:
+                f.write(f"max-rules:1\nrule-set:0 size:1\nport:{PORT} jump-unix:{backend.path}\n")
+            handover = topo.path("handover.sock")
+            # A relative configuration path: the successor must run where
+            # the old daemon started.
+            old = Engine(["-f", "socketbox.conf", "-p", str(PORT), "--handover", handover], ns=topo.server,
+                         wrapper=["sh", "-c", f'cd {topo.tmp} && exec "$@"', "sh"])
+            load = Load(topo.client, f"{A}7", PORT, threads=2)
+            new_pid = None
+            try:
+                sbxtest.wait_for(lambda: load.total() >= 100, timeout=20, what="load before")
+                r = sbxtest.sh("ip", "netns", "exec", topo.server, SOCKETBOX, "--upgrade", handover,
+                               check=False, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("upgrading pid", r.stderr)
+                self.assertEqual(old.proc.wait(timeout=20), 0)
+                new_pid = peer_pid(handover)
+                self.assertNotEqual(new_pid, old.proc.pid)
+                before = load.total()
+                sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load after")
+            finally:
+                load.stop()
+                if new_pid:
+                    os.kill(new_pid, signal.SIGTERM)
+                    wait_gone(new_pid)
+                backend.close()
+            self.assertEqual(load.failures, [])
+            # The successor logs to the old daemon's standard error.
+            self.assertTrue(old.has_line("took over from pid"), old.output())
+
+    def test_upgrade_with_nothing_to_upgrade_says_so(self):
+        with sbxtest.Topology() as topo:
+            r = sbxtest.sh(SOCKETBOX, "--upgrade", topo.path("nobody.sock"), check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no daemon serves this path", r.stderr)
+            r = sbxtest.sh(SOCKETBOX, "-S", "/x", "--handover", "", check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("--handover", r.stderr)
+
+
+def fetch_once(ns, host, port):
+    load = Load(ns, host, port, threads=0)
+    return load._one()
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(HandoverTest, skip_reason=sbxtest.require_root_and_netns())
