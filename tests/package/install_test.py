@@ -65,7 +65,7 @@ class InstallTest(unittest.TestCase):
         expected = {self.path("sbindir", n) for n in ("socketbox", "socketbox-inetd", "socketbox-inetd-p")}
         expected |= {self.path("bindir", n) for n in ("send-receive-fd", "socket-query", "socketbox-bind-exec",
                                                       "run-with-socketbox")}
-        expected.add(self.path("libdir", "libsocketbox-preload.so"))
+        expected.add(self.path("libdir", "socketbox", "libsocketbox-preload.so"))
         expected |= {self.path("mandir", m) for m in MAN_PAGES}
         expected |= {os.path.join(unit_dir(o), u).lstrip("/") for u in UNITS}
         expected |= {os.path.join(doc, f) for f in ("README.md", "examples/socketbox.conf",
