@@ -98,7 +98,7 @@ class DebTest(unittest.TestCase):
         for unit in ("socketbox.service", "socketbox.socket", "socketbox-inetd-sshd.service"):
             with open(f"/lib/systemd/system/{unit}") as f:
                 self.assertNotIn("/usr/local/", f.read(), unit)
-        self.assertEqual(subprocess.run(["getent", "passwd", "socketbox"]).returncode, 0)
+        self.assertEqual(subprocess.run(["getent", "passwd", "socketbox"], capture_output=True).returncode, 0)
         # The installed launcher finds the installed library.
         r = subprocess.run(["run-with-socketbox", "sh", "-c", 'echo "$LD_PRELOAD"'], capture_output=True, text=True)
         self.assertEqual(r.stdout.strip(), "/usr/lib/x86_64-linux-gnu/socketbox/libsocketbox-preload.so")
