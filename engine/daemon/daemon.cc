@@ -161,6 +161,12 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
   if (o.exec_mode) return ExecProgram(o, listeners.exec_fd);
   if (absl::Status s = ForbidNewPrivileges(); !s.ok()) return Fail(s);
 
+  // A predecessor stops its workers before ours start (handover.h says why).
+  if (taken) {
+    absl::Status s = CompleteHandover(&*taken);
+    Log(s.ok() ? StrCat("took over from pid ", taken->old_pid) : std::string(s.message()));
+  }
+
   // 6. Workers.
   IoMode io = o.io;
   if (io == IoMode::kUring) {
@@ -219,10 +225,6 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
   Log(StrCat("ready: ", workers, " worker(s), io=", io == IoMode::kUring ? "uring" : "sync",
              ", accepting on ", where));
   NotifySystemd("READY=1");
-  if (taken) {
-    absl::Status s = CompleteHandover(&*taken);
-    Log(s.ok() ? StrCat("took over from pid ", taken->old_pid) : std::string(s.message()));
-  }
   if (handover) {
     HandoverOffer offer{listeners.all_fds, metrics ? metrics->listener_fd() : -1, start_dir,
                         upgrading ? taken->argv : std::vector<std::string>{}};
@@ -265,6 +267,7 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
   if (handover) handover->Stop();
   control.RequestStop();
   for (std::thread& t : threads) t.join();
+  if (handover) handover->Finish();
   if (metrics) metrics->Stop();
   std::fputs(stats.Format().c_str(), stderr);
   Log(StrCat("stopped (exit ", status, ")"));

@@ -25,6 +25,7 @@ constexpr size_t kMaxFdsPerMessage = 250;  // the kernel's SCM_MAX_FD is 253
 constexpr size_t kMaxMessage = 64 * 1024;
 constexpr int kRequestTimeoutS = 10;       // each step of the exchange
 constexpr int kReadyTimeoutMs = 120'000;   // a successor's start-up
+constexpr int kStoppedTimeoutS = 60;       // the old daemon's drain
 
 void Log(const std::string& line) {
   std::fprintf(stderr, "socketbox: handover: %s\n", line.c_str());
@@ -209,13 +210,19 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
 absl::Status CompleteHandover(HandoverReceived* received) {
   const int fd = received->channel.get();
   const std::string from = StrCat("pid ", received->old_pid);
-  if (int err = SendMessage(fd, "READY", nullptr, 0); err != 0) {
+  // With its pid: SO_PEERCRED names the process that connected, which -d
+  // (or --upgrade) has left since.
+  if (int err = SendMessage(fd, StrCat("READY ", ::getpid()), nullptr, 0); err != 0) {
     return absl::ErrnoToStatus(err, StrCat("handover: tell ", from, " to stop"));
   }
+  // The old daemon's workers stop (their drain: bounded by its
+  // --dispatch-timeout); connections wait in the listeners' backlogs.
+  SetTimeouts(fd, kStoppedTimeoutS);
   std::string data;
   std::vector<UniqueFd> fds;
-  if (int err = ReceiveMessage(fd, &data, &fds); err != 0 || data != "DRAINING") {
-    return absl::ErrnoToStatus(err != 0 ? err : EPROTO, StrCat("handover: no confirmation from ", from));
+  if (int err = ReceiveMessage(fd, &data, &fds); err != 0 || data != "STOPPED") {
+    return absl::ErrnoToStatus(err != 0 ? err : EPROTO,
+                               StrCat("handover: ", from, " did not confirm that it stopped accepting"));
   }
   received->channel.Reset();
   return absl::OkStatus();
@@ -280,6 +287,13 @@ void HandoverServer::Stop() {
   thread_.join();
 }
 
+void HandoverServer::Finish() {
+  Stop();
+  if (!successor_) return;
+  (void)SendMessage(successor_.get(), "STOPPED", nullptr, 0);
+  successor_.Reset();
+}
+
 void HandoverServer::Serve() {
   while (listener_) {
     pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {listener_.get(), POLLIN, 0}};
@@ -297,6 +311,7 @@ void HandoverServer::Serve() {
       continue;
     }
     if (Serve(conn.get())) {
+      successor_ = std::move(conn);
       handed_over_(peer->pid);
       return;
     }
@@ -340,14 +355,15 @@ bool HandoverServer::Serve(int conn) {
   } while (ready < 0 && errno == EINTR);
   if (ready > 0 && fds[0].revents != 0) return false;  // this daemon is stopping anyway
   err = ready > 0 ? ReceiveMessage(conn, &data, &ignored) : ETIMEDOUT;
-  if (err != 0 || data != "READY") {
+  int pid = 0;
+  if (err != 0 || std::sscanf(data.c_str(), "READY %d", &pid) != 1) {
     Log(StrCat(who, " did not take over (", err != 0 ? std::strerror(err) : "unknown message",
                "); still serving"));
     return false;
   }
   listener_.Reset();  // one successor only
-  (void)SendMessage(conn, "DRAINING", nullptr, 0);
-  Log(StrCat(who, " took over: no longer accepting; serving what was accepted, then exiting"));
+  Log(StrCat("successor pid ", pid,
+             " takes over: no longer accepting; serving what was accepted, then exiting"));
   return true;
 }
 

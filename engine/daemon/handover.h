@@ -17,8 +17,13 @@
 //   -> "REQUEST"
 //   <- "OFFER L M\0CWD\0ARG0\0ARG1..."  + SCM_RIGHTS [stderr, metrics if M=1]
 //   <- "FDS N" + SCM_RIGHTS [N listeners], until L listeners are sent
-//   -> "READY"           (workers running: the old daemon may stop)
-//   <- "DRAINING"        (the old daemon has closed its handover socket)
+//   -> "READY PID"       (set up; the old daemon may stop)
+//   <- "STOPPED"         (the old daemon's workers have stopped)
+// Only then does the successor start its workers: an io_uring accept
+// armed by the old daemon takes the kernel's (exclusive) wake-up for a new
+// connection until it is cancelled, and a connection whose wake-up went to
+// a cancelled accept would wait for the next arrival. Armed after the old
+// ones are gone, the new accepts first take whatever queued meanwhile.
 // If the successor goes away or is silent before READY, the old daemon
 // keeps running as if nothing happened (its listeners were never touched).
 #ifndef SBX_ENGINE_DAEMON_HANDOVER_H_
@@ -56,9 +61,10 @@ std::string CurrentDirectory();
 // answers there (no such socket, or a stale one): the caller binds its own.
 absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::string& path);
 
-// Tells the old daemon that this one is serving; waits (bounded) for it to
-// confirm that it stops accepting. An error means the old one may still be
-// accepting too: harmless (both serve the same sockets), but logged.
+// Tells the old daemon that this one is set up (all but its workers); waits
+// (60 s at most) until the old daemon's workers have stopped. An error means
+// the old one may still be accepting too: both then serve the same sockets;
+// logged.
 absl::Status CompleteHandover(HandoverReceived* received);
 
 // What a daemon offers its successor.
@@ -83,6 +89,9 @@ class HandoverServer {
   // (from the server's thread) with its pid and stops.
   void Start(HandoverOffer offer, std::function<void(pid_t)> handed_over);
   void Stop();
+  // After this daemon's workers have stopped: tells the successor, if one
+  // took over, that it may start its own.
+  void Finish();
 
  private:
   HandoverServer(std::string path, UniqueFd listener, UniqueFd wake, ino_t inode);
@@ -97,6 +106,7 @@ class HandoverServer {
   uid_t trusted_uid_;
   HandoverOffer offer_;
   std::function<void(pid_t)> handed_over_;
+  UniqueFd successor_;  // the connection to the successor that took over
   std::thread thread_;
 };
 

@@ -43,25 +43,32 @@ class HandoverTest(unittest.TestCase):
             self.assertGreater(new_stats.get("dispatched", 0), 0)
             self.assertEqual(old_stats.get("dropped", 0) + new_stats.get("dropped", 0), 0)
             self.assertEqual(old_stats["dispatched"] + new_stats["dispatched"], load.greetings["served"])
-            self.assertTrue(old.has_line("took over: no longer accepting"), old.output())
+            self.assertTrue(old.has_line("takes over: no longer accepting"), old.output())
             self.assertTrue(new.has_line("took over from pid"), new.output())
 
     def test_successor_that_gives_up_leaves_the_old_one_serving(self):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "still")
             handover = topo.path("handover.sock")
-            old = Engine(["-S", backend.path, "-p", str(PORT), "--handover", handover], ns=topo.server)
+            old = Engine(["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover],
+                         ns=topo.server)
             try:
                 # A successor that takes the listeners, then vanishes.
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 s.connect(handover)
                 s.send(b"REQUEST")
-                msg, ancdata, _flags, _addr = s.recvmsg(65536, socket.CMSG_SPACE(4 * 300))
-                self.assertTrue(msg.startswith(b"OFFER "), msg)
                 fds = []
-                for level, kind, data in ancdata:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds += [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+
+                def receive():
+                    msg, ancdata, _flags, _addr = s.recvmsg(65536, socket.CMSG_SPACE(4 * 300))
+                    for level, kind, data in ancdata:
+                        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                            fds.extend(int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4))
+                    return msg
+                offer = receive()
+                self.assertTrue(offer.startswith(b"OFFER 1 0\0"), offer)  # one listener, no metrics
+                self.assertTrue(receive().startswith(b"FDS 1"))
+                self.assertEqual(len(fds), 2)  # the daemon's stderr and its listener
                 s.close()
                 for fd in fds:
                     os.close(fd)
