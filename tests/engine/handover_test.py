@@ -17,34 +17,43 @@ PORT = 8095
 
 class HandoverTest(unittest.TestCase):
     def test_upgrade_under_load_loses_nothing(self):
+        # Five generations in a row under load from 4 client threads; the
+        # daemons' own counters must add up to what the clients received.
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "served")
             handover = topo.path("handover.sock")
             args = ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover]
-            old = Engine(args, ns=topo.server)
+            daemons = [Engine(args, ns=topo.server)]
             self.assertEqual(stat.S_IMODE(os.stat(handover).st_mode), 0o600)
             load = Load(topo.client, f"{A}5", PORT)
             try:
-                sbxtest.wait_for(lambda: load.total() >= 200, timeout=20, what="load before")
-                new = Engine(args, ns=topo.server)
-                # The old daemon stops on its own once the new one serves.
-                self.assertEqual(old.proc.wait(timeout=20), 0)
+                for _ in range(4):
+                    before = load.total()
+                    sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=20, what="load")
+                    daemons.append(Engine(args, ns=topo.server))
+                    # The old daemon stops on its own once the new one serves.
+                    self.assertEqual(daemons[-2].proc.wait(timeout=20), 0, daemons[-2].output())
                 before = load.total()
                 sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=20, what="load after")
             finally:
                 load.stop()
-            new_stats = new.stats()
-            self.assertEqual(new.stop(), 0)
-            old.reader.join(timeout=5)
-            old_stats = old.final_stats()
+            last_stats = daemons[-1].stats()
+            self.assertEqual(daemons[-1].stop(), 0)
             backend.close()
-            self.assertEqual(load.failures, [], f"old:\n{old.output()}\nnew:\n{new.output()}")
-            self.assertGreater(old_stats.get("dispatched", 0), 0)
-            self.assertGreater(new_stats.get("dispatched", 0), 0)
-            self.assertEqual(old_stats.get("dropped", 0) + new_stats.get("dropped", 0), 0)
-            self.assertEqual(old_stats["dispatched"] + new_stats["dispatched"], load.greetings["served"])
-            self.assertTrue(old.has_line("takes over: no longer accepting"), old.output())
-            self.assertTrue(new.has_line("took over from pid"), new.output())
+            stats = []
+            for old in daemons[:-1]:
+                old.reader.join(timeout=5)
+                stats.append(old.final_stats())
+                self.assertTrue(old.has_line("takes over: no longer accepting"), old.output())
+            stats.append(last_stats)
+            logs = "\n".join(d.output() for d in daemons)
+            self.assertEqual(load.failures, [], logs)
+            for st in stats:
+                self.assertGreater(st.get("dispatched", 0), 0, logs)
+                self.assertEqual(st.get("dropped", 0), 0, logs)
+            self.assertEqual(sum(st["dispatched"] for st in stats), load.greetings["served"], logs)
+            for new in daemons[1:]:
+                self.assertTrue(new.has_line("took over from pid"), new.output())
 
     def test_successor_that_gives_up_leaves_the_old_one_serving(self):
         with sbxtest.Topology() as topo:
