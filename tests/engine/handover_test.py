@@ -141,6 +141,9 @@ class HandoverTest(unittest.TestCase):
             r = sbxtest.sh(SOCKETBOX, "-S", "/x", "--handover", "", check=False)
             self.assertEqual(r.returncode, 1)
             self.assertIn("--handover", r.stderr)
+            r = sbxtest.sh(SOCKETBOX, "-P", "1:/x", "--handover", topo.path("h.sock"), check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot be combined with -P or -e", r.stderr)
 
 
 if __name__ == "__main__":
