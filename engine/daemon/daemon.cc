@@ -125,6 +125,7 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
   if (taken) {
     Log(StrCat("taking ", taken->listeners.size(), " listener(s) from pid ", taken->old_pid));
     listeners = AdoptListeners(std::move(taken->listeners), workers, o);
+    taken->log.Reset();  // the old daemon's stderr: --upgrade has made it ours already
   } else if (!o.registration) {
     auto opened = OpenListeners(o, workers, table.get());
     if (!opened.ok()) return Fail(opened.status());
@@ -139,6 +140,7 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
     if (!opened.ok()) return Fail(opened.status());
     metrics = std::move(*opened);
   }
+  if (taken) taken->metrics.Reset();  // the predecessor's, when this daemon serves no metrics
 
   // 3. listen() before daemon(), unlike the original: when `socketbox -d`
   //    returns, connections are queued rather than refused, and a listen

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <map>
 
 #include "engine/core/str_cat.h"
 #include "engine/daemon/systemd.h"
@@ -154,12 +155,25 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
 ListenerSet AdoptListeners(std::vector<UniqueFd> fds, int workers, const Options& o) {
   ListenerSet set;
   set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
+  // The predecessor's SO_REUSEPORT copies of one address: one per worker
+  // when there are as many copies as workers (the kernel then spreads the
+  // connections), else every worker shares every copy.
+  std::map<std::string, std::vector<int>> by_address;
   for (UniqueFd& fd : fds) {
-    for (auto& w : set.per_worker) w.push_back(DescribeListener(fd.get(), o.transparent));
-    set.all_fds.push_back(fd.get());
     auto local = LocalAddressOf(fd.get());
-    set.descriptions.push_back(StrCat("handed-over ", local.ok() ? FormatHostPort(*local) : "socket"));
+    by_address[local.ok() ? FormatHostPort(*local) : StrCat("fd ", fd.get())].push_back(fd.get());
+    set.all_fds.push_back(fd.get());
     set.owned.push_back(std::move(fd));
+  }
+  for (const auto& [address, copies] : by_address) {
+    const bool one_each = copies.size() == set.per_worker.size();
+    for (size_t c = 0; c < copies.size(); ++c) {
+      for (size_t w = 0; w < set.per_worker.size(); ++w) {
+        if (!one_each || w == c) set.per_worker[w].push_back(DescribeListener(copies[c], o.transparent));
+      }
+    }
+    set.descriptions.push_back(StrCat("handed-over ", address,
+                                      copies.size() > 1 ? StrCat(" x", copies.size()) : ""));
   }
   return set;
 }

@@ -10,6 +10,7 @@ import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, sbxtest
 from load_fixture import Load, fetch_once, peer_pid, wait_gone
+from metrics_test import scrape
 
 A = "2001:db8:1::"
 PORT = 8095
@@ -22,7 +23,8 @@ class HandoverTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "served")
             handover = topo.path("handover.sock")
-            args = ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover]
+            args = ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover,
+                    "--metrics-listen", "[::1]:9100"]
             daemons = [Engine(args, ns=topo.server)]
             self.assertEqual(stat.S_IMODE(os.stat(handover).st_mode), 0o600)
             load = Load(topo.client, f"{A}5", PORT)
@@ -38,6 +40,15 @@ class HandoverTest(unittest.TestCase):
             finally:
                 load.stop()
             last_stats = daemons[-1].stats()
+            # Nothing of the predecessors' stays open in the last daemon: one pipe (its own
+            # stderr), and sockets: 2 listeners, metrics, handover, at most 2 to the backend.
+            fd_dir = f"/proc/{daemons[-1].proc.pid}/fd"
+            links = [os.readlink(os.path.join(fd_dir, f)) for f in os.listdir(fd_dir)]
+            self.assertEqual(sum(link.startswith("pipe:") for link in links), 1, links)
+            self.assertLessEqual(sum(link.startswith("socket:") for link in links), 6, links)
+            # The metrics listener came along.
+            accepted = [v for (name, _), v in scrape(topo.server).items() if name == "socketbox_accepted_total"]
+            self.assertGreater(sum(accepted), 0)
             self.assertEqual(daemons[-1].stop(), 0)
             backend.close()
             stats = []
