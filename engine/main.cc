@@ -1,6 +1,12 @@
 // socketbox: the io_uring accept-and-dispatch daemon, and the route tester.
 // Parses options and hands over; the work happens in daemon/ and tools/.
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <vector>
 
 #include <cstdio>
 #include <iostream>
@@ -46,9 +52,48 @@ int RunRouteTools(const sbx::Options& o) {
   return sbx::RunRouteTester(*loaded->table, std::cin, std::cout, o.substitute) == 0 ? 0 : 1;
 }
 
+
+// socketbox --upgrade PATH: a successor for the daemon serving PATH, with
+// that daemon's command line and working directory (handover.h).
+int Upgrade(const char* path) {
+  auto requested = sbx::RequestHandover(path);
+  if (!requested.ok() || !requested->has_value()) {
+    std::fprintf(stderr, "socketbox: --upgrade %s: %s\n", path,
+                 requested.ok() ? "no daemon serves this path" : std::string(requested.status().message()).c_str());
+    return 1;
+  }
+  sbx::HandoverReceived& taken = **requested;
+  std::vector<char*> args;
+  for (std::string& a : taken.argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  if (::chdir(taken.cwd.c_str()) != 0) {
+    std::fprintf(stderr, "socketbox: --upgrade %s: chdir %s: %s\n", path, taken.cwd.c_str(), std::strerror(errno));
+    return 1;
+  }
+  auto options = sbx::ParseOptions(static_cast<int>(taken.argv.size()), args.data());
+  if (!options.ok() || options->mode != sbx::RunMode::kDaemon || options->handover_path != path) {
+    std::fprintf(stderr, "socketbox: --upgrade %s: the running daemon's command line does not parse here%s%s\n",
+                 path, options.ok() ? "" : ": ", options.ok() ? "" : std::string(options.status().message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "socketbox: upgrading pid %d (%s); this one logs where it does\n",
+               static_cast<int>(taken.old_pid), path);
+  options->daemonize = true;  // the caller (a package's postinst) goes on
+  // Nothing of the caller's stays open in the detached daemon (a postinst's
+  // pipes): its output goes where the old daemon's went.
+  sbx::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (null) {
+    ::dup2(null.get(), STDIN_FILENO);
+    ::dup2(null.get(), STDOUT_FILENO);
+  }
+  ::dup2(taken.log.get(), STDERR_FILENO);
+  return sbx::RunDaemon(*options, std::move(*requested));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string_view(argv[1]) == "--upgrade") return Upgrade(argv[2]);
   auto options = sbx::ParseOptions(argc, argv);
   if (!options.ok()) {
     std::fprintf(stderr, "socketbox: %s\n", std::string(options.status().message()).c_str());

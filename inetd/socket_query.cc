@@ -66,8 +66,15 @@ std::string Port(const SocketAddress& a, bool raw) {
   return text;
 }
 
+// Built by appending: GCC 12 at -O3 raises a false -Wrestrict on a chain of
+// operator+ on std::string ("[" + ... + "]:" + ...).
 std::string Endpoint(const SocketAddress& a, bool raw) {
-  return raw ? Address(a, raw) + ":" + Port(a, raw) : "[" + Address(a, raw) + "]:" + Port(a, raw);
+  std::string text;
+  if (!raw) text += '[';
+  text += Address(a, raw);
+  text += raw ? ":" : "]:";
+  text += Port(a, raw);
+  return text;
 }
 
 int Main(int argc, char** argv) {

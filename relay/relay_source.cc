@@ -9,6 +9,7 @@
 
 #include <cerrno>
 
+#include "engine/core/address_ops.h"
 #include "engine/core/fd_passing.h"
 #include "engine/core/str_cat.h"
 #include "engine/sys/clock.h"

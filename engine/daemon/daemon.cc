@@ -21,6 +21,7 @@
 #include "engine/daemon/control.h"
 #include "engine/daemon/fd_checks.h"
 #include "engine/daemon/fd_reserve.h"
+#include "engine/daemon/handover.h"
 #include "engine/daemon/listeners.h"
 #include "engine/daemon/metrics_server.h"
 #include "engine/daemon/metrics_text.h"
@@ -76,9 +77,12 @@ int WorkerCount(const Options& o) {
 // request to end), then Shutdown.
 class Daemon {
  public:
-  explicit Daemon(const Options& o)
+  Daemon(const Options& o, std::optional<HandoverReceived> upgrade)
       : fd_limit_(RaiseFdLimit()),
         o_(o),
+        upgrading_(upgrade.has_value()),
+        taken_(std::move(upgrade)),
+        start_dir_(CurrentDirectory()),
         needs_config_(!o.has_forced_action() && !o.exec_mode),
         workers_(o.exec_mode ? 0 : WorkerCount(o)),
         inherited_fds_(OpenFds()),
@@ -100,6 +104,12 @@ class Daemon {
 
   const FdLimit fd_limit_;  // raised to the hard limit first of all
   const Options& o_;
+  // --upgrade / --handover: what a predecessor handed over (handover.h), and
+  // where this daemon was started (for its own successor).
+  const bool upgrading_;
+  std::optional<HandoverReceived> taken_;
+  const std::string start_dir_;
+  std::unique_ptr<HandoverServer> handover_;
   const bool needs_config_;
   const int workers_;
   // Open when the process started, listed before the daemon opens anything
@@ -148,7 +158,16 @@ std::optional<int> Daemon::StartUp() {
                                                          " at ", o_.registration->path)));
     }
     registration_ = std::move(*fd);
-  } else {
+  } else if (o_.handover_path && !taken_) {
+    auto requested = RequestHandover(*o_.handover_path);  // a predecessor's, if one serves the path
+    if (!requested.ok()) return Fail(requested.status());
+    taken_ = std::move(*requested);
+  }
+  if (taken_) {
+    Log(StrCat("taking ", taken_->listeners.size(), " listener(s) from pid ", taken_->old_pid));
+    listeners_ = AdoptListeners(std::move(taken_->listeners), workers_, o_);
+    taken_->log.Reset();  // the old daemon's stderr: --upgrade has made it ours already
+  } else if (!o_.registration) {
     auto opened = OpenListeners(o_, workers_, table_.get());
     if (!opened.ok()) return Fail(opened.status());
     listeners_ = std::move(*opened);
@@ -156,10 +175,12 @@ std::optional<int> Daemon::StartUp() {
 
   // The metrics listener too is bound while privileged.
   if (o_.metrics_listen && !o_.exec_mode) {
-    auto opened = MetricsServer::Open(*o_.metrics_listen);
+    auto opened = taken_ && taken_->metrics ? MetricsServer::Adopt(std::move(taken_->metrics))
+                                            : MetricsServer::Open(*o_.metrics_listen);
     if (!opened.ok()) return Fail(opened.status());
     metrics_ = std::move(*opened);
   }
+  if (taken_) taken_->metrics.Reset();  // the predecessor's, when this daemon serves no metrics
 
   // 3. listen() before daemon(), unlike the original: when `socketbox -d`
   //    returns, connections are queued rather than refused, and a listen
@@ -170,9 +191,21 @@ std::optional<int> Daemon::StartUp() {
 
   // 4-5. Daemonize, chroot, drop privileges; -e execs here.
   if (o_.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
+  // The handover socket: after daemon() (its SO_PEERCRED names this
+  // process), before the privilege drop (its directory is root's).
+  if (o_.handover_path) {
+    auto opened = HandoverServer::Open(*o_.handover_path);
+    if (!opened.ok()) return Fail(opened.status());
+    handover_ = std::move(*opened);
+  }
   if (absl::Status s = ChrootAndDropPrivileges(o_); !s.ok()) return Fail(s);
   if (o_.exec_mode) return ExecProgram(o_, listeners_.exec_fd);
   if (absl::Status s = ForbidNewPrivileges(); !s.ok()) return Fail(s);
+  // A predecessor stops its workers before ours start (handover.h says why).
+  if (taken_) {
+    absl::Status s = CompleteHandover(&*taken_);
+    Log(s.ok() ? StrCat("took over from pid ", taken_->old_pid) : std::string(s.message()));
+  }
   return std::nullopt;
 }
 
@@ -235,6 +268,12 @@ void Daemon::StartWorkers() {
              fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
              ", ", fd_reserve_->held(), " in reserve"));
   NotifySystemd("READY=1");
+  if (handover_) {
+    HandoverOffer offer{listeners_.all_fds, metrics_ ? metrics_->listener_fd() : -1, start_dir_,
+                        upgrading_ ? taken_->argv : std::vector<std::string>{}};
+    // A successor took over: stop as on SIGTERM (the signal loop).
+    handover_->Start(std::move(offer), [](pid_t) { ::kill(::getpid(), SIGTERM); });
+  }
 }
 
 std::string Daemon::Where() const {
@@ -285,8 +324,10 @@ void Daemon::Reload() {
 
 void Daemon::Shutdown(int status) {
   NotifySystemd("STOPPING=1");
+  if (handover_) handover_->Stop();
   control_.RequestStop();
   for (std::thread& t : threads_) t.join();
+  if (handover_) handover_->Finish();
   if (metrics_) metrics_->Stop();
   std::fputs(stats_.Format().c_str(), stderr);
   Log(StrCat("stopped (exit ", status, ")"));
@@ -294,8 +335,8 @@ void Daemon::Shutdown(int status) {
 
 }  // namespace
 
-int RunDaemon(const Options& o) {
-  Daemon daemon(o);
+int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
+  Daemon daemon(o, std::move(upgrade));
   if (std::optional<int> early_exit = daemon.StartUp()) return *early_exit;
   daemon.StartWorkers();
   const int status = daemon.SignalLoop();

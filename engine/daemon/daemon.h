@@ -4,6 +4,9 @@
 #ifndef SBX_ENGINE_DAEMON_DAEMON_H_
 #define SBX_ENGINE_DAEMON_DAEMON_H_
 
+#include <optional>
+
+#include "engine/daemon/handover.h"
 #include "engine/daemon/options.h"
 
 namespace sbx {
@@ -13,7 +16,9 @@ namespace sbx {
 // on stderr, before any socket is bound when the configuration or the
 // command line is at fault); 11 when the -i peer is gone; 127 when -e
 // cannot exec.
-int RunDaemon(const Options& options);
+// `upgrade`: what `socketbox --upgrade` already received from the daemon
+// it replaces (whose command line `options` came from).
+int RunDaemon(const Options& options, std::optional<HandoverReceived> upgrade = std::nullopt);
 
 }  // namespace sbx
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <map>
 
 #include "engine/core/address_ops.h"
 #include "engine/core/str_cat.h"
@@ -188,6 +189,32 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     ++made;
   }
   if (made > 0) set.descriptions.push_back(StrCat(made, " exact-address listener(s)"));
+  return set;
+}
+
+ListenerSet AdoptListeners(std::vector<UniqueFd> fds, int workers, const Options& o) {
+  ListenerSet set;
+  set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
+  // The predecessor's SO_REUSEPORT copies of one address: one per worker
+  // when there are as many copies as workers (the kernel then spreads the
+  // connections), else every worker shares every copy.
+  std::map<std::string, std::vector<int>> by_address;
+  for (UniqueFd& fd : fds) {
+    auto local = LocalAddressOf(fd.get());
+    by_address[local.ok() ? FormatHostPort(*local) : StrCat("fd ", fd.get())].push_back(fd.get());
+    set.all_fds.push_back(fd.get());
+    set.owned.push_back(std::move(fd));
+  }
+  for (const auto& [address, copies] : by_address) {
+    const bool one_each = copies.size() == set.per_worker.size();
+    for (size_t c = 0; c < copies.size(); ++c) {
+      for (size_t w = 0; w < set.per_worker.size(); ++w) {
+        if (!one_each || w == c) set.per_worker[w].push_back(DescribeListener(copies[c], o.transparent));
+      }
+    }
+    set.descriptions.push_back(StrCat("handed-over ", address,
+                                      copies.size() > 1 ? StrCat(" x", copies.size()) : ""));
+  }
   return set;
 }
 

@@ -36,6 +36,10 @@ struct ListenerSet {
 absl::StatusOr<ListenerSet> OpenListeners(const Options& options, int workers,
                                           const RouteTable* table);
 
+// Listeners handed over by a predecessor (handover.h): every worker shares
+// every socket, as with systemd's.
+ListenerSet AdoptListeners(std::vector<UniqueFd> fds, int workers, const Options& options);
+
 absl::Status StartListening(const ListenerSet& set, int backlog);
 
 }  // namespace sbx

@@ -156,9 +156,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Open(const SocketA
     return Errno(errno, StrCat("bind ", where));
   }
   if (::listen(fd.get(), kListenBacklog) != 0) return Errno(errno, StrCat("listen ", where));
+  return Adopt(std::move(fd));
+}
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Adopt(UniqueFd listener) {
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return Errno(errno, "eventfd");
-  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(fd), std::move(wake)));
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(listener), std::move(wake)));
 }
 
 MetricsServer::MetricsServer(UniqueFd listener, UniqueFd wake)

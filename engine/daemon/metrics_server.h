@@ -26,6 +26,8 @@ class MetricsServer {
  public:
   // Binds and listens on `address` (while still privileged).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Open(const SocketAddress& address);
+  // Serves on a listening socket handed over by a predecessor (handover.h).
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Adopt(UniqueFd listener);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -33,6 +35,7 @@ class MetricsServer {
   // Serves `render()`'s text until Stop() (or destruction).
   void Start(std::function<std::string()> render);
   void Stop();
+  int listener_fd() const { return listener_.get(); }
 
  private:
   MetricsServer(UniqueFd listener, UniqueFd wake);

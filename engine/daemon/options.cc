@@ -16,7 +16,7 @@ namespace {
 
 enum LongOnly {
   kListen = 1000, kThreads, kIo, kDispatchTimeout, kStatsInterval, kExactListeners,
-  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion, kBatchWait,
+  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion, kBatchWait, kHandover,
 };
 
 const option kLongOptions[] = {
@@ -49,6 +49,7 @@ const option kLongOptions[] = {
     {"batch-wait", required_argument, nullptr, kBatchWait},
     {"exact-listeners", required_argument, nullptr, kExactListeners},
     {"metrics-listen", required_argument, nullptr, kMetricsListen},
+    {"handover", required_argument, nullptr, kHandover},
     {"check-config", no_argument, nullptr, kCheckConfig},
     {"test-route", no_argument, nullptr, kTestRoute},
     {"help", no_argument, nullptr, kHelp},
@@ -226,6 +227,12 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->metrics_listen = *address;
       return absl::OkStatus();
     }
+    case kHandover:
+      if (arg[0] == '\0' || std::string_view(arg).size() > 100) {
+        return Bad("--handover", arg, "expected a Unix socket path of 1 to 100 bytes");
+      }
+      o->handover_path = arg;
+      return absl::OkStatus();
     case kThreads: {
       auto n = ParseNumber("--threads", arg, 1, 256);
       if (!n.ok()) return n.status();
@@ -320,6 +327,9 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   if (o.registration && (o.inherited_fd >= 0 || o.exec_mode)) {
     return absl::InvalidArgumentError("-P receives sockets; it cannot be combined with -s or -e");
   }
+  if (o.handover_path && (o.registration || o.exec_mode)) {
+    return absl::InvalidArgumentError("--handover hands over listeners; it cannot be combined with -P or -e");
+  }
   return o;
 }
 
@@ -373,7 +383,11 @@ Options of this implementation:
       --metrics-listen [ADDR]:PORT
                                serve the counters in Prometheus text format over
                                HTTP (GET /metrics), e.g. [::1]:9100
+      --handover PATH          serve PATH for a successor; if a daemon serves PATH
+                               already, take its listeners (upgrade without loss)
       --check-config, --test-route, --help, --version
+  socketbox --upgrade PATH     start a successor of the daemon serving PATH, with
+                               its command line, detached (what the package runs)
 
 Signals: SIGHUP reloads the configuration (a bad file keeps the old one),
 SIGUSR1 prints counters, SIGTERM/SIGINT stop accepting, finish in-flight

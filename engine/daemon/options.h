@@ -67,6 +67,7 @@ struct Options {
   int batch_wait_us = 100;  // --batch-wait: the io_uring wait's latency budget
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
+  std::optional<std::string> handover_path;     // --handover (handover.h)
 
   // Things accepted but worth a line on stderr (e.g. ignored extra words).
   std::vector<std::string> warnings;

@@ -237,8 +237,8 @@ class SystemdTest(unittest.TestCase):
         source = os.path.join(sbxtest.ROOT, "examples", "systemd")
         units = sorted(os.listdir(source))
         self.assertEqual(units, ["socketbox-inetd-sshd.service", "socketbox.service", "socketbox.socket"])
-        binaries = {"/usr/local/bin/socketbox-inetd": os.path.join(BUILD, "inetd", "socketbox-inetd"),
-                    "/usr/local/bin/socketbox": SOCKETBOX}
+        binaries = {"/usr/local/sbin/socketbox-inetd": os.path.join(BUILD, "inetd", "socketbox-inetd"),
+                    "/usr/local/sbin/socketbox": SOCKETBOX}
         tmp = tempfile.mkdtemp(prefix="sbx-units-")
         try:
             for unit in units:

@@ -478,7 +478,7 @@ class WrapperTest(unittest.TestCase):
 
     def test_install_layout_and_existing_preloads_kept(self):
         bindir = os.path.join(self.tmp, "usr", "bin")
-        libdir = os.path.join(os.path.realpath(self.tmp), "usr", "lib", "x86_64-linux-gnu")
+        libdir = os.path.join(os.path.realpath(self.tmp), "usr", "lib", "x86_64-linux-gnu", "socketbox")
         os.makedirs(bindir)
         os.makedirs(libdir)
         shutil.copy2(WRAPPER, bindir)
