@@ -89,7 +89,8 @@ class DebTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"^socketbox \(socketbox-uring\) \d")
         for prog in ("/usr/sbin/socketbox-inetd", "/usr/sbin/socketbox-inetd-p", "/usr/bin/socket-query",
-                     "/usr/bin/send-receive-fd", "/usr/bin/socketbox-bind-exec", "/usr/bin/run-with-socketbox"):
+                     "/usr/bin/send-receive-fd", "/usr/bin/socketbox-bind-exec", "/usr/bin/run-with-socketbox",
+                     "/usr/bin/socketbox-relay"):
             self.assertTrue(os.access(prog, os.X_OK), prog)
         for page, section in (("socketbox", "8"), ("socketbox.conf", "5"), ("socketbox-inetd-p", "8"),
                               ("run-with-socketbox", "1"), ("socket-query", "1")):

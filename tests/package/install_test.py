@@ -17,7 +17,7 @@ import sbxtest  # noqa: E402
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
 
 MAN_PAGES = ["man1/run-with-socketbox.1", "man1/send-receive-fd.1", "man1/socket-query.1",
-             "man1/socketbox-bind-exec.1", "man5/socketbox.conf.5", "man8/socketbox-inetd.8",
+             "man1/socketbox-bind-exec.1", "man1/socketbox-relay.1", "man5/socketbox.conf.5", "man8/socketbox-inetd.8",
              "man8/socketbox-inetd-p.8", "man8/socketbox.8"]
 UNITS = ["socketbox.service", "socketbox.socket", "socketbox-inetd-sshd.service"]
 
@@ -64,7 +64,7 @@ class InstallTest(unittest.TestCase):
         doc = os.path.join(o["prefix"], o["datadir"], "doc", "socketbox-uring").lstrip("/")
         expected = {self.path("sbindir", n) for n in ("socketbox", "socketbox-inetd", "socketbox-inetd-p")}
         expected |= {self.path("bindir", n) for n in ("send-receive-fd", "socket-query", "socketbox-bind-exec",
-                                                      "run-with-socketbox")}
+                                                      "run-with-socketbox", "socketbox-relay")}
         expected.add(self.path("libdir", "socketbox", "libsocketbox-preload.so"))
         expected |= {self.path("mandir", m) for m in MAN_PAGES}
         expected |= {os.path.join(unit_dir(o), u).lstrip("/") for u in UNITS}
