@@ -25,7 +25,8 @@ ConnTuple TupleFor(int i, uint16_t lport) {
 std::shared_ptr<const RouteTable> MustLoad(const std::string& text) {
   auto loaded = LoadConfigText(text, "bench.conf");
   if (!loaded.ok()) {
-    std::fprintf(stderr, "bench config does not load: %s\n", std::string(loaded.status().message()).c_str());
+    std::fprintf(stderr, "bench config does not load: %s\n",
+                 std::string(loaded.status().message()).c_str());
     std::abort();
   }
   return loaded->table;
@@ -34,7 +35,8 @@ std::shared_ptr<const RouteTable> MustLoad(const std::string& text) {
 void BM_RuleSetLookup(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   std::string text = "max-rules:1\nrule-set:0 size:" + std::to_string(n) + "\n";
-  for (int i = 0; i < n; ++i) text += "ip:" + Host(i) + " port:80 jump-unix:/run/b" + std::to_string(i % 8) + "\n";
+  for (int i = 0; i < n; ++i)
+    text += "ip:" + Host(i) + " port:80 jump-unix:/run/b" + std::to_string(i % 8) + "\n";
   auto table = MustLoad(text);
   const PackedTuple last = PackedTuple::From(TupleFor(n - 1, 80));
   for (auto _ : state) {
@@ -48,9 +50,10 @@ BENCHMARK(BM_RuleSetLookup)->Arg(10)->Arg(100)->Arg(1000);
 void BM_MapLookup(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   const int sets = (n + 999) / 1000;
-  std::string text = "max-rules:1\nmax-maps:" + std::to_string(sets) + "\nrule-set:0 size:" +
-                     std::to_string(sets) + "\n";
-  for (int s = 0; s < sets; ++s) text += "port:" + std::to_string(s + 1) + " jump-map:" + std::to_string(s) + "\n";
+  std::string text = "max-rules:1\nmax-maps:" + std::to_string(sets) +
+                     "\nrule-set:0 size:" + std::to_string(sets) + "\n";
+  for (int s = 0; s < sets; ++s)
+    text += "port:" + std::to_string(s + 1) + " jump-map:" + std::to_string(s) + "\n";
   for (int s = 0; s < sets; ++s) {
     text += "map-set:" + std::to_string(s) + " size:1000 match-lip:128\n";
     for (int i = s * 1000; i < (s + 1) * 1000 && i < n; ++i) {

@@ -4,12 +4,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <string_view>
 #include <vector>
-
-#include <cstdio>
-#include <iostream>
 
 #include "engine/core/config_loader.h"
 #include "engine/daemon/daemon.h"
@@ -52,14 +51,14 @@ int RunRouteTools(const sbx::Options& o) {
   return sbx::RunRouteTester(*loaded->table, std::cin, std::cout, o.substitute) == 0 ? 0 : 1;
 }
 
-
 // socketbox --upgrade PATH: a successor for the daemon serving PATH, with
 // that daemon's command line and working directory (handover.h).
 int Upgrade(const char* path) {
   auto requested = sbx::RequestHandover(path);
   if (!requested.ok() || !requested->has_value()) {
     std::fprintf(stderr, "socketbox: --upgrade %s: %s\n", path,
-                 requested.ok() ? "no daemon serves this path" : std::string(requested.status().message()).c_str());
+                 requested.ok() ? "no daemon serves this path"
+                                : std::string(requested.status().message()).c_str());
     return 1;
   }
   sbx::HandoverReceived& taken = **requested;
@@ -67,13 +66,17 @@ int Upgrade(const char* path) {
   for (std::string& a : taken.argv) args.push_back(a.data());
   args.push_back(nullptr);
   if (::chdir(taken.cwd.c_str()) != 0) {
-    std::fprintf(stderr, "socketbox: --upgrade %s: chdir %s: %s\n", path, taken.cwd.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "socketbox: --upgrade %s: chdir %s: %s\n", path, taken.cwd.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   auto options = sbx::ParseOptions(static_cast<int>(taken.argv.size()), args.data());
   if (!options.ok() || options->mode != sbx::RunMode::kDaemon || options->handover_path != path) {
-    std::fprintf(stderr, "socketbox: --upgrade %s: the running daemon's command line does not parse here%s%s\n",
-                 path, options.ok() ? "" : ": ", options.ok() ? "" : std::string(options.status().message()).c_str());
+    std::fprintf(
+        stderr,
+        "socketbox: --upgrade %s: the running daemon's command line does not parse here%s%s\n",
+        path, options.ok() ? "" : ": ",
+        options.ok() ? "" : std::string(options.status().message()).c_str());
     return 1;
   }
   std::fprintf(stderr, "socketbox: upgrading pid %d (%s); this one logs where it does\n",

@@ -225,13 +225,12 @@ void InetdServer::HandleConnection(UniqueFd connection) {
 void InetdServer::LogStats(const char* when) const {
   Log("%s: received=%" PRIu64 " spawned=%" PRIu64 " spawn_failed=%" PRIu64
       " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " sender_refused=%" PRIu64
-      " gone_before_spawn=%" PRIu64
-      " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64 " exited_nonzero=%" PRIu64
-      " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64,
+      " gone_before_spawn=%" PRIu64 " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64
+      " exited_nonzero=%" PRIu64 " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64,
       when, stats_.received, stats_.spawned, stats_.spawn_failed, stats_.per_source_rejected,
       stats_.strict_rejected, stats_.sender_refused, stats_.gone_before_spawn,
-      stats_.receive_errors, table_.size(), stats_.exited, stats_.exited_nonzero,
-      stats_.reconnects, stats_.closed_at_exit);
+      stats_.receive_errors, table_.size(), stats_.exited, stats_.exited_nonzero, stats_.reconnects,
+      stats_.closed_at_exit);
 }
 
 }  // namespace sbx::inetd

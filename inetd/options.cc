@@ -34,8 +34,8 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
   // As the original's strtoul(GROUP, NULL, 0): 0x hex, leading-0 octal, decimal.
   auto value = ParseCNumber(text, 0, UINT32_MAX);
   if (!value) {
-    return Bad(StrCat("GROUP '", text,
-                      "': expected a number 0..4294967295 (decimal, 0x hex or 0 octal)"));
+    return Bad(
+        StrCat("GROUP '", text, "': expected a number 0..4294967295 (decimal, 0x hex or 0 octal)"));
   }
   return static_cast<uint32_t>(*value);
 }

@@ -35,10 +35,10 @@ struct UnixTarget {
 
 struct Plan {
   enum class Kind {
-    kPassThrough,  // the real call with the caller's arguments
-    kLinkLocal,    // the real call with `link_local` (fe8f:1:S:S:I:I:I:I)
-    kUnix,         // replace the socket by a Unix socket at `target`
-    kFail,         // fail with `error` (a setting this address needs is broken)
+    kPassThrough,   // the real call with the caller's arguments
+    kLinkLocal,     // the real call with `link_local` (fe8f:1:S:S:I:I:I:I)
+    kUnix,          // replace the socket by a Unix socket at `target`
+    kFail,          // fail with `error` (a setting this address needs is broken)
     kUnredirected,  // a bind to fe8f::X:... (X 0..3) that is not redirected: the
                     // real call (the kernel refuses it), but say why first
   };

@@ -21,16 +21,19 @@ void ExplainUnredirected(int fd, const Plan& plan) {
   switch (plan.why) {
     case Plan::Why::kPortZero:
       Say("bind fd %d to an fe8f:: address with port 0: never redirected (bind a port); the "
-          "kernel refuses this link-local address (EINVAL)", fd);
+          "kernel refuses this link-local address (EINVAL)",
+          fd);
       return;
     case Plan::Why::kUnset:
       Say("bind fd %d to an fe8f:: address: not redirected because %s is not set; the kernel "
-          "refuses this link-local address (EINVAL). Set %s", fd, plan.variable, plan.variable);
+          "refuses this link-local address (EINVAL). Set %s",
+          fd, plan.variable, plan.variable);
       return;
     case Plan::Why::kFiltered:
       Say("bind fd %d to an fe8f:: address: not redirected because its port does not pass %s "
           "(default 1024,1024: ports below 1024); the kernel refuses this link-local address "
-          "(EINVAL). Set %s to let the port through", fd, plan.variable, plan.variable);
+          "(EINVAL). Set %s to let the port through",
+          fd, plan.variable, plan.variable);
       return;
   }
 }

@@ -27,12 +27,12 @@ struct Direction {
   int to = -1;
   std::unique_ptr<char[]> buffer;  // buffer mode
   UniqueFd pipe_read, pipe_write;  // splice mode
-  uint32_t pending = 0;  // received, not yet sent
-  uint32_t offset = 0;   // buffer mode: where the pending bytes start
-  bool eof = false;      // `from` sent FIN: `to` gets (or got) SHUT_WR
-  bool shut = false;     // the SHUT_WR on `to` completed
+  uint32_t pending = 0;            // received, not yet sent
+  uint32_t offset = 0;             // buffer mode: where the pending bytes start
+  bool eof = false;                // `from` sent FIN: `to` gets (or got) SHUT_WR
+  bool shut = false;               // the SHUT_WR on `to` completed
   uint64_t bytes = 0;
-  int rounds = 0;        // splice mode: successes in a row (relay_worker.cc)
+  int rounds = 0;  // splice mode: successes in a row (relay_worker.cc)
 };
 
 enum class ConnState { kConnecting, kRelaying, kClosing };
@@ -41,8 +41,8 @@ struct alignas(16) Connection {
   UniqueFd client;
   UniqueFd target;
   ResolvedTarget target_address;
-  Direction up;    // client -> target
-  Direction down;  // target -> client
+  Direction up;        // client -> target
+  Direction down;      // target -> client
   std::string header;  // PROXY header still to send (up, before any client byte)
   bool sent_header = false;
   ConnState state = ConnState::kConnecting;

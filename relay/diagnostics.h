@@ -12,8 +12,18 @@
 
 namespace sbx::relay {
 
-enum LogKind { kLogRefused, kLogUnreachable, kLogConnectTimeout, kLogNotConnected, kLogNat64,
-               kLogNoResources, kLogProxyClosed, kLogSourceError, kLogNoFd, kLogKinds };
+enum LogKind {
+  kLogRefused,
+  kLogUnreachable,
+  kLogConnectTimeout,
+  kLogNotConnected,
+  kLogNat64,
+  kLogNoResources,
+  kLogProxyClosed,
+  kLogSourceError,
+  kLogNoFd,
+  kLogKinds
+};
 
 // Logs "WHAT: strerror(err) (WHERE; further ones are only counted)" the first
 // time `kind` happens in this process; nothing after that.

@@ -1,9 +1,10 @@
 #include "relay/log.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
-#include <unistd.h>
 
 namespace sbx::relay {
 

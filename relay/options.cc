@@ -153,7 +153,8 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
   absl::StatusOr<uint64_t> n;
   switch (code) {
     case 's':
-      if (o->source == SourceKind::kRegistration) return Bad("-s and --register exclude each other");
+      if (o->source == SourceKind::kRegistration)
+        return Bad("-s and --register exclude each other");
       o->source = SourceKind::kReceiverPath;
       o->receiver_path = arg;
       if (o->receiver_path.empty()) return Bad("-s: empty path");
@@ -168,7 +169,8 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
       return absl::OkStatus();
     case 'c': {
       auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
-      if (!ip) return Bad(StrCat("-c '", arg, "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
+      if (!ip)
+        return Bad(StrCat("-c '", arg, "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
       t.tcp.ip = *ip;
       return absl::OkStatus();
     }
@@ -229,7 +231,8 @@ std::string RelayUsage() {
          "  --workers N                  threads, one io_uring each (default 1)\n"
          "  --buffer-size BYTES          per connection and direction (default 262144)\n"
          "  --copy buffer|splice         how bytes are moved (default buffer)\n"
-         "  --connect-timeout S          give up connecting after S seconds (default 10, 0: never)\n"
+         "  --connect-timeout S          give up connecting after S seconds (default 10, 0: "
+         "never)\n"
          "  --idle-timeout S             close after S seconds without a byte (default 0: never)\n"
          "  --drain-timeout S            on SIGTERM, wait S seconds for connections (default 30)\n"
          "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
@@ -255,15 +258,17 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
       const std::string opt = ::optopt >= 1000 || ::optopt == 0
                                   ? std::string(argv[::optind - 1])
                                   : StrCat("-", static_cast<char>(::optopt));
-      return Bad(StrCat(code == ':' ? "missing value for " : "unknown option ", opt, "\n",
-                        RelayUsage()));
+      return Bad(
+          StrCat(code == ':' ? "missing value for " : "unknown option ", opt, "\n", RelayUsage()));
     }
     absl::Status s = code >= 1000 ? ApplyLong(code, ::optarg, &o)
                                   : ApplyShort(code, ::optarg, &o, &listen_fd_given);
     if (!s.ok()) return s;
   }
-  if (::optind < argc) return Bad(StrCat("unexpected argument '", argv[::optind], "'\n", RelayUsage()));
-  if (o.source == SourceKind::kReceiverPath && listen_fd_given) return Bad("-s and -l exclude each other");
+  if (::optind < argc)
+    return Bad(StrCat("unexpected argument '", argv[::optind], "'\n", RelayUsage()));
+  if (o.source == SourceKind::kReceiverPath && listen_fd_given)
+    return Bad("-s and -l exclude each other");
   if (o.source == SourceKind::kRegistration && listen_fd_given) {
     return Bad("--register and -l exclude each other");
   }

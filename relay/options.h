@@ -37,20 +37,20 @@ enum class CopyMode { kBuffer, kSplice };
 
 struct RelayOptions {
   SourceKind source = SourceKind::kListener;
-  int source_fd = 0;          // -l
-  std::string receiver_path;  // -s, or --register's control socket
+  int source_fd = 0;            // -l
+  std::string receiver_path;    // -s, or --register's control socket
   uint32_t register_group = 0;  // --register
   TargetSpec target;
   ProxyVersion proxy = ProxyVersion::kNone;
-  int workers = 1;                   // --workers: threads, one io_uring each
-  uint32_t buffer_size = 256 * 1024; // --buffer-size: bytes per direction
-  CopyMode copy = CopyMode::kBuffer; // --copy
-  uint32_t connect_timeout_s = 10;   // --connect-timeout (0: none)
-  uint32_t idle_timeout_s = 0;       // --idle-timeout (0: none)
-  uint32_t drain_timeout_s = 30;     // --drain-timeout: SIGTERM grace
-  uint32_t max_connections = 0;      // --max-connections per worker (0: none)
-  int backlog = 4096;                // --backlog, for -l without -e
-  bool log_connections = true;       // --quiet turns the per-connection line off
+  int workers = 1;                              // --workers: threads, one io_uring each
+  uint32_t buffer_size = 256 * 1024;            // --buffer-size: bytes per direction
+  CopyMode copy = CopyMode::kBuffer;            // --copy
+  uint32_t connect_timeout_s = 10;              // --connect-timeout (0: none)
+  uint32_t idle_timeout_s = 0;                  // --idle-timeout (0: none)
+  uint32_t drain_timeout_s = 30;                // --drain-timeout: SIGTERM grace
+  uint32_t max_connections = 0;                 // --max-connections per worker (0: none)
+  int backlog = 4096;                           // --backlog, for -l without -e
+  bool log_connections = true;                  // --quiet turns the per-connection line off
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
 };
 

@@ -35,8 +35,7 @@ namespace sbx::relay {
 namespace {
 
 // Checks (and for a listener, starts listening on) the source.
-absl::StatusOr<Source> OpenSource(const RelayOptions& o,
-                                  std::optional<inetd::BoundSocket>* bound) {
+absl::StatusOr<Source> OpenSource(const RelayOptions& o, std::optional<inetd::BoundSocket>* bound) {
   Source source;
   if (o.source == SourceKind::kReceiverPath) {
     auto b = inetd::BindReceiverSocket(o.receiver_path, 0660);
@@ -49,8 +48,8 @@ absl::StatusOr<Source> OpenSource(const RelayOptions& o,
   if (o.source == SourceKind::kRegistration) {
     auto channel = RegisterWithServer(o.receiver_path, o.register_group);
     if (!channel.ok()) {
-      return absl::ErrnoToStatus(channel.error(), StrCat("--register ", o.register_group, ":",
-                                                         o.receiver_path));
+      return absl::ErrnoToStatus(channel.error(),
+                                 StrCat("--register ", o.register_group, ":", o.receiver_path));
     }
     source.fd = channel->Release();  // lives as long as the process
     source.receives_fds = true;
@@ -114,7 +113,8 @@ int Run(const RelayOptions& options) {
     workers.push_back(std::make_unique<RelayWorker>(i, options, *source, stats.worker(i)));
   }
   for (int i = 0; i < options.workers; ++i) {
-    threads.emplace_back([&, i] { results[static_cast<size_t>(i)] = workers[static_cast<size_t>(i)]->Run(); });
+    threads.emplace_back(
+        [&, i] { results[static_cast<size_t>(i)] = workers[static_cast<size_t>(i)]->Run(); });
   }
   if (metrics) metrics->Start([&stats] { return stats.PrometheusText(); });
 

@@ -65,8 +65,8 @@ void RelayWorker::OnSource(int res) {
         break;
       default:
         Bump(stats_.source_errors);
-        LogCause(kLogSourceError, source_.receives_fds ? "receive on the source socket failed"
-                                                        : "accept failed",
+        LogCause(kLogSourceError,
+                 source_.receives_fds ? "receive on the source socket failed" : "accept failed",
                  -res, StrCat("fd ", source_.fd));
         source_waiting_ = true;  // retried at the next tick: never a busy loop
         break;

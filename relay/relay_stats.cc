@@ -21,19 +21,32 @@ void PerWorker(std::string* out, const RelayStats& stats, std::string_view name,
 
 const char* CloseReasonName(CloseReason reason) {
   switch (reason) {
-    case CloseReason::kCompleted: return "completed";
-    case CloseReason::kClientReset: return "client_reset";
-    case CloseReason::kTargetReset: return "target_reset";
-    case CloseReason::kTargetRefused: return "target_refused";
-    case CloseReason::kTargetUnreachable: return "target_unreachable";
-    case CloseReason::kConnectTimeout: return "connect_timeout";
-    case CloseReason::kIdleTimeout: return "idle_timeout";
-    case CloseReason::kProxyTargetClosed: return "proxy_target_closed";
-    case CloseReason::kNotConnected: return "not_connected";
-    case CloseReason::kNat64Refused: return "nat64_refused";
-    case CloseReason::kNoResources: return "no_resources";
-    case CloseReason::kDrained: return "drained";
-    case CloseReason::kCount: break;
+    case CloseReason::kCompleted:
+      return "completed";
+    case CloseReason::kClientReset:
+      return "client_reset";
+    case CloseReason::kTargetReset:
+      return "target_reset";
+    case CloseReason::kTargetRefused:
+      return "target_refused";
+    case CloseReason::kTargetUnreachable:
+      return "target_unreachable";
+    case CloseReason::kConnectTimeout:
+      return "connect_timeout";
+    case CloseReason::kIdleTimeout:
+      return "idle_timeout";
+    case CloseReason::kProxyTargetClosed:
+      return "proxy_target_closed";
+    case CloseReason::kNotConnected:
+      return "not_connected";
+    case CloseReason::kNat64Refused:
+      return "nat64_refused";
+    case CloseReason::kNoResources:
+      return "no_resources";
+    case CloseReason::kDrained:
+      return "drained";
+    case CloseReason::kCount:
+      break;
   }
   return "unknown";
 }
@@ -46,14 +59,14 @@ std::string RelayStats::PrometheusText() const {
   std::string out;
   PerWorker(&out, *this, "socketbox_relay_accepted_total", "counter",
             "Connections taken from the source.", &RelayWorkerStats::accepted);
-  PerWorker(&out, *this, "socketbox_relay_active_connections", "gauge",
-            "Connections open now.", &RelayWorkerStats::active);
+  PerWorker(&out, *this, "socketbox_relay_active_connections", "gauge", "Connections open now.",
+            &RelayWorkerStats::active);
   Header(&out, "socketbox_relay_closed_total", "counter", "Connections closed, by reason.");
   for (int w = 0; w < worker_count(); ++w) {
     for (int r = 0; r < static_cast<int>(CloseReason::kCount); ++r) {
       StrAppend(&out, "socketbox_relay_closed_total{worker=\"", w, "\",reason=\"",
-                CloseReasonName(static_cast<CloseReason>(r)), "\"} ",
-                Load(worker(w).closed[r]), "\n");
+                CloseReasonName(static_cast<CloseReason>(r)), "\"} ", Load(worker(w).closed[r]),
+                "\n");
     }
   }
   Header(&out, "socketbox_relay_bytes_total", "counter", "Bytes relayed, by direction.");
@@ -83,9 +96,9 @@ std::string RelayStats::Summary() const {
     errors += Load(w->source_errors);
     for (size_t r = 0; r < closed.size(); ++r) closed[r] += Load(w->closed[r]);
   }
-  std::string out = StrCat("stats accepted=", accepted, " active=", active,
-                           " bytes_to_target=", to_target, " bytes_to_client=", to_client,
-                           " source_errors=", errors);
+  std::string out =
+      StrCat("stats accepted=", accepted, " active=", active, " bytes_to_target=", to_target,
+             " bytes_to_client=", to_client, " source_errors=", errors);
   for (size_t r = 0; r < closed.size(); ++r) {
     StrAppend(&out, " closed.", CloseReasonName(static_cast<CloseReason>(r)), "=", closed[r]);
   }

@@ -14,18 +14,18 @@
 namespace sbx::relay {
 
 enum class CloseReason : int {
-  kCompleted,         // both directions ended with EOF
-  kClientReset,       // the client reset (or failed); the target got a reset
-  kTargetReset,       // the target reset (or failed); the client got a reset
-  kTargetRefused,     // connect: ECONNREFUSED (or ENOENT for a Unix path)
-  kTargetUnreachable, // connect: any other error
-  kConnectTimeout,    // --connect-timeout passed
-  kIdleTimeout,       // --idle-timeout passed
-  kProxyTargetClosed, // the target closed before sending a byte, after a PROXY header
-  kNotConnected,      // a received fd that is no connected stream socket
-  kNat64Refused,      // -N: the local address is outside the prefix
-  kNoResources,       // socket() for the target failed (EMFILE, ENOMEM...)
-  kDrained,           // still open when --drain-timeout passed after SIGTERM
+  kCompleted,          // both directions ended with EOF
+  kClientReset,        // the client reset (or failed); the target got a reset
+  kTargetReset,        // the target reset (or failed); the client got a reset
+  kTargetRefused,      // connect: ECONNREFUSED (or ENOENT for a Unix path)
+  kTargetUnreachable,  // connect: any other error
+  kConnectTimeout,     // --connect-timeout passed
+  kIdleTimeout,        // --idle-timeout passed
+  kProxyTargetClosed,  // the target closed before sending a byte, after a PROXY header
+  kNotConnected,       // a received fd that is no connected stream socket
+  kNat64Refused,       // -N: the local address is outside the prefix
+  kNoResources,        // socket() for the target failed (EMFILE, ENOMEM...)
+  kDrained,            // still open when --drain-timeout passed after SIGTERM
   kCount,
 };
 
@@ -36,13 +36,13 @@ inline void Bump(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_
 inline uint64_t Load(const Counter& c) { return c.load(std::memory_order_relaxed); }
 
 struct RelayWorkerStats {
-  Counter accepted{0};          // connections taken from the source
-  Counter active{0};            // open now (a gauge)
+  Counter accepted{0};  // connections taken from the source
+  Counter active{0};    // open now (a gauge)
   std::array<Counter, static_cast<int>(CloseReason::kCount)> closed{};
   Counter bytes_to_target{0};
   Counter bytes_to_client{0};
-  Counter source_errors{0};     // accept/recvmsg errors survived
-  Counter source_pauses{0};     // source paused: fds or --max-connections exhausted
+  Counter source_errors{0};  // accept/recvmsg errors survived
+  Counter source_pauses{0};  // source paused: fds or --max-connections exhausted
   Counter uring_enters{0};
 
   void Close(CloseReason r) { Bump(closed[static_cast<int>(r)]); }

@@ -61,7 +61,8 @@ absl::Status RelayWorker::SetUpRing() {
     p.cq_entries = kCqEntries;
     ret = io_uring_queue_init_params(kRingEntries, &ring_, &p);
   }
-  if (ret < 0) return absl::ErrnoToStatus(-ret, StrCat("io_uring_queue_init (worker ", index_, ")"));
+  if (ret < 0)
+    return absl::ErrnoToStatus(-ret, StrCat("io_uring_queue_init (worker ", index_, ")"));
   ring_ready_ = true;
   return absl::OkStatus();
 }
@@ -115,10 +116,17 @@ void RelayWorker::Dispatch(const io_uring_cqe* cqe) {
   const int res = cqe->res;
   if (data < 16) {
     switch (data) {
-      case kSourceOp: OnSource(res); break;
-      case kTickOp: OnTick(); break;
-      case kWakeOp: OnWake(); break;
-      default: break;  // kSourceCancelOp, a failed kCloseOp: nothing to do
+      case kSourceOp:
+        OnSource(res);
+        break;
+      case kTickOp:
+        OnTick();
+        break;
+      case kWakeOp:
+        OnWake();
+        break;
+      default:
+        break;  // kSourceCancelOp, a failed kCloseOp: nothing to do
     }
     return;
   }
@@ -126,17 +134,32 @@ void RelayWorker::Dispatch(const io_uring_cqe* cqe) {
   --c->inflight;
   const bool splice = options_.copy == CopyMode::kSplice;
   switch (static_cast<Op>(data & 15)) {
-    case kConnectOp: OnConnect(c, res); break;
-    case kHeaderOp: OnHeader(c, res); break;
-    case kUpReadOp: splice ? OnReady(c, c->up, kUpReadOp) : OnRead(c, c->up, res); break;
-    case kUpWriteOp: splice ? OnReady(c, c->up, kUpWriteOp) : OnWrite(c, c->up, res); break;
-    case kDownReadOp: splice ? OnReady(c, c->down, kDownReadOp) : OnRead(c, c->down, res); break;
+    case kConnectOp:
+      OnConnect(c, res);
+      break;
+    case kHeaderOp:
+      OnHeader(c, res);
+      break;
+    case kUpReadOp:
+      splice ? OnReady(c, c->up, kUpReadOp) : OnRead(c, c->up, res);
+      break;
+    case kUpWriteOp:
+      splice ? OnReady(c, c->up, kUpWriteOp) : OnWrite(c, c->up, res);
+      break;
+    case kDownReadOp:
+      splice ? OnReady(c, c->down, kDownReadOp) : OnRead(c, c->down, res);
+      break;
     case kDownWriteOp:
       splice ? OnReady(c, c->down, kDownWriteOp) : OnWrite(c, c->down, res);
       break;
-    case kUpShutOp: OnShutdown(c, c->up); break;
-    case kDownShutOp: OnShutdown(c, c->down); break;
-    default: break;  // kCancelOp
+    case kUpShutOp:
+      OnShutdown(c, c->up);
+      break;
+    case kDownShutOp:
+      OnShutdown(c, c->down);
+      break;
+    default:
+      break;  // kCancelOp
   }
   MaybeFree(c);
 }
@@ -367,7 +390,10 @@ void RelayWorker::MaybeFree(Connection* c) {
   for (Direction* d : {&c->up, &c->down}) {
     if (d->buffer) GiveBackBuffer(std::move(d->buffer));
   }
-  if (c->prev != nullptr) c->prev->next = c->next; else connections_ = c->next;
+  if (c->prev != nullptr)
+    c->prev->next = c->next;
+  else
+    connections_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   // The sockets are closed by io_uring, in the next submission, without a
   // completion to handle; the pipes (splice mode) by the destructor.
@@ -399,7 +425,8 @@ void RelayWorker::OnTick() {
   const bool drain_over = source_closed_ && now >= drain_deadline_ns_;
   for (Connection* c = connections_; c != nullptr;) {
     Connection* next = c->next;  // BeginClose may free nothing now, but be safe
-    if (c->state == ConnState::kConnecting && connect_ns != 0 && now - c->started_ns >= connect_ns) {
+    if (c->state == ConnState::kConnecting && connect_ns != 0 &&
+        now - c->started_ns >= connect_ns) {
       LogCause(kLogConnectTimeout, "connecting to the target timed out", 0, c->target_address.text);
       BeginClose(c, CloseReason::kConnectTimeout, true, false);
     } else if (c->state == ConnState::kRelaying && idle_ns != 0 &&

@@ -30,8 +30,8 @@ namespace sbx::relay {
 
 struct Source {
   int fd = -1;
-  bool receives_fds = false;   // -s / -e: recvmsg + SCM_RIGHTS; else accept
-  bool stream_channel = false; // a stream/seqpacket channel: EOF means the sender left
+  bool receives_fds = false;    // -s / -e: recvmsg + SCM_RIGHTS; else accept
+  bool stream_channel = false;  // a stream/seqpacket channel: EOF means the sender left
 };
 
 class RelayWorker {
@@ -49,10 +49,21 @@ class RelayWorker {
  private:
   enum Op : uint64_t {
     // Worker-wide requests (user_data below 16).
-    kSourceOp = 1, kTickOp, kWakeOp, kSourceCancelOp, kCloseOp,
+    kSourceOp = 1,
+    kTickOp,
+    kWakeOp,
+    kSourceCancelOp,
+    kCloseOp,
     // Per-connection requests: the Connection's address | the op.
-    kConnectOp = 1, kHeaderOp, kUpReadOp, kUpWriteOp, kDownReadOp, kDownWriteOp,
-    kUpShutOp, kDownShutOp, kCancelOp,
+    kConnectOp = 1,
+    kHeaderOp,
+    kUpReadOp,
+    kUpWriteOp,
+    kDownReadOp,
+    kDownWriteOp,
+    kUpShutOp,
+    kDownShutOp,
+    kCancelOp,
   };
 
   absl::Status SetUpRing();
@@ -112,8 +123,8 @@ class RelayWorker {
 
   // Source state: one request in flight at most.
   bool source_inflight_ = false;
-  bool source_closed_ = false;     // draining, or the sender went away
-  bool source_waiting_ = false;    // paused until a connection closes or a tick
+  bool source_closed_ = false;   // draining, or the sender went away
+  bool source_waiting_ = false;  // paused until a connection closes or a tick
   msghdr msg_{};
   iovec iov_{};
   char payload_[16]{};

@@ -31,7 +31,8 @@ std::optional<ResolvedTarget> UnixTarget(const std::string& path) {
   if (path.empty() || path.size() > sizeof(sun->sun_path) - (abstract ? 0 : 1)) return std::nullopt;
   std::memcpy(sun->sun_path, path.data(), path.size());
   if (abstract) sun->sun_path[0] = '\0';
-  out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+  out.len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
   return out;
 }
 

@@ -29,7 +29,7 @@ struct TargetSpec {
   SocketAddress tcp;      // when !is_unix; ip defaults to ::1, port to 80
   std::string unix_path;  // when is_unix, as given (with a leading '@')
   bool nat64 = false;
-  Ip6 nat64_prefix;       // compared on 96 bits, or 64 with nat64_prefix64
+  Ip6 nat64_prefix;  // compared on 96 bits, or 64 with nat64_prefix64
   bool nat64_prefix64 = false;
 };
 

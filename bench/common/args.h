@@ -5,8 +5,8 @@
 #define SBX_BENCH_COMMON_ARGS_H_
 
 #include <charconv>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string_view>
 #include <utility>

@@ -17,7 +17,9 @@ class Histogram {
 
   uint64_t count() const { return count_; }
   uint64_t max_ns() const { return max_; }
-  double mean_ns() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0; }
+  double mean_ns() const {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0;
+  }
   // The value at quantile q (0..1): the upper edge of the bucket holding it.
   uint64_t Quantile(double q) const;
   // JSON array of [upper_edge_us, cumulative_fraction] for non-empty buckets

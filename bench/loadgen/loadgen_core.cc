@@ -23,17 +23,22 @@ const char* OutcomeName(Outcome outcome) {
 
 Outcome OutcomeOfErrno(int err) {
   switch (err) {
-    case ECONNREFUSED: return Outcome::kRefused;
+    case ECONNREFUSED:
+      return Outcome::kRefused;
     case ECONNRESET:
     case EPIPE:
-    case ECONNABORTED: return Outcome::kReset;
-    case ETIMEDOUT: return Outcome::kTimeout;
+    case ECONNABORTED:
+      return Outcome::kReset;
+    case ETIMEDOUT:
+      return Outcome::kTimeout;
     case EMFILE:
     case ENFILE:
     case ENOBUFS:
     case ENOMEM:
-    case EADDRNOTAVAIL: return Outcome::kLocal;
-    default: return Outcome::kOther;
+    case EADDRNOTAVAIL:
+      return Outcome::kLocal;
+    default:
+      return Outcome::kOther;
   }
 }
 
@@ -64,9 +69,9 @@ Pacer::Pacer(const LoadOptions& options, unsigned thread, uint64_t start_ns)
       rate_(options.rate / options.threads),
       max_in_flight_(std::max<uint64_t>(1, Share(options.max_in_flight, options.threads, thread))),
       start_ns_(start_ns),
-      deadline_ns_(options.duration_s > 0
-                       ? start_ns + static_cast<uint64_t>(options.duration_s * 1e9)
-                       : 0) {}
+      deadline_ns_(
+          options.duration_s > 0 ? start_ns + static_cast<uint64_t>(options.duration_s * 1e9) : 0) {
+}
 
 bool Pacer::Finished(uint64_t now_ns) const {
   return (budget_ != 0 && started_ >= budget_) || (deadline_ns_ != 0 && now_ns >= deadline_ns_);

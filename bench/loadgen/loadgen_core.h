@@ -76,7 +76,7 @@ struct Conn {
   uint32_t generation = 0;
   bool active = false;
   bool timed_out = false;
-  int pending_ops = 0;  // io_uring: completions still to come
+  int pending_ops = 0;                // io_uring: completions still to come
   Outcome decided = Outcome::kCount;  // io_uring: the outcome, once known
   int err = 0;
   size_t target = 0;

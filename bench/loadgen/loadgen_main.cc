@@ -46,16 +46,16 @@ void PrintReport(const LoadOptions& options, const ThreadStats& total, double el
   for (uint64_t n : total.outcomes) finished += n;
   std::string out = "{";
   char buf[512];
-  std::snprintf(buf, sizeof(buf),
-                "\"io\":\"%s\",\"threads\":%u,\"mode\":\"%s\",\"concurrency\":%llu,\"rate_target\":%.0f,"
-                "\"elapsed_s\":%.4f,\"started\":%llu,\"finished\":%llu,\"completed\":%llu,"
-                "\"conn_per_s\":%.1f,",
-                options.io == IoMode::kUring ? "uring" : "epoll", options.threads,
-                options.rate > 0 ? "open" : "closed",
-                static_cast<unsigned long long>(options.concurrency), options.rate, elapsed_s,
-                static_cast<unsigned long long>(total.started),
-                static_cast<unsigned long long>(finished), static_cast<unsigned long long>(ok),
-                elapsed_s > 0 ? static_cast<double>(ok) / elapsed_s : 0.0);
+  std::snprintf(
+      buf, sizeof(buf),
+      "\"io\":\"%s\",\"threads\":%u,\"mode\":\"%s\",\"concurrency\":%llu,\"rate_target\":%.0f,"
+      "\"elapsed_s\":%.4f,\"started\":%llu,\"finished\":%llu,\"completed\":%llu,"
+      "\"conn_per_s\":%.1f,",
+      options.io == IoMode::kUring ? "uring" : "epoll", options.threads,
+      options.rate > 0 ? "open" : "closed", static_cast<unsigned long long>(options.concurrency),
+      options.rate, elapsed_s, static_cast<unsigned long long>(total.started),
+      static_cast<unsigned long long>(finished), static_cast<unsigned long long>(ok),
+      elapsed_s > 0 ? static_cast<double>(ok) / elapsed_s : 0.0);
   out += buf;
   out += "\"errors\":{";
   for (int i = 1; i < static_cast<int>(Outcome::kCount); ++i) {
@@ -77,7 +77,8 @@ void PrintReport(const LoadOptions& options, const ThreadStats& total, double el
   out += "},\"targets\":[";
   for (size_t i = 0; i < options.targets.size(); ++i) {
     const TargetStats& t = total.targets[i];
-    std::snprintf(buf, sizeof(buf), "%s{\"target\":%s,\"expected\":%s,\"ok\":%llu,\"wrong\":%llu,\"failed\":%llu",
+    std::snprintf(buf, sizeof(buf),
+                  "%s{\"target\":%s,\"expected\":%s,\"ok\":%llu,\"wrong\":%llu,\"failed\":%llu",
                   i ? "," : "", JsonString(options.targets[i].text).c_str(),
                   JsonString(options.targets[i].greeting).c_str(),
                   static_cast<unsigned long long>(t.ok), static_cast<unsigned long long>(t.wrong),
@@ -88,14 +89,15 @@ void PrintReport(const LoadOptions& options, const ThreadStats& total, double el
   }
   double user = Seconds(usage.ru_utime);
   double sys = Seconds(usage.ru_stime);
-  std::snprintf(buf, sizeof(buf),
-                "],\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
-                "\"max\":%.1f,\"mean\":%.1f},\"cpu_s\":{\"user\":%.4f,\"sys\":%.4f},"
-                "\"cpu_us_per_conn\":%.3f,\"cdf\":",
-                static_cast<double>(h.Quantile(0.50)) / 1e3, static_cast<double>(h.Quantile(0.90)) / 1e3,
-                static_cast<double>(h.Quantile(0.99)) / 1e3, static_cast<double>(h.Quantile(0.999)) / 1e3,
-                static_cast<double>(h.max_ns()) / 1e3, h.mean_ns() / 1e3, user, sys,
-                finished ? (user + sys) * 1e6 / static_cast<double>(finished) : 0.0);
+  std::snprintf(
+      buf, sizeof(buf),
+      "],\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
+      "\"max\":%.1f,\"mean\":%.1f},\"cpu_s\":{\"user\":%.4f,\"sys\":%.4f},"
+      "\"cpu_us_per_conn\":%.3f,\"cdf\":",
+      static_cast<double>(h.Quantile(0.50)) / 1e3, static_cast<double>(h.Quantile(0.90)) / 1e3,
+      static_cast<double>(h.Quantile(0.99)) / 1e3, static_cast<double>(h.Quantile(0.999)) / 1e3,
+      static_cast<double>(h.max_ns()) / 1e3, h.mean_ns() / 1e3, user, sys,
+      finished ? (user + sys) * 1e6 / static_cast<double>(finished) : 0.0);
   out += buf;
   out += h.CdfJson() + ",\"buckets\":" + h.BucketsJson() + "}\n";
   std::fputs(out.c_str(), stdout);

@@ -44,13 +44,16 @@ bool ParseOne(std::string_view flag, std::string_view arg, LoadOptions& o) {
   if (flag == "--target") return ParseTarget(arg, o);
   if (flag == "--concurrency" && (n = ParseUint(arg, 1, 1000000))) return o.concurrency = *n, true;
   if (flag == "--rate" && (d = ParseSeconds(arg)) && *d > 0) return o.rate = *d, true;
-  if (flag == "--connections" && (n = ParseUint(arg, 1, UINT64_MAX / 2))) return o.connections = *n, true;
+  if (flag == "--connections" && (n = ParseUint(arg, 1, UINT64_MAX / 2)))
+    return o.connections = *n, true;
   if (flag == "--duration" && (d = ParseSeconds(arg)) && *d > 0 && *d <= 86400) {
     return o.duration_s = *d, true;
   }
-  if (flag == "--threads" && (n = ParseUint(arg, 1, 64))) return o.threads = static_cast<unsigned>(*n), true;
+  if (flag == "--threads" && (n = ParseUint(arg, 1, 64)))
+    return o.threads = static_cast<unsigned>(*n), true;
   if (flag == "--timeout-ms" && (n = ParseUint(arg, 1, 600000))) return o.timeout_ms = *n, true;
-  if (flag == "--max-in-flight" && (n = ParseUint(arg, 1, 1000000))) return o.max_in_flight = *n, true;
+  if (flag == "--max-in-flight" && (n = ParseUint(arg, 1, 1000000)))
+    return o.max_in_flight = *n, true;
   if (flag == "--io" && (arg == "uring" || arg == "epoll")) {
     o.io = arg == "uring" ? IoMode::kUring : IoMode::kEpoll;
     return true;

@@ -34,7 +34,7 @@ enum class IoMode { kUring, kEpoll };
 struct LoadOptions {
   std::vector<Target> targets;
   uint64_t concurrency = 64;
-  double rate = 0;  // > 0: open loop
+  double rate = 0;           // > 0: open loop
   uint64_t connections = 0;  // 0: unbounded (then duration bounds the run)
   double duration_s = 0;     // 0: unbounded (then connections bounds the run)
   unsigned threads = 1;

@@ -13,9 +13,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <latch>
-#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,7 +69,8 @@ bool BindDatagram(const SinkSource& source, Sources& sources, size_t backend) {
   }
   sources.bound_paths.push_back(source.path);
   if (::chmod(source.path.c_str(), 0666) != 0) return Fail("chmod " + source.path, errno);
-  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd.get(), backend, false, sources.NewFlag()});
+  sources.shared.push_back(
+      {SinkEndpoint::Kind::kChannel, fd.get(), backend, false, sources.NewFlag()});
   sources.fds.push_back(std::move(fd));
   return true;
 }
@@ -80,7 +81,8 @@ bool Register(const SinkSource& source, Sources& sources, size_t backend) {
     return Fail("register group " + std::to_string(source.group) + " at " + source.path,
                 fd.error());
   }
-  sources.shared.push_back({SinkEndpoint::Kind::kChannel, fd->get(), backend, true, sources.NewFlag()});
+  sources.shared.push_back(
+      {SinkEndpoint::Kind::kChannel, fd->get(), backend, true, sources.NewFlag()});
   sources.fds.push_back(std::move(*fd));
   return true;
 }
@@ -119,7 +121,8 @@ void PrintSummary(const Sources& sources, const SinkCounters& counters, const ch
     uint64_t errors = counters.per_backend[i].send_errors.load();
     total += received;
     char item[128];
-    std::snprintf(item, sizeof(item), "\":{\"received\":%llu,\"greeted\":%llu,\"send_errors\":%llu}",
+    std::snprintf(item, sizeof(item),
+                  "\":{\"received\":%llu,\"greeted\":%llu,\"send_errors\":%llu}",
                   static_cast<unsigned long long>(received),
                   static_cast<unsigned long long>(received - errors),
                   static_cast<unsigned long long>(errors));

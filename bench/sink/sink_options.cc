@@ -35,9 +35,8 @@ bool ParseSource(std::string_view flag, std::string_view arg, SinkOptions& optio
   } else if (flag == "--register") {
     source.kind = SinkSource::Kind::kRegister;
     size_t colon = value.find(':');
-    auto group = colon == std::string_view::npos
-                     ? std::nullopt
-                     : ParseUint(value.substr(0, colon), 0, UINT32_MAX);
+    auto group = colon == std::string_view::npos ? std::nullopt
+                                                 : ParseUint(value.substr(0, colon), 0, UINT32_MAX);
     if (!group || colon + 1 == value.size()) return Fail("expected NAME=GROUP:CTLPATH", arg);
     source.group = static_cast<uint32_t>(*group);
     source.path = std::string(value.substr(colon + 1));

@@ -106,10 +106,10 @@ void Worker::Greet(int fd, size_t backend) {
 void Worker::EndpointFailed(size_t endpoint, int err) {
   if (config_.endpoints[endpoint].failed->exchange(true)) return;  // already told
   config_.counters->channel_closed.fetch_add(1, std::memory_order_relaxed);
-  std::fprintf(stderr, "sink: %s %zu stopped: %s\n",
-               config_.endpoints[endpoint].kind == SinkEndpoint::Kind::kListener ? "listener"
-                                                                                  : "channel",
-               endpoint, err ? std::strerror(err) : "peer closed");
+  std::fprintf(
+      stderr, "sink: %s %zu stopped: %s\n",
+      config_.endpoints[endpoint].kind == SinkEndpoint::Kind::kListener ? "listener" : "channel",
+      endpoint, err ? std::strerror(err) : "peer closed");
 }
 
 void Worker::OnRecv(size_t slot_index, int res) {
@@ -193,12 +193,18 @@ int Worker::Run() {
       uint64_t data = cqe->user_data;
       size_t index = data & ((uint64_t{1} << 56) - 1);
       switch (static_cast<Tag>(data >> 56)) {
-        case kRecv: OnRecv(index, cqe->res); break;
-        case kAccept: OnAccept(index, cqe->res, cqe->flags); break;
+        case kRecv:
+          OnRecv(index, cqe->res);
+          break;
+        case kAccept:
+          OnAccept(index, cqe->res, cqe->flags);
+          break;
         case kGreet:  // only failures arrive here
           config_.counters->per_backend[index].send_errors.fetch_add(1, std::memory_order_relaxed);
           break;
-        case kClose: config_.counters->close_errors.fetch_add(1, std::memory_order_relaxed); break;
+        case kClose:
+          config_.counters->close_errors.fetch_add(1, std::memory_order_relaxed);
+          break;
       }
     }
     io_uring_cq_advance(&ring_, seen);

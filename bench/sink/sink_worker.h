@@ -30,9 +30,9 @@ struct BackendCounters {
 struct SinkCounters {
   explicit SinkCounters(size_t backends) : per_backend(backends) {}
   std::vector<BackendCounters> per_backend;
-  std::atomic<uint64_t> no_fd{0};          // a message that carried no fd
-  std::atomic<uint64_t> extra_fds{0};      // more than one fd in a message (closed)
-  std::atomic<uint64_t> channel_closed{0}; // a channel or listener that failed or ended
+  std::atomic<uint64_t> no_fd{0};           // a message that carried no fd
+  std::atomic<uint64_t> extra_fds{0};       // more than one fd in a message (closed)
+  std::atomic<uint64_t> channel_closed{0};  // a channel or listener that failed or ended
   std::atomic<uint64_t> close_errors{0};
 };
 

@@ -14,8 +14,7 @@ struct JumpGraph {
   std::vector<std::vector<size_t>> edges;
 
   std::string NodeName(size_t node) const {
-    return node < rule_count ? StrCat("rule-set ", node)
-                             : StrCat("map-set ", node - rule_count);
+    return node < rule_count ? StrCat("rule-set ", node) : StrCat("map-set ", node - rule_count);
   }
 };
 
@@ -28,8 +27,9 @@ class JumpChecker {
 
   std::vector<Diagnostic> Run() {
     if (model_.rule_sets.empty()) {
-      Warn(0, "no rule-set 0 (no max-rules): every lookup starts there, so every connection "
-              "gets no decision");
+      Warn(0,
+           "no rule-set 0 (no max-rules): every lookup starts there, so every connection "
+           "gets no decision");
     }
     for (size_t i = 0; i < model_.rule_sets.size(); ++i) {
       const RuleSetModel& set = model_.rule_sets[i];
@@ -54,8 +54,8 @@ class JumpChecker {
     const std::string token = StrCat(to_map ? "jump-map:" : "jump-rule:", action.arg);
     if (action.arg >= count) {
       Warn(line, StrCat(token, " names a ", to_map ? "map-set" : "rule-set",
-                              " that does not exist (", to_map ? "max-maps:" : "max-rules:", count,
-                              "): connections that reach it get no decision"));
+                        " that does not exist (", to_map ? "max-maps:" : "max-rules:", count,
+                        "): connections that reach it get no decision"));
       return;
     }
     graph_.edges[from].push_back(to_map ? model_.rule_sets.size() + action.arg : action.arg);
@@ -75,7 +75,10 @@ class JumpChecker {
 
   void Connect(size_t v) {
     // Iterative to keep the stack depth bounded for 2,000-set configurations.
-    struct Frame { size_t node; size_t next_edge; };
+    struct Frame {
+      size_t node;
+      size_t next_edge;
+    };
     std::vector<Frame> frames{{v, 0}};
     Visit(v);
     while (!frames.empty()) {
@@ -93,7 +96,8 @@ class JumpChecker {
       }
       const size_t node = f.node;
       frames.pop_back();
-      if (!frames.empty()) low_[frames.back().node] = std::min(low_[frames.back().node], low_[node]);
+      if (!frames.empty())
+        low_[frames.back().node] = std::min(low_[frames.back().node], low_[node]);
       if (low_[node] == index_[node]) PopComponent(node);
     }
   }
@@ -118,10 +122,11 @@ class JumpChecker {
     if (component.size() == 1 && !self_loop) return;
     std::sort(component.begin(), component.end());
     std::string names;
-    for (size_t node : component) StrAppend(&names, names.empty() ? "" : ", ", graph_.NodeName(node));
-    Warn(0, StrCat("jump cycle among ", names,
-                         ": a connection that goes round it gets no decision (",
-                         kMaxLookupSteps, "-step limit)"));
+    for (size_t node : component)
+      StrAppend(&names, names.empty() ? "" : ", ", graph_.NodeName(node));
+    Warn(0,
+         StrCat("jump cycle among ", names, ": a connection that goes round it gets no decision (",
+                kMaxLookupSteps, "-step limit)"));
   }
 
   void Warn(int line, std::string message) {

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "engine/core/str_cat.h"
 #include "engine/core/config_analysis.h"
 #include "engine/core/config_parser.h"
+#include "engine/core/str_cat.h"
 
 namespace sbx {
 
@@ -17,7 +17,8 @@ absl::StatusOr<LoadedConfig> LoadConfigText(std::string_view text, std::string_v
   if (!parsed.ok()) return absl::InvalidArgumentError(JoinDiagnostics(parsed.errors));
   LoadedConfig loaded;
   loaded.warnings = std::move(parsed.warnings);
-  for (Diagnostic& d : AnalyzeJumps(parsed.model, file_name)) loaded.warnings.push_back(std::move(d));
+  for (Diagnostic& d : AnalyzeJumps(parsed.model, file_name))
+    loaded.warnings.push_back(std::move(d));
   loaded.table = std::make_shared<const RouteTable>(
       RouteTable::Build(parsed.model, file_name, &loaded.warnings));
   return loaded;

@@ -5,15 +5,32 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "engine/core/str_cat.h"
 #include "engine/core/numbers.h"
+#include "engine/core/str_cat.h"
 
 namespace sbx {
 namespace {
 
 enum class TokenId {
-  kDefault, kFail, kIp, kJumpFd, kJumpMap, kJumpRule, kJumpUnix, kMapSet, kMatchLip,
-  kMatchLport, kMatchRip, kMatchRport, kMaxMaps, kMaxRules, kPort, kRip, kRport, kRuleSet, kSize,
+  kDefault,
+  kFail,
+  kIp,
+  kJumpFd,
+  kJumpMap,
+  kJumpRule,
+  kJumpUnix,
+  kMapSet,
+  kMatchLip,
+  kMatchLport,
+  kMatchRip,
+  kMatchRport,
+  kMaxMaps,
+  kMaxRules,
+  kPort,
+  kRip,
+  kRport,
+  kRuleSet,
+  kSize,
 };
 
 struct TokenSpec {
@@ -106,25 +123,44 @@ class Parser {
     }
     const std::string_view v = value.value_or("");
     switch (spec->id) {
-      case TokenId::kMaxMaps: return SetMaxSets(v, "max-maps", out_.model.map_sets);
-      case TokenId::kMaxRules: return SetMaxSets(v, "max-rules", out_.model.rule_sets);
-      case TokenId::kRuleSet: return SelectSet(v, "rule-set", "max-rules", out_.model.rule_sets.size(), State::kRule);
-      case TokenId::kMapSet: return SelectSet(v, "map-set", "max-maps", out_.model.map_sets.size(), State::kMap);
-      case TokenId::kSize: return SetSize(v);
-      case TokenId::kDefault: return EnterDefault();
-      case TokenId::kIp: return SetAddress(v, /*remote=*/false);
-      case TokenId::kRip: return SetAddress(v, /*remote=*/true);
-      case TokenId::kPort: return SetPort(v, /*remote=*/false);
-      case TokenId::kRport: return SetPort(v, /*remote=*/true);
-      case TokenId::kJumpUnix: return SetJumpUnix(v);
-      case TokenId::kJumpFd: return SetJumpNumber(v, ActionKind::kFd, INT_MAX);
-      case TokenId::kJumpMap: return SetJumpNumber(v, ActionKind::kJumpMap, UINT32_MAX);
-      case TokenId::kJumpRule: return SetJumpNumber(v, ActionKind::kJumpRule, UINT32_MAX);
-      case TokenId::kFail: return SetAction({ActionKind::kFail, 0});
-      case TokenId::kMatchLip: return SetMapPrefix(v, "match-lip", /*remote=*/false);
-      case TokenId::kMatchRip: return SetMapPrefix(v, "match-rip", /*remote=*/true);
-      case TokenId::kMatchLport: return SetMapPortMask(/*remote=*/false);
-      case TokenId::kMatchRport: return SetMapPortMask(/*remote=*/true);
+      case TokenId::kMaxMaps:
+        return SetMaxSets(v, "max-maps", out_.model.map_sets);
+      case TokenId::kMaxRules:
+        return SetMaxSets(v, "max-rules", out_.model.rule_sets);
+      case TokenId::kRuleSet:
+        return SelectSet(v, "rule-set", "max-rules", out_.model.rule_sets.size(), State::kRule);
+      case TokenId::kMapSet:
+        return SelectSet(v, "map-set", "max-maps", out_.model.map_sets.size(), State::kMap);
+      case TokenId::kSize:
+        return SetSize(v);
+      case TokenId::kDefault:
+        return EnterDefault();
+      case TokenId::kIp:
+        return SetAddress(v, /*remote=*/false);
+      case TokenId::kRip:
+        return SetAddress(v, /*remote=*/true);
+      case TokenId::kPort:
+        return SetPort(v, /*remote=*/false);
+      case TokenId::kRport:
+        return SetPort(v, /*remote=*/true);
+      case TokenId::kJumpUnix:
+        return SetJumpUnix(v);
+      case TokenId::kJumpFd:
+        return SetJumpNumber(v, ActionKind::kFd, INT_MAX);
+      case TokenId::kJumpMap:
+        return SetJumpNumber(v, ActionKind::kJumpMap, UINT32_MAX);
+      case TokenId::kJumpRule:
+        return SetJumpNumber(v, ActionKind::kJumpRule, UINT32_MAX);
+      case TokenId::kFail:
+        return SetAction({ActionKind::kFail, 0});
+      case TokenId::kMatchLip:
+        return SetMapPrefix(v, "match-lip", /*remote=*/false);
+      case TokenId::kMatchRip:
+        return SetMapPrefix(v, "match-rip", /*remote=*/true);
+      case TokenId::kMatchLport:
+        return SetMapPortMask(/*remote=*/false);
+      case TokenId::kMatchRport:
+        return SetMapPortMask(/*remote=*/true);
     }
     return Error("internal: unhandled token");
   }
@@ -141,8 +177,7 @@ class Parser {
     }
     if (!candidates.empty()) {
       return Error(StrCat("unknown token '", Printable(name),
-                                "': abbreviations are not accepted (write one of: ", candidates,
-                                ")"));
+                          "': abbreviations are not accepted (write one of: ", candidates, ")"));
     }
     return Error(StrCat("unknown token '", Printable(name), "'"));
   }
@@ -164,12 +199,12 @@ class Parser {
     auto n = ParseDecimal(v, 0, UINT32_MAX);
     if (!n) return Error(StrCat("'", what, "' needs a set number"));
     if (count == 0) {
-      return Error(StrCat("'", what, "' before '", max_token, "' (declare ", max_token,
-                                ":N first)"));
+      return Error(
+          StrCat("'", what, "' before '", max_token, "' (declare ", max_token, ":N first)"));
     }
     if (*n >= count) {
       return Error(StrCat(what, " ", *n, " does not exist (", max_token, ":", count,
-                                " allows 0 to ", count - 1, ")"));
+                          " allows 0 to ", count - 1, ")"));
     }
     current_ = static_cast<uint32_t>(*n);
     state_ = state;
@@ -180,7 +215,8 @@ class Parser {
     if (state_ == State::kDefaultMap || state_ == State::kDefaultRule) {
       return Error("'size' must come before 'default' in a set");
     }
-    if (state_ == State::kGlobal) return Error("'size' outside a set (use rule-set:N or map-set:N first)");
+    if (state_ == State::kGlobal)
+      return Error("'size' outside a set (use rule-set:N or map-set:N first)");
     auto n = ParseDecimal(v, 1, kMaxSetSize);
     if (!n) return Error(StrCat("'size' must be a number from 1 to ", kMaxSetSize));
     uint32_t& capacity = state_ == State::kRule ? out_.model.rule_sets[current_].capacity
@@ -193,10 +229,16 @@ class Parser {
   bool EnterDefault() {
     if (continue_entry_) return Error("'default' cannot follow an entry on the same line");
     switch (state_) {
-      case State::kMap: state_ = State::kDefaultMap; return true;
-      case State::kRule: state_ = State::kDefaultRule; return true;
-      case State::kGlobal: return Error("'default' outside a set");
-      default: return Error("'default' given twice (already setting this set's default)");
+      case State::kMap:
+        state_ = State::kDefaultMap;
+        return true;
+      case State::kRule:
+        state_ = State::kDefaultRule;
+        return true;
+      case State::kGlobal:
+        return Error("'default' outside a set");
+      default:
+        return Error("'default' given twice (already setting this set's default)");
     }
   }
 
@@ -231,7 +273,7 @@ class Parser {
       return Error(StrCat("'", what, "' outside a set (use rule-set:N or map-set:N first)"));
     }
     return Error(StrCat("'", what, "' is an entry token and cannot follow 'default' (select ",
-                              "the set again with rule-set:N or map-set:N)"));
+                        "the set again with rule-set:N or map-set:N)"));
   }
 
   bool SetAddress(std::string_view v, bool remote) {
@@ -240,7 +282,7 @@ class Parser {
     if (state_ == State::kMap) {
       if (v.find('/') != std::string_view::npos) {
         return Error(StrCat("map-set entries take a plain address without a mask (use ",
-                                  remote ? "match-rip" : "match-lip", ":LEN on the set)"));
+                            remote ? "match-rip" : "match-lip", ":LEN on the set)"));
       }
       auto ip = ParseAddressValue(v);
       if (!ip) return false;
@@ -262,7 +304,7 @@ class Parser {
         auto len = ParseDecimal(mask_text, 0, 128);
         if (!len) {
           return Error(StrCat("prefix length '", Printable(mask_text),
-                                    "' must be a number from 0 to 128 (or an IPv6 mask)"));
+                              "' must be a number from 0 to 128 (or an IPv6 mask)"));
         }
         mask = PrefixMask(static_cast<int>(*len));
       }
@@ -320,7 +362,7 @@ class Parser {
     if (path.empty()) return Error("'jump-unix' needs a socket path");
     if (path.size() > kMaxUnixPathLength) {
       return Error(StrCat("path is ", path.size(), " bytes; a Unix socket path holds at most ",
-                                kMaxUnixPathLength));
+                          kMaxUnixPathLength));
     }
     if (path.find('\0') != std::string_view::npos) return Error("path contains a NUL byte");
     auto [it, inserted] = path_index_.try_emplace(std::string(path), out_.model.unix_paths.size());
@@ -370,7 +412,8 @@ class Parser {
   }
 
   bool SetMapPrefix(std::string_view v, std::string_view what, bool remote) {
-    if (state_ != State::kMap) return Error(StrCat("'", what, "' belongs in a map-set, before 'default'"));
+    if (state_ != State::kMap)
+      return Error(StrCat("'", what, "' belongs in a map-set, before 'default'"));
     auto len = ParseDecimal(v, 0, 128);
     if (!len) return Error(StrCat("'", what, "' must be a prefix length from 0 to 128"));
     SetTupleAddress(out_.model.map_sets[current_].mask, PrefixMask(static_cast<int>(*len)), remote);
@@ -380,7 +423,7 @@ class Parser {
   bool SetMapPortMask(bool remote) {
     if (state_ != State::kMap) {
       return Error(StrCat("'", remote ? "match-rport" : "match-lport",
-                                "' belongs in a map-set, before 'default'"));
+                          "' belongs in a map-set, before 'default'"));
     }
     SetTuplePort(out_.model.map_sets[current_].mask, 0xffff, remote);
     return true;

@@ -1,7 +1,8 @@
 #include "engine/core/diagnostic.h"
 
-#include "engine/core/str_cat.h"
 #include <cstdio>
+
+#include "engine/core/str_cat.h"
 
 namespace sbx {
 namespace {

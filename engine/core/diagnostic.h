@@ -12,8 +12,8 @@ struct Diagnostic {
   enum class Severity { kError, kWarning };
   Severity severity = Severity::kError;
   std::string file;
-  int line = 0;        // 1-based; 0 when about the file as a whole
-  std::string token;   // raw bytes as written; may be empty
+  int line = 0;       // 1-based; 0 when about the file as a whole
+  std::string token;  // raw bytes as written; may be empty
   std::string message;
 
   // "FILE:LINE: error: near 'TOKEN': MESSAGE", with unprintable bytes of the

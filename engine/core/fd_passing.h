@@ -54,9 +54,9 @@ SysStatus SendFd(int channel, int fd, int flags = 0, const UnixAddress* dest = n
 // SKBOX_STRICT_STREAM_MODE levels. Levels 1 and 2 take only connections:
 // a listening or unconnected stream socket is rejected like a file.
 enum class StrictLevel : int {
-  kAny = 0,           // any fd
-  kStream = 1,        // a connected SOCK_STREAM socket
-  kStreamInetUnix = 2 // ... of AF_UNIX, AF_INET or AF_INET6 (the default)
+  kAny = 0,            // any fd
+  kStream = 1,         // a connected SOCK_STREAM socket
+  kStreamInetUnix = 2  // ... of AF_UNIX, AF_INET or AF_INET6 (the default)
 };
 
 struct ReceiveOptions {

@@ -13,8 +13,7 @@
 
 namespace sbx {
 
-constexpr std::optional<uint64_t> ParseDecimal(std::string_view text, uint64_t min,
-                                               uint64_t max) {
+constexpr std::optional<uint64_t> ParseDecimal(std::string_view text, uint64_t min, uint64_t max) {
   if (text.empty() || text.size() > 20) return std::nullopt;
   uint64_t value = 0;
   for (char c : text) {

@@ -32,9 +32,14 @@ bool WaitReadable(int fd, int timeout_ms) {
 }  // namespace
 
 std::array<uint8_t, kRegisterRequestSize> EncodeRegisterRequest(uint32_t group) {
-  return {kRegisterCommand, 0, 0, 0,
-          static_cast<uint8_t>(group >> 24), static_cast<uint8_t>(group >> 16),
-          static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
+  return {kRegisterCommand,
+          0,
+          0,
+          0,
+          static_cast<uint8_t>(group >> 24),
+          static_cast<uint8_t>(group >> 16),
+          static_cast<uint8_t>(group >> 8),
+          static_cast<uint8_t>(group)};
 }
 
 std::optional<uint32_t> DecodeRegisterRequest(const uint8_t* data, size_t size) {

@@ -35,9 +35,8 @@ RouteTable RouteTable::Build(const ConfigModel& model, std::string_view file_nam
       } else if (warnings != nullptr) {
         const int first = first_line[key];
         warnings->push_back({Diagnostic::Severity::kWarning, std::string(file_name), e.line, "",
-                             StrCat("map-set ", i, ": this entry has the same key as line ",
-                                          first, " under the set's mask; line ", first,
-                                          " wins")});
+                             StrCat("map-set ", i, ": this entry has the same key as line ", first,
+                                    " under the set's mask; line ", first, " wins")});
       }
     }
   }

@@ -18,14 +18,14 @@ inline void Append(std::string& out, const char* s) { out.append(s); }
 inline void Append(std::string& out, char c) { out.push_back(c); }
 // Other string views (absl::string_view in Debian's abseil is its own type).
 template <typename T>
-  requires(!std::convertible_to<const T&, std::string_view> &&
-           requires(const T& t) { t.data(); t.size(); })
-void Append(std::string& out, const T& text) {
+requires(!std::convertible_to<const T&, std::string_view> && requires(const T& t) {
+  t.data();
+  t.size();
+}) void Append(std::string& out, const T& text) {
   out.append(text.data(), text.size());
 }
 template <std::integral T>
-  requires(!std::same_as<T, char> && !std::same_as<T, bool>)
-void Append(std::string& out, T value) {
+requires(!std::same_as<T, char> && !std::same_as<T, bool>) void Append(std::string& out, T value) {
   out += std::to_string(value);
 }
 

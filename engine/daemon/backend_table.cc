@@ -105,7 +105,8 @@ void BackendTable::LogTrouble(Backend* b, const char* what, int err, uint64_t no
   if (b->last_log_ns != 0 && now_ns - b->last_log_ns < kLogIntervalNs) return;
   b->last_log_ns = now_ns;
   const std::string name = b->borrowed_fd >= 0 ? "fd " + std::to_string(b->borrowed_fd) : b->path;
-  std::fprintf(stderr, "socketbox: backend %s %s: %s (connections wait up to the dispatch "
+  std::fprintf(stderr,
+               "socketbox: backend %s %s: %s (connections wait up to the dispatch "
                "timeout, then are closed and counted)\n",
                name.c_str(), what, std::strerror(err));
 }

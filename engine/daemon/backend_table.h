@@ -46,9 +46,9 @@ struct Backend {
   uint32_t backoff_ms = 0;
   uint64_t last_log_ns = 0;
   DispatchState dispatch;
-  Counter* delivered = nullptr;     // by configured path
-  uint64_t last_used = 0;           // for -U cache eviction
-  bool substituted = false;         // made by -U: evictable when idle
+  Counter* delivered = nullptr;  // by configured path
+  uint64_t last_used = 0;        // for -U cache eviction
+  bool substituted = false;      // made by -U: evictable when idle
 
   int fd() const { return borrowed_fd >= 0 ? borrowed_fd : socket.get(); }
   bool reconnectable() const { return borrowed_fd < 0; }

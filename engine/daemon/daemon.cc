@@ -133,7 +133,8 @@ class Daemon {
 absl::Status Daemon::LoadAndCheck(std::shared_ptr<const RouteTable>* table) const {
   auto loaded = source_.Load();
   if (!loaded.ok()) return loaded.status();
-  if (absl::Status s = CheckNamedFds(*loaded->table, o_.config_path, &inherited_fds_); !s.ok()) return s;
+  if (absl::Status s = CheckNamedFds(*loaded->table, o_.config_path, &inherited_fds_); !s.ok())
+    return s;
   PrintWarnings(*loaded);
   *table = loaded->table;
   return absl::OkStatus();
@@ -154,8 +155,9 @@ std::optional<int> Daemon::StartUp() {
   if (o_.registration) {
     auto fd = RegisterWithServer(o_.registration->path, o_.registration->group);
     if (!fd.ok()) {
-      return Fail(absl::ErrnoToStatus(fd.error(), StrCat("register as group ", o_.registration->group,
-                                                         " at ", o_.registration->path)));
+      return Fail(absl::ErrnoToStatus(
+          fd.error(),
+          StrCat("register as group ", o_.registration->group, " at ", o_.registration->path)));
     }
     registration_ = std::move(*fd);
   } else if (o_.handover_path && !taken_) {
@@ -263,10 +265,11 @@ void Daemon::StartWorkers() {
     }
   }
   if (metrics_) metrics_->Start([&stats] { return PrometheusText(stats); });
-  Log(StrCat("ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
-             ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
-             fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
-             ", ", fd_reserve_->held(), " in reserve"));
+  Log(StrCat(
+      "ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
+      ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
+      fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
+      ", ", fd_reserve_->held(), " in reserve"));
   NotifySystemd("READY=1");
   if (handover_) {
     HandoverOffer offer{listeners_.all_fds, metrics_ ? metrics_->listener_fd() : -1, start_dir_,
@@ -282,7 +285,8 @@ std::string Daemon::Where() const {
   if (o_.registration) {
     where = StrCat("registration group ", o_.registration->group, " at ", o_.registration->path);
   }
-  if (metrics_) where += StrCat("; metrics at http://", FormatHostPort(*o_.metrics_listen), "/metrics");
+  if (metrics_)
+    where += StrCat("; metrics at http://", FormatHostPort(*o_.metrics_listen), "/metrics");
   return where;
 }
 

@@ -52,8 +52,6 @@ FdLimit RaiseFdLimit() {
   return result;
 }
 
-int ReserveFor(uint64_t limit) {
-  return static_cast<int>(std::clamp<uint64_t>(limit / 8, 4, 32));
-}
+int ReserveFor(uint64_t limit) { return static_cast<int>(std::clamp<uint64_t>(limit / 8, 4, 32)); }
 
 }  // namespace sbx

@@ -23,9 +23,9 @@ namespace {
 
 constexpr size_t kMaxFdsPerMessage = 250;  // the kernel's SCM_MAX_FD is 253
 constexpr size_t kMaxMessage = 64 * 1024;
-constexpr int kRequestTimeoutS = 10;       // each step of the exchange
-constexpr int kReadyTimeoutMs = 120'000;   // a successor's start-up
-constexpr int kStoppedTimeoutS = 60;       // the old daemon's drain
+constexpr int kRequestTimeoutS = 10;      // each step of the exchange
+constexpr int kReadyTimeoutMs = 120'000;  // a successor's start-up
+constexpr int kStoppedTimeoutS = 60;      // the old daemon's drain
 
 void Log(const std::string& line) {
   std::fprintf(stderr, "socketbox: handover: %s\n", line.c_str());
@@ -39,8 +39,8 @@ absl::StatusOr<sockaddr_un> UnixAddressOf(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(
-        StrCat("--handover '", path, "': a socket path of 1 to ", sizeof(addr.sun_path) - 1, " bytes"));
+    return absl::InvalidArgumentError(StrCat("--handover '", path, "': a socket path of 1 to ",
+                                             sizeof(addr.sun_path) - 1, " bytes"));
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
@@ -117,7 +117,8 @@ std::vector<std::string> SplitNul(std::string_view text) {
   size_t start = 0;
   while (start <= text.size()) {
     const size_t nul = text.find('\0', start);
-    parts.emplace_back(text.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
+    parts.emplace_back(
+        text.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
     if (nul == std::string_view::npos) break;
     start = nul + 1;
   }
@@ -166,11 +167,13 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
   }
   got.old_pid = peer->pid;
   const std::string from = StrCat(" from pid ", got.old_pid, " at ", path);
-  if (int err = SendMessage(fd, "REQUEST", nullptr, 0); err != 0) return Errno(err, "send request", path);
+  if (int err = SendMessage(fd, "REQUEST", nullptr, 0); err != 0)
+    return Errno(err, "send request", path);
 
   std::string data;
   std::vector<UniqueFd> fds;
-  if (int err = ReceiveMessage(fd, &data, &fds); err != 0) return Errno(err, "receive offer" + from, path);
+  if (int err = ReceiveMessage(fd, &data, &fds); err != 0)
+    return Errno(err, "receive offer" + from, path);
   std::vector<std::string> parts = SplitNul(data);
   // "OFFER L M": L listeners to follow, M = 1 if a metrics socket is attached.
   unsigned listeners = 0, metrics = 0;
@@ -199,7 +202,8 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
       len = sizeof(listening);
       ::getsockopt(l.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
       if (type != SOCK_STREAM || !listening) {
-        return absl::DataLossError(StrCat("--handover ", path, ": passed fd is not a listening stream socket", from));
+        return absl::DataLossError(
+            StrCat("--handover ", path, ": passed fd is not a listening stream socket", from));
       }
       got.listeners.push_back(std::move(l));
     }
@@ -221,8 +225,9 @@ absl::Status CompleteHandover(HandoverReceived* received) {
   std::string data;
   std::vector<UniqueFd> fds;
   if (int err = ReceiveMessage(fd, &data, &fds); err != 0 || data != "STOPPED") {
-    return absl::ErrnoToStatus(err != 0 ? err : EPROTO,
-                               StrCat("handover: ", from, " did not confirm that it stopped accepting"));
+    return absl::ErrnoToStatus(
+        err != 0 ? err : EPROTO,
+        StrCat("handover: ", from, " did not confirm that it stopped accepting"));
   }
   received->channel.Reset();
   return absl::OkStatus();
@@ -250,11 +255,12 @@ absl::StatusOr<std::unique_ptr<HandoverServer>> HandoverServer::Open(const std::
     ::unlink(temporary.c_str());
     return Errno(err, "listen/rename into place", path);
   }
-  struct stat st{};
+  struct stat st {};
   ::stat(path.c_str(), &st);
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return Errno(errno, "eventfd", path);
-  return std::unique_ptr<HandoverServer>(new HandoverServer(path, std::move(fd), std::move(wake), st.st_ino));
+  return std::unique_ptr<HandoverServer>(
+      new HandoverServer(path, std::move(fd), std::move(wake), st.st_ino));
 }
 
 HandoverServer::HandoverServer(std::string path, UniqueFd listener, UniqueFd wake, ino_t inode)
@@ -269,7 +275,7 @@ HandoverServer::~HandoverServer() {
   // Removed only while it is still this daemon's (a successor renamed its
   // own over it otherwise); after a privilege drop this may fail, and a
   // stale socket is harmless: a successor finds nobody there and binds.
-  struct stat st{};
+  struct stat st {};
   if (::stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(path_.c_str());
 }
 
@@ -325,10 +331,12 @@ bool HandoverServer::Serve(int conn) {
   std::string data;
   std::vector<UniqueFd> ignored;
   if (int err = ReceiveMessage(conn, &data, &ignored); err != 0 || data != "REQUEST") {
-    Log(StrCat(who, ": no valid request (", err != 0 ? std::strerror(err) : "unknown message", ")"));
+    Log(StrCat(who, ": no valid request (", err != 0 ? std::strerror(err) : "unknown message",
+               ")"));
     return false;
   }
-  std::string offer = StrCat("OFFER ", offer_.listener_fds.size(), " ", offer_.metrics_fd >= 0 ? 1 : 0);
+  std::string offer =
+      StrCat("OFFER ", offer_.listener_fds.size(), " ", offer_.metrics_fd >= 0 ? 1 : 0);
   offer.push_back('\0');
   offer += offer_.cwd;
   for (const std::string& arg : offer_.argv) {
@@ -346,7 +354,8 @@ bool HandoverServer::Serve(int conn) {
     Log(StrCat(who, ": sending the listeners failed: ", std::strerror(err), "; still serving"));
     return false;
   }
-  Log(StrCat(offer_.listener_fds.size(), " listener(s) sent to ", who, "; waiting for it to start"));
+  Log(StrCat(offer_.listener_fds.size(), " listener(s) sent to ", who,
+             "; waiting for it to start"));
   // The successor's start-up: this daemon keeps accepting meanwhile.
   pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {conn, POLLIN, 0}};
   int ready;

@@ -49,8 +49,11 @@ absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) 
     return absl::OkStatus();
   };
   absl::Status s;
-  if (f.transparent) s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, "TRANSPARENT"));
-  if (f.freebind) s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, "FREEBIND"));
+  if (f.transparent)
+    s.Update(
+        set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, "TRANSPARENT"));
+  if (f.freebind)
+    s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, "FREEBIND"));
   if (f.reuseaddr) s.Update(set(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
   if (f.reuseport) s.Update(set(SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
   if (!s.ok()) return s;
@@ -102,7 +105,8 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
   // Inherited sockets are shared by all workers.
   if (o.inherited_fd >= 0) {
     if (::fcntl(o.inherited_fd, F_GETFD) < 0) {
-      return absl::InvalidArgumentError(StrCat("-s ", o.inherited_fd, ": not an open file descriptor"));
+      return absl::InvalidArgumentError(
+          StrCat("-s ", o.inherited_fd, ": not an open file descriptor"));
     }
     ::fcntl(o.inherited_fd, F_SETFD, FD_CLOEXEC);
     set.exec_fd = o.inherited_fd;
@@ -112,7 +116,8 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
   if (!o.exec_mode) {
     std::vector<InheritedListener> systemd = TakeSystemdListeners();
     if (!systemd.empty()) {
-      for (const InheritedListener& l : systemd) share(l.fd, StrCat("systemd fd ", l.fd, " (", l.name, ")"));
+      for (const InheritedListener& l : systemd)
+        share(l.fd, StrCat("systemd fd ", l.fd, " (", l.name, ")"));
       return set;
     }
   }
@@ -209,11 +214,12 @@ ListenerSet AdoptListeners(std::vector<UniqueFd> fds, int workers, const Options
     const bool one_each = copies.size() == set.per_worker.size();
     for (size_t c = 0; c < copies.size(); ++c) {
       for (size_t w = 0; w < set.per_worker.size(); ++w) {
-        if (!one_each || w == c) set.per_worker[w].push_back(DescribeListener(copies[c], o.transparent));
+        if (!one_each || w == c)
+          set.per_worker[w].push_back(DescribeListener(copies[c], o.transparent));
       }
     }
-    set.descriptions.push_back(StrCat("handed-over ", address,
-                                      copies.size() > 1 ? StrCat(" x", copies.size()) : ""));
+    set.descriptions.push_back(
+        StrCat("handed-over ", address, copies.size() > 1 ? StrCat(" x", copies.size()) : ""));
   }
   return set;
 }

@@ -26,9 +26,9 @@ namespace sbx {
 
 struct ListenerSet {
   std::vector<std::vector<ListenerInfo>> per_worker;
-  std::vector<UniqueFd> owned;        // every socket bound here, and the claim locks
-  std::vector<int> all_fds;           // distinct fds to listen() on
-  int exec_fd = -1;                   // -e: the one bound socket
+  std::vector<UniqueFd> owned;            // every socket bound here, and the claim locks
+  std::vector<int> all_fds;               // distinct fds to listen() on
+  int exec_fd = -1;                       // -e: the one bound socket
   std::vector<std::string> descriptions;  // one per distinct listener, for the log
 };
 

@@ -30,7 +30,8 @@ absl::Status Errno(int err, std::string_view what) {
 }
 
 std::string Response(std::string_view status, std::string_view body) {
-  return StrCat("HTTP/1.0 ", status, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
+  return StrCat("HTTP/1.0 ", status,
+                "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
                 "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
 }
 
@@ -46,8 +47,10 @@ std::string Answer(const std::string& request, const std::function<std::string()
   if (sp1 == std::string_view::npos || line.substr(0, sp1) != "GET") {
     return Response("400 Bad Request", "expected GET /metrics\n");
   }
-  const std::string_view path = line.substr(sp1 + 1, sp2 == std::string_view::npos ? sp2 : sp2 - sp1 - 1);
-  if (path != "/metrics" && path != "/") return Response("404 Not Found", "the counters are at /metrics\n");
+  const std::string_view path =
+      line.substr(sp1 + 1, sp2 == std::string_view::npos ? sp2 : sp2 - sp1 - 1);
+  if (path != "/metrics" && path != "/")
+    return Response("404 Not Found", "the counters are at /metrics\n");
   return Response("200 OK", render());
 }
 
@@ -100,8 +103,8 @@ class Exchange {
 
   bool Write(uint64_t now) {
     while (sent_ < answer_.size()) {
-      const ssize_t n = ::send(fd(), answer_.data() + sent_, answer_.size() - sent_,
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n =
+          ::send(fd(), answer_.data() + sent_, answer_.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return true;
       if (n <= 0) return false;  // gone: nothing more to do for it

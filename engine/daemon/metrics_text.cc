@@ -16,8 +16,7 @@ void PerWorker(std::string* out, const StatsRegistry& stats, std::string_view na
                std::string_view help, Counter WorkerStats::*field) {
   Header(out, name, help);
   for (int w = 0; w < stats.worker_count(); ++w) {
-    StrAppend(out, name, "{worker=\"", w, "\"} ",
-              Load(stats.worker(w).*field), "\n");
+    StrAppend(out, name, "{worker=\"", w, "\"} ", Load(stats.worker(w).*field), "\n");
   }
 }
 
@@ -44,8 +43,8 @@ std::string PrometheusText(const StatsRegistry& stats) {
   std::string out;
   PerWorker(&out, stats, "socketbox_accepted_total",
             "Connections accepted (or received in -P mode).", &WorkerStats::accepted);
-  PerWorker(&out, stats, "socketbox_dispatched_total",
-            "Connections handed to a backend.", &WorkerStats::dispatched);
+  PerWorker(&out, stats, "socketbox_dispatched_total", "Connections handed to a backend.",
+            &WorkerStats::dispatched);
   Header(&out, "socketbox_dropped_total", "Connections closed without a backend, by reason.");
   for (int w = 0; w < stats.worker_count(); ++w) {
     const WorkerStats& ws = stats.worker(w);
@@ -65,17 +64,18 @@ std::string PrometheusText(const StatsRegistry& stats) {
             "getsockname(2) calls made to classify connections.", &WorkerStats::getsockname_calls);
   PerWorker(&out, stats, "socketbox_getpeername_calls_total",
             "getpeername(2) calls made to classify connections.", &WorkerStats::getpeername_calls);
-  PerWorker(&out, stats, "socketbox_uring_enter_calls_total",
-            "io_uring_enter(2) calls.", &WorkerStats::uring_enters);
-  PerWorker(&out, stats, "socketbox_close_errors_total",
-            "Failed closes of passed connections.", &WorkerStats::close_errors);
+  PerWorker(&out, stats, "socketbox_uring_enter_calls_total", "io_uring_enter(2) calls.",
+            &WorkerStats::uring_enters);
+  PerWorker(&out, stats, "socketbox_close_errors_total", "Failed closes of passed connections.",
+            &WorkerStats::close_errors);
   Header(&out, "socketbox_backend_delivered_total",
          "Connections delivered per backend (configured path).");
   for (const auto& [path, delivered] : stats.BackendDeliveries()) {
     StrAppend(&out, "socketbox_backend_delivered_total{backend=\"", EscapeLabelValue(path), "\"} ",
               delivered, "\n");
   }
-  Header(&out, "socketbox_config_reloads_total", "Configuration reloads (SIGHUP) that took effect.");
+  Header(&out, "socketbox_config_reloads_total",
+         "Configuration reloads (SIGHUP) that took effect.");
   StrAppend(&out, "socketbox_config_reloads_total ", Load(stats.reloads), "\n");
   Header(&out, "socketbox_config_reload_failures_total",
          "Reloads refused (the running configuration was kept).");

@@ -15,8 +15,19 @@ namespace sbx {
 namespace {
 
 enum LongOnly {
-  kListen = 1000, kThreads, kIo, kDispatchTimeout, kStatsInterval, kExactListeners,
-  kMetricsListen, kCheckConfig, kTestRoute, kHelp, kVersion, kBatchWait, kHandover,
+  kListen = 1000,
+  kThreads,
+  kIo,
+  kDispatchTimeout,
+  kStatsInterval,
+  kExactListeners,
+  kMetricsListen,
+  kCheckConfig,
+  kTestRoute,
+  kHelp,
+  kVersion,
+  kBatchWait,
+  kHandover,
 };
 
 const option kLongOptions[] = {
@@ -143,7 +154,9 @@ absl::Status ApplyGroups(const char* value, Options* o) {
 
 absl::Status Apply(int opt, const char* arg, Options* o) {
   switch (opt) {
-    case 'f': o->config_path = arg; return absl::OkStatus();
+    case 'f':
+      o->config_path = arg;
+      return absl::OkStatus();
     case 'l':
       o->address_given = true;
       return ParseListenAddress(arg, &o->address);
@@ -154,28 +167,46 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->address_given = true;
       return absl::OkStatus();
     }
-    case 't': o->transparent = true; return absl::OkStatus();
-    case 'F': o->freebind = true; return absl::OkStatus();
-    case 'R': o->reuseaddr = false; return absl::OkStatus();
-    case 'r': o->reuseport = true; return absl::OkStatus();
+    case 't':
+      o->transparent = true;
+      return absl::OkStatus();
+    case 'F':
+      o->freebind = true;
+      return absl::OkStatus();
+    case 'R':
+      o->reuseaddr = false;
+      return absl::OkStatus();
+    case 'r':
+      o->reuseport = true;
+      return absl::OkStatus();
     case 's': {
       auto fd = ParseNumber("-s", arg, 0, INT_MAX);
       if (!fd.ok()) return fd.status();
       o->inherited_fd = *fd;
       return absl::OkStatus();
     }
-    case 'e': o->exec_mode = true; return absl::OkStatus();
-    case 'u': return ApplyUser(arg, o);
+    case 'e':
+      o->exec_mode = true;
+      return absl::OkStatus();
+    case 'u':
+      return ApplyUser(arg, o);
     case 'g': {
       auto gid = ResolveGroup("-g", arg);
       if (!gid.ok()) return gid.status();
       o->gid = *gid;
       return absl::OkStatus();
     }
-    case 'G': return ApplyGroups(arg, o);
-    case 'k': o->keep_groups = true; return absl::OkStatus();
-    case 'd': o->daemonize = true; return absl::OkStatus();
-    case 'x': o->chroot_dir = arg; return absl::OkStatus();
+    case 'G':
+      return ApplyGroups(arg, o);
+    case 'k':
+      o->keep_groups = true;
+      return absl::OkStatus();
+    case 'd':
+      o->daemonize = true;
+      return absl::OkStatus();
+    case 'x':
+      o->chroot_dir = arg;
+      return absl::OkStatus();
     case 'S':
       if (std::string_view(arg).empty() || std::string_view(arg).size() > 107) {
         return Bad("-S", arg, "a Unix socket path of 1 to 107 bytes");
@@ -196,7 +227,9 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->backlog = *backlog;
       return absl::OkStatus();
     }
-    case 'z': o->clear_transparent = true; return absl::OkStatus();
+    case 'z':
+      o->clear_transparent = true;
+      return absl::OkStatus();
     case 'P': {
       std::string_view text = arg;
       const size_t colon = text.find(':');
@@ -208,11 +241,13 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
                    "expected GROUP:PATH (a number: decimal, 0x hex or 0 octal; a colon; a "
                    "socket path)");
       }
-      o->registration = Options::Registration{static_cast<uint32_t>(*group),
-                                              std::string(text.substr(colon + 1))};
+      o->registration =
+          Options::Registration{static_cast<uint32_t>(*group), std::string(text.substr(colon + 1))};
       return absl::OkStatus();
     }
-    case 'U': o->substitute = true; return absl::OkStatus();
+    case 'U':
+      o->substitute = true;
+      return absl::OkStatus();
     case kListen: {
       auto address = ParseHostPort(arg);
       if (!address) return Bad("--listen", arg, "expected [IPV6]:PORT or IPV4:PORT");
@@ -272,10 +307,18 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->exact_listeners = *n;
       return absl::OkStatus();
     }
-    case kCheckConfig: o->mode = RunMode::kCheckConfig; return absl::OkStatus();
-    case kTestRoute: o->mode = RunMode::kTestRoute; return absl::OkStatus();
-    case kHelp: o->mode = RunMode::kHelp; return absl::OkStatus();
-    case kVersion: o->mode = RunMode::kVersion; return absl::OkStatus();
+    case kCheckConfig:
+      o->mode = RunMode::kCheckConfig;
+      return absl::OkStatus();
+    case kTestRoute:
+      o->mode = RunMode::kTestRoute;
+      return absl::OkStatus();
+    case kHelp:
+      o->mode = RunMode::kHelp;
+      return absl::OkStatus();
+    case kVersion:
+      o->mode = RunMode::kVersion;
+      return absl::OkStatus();
   }
   return absl::InvalidArgumentError("unknown option (see --help)");
 }
@@ -320,15 +363,16 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     if (const passwd* pw = ::getpwuid(*o.uid)) {
       o.gid = pw->pw_gid;
     } else {
-      return absl::InvalidArgumentError(StrCat("option -u '", o.user_label,
-                                               "': uid has no passwd entry; give -g GROUP too"));
+      return absl::InvalidArgumentError(
+          StrCat("option -u '", o.user_label, "': uid has no passwd entry; give -g GROUP too"));
     }
   }
   if (o.registration && (o.inherited_fd >= 0 || o.exec_mode)) {
     return absl::InvalidArgumentError("-P receives sockets; it cannot be combined with -s or -e");
   }
   if (o.handover_path && (o.registration || o.exec_mode)) {
-    return absl::InvalidArgumentError("--handover hands over listeners; it cannot be combined with -P or -e");
+    return absl::InvalidArgumentError(
+        "--handover hands over listeners; it cannot be combined with -P or -e");
   }
   return o;
 }

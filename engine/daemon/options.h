@@ -28,12 +28,12 @@ struct Options {
   SocketAddress address{AF_INET6, {}, 80, 0};
   bool address_given = false;  // -l or -p seen
   std::vector<SocketAddress> listen;
-  bool transparent = false;  // -t
-  bool freebind = false;     // -F
-  bool reuseaddr = true;     // -R clears
-  bool reuseport = false;    // -r
-  int inherited_fd = -1;     // -s FD
-  int backlog = 4096;        // -b
+  bool transparent = false;        // -t
+  bool freebind = false;           // -F
+  bool reuseaddr = true;           // -R clears
+  bool reuseport = false;          // -r
+  int inherited_fd = -1;           // -s FD
+  int backlog = 4096;              // -b
   bool clear_transparent = false;  // -z
 
   // Forced actions (no configuration file): -S PATH or -i FD.
@@ -51,7 +51,7 @@ struct Options {
   // Privileges and process.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
-  std::string user_label;  // the -u argument, for messages
+  std::string user_label;                    // the -u argument, for messages
   std::optional<std::vector<gid_t>> groups;  // -G
   bool keep_groups = false;                  // -k
   bool daemonize = false;                    // -d

@@ -2,8 +2,8 @@
 
 #include <netinet/in.h>
 
-#include "engine/core/path_substitution.h"
 #include "engine/core/address_ops.h"
+#include "engine/core/path_substitution.h"
 
 namespace sbx {
 
@@ -75,7 +75,8 @@ Backend* Router::Route(int fd, const ListenerInfo* listener, const SocketAddress
 
   if (options_.forced_fd) return backends_->ForFd(*options_.forced_fd);
   if (options_.forced_path) {
-    if (!needs_local_) return backends_->ForPath(*options_.forced_path, *options_.forced_path, now_ns);
+    if (!needs_local_)
+      return backends_->ForPath(*options_.forced_path, *options_.forced_path, now_ns);
     const std::string path = SubstitutePath(*options_.forced_path, tuple.local, tuple.lport);
     return backends_->ForPath(path, *options_.forced_path, now_ns);
   }
@@ -90,9 +91,14 @@ Backend* Router::Route(int fd, const ListenerInfo* listener, const SocketAddress
       if (cached == nullptr) cached = backends_->ForPath(path, path, now_ns);
       return cached;
     }
-    case ActionKind::kFd: return backends_->ForFd(static_cast<int>(action.arg));
-    case ActionKind::kFail: *reason = DropReason::kFail; return nullptr;
-    default: *reason = DropReason::kNoDecision; return nullptr;
+    case ActionKind::kFd:
+      return backends_->ForFd(static_cast<int>(action.arg));
+    case ActionKind::kFail:
+      *reason = DropReason::kFail;
+      return nullptr;
+    default:
+      *reason = DropReason::kNoDecision;
+      return nullptr;
   }
 }
 

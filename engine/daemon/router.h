@@ -41,8 +41,8 @@ class Router {
   // The backend for connection `fd`, or nullptr with `*reason` set.
   // `listener` may be null (registration mode); `remote` is the peer
   // address when the accept already returned it.
-  Backend* Route(int fd, const ListenerInfo* listener, const SocketAddress* remote,
-                 uint64_t now_ns, DropReason* reason);
+  Backend* Route(int fd, const ListenerInfo* listener, const SocketAddress* remote, uint64_t now_ns,
+                 DropReason* reason);
 
  private:
   void ComputeNeeds();

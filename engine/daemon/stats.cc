@@ -13,8 +13,8 @@ void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts
     for (const WorkerStats* w : parts) total += Load(w->*field);
     return total;
   };
-  StrAppend(out, " accepted=", sum(&WorkerStats::accepted), " dispatched=",
-            sum(&WorkerStats::dispatched));
+  StrAppend(out, " accepted=", sum(&WorkerStats::accepted),
+            " dispatched=", sum(&WorkerStats::dispatched));
   uint64_t dropped_total = 0;
   std::string reasons;
   for (int r = 0; r < static_cast<int>(DropReason::kCount); ++r) {
@@ -23,27 +23,38 @@ void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts
     dropped_total += n;
     StrAppend(&reasons, " dropped.", DropReasonName(static_cast<DropReason>(r)), "=", n);
   }
-  StrAppend(out, " dropped=", dropped_total, reasons, " accept_errors=",
-            sum(&WorkerStats::accept_errors), " accept_resource_pauses=", sum(&WorkerStats::accept_resource_pauses),
+  StrAppend(out, " dropped=", dropped_total, reasons,
+            " accept_errors=", sum(&WorkerStats::accept_errors),
+            " accept_resource_pauses=", sum(&WorkerStats::accept_resource_pauses),
             " accept_slot_pauses=", sum(&WorkerStats::accept_slot_pauses),
-            " getsockname=", sum(&WorkerStats::getsockname_calls), " getpeername=",
-            sum(&WorkerStats::getpeername_calls), " uring_enter=",
-            sum(&WorkerStats::uring_enters), " close_errors=", sum(&WorkerStats::close_errors));
+            " getsockname=", sum(&WorkerStats::getsockname_calls),
+            " getpeername=", sum(&WorkerStats::getpeername_calls),
+            " uring_enter=", sum(&WorkerStats::uring_enters),
+            " close_errors=", sum(&WorkerStats::close_errors));
 }
 
 }  // namespace
 
 const char* DropReasonName(DropReason reason) {
   switch (reason) {
-    case DropReason::kNoDecision: return "no_decision";
-    case DropReason::kFail: return "fail";
-    case DropReason::kBackendDown: return "backend_down";
-    case DropReason::kTimeout: return "timeout";
-    case DropReason::kSendError: return "send_error";
-    case DropReason::kOverload: return "overload";
-    case DropReason::kSocketError: return "socket_error";
-    case DropReason::kResources: return "resources";
-    case DropReason::kCount: break;
+    case DropReason::kNoDecision:
+      return "no_decision";
+    case DropReason::kFail:
+      return "fail";
+    case DropReason::kBackendDown:
+      return "backend_down";
+    case DropReason::kTimeout:
+      return "timeout";
+    case DropReason::kSendError:
+      return "send_error";
+    case DropReason::kOverload:
+      return "overload";
+    case DropReason::kSocketError:
+      return "socket_error";
+    case DropReason::kResources:
+      return "resources";
+    case DropReason::kCount:
+      break;
   }
   return "?";
 }

@@ -19,14 +19,14 @@
 namespace sbx {
 
 enum class DropReason : int {
-  kNoDecision,      // jump to a missing set, or the step limit
-  kFail,            // the configuration said fail
-  kBackendDown,     // backend missing or refusing until the deadline
-  kTimeout,         // backend queue stayed full until the deadline
-  kSendError,       // any other send error
-  kOverload,        // no dispatch slot free (accepts pause before this)
-  kSocketError,     // getsockname/getpeername/-z setsockopt failed
-  kResources,       // the daemon itself lacked fds or memory until the deadline
+  kNoDecision,   // jump to a missing set, or the step limit
+  kFail,         // the configuration said fail
+  kBackendDown,  // backend missing or refusing until the deadline
+  kTimeout,      // backend queue stayed full until the deadline
+  kSendError,    // any other send error
+  kOverload,     // no dispatch slot free (accepts pause before this)
+  kSocketError,  // getsockname/getpeername/-z setsockopt failed
+  kResources,    // the daemon itself lacked fds or memory until the deadline
   kCount,
 };
 
@@ -38,15 +38,17 @@ struct WorkerStats {
   Counter accepted{0};
   Counter dispatched{0};
   std::array<Counter, static_cast<int>(DropReason::kCount)> dropped{};
-  Counter accept_errors{0};  // transient accept errors, counted and survived
+  Counter accept_errors{0};           // transient accept errors, counted and survived
   Counter accept_resource_pauses{0};  // accept said EMFILE/ENFILE/ENOMEM/ENOBUFS
   Counter accept_slot_pauses{0};      // dispatch slots ran low: accepting paused
   Counter getsockname_calls{0};
   Counter getpeername_calls{0};
-  Counter uring_enters{0};   // io_uring_enter calls (submit and wait)
+  Counter uring_enters{0};  // io_uring_enter calls (submit and wait)
   Counter close_errors{0};
 
-  void Drop(DropReason reason) { dropped[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  void Drop(DropReason reason) {
+    dropped[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
   uint64_t TotalDropped() const;
 };
 

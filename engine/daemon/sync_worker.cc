@@ -51,7 +51,8 @@ void SyncWorker::Run() {
     const std::vector<Backend*> polled_backends = watched_;
     for (Backend* b : polled_backends) fds.push_back({b->fd(), POLLOUT, 0});  // -1 (gone): skipped
     const uint64_t wait_ns = NextTimer(now) - now;
-    const int timeout_ms = static_cast<int>(std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 1000));
+    const int timeout_ms =
+        static_cast<int>(std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 1000));
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) {
       uint64_t value;

@@ -36,7 +36,8 @@ std::vector<InheritedListener> TakeSystemdListeners() {
     std::string name = "unknown";
     if (name_start <= names.size() && !names.empty()) {
       const size_t colon = names.find(':', name_start);
-      name = names.substr(name_start, colon == std::string::npos ? std::string::npos : colon - name_start);
+      name = names.substr(name_start,
+                          colon == std::string::npos ? std::string::npos : colon - name_start);
       name_start = colon == std::string::npos ? names.size() + 1 : colon + 1;
     }
     out.push_back({fd, name});

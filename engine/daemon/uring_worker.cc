@@ -16,7 +16,7 @@
 namespace sbx {
 namespace {
 
-constexpr uint32_t kAcceptsWithAddress = 16; // single-shot accepts per listener
+constexpr uint32_t kAcceptsWithAddress = 16;  // single-shot accepts per listener
 // After EMFILE/ENFILE/ENOMEM/ENOBUFS a listener waits for one of our own
 // connections to leave (its fd is then free), or this long.
 constexpr uint64_t kResourcePauseNs = 5'000'000;
@@ -27,7 +27,17 @@ constexpr size_t kRecvControlFds = 16;
 constexpr unsigned kMaxWaitBatch = 32;
 constexpr uint64_t kBatchWindowNs = 200'000;
 
-enum Op : uint8_t { kAccept = 1, kAcceptOne, kSend, kLinkedClose, kClose, kWake, kRecv, kCancel, kPoll };
+enum Op : uint8_t {
+  kAccept = 1,
+  kAcceptOne,
+  kSend,
+  kLinkedClose,
+  kClose,
+  kWake,
+  kRecv,
+  kCancel,
+  kPoll
+};
 
 uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) { return PackUserData(op, index, sub); }
 Op TagOp(uint64_t data) { return static_cast<Op>(UserDataOp(data)); }
@@ -46,10 +56,10 @@ bool IsTransientEnterError(int rc) {
 
 struct UringWorker::Listener {
   ListenerInfo info;
-  uint32_t index = 0;  // in listeners_, named by user_data
+  uint32_t index = 0;         // in listeners_, named by user_data
   bool with_address = false;  // the armed mode: single-shot accepts with address
   int armed = 0;
-  bool starved = false;       // the last accept found no fd or memory
+  bool starved = false;  // the last accept found no fd or memory
   uint64_t resume_at_ns = 0;
   struct AddressSlot {
     sockaddr_storage addr{};
@@ -74,8 +84,8 @@ UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* con
 UringWorker::~UringWorker() = default;  // where Listener and RecvState are complete
 
 absl::Status UringWorker::Init() {
-  const int err = ring_.Init(4096, 4 * kDispatchSlots,
-                             IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+  const int err =
+      ring_.Init(4096, 4 * kDispatchSlots, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
   MakeScheduler(this);
   messages_ = std::make_unique<FdMessage[]>(kDispatchSlots);
@@ -170,8 +180,10 @@ void UringWorker::WaitForCompletions(uint64_t now) {
   // Without the kernel's min-wait: busy turns wait for a batch of about
   // half the last one (bounded by a short window); quiet ones for the first
   // completion or the next timer.
-  const unsigned wait_nr = options_.batch_wait_us > 0 ? std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch) : 1;
-  CheckEnter(ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0));
+  const unsigned wait_nr =
+      options_.batch_wait_us > 0 ? std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch) : 1;
+  CheckEnter(
+      ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0));
 }
 
 void UringWorker::Handle(const io_uring_cqe* cqe) {
@@ -223,7 +235,8 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
     const SocketAddress* remote_ptr = nullptr;
     if (!multishot) {
       const auto& a = l.addresses[accept_slot];
-      if (auto parsed = SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&a.addr), a.len)) {
+      if (auto parsed =
+              SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&a.addr), a.len)) {
         remote = *parsed;
         remote_ptr = &remote;
       }
@@ -376,8 +389,8 @@ void UringWorker::OnRegistrationMessage(int res) {
       RejectRegistered();
       CloseConnection(first);
     }
-  } else if ((res == 0 && SenderGoneAfterEmptyRead(setup_.registration_fd)) ||
-             res == -ECONNRESET || res == -ENOTCONN) {
+  } else if ((res == 0 && SenderGoneAfterEmptyRead(setup_.registration_fd)) || res == -ECONNRESET ||
+             res == -ENOTCONN) {
     RegistrationEnded(0);
     return;
   } else if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {

@@ -78,7 +78,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   // Submission queue.
   io_uring_sqe* GetSqe();
   void EnsureSqSpace(unsigned n);
-  bool Submit();  // false (after asking the daemon to stop) if the ring failed
+  bool Submit();            // false (after asking the daemon to stop) if the ring failed
   void CheckEnter(int rc);  // counts a submission; a failed ring stops the daemon
 
   Ring ring_;
@@ -95,9 +95,9 @@ class UringWorker : private WorkerBase, private DispatchTransport {
     io_uring_sqe* tail = nullptr;
     uint64_t submission = 0;
   } chain_;
-  unsigned last_batch_ = 0;             // completions handled last turn
-  uint64_t submissions_ = 0;            // counts submissions (link chains end there)
-  io_uring_sqe* last_sqe_ = nullptr;    // the most recently prepared SQE
+  unsigned last_batch_ = 0;           // completions handled last turn
+  uint64_t submissions_ = 0;          // counts submissions (link chains end there)
+  io_uring_sqe* last_sqe_ = nullptr;  // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
   bool stopping_ = false;
   bool fds_freed_ = false;  // a connection left this turn: a starved listener may retry

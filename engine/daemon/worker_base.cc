@@ -33,7 +33,8 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   config.slots = kDispatchSlots;
   config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
   config.forced_fd = options_.forced_fd.has_value();
-  scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_, MonotonicNs);
+  scheduler_ =
+      std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_, MonotonicNs);
 }
 
 bool WorkerBase::TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {

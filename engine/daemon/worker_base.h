@@ -22,7 +22,7 @@ namespace sbx {
 struct WorkerSetup {
   int index = 0;
   std::vector<ListenerInfo> listeners;
-  int registration_fd = -1;  // -P mode: receive sockets here instead
+  int registration_fd = -1;         // -P mode: receive sockets here instead
   FdReserve* fd_reserve = nullptr;  // shared by all workers; may be null
 };
 

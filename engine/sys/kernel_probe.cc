@@ -21,13 +21,15 @@ constexpr int kSocketUringOpGetsockname = 5;
 bool TryMultishotAccept(io_uring* ring) {
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sa_family_t family = AF_UNIX;
-  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&family), sizeof(family)) != 0 ||
+  if (!listener ||
+      ::bind(listener.get(), reinterpret_cast<sockaddr*>(&family), sizeof(family)) != 0 ||
       ::listen(listener.get(), 4) != 0) {
     return false;
   }
   sockaddr_un name{};
   socklen_t name_len = sizeof(name);
-  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&name), &name_len) != 0) return false;
+  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&name), &name_len) != 0)
+    return false;
   io_uring_sqe* sqe = io_uring_get_sqe(ring);
   io_uring_prep_multishot_accept(sqe, listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
   io_uring_submit(ring);

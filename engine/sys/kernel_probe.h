@@ -16,7 +16,8 @@ struct KernelFeatures {
   bool sendmsg = false;           // IORING_OP_SENDMSG
   bool close = false;             // IORING_OP_CLOSE
   bool recvmsg = false;           // IORING_OP_RECVMSG
-  bool link_timeout = false;      // IORING_OP_LINK_TIMEOUT (reported only: the design waits for no send)
+  bool link_timeout =
+      false;  // IORING_OP_LINK_TIMEOUT (reported only: the design waits for no send)
   bool submit_wait_timeout = false;  // IORING_FEAT_EXT_ARG (wait with timeout, no extra syscall)
   bool uring_getsockname = false;    // SOCKET_URING_OP_GETSOCKNAME (Linux 6.19+)
   std::string kernel_release;

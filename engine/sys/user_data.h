@@ -16,7 +16,9 @@ constexpr uint64_t PackUserData(uint8_t op, uint32_t index, uint32_t sub = 0) {
 }
 constexpr uint8_t UserDataOp(uint64_t data) { return static_cast<uint8_t>(data >> 56); }
 constexpr uint32_t UserDataIndex(uint64_t data) { return static_cast<uint32_t>(data); }
-constexpr uint32_t UserDataSub(uint64_t data) { return static_cast<uint32_t>(data >> 32) & 0xffffff; }
+constexpr uint32_t UserDataSub(uint64_t data) {
+  return static_cast<uint32_t>(data >> 32) & 0xffffff;
+}
 
 template <typename T>
 uint64_t PackUserPointer(uint8_t op, const T* p) {

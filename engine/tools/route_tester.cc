@@ -4,17 +4,15 @@
 #include <ostream>
 #include <vector>
 
-#include "engine/core/str_cat.h"
 #include "engine/core/numbers.h"
 #include "engine/core/path_substitution.h"
+#include "engine/core/str_cat.h"
 
 namespace sbx {
 
 std::string DecideRouteLine(const RouteTable& table, std::string_view line, int line_number,
                             bool substitute) {
-  auto error = [&](std::string_view why) {
-    return StrCat("error: line ", line_number, ": ", why);
-  };
+  auto error = [&](std::string_view why) { return StrCat("error: line ", line_number, ": ", why); };
   std::vector<std::string_view> fields;
   for (size_t pos = 0; pos < line.size();) {
     const size_t start = line.find_first_not_of(" \t\r", pos);
@@ -26,7 +24,7 @@ std::string DecideRouteLine(const RouteTable& table, std::string_view line, int 
   }
   if (fields.size() != 4) {
     return error(StrCat("expected 4 fields (LOCAL_ADDR LOCAL_PORT REMOTE_ADDR REMOTE_PORT), got ",
-                              fields.size()));
+                        fields.size()));
   }
   ConnTuple tuple;
   const auto local = ParseIp6(fields[0], /*allow_ipv4=*/true);
@@ -47,11 +45,14 @@ std::string DecideRouteLine(const RouteTable& table, std::string_view line, int 
     case ActionKind::kUnix: {
       const std::string& path = table.unix_paths()[action.arg];
       return StrCat("jump-unix:",
-                          substitute ? SubstitutePath(path, tuple.local, tuple.lport) : path);
+                    substitute ? SubstitutePath(path, tuple.local, tuple.lport) : path);
     }
-    case ActionKind::kFd: return StrCat("jump-fd:", action.arg);
-    case ActionKind::kFail: return "fail";
-    default: return "none";
+    case ActionKind::kFd:
+      return StrCat("jump-fd:", action.arg);
+    case ActionKind::kFail:
+      return "fail";
+    default:
+      return "none";
   }
 }
 

@@ -12,6 +12,7 @@ SBX_PACKAGES=(
   iproute2 nftables procps strace             # network namespaces, TPROXY, checks
   systemd                                     # systemd-socket-activate, systemd-analyze (unit tests)
   clang libclang-rt-14-dev                    # libFuzzer and ThreadSanitizer builds (build-fuzz, build-tsan)
+  clang-format                                # scripts/format-check (Google style, 100 columns)
 )
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }

@@ -53,10 +53,9 @@ TEST(RelayOptions, OriginalCommandLines) {
 }
 
 TEST(RelayOptions, LongOptions) {
-  auto o = Parse({"--proxy-v2", "--metrics-listen", "[::1]:9100", "--workers", "2",
-                  "--buffer-size", "131072", "--copy", "splice", "--connect-timeout", "3",
-                  "--idle-timeout", "60", "--drain-timeout", "5", "--max-connections", "100",
-                  "--quiet"});
+  auto o = Parse({"--proxy-v2", "--metrics-listen", "[::1]:9100", "--workers", "2", "--buffer-size",
+                  "131072", "--copy", "splice", "--connect-timeout", "3", "--idle-timeout", "60",
+                  "--drain-timeout", "5", "--max-connections", "100", "--quiet"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->proxy, ProxyVersion::kV2);
   ASSERT_TRUE(o->metrics_listen);

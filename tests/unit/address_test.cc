@@ -27,8 +27,8 @@ TEST(Ip6Test, Ipv4MappedForms) {
 }
 
 TEST(Ip6Test, RejectsGarbage) {
-  for (const char* bad : {"", ":::", "2001:db8::1/64", "x", "1.2.3", "2001:db8::1 ",
-                          "::ffff:300.0.0.1"}) {
+  for (const char* bad :
+       {"", ":::", "2001:db8::1/64", "x", "1.2.3", "2001:db8::1 ", "::ffff:300.0.0.1"}) {
     EXPECT_FALSE(ParseIp6(bad, true).has_value()) << bad;
   }
   EXPECT_FALSE(ParseIp6(std::string_view("::1\0", 4)).has_value());
@@ -80,7 +80,8 @@ TEST(HostPortTest, SockaddrRoundTrip) {
   }
   sockaddr_in6 short_addr{};
   short_addr.sin6_family = AF_INET6;
-  EXPECT_FALSE(SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&short_addr), 8).has_value());
+  EXPECT_FALSE(
+      SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&short_addr), 8).has_value());
 }
 
 }  // namespace

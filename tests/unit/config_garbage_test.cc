@@ -67,9 +67,15 @@ TEST(ConfigGarbageTest, MutatedValidConfigs) {
       const size_t pos = std::uniform_int_distribution<size_t>(0, text.size() - 1)(rng);
       const char c = alphabet[std::uniform_int_distribution<size_t>(0, sizeof(alphabet) - 2)(rng)];
       switch (rng() % 3) {
-        case 0: text[pos] = c; break;
-        case 1: text.insert(pos, 1, c); break;
-        default: text.erase(pos, 1); break;
+        case 0:
+          text[pos] = c;
+          break;
+        case 1:
+          text.insert(pos, 1, c);
+          break;
+        default:
+          text.erase(pos, 1);
+          break;
       }
     }
     auto loaded = LoadConfigText(text, "mutated.conf");
@@ -100,7 +106,8 @@ TEST(ConfigGarbageTest, HugeNumbers) {
 
 TEST(ConfigGarbageTest, TenThousandLineSet) {
   std::string text = "max-rules:1\nrule-set:0 size:1000\n";
-  for (int i = 0; i < 10000; ++i) text += "ip:2001:db8::" + std::to_string(i % 9999 + 1) + " fail\n";
+  for (int i = 0; i < 10000; ++i)
+    text += "ip:2001:db8::" + std::to_string(i % 9999 + 1) + " fail\n";
   const ParseOutcome out = ParseConfig(text, "big.conf");
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.errors[0].line, 1003);

@@ -27,7 +27,9 @@ class RecordingTransport : public DispatchTransport {
     int fd;
     Backend* backend;
   };
-  void StartSend(uint32_t slot, int conn_fd, Backend* b) override { sends.push_back({slot, conn_fd, b}); }
+  void StartSend(uint32_t slot, int conn_fd, Backend* b) override {
+    sends.push_back({slot, conn_fd, b});
+  }
   void CloseConnection(int conn_fd) override {
     closed.push_back(conn_fd);
     ::close(conn_fd);
@@ -43,8 +45,8 @@ class RecordingTransport : public DispatchTransport {
 
 class DispatchSchedulerTest : public ::testing::Test {
  protected:
-  explicit DispatchSchedulerTest(uint32_t slots = 8, uint64_t timeout = kTimeout, bool forced = false,
-                                 size_t max_substituted = 1024)
+  explicit DispatchSchedulerTest(uint32_t slots = 8, uint64_t timeout = kTimeout,
+                                 bool forced = false, size_t max_substituted = 1024)
       : table_(&stats_, max_substituted) {
     DispatchScheduler::Config config;
     config.slots = slots;
@@ -117,7 +119,7 @@ TEST_F(DispatchSchedulerTest, FullQueueAsksForOneWatchAndKeepsDispatchOrder) {
   const int c2 = Dispatch(b);  // sent before the first result is known
   Complete(c1, -EAGAIN);
   Complete(c2, -ECANCELED);  // its chain failed before it: not tried
-  Dispatch(b);  // queues behind the waiting ones
+  Dispatch(b);               // queues behind the waiting ones
   Dispatch(b);
   EXPECT_TRUE(SentFds().empty());
   ASSERT_EQ(transport_.watches, std::vector<Backend*>{b});  // one, not one per connection

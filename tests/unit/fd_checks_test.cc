@@ -48,7 +48,8 @@ int Socket(int family, int type, std::vector<UniqueFd>* keep) {
 sockaddr_un AbstractName(const char* tag, socklen_t* len) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  const int n = std::snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "sbx-fd-check-%d-%s", ::getpid(), tag);
+  const int n =
+      std::snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "sbx-fd-check-%d-%s", ::getpid(), tag);
   *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
   return a;
 }
@@ -125,7 +126,8 @@ std::vector<Case> Cases() {
          socklen_t len;
          const sockaddr_un a = AbstractName("listen", &len);
          const int fd = Socket(AF_UNIX, SOCK_STREAM, keep);
-         if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0 || ::listen(fd, 1) != 0) return -1;
+         if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0 || ::listen(fd, 1) != 0)
+           return -1;
          return fd;
        },
        "is a listening Unix stream socket, not a connected one"},
@@ -169,19 +171,20 @@ TEST(FdChecksTest, ConfigurationErrorsNameFileLineAndFd) {
   keep.emplace_back(p[1]);
   const int closed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ::close(closed);
-  const std::string text = "max-rules:1\nrule-set:0 size:3\nport:81 jump-fd:" + std::to_string(good) +
-                           "\nport:82 jump-fd:" + std::to_string(p[0]) + "\nport:83 jump-fd:" +
-                           std::to_string(closed) + "\ndefault fail\n";
+  const std::string text =
+      "max-rules:1\nrule-set:0 size:3\nport:81 jump-fd:" + std::to_string(good) +
+      "\nport:82 jump-fd:" + std::to_string(p[0]) + "\nport:83 jump-fd:" + std::to_string(closed) +
+      "\ndefault fail\n";
   auto loaded = LoadConfigText(text, "/etc/sb.conf");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   const absl::Status s = CheckNamedFds(*loaded->table, "/etc/sb.conf", nullptr);
   ASSERT_FALSE(s.ok());
   const std::string message(s.message());
-  EXPECT_THAT(message, HasSubstr(absl::StrCat("/etc/sb.conf:4: error: near 'jump-fd:", p[0], "': fd ",
-                                              p[0], " is a pipe, not a socket")));
+  EXPECT_THAT(message, HasSubstr(absl::StrCat("/etc/sb.conf:4: error: near 'jump-fd:", p[0],
+                                              "': fd ", p[0], " is a pipe, not a socket")));
   EXPECT_THAT(message, HasSubstr(absl::StrCat("/etc/sb.conf:5: error: near 'jump-fd:", closed,
                                               "': fd ", closed, " is not open")));
-  EXPECT_THAT(message, ::testing::Not(HasSubstr(":3:")));  // the good one
+  EXPECT_THAT(message, ::testing::Not(HasSubstr(":3:")));          // the good one
   EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1);  // two lines
 
   // Only the good fd: accepted.
@@ -207,7 +210,8 @@ TEST(FdChecksTest, ReloadRefusesAnFdThatWasNotInherited) {
               HasSubstr(absl::StrCat("r.conf:3: error: near 'jump-fd:", later, "': fd ", later,
                                      " was not open when socketbox started")));
   EXPECT_THAT(std::string(CheckForcedFd(later, &inherited).message()),
-              HasSubstr(absl::StrCat("-i ", later, ": fd ", later, " was not open when socketbox started")));
+              HasSubstr(absl::StrCat("-i ", later, ": fd ", later,
+                                     " was not open when socketbox started")));
   // Listed as inherited: accepted.
   std::vector<int> with_later = inherited;
   with_later.push_back(later);

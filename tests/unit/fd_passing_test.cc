@@ -95,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(ChannelTypes, FdPassingTest,
                          [](const auto& param_info) {
                            return param_info.param == SOCK_DGRAM    ? std::string("Dgram")
                                   : param_info.param == SOCK_STREAM ? std::string("Stream")
-                                                              : std::string("Seqpacket");
+                                                                    : std::string("Seqpacket");
                          });
 
 TEST(FdPassingWireTest, SenderWritesExactlyOneZeroByte) {
@@ -304,7 +304,8 @@ TEST(FdPassingWireTest, EmptySeqpacketRecordIsNotTheEnd) {
   SendRaw(channel.a.get(), "", {});
   EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), EAGAIN);
   channel.a.Reset();
-  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(), ENOLINK);
+  EXPECT_EQ(ReceiveFd(channel.b.get(), {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(),
+            ENOLINK);
 }
 
 TEST(FdPassingWireTest, SendToPathOfDatagramListener) {

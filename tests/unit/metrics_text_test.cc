@@ -36,7 +36,8 @@ TEST(MetricsTextTest, CountersPerWorkerBackendAndReloads) {
     EXPECT_NE(text.find(line), std::string::npos) << line;
   }
   // Every family is declared once, before its samples.
-  EXPECT_EQ(text.find("# TYPE socketbox_accepted_total"), text.rfind("# TYPE socketbox_accepted_total"));
+  EXPECT_EQ(text.find("# TYPE socketbox_accepted_total"),
+            text.rfind("# TYPE socketbox_accepted_total"));
   EXPECT_LT(text.find("# TYPE socketbox_dropped_total"), text.find("socketbox_dropped_total{"));
 }
 

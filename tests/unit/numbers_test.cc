@@ -14,10 +14,22 @@ struct CNumberCase {
 
 TEST(NumbersTest, CNumberReadsDecimalOctalAndHex) {
   const CNumberCase cases[] = {
-      {"0", 0},          {"8", 8},           {"010", 8},         {"0x10", 16},
-      {"0X1f", 31},      {"00", 0},          {"0777", 511},      {"4294967295", 4294967295},
-      {"08", std::nullopt}, {"0x", std::nullopt}, {"0xg", std::nullopt}, {"1a", std::nullopt},
-      {"", std::nullopt},   {"-1", std::nullopt}, {" 1", std::nullopt}, {"a", std::nullopt},
+      {"0", 0},
+      {"8", 8},
+      {"010", 8},
+      {"0x10", 16},
+      {"0X1f", 31},
+      {"00", 0},
+      {"0777", 511},
+      {"4294967295", 4294967295},
+      {"08", std::nullopt},
+      {"0x", std::nullopt},
+      {"0xg", std::nullopt},
+      {"1a", std::nullopt},
+      {"", std::nullopt},
+      {"-1", std::nullopt},
+      {" 1", std::nullopt},
+      {"a", std::nullopt},
       {"0x1ffffffffffffffff", std::nullopt},
   };
   for (const CNumberCase& c : cases) {

@@ -35,8 +35,8 @@ TEST(OptionsTest, DefaultsAreTheOriginals) {
 }
 
 TEST(OptionsTest, OriginalOptions) {
-  auto o = Parse({"-f", "/x.conf", "-l", "2001:db8::1", "-p", "443", "-t", "-F", "-R", "-r",
-                  "-b", "128", "-z", "-U", "-k", "-d", "-x", "/jail"});
+  auto o = Parse({"-f", "/x.conf", "-l", "2001:db8::1", "-p", "443", "-t", "-F", "-R", "-r", "-b",
+                  "128", "-z", "-U", "-k", "-d", "-x", "/jail"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->config_path, "/x.conf");
   EXPECT_EQ(FormatHostPort(o->address), "[2001:db8::1]:443");
@@ -75,8 +75,8 @@ TEST(OptionsTest, ExecTakesTheRestUnparsed) {
 }
 
 TEST(OptionsTest, RegistrationAndAdded) {
-  auto o = Parse({"-P", "7:/run/ctl.sock", "--threads", "3", "--io", "sync",
-                  "--dispatch-timeout", "0", "--stats-interval", "5", "--exact-listeners", "0"});
+  auto o = Parse({"-P", "7:/run/ctl.sock", "--threads", "3", "--io", "sync", "--dispatch-timeout",
+                  "0", "--stats-interval", "5", "--exact-listeners", "0"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->registration->group, 7u);
   EXPECT_EQ(o->registration->path, "/run/ctl.sock");

@@ -11,8 +11,10 @@ namespace sbx::testing_support {
 
 inline bool MaskedEqual(const ConnTuple& a, const ConnTuple& b, const ConnTuple& mask) {
   for (int i = 0; i < 16; ++i) {
-    if ((a.local.bytes[i] & mask.local.bytes[i]) != (b.local.bytes[i] & mask.local.bytes[i])) return false;
-    if ((a.remote.bytes[i] & mask.remote.bytes[i]) != (b.remote.bytes[i] & mask.remote.bytes[i])) return false;
+    if ((a.local.bytes[i] & mask.local.bytes[i]) != (b.local.bytes[i] & mask.local.bytes[i]))
+      return false;
+    if ((a.remote.bytes[i] & mask.remote.bytes[i]) != (b.remote.bytes[i] & mask.remote.bytes[i]))
+      return false;
   }
   return (a.lport & mask.lport) == (b.lport & mask.lport) &&
          (a.rport & mask.rport) == (b.rport & mask.rport);

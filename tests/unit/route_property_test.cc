@@ -13,8 +13,9 @@ namespace sbx {
 namespace {
 
 // Small pools so that random rules and tuples actually collide.
-const char* const kAddresses[] = {"2001:db8::1", "2001:db8::2", "2001:db8::1:1", "2001:db8:1::1",
-                                  "::ffff:192.0.2.1", "::ffff:192.0.2.2", "::", "fe80::1"};
+const char* const kAddresses[] = {
+    "2001:db8::1",      "2001:db8::2", "2001:db8::1:1", "2001:db8:1::1", "::ffff:192.0.2.1",
+    "::ffff:192.0.2.2", "::",          "fe80::1"};
 const int kPrefixes[] = {0, 16, 32, 64, 96, 112, 120, 127, 128};
 const uint16_t kPorts[] = {0, 22, 80, 443, 8080};
 
@@ -66,21 +67,30 @@ class RandomConfig {
 
   std::string ActionText() {
     switch (Pick(0, 5)) {
-      case 0: return "fail";
-      case 1: return "jump-unix:/run/b" + std::to_string(Pick(0, 3));
-      case 2: return "jump-fd:" + std::to_string(Pick(3, 9));
+      case 0:
+        return "fail";
+      case 1:
+        return "jump-unix:/run/b" + std::to_string(Pick(0, 3));
+      case 2:
+        return "jump-fd:" + std::to_string(Pick(3, 9));
       // Jumps may go to missing sets and may form cycles.
-      case 3: case 4: return "jump-rule:" + std::to_string(Pick(0, rules_));
-      default: return "jump-map:" + std::to_string(Pick(0, maps_));
+      case 3:
+      case 4:
+        return "jump-rule:" + std::to_string(Pick(0, rules_));
+      default:
+        return "jump-map:" + std::to_string(Pick(0, maps_));
     }
   }
 
   std::string AddressWithMask() {
     std::string a = Choose(kAddresses);
     switch (Pick(0, 2)) {
-      case 0: return a;
-      case 1: return a + "/" + std::to_string(Choose(kPrefixes));
-      default: return a + "/::ffff:ffff";  // mask literal
+      case 0:
+        return a;
+      case 1:
+        return a + "/" + std::to_string(Choose(kPrefixes));
+      default:
+        return a + "/::ffff:ffff";  // mask literal
     }
   }
 
@@ -126,9 +136,10 @@ TEST(RoutePropertyTest, CompiledTableAgreesWithReferenceEvaluator) {
       const ConnTuple t = gen.Tuple();
       const Action expected = testing_support::ReferenceLookup(parsed.model, t);
       const Action got = table.Lookup(t);
-      ASSERT_EQ(got, expected) << "seed " << seed << " tuple [" << FormatIp6(t.local) << "]:"
-                               << t.lport << " <- [" << FormatIp6(t.remote) << "]:" << t.rport
-                               << "\n" << text;
+      ASSERT_EQ(got, expected) << "seed " << seed << " tuple [" << FormatIp6(t.local)
+                               << "]:" << t.lport << " <- [" << FormatIp6(t.remote)
+                               << "]:" << t.rport << "\n"
+                               << text;
       ++decisions_checked;
       if (got.kind != ActionKind::kFail) ++non_fail;
     }

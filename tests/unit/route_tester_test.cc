@@ -30,17 +30,18 @@ TEST(RouteTesterTest, OneLinePerTupleWithErrorsInPlace) {
       "::2 1 ::1 70000\n");
   std::ostringstream out;
   EXPECT_EQ(RunRouteTester(*loaded->table, in, out, /*substitute=*/false), 4);
-  EXPECT_EQ(out.str(),
-            "jump-unix:/run/sb/#//7_-#//P_.sock\n"
-            "jump-fd:9\n"
-            "jump-fd:9\n"
-            "fail\n"
-            "none\n"
-            "fail\n"
-            "error: line 9: bad local port 'x'\n"
-            "error: line 10: expected 4 fields (LOCAL_ADDR LOCAL_PORT REMOTE_ADDR REMOTE_PORT), got 3\n"
-            "error: line 11: bad local address 'zz'\n"
-            "error: line 12: bad remote port '70000'\n");
+  EXPECT_EQ(
+      out.str(),
+      "jump-unix:/run/sb/#//7_-#//P_.sock\n"
+      "jump-fd:9\n"
+      "jump-fd:9\n"
+      "fail\n"
+      "none\n"
+      "fail\n"
+      "error: line 9: bad local port 'x'\n"
+      "error: line 10: expected 4 fields (LOCAL_ADDR LOCAL_PORT REMOTE_ADDR REMOTE_PORT), got 3\n"
+      "error: line 11: bad local address 'zz'\n"
+      "error: line 12: bad remote port '70000'\n");
   std::istringstream again("2001:db8::1 80 2001:db8::99 40000\n");
   std::ostringstream substituted;
   EXPECT_EQ(RunRouteTester(*loaded->table, again, substituted, /*substitute=*/true), 0);

@@ -41,12 +41,18 @@ class RouterTest : public ::testing::Test {
 TEST_F(RouterTest, RoutesByLocalAndRemoteWithoutAsking) {
   const std::string a = dir_.File("a"), b = dir_.File("b"), c = dir_.File("c");
   Router router(options_, &stats_.worker(0), &table_);
-  router.SetTable(Load("rule-set:0 size:10\n"
-                       "ip:2001:db8::1 port:80 jump-unix:" + a + "\n"
-                       "rip:2001:db8:ffff::/48 jump-unix:" + b + "\n"
-                       "ip:2001:db8::3 fail\n"
-                       "ip:2001:db8::4 jump-rule:50\n"
-                       "default jump-unix:" + c + "\n"));
+  router.SetTable(
+      Load("rule-set:0 size:10\n"
+           "ip:2001:db8::1 port:80 jump-unix:" +
+           a +
+           "\n"
+           "rip:2001:db8:ffff::/48 jump-unix:" +
+           b +
+           "\n"
+           "ip:2001:db8::3 fail\n"
+           "ip:2001:db8::4 jump-rule:50\n"
+           "default jump-unix:" +
+           c + "\n"));
   EXPECT_TRUE(router.needs_local());
   EXPECT_TRUE(router.needs_remote());
   const struct {

@@ -33,9 +33,10 @@ TEST(SenderFilterTest, Parse) {
 TEST(SenderFilterTest, MalformedFailsClosed) {
   std::string seventeen = "1";
   for (int i = 2; i <= 17; ++i) seventeen += "," + std::to_string(i);
-  for (const std::string& bad : {std::string(""), std::string(","), std::string("0,"), std::string(",0"),
-                                 std::string("root"), std::string("-1"), std::string("0 ,1"),
-                                 std::string("4294967295"), std::string("99999999999"), seventeen}) {
+  for (const std::string& bad :
+       {std::string(""), std::string(","), std::string("0,"), std::string(",0"),
+        std::string("root"), std::string("-1"), std::string("0 ,1"), std::string("4294967295"),
+        std::string("99999999999"), seventeen}) {
     SenderFilter f;
     EXPECT_FALSE(SenderFilter::Parse(bad, &f)) << bad;
     EXPECT_TRUE(f.active()) << bad;
