@@ -158,7 +158,10 @@ class SoakTest(unittest.TestCase):
             sbxtest.wait_for(lambda: sbxtest.fd_count(pid) == fds_at_start, timeout=10,
                              what=f"fd count back to {fds_at_start} (now {sbxtest.fd_count(pid)})")
             warm = samples[2]
-            self.assertLessEqual(max(samples[2:]) - warm, 2048, f"RSS grew: {samples} KiB")
+            # ThreadSanitizer's shadow and history memory grows for a while
+            # before it levels off (about 2 MiB over this run): a looser bound.
+            growth = 8192 if "thread" in os.environ.get("SBX_SANITIZE", "") else 2048
+            self.assertLessEqual(max(samples[2:]) - warm, growth, f"RSS grew: {samples} KiB")
             eng.stop()
             sbxtest.stop(sink)
 
