@@ -414,10 +414,9 @@ Options of this implementation:
                                restarting backend before it is closed (2000)
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
 <<<<<<< HEAD
-      --batch-wait US          io_uring: a busy worker waits up to US microseconds
-                               to reap completions in batches; a quiet one is woken
-                               by the next completion (Linux 6.12+; default 100,
-                               0 wakes for every completion)
+      --batch-wait US          io_uring: reap completions in batches with the kernel's
+                               min-wait, up to US microseconds (Linux 6.12+; default 0:
+                               an adaptive wait, cheaper below saturation)
       --exact-listeners N      at most N extra listeners for addresses named exactly
                                in the configuration (64; 0 disables)
 =======

@@ -64,7 +64,7 @@ struct Options {
   IoMode io = IoMode::kUring;
   int dispatch_timeout_ms = 2000;
   int stats_interval_s = 0;
-  int batch_wait_us = 100;  // --batch-wait: the io_uring wait's latency budget
+  int batch_wait_us = 0;  // --batch-wait: the kernel min-wait's budget (0: adaptive wait)
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
   std::optional<std::string> handover_path;     // --handover (handover.h)

@@ -8,7 +8,8 @@
 // for `wait_nr` completions only up to `min_wait`; then it returns as soon
 // as one completion is there. So a busy worker reaps completions in
 // batches, while one that found nothing within `min_wait` is woken by the
-// very next completion: a quiet connection is never held back. liburing
+// very next completion: a quiet connection is never held back (measured
+// cost: docs/architecture.md; the daemon uses it only with --batch-wait). liburing
 // 2.3 knows nothing of min_wait (the field was padding in its
 // io_uring_getevents_arg), so this calls io_uring_enter2 itself.
 #ifndef SBX_ENGINE_SYS_RING_H_
