@@ -9,32 +9,12 @@ import struct
 import subprocess
 import unittest
 
-from engine_fixture import SOCKETBOX, Backend, Engine, fetch, listening_sockets, sbxtest
+from engine_fixture import SOCKETBOX, Backend, Engine, fetch, listening_sockets, sbxtest, TopologyTest, write
 
 A = "2001:db8:1::"
 
 
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-class DropInTest(unittest.TestCase):
-    def setUp(self):
-        self.topo = sbxtest.Topology().__enter__()
-        self.backends = []
-
-    def tearDown(self):
-        for b in self.backends:
-            b.close()
-        self.topo.close()
-
-    def backend(self, name):
-        b = Backend(self.topo.path(name + ".sock"), name)
-        self.backends.append(b)
-        return b
-
+class DropInTest(TopologyTest):
     def second(self, args):
         """Runs a daemon that is expected to refuse to start: (status, stderr)."""
         r = subprocess.run(["ip", "netns", "exec", self.topo.server, SOCKETBOX, *args],

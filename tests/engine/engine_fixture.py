@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import sbxtest  # noqa: E402
@@ -210,3 +211,29 @@ def listening_sockets(ns, port):
     """Lines of `ss -ltn` in `ns` for `port` (to prove nothing stays bound)."""
     out = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}").stdout
     return [l for l in out.splitlines() if l.strip()]
+
+
+def write(path, text):
+    """Writes `text` to `path` (a configuration, usually); returns `path`."""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class TopologyTest(unittest.TestCase):
+    """A fresh server/client topology per test, and the backends the test
+    made through backend(), closed and removed after it."""
+
+    def setUp(self):
+        self.topo = sbxtest.Topology().__enter__()
+        self.backends = []
+
+    def tearDown(self):
+        for b in self.backends:
+            b.close()
+        self.topo.close()
+
+    def backend(self, name, **kw):
+        b = Backend(self.topo.path(name + ".sock"), name, **kw)
+        self.backends.append(b)
+        return b

@@ -6,15 +6,9 @@ import threading
 import time
 import unittest
 
-from engine_fixture import Backend, Engine, fetch, listening_sockets, sbxtest
+from engine_fixture import Backend, Engine, fetch, listening_sockets, sbxtest, write
 
 A = "2001:db8:1::"
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 def fetch_many(ns, host, port, n, parallel=8, timeout=10.0):

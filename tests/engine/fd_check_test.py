@@ -13,15 +13,9 @@ import subprocess
 import threading
 import unittest
 
-from engine_fixture import SOCKETBOX, Engine, fetch, listening_sockets, sbxtest
+from engine_fixture import SOCKETBOX, Engine, fetch, listening_sockets, sbxtest, write
 
 A = "2001:db8:1::"
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 class FdBackend:

@@ -11,16 +11,10 @@ import threading
 import time
 import unittest
 
-from engine_fixture import Backend, Engine, SOCKETBOX, sbxtest
+from engine_fixture import Backend, Engine, SOCKETBOX, sbxtest, write
 
 A = "2001:db8:1::"
 BACKENDS = ("a", "b", "c", "d")
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 def config_for(topo, port):

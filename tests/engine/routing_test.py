@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest
+from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
 
 A = "2001:db8:1::"
 
@@ -18,27 +18,7 @@ def norm(host):
     return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
 
 
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-class RoutingTest(unittest.TestCase):
-    def setUp(self):
-        self.topo = sbxtest.Topology().__enter__()
-        self.backends = []
-
-    def tearDown(self):
-        for b in self.backends:
-            b.close()
-        self.topo.close()
-
-    def backend(self, name, **kw):
-        b = Backend(self.topo.path(name + ".sock"), name, **kw)
-        self.backends.append(b)
-        return b
-
+class RoutingTest(TopologyTest):
     def config(self, text):
         return write(self.topo.path("socketbox.conf"), text)
 
