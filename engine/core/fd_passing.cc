@@ -10,10 +10,6 @@
 namespace sbx {
 namespace {
 
-// Room for many fds: a sender that packs several into one message gets them
-// all closed by us instead of left to MSG_CTRUNC.
-constexpr size_t kMaxFdsPerMessage = 64;
-
 int GetIntSockopt(int fd, int option, int* value) {
   socklen_t len = sizeof(*value);
   return ::getsockopt(fd, SOL_SOCKET, option, value, &len);
@@ -100,17 +96,25 @@ bool FdPassesStrictLevel(int fd, StrictLevel level) {
 
 SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
   while (true) {
+    // Room for as many fds as any receiver may declare (receiver_protocol.h):
+    // a sender that packs several into one message gets the rest closed by
+    // us instead of left to MSG_CTRUNC.
     // The payload is ignored whatever its length (other senders use 2 or 4
     // bytes); a small buffer is enough, datagrams are truncated harmlessly.
     unsigned char payload[16];
     iovec iov{payload, sizeof(payload)};
     alignas(cmsghdr) unsigned char
         control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+    sockaddr_un from{};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
+    if (options.replies != nullptr) {
+      msg.msg_name = &from;
+      msg.msg_namelen = sizeof(from);
+    }
     const ssize_t n = ::recvmsg(channel, &msg, options.recv_flags | MSG_CMSG_CLOEXEC);
     if (n < 0) {
       const int err = errno;
@@ -118,6 +122,8 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
       return SysResult<UniqueFd>::Error(err);
     }
     UniqueFd fd(TakeFirstFdCloseRest(&msg));
+    // Acknowledged as taken once read, whatever the checks below decide.
+    if (options.replies != nullptr) options.replies->OnMessage(channel, from, msg.msg_namelen, fd.valid());
     if (!fd.valid()) {
       // No fd: a message to ignore, unless it is the end of the channel.
       if (n == 0 && SenderGoneAfterEmptyRead(channel)) return SysResult<UniqueFd>::Error(ENOLINK);

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "engine/core/receiver_protocol.h"
 #include "engine/core/sender_filter.h"
 #include "engine/core/unix_address.h"
 #include "engine/sys/sys_result.h"
@@ -68,6 +69,9 @@ struct ReceiveOptions {
   // EnableSenderCredentials). Refused messages are counted in `refused`.
   const SenderFilter* senders = nullptr;
   uint64_t* refused = nullptr;
+  // The receiver protocol (receiver_protocol.h): hello and acks to the
+  // sender of each message (optional; datagram channels).
+  SenderReplies* replies = nullptr;
 };
 
 // The received fd always has FD_CLOEXEC set (MSG_CMSG_CLOEXEC); callers that

@@ -1,0 +1,126 @@
+#include "engine/core/receiver_protocol.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace sbx {
+namespace {
+
+constexpr unsigned char kMagic[4] = {'S', 'B', 'X', 'R'};
+constexpr unsigned char kVersion = 1;
+constexpr uint32_t kAcksFlag = 1;
+
+void PutBig16(unsigned char* p, uint16_t v) {
+  p[0] = static_cast<unsigned char>(v >> 8);
+  p[1] = static_cast<unsigned char>(v);
+}
+void PutBig32(unsigned char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (24 - 8 * i));
+}
+uint16_t GetBig16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t GetBig32(const unsigned char* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+
+}  // namespace
+
+void EncodeReceiverMessage(const ReceiverMessage& m, unsigned char out[kReceiverMessageBytes]) {
+  std::memset(out, 0, kReceiverMessageBytes);
+  std::memcpy(out, kMagic, sizeof(kMagic));
+  out[4] = static_cast<unsigned char>(m.kind);
+  out[5] = kVersion;
+  if (m.kind == ReceiverMessageKind::kHello) {
+    PutBig16(out + 6, m.max_fds);
+    PutBig32(out + 8, m.acks ? kAcksFlag : 0);
+  } else {
+    PutBig32(out + 8, m.count);
+  }
+}
+
+bool DecodeReceiverMessage(const unsigned char* data, size_t len, ReceiverMessage* out) {
+  if (len != kReceiverMessageBytes || std::memcmp(data, kMagic, sizeof(kMagic)) != 0 ||
+      data[5] != kVersion) {
+    return false;
+  }
+  for (size_t i = 12; i < kReceiverMessageBytes; ++i) {
+    if (data[i] != 0) return false;
+  }
+  ReceiverMessage m;
+  const uint16_t word = GetBig16(data + 6);
+  const uint32_t value = GetBig32(data + 8);
+  switch (data[4]) {
+    case static_cast<unsigned char>(ReceiverMessageKind::kHello):
+      if (word < 1 || word > kMaxFdsPerMessage || (value & ~kAcksFlag) != 0) return false;
+      m.kind = ReceiverMessageKind::kHello;
+      m.max_fds = word;
+      m.acks = (value & kAcksFlag) != 0;
+      break;
+    case static_cast<unsigned char>(ReceiverMessageKind::kAck):
+      if (word != 0 || value == 0) return false;
+      m.kind = ReceiverMessageKind::kAck;
+      m.count = value;
+      break;
+    default:
+      return false;
+  }
+  *out = m;
+  return true;
+}
+
+SenderReplies::Sender* SenderReplies::Find(const sockaddr_un& from, socklen_t from_len) {
+  Sender* oldest = &senders_[0];
+  for (Sender& s : senders_) {
+    if (s.len == from_len && std::memcmp(&s.address, &from, from_len) == 0) return &s;
+    if (s.last_use < oldest->last_use) oldest = &s;
+  }
+  // A sender not seen lately takes the least recently used entry. Acks it
+  // still owed are lost to the engine, which then counts those messages
+  // as unconfirmed when it gives up waiting (docs/receiver-protocol.md).
+  *oldest = Sender{};
+  std::memcpy(&oldest->address, &from, from_len);
+  oldest->len = from_len;
+  return oldest;
+}
+
+bool SenderReplies::Reply(int channel, const Sender& s, const ReceiverMessage& message) {
+  unsigned char bytes[kReceiverMessageBytes];
+  EncodeReceiverMessage(message, bytes);
+  const int saved = errno;  // callers (the preload) must see their own errno
+  ssize_t n;
+  do {
+    n = ::sendto(channel, bytes, sizeof(bytes), MSG_DONTWAIT | MSG_NOSIGNAL,
+                 reinterpret_cast<const sockaddr*>(&s.address), s.len);
+  } while (n < 0 && errno == EINTR);
+  errno = saved;
+  return n == static_cast<ssize_t>(sizeof(bytes));
+}
+
+void SenderReplies::OnMessage(int channel, const sockaddr_un& from, socklen_t from_len,
+                              bool carried_fds) {
+  // An unnamed sender (from_len covers the family only, or nothing) cannot
+  // be answered.
+  if (!capabilities_.active() || from_len <= sizeof(sa_family_t) ||
+      from_len > sizeof(sockaddr_un) || from.sun_family != AF_UNIX) {
+    return;
+  }
+  Sender* s = Find(from, from_len);
+  s->last_use = ++clock_;
+  if (carried_fds && capabilities_.acks) ++s->unacked;
+  if (!s->greeted) {
+    ReceiverMessage hello;
+    hello.kind = ReceiverMessageKind::kHello;
+    hello.max_fds = capabilities_.max_fds;
+    hello.acks = capabilities_.acks;
+    s->greeted = Reply(channel, *s, hello);
+  }
+  // Acks only after the hello: the engine takes none from a receiver it has
+  // not heard declare them. Nothing is lost meanwhile: the count waits.
+  if (s->greeted && s->unacked > 0) {
+    ReceiverMessage ack;
+    ack.kind = ReceiverMessageKind::kAck;
+    ack.count = s->unacked;
+    if (Reply(channel, *s, ack)) s->unacked = 0;
+  }
+}
+
+}  // namespace sbx
