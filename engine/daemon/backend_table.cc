@@ -1,5 +1,7 @@
 #include "engine/daemon/backend_table.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -63,7 +65,17 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
     });
   }
   if (fd.ok()) {
+    // A name the receiver can answer (abstract, chosen by the kernel).
+    // Substituted (-U) backends are left out: they come and go with the
+    // cache, and an answer could outlive them (docs/receiver-protocol.md).
+    if (receiver_replies_ && !b->substituted) {
+      const sa_family_t family = AF_UNIX;
+      if (::bind(fd->get(), reinterpret_cast<const sockaddr*>(&family), sizeof(family)) != 0) {
+        LogTrouble(b, "socket could not be named for answers", errno, now_ns);
+      }
+    }
     b->socket = std::move(fd.value());
+    b->receiver = ReceiverState{};
     b->down = false;
     b->backoff_ms = 0;
     return true;

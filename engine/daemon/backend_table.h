@@ -23,9 +23,22 @@
 
 namespace sbx {
 
+// What the receiver behind the current socket declared (receiver protocol,
+// engine/core/receiver_protocol.h), and where its acknowledgements stand.
+// Reset with every new socket.
+struct ReceiverState {
+  uint16_t max_fds = 1;    // fds it takes in one message
+  bool acks = false;       // it acknowledges: sent connections are held until then
+  uint64_t fds_sent = 0;   // fds that reached its queue on this socket
+  uint64_t fds_acked = 0;  // of those, how many it said it took (a prefix: FIFO)
+  uint64_t last_heard_ns = 0;  // its last hello or ack, or a probe that found it there
+  uint64_t probe_after_ns = 0; // silence before the next probe (doubles, up to a bound)
+};
+
 // The dispatch scheduler's state of one backend (dispatch_scheduler.h).
 struct DispatchState {
   std::deque<uint32_t> waiting;  // dispatch slots waiting, in order
+  std::deque<uint32_t> held;     // sent to an acknowledging receiver, not yet acked
   uint32_t in_flight = 0;        // sends started, result not yet back
   uint32_t last_burst_ok = 0;    // sends that went through since the last pump
   bool congested = false;        // queue full: waiting for writability
@@ -33,7 +46,9 @@ struct DispatchState {
   bool listed = false;           // on the scheduler's timer list
 
   // The scheduler may still name this backend: never evict it then.
-  bool busy() const { return in_flight > 0 || !waiting.empty() || watch_armed || listed; }
+  bool busy() const {
+    return in_flight > 0 || !waiting.empty() || !held.empty() || watch_armed || listed;
+  }
 };
 
 struct Backend {
@@ -46,6 +61,7 @@ struct Backend {
   uint32_t backoff_ms = 0;
   uint64_t last_log_ns = 0;
   DispatchState dispatch;
+  ReceiverState receiver;
   Counter* delivered = nullptr;  // by configured path
   uint64_t last_used = 0;        // for -U cache eviction
   bool substituted = false;      // made by -U: evictable when idle
@@ -64,6 +80,11 @@ class BackendTable {
   // configured path (before substitution) that delivery is counted under.
   Backend* ForPath(std::string_view path, std::string_view counter_key, uint64_t now_ns);
   Backend* ForFd(int fd);
+
+  // Autobinds every path backend's socket from now on, so that receivers
+  // can answer it (receiver protocol); for a worker that reads the answers.
+  void EnableReceiverReplies() { receiver_replies_ = true; }
+  bool receiver_replies() const { return receiver_replies_; }
 
   // Marks `b` down after a send failed with `err` and schedules a retry.
   // Its socket is retired: closed by CloseRetired, once no prepared
@@ -93,6 +114,7 @@ class BackendTable {
   absl::flat_hash_map<int, std::unique_ptr<Backend>> by_fd_;
   size_t substituted_count_ = 0;
   uint64_t use_clock_ = 0;
+  bool receiver_replies_ = false;
 };
 
 }  // namespace sbx

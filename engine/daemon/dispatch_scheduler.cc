@@ -12,6 +12,15 @@ namespace {
 constexpr uint32_t kPumpBurst = 16;
 // A down backend is looked at again no sooner than this.
 constexpr uint64_t kMinRetryNs = 1'000'000;
+// An acknowledging receiver that holds connections of ours and has been
+// silent this long is probed (is its socket still there?); the silence
+// allowed doubles with every probe it survives, up to the bound.
+constexpr uint64_t kFirstProbeNs = 20'000'000;
+constexpr uint64_t kMaxProbeNs = 1'000'000'000;
+// A connection held this long without an ack from a receiver that is
+// still there is released as dispatched, and counted as unconfirmed (a
+// receiver that lost its count, e.g. restarted on an inherited socket).
+constexpr uint64_t kAckTimeoutNs = 5'000'000'000;
 
 }  // namespace
 
@@ -49,7 +58,8 @@ void DispatchScheduler::Dispatch(int fd, Backend* b) {
 void DispatchScheduler::StartSend(uint32_t i) {
   Slot& s = slots_[i];
   ++s.backend->dispatch.in_flight;
-  transport_->StartSend(i, s.conn_fd, s.backend);
+  s.keep_open = s.backend->receiver.acks;
+  transport_->StartSend(i, s.conn_fd, s.backend, s.keep_open);
 }
 
 void DispatchScheduler::OnSendResult(uint32_t i, int res) {
@@ -60,9 +70,14 @@ void DispatchScheduler::OnSendResult(uint32_t i, int res) {
   const uint64_t now = clock_();
   switch (ClassifySend(res, b->reconnectable())) {
     case SendOutcome::kDelivered:
+      ++b->receiver.fds_sent;
+      ++d.last_burst_ok;
+      if (s.keep_open) {
+        Hold(i, now);
+        return;
+      }
       Bump(stats_->dispatched);
       Bump(*b->delivered);
-      ++d.last_burst_ok;
       s = Slot{};
       free_.push_back(i);  // the transport closes our copy
       return;
@@ -84,8 +99,7 @@ void DispatchScheduler::OnSendResult(uint32_t i, int res) {
       }
       return;
     case SendOutcome::kBackendGone:
-      backends_->MarkDown(b, -res, now);
-      d.congested = false;
+      LoseReceiver(b, -res, now);
       if (now < s.deadline_ns) {
         Wait(i, /*returned=*/true);
       } else {
@@ -153,6 +167,7 @@ DropReason DispatchScheduler::ExpiryReason(const Backend* b) const {
 
 void DispatchScheduler::RunTimers() {
   const uint64_t now = clock_();
+  CheckHolding(now);  // before the waiting: a lost receiver's connections wait again
   for (size_t t = 0; t < listed_.size();) {
     Backend* b = listed_[t];
     DispatchState& d = b->dispatch;
@@ -185,7 +200,130 @@ uint64_t DispatchScheduler::NextTimer(uint64_t now, uint64_t idle_wake) const {
     if (!d.congested && !b->down) return now;  // more to pump
     if (!d.waiting.empty()) next = std::min(next, slots_[d.waiting.front()].deadline_ns);
   }
+  for (const Backend* b : holding_) {
+    if (b->dispatch.held.empty()) return now;  // to be taken off the list
+    next = std::min(next, b->receiver.last_heard_ns + b->receiver.probe_after_ns);
+    next = std::min(next, slots_[b->dispatch.held.front()].sent_ns + kAckTimeoutNs);
+  }
   return std::max(next, now);
+}
+
+void DispatchScheduler::Hold(uint32_t i, uint64_t now) {
+  Slot& s = slots_[i];
+  Backend* b = s.backend;
+  s.seq = b->receiver.fds_sent - 1;
+  s.sent_ns = now;
+  // Its ack may have been read before this send's result (answers are
+  // handled first in a batch of completions).
+  if (s.seq < b->receiver.fds_acked) {
+    Release(i, /*confirmed=*/true);
+    return;
+  }
+  DispatchState& d = b->dispatch;
+  if (d.held.empty()) {
+    holding_.push_back(b);
+    b->receiver.last_heard_ns = now;  // the silence counts from here
+    b->receiver.probe_after_ns = kFirstProbeNs;
+  }
+  d.held.push_back(i);
+}
+
+void DispatchScheduler::Release(uint32_t i, bool confirmed) {
+  Slot& s = slots_[i];
+  Bump(stats_->dispatched);
+  Bump(*s.backend->delivered);
+  if (!confirmed) Bump(stats_->unconfirmed);
+  transport_->CloseConnection(s.conn_fd);  // the receiver has its own copy
+  s = Slot{};
+  free_.push_back(i);
+}
+
+void DispatchScheduler::ReleaseHeld(Backend* b, bool confirmed) {
+  DispatchState& d = b->dispatch;
+  while (!d.held.empty()) {
+    const uint32_t i = d.held.front();
+    d.held.pop_front();
+    Release(i, confirmed);
+  }
+}
+
+void DispatchScheduler::OnReceiverMessage(Backend* b, const ReceiverMessage& m) {
+  ReceiverState& r = b->receiver;
+  r.last_heard_ns = clock_();
+  r.probe_after_ns = kFirstProbeNs;
+  if (m.kind == ReceiverMessageKind::kHello) {
+    r.max_fds = std::min(m.max_fds, config_.max_fds_per_message);
+    const bool had_acks = r.acks;
+    r.acks = m.acks;
+    // A receiver that no longer acknowledges (another program on the same
+    // socket): what we hold for it will never be confirmed.
+    if (had_acks && !r.acks) ReleaseHeld(b, /*confirmed=*/false);
+    return;
+  }
+  // Acks count fds taken from the queue, which is FIFO: the first
+  // fds_acked fds sent on this socket have been taken.
+  r.fds_acked += m.count;
+  DispatchState& d = b->dispatch;
+  while (!d.held.empty() && slots_[d.held.front()].seq < r.fds_acked) {
+    const uint32_t i = d.held.front();
+    d.held.pop_front();
+    Release(i, /*confirmed=*/true);
+  }
+}
+
+void DispatchScheduler::LoseReceiver(Backend* b, int err, uint64_t now) {
+  // Acks still queued on the old socket are read first: what they confirm
+  // was taken, and must not be sent twice.
+  transport_->FinishReceiver(b);
+  backends_->MarkDown(b, err, now);
+  DispatchState& d = b->dispatch;
+  d.congested = false;
+  b->receiver = ReceiverState{};  // the next socket has a receiver of its own
+  // The rest went down with the receiver's queue: send them again to
+  // whoever binds the path next, within a fresh deadline.
+  std::deque<uint32_t> lost;
+  lost.swap(d.held);
+  for (const uint32_t i : lost) {
+    Slot& s = slots_[i];
+    s.keep_open = false;
+    if (config_.timeout_ns == 0) {
+      Drop(i, DropReason::kBackendLost);
+      continue;
+    }
+    Bump(stats_->redelivered);
+    s.deadline_ns = now + config_.timeout_ns;
+    Wait(i, /*returned=*/true);
+  }
+}
+
+void DispatchScheduler::CheckHolding(uint64_t now) {
+  for (size_t t = 0; t < holding_.size();) {
+    Backend* b = holding_[t];
+    DispatchState& d = b->dispatch;
+    ReceiverState& r = b->receiver;
+    if (!d.held.empty() && !b->down && now - r.last_heard_ns >= r.probe_after_ns) {
+      // Silent while holding ours: is its socket still there? A full
+      // queue (EAGAIN) says it is.
+      const int res = transport_->Probe(b);
+      if (ClassifySend(res, b->reconnectable()) == SendOutcome::kBackendGone) {
+        LoseReceiver(b, -res, now);
+      } else {
+        r.last_heard_ns = now;
+        r.probe_after_ns = std::min(r.probe_after_ns * 2, kMaxProbeNs);
+      }
+    }
+    while (!d.held.empty() && now - slots_[d.held.front()].sent_ns >= kAckTimeoutNs) {
+      const uint32_t i = d.held.front();
+      d.held.pop_front();
+      Release(i, /*confirmed=*/false);
+    }
+    if (d.held.empty()) {
+      holding_[t] = holding_.back();
+      holding_.pop_back();
+    } else {
+      ++t;
+    }
+  }
 }
 
 void DispatchScheduler::Drop(uint32_t i, DropReason reason) {
@@ -193,6 +331,12 @@ void DispatchScheduler::Drop(uint32_t i, DropReason reason) {
   transport_->CloseConnection(slots_[i].conn_fd);
   slots_[i] = Slot{};
   free_.push_back(i);
+}
+
+size_t DispatchScheduler::held() const {
+  size_t n = 0;
+  for (const Backend* b : holding_) n += b->dispatch.held.size();
+  return n;
 }
 
 size_t DispatchScheduler::waiting() const {

@@ -13,7 +13,13 @@
 //   down       a backend that went away is reconnected with backoff
 //              (BackendTable) while its connections wait;
 //   deadlines  a connection that waited past --dispatch-timeout is closed
-//              and counted (timeout, backend_down or resources).
+//              and counted (timeout, backend_down or resources);
+//   held       to a receiver that acknowledges (receiver protocol), a sent
+//              connection keeps its slot and our copy of its fd until the
+//              receiver's ack says it was taken. If the receiver's socket
+//              goes away first (a send or a probe fails), what it had not
+//              taken is sent again (redelivered) or, with no deadline left,
+//              counted as backend_lost: nothing disappears uncounted.
 //
 // The worker supplies the transport (io_uring SENDMSG + linked CLOSE, or
 // sendmsg(2) + close(2)) and feeds results back. A backend the scheduler
@@ -27,6 +33,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/core/receiver_protocol.h"
 #include "engine/daemon/backend_table.h"
 #include "engine/daemon/stats.h"
 
@@ -38,14 +45,21 @@ class DispatchTransport {
   virtual ~DispatchTransport() = default;
   // Starts sending `conn_fd` to `b`; the result comes back through
   // OnSendResult(slot, res) later (never from inside this call). After a
-  // successful send the transport closes `conn_fd` itself.
-  virtual void StartSend(uint32_t slot, int conn_fd, Backend* b) = 0;
+  // successful send the transport closes `conn_fd` itself, unless
+  // `keep_open` (the scheduler holds it until the receiver's ack).
+  virtual void StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) = 0;
   // Closes a connection that will not be delivered.
   virtual void CloseConnection(int conn_fd) = 0;
   // Asks for OnWritable(b) once b's queue has room (at most one at a time).
   virtual void WatchWritable(Backend* b) = 0;
   // The -i peer is gone (the original exits 11): nothing can be delivered.
   virtual void ForcedPeerGone() = 0;
+  // Receiver protocol. Before b's socket is retired: hands every answer
+  // still queued on it to OnReceiverMessage now (so that no ack is lost
+  // with the socket), and stops listening on it.
+  virtual void FinishReceiver(Backend* b) = 0;
+  // Sends a probe to b's receiver; 0, or the send's -errno.
+  virtual int Probe(Backend* b) = 0;
 };
 
 class DispatchScheduler {
@@ -56,6 +70,7 @@ class DispatchScheduler {
     uint32_t slots = 16384;
     uint64_t timeout_ns = 0;  // 0: a full queue drops at once
     bool forced_fd = false;   // -i: a gone peer ends the daemon
+    uint16_t max_fds_per_message = 1;  // what the transport can pack
   };
 
   DispatchScheduler(const Config& config, DispatchTransport* transport, BackendTable* backends,
@@ -68,6 +83,8 @@ class DispatchScheduler {
   void OnSendResult(uint32_t slot, int res);
   // The watch asked for by WatchWritable fired.
   void OnWritable(Backend* b);
+  // A hello or an ack from b's receiver (receiver_protocol.h).
+  void OnReceiverMessage(Backend* b, const ReceiverMessage& message);
   // Expires deadlines, reconnects, and sends what can go now.
   void RunTimers();
   // When RunTimers next has work (`now` if it has some already).
@@ -78,12 +95,17 @@ class DispatchScheduler {
   bool idle() const { return free_slots() == slot_count(); }
   // Connections waiting in user space, for tests and counters.
   size_t waiting() const;
+  // Connections sent and held for an ack.
+  size_t held() const;
 
  private:
   struct Slot {
     int conn_fd = -1;
     Backend* backend = nullptr;
     uint64_t deadline_ns = 0;
+    bool keep_open = false;  // sent to an acknowledging receiver: held after
+    uint64_t seq = 0;        // held: its place in the receiver's queue
+    uint64_t sent_ns = 0;    // held: when it reached the queue
   };
 
   void StartSend(uint32_t slot);
@@ -91,6 +113,11 @@ class DispatchScheduler {
   void Pump(Backend* b, uint64_t now);
   void Drop(uint32_t slot, DropReason reason);
   void Unlist(size_t index);
+  void Hold(uint32_t slot, uint64_t now);
+  void Release(uint32_t slot, bool confirmed);
+  void ReleaseHeld(Backend* b, bool confirmed);
+  void LoseReceiver(Backend* b, int err, uint64_t now);
+  void CheckHolding(uint64_t now);
   DropReason ExpiryReason(const Backend* b) const;
 
   Config config_;
@@ -101,6 +128,7 @@ class DispatchScheduler {
   std::unique_ptr<Slot[]> slots_;
   std::vector<uint32_t> free_;
   std::vector<Backend*> listed_;  // backends with waiting slots, for timers
+  std::vector<Backend*> holding_;  // backends with held slots
 };
 
 }  // namespace sbx

@@ -68,6 +68,15 @@ std::string PrometheusText(const StatsRegistry& stats) {
             &WorkerStats::uring_enters);
   PerWorker(&out, stats, "socketbox_close_errors_total", "Failed closes of passed connections.",
             &WorkerStats::close_errors);
+  PerWorker(&out, stats, "socketbox_messages_total",
+            "fd messages sent (several connections each to receivers that take them).",
+            &WorkerStats::messages);
+  PerWorker(&out, stats, "socketbox_redelivered_total",
+            "Connections sent again after an acknowledging receiver lost them.",
+            &WorkerStats::redelivered);
+  PerWorker(&out, stats, "socketbox_unconfirmed_total",
+            "Connections held for an acknowledgement that never came.",
+            &WorkerStats::unconfirmed);
   Header(&out, "socketbox_backend_delivered_total",
          "Connections delivered per backend (configured path).");
   for (const auto& [path, delivered] : stats.BackendDeliveries()) {

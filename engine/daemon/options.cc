@@ -27,6 +27,7 @@ enum LongOnly {
   kHelp,
   kVersion,
   kBatchWait,
+  kFdsPerMessage,
   kHandover,
 };
 
@@ -58,6 +59,7 @@ const option kLongOptions[] = {
     {"dispatch-timeout", required_argument, nullptr, kDispatchTimeout},
     {"stats-interval", required_argument, nullptr, kStatsInterval},
     {"batch-wait", required_argument, nullptr, kBatchWait},
+    {"fds-per-message", required_argument, nullptr, kFdsPerMessage},
     {"exact-listeners", required_argument, nullptr, kExactListeners},
     {"metrics-listen", required_argument, nullptr, kMetricsListen},
     {"handover", required_argument, nullptr, kHandover},
@@ -295,6 +297,12 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->batch_wait_us = *n;
       return absl::OkStatus();
     }
+    case kFdsPerMessage: {
+      auto n = ParseNumber("--fds-per-message", arg, 1, Options::kMaxFdsPerMessage);
+      if (!n.ok()) return n.status();
+      o->fds_per_message = *n;
+      return absl::OkStatus();
+    }
     case kStatsInterval: {
       auto n = ParseNumber("--stats-interval", arg, 0, 86400);
       if (!n.ok()) return n.status();
@@ -413,16 +421,14 @@ Options of this implementation:
       --dispatch-timeout MS    how long a connection may wait for a full or
                                restarting backend before it is closed (2000)
       --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
-<<<<<<< HEAD
       --batch-wait US          io_uring: reap completions in batches with the kernel's
                                min-wait, up to US microseconds (Linux 6.12+; default 0:
                                an adaptive wait, cheaper below saturation)
-      --exact-listeners N      at most N extra listeners for addresses named exactly
-                               in the configuration (64; 0 disables)
-=======
+      --fds-per-message N      io_uring: pack up to N connections into one message to a
+                               receiver that declared it takes several (16; 1: never;
+                               docs/receiver-protocol.md)
       --exact-listeners N      at most N extra listeners for (address, port) pairs
                                named exactly in the configuration (64; 0 disables)
->>>>>>> dropin
       --metrics-listen [ADDR]:PORT
                                serve the counters in Prometheus text format over
                                HTTP (GET /metrics), e.g. [::1]:9100

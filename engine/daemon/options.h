@@ -65,6 +65,11 @@ struct Options {
   int dispatch_timeout_ms = 2000;
   int stats_interval_s = 0;
   int batch_wait_us = 0;  // --batch-wait: the kernel min-wait's budget (0: adaptive wait)
+  // --fds-per-message: to receivers that declared it. The bound sizes each
+  // dispatch slot's message storage; past it the per-fd cost barely falls
+  // (bench/hop_benchmark).
+  static constexpr int kMaxFdsPerMessage = 32;
+  int fds_per_message = 16;
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
   std::optional<std::string> handover_path;     // --handover (handover.h)

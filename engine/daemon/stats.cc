@@ -30,7 +30,10 @@ void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts
             " getsockname=", sum(&WorkerStats::getsockname_calls),
             " getpeername=", sum(&WorkerStats::getpeername_calls),
             " uring_enter=", sum(&WorkerStats::uring_enters),
-            " close_errors=", sum(&WorkerStats::close_errors));
+            " close_errors=", sum(&WorkerStats::close_errors),
+            " messages=", sum(&WorkerStats::messages),
+            " redelivered=", sum(&WorkerStats::redelivered),
+            " unconfirmed=", sum(&WorkerStats::unconfirmed));
 }
 
 }  // namespace
@@ -49,6 +52,8 @@ const char* DropReasonName(DropReason reason) {
       return "send_error";
     case DropReason::kOverload:
       return "overload";
+    case DropReason::kBackendLost:
+      return "backend_lost";
     case DropReason::kSocketError:
       return "socket_error";
     case DropReason::kResources:

@@ -27,6 +27,7 @@ enum class DropReason : int {
   kOverload,     // no dispatch slot free (accepts pause before this)
   kSocketError,  // getsockname/getpeername/-z setsockopt failed
   kResources,    // the daemon itself lacked fds or memory until the deadline
+  kBackendLost,  // an acknowledging receiver's socket went away with it unread
   kCount,
 };
 
@@ -45,6 +46,9 @@ struct WorkerStats {
   Counter getpeername_calls{0};
   Counter uring_enters{0};  // io_uring_enter calls (submit and wait)
   Counter close_errors{0};
+  Counter messages{0};     // fd messages sent (several fds each to receivers that take them)
+  Counter redelivered{0};  // sent again after an acknowledging receiver lost them
+  Counter unconfirmed{0};  // held for an ack that never came: released as dispatched
 
   void Drop(DropReason reason) {
     dropped[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);

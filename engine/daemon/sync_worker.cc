@@ -136,7 +136,7 @@ void SyncWorker::ReceiveRegistered() {
   control_->RequestStop();
 }
 
-void SyncWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {
+void SyncWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool /*keep_open: never*/) {
   if (std::find(failed_.begin(), failed_.end(), b) != failed_.end()) {
     results_.emplace_back(slot, -ECANCELED);
     return;

@@ -33,10 +33,14 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
 
   // DispatchTransport: a send is made at once; its result is handed to the
   // scheduler by DeliverResults, as a completion would be.
-  void StartSend(uint32_t slot, int conn_fd, Backend* b) override;
+  void StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) override;
   void CloseConnection(int conn_fd) override;
   void WatchWritable(Backend* b) override;
   void ForcedPeerGone() override;
+  // The baseline speaks no receiver protocol: its sockets have no name, so
+  // no receiver answers, and nothing is ever held.
+  void FinishReceiver(Backend*) override {}
+  int Probe(Backend*) override { return 0; }
   void DeliverResults();
 
   void AcceptSome(Listener& l);

@@ -36,7 +36,8 @@ enum Op : uint8_t {
   kWake,
   kRecv,
   kCancel,
-  kPoll
+  kPoll,
+  kAnswer
 };
 
 uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) { return PackUserData(op, index, sub); }
@@ -69,6 +70,13 @@ struct UringWorker::Listener {
   std::unique_ptr<AddressSlot[]> addresses;
 };
 
+// One RECV on a backend's socket, for its receiver's answers.
+struct UringWorker::AnswerRecv {
+  Backend* backend = nullptr;
+  int fd = -1;  // the socket it listens on (a reconnect makes a new one)
+  unsigned char buffer[kReceiverMessageBytes + 1]{};  // one more: oversized is garbage
+};
+
 struct UringWorker::RecvState {
   msghdr hdr{};
   iovec iov{};
@@ -87,8 +95,9 @@ absl::Status UringWorker::Init() {
   const int err =
       ring_.Init(4096, 4 * kDispatchSlots, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
+  backends_.EnableReceiverReplies();  // before the scheduler: it asks
   MakeScheduler(this);
-  messages_ = std::make_unique<FdMessage[]>(kDispatchSlots);
+  messages_ = std::make_unique<FdBatch[]>(kDispatchSlots);
   for (const ListenerInfo& info : setup_.listeners) {
     auto l = std::make_unique<Listener>();
     l->info = info;
@@ -155,8 +164,16 @@ void UringWorker::Run() {
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
+    // Receivers' answers first: an ack read after the send failure that
+    // ends its socket would come too late (the connections it confirms
+    // would be sent again).
     io_uring_for_each_cqe(ring_.get(), head, cqe) {
-      Handle(cqe);
+      if (TagOp(cqe->user_data) == kAnswer) {
+        OnAnswer(UserDataPointer<AnswerRecv>(cqe->user_data), cqe->res);
+      }
+    }
+    io_uring_for_each_cqe(ring_.get(), head, cqe) {
+      if (TagOp(cqe->user_data) != kAnswer) Handle(cqe);
       ++seen;
     }
     io_uring_cq_advance(ring_.get(), seen);
@@ -193,8 +210,7 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       OnAccept(*listeners_[UserDataIndex(data)], UserDataSub(data), cqe, TagOp(data) == kAccept);
       break;
     case kSend:
-      if (cqe->res >= 0) fds_freed_ = true;  // the linked CLOSE follows
-      scheduler_->OnSendResult(UserDataIndex(data), cqe->res);
+      OnSendCompletion(UserDataIndex(data), cqe->res);
       break;
     case kLinkedClose:
       // Only failures post a completion. ECANCELED: the send before it
@@ -216,8 +232,23 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       scheduler_->OnWritable(UserDataPointer<Backend>(data));
       break;
     case kCancel:
+    case kAnswer:  // handled before the others
       break;
   }
+}
+
+void UringWorker::OnSendCompletion(uint32_t first_slot, int res) {
+  if (res >= 0) {
+    fds_freed_ = true;  // the linked CLOSEs follow
+    Bump(stats_->messages);
+  }
+  // One result for every connection in the message: a datagram is queued
+  // whole or not at all. Copied first: results may free the first slot.
+  const FdBatch& m = messages_[first_slot];
+  uint32_t slots[FdBatch::kCapacity];
+  const unsigned count = m.count;
+  std::copy(m.slots, m.slots + count, slots);
+  for (unsigned k = 0; k < count; ++k) scheduler_->OnSendResult(slots[k], res);
 }
 
 void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe* cqe,
@@ -265,10 +296,11 @@ void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const Socke
   if (TakeConnection(fd, listener, remote)) CancelAccepts();
 }
 
-void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {
+void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) {
   // SENDMSG linked to the CLOSE of our copy: on success the kernel closes it
   // right after the send, with no completion and nothing more to submit; on
-  // failure the close is cancelled and the connection stays ours.
+  // failure the close is cancelled and the connection stays ours. A held
+  // connection (keep_open) gets no CLOSE: the scheduler closes it at the ack.
   //
   // MSG_DONTWAIT: a full backend queue answers EAGAIN at once, and the
   // scheduler asks for one POLLOUT; sends left waiting in the kernel would
@@ -278,22 +310,116 @@ void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b) {
   // the queue full, the rest are cancelled without being tried and go back
   // in line. Links are positional (an SQE links to the next one in the
   // ring), so a chain grows only while nothing else was prepared in
-  // between, and never across two submissions.
+  // between, and never across two submissions. To a receiver that takes
+  // several fds per message, such a send joins the chain's last message
+  // instead, while it has room: SENDMSG, CLOSE, CLOSE, ... with the closes
+  // hard-linked to each other (each runs whatever the one before did) and
+  // all cancelled if the send fails.
   EnsureSqSpace(2);
-  if (chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_) {
-    chain_.tail->flags |= IOSQE_IO_LINK;
+  ListenForAnswers(b);
+  const bool chained =
+      chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_;
+  if (chained && chain_.message != nullptr && chain_.keep_open == keep_open &&
+      chain_.message->count < b->receiver.max_fds && !chain_.message->full()) {
+    chain_.message->Add(slot, conn_fd);
+    if (!keep_open) {
+      chain_.tail->flags |= IOSQE_IO_HARDLINK;
+      io_uring_sqe* close = GetSqe();
+      io_uring_prep_close(close, conn_fd);
+      close->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      io_uring_sqe_set_data64(close, Tag(kLinkedClose, slot));
+      chain_.tail = close;
+    }
+    return;
   }
-  FdMessage& message = messages_[slot];
-  message.Prepare(conn_fd);
+  if (chained) chain_.tail->flags |= IOSQE_IO_LINK;
+  FdBatch& message = messages_[slot];
+  message.Start(slot, conn_fd);
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_sendmsg(sqe, b->fd(), &message.hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
   io_uring_sqe_set_data64(sqe, Tag(kSend, slot));
-  sqe->flags |= IOSQE_IO_LINK;
-  io_uring_sqe* close = GetSqe();
-  io_uring_prep_close(close, conn_fd);
-  close->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(close, Tag(kLinkedClose, slot));
-  chain_ = {b, close, submissions_};
+  io_uring_sqe* tail = sqe;
+  if (!keep_open) {
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* close = GetSqe();
+    io_uring_prep_close(close, conn_fd);
+    close->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(close, Tag(kLinkedClose, slot));
+    tail = close;
+  }
+  chain_ = {b, tail, submissions_, &message, keep_open};
+}
+
+void UringWorker::ListenForAnswers(Backend* b) {
+  if (b->path.empty() || b->substituted || !b->socket) return;
+  auto it = listening_.find(b);
+  if (it != listening_.end()) {
+    if (it->second->fd == b->fd()) return;
+    // A receive left on an old socket (it would keep that socket open).
+    io_uring_sqe* cancel = GetSqe();
+    io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, it->second), 0);
+    io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
+    listening_.erase(it);
+  }
+  auto owned = std::make_unique<AnswerRecv>();
+  AnswerRecv* a = owned.get();
+  a->backend = b;
+  a->fd = b->fd();
+  answers_.emplace(a, std::move(owned));
+  listening_[b] = a;
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
+  io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));
+}
+
+void UringWorker::OnAnswer(AnswerRecv* a, int res) {
+  auto it = listening_.find(a->backend);
+  const bool current = it != listening_.end() && it->second == a;
+  ReceiverMessage message;
+  if (current && res > 0 &&
+      DecodeReceiverMessage(a->buffer, static_cast<size_t>(res), &message)) {
+    scheduler_->OnReceiverMessage(a->backend, message);
+  }
+  // Anything else that arrives (garbage, an empty datagram) is ignored.
+  if (current && (res >= 0 || res == -EAGAIN || res == -EINTR) && !stopping_) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
+    io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));
+    return;
+  }
+  if (current) listening_.erase(it);
+  answers_.erase(a);
+}
+
+void UringWorker::FinishReceiver(Backend* b) {
+  auto it = listening_.find(b);
+  if (it == listening_.end()) return;
+  // Answers still queued on the socket are read now, before it is retired.
+  // (Answers already completed were handled before this batch's sends.)
+  unsigned char buffer[kReceiverMessageBytes + 1];
+  ssize_t n;
+  while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 ||
+         errno == EINTR) {
+    ReceiverMessage message;
+    if (n > 0 && DecodeReceiverMessage(buffer, static_cast<size_t>(n), &message)) {
+      scheduler_->OnReceiverMessage(b, message);
+    }
+  }
+  io_uring_sqe* cancel = GetSqe();
+  io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, it->second), 0);
+  io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
+  listening_.erase(it);
+}
+
+int UringWorker::Probe(Backend* b) {
+  iovec iov{const_cast<unsigned char*>(kProbePayload), sizeof(kProbePayload)};
+  msghdr hdr{};
+  hdr.msg_iov = &iov;
+  hdr.msg_iovlen = 1;
+  while (::sendmsg(b->fd(), &hdr, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR) return -errno;
+  }
+  return 0;
 }
 
 void UringWorker::CloseConnection(int fd) {

@@ -8,8 +8,13 @@
 //             rule reads it);
 //   dispatch  DispatchScheduler decides what is sent when; this worker is
 //             its transport: IORING_OP_SENDMSG (MSG_DONTWAIT) with
-//             SCM_RIGHTS on the backend's connected datagram socket, and
+//             SCM_RIGHTS on the backend's connected datagram socket (several
+//             fds in one message to a receiver that declared it), and
 //             one POLLOUT per congested backend as the writability watch;
+//   answers   one RECV per path backend's socket for its receiver's hello
+//             and acks (receiver protocol); answers are handled before the
+//             other completions of a batch, so that an ack is never read
+//             after the failure that ends its socket;
 //   close     IORING_OP_CLOSE of our copy, linked after the send (no
 //             completion on success; cancelled, so the copy stays ours, when
 //             the send fails);
@@ -27,9 +32,11 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "engine/core/fd_passing.h"
 #include "engine/daemon/dispatch_scheduler.h"
+#include "engine/daemon/fd_batch.h"
 #include "engine/daemon/worker_base.h"
 #include "engine/sys/ring.h"
 
@@ -48,12 +55,21 @@ class UringWorker : private WorkerBase, private DispatchTransport {
  private:
   struct Listener;
   struct RecvState;
+  struct AnswerRecv;
 
   // DispatchTransport.
-  void StartSend(uint32_t slot, int conn_fd, Backend* b) override;
+  void StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) override;
   void CloseConnection(int conn_fd) override;
   void WatchWritable(Backend* b) override;
   void ForcedPeerGone() override;
+  void FinishReceiver(Backend* b) override;
+  int Probe(Backend* b) override;
+
+  // Receiver protocol: one RECV armed on each path backend's socket for
+  // its receiver's hello and acks.
+  void ListenForAnswers(Backend* b);
+  void OnAnswer(AnswerRecv* a, int res);
+  void OnSendCompletion(uint32_t first_slot, int res);
 
   // Completion handlers.
   void Handle(const io_uring_cqe* cqe);
@@ -84,7 +100,10 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   Ring ring_;
   bool ring_failed_ = false;
 
-  std::unique_ptr<FdMessage[]> messages_;  // per dispatch slot
+  std::unique_ptr<FdBatch[]> messages_;  // per dispatch slot
+  // Answer receives: owned here until their completion, listening ones by backend.
+  absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
+  absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
   // The link chain being built: sends to one backend prepared back to back
@@ -94,6 +113,8 @@ class UringWorker : private WorkerBase, private DispatchTransport {
     const Backend* backend = nullptr;
     io_uring_sqe* tail = nullptr;
     uint64_t submission = 0;
+    FdBatch* message = nullptr;  // the chain's last message, still open for more fds
+    bool keep_open = false;      // its fds are held (no linked closes)
   } chain_;
   unsigned last_batch_ = 0;           // completions handled last turn
   uint64_t submissions_ = 0;          // counts submissions (link chains end there)

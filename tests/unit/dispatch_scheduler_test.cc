@@ -3,6 +3,7 @@
 // real fds as connections.
 #include "engine/daemon/dispatch_scheduler.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,9 +27,10 @@ class RecordingTransport : public DispatchTransport {
     uint32_t slot;
     int fd;
     Backend* backend;
+    bool keep_open;
   };
-  void StartSend(uint32_t slot, int conn_fd, Backend* b) override {
-    sends.push_back({slot, conn_fd, b});
+  void StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) override {
+    sends.push_back({slot, conn_fd, b, keep_open});
   }
   void CloseConnection(int conn_fd) override {
     closed.push_back(conn_fd);
@@ -36,7 +38,23 @@ class RecordingTransport : public DispatchTransport {
   }
   void WatchWritable(Backend* b) override { watches.push_back(b); }
   void ForcedPeerGone() override { ++forced_gone; }
+  // Hands the answers the test queued to the scheduler, as a drain of the
+  // socket would.
+  void FinishReceiver(Backend* b) override {
+    ++finished;
+    for (const ReceiverMessage& m : queued_answers) scheduler->OnReceiverMessage(b, m);
+    queued_answers.clear();
+  }
+  int Probe(Backend*) override {
+    ++probes;
+    return probe_result;
+  }
 
+  DispatchScheduler* scheduler = nullptr;
+  std::vector<ReceiverMessage> queued_answers;
+  int finished = 0;
+  int probes = 0;
+  int probe_result = 0;
   std::vector<Send> sends;
   std::vector<int> closed;
   std::vector<Backend*> watches;
@@ -54,6 +72,7 @@ class DispatchSchedulerTest : public ::testing::Test {
     config.forced_fd = forced;
     scheduler_ = std::make_unique<DispatchScheduler>(config, &transport_, &table_, &worker(),
                                                      [this] { return clock_.now; });
+    transport_.scheduler = scheduler_.get();
   }
   ~DispatchSchedulerTest() override {
     // Connections the test left with the scheduler's transport are real fds.
@@ -79,8 +98,10 @@ class DispatchSchedulerTest : public ::testing::Test {
     for (size_t i = 0; i < transport_.sends.size(); ++i) {
       if (transport_.sends[i].fd != fd) continue;
       const uint32_t slot = transport_.sends[i].slot;
+      const bool keep_open = transport_.sends[i].keep_open;
       transport_.sends.erase(transport_.sends.begin() + static_cast<long>(i));
-      if (res >= 0) ::close(fd);  // the transport closes a delivered connection
+      // The transport closes a delivered connection unless it is held.
+      if (res >= 0 && !keep_open) ::close(fd);
       scheduler_->OnSendResult(slot, res);
       return;
     }
@@ -255,6 +276,163 @@ TEST_F(FewSlotsTest, NoFreeSlotClosesAndCountsOverload) {
 
 TEST_F(DispatchSchedulerTest, NextTimerIsTheIdleWakeWithNothingToDo) {
   EXPECT_EQ(scheduler_->NextTimer(clock_.now, 5 * kMs), clock_.now + 5 * kMs);
+}
+
+// Acknowledged delivery (receiver protocol): held connections.
+
+ReceiverMessage Hello(uint16_t max_fds, bool acks) {
+  ReceiverMessage m;
+  m.kind = ReceiverMessageKind::kHello;
+  m.max_fds = max_fds;
+  m.acks = acks;
+  return m;
+}
+
+ReceiverMessage Ack(uint32_t count) {
+  ReceiverMessage m;
+  m.kind = ReceiverMessageKind::kAck;
+  m.count = count;
+  return m;
+}
+
+bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+
+TEST_F(DispatchSchedulerTest, AcknowledgingReceiverGetsConnectionsHeldUntilItsAck) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  const int c3 = Dispatch(b);
+  ASSERT_TRUE(transport_.sends[0].keep_open);
+  Complete(c1, 1);
+  Complete(c2, 1);
+  Complete(c3, 1);
+  EXPECT_EQ(scheduler_->held(), 3u);
+  EXPECT_FALSE(scheduler_->idle());  // held connections keep their slots
+  EXPECT_EQ(worker().dispatched.load(), 0u);
+  EXPECT_TRUE(IsOpen(c1) && IsOpen(c2) && IsOpen(c3));
+  scheduler_->OnReceiverMessage(b, Ack(2));
+  EXPECT_EQ(transport_.closed, (std::vector<int>{c1, c2}));  // the oldest two: FIFO
+  EXPECT_EQ(worker().dispatched.load(), 2u);
+  scheduler_->OnReceiverMessage(b, Ack(1));
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(b->delivered->load(), 3u);
+  EXPECT_EQ(worker().unconfirmed.load(), 0u);
+}
+
+TEST_F(DispatchSchedulerTest, AcksCountConnectionsSentBeforeTheHello) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);  // before the hello: not held, but acked later
+  Complete(c1, 1);
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c2 = Dispatch(b);
+  Complete(c2, 1);
+  scheduler_->OnReceiverMessage(b, Ack(1));  // confirms c1 only
+  EXPECT_EQ(scheduler_->held(), 1u);
+  EXPECT_TRUE(IsOpen(c2));
+  scheduler_->OnReceiverMessage(b, Ack(1));
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().dispatched.load(), 2u);
+}
+
+TEST_F(DispatchSchedulerTest, AckReadBeforeTheSendResultReleasesAtOnce) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  scheduler_->OnReceiverMessage(b, Ack(1));  // answers are handled first in a batch
+  Complete(c1, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(transport_.closed, std::vector<int>{c1});
+}
+
+TEST_F(DispatchSchedulerTest, LostReceiverGetsWhatItHadNotTakenSentAgain) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  const int c3 = Dispatch(b);
+  Complete(c1, 1);
+  Complete(c2, 1);
+  // The receiver took c1 and said so, but its ack is still on the socket
+  // when the next send finds the socket gone.
+  transport_.queued_answers.push_back(Ack(1));
+  Complete(c3, -ECONNREFUSED);
+  EXPECT_EQ(transport_.finished, 1);
+  EXPECT_EQ(transport_.closed, std::vector<int>{c1});  // confirmed by the drained ack
+  EXPECT_EQ(worker().redelivered.load(), 1u);          // c2 went down with the queue
+  EXPECT_TRUE(b->down);
+  EXPECT_FALSE(b->receiver.acks);  // a new socket must hear a new hello
+  clock_.now += 2 * kMs;           // the path is bound again: reconnect and resend
+  scheduler_->RunTimers();
+  EXPECT_EQ(SentFds(), (std::vector<int>{c2, c3}));  // dispatch order
+  EXPECT_FALSE(transport_.sends[0].keep_open);
+  Complete(c3, 1);
+  Complete(c2, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().dispatched.load(), 3u);
+  EXPECT_EQ(worker().TotalDropped(), 0u);
+}
+
+TEST_F(DispatchSchedulerTest, SilentReceiverIsProbedAndLossFoundThatWay) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  Complete(c1, 1);
+  EXPECT_LE(scheduler_->NextTimer(clock_.now, 10 * kTimeout), clock_.now + 20 * kMs);
+  clock_.now += 20 * kMs;
+  scheduler_->RunTimers();  // alive (the probe went out): the silence allowed doubles
+  EXPECT_EQ(transport_.probes, 1);
+  EXPECT_EQ(scheduler_->held(), 1u);
+  clock_.now += 20 * kMs;
+  scheduler_->RunTimers();
+  EXPECT_EQ(transport_.probes, 1);
+  clock_.now += 20 * kMs;
+  transport_.probe_result = -ECONNREFUSED;
+  scheduler_->RunTimers();
+  EXPECT_EQ(transport_.probes, 2);
+  EXPECT_EQ(worker().redelivered.load(), 1u);
+  EXPECT_EQ(scheduler_->held(), 0u);
+}
+
+TEST_F(DispatchSchedulerTest, HeldPastTheAckTimeoutIsReleasedUnconfirmed) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  Complete(c1, 1);
+  for (int i = 0; i < 60; ++i) {  // probes keep finding it there
+    clock_.now += 100 * kMs;
+    scheduler_->RunTimers();
+  }
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().unconfirmed.load(), 1u);
+  EXPECT_EQ(worker().dispatched.load(), 1u);
+}
+
+TEST_F(DispatchSchedulerTest, HelloWithoutAcksReleasesWhatWasHeld) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  Complete(Dispatch(b), 1);
+  scheduler_->OnReceiverMessage(b, Hello(8, false));
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().unconfirmed.load(), 1u);
+  EXPECT_EQ(b->receiver.max_fds, 1u);  // this scheduler packs one: bounded by its config
+}
+
+class NoDeadlineTest : public DispatchSchedulerTest {
+ protected:
+  NoDeadlineTest() : DispatchSchedulerTest(8, /*timeout=*/0) {}
+};
+
+TEST_F(NoDeadlineTest, LostReceiverWithoutADeadlineCountsItsConnectionsAsLost) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  Complete(c1, 1);
+  Complete(c2, -ECONNREFUSED);
+  EXPECT_EQ(dropped(DropReason::kBackendLost), 1u);
+  EXPECT_EQ(dropped(DropReason::kBackendDown), 1u);
+  EXPECT_TRUE(scheduler_->idle());
 }
 
 class SmallCacheTest : public DispatchSchedulerTest {

@@ -1,0 +1,67 @@
+// FdBatch: the storage the kernel reads for one IORING_OP_SENDMSG that
+// carries one or several connections ("A" protocol: one data byte, 0x00,
+// and one SCM_RIGHTS control message), and which dispatch slots they are.
+// Several only to a receiver that declared it takes them (receiver
+// protocol); anything else gets exactly one, as from the original.
+//
+// The io_uring worker keeps one per dispatch slot, named by the slot of the
+// batch's first connection; its address stays stable until the send's
+// completion. Connections are added only before the send is submitted.
+#ifndef SBX_ENGINE_DAEMON_FD_BATCH_H_
+#define SBX_ENGINE_DAEMON_FD_BATCH_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "engine/daemon/options.h"
+
+namespace sbx {
+
+struct FdBatch {
+  static constexpr unsigned kCapacity = Options::kMaxFdsPerMessage;
+
+  msghdr hdr{};
+  iovec iov{};
+  uint8_t byte = 0;
+  unsigned count = 0;
+  uint32_t slots[kCapacity]{};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kCapacity * sizeof(int))]{};
+
+  FdBatch() = default;
+  FdBatch(const FdBatch&) = delete;  // hdr points into this object
+  FdBatch& operator=(const FdBatch&) = delete;
+
+  // Starts the message with its first connection.
+  void Start(uint32_t slot, int fd) {
+    byte = 0;
+    iov.iov_base = &byte;
+    iov.iov_len = 1;
+    hdr = {};
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control;
+    count = 0;
+    Add(slot, fd);
+  }
+
+  bool full() const { return count == kCapacity; }
+
+  // Adds a connection (count < kCapacity).
+  void Add(uint32_t slot, int fd) {
+    auto* c = reinterpret_cast<cmsghdr*>(control);
+    slots[count] = slot;
+    std::memcpy(CMSG_DATA(c) + count * sizeof(int), &fd, sizeof(int));
+    ++count;
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(count * sizeof(int));
+    hdr.msg_controllen = CMSG_SPACE(count * sizeof(int));
+  }
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_DAEMON_FD_BATCH_H_
