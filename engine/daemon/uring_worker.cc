@@ -315,8 +315,10 @@ void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_op
   // instead, while it has room: SENDMSG, CLOSE, CLOSE, ... with the closes
   // hard-linked to each other (each runs whatever the one before did) and
   // all cancelled if the send fails.
-  EnsureSqSpace(2);
-  ListenForAnswers(b);
+  // Room for all this call prepares (a cancel and a RECV for the answers,
+  // the SENDMSG and its CLOSE), so that no link is cut by a submission.
+  EnsureSqSpace(4);
+  ListenForAnswers(b);  // before the chain test: a new RECV ends the chain
   const bool chained =
       chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_;
   if (chained && chain_.message != nullptr && chain_.keep_open == keep_open &&
@@ -381,7 +383,8 @@ void UringWorker::OnAnswer(AnswerRecv* a, int res) {
     scheduler_->OnReceiverMessage(a->backend, message);
   }
   // Anything else that arrives (garbage, an empty datagram) is ignored.
-  if (current && (res >= 0 || res == -EAGAIN || res == -EINTR) && !stopping_) {
+  // Still listening while stopping: held connections wait for their acks.
+  if (current && (res >= 0 || res == -EAGAIN || res == -EINTR)) {
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
     io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));

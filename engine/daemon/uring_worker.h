@@ -97,13 +97,15 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   bool Submit();            // false (after asking the daemon to stop) if the ring failed
   void CheckEnter(int rc);  // counts a submission; a failed ring stops the daemon
 
+  // Answer receives: owned here until their completion, listening ones by
+  // backend. Declared before the ring, so that the ring goes first.
+  absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
+  absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
+
   Ring ring_;
   bool ring_failed_ = false;
 
   std::unique_ptr<FdBatch[]> messages_;  // per dispatch slot
-  // Answer receives: owned here until their completion, listening ones by backend.
-  absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
-  absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<RecvState> recv_;
   // The link chain being built: sends to one backend prepared back to back
