@@ -136,7 +136,9 @@ SysResult<size_t> ReceiveFds(int channel, UniqueFd* out, size_t max,
     for (size_t i = 0; i < count; ++i) out[i].Reset(raw[i]);
     // Acknowledged as taken once read, whatever the checks below decide.
     if (options.replies != nullptr) {
+      if (options.replies_mutex != nullptr) pthread_mutex_lock(options.replies_mutex);
       options.replies->OnMessage(channel, from, msg.msg_namelen, count > 0);
+      if (options.replies_mutex != nullptr) pthread_mutex_unlock(options.replies_mutex);
     }
     if (count == 0) {
       // No fd: a message to ignore, unless it is the end of the channel.

@@ -18,6 +18,7 @@
 #ifndef SBX_ENGINE_CORE_FD_PASSING_H_
 #define SBX_ENGINE_CORE_FD_PASSING_H_
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -73,6 +74,10 @@ struct ReceiveOptions {
   // The receiver protocol (receiver_protocol.h): hello and acks to the
   // sender of each message (optional; datagram channels).
   SenderReplies* replies = nullptr;
+  // Held around each use of `replies` when threads share it (the preload:
+  // several threads accept() on one socket); optional. Never held while
+  // blocked in recvmsg.
+  pthread_mutex_t* replies_mutex = nullptr;
 };
 
 // The received fd always has FD_CLOEXEC set (MSG_CMSG_CLOEXEC); callers that
