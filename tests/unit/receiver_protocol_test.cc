@@ -255,7 +255,9 @@ TEST_F(SenderRepliesTest, AckThatHitsEagainIsCarriedIntoTheNext) {
   Deliver(sender.get(), replies);
   ASSERT_EQ(SumAcks(Replies(sender.get())), 1u);
 
-  // Fill what stands between the receiver and the sender with filler.
+  // Fill the way back with filler: what the sender has not read stays
+  // charged to the receiver's SO_SNDBUF (a connected sender is spared the
+  // max_dgram_qlen check), so sends to it soon fail with EAGAIN.
   sockaddr_un name{};
   socklen_t name_len = sizeof(name);
   ASSERT_EQ(::getsockname(sender.get(), reinterpret_cast<sockaddr*>(&name), &name_len), 0);
