@@ -7,9 +7,10 @@
 // sendmsg(2). One layout, so both paths send the same bytes.
 //
 // Receiving: any payload length; the first fd of the first SCM_RIGHTS message
-// is taken (ReceiveFds: the first few) and every other fd is closed (also when the control data was
-// truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
-// fd is closed and the next message is read, as is one from a sender the
+// is taken (ReceiveFds: the first few) and every other fd is closed (also
+// when the control data was truncated, MSG_CTRUNC); the fd is checked at the
+// strict level; a rejected fd is closed and the next message is read (if it
+// brought no other good fd), as is one from a sender the
 // SenderFilter refuses (sender_filter.h). On a stream or seqpacket
 // channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK
 // (an empty seqpacket record from a sender still there is skipped).
