@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "engine/core/str_cat.h"
+#include "inetd/options.h"
 
 namespace sbx::inetd {
 namespace {
@@ -15,9 +16,10 @@ constexpr std::array<std::string_view, 7> kOurNames = {
     "PROTO",         "TCPLOCALIP",  "TCPLOCALPORT", "TCPREMOTEIP",
     "TCPREMOTEPORT", "REMOTE_ADDR", "REMOTE_PORT"};
 
+std::string_view NameOf(std::string_view entry) { return entry.substr(0, entry.find('=')); }
+
 bool IsOurs(std::string_view entry) {
-  const size_t eq = entry.find('=');
-  const std::string_view name = entry.substr(0, eq);
+  const std::string_view name = NameOf(entry);
   for (std::string_view ours : kOurNames) {
     if (name == ours) return true;
   }
@@ -78,10 +80,12 @@ std::vector<std::string> ConnectionVariables(const ConnectionInfo& info) {
   };
 }
 
-std::vector<std::string> BaseEnvironment(const char* const* environ) {
+std::vector<std::string> BaseEnvironment(const char* const* environ, bool drop_connection_names) {
   std::vector<std::string> base;
   for (const char* const* p = environ; p != nullptr && *p != nullptr; ++p) {
-    if (!IsOurs(*p)) base.emplace_back(*p);
+    if (drop_connection_names && IsOurs(*p)) continue;
+    if (NameOf(*p) == kAcknowledgeVariable) continue;
+    base.emplace_back(*p);
   }
   return base;
 }

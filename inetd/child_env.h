@@ -39,8 +39,12 @@ std::string SourceKey(const ConnectionInfo& info, int prefix6);
 // NAME=VALUE strings for `info`.
 std::vector<std::string> ConnectionVariables(const ConnectionInfo& info);
 
-// `environ` without the variables ConnectionVariables may set.
-std::vector<std::string> BaseEnvironment(const char* const* environ);
+// `environ` without the variables ConnectionVariables may set (unless
+// `drop_connection_names` is false: -E) and without SKBOX_ACKNOWLEDGE, which
+// is socketbox-inetd's own setting: a child that receives sockets itself
+// (under the preload) must not start acknowledging because of it.
+std::vector<std::string> BaseEnvironment(const char* const* environ,
+                                         bool drop_connection_names = true);
 
 // Owns the strings and the NULL-terminated pointer array execve wants.
 class ChildEnvironment {

@@ -23,18 +23,26 @@ namespace {
 constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
+// A child per fd, so any number of fds per message suits us. Not on the
+// registration channel of -p: a seqpacket connection has no sender address.
+ReceiverCapabilities Capabilities(const InetdOptions& options) {
+  ReceiverCapabilities c;
+  if (options.mode == Mode::kDatagram) {
+    c.max_fds = kMaxFdsPerMessage;
+    c.acks = options.acknowledge;
+  }
+  return c;
+}
+
 }  // namespace
 
 InetdServer::InetdServer(const InetdOptions& options, UniqueFd signal_fd)
     : options_(options),
       signal_fd_(std::move(signal_fd)),
       spawner_(options.spawn_method, options.program),
-      table_(options.max_children, options.max_per_source) {
-  if (options.set_environment) {
-    base_env_ = BaseEnvironment(environ);
-  } else {
-    for (char** p = environ; p != nullptr && *p != nullptr; ++p) base_env_.emplace_back(*p);
-  }
+      table_(options.max_children, options.max_per_source),
+      replies_(Capabilities(options)) {
+  base_env_ = BaseEnvironment(environ, /*drop_connection_names=*/options.set_environment);
 }
 
 bool InetdServer::Start() {
@@ -92,7 +100,8 @@ int InetdServer::Run() {
         }
       }
     }
-    const bool want = channel_ && table_.HasRoom() && paused_until_ == Clock::time_point{};
+    const bool want =
+        channel_ && table_.HasRoom() && pending_.empty() && paused_until_ == Clock::time_point{};
     pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {want ? channel_.get() : -1, POLLIN, 0}};
     if (::poll(fds, 2, PollTimeoutMs()) < 0) {
       if (errno == EINTR) continue;
@@ -119,6 +128,7 @@ void InetdServer::HandleSignals() {
     switch (info.ssi_signo) {
       case SIGCHLD:
         Reap();
+        ServePending();
         break;
       case SIGTERM:
       case SIGINT:
@@ -157,17 +167,20 @@ void InetdServer::ReceiveOne() {
   receive.senders = &options_.senders;
   const uint64_t refused_before = stats_.sender_refused;
   receive.refused = &stats_.sender_refused;
-  auto connection = ReceiveFd(channel_.get(), receive);
+  if (replies_.capabilities().active()) receive.replies = &replies_;
+  UniqueFd fds[kMaxFdsPerMessage];
+  auto received = ReceiveFds(channel_.get(), fds, replies_.capabilities().max_fds, receive);
   if (stats_.sender_refused != refused_before) {
     Log("refused %" PRIu64 " socket(s) from a sender not in %s (closed unread)",
         stats_.sender_refused - refused_before, kSenderUidsVariable);
   }
-  if (connection.ok()) {
+  if (received.ok()) {
     backoff_ = {};
-    HandleConnection(std::move(*connection));
+    for (size_t i = 0; i < *received; ++i) pending_.push_back(std::move(fds[i]));
+    ServePending();
     return;
   }
-  const int err = connection.error();
+  const int err = received.error();
   if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
   ++stats_.receive_errors;
   if (err == ENOLINK && options_.mode == Mode::kRegistration) {
@@ -180,13 +193,31 @@ void InetdServer::ReceiveOne() {
   PauseAfterError();
 }
 
+// Each received fd in order, while -c leaves room; the rest wait for a child
+// to exit (SIGCHLD).
+void InetdServer::ServePending() {
+  while (!pending_.empty() && table_.HasRoom()) {
+    UniqueFd connection = std::move(pending_.front());
+    pending_.pop_front();
+    HandleConnection(std::move(connection));
+  }
+}
+
 void InetdServer::DrainQueue() {
-  if (!channel_) return;
-  ReceiveOptions receive;
-  receive.strict = StrictLevel::kAny;
-  receive.recv_flags = MSG_DONTWAIT;
-  uint64_t closed = 0;
-  while (ReceiveFd(channel_.get(), receive).ok()) ++closed;
+  uint64_t closed = pending_.size();
+  pending_.clear();
+  if (channel_) {
+    // Not acknowledged: an engine that holds fds until acked can give these
+    // to another receiver once this socket is gone.
+    ReceiveOptions receive;
+    receive.strict = StrictLevel::kAny;
+    receive.recv_flags = MSG_DONTWAIT;
+    UniqueFd fds[kMaxFdsPerMessage];
+    SysResult<size_t> got = 0;
+    while ((got = ReceiveFds(channel_.get(), fds, kMaxFdsPerMessage, receive)).ok()) {
+      closed += *got;
+    }
+  }
   stats_.closed_at_exit += closed;
   if (closed != 0) {
     Log("closed %" PRIu64 " queued connection(s) not served before exit", closed);

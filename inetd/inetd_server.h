@@ -6,6 +6,12 @@
 //     backoff when the server goes away (ENOLINK);
 //   - while -c children run, the channel is not polled: connections wait in
 //     the sender's queue instead of being received and closed;
+//   - on the datagram socket it speaks the receiver protocol
+//     (engine/core/receiver_protocol.h): it takes up to kMaxFdsPerMessage
+//     fds in one message (one child each; the fds a message brings beyond
+//     the room -c leaves wait in `pending_` for children to exit, and the
+//     channel is not polled meanwhile) and, with SKBOX_ACKNOWLEDGE=1,
+//     acknowledges every message;
 //   - SIGCHLD reaps every child and frees its slot; SIGTERM / SIGINT stop
 //     receiving, close (and count) what is still queued, and exit 0 (running
 //     children are left to finish, as inetd does); SIGUSR1 logs the counters.
@@ -16,10 +22,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/core/receiver_protocol.h"
 #include "engine/sys/unique_fd.h"
 #include "inetd/child_table.h"
 #include "inetd/options.h"
@@ -29,7 +37,7 @@
 namespace sbx::inetd {
 
 struct InetdStats {
-  uint64_t received = 0;
+  uint64_t received = 0;  // fds, also several from one message
   uint64_t spawned = 0;
   uint64_t spawn_failed = 0;
   uint64_t per_source_rejected = 0;
@@ -62,6 +70,7 @@ class InetdServer {
   void HandleSignals();
   void Reap();
   void ReceiveOne();
+  void ServePending();
   void HandleConnection(UniqueFd connection);
   void DrainQueue();
   void PauseAfterError();
@@ -75,6 +84,8 @@ class InetdServer {
   Spawner spawner_;
   ChildTable table_;
   std::vector<std::string> base_env_;
+  SenderReplies replies_;         // inactive in registration mode
+  std::deque<UniqueFd> pending_;  // received, waiting for room (-c)
   InetdStats stats_;
   bool stopping_ = false;
   // After a receive error or a lost registration: no receiving until then.

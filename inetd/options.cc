@@ -41,7 +41,8 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
 }
 
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
-                                               const char* strict_env, const char* senders_env) {
+                                               const char* strict_env, const char* senders_env,
+                                               const char* acknowledge_env) {
   InetdOptions options;
   options.mode = mode;
   size_t i = 0;
@@ -105,6 +106,13 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
     return Bad(StrCat(kSenderUidsVariable, "='", senders_env,
                       "': expected uids separated by commas (e.g. 0,998), at most ",
                       SenderFilter::kMaxUids));
+  }
+  if (acknowledge_env != nullptr) {
+    const std::string_view value(acknowledge_env);
+    if (value != "0" && value != "1") {
+      return Bad(StrCat(kAcknowledgeVariable, "='", value, "': expected 0 or 1"));
+    }
+    options.acknowledge = value == "1";
   }
   return options;
 }

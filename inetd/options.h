@@ -21,6 +21,9 @@
 // SKBOX_STRICT_STREAM_MODE (0, 1, 2; default 2) chooses which received fds
 // are accepted (reference §4.1). SKBOX_SENDER_UIDS=UID[,UID...] accepts
 // sockets only from processes of those users (engine/core/sender_filter.h).
+// SKBOX_ACKNOWLEDGE=1 (ours; 0 or unset: off) acknowledges every received
+// message to its sender (docs/receiver-protocol.md); socketbox-inetd only,
+// since the registration channel of -p has no sender address to answer.
 #ifndef SBX_INETD_OPTIONS_H_
 #define SBX_INETD_OPTIONS_H_
 
@@ -48,14 +51,19 @@ struct InetdOptions {
   SpawnMethod spawn_method = SpawnMethod::kPosixSpawn;
   bool set_environment = true;
   StrictLevel strict = StrictLevel::kStreamInetUnix;
-  SenderFilter senders;  // inactive: every sender accepted
+  SenderFilter senders;      // inactive: every sender accepted
+  bool acknowledge = false;  // SKBOX_ACKNOWLEDGE=1
 };
 
-// `strict_env` and `senders_env` are the values of SKBOX_STRICT_STREAM_MODE
-// and SKBOX_SENDER_UIDS (nullptr if unset).
+inline constexpr char kAcknowledgeVariable[] = "SKBOX_ACKNOWLEDGE";
+
+// `strict_env`, `senders_env` and `acknowledge_env` are the values of
+// SKBOX_STRICT_STREAM_MODE, SKBOX_SENDER_UIDS and SKBOX_ACKNOWLEDGE (nullptr
+// if unset).
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
                                                const char* strict_env,
-                                               const char* senders_env = nullptr);
+                                               const char* senders_env = nullptr,
+                                               const char* acknowledge_env = nullptr);
 
 // The strict level named by SKBOX_STRICT_STREAM_MODE's value (nullptr: default).
 absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value);

@@ -10,6 +10,7 @@
 #include "engine/core/fd_passing.h"
 #include "preload/listener_table.h"
 #include "preload/replace.h"
+#include "preload/replies_table.h"
 #include "preload/runtime.h"
 
 namespace sbx::preload {
@@ -28,15 +29,16 @@ int SockoptInt(int fd, int name) {
 }
 
 // AF_UNIX datagram sockets always; connected (not listening) stream and
-// seqpacket ones with SKBOX_ACCEPT_STREAM=1.
-bool IsPassingSocket(int fd, const Config& config) {
-  if (SockoptInt(fd, SO_DOMAIN) != AF_UNIX) return false;
+// seqpacket ones with SKBOX_ACCEPT_STREAM=1. The type, or -1 for others.
+int PassingSocketType(int fd, const Config& config) {
+  if (SockoptInt(fd, SO_DOMAIN) != AF_UNIX) return -1;
   const int type = SockoptInt(fd, SO_TYPE);
-  if (type == SOCK_DGRAM) return true;
-  if ((type == SOCK_STREAM || type == SOCK_SEQPACKET) && config.accept_stream) {
-    return SockoptInt(fd, SO_ACCEPTCONN) == 0;
+  if (type == SOCK_DGRAM) return type;
+  if ((type == SOCK_STREAM || type == SOCK_SEQPACKET) && config.accept_stream &&
+      SockoptInt(fd, SO_ACCEPTCONN) == 0) {
+    return type;
   }
-  return false;
+  return -1;
 }
 
 // O_NONBLOCK and FD_CLOEXEC exactly as the accept4 flags say.
@@ -64,7 +66,8 @@ void FillPeerAddress(int fd, sockaddr* addr, socklen_t* len, const Config& confi
   if (Real().getpeername(fd, addr, len) != 0) *len = 0;
 }
 
-int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config& config) {
+int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags,
+                 const Config& config) {
   if ((flags & ~kKnownFlags) != 0) {
     errno = EINVAL;  // what the kernel says for unknown accept4 flags
     return -1;
@@ -84,6 +87,13 @@ int AcceptPassed(int fd, sockaddr* addr, socklen_t* len, int flags, const Config
     if (!ours && EnableSenderCredentials(fd) != 0) return -1;
     options.senders = &config.senders;
     options.refused = &refused;
+  }
+  if (config.acknowledge && type == SOCK_DGRAM) {
+    // Datagram sockets only: on a stream the reply would go into the
+    // sender's byte stream.
+    const SharedReplies shared = RepliesFor(fd);
+    options.replies = shared.replies;
+    options.replies_mutex = shared.mutex;
   }
   auto received = ReceiveFd(fd, options);
   if (refused != 0) {
@@ -117,7 +127,8 @@ int AcceptOn(int fd, sockaddr* addr, socklen_t* len, int flags, bool is_accept4)
     return -1;
   }
   const Config& config = TheConfig();
-  if (IsPassingSocket(fd, config)) return AcceptPassed(fd, addr, len, flags, config);
+  const int type = PassingSocketType(fd, config);
+  if (type >= 0) return AcceptPassed(fd, type, addr, len, flags, config);
   ProtectAddressBuffer(addr, len);
   return is_accept4 ? Real().accept4(fd, addr, len, flags) : Real().accept(fd, addr, len);
 }

@@ -139,6 +139,7 @@ void ParseConfig(const char* const* envp, Config* out) {
   out->strict = static_cast<StrictLevel>(strict);
   ReadFlag(envp, "SKBOX_SCHED_YIELD", &out->sched_yield, p);
   ReadFlag(envp, "SKBOX_DEBUG", &out->debug, p);
+  ReadFlag(envp, "SKBOX_ACKNOWLEDGE", &out->acknowledge, p);
   ReadSenders(envp, out);
 }
 

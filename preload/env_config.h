@@ -62,6 +62,7 @@ struct Config {
   StrictLevel strict = StrictLevel::kStreamInetUnix;
   bool sched_yield = false;  // SKBOX_SCHED_YIELD
   bool debug = false;        // SKBOX_DEBUG (ours): log each decision
+  bool acknowledge = false;  // SKBOX_ACKNOWLEDGE (ours): receiver protocol acks
   SenderFilter senders;      // SKBOX_SENDER_UIDS (ours); malformed: refuse all
   Problems problems;
 };

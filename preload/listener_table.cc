@@ -1,11 +1,12 @@
 #include "preload/listener_table.h"
 
 #include <pthread.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+
+#include "preload/socket_identity.h"
 
 namespace sbx::preload {
 namespace {
@@ -21,14 +22,6 @@ constinit std::atomic<int> g_used{0};
 void Lock() { pthread_mutex_lock(&g_mutex); }
 void Unlock() { pthread_mutex_unlock(&g_mutex); }
 
-bool Identify(int fd, dev_t* dev, ino_t* ino) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-  *dev = st.st_dev;
-  *ino = st.st_ino;
-  return true;
-}
-
 // The live entry for fd, or null. Called with the mutex held.
 ListenerInfo* FindLocked(int fd) {
   const int used = g_used.load(std::memory_order_relaxed);
@@ -37,7 +30,7 @@ ListenerInfo* FindLocked(int fd) {
     if (e.fd != fd) continue;
     dev_t dev;
     ino_t ino;
-    if (Identify(fd, &dev, &ino) && dev == e.dev && ino == e.ino) return &e;
+    if (IdentifySocket(fd, &dev, &ino) && dev == e.dev && ino == e.ino) return &e;
     e.fd = -1;  // stale: the program closed it and the fd was reused
     return nullptr;
   }
@@ -50,7 +43,7 @@ ListenerInfo* FreeSlotLocked() {
     ListenerInfo& e = g_entries[i];
     dev_t dev;
     ino_t ino;
-    if (e.fd < 0 || !Identify(e.fd, &dev, &ino) || dev != e.dev || ino != e.ino) return &e;
+    if (e.fd < 0 || !IdentifySocket(e.fd, &dev, &ino) || dev != e.dev || ino != e.ino) return &e;
   }
   if (used == kCapacity) return nullptr;
   g_used.store(used + 1, std::memory_order_release);
@@ -68,7 +61,7 @@ void InstallListenerTableForkHandlers() {
 bool RememberListener(int fd, const sockaddr* addr, socklen_t len, const OptionSet& options) {
   dev_t dev;
   ino_t ino;
-  if (!Identify(fd, &dev, &ino)) return false;
+  if (!IdentifySocket(fd, &dev, &ino)) return false;
   Lock();
   ListenerInfo* slot = FindLocked(fd);
   if (slot == nullptr) slot = FreeSlotLocked();

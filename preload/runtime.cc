@@ -14,6 +14,7 @@
 
 #include "preload/handed_sockets.h"
 #include "preload/listener_table.h"
+#include "preload/replies_table.h"
 
 extern char** environ;
 
@@ -132,6 +133,7 @@ __attribute__((constructor)) static void SetUpAtLoad() {
   Real();
   TheConfig();
   InstallListenerTableForkHandlers();
+  InstallRepliesTableForkHandlers();
   RememberHandedSockets(environ, static_cast<int>(getpid()), Real().getsockopt);
 }
 

@@ -4,9 +4,11 @@
 #ifndef SBX_BENCH_COMMON_ARGS_H_
 #define SBX_BENCH_COMMON_ARGS_H_
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -45,9 +47,10 @@ inline std::optional<std::pair<std::string_view, std::string_view>> SplitAssign(
 // or -h prints `usage`. Returns false when parsing must stop: then
 // *exit_code is 0 after --help and 2 after an error (on_pair reports its own
 // errors; a flag without a value is reported through fail(what, text)).
+// The flags in `switches` take no value: on_pair(flag, "").
 template <typename OnPair, typename OnFail>
 bool ForEachFlagValue(int argc, char** argv, const char* usage, int* exit_code, OnPair on_pair,
-                      OnFail fail) {
+                      OnFail fail, std::initializer_list<std::string_view> switches = {}) {
   *exit_code = 2;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
@@ -55,6 +58,10 @@ bool ForEachFlagValue(int argc, char** argv, const char* usage, int* exit_code, 
       std::fputs(usage, stdout);
       *exit_code = 0;
       return false;
+    }
+    if (std::find(switches.begin(), switches.end(), flag) != switches.end()) {
+      if (!on_pair(flag, std::string_view())) return false;
+      continue;
     }
     if (i + 1 >= argc) {
       fail("missing value or unknown option", flag);

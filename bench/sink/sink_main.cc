@@ -180,6 +180,8 @@ int Main(int argc, char** argv) {
     configs[t].stop = &stop;
     configs[t].ready = &ready;
     configs[t].recv_depth = options->recv_depth;
+    configs[t].capabilities.max_fds = static_cast<uint16_t>(options->max_fds);
+    configs[t].capabilities.acks = options->ack;
     threads.emplace_back([&config = configs[t], &status] {
       if (RunSinkWorker(config) != 0) status = 1;
     });

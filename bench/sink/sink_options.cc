@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "bench/common/args.h"
+#include "engine/core/receiver_protocol.h"
 
 namespace sbx::bench {
 namespace {
@@ -11,10 +12,12 @@ namespace {
 constexpr char kUsage[] =
     "usage: sink [--backend NAME=PATH]... [--register NAME=GROUP:CTLPATH]...\n"
     "            [--listen NAME=[ADDR]:PORT]... [--threads N] [--lifetime S]\n"
-    "            [--recv-depth N]\n"
+    "            [--recv-depth N] [--max-fds N] [--ack]\n"
     "Greets every socket it receives or accepts with NAME, closes it, and counts\n"
     "per NAME. Prints 'ready' once listening, a JSON summary on SIGUSR1 and at\n"
-    "exit (SIGTERM, SIGINT, or after --lifetime seconds, default 600).\n";
+    "exit (SIGTERM, SIGINT, or after --lifetime seconds, default 600).\n"
+    "--max-fds N (1..64) and --ack speak the receiver protocol on --backend\n"
+    "sockets (docs/receiver-protocol.md).\n";
 
 bool Fail(const char* what, std::string_view arg) {
   std::fprintf(stderr, "sink: %s: '%.*s'\n%s", what, static_cast<int>(arg.size()), arg.data(),
@@ -57,33 +60,44 @@ bool ParseSource(std::string_view flag, std::string_view arg, SinkOptions& optio
 
 std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_code) {
   SinkOptions options;
-  const bool parsed = ForEachFlagValue(
-      argc, argv, kUsage, exit_code,
-      [&](std::string_view flag, std::string_view arg) -> bool {
-        if (flag == "--backend" || flag == "--register" || flag == "--listen") {
-          return ParseSource(flag, arg, options);
-        }
-        if (flag == "--threads") {
-          auto n = ParseUint(arg, 1, 64);
-          if (!n) return Fail("--threads wants 1..64", arg);
-          options.threads = static_cast<unsigned>(*n);
-          return true;
-        }
-        if (flag == "--recv-depth") {
-          auto n = ParseUint(arg, 1, 64);
-          if (!n) return Fail("--recv-depth wants 1..64", arg);
-          options.recv_depth = static_cast<unsigned>(*n);
-          return true;
-        }
-        if (flag == "--lifetime") {
-          auto seconds = ParseSeconds(arg);
-          if (!seconds || *seconds <= 0) return Fail("--lifetime wants seconds > 0", arg);
-          options.lifetime_s = *seconds;
-          return true;
-        }
-        return Fail("unknown option", flag);
-      },
-      Fail);
+  const bool parsed =
+      ForEachFlagValue(argc, argv, kUsage, exit_code,
+                       [&](std::string_view flag, std::string_view arg) -> bool {
+                         if (flag == "--backend" || flag == "--register" || flag == "--listen") {
+                           return ParseSource(flag, arg, options);
+                         }
+                         if (flag == "--threads") {
+                           auto n = ParseUint(arg, 1, 64);
+                           if (!n) return Fail("--threads wants 1..64", arg);
+                           options.threads = static_cast<unsigned>(*n);
+                           return true;
+                         }
+                         if (flag == "--recv-depth") {
+                           auto n = ParseUint(arg, 1, 64);
+                           if (!n) return Fail("--recv-depth wants 1..64", arg);
+                           options.recv_depth = static_cast<unsigned>(*n);
+                           return true;
+                         }
+                         if (flag == "--ack") {
+                           options.ack = true;
+                           return true;
+                         }
+                         if (flag == "--max-fds") {
+                           auto n = ParseUint(arg, 1, kMaxFdsPerMessage);
+                           if (!n) return Fail("--max-fds wants 1..64", arg);
+                           options.max_fds = static_cast<unsigned>(*n);
+                           return true;
+                         }
+                         if (flag == "--lifetime") {
+                           auto seconds = ParseSeconds(arg);
+                           if (!seconds || *seconds <= 0)
+                             return Fail("--lifetime wants seconds > 0", arg);
+                           options.lifetime_s = *seconds;
+                           return true;
+                         }
+                         return Fail("unknown option", flag);
+                       },
+                       Fail, {"--ack"});
   if (!parsed) return std::nullopt;
   if (options.sources.empty()) {
     Fail("nothing to do: give --backend, --register or --listen", "");

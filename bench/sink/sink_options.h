@@ -10,6 +10,12 @@
 //   --threads N                    worker threads, one io_uring each (1)
 //   --lifetime S                   exit by itself after S seconds (600)
 //   --recv-depth N                 RECVMSGs posted per channel per thread (1)
+//   --max-fds N                    on --backend sockets, declare (receiver
+//                                  protocol hello) that a message may carry
+//                                  up to N fds (1..64; 1, the default: no
+//                                  hello, one fd per message as ever)
+//   --ack                          on --backend sockets, declare acks and
+//                                  acknowledge every message
 #ifndef SBX_BENCH_SINK_SINK_OPTIONS_H_
 #define SBX_BENCH_SINK_SINK_OPTIONS_H_
 
@@ -36,6 +42,8 @@ struct SinkOptions {
   unsigned threads = 1;
   double lifetime_s = 600;
   unsigned recv_depth = 1;
+  unsigned max_fds = 1;  // --max-fds
+  bool ack = false;      // --ack
 };
 
 // The options, or nullopt after printing a message naming the bad argument

@@ -2,17 +2,18 @@
 
 #include <liburing.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 namespace sbx::bench {
 namespace {
 
 constexpr unsigned kRingEntries = 1024;
-constexpr int kMaxFdsPerMessage = 8;
 
 // user_data: the kind in the top byte, an index below.
 enum Tag : uint64_t { kRecv = 1, kAccept = 2, kGreet = 3, kClose = 4 };
@@ -24,13 +25,24 @@ struct RecvSlot {
   iovec iov{};
   char data[16]{};
   alignas(cmsghdr) unsigned char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))]{};
+  sockaddr_un from{};  // the sender, for the receiver protocol's replies
   size_t endpoint = 0;
 };
 
 class Worker {
  public:
   explicit Worker(const SinkWorkerConfig& config)
-      : config_(config), slots_(config.endpoints.size() * config.recv_depth) {}
+      : config_(config), slots_(config.endpoints.size() * config.recv_depth) {
+    // Datagram channels only: a registration channel has no sender address.
+    replies_.resize(config.endpoints.size());
+    for (size_t e = 0; e < config.endpoints.size(); ++e) {
+      const SinkEndpoint& endpoint = config.endpoints[e];
+      if (config.capabilities.active() && endpoint.kind == SinkEndpoint::Kind::kChannel &&
+          !endpoint.seqpacket) {
+        replies_[e].emplace(config.capabilities);
+      }
+    }
+  }
   ~Worker() {
     if (ring_ready_) io_uring_queue_exit(&ring_);
   }
@@ -50,6 +62,7 @@ class Worker {
 
   const SinkWorkerConfig& config_;
   std::vector<RecvSlot> slots_;
+  std::vector<std::optional<SenderReplies>> replies_;  // per endpoint
   io_uring ring_{};
   bool ring_ready_ = false;
 };
@@ -74,6 +87,10 @@ void Worker::PostRecv(size_t slot_index) {
   slot.hdr.msg_iovlen = 1;
   slot.hdr.msg_control = slot.control;
   slot.hdr.msg_controllen = sizeof(slot.control);
+  if (replies_[slot.endpoint]) {
+    slot.hdr.msg_name = &slot.from;
+    slot.hdr.msg_namelen = sizeof(slot.from);
+  }
   const SinkEndpoint& endpoint = config_.endpoints[slot.endpoint];
   io_uring_sqe* sqe = Sqe();
   io_uring_prep_recvmsg(sqe, endpoint.fd, &slot.hdr, MSG_CMSG_CLOEXEC);
@@ -126,16 +143,24 @@ void Worker::OnRecv(size_t slot_index, int res) {
     if (res != -ECANCELED) EndpointFailed(slot.endpoint, -res);
     return;
   }
+  if (replies_[slot.endpoint]) {
+    // The kernel wrote the sender's address length back into msg_namelen.
+    replies_[slot.endpoint]->OnMessage(endpoint.fd, slot.from, slot.hdr.msg_namelen, nfds > 0);
+  }
   if (nfds == 0) {
     config_.counters->no_fd.fetch_add(1, std::memory_order_relaxed);
   } else {
     int fds[kMaxFdsPerMessage];
     std::memcpy(fds, CMSG_DATA(cmsg), nfds * sizeof(int));
-    for (size_t i = 1; i < nfds; ++i) {
-      config_.counters->extra_fds.fetch_add(1, std::memory_order_relaxed);
-      ::close(fds[i]);
+    for (size_t i = 0; i < nfds; ++i) {
+      if (i < config_.capabilities.max_fds) {
+        Greet(fds[i], endpoint.backend);
+      } else {
+        // More than this sink declared: counted, so a benchmark shows it.
+        config_.counters->extra_fds.fetch_add(1, std::memory_order_relaxed);
+        ::close(fds[i]);
+      }
     }
-    Greet(fds[0], endpoint.backend);
   }
   if (!config_.stop->load(std::memory_order_relaxed)) PostRecv(slot_index);
 }

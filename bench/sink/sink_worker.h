@@ -4,7 +4,10 @@
 //     channel,
 //   - keeps one multishot ACCEPT armed on each of its TCP listeners,
 //   - answers every socket with SEND(name) hard-linked to CLOSE, both with
-//     CQE_SKIP_SUCCESS: a greeted connection costs no completion at all.
+//     CQE_SKIP_SUCCESS: a greeted connection costs no completion at all;
+//   - with --max-fds N > 1 or --ack, speaks the receiver protocol on its
+//     datagram channels (a SenderReplies per channel per worker: a hello
+//     from each worker, acks counted by each for what it took).
 // Channels are shared between workers (the kernel hands each datagram to one
 // RECVMSG); listeners are per worker (SO_REUSEPORT copies).
 //
@@ -20,10 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/receiver_protocol.h"
+
 namespace sbx::bench {
 
 struct BackendCounters {
-  std::atomic<uint64_t> received{0};     // sockets taken (received or accepted)
+  std::atomic<uint64_t> received{0};     // sockets taken (received or accepted), per fd
   std::atomic<uint64_t> send_errors{0};  // greeting not sent (peer gone, not a socket)
 };
 
@@ -31,7 +36,7 @@ struct SinkCounters {
   explicit SinkCounters(size_t backends) : per_backend(backends) {}
   std::vector<BackendCounters> per_backend;
   std::atomic<uint64_t> no_fd{0};           // a message that carried no fd
-  std::atomic<uint64_t> extra_fds{0};       // more than one fd in a message (closed)
+  std::atomic<uint64_t> extra_fds{0};       // fds beyond the declared max_fds (closed)
   std::atomic<uint64_t> channel_closed{0};  // a channel or listener that failed or ended
   std::atomic<uint64_t> close_errors{0};
 };
@@ -52,8 +57,9 @@ struct SinkWorkerConfig {
   const std::vector<std::string>* names = nullptr;  // greeting per backend index
   SinkCounters* counters = nullptr;
   const std::atomic<bool>* stop = nullptr;
-  std::latch* ready = nullptr;  // counted down once the ring is armed (or failed)
-  unsigned recv_depth = 1;      // RECVMSGs kept posted per channel
+  std::latch* ready = nullptr;        // counted down once the ring is armed (or failed)
+  unsigned recv_depth = 1;            // RECVMSGs kept posted per channel
+  ReceiverCapabilities capabilities;  // declared on datagram channels
 };
 
 // Runs until *stop; returns 0, or an errno if the ring could not be set up

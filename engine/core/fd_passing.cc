@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "engine/core/control_data.h"
 
@@ -30,21 +31,27 @@ bool SenderGoneAfterEmptyRead(int channel) {
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
 }
 
-int TakeFirstFdCloseRest(msghdr* msg) {
-  int first = -1;
+size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max) {
+  size_t taken = 0;
   for (cmsghdr* c = FirstCmsg(msg); c != nullptr; c = NextCmsg(msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = CmsgPayloadBytes(msg, c) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (first < 0) {
-        first = fd;
+      if (taken < max) {
+        out[taken++] = fd;
       } else {
         ::close(fd);
       }
     }
   }
+  return taken;
+}
+
+int TakeFirstFdCloseRest(msghdr* msg) {
+  int first = -1;
+  TakeFdsCloseRest(msg, &first, 1);
   return first;
 }
 
@@ -94,11 +101,14 @@ bool FdPassesStrictLevel(int fd, StrictLevel level) {
   return peer.ss_family == AF_UNIX || peer.ss_family == AF_INET || peer.ss_family == AF_INET6;
 }
 
-SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
+SysResult<size_t> ReceiveFds(int channel, UniqueFd* out, size_t max,
+                             const ReceiveOptions& options) {
+  if (max == 0) return SysResult<size_t>::Error(EINVAL);
+  if (max > kMaxFdsPerMessage) max = kMaxFdsPerMessage;
   while (true) {
     // Room for as many fds as any receiver may declare (receiver_protocol.h):
-    // a sender that packs several into one message gets the rest closed by
-    // us instead of left to MSG_CTRUNC.
+    // a sender that packs more into one message than the caller takes gets
+    // the rest closed by us instead of left to MSG_CTRUNC.
     // The payload is ignored whatever its length (other senders use 2 or 4
     // bytes); a small buffer is enough, datagrams are truncated harmlessly.
     unsigned char payload[16];
@@ -118,29 +128,51 @@ SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
     const ssize_t n = ::recvmsg(channel, &msg, options.recv_flags | MSG_CMSG_CLOEXEC);
     if (n < 0) {
       const int err = errno;
-      if (err == ECONNRESET || err == ENOTCONN) return SysResult<UniqueFd>::Error(ENOLINK);
-      return SysResult<UniqueFd>::Error(err);
+      if (err == ECONNRESET || err == ENOTCONN) return SysResult<size_t>::Error(ENOLINK);
+      return SysResult<size_t>::Error(err);
     }
-    UniqueFd fd(TakeFirstFdCloseRest(&msg));
+    int raw[kMaxFdsPerMessage];
+    const size_t count = TakeFdsCloseRest(&msg, raw, max);
+    for (size_t i = 0; i < count; ++i) out[i].Reset(raw[i]);
     // Acknowledged as taken once read, whatever the checks below decide.
-    if (options.replies != nullptr) options.replies->OnMessage(channel, from, msg.msg_namelen, fd.valid());
-    if (!fd.valid()) {
+    if (options.replies != nullptr) {
+      if (options.replies_mutex != nullptr) pthread_mutex_lock(options.replies_mutex);
+      options.replies->OnMessage(channel, from, msg.msg_namelen, count > 0);
+      if (options.replies_mutex != nullptr) pthread_mutex_unlock(options.replies_mutex);
+    }
+    if (count == 0) {
       // No fd: a message to ignore, unless it is the end of the channel.
-      if (n == 0 && SenderGoneAfterEmptyRead(channel)) return SysResult<UniqueFd>::Error(ENOLINK);
+      if (n == 0 && SenderGoneAfterEmptyRead(channel)) return SysResult<size_t>::Error(ENOLINK);
       continue;
     }
     uid_t sender;
     if (options.senders != nullptr && options.senders->active() &&
         !(SenderUidOf(&msg, &sender) && options.senders->Allows(sender))) {
       if (options.refused != nullptr) ++*options.refused;
-      continue;  // an injected fd: closed unread
+      for (size_t i = 0; i < count; ++i) out[i].Reset();  // injected fds: closed unread
+      continue;
     }
-    if (!FdPassesStrictLevel(fd.get(), options.strict)) {
-      if (options.rejected != nullptr) ++*options.rejected;
-      continue;  // fd closes here; wait for the next message
+    // Each fd is checked on its own; the ones that pass close the gaps.
+    size_t kept = 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (!FdPassesStrictLevel(out[i].get(), options.strict)) {
+        if (options.rejected != nullptr) ++*options.rejected;
+        out[i].Reset();
+      } else {
+        if (kept != i) out[kept] = std::move(out[i]);
+        ++kept;
+      }
     }
-    return fd;
+    if (kept > 0) return kept;
+    // Every fd was rejected (and closed): wait for the next message.
   }
+}
+
+SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options) {
+  UniqueFd fd;
+  auto got = ReceiveFds(channel, &fd, 1, options);
+  if (!got.ok()) return SysResult<UniqueFd>::Error(got.error());
+  return fd;
 }
 
 }  // namespace sbx

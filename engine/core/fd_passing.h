@@ -7,9 +7,10 @@
 // sendmsg(2). One layout, so both paths send the same bytes.
 //
 // Receiving: any payload length; the first fd of the first SCM_RIGHTS message
-// is taken and every other fd is closed (also when the control data was
-// truncated, MSG_CTRUNC); the fd is checked at the strict level; a rejected
-// fd is closed and the next message is read, as is one from a sender the
+// is taken (ReceiveFds: the first few) and every other fd is closed (also
+// when the control data was truncated, MSG_CTRUNC); the fd is checked at the
+// strict level; a rejected fd is closed and the next message is read (if it
+// brought no other good fd), as is one from a sender the
 // SenderFilter refuses (sender_filter.h). On a stream or seqpacket
 // channel, EOF / ECONNRESET / ENOTCONN mean the sender went away: ENOLINK
 // (an empty seqpacket record from a sender still there is skipped).
@@ -18,9 +19,11 @@
 #ifndef SBX_ENGINE_CORE_FD_PASSING_H_
 #define SBX_ENGINE_CORE_FD_PASSING_H_
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/core/receiver_protocol.h"
@@ -72,12 +75,29 @@ struct ReceiveOptions {
   // The receiver protocol (receiver_protocol.h): hello and acks to the
   // sender of each message (optional; datagram channels).
   SenderReplies* replies = nullptr;
+  // Held around each use of `replies` when threads share it (the preload:
+  // several threads accept() on one socket); optional. Never held while
+  // blocked in recvmsg.
+  pthread_mutex_t* replies_mutex = nullptr;
 };
 
 // The received fd always has FD_CLOEXEC set (MSG_CMSG_CLOEXEC); callers that
 // want otherwise clear it. Errors: EAGAIN/EWOULDBLOCK (non-blocking, nothing
 // queued), ENOLINK (stream peer gone), EINTR, others from recvmsg.
 SysResult<UniqueFd> ReceiveFd(int channel, const ReceiveOptions& options = {});
+
+// ReceiveFd for a receiver that declared max_fds > 1 (receiver_protocol.h):
+// the fds of ONE message, in the order sent, into out[0..result). Of a
+// message's fds the first `max` (1..kMaxFdsPerMessage; larger is taken as
+// kMaxFdsPerMessage) are kept and the rest closed unread; each kept fd is
+// then checked at the strict level on its own (a rejected one is closed and
+// counted, the others move up), and the sender filter refuses a message as a
+// whole. A message left with no fd is skipped, as by ReceiveFd, so the
+// result is at least 1. ReceiveFd is ReceiveFds with max 1. Entries of `out`
+// that receive an fd are overwritten (what they held is closed). Errors as
+// ReceiveFd's, and EINVAL for max 0.
+SysResult<size_t> ReceiveFds(int channel, UniqueFd* out, size_t max,
+                             const ReceiveOptions& options = {});
 
 // After a read of zero bytes and no fd on `channel`: true if the sender went
 // away (always on a stream; on a seqpacket channel only once the peer has
@@ -88,6 +108,10 @@ bool SenderGoneAfterEmptyRead(int channel);
 // fd in it is closed. -1 if the message carries none. For callers that
 // receive on their own (the engine's io_uring RECVMSG).
 int TakeFirstFdCloseRest(msghdr* msg);
+
+// The same for up to `max` fds: the first `max` fds of all SCM_RIGHTS
+// headers in `msg`, in order, into out[0..result); every other one closed.
+size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max);
 
 // True if `fd` passes `level` (levels 1-2: it has a peer, getpeername(2)).
 bool FdPassesStrictLevel(int fd, StrictLevel level);

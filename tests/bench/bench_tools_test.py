@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bench", "harness"))
 import merge  # noqa: E402
+import receiver_protocol as rp  # noqa: E402
 import sbxtest  # noqa: E402
 
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
@@ -156,6 +157,56 @@ class ChannelTest(unittest.TestCase):
         self.assertEqual(summary["no_fd"], 1)
         self.assertFalse(os.path.exists(path), "the socket file is removed at exit")
 
+    def pass_fds(self, sender, counts):
+        """One message per entry of `counts`, with that many fresh
+        connections; returns our ends."""
+        ours = []
+        for n in counts:
+            pairs = [socket.socketpair() for _ in range(n)]
+            rp.send_fds(sender, [theirs.fileno() for _, theirs in pairs])
+            for mine, theirs in pairs:
+                theirs.close()
+                ours.append(mine)
+        return ours
+
+    def test_receiver_protocol(self):
+        path = os.path.join(self.tmp, "a.sock")
+        sink = Sink("--backend", f"a={path}", "--max-fds", "4", "--ack", "--threads", "2")
+        sender = rp.autobound_sender(path)
+        ours = self.pass_fds(sender, [1, 3, 6])  # the last: 2 beyond the declared 4
+        got = rp.replies_until(sender, 3)
+        for mine in ours[:8]:
+            mine.settimeout(10)
+            self.assertEqual(mine.recv(8), b"a")
+        for mine in ours[8:]:
+            mine.settimeout(10)
+            self.assertEqual(mine.recv(8), b"")
+        code, summary = sink.stop()
+        self.assertEqual(code, 0)
+        self.assertEqual(summary["backends"]["a"]["received"], 8, "every fd counts")
+        self.assertEqual(summary["extra_fds"], 2)
+        # Each worker greets the senders it hears from: one or two hellos.
+        hellos = rp.hellos(got)
+        self.assertIn(len(hellos), (1, 2), got)
+        self.assertEqual(set(hellos), {(rp.HELLO, 4, True)})
+        self.assertEqual(rp.acked(got), 3)
+        for s in [sender, *ours]:
+            s.close()
+
+    def test_default_sink_sends_nothing_back(self):
+        path = os.path.join(self.tmp, "a.sock")
+        sink = Sink("--backend", f"a={path}")
+        sender = rp.autobound_sender(path)
+        ours = self.pass_fds(sender, [1, 2])
+        for mine in ours[:2]:
+            mine.settimeout(10)
+            self.assertEqual(mine.recv(8), b"a")
+        self.assertEqual(rp.replies(sender), [])
+        code, summary = sink.stop()
+        self.assertEqual((summary["backends"]["a"]["received"], summary["extra_fds"]), (2, 1))
+        for s in [sender, *ours]:
+            s.close()
+
     def test_registration(self):
         ctl = os.path.join(self.tmp, "ctl.sock")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -204,6 +255,8 @@ class BadInputTest(unittest.TestCase):
             [SINK, "--register", "a=notanumber:/x"],
             [SINK, "--threads", "0", "--listen", "a=127.0.0.1:1"],
             [SINK, "--recv-depth", "0", "--listen", "a=127.0.0.1:1"],
+            [SINK, "--max-fds", "65", "--listen", "a=127.0.0.1:1"],
+            [SINK, "--max-fds", "0", "--listen", "a=127.0.0.1:1"],
             [GEN, "--target", "127.0.0.1:1=a"],  # unbounded
             [GEN, "--target", "127.0.0.1=a", "--connections", "1"],
             [GEN, "--target", "127.0.0.1:1=a", "--connections", "1", "--io", "poll"],

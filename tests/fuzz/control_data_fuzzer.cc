@@ -6,7 +6,8 @@
 //        every other one is closed, and nothing else is touched.
 //   0x01 + bytes: a registration request (DecodeRegisterRequest).
 //   0x02 + bytes: a registration response (DecodeRegisterResponse).
-// Both decoders must agree with their encoders on everything they accept.
+//   0x03 + bytes: a receiver protocol message (DecodeReceiverMessage).
+// Every decoder must agree with its encoder on everything it accepts.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #include "engine/core/control_data.h"
 #include "engine/core/fd_passing.h"
+#include "engine/core/receiver_protocol.h"
 #include "engine/core/registration.h"
 #include "engine/core/sender_filter.h"
 
@@ -75,15 +77,39 @@ void FuzzControlData(const uint8_t* data, size_t size) {
   Check(found == has_credentials, "SenderUidOf finds the first SCM_CREDENTIALS");
   Check(!found || uid == expected_uid, "SenderUidOf returns its uid");
 
-  const int first = TakeFirstFdCloseRest(&msg);
-  Check(first == (planted.empty() ? -1 : planted[0]), "the first planted fd is taken");
-  for (size_t i = 1; i < planted.size(); ++i) {
-    Check(!IsOpen(planted[i]), "every other planted fd is closed");
+  // The receiver's limit (ReceiveFds' max) comes from the input's last
+  // byte (often padding); 1 is TakeFirstFdCloseRest's case.
+  const size_t max = size == 0 ? 1 : 1 + data[size - 1] % kMaxFdsPerMessage;
+  int taken[kMaxFdsPerMessage];
+  size_t count;
+  if (max == 1) {
+    taken[0] = TakeFirstFdCloseRest(&msg);
+    count = taken[0] >= 0 ? 1 : 0;
+  } else {
+    count = TakeFdsCloseRest(&msg, taken, max);
   }
-  if (first >= 0) {
-    Check(IsOpen(first), "the taken fd is open");
-    ::close(first);
+  Check(count == (planted.size() < max ? planted.size() : max), "min(fds, max) are taken");
+  for (size_t i = 0; i < planted.size(); ++i) {
+    if (i < count) {
+      Check(taken[i] == planted[i], "the first planted fds are taken, in order");
+      Check(IsOpen(taken[i]), "a taken fd is open");
+      ::close(taken[i]);
+    } else {
+      Check(!IsOpen(planted[i]), "every other planted fd is closed");
+    }
   }
+}
+
+void FuzzReceiverMessage(const uint8_t* data, size_t size) {
+  ReceiverMessage m;
+  if (!DecodeReceiverMessage(data, size, &m)) return;
+  Check(m.kind == ReceiverMessageKind::kHello ? m.max_fds >= 1 && m.max_fds <= kMaxFdsPerMessage
+                                              : m.count > 0,
+        "a decoded message is in range");
+  unsigned char encoded[kReceiverMessageBytes];
+  EncodeReceiverMessage(m, encoded);
+  Check(size == kReceiverMessageBytes && std::memcmp(encoded, data, size) == 0,
+        "a decoded receiver message re-encodes to the same bytes");
 }
 
 void FuzzRegistration(bool request, const uint8_t* data, size_t size) {
@@ -119,6 +145,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 2:
       sbx::FuzzRegistration(false, data + 1, size - 1);
+      break;
+    case 3:
+      sbx::FuzzReceiverMessage(data + 1, size - 1);
       break;
     default:
       break;

@@ -59,6 +59,16 @@ TEST(ChildEnv, InheritedConnectionVariablesAreRemoved) {
   EXPECT_TRUE(BaseEnvironment(nullptr).empty());
 }
 
+// SKBOX_ACKNOWLEDGE is socketbox-inetd's own: no child inherits it, also
+// with -E (which keeps the connection names as they are).
+TEST(ChildEnv, AcknowledgeSettingIsNotInherited) {
+  const char* environ[] = {"SKBOX_ACKNOWLEDGE=1", "PATH=/bin", "REMOTE_PORT=1",
+                           "SKBOX_ACKNOWLEDGEX=kept", nullptr};
+  EXPECT_THAT(BaseEnvironment(environ), ElementsAre("PATH=/bin", "SKBOX_ACKNOWLEDGEX=kept"));
+  EXPECT_THAT(BaseEnvironment(environ, /*drop_connection_names=*/false),
+              ElementsAre("PATH=/bin", "REMOTE_PORT=1", "SKBOX_ACKNOWLEDGEX=kept"));
+}
+
 TEST(ChildEnv, EnvironmentArrayIsNullTerminated) {
   ChildEnvironment env({"A=1"}, {"PROTO=UNIX"});
   char* const* p = env.envp();

@@ -90,5 +90,18 @@ TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
   }
 }
 
+TEST(InetdOptions, AcknowledgeVariable) {
+  const Args args = {"s", "p"};
+  EXPECT_FALSE(ParseInetdOptions(Mode::kDatagram, args, nullptr)->acknowledge);
+  EXPECT_FALSE(ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, "0")->acknowledge);
+  EXPECT_TRUE(ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, "1")->acknowledge);
+  for (const char* bad : {"", "2", "yes", "1 ", "01"}) {
+    auto o = ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, bad);
+    ASSERT_FALSE(o.ok()) << bad;
+    EXPECT_NE(std::string(o.status().message()).find("SKBOX_ACKNOWLEDGE='"), std::string::npos)
+        << o.status();
+  }
+}
+
 }  // namespace
 }  // namespace sbx::inetd

@@ -111,17 +111,19 @@ TEST(EnvConfigTest, Defaults) {
   EXPECT_EQ(c->strict, StrictLevel::kStreamInetUnix);
   EXPECT_FALSE(c->sched_yield);
   EXPECT_FALSE(c->debug);
+  EXPECT_FALSE(c->acknowledge);
   EXPECT_EQ(c->problems.count, 0);
 }
 
 TEST(EnvConfigTest, EverySettingRead) {
-  const auto c = Parse(
-      {"SKBOX_DIRECTORY_ROOT=/run/sb", "SKBOX_DIRECTORY_ROOT2=/run/sb2",
-       "SKBOX_PORT_FILTER_IPV6=2000,2000", "SKBOX_PORT_FILTER_IPV4=1024,1024",
-       "SKBOX_PORT_FILTER_IPV6_WILDCARD=1,1,80", "SKBOX_PORT_FILTER_IPV4_WILDCARD=1,1,443",
-       "SKBOX_ENABLE_CONNECT=b2", "SKBOX_STEALTH_MODE=1", "SKBOX_CLEAR_SCOPE_ID=1",
-       "SKBOX_GETPEERNAME_PROTECTION=1", "SKBOX_ACCEPT_STREAM=1", "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0",
-       "SKBOX_STRICT_STREAM_MODE=0", "SKBOX_SCHED_YIELD=1", "SKBOX_DEBUG=1"});
+  const auto c =
+      Parse({"SKBOX_DIRECTORY_ROOT=/run/sb", "SKBOX_DIRECTORY_ROOT2=/run/sb2",
+             "SKBOX_PORT_FILTER_IPV6=2000,2000", "SKBOX_PORT_FILTER_IPV4=1024,1024",
+             "SKBOX_PORT_FILTER_IPV6_WILDCARD=1,1,80", "SKBOX_PORT_FILTER_IPV4_WILDCARD=1,1,443",
+             "SKBOX_ENABLE_CONNECT=b2", "SKBOX_STEALTH_MODE=1", "SKBOX_CLEAR_SCOPE_ID=1",
+             "SKBOX_GETPEERNAME_PROTECTION=1", "SKBOX_ACCEPT_STREAM=1",
+             "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0", "SKBOX_STRICT_STREAM_MODE=0", "SKBOX_SCHED_YIELD=1",
+             "SKBOX_DEBUG=1", "SKBOX_ACKNOWLEDGE=1"});
   EXPECT_STREQ(c->directory_root.path, "/run/sb");
   EXPECT_STREQ(c->directory_root2.path, "/run/sb2");
   EXPECT_TRUE(c->filter_ipv6.filter.Passes(1999));
@@ -139,6 +141,7 @@ TEST(EnvConfigTest, EverySettingRead) {
   EXPECT_EQ(c->strict, StrictLevel::kAny);
   EXPECT_TRUE(c->sched_yield);
   EXPECT_TRUE(c->debug);
+  EXPECT_TRUE(c->acknowledge);
   EXPECT_EQ(c->problems.count, 0);
 }
 
@@ -175,6 +178,14 @@ TEST(EnvConfigTest, MalformedValuesAreReportedOnceEachAndKeepDefaults) {
   for (int i = 0; i < c->problems.count; ++i) {
     EXPECT_NE(std::string(c->problems.lines[i]).find("malformed"), std::string::npos);
   }
+}
+
+TEST(EnvConfigTest, AcknowledgeIsAFlag) {
+  EXPECT_FALSE(Parse({"SKBOX_ACKNOWLEDGE=0"})->acknowledge);
+  const auto c = Parse({"SKBOX_ACKNOWLEDGE=2"});
+  EXPECT_FALSE(c->acknowledge);
+  ASSERT_EQ(c->problems.count, 1);
+  EXPECT_STREQ(c->problems.lines[0], "SKBOX_ACKNOWLEDGE=\"2\" is malformed: expected 0 or 1");
 }
 
 TEST(EnvConfigTest, TooLongDirectoryIsBroken) {

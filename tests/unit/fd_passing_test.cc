@@ -11,68 +11,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/unit/fd_test_support.h"
 
 namespace sbx {
 namespace {
-
-struct Pair {
-  UniqueFd a, b;
-};
-
-Pair SocketPair(int type) {
-  int fds[2];
-  EXPECT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds), 0);
-  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-// Two fds refer to the same open socket if they share the inode.
-ino_t Inode(int fd) {
-  struct stat st {};
-  EXPECT_EQ(::fstat(fd, &st), 0);
-  return st.st_ino;
-}
-
-// A connected loopback TCP pair (client, server end); the listener is closed.
-Pair TcpPair() {
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-  EXPECT_EQ(::listen(listener.get(), 1), 0);
-  EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
-  return {std::move(client), UniqueFd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC))};
-}
-
-int OpenFdCount() {
-  int n = 0;
-  for (int fd = 0; fd < 1024; ++fd) {
-    if (::fcntl(fd, F_GETFD) >= 0) ++n;
-  }
-  return n;
-}
-
-// Sends a raw message with `payload` and `fds` (any number, also none).
-void SendRaw(int channel, std::string payload, const std::vector<int>& fds) {
-  iovec iov{payload.data(), payload.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ASSERT_EQ(::sendmsg(channel, &msg, 0), static_cast<ssize_t>(payload.size()));
-}
 
 class FdPassingTest : public ::testing::TestWithParam<int> {};
 
@@ -327,6 +269,93 @@ TEST(FdPassingWireTest, SendToPathOfDatagramListener) {
   EXPECT_EQ(SendFd(sender.get(), conn.a.get(), MSG_DONTWAIT, &missing.value()).error(), ENOENT);
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+// ReceiveFds: every fd of one message, in order.
+TEST(ReceiveFdsTest, TakesEveryFdOfOneMessage) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    Pair c1 = SocketPair(SOCK_STREAM);
+    Pair c2 = SocketPair(SOCK_STREAM);
+    Pair c3 = SocketPair(SOCK_STREAM);
+    SendRaw(channel.a.get(), std::string(1, '\0'), {c1.a.get(), c2.a.get(), c3.a.get()});
+    ASSERT_TRUE(SendFd(channel.a.get(), c1.b.get()).ok());
+    UniqueFd got[kMaxFdsPerMessage];
+    auto first = ReceiveFds(channel.b.get(), got, kMaxFdsPerMessage);
+    ASSERT_TRUE(first.ok()) << strerror(first.error());
+    ASSERT_EQ(*first, 3u);
+    EXPECT_EQ(Inode(got[0].get()), Inode(c1.a.get()));
+    EXPECT_EQ(Inode(got[1].get()), Inode(c2.a.get()));
+    EXPECT_EQ(Inode(got[2].get()), Inode(c3.a.get()));
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(::fcntl(got[i].get(), F_GETFD), FD_CLOEXEC);
+    // One message per call: the next one is not merged in.
+    auto second = ReceiveFds(channel.b.get(), got, kMaxFdsPerMessage);
+    ASSERT_TRUE(second.ok());
+    ASSERT_EQ(*second, 1u);
+    EXPECT_EQ(Inode(got[0].get()), Inode(c1.b.get()));
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+// The strict level judges each fd: the rejected ones are closed and counted,
+// the good ones move up; a message with none left is skipped.
+TEST(ReceiveFdsTest, StrictLevelKeepsOnlyTheGoodFdsOfAMessage) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    UniqueFd file(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    Pair dgram = SocketPair(SOCK_DGRAM);
+    Pair tcp1 = TcpPair();
+    Pair tcp2 = TcpPair();
+    SendRaw(channel.a.get(), "x", {file.get(), dgram.a.get()});  // nothing good
+    SendRaw(channel.a.get(), "x", {file.get(), tcp1.b.get(), dgram.a.get(), tcp2.b.get()});
+    uint64_t rejected = 0;
+    UniqueFd got[8];
+    auto n = ReceiveFds(channel.b.get(), got, 8, {StrictLevel::kStreamInetUnix, 0, &rejected});
+    ASSERT_TRUE(n.ok());
+    ASSERT_EQ(*n, 2u);
+    EXPECT_EQ(Inode(got[0].get()), Inode(tcp1.b.get()));
+    EXPECT_EQ(Inode(got[1].get()), Inode(tcp2.b.get()));
+    EXPECT_FALSE(got[2].valid());
+    EXPECT_EQ(rejected, 4u);
+    EXPECT_EQ(
+        ReceiveFds(channel.b.get(), got, 8, {StrictLevel::kAny, MSG_DONTWAIT, nullptr}).error(),
+        EAGAIN);
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
+}
+
+// Past `max`, fds are closed unread: max 1 is ReceiveFd, which keeps the
+// first fd of a message and judges only that one, as it always did.
+TEST(ReceiveFdsTest, FdsBeyondMaxAreClosed) {
+  const int baseline = OpenFdCount();
+  {
+    Pair channel = SocketPair(SOCK_DGRAM);
+    std::vector<Pair> conns(5);
+    std::vector<int> fds;
+    for (Pair& p : conns) {
+      p = SocketPair(SOCK_STREAM);
+      fds.push_back(p.a.get());
+    }
+    SendRaw(channel.a.get(), "x", fds);
+    UniqueFd got[5];
+    auto n = ReceiveFds(channel.b.get(), got, 2);
+    ASSERT_TRUE(n.ok());
+    ASSERT_EQ(*n, 2u);
+    EXPECT_EQ(Inode(got[0].get()), Inode(conns[0].a.get()));
+    EXPECT_EQ(Inode(got[1].get()), Inode(conns[1].a.get()));
+    EXPECT_FALSE(got[2].valid());
+
+    UniqueFd file(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    SendRaw(channel.a.get(), "x", {file.get(), conns[0].a.get()});
+    uint64_t rejected = 0;
+    auto one = ReceiveFd(channel.b.get(), {StrictLevel::kStreamInetUnix, MSG_DONTWAIT, &rejected});
+    EXPECT_EQ(one.error(), EAGAIN);
+    EXPECT_EQ(rejected, 1u);
+    EXPECT_EQ(ReceiveFds(channel.b.get(), got, 0).error(), EINVAL);
+  }
+  EXPECT_EQ(OpenFdCount(), baseline);
 }
 
 TEST(UnixAddressTest, Limits) {
