@@ -145,7 +145,7 @@ void Worker::OnRecv(size_t slot_index, int res) {
   }
   if (replies_[slot.endpoint]) {
     // The kernel wrote the sender's address length back into msg_namelen.
-    replies_[slot.endpoint]->OnMessage(endpoint.fd, slot.from, slot.hdr.msg_namelen, nfds > 0);
+    replies_[slot.endpoint]->OnMessage(endpoint.fd, slot.from, slot.hdr.msg_namelen, nfds);
   }
   if (nfds == 0) {
     config_.counters->no_fd.fetch_add(1, std::memory_order_relaxed);

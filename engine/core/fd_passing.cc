@@ -31,11 +31,13 @@ bool SenderGoneAfterEmptyRead(int channel) {
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
 }
 
-size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max) {
+size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max, size_t* carried) {
   size_t taken = 0;
+  size_t seen = 0;
   for (cmsghdr* c = FirstCmsg(msg); c != nullptr; c = NextCmsg(msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = CmsgPayloadBytes(msg, c) / sizeof(int);
+    seen += count;
     for (size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
@@ -46,6 +48,7 @@ size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max) {
       }
     }
   }
+  if (carried != nullptr) *carried = seen;
   return taken;
 }
 
@@ -132,12 +135,13 @@ SysResult<size_t> ReceiveFds(int channel, UniqueFd* out, size_t max,
       return SysResult<size_t>::Error(err);
     }
     int raw[kMaxFdsPerMessage];
-    const size_t count = TakeFdsCloseRest(&msg, raw, max);
+    size_t carried = 0;
+    const size_t count = TakeFdsCloseRest(&msg, raw, max, &carried);
     for (size_t i = 0; i < count; ++i) out[i].Reset(raw[i]);
     // Acknowledged as taken once read, whatever the checks below decide.
     if (options.replies != nullptr) {
       if (options.replies_mutex != nullptr) pthread_mutex_lock(options.replies_mutex);
-      options.replies->OnMessage(channel, from, msg.msg_namelen, count > 0);
+      options.replies->OnMessage(channel, from, msg.msg_namelen, carried);
       if (options.replies_mutex != nullptr) pthread_mutex_unlock(options.replies_mutex);
     }
     if (count == 0) {

@@ -111,7 +111,8 @@ int TakeFirstFdCloseRest(msghdr* msg);
 
 // The same for up to `max` fds: the first `max` fds of all SCM_RIGHTS
 // headers in `msg`, in order, into out[0..result); every other one closed.
-size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max);
+// `carried` (optional) gets how many the message carried in all.
+size_t TakeFdsCloseRest(msghdr* msg, int* out, size_t max, size_t* carried = nullptr);
 
 // True if `fd` passes `level` (levels 1-2: it has a peer, getpeername(2)).
 bool FdPassesStrictLevel(int fd, StrictLevel level);

@@ -96,7 +96,7 @@ bool SenderReplies::Reply(int channel, const Sender& s, const ReceiverMessage& m
 }
 
 void SenderReplies::OnMessage(int channel, const sockaddr_un& from, socklen_t from_len,
-                              bool carried_fds) {
+                              size_t fds) {
   // An unnamed sender (from_len covers the family only, or nothing) cannot
   // be answered.
   if (!capabilities_.active() || from_len <= sizeof(sa_family_t) ||
@@ -105,7 +105,7 @@ void SenderReplies::OnMessage(int channel, const sockaddr_un& from, socklen_t fr
   }
   Sender* s = Find(from, from_len);
   s->last_use = ++clock_;
-  if (carried_fds && capabilities_.acks) ++s->unacked;
+  if (capabilities_.acks) s->unacked += static_cast<uint32_t>(fds);
   if (!s->greeted) {
     ReceiverMessage hello;
     hello.kind = ReceiverMessageKind::kHello;

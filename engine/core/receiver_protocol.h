@@ -13,17 +13,19 @@
 //   bytes 6-7    hello: the most fds the receiver takes in one message
 //                (big-endian, 1..kMaxFdsPerMessage); ack: 0
 //   bytes 8-11   hello: flags (bit 0: this receiver acknowledges);
-//                ack: how many fd-carrying messages from this sender it
-//                received since its previous ack (big-endian)
+//                ack: how many fds it received from this sender since
+//                its previous ack (big-endian)
 //   bytes 12-15  0
 //
 // hello  once per sender address, after the first message from it;
 //        repeated by every process that reads the socket (harmless).
-// ack    after every message that carried at least one fd, counted per
-//        sender; a count that could not be sent (EAGAIN) is added to the
-//        next. Counts are increments, so several processes reading one
-//        socket can each acknowledge what they took: the socket's queue is
-//        FIFO, so the engine knows the first N messages arrived.
+// ack    after every message that carried fds: the number of fds it
+//        carried (all of them, also any the receiver closed unused),
+//        counted per sender; a count that could not be sent (EAGAIN) is
+//        added to the next. Counts are increments, so several processes
+//        reading one socket can each acknowledge what they took; the
+//        socket's queue is FIFO, so the engine knows the first N fds it
+//        sent were taken, however they were packed into messages.
 //
 // Sender -> receiver: besides fd messages, a probe (payload 'S' 'B' 'X'
 // 'P', no fd), sent only to receivers that acknowledge, to find out whether
@@ -56,7 +58,8 @@ struct ReceiverMessage {
   uint32_t count = 0;    // ack
 };
 
-void EncodeReceiverMessage(const ReceiverMessage& message, unsigned char out[kReceiverMessageBytes]);
+void EncodeReceiverMessage(const ReceiverMessage& message,
+                           unsigned char out[kReceiverMessageBytes]);
 // False for anything that is not exactly a well-formed message (length,
 // magic, kind, version, max_fds range, reserved bytes).
 bool DecodeReceiverMessage(const unsigned char* data, size_t len, ReceiverMessage* out);
@@ -80,7 +83,7 @@ class SenderReplies {
   // After a message from `from` (msg_name as recvmsg returned it) arrived on
   // the datagram socket `channel`. No-op when capabilities are inactive or
   // the sender has no address.
-  void OnMessage(int channel, const sockaddr_un& from, socklen_t from_len, bool carried_fds);
+  void OnMessage(int channel, const sockaddr_un& from, socklen_t from_len, size_t fds);
 
   const ReceiverCapabilities& capabilities() const { return capabilities_; }
 

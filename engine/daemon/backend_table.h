@@ -27,12 +27,12 @@ namespace sbx {
 // engine/core/receiver_protocol.h), and where its acknowledgements stand.
 // Reset with every new socket.
 struct ReceiverState {
-  uint16_t max_fds = 1;    // fds it takes in one message
-  bool acks = false;       // it acknowledges: sent connections are held until then
-  uint64_t fds_sent = 0;   // fds that reached its queue on this socket
-  uint64_t fds_acked = 0;  // of those, how many it said it took (a prefix: FIFO)
-  uint64_t last_heard_ns = 0;  // its last hello or ack, or a probe that found it there
-  uint64_t probe_after_ns = 0; // silence before the next probe (doubles, up to a bound)
+  uint16_t max_fds = 1;         // fds it takes in one message
+  bool acks = false;            // it acknowledges: sent connections are held until then
+  uint64_t fds_sent = 0;        // fds that reached its queue on this socket
+  uint64_t fds_acked = 0;       // of those, how many it said it took (a prefix: FIFO)
+  uint64_t last_heard_ns = 0;   // its last hello or ack, or a probe that found it there
+  uint64_t probe_after_ns = 0;  // silence before the next probe (doubles, up to a bound)
 };
 
 // The dispatch scheduler's state of one backend (dispatch_scheduler.h).

@@ -68,8 +68,8 @@ class DispatchScheduler {
 
   struct Config {
     uint32_t slots = 16384;
-    uint64_t timeout_ns = 0;  // 0: a full queue drops at once
-    bool forced_fd = false;   // -i: a gone peer ends the daemon
+    uint64_t timeout_ns = 0;           // 0: a full queue drops at once
+    bool forced_fd = false;            // -i: a gone peer ends the daemon
     uint16_t max_fds_per_message = 1;  // what the transport can pack
   };
 
@@ -127,7 +127,7 @@ class DispatchScheduler {
   Clock clock_;
   std::unique_ptr<Slot[]> slots_;
   std::vector<uint32_t> free_;
-  std::vector<Backend*> listed_;  // backends with waiting slots, for timers
+  std::vector<Backend*> listed_;   // backends with waiting slots, for timers
   std::vector<Backend*> holding_;  // backends with held slots
 };
 

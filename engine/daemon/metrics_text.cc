@@ -75,8 +75,7 @@ std::string PrometheusText(const StatsRegistry& stats) {
             "Connections sent again after an acknowledging receiver lost them.",
             &WorkerStats::redelivered);
   PerWorker(&out, stats, "socketbox_unconfirmed_total",
-            "Connections held for an acknowledgement that never came.",
-            &WorkerStats::unconfirmed);
+            "Connections held for an acknowledgement that never came.", &WorkerStats::unconfirmed);
   Header(&out, "socketbox_backend_delivered_total",
          "Connections delivered per backend (configured path).");
   for (const auto& [path, delivered] : stats.BackendDeliveries()) {

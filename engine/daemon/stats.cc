@@ -23,17 +23,16 @@ void AppendWorker(std::string* out, const std::vector<const WorkerStats*>& parts
     dropped_total += n;
     StrAppend(&reasons, " dropped.", DropReasonName(static_cast<DropReason>(r)), "=", n);
   }
-  StrAppend(out, " dropped=", dropped_total, reasons,
-            " accept_errors=", sum(&WorkerStats::accept_errors),
-            " accept_resource_pauses=", sum(&WorkerStats::accept_resource_pauses),
-            " accept_slot_pauses=", sum(&WorkerStats::accept_slot_pauses),
-            " getsockname=", sum(&WorkerStats::getsockname_calls),
-            " getpeername=", sum(&WorkerStats::getpeername_calls),
-            " uring_enter=", sum(&WorkerStats::uring_enters),
-            " close_errors=", sum(&WorkerStats::close_errors),
-            " messages=", sum(&WorkerStats::messages),
-            " redelivered=", sum(&WorkerStats::redelivered),
-            " unconfirmed=", sum(&WorkerStats::unconfirmed));
+  StrAppend(
+      out, " dropped=", dropped_total, reasons, " accept_errors=", sum(&WorkerStats::accept_errors),
+      " accept_resource_pauses=", sum(&WorkerStats::accept_resource_pauses),
+      " accept_slot_pauses=", sum(&WorkerStats::accept_slot_pauses),
+      " getsockname=", sum(&WorkerStats::getsockname_calls),
+      " getpeername=", sum(&WorkerStats::getpeername_calls),
+      " uring_enter=", sum(&WorkerStats::uring_enters),
+      " close_errors=", sum(&WorkerStats::close_errors), " messages=", sum(&WorkerStats::messages),
+      " redelivered=", sum(&WorkerStats::redelivered),
+      " unconfirmed=", sum(&WorkerStats::unconfirmed));
 }
 
 }  // namespace

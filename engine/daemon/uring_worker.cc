@@ -378,8 +378,7 @@ void UringWorker::OnAnswer(AnswerRecv* a, int res) {
   auto it = listening_.find(a->backend);
   const bool current = it != listening_.end() && it->second == a;
   ReceiverMessage message;
-  if (current && res > 0 &&
-      DecodeReceiverMessage(a->buffer, static_cast<size_t>(res), &message)) {
+  if (current && res > 0 && DecodeReceiverMessage(a->buffer, static_cast<size_t>(res), &message)) {
     scheduler_->OnReceiverMessage(a->backend, message);
   }
   // Anything else that arrives (garbage, an empty datagram) is ignored.
@@ -401,8 +400,7 @@ void UringWorker::FinishReceiver(Backend* b) {
   // (Answers already completed were handled before this batch's sends.)
   unsigned char buffer[kReceiverMessageBytes + 1];
   ssize_t n;
-  while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 ||
-         errno == EINTR) {
+  while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {
     ReceiverMessage message;
     if (n > 0 && DecodeReceiverMessage(buffer, static_cast<size_t>(n), &message)) {
       scheduler_->OnReceiverMessage(b, message);

@@ -58,7 +58,7 @@ def replies_until(sock, acked, timeout=10.0):
     while sum(m[1] for m in out if m[0] == ACK) < acked:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"acks for {acked} messages did not arrive: {out}")
+            raise AssertionError(f"acks for {acked} fds did not arrive: {out}")
         sock.settimeout(left)
         out.append(decode(sock.recv(64)))
     return out + replies(sock)
