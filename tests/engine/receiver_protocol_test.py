@@ -5,13 +5,14 @@ receiver's socket goes away with connections queued in it."""
 import errno
 import os
 import selectors
+import signal
 import socket
 import struct
 import threading
 import time
 import unittest
 
-from engine_fixture import Backend, Engine, TopologyTest, fetch, sbxtest, write
+from engine_fixture import BUILD, Engine, TopologyTest, fetch, sbxtest, write
 
 A = "2001:db8:1::"
 HELLO, ACK = 1, 2
@@ -251,6 +252,68 @@ class ReceiverProtocolTest(TopologyTest):
         self.assertEqual(greetings, [b""] * 8, st)
         self.assertEqual(st["redelivered"], 0, st)
         self.assertEqual(st["dispatched"], 9, st)  # counted as handed over: it was
+
+    def _inetd_killed_with_queued_connections(self, acknowledge):
+        """socketbox-inetd, stopped (SIGSTOP) with 6 connections queued in its
+        socket, then killed (SIGKILL); a new one binds the path. Returns what
+        the queued clients read and the daemon's counters."""
+        inetd = os.path.join(BUILD, "inetd", "socketbox-inetd")
+        path = self.topo.path("inetd.sock")
+        env = {"SKBOX_ACKNOWLEDGE": "1"} if acknowledge else {}
+
+        def start(word):
+            p = sbxtest.spawn([inetd, path, "sh", "-c", f"echo {word}"], ns=self.topo.server, env=env)
+            sbxtest.wait_for(lambda: os.path.exists(path), what="inetd socket")
+            return p
+
+        first = start("first")
+        conf = write(self.topo.path("i.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{path}\n")
+        eng = Engine(["-f", conf, "-p", "80", "--threads", "1", "--dispatch-timeout", "10000"],
+                     ns=self.topo.server)
+        second = None
+        try:
+            self.assertEqual(fetch(self.topo.client, f"{A}1", 80), b"first\n")
+            time.sleep(0.1)  # its hello is read
+            first.send_signal(signal.SIGSTOP)
+            queued = []
+            for _ in range(6):
+                s = sbxtest.socket_in(self.topo.client)
+                s.settimeout(15)
+                s.connect((f"{A}1", 80))
+                queued.append(s)
+            sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 7, what="7 accepted")
+            time.sleep(0.1)
+            first.kill()
+            first.wait()
+            os.unlink(path)
+            second = start("second")
+            greetings = []
+            for s in queued:
+                try:
+                    greetings.append(s.recv(64))
+                except OSError:
+                    greetings.append(b"")
+                s.close()
+            st = eng.stats()
+            self.assertEqual(eng.stop(), 0)
+            return greetings, st
+        finally:
+            for p in (first, second):
+                if p is not None:
+                    sbxtest.stop(p, signal.SIGKILL)
+            if eng.proc.poll() is None:
+                eng.stop()
+
+    def test_socketbox_inetd_killed_with_acks_loses_nothing(self):
+        greetings, st = self._inetd_killed_with_queued_connections(acknowledge=True)
+        self.assertEqual(greetings, [b"second\n"] * 6, st)
+        self.assertEqual((st["redelivered"], st["dropped"], st["unconfirmed"]), (6, 0, 0), st)
+        self.assertEqual(st["accepted"], st["dispatched"], st)
+
+    def test_socketbox_inetd_killed_without_acks_loses_its_queue(self):
+        greetings, st = self._inetd_killed_with_queued_connections(acknowledge=False)
+        self.assertEqual(greetings, [b""] * 6, st)
+        self.assertEqual(st["redelivered"], 0, st)
 
 
 if __name__ == "__main__":
