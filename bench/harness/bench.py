@@ -45,7 +45,7 @@ import environment  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 import sample  # noqa: E402
-from scenarios import TPROXY_PORT, Layout, Scenario  # noqa: E402
+from scenarios import BUILTIN, TPROXY_PORT, Layout, Scenario  # noqa: E402
 from topology import Topology, sweep_stale  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -82,6 +82,8 @@ class Context:
         self.topo, self.layout, self.binaries, self.p = topo, layout, binaries, profile
         self.tproxy = topo.tproxy
         self.sink_threads = 2
+        self.sink_fds = 16  # --sink-fds
+        self.sink_ack = False  # --sink-ack
         # The engine's own default (one worker per two CPUs), unless --engine-threads.
         self.engine_threads = max(1, (os.cpu_count() or 2) // 2)
         self.cap = None
@@ -115,6 +117,11 @@ def parse_args(argv):
                          "HAProxy, socat and systemd-socket-proxyd")
     ap.add_argument("--tproxy", action="store_true",
                     help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
+    ap.add_argument("--sink-fds", type=int, default=16, metavar="N",
+                    help="the sinks declare they take N fds per message (receiver protocol; "
+                         "default 16; 1: they do not answer)")
+    ap.add_argument("--sink-ack", action="store_true",
+                    help="the sinks also acknowledge (the engine then holds each fd until acked)")
     ap.add_argument("--engine-threads", type=int, default=None,
                     help="the engine's --threads (default: its own, one per two CPUs)")
     ap.add_argument("--capacity", choices=("on", "off", "only"), default="on",
@@ -128,6 +135,8 @@ def parse_args(argv):
                     default=None, metavar="RESULTS",
                     help="regenerate docs/benchmarks.md's generated section from RESULTS and exit")
     args = ap.parse_args(argv)
+    if not 1 <= args.sink_fds <= 64:
+        ap.error(f"--sink-fds wants 1 to 64, not {args.sink_fds}")
     if args.engine_threads is not None and not 1 <= args.engine_threads <= 256:
         ap.error(f"--engine-threads wants 1 to 256, not {args.engine_threads}")
     args.auto_budget = args.cpu_budget == "auto"
@@ -142,7 +151,7 @@ def parse_args(argv):
     externals = {}
     for item in args.external:
         name, eq, cmd = item.partition("=")
-        if not eq or not name or not cmd or name in ("direct", "engine", "engine-sync"):
+        if not eq or not name or not cmd or name in BUILTIN:
             ap.error(f"--external wants NAME=COMMAND with a new NAME: {item!r}")
         externals[name] = cmd
     args.externals = externals
@@ -192,7 +201,7 @@ def main(argv):
     names = ["direct", "engine", "engine-sync"] + list(args.externals)
     if args.scenarios:
         names = [n for n in args.scenarios.split(",") if n]
-        unknown = [n for n in names if n not in ("direct", "engine", "engine-sync") and n not in args.externals]
+        unknown = [n for n in names if n not in BUILTIN and n not in args.externals]
         if unknown or "direct" not in names:
             print(f"bench: unknown scenarios {unknown} (direct is required: the baseline)", file=sys.stderr)
             return 2
@@ -214,6 +223,7 @@ def main(argv):
         ctx = Context(topo, Layout(topo, p["addresses"], p["backends"], p["ports"]), binaries, p)
         if args.engine_threads:
             ctx.engine_threads = args.engine_threads
+        ctx.sink_fds, ctx.sink_ack = args.sink_fds, args.sink_ack
         ctx.auto_budget = args.auto_budget
         if args.capacity != "off":
             ctx.cap = cpucap.CpuCap(args.cpu_budget)
@@ -258,7 +268,7 @@ def run_all(ctx, names, externals, capacity_mode="off"):
         return {"scenarios": names, "samples": [], "strace": [], "micro": {}, "micro_raw": {},
                 "direct_saturated_rate": None, "capacity": cap_result, "capacity_only": True,
                 "problems": [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
-                             if c["scenario"] in ("direct", "engine", "engine-sync")],
+                             if c["scenario"] in BUILTIN],
                 "external_notes": []}
     lay = ctx.layout
     total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
@@ -329,12 +339,12 @@ def run_all(ctx, names, externals, capacity_mode="off"):
     micro, micro_raw = sample.run_microbenchmarks(ctx, p["micro_min_time"], p["micro_repetitions"])
     progress(step, total, "microbenchmarks done")
     problems = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
-                if s["scenario"] in ("direct", "engine", "engine-sync")]
+                if s["scenario"] in BUILTIN]
     if cap_result:
         problems += [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
-                     if c["scenario"] in ("direct", "engine", "engine-sync")]
+                     if c["scenario"] in BUILTIN]
     notes = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
-             if s["scenario"] not in ("direct", "engine", "engine-sync")]
+             if s["scenario"] not in BUILTIN]
     return {"scenarios": names, "samples": samples, "strace": straces, "micro": micro,
             "micro_raw": micro_raw, "capacity": cap_result,
             "direct_saturated_rate": direct_rate, "problems": problems, "external_notes": notes}

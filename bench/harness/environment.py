@@ -45,6 +45,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "cpu_budget": "auto" if getattr(args, "auto_budget", False) else args.cpu_budget,
         "engine_threads": ctx.engine_threads,
         "sink_threads": ctx.sink_threads,
+        "sink_fds": ctx.sink_fds,
+        "sink_ack": ctx.sink_ack,
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,
                    "backends": ctx.layout.names,
                    "config": ctx.layout.config_text()},

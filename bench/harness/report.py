@@ -157,7 +157,8 @@ def markdown(results, summ, rows):
     lines = [f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)", "",
              f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
              f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
-             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}, "
+             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
+             f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}), "
              f"{len(env['layout']['addresses'])} addresses x ports {env['layout'].get('ports', [80])} -> "
              f"{len(env['layout']['backends'])} backends; "
              f"{env.get('client_namespaces', 1)} client namespace(s)"
@@ -284,7 +285,8 @@ def capacity_only(results):
     lines = [f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)", "",
              f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
              f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
-             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']}; "
+             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
+             f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}); "
              f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])}."]
     lines += report_capacity.table(results)
     rows = report_capacity.target_rows(results)

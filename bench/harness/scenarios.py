@@ -3,12 +3,19 @@
   direct       the sink listens on TCP itself (multishot accept): the baseline
   engine       our daemon, io_uring path, in front of datagram sinks
   engine-sync  the same binary with --io=sync
+  engine-1fd   (on request) engine, its sinks declaring one fd per message
+  engine-ack   (on request) engine, its sinks also acknowledging (the cost of
+               acknowledged delivery)
   NAME         (external) any command line, given with {config}, {port} (the
                first port) and {ports} (comma list) placeholders, in front of
                the same sinks; it must listen on every port of the layout
 
 Every scenario maps address i of the layout to backend i % B, so a greeting
 names the backend and the generator counts misrouted connections.
+
+The sinks behind every engine scenario declare --sink-fds (default 16) by
+the receiver protocol: the io_uring engine then packs several connections into
+one message under load; engine-sync and externals send one per message anyway.
 
 With --tproxy, every scenario but direct has one transparent listener on
 TPROXY_PORT and an nftables rule sends all the layout's ports there: the
@@ -77,13 +84,19 @@ def parse_engine_stats(text):
     return stats
 
 
+# Built-in engine scenarios that differ in their sinks only.
+ENGINE_VARIANTS = {"engine-1fd": {"sink_fds": 1}, "engine-ack": {"sink_ack": True}}
+BUILTIN = ("direct", "engine", "engine-sync") + tuple(ENGINE_VARIANTS)
+
+
 class Scenario:
     def __init__(self, name, ctx, external_cmd=None):
         self.name, self.ctx, self.external_cmd = name, ctx, external_cmd
         self.sink = self.server = None
         # Capacity mode: a cpucap.CpuCap the server (only) runs under.
         self.cap = None
-        self.has_counters = name in ("engine", "engine-sync")
+        self.has_counters = name in BUILTIN and name != "direct"
+        self.variant = ENGINE_VARIANTS.get(name, {})
 
     # -- processes ----------------------------------------------------------
     def _spawn(self, tag, argv):
@@ -101,6 +114,11 @@ class Scenario:
         else:
             for n in layout.names:
                 sink_args += ["--backend", f"{n}={layout.paths[n]}"]
+            fds = self.variant.get("sink_fds", self.ctx.sink_fds)
+            if fds > 1:
+                sink_args += ["--max-fds", str(fds)]
+            if self.variant.get("sink_ack", self.ctx.sink_ack):
+                sink_args.append("--ack")
         self.sink = self._spawn("sink", sink_args)
         self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
         if self.name == "direct":
