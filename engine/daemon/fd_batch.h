@@ -23,14 +23,16 @@ namespace sbx {
 struct FdBatch {
   static constexpr unsigned kCapacity = Options::kMaxFdsPerMessage;
 
-  msghdr hdr{};
-  iovec iov{};
-  uint8_t byte = 0;
-  unsigned count = 0;
-  uint32_t slots[kCapacity]{};
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kCapacity * sizeof(int))]{};
+  // Left uninitialized until Start: a worker's 16,384 batches (5.7 MiB)
+  // then cost memory only for the slots in use.
+  msghdr hdr;
+  iovec iov;
+  uint8_t byte;
+  unsigned count;
+  uint32_t slots[kCapacity];
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kCapacity * sizeof(int))];
 
-  FdBatch() = default;
+  FdBatch() {}  // NOLINT: deliberately not value-initializing
   FdBatch(const FdBatch&) = delete;  // hdr points into this object
   FdBatch& operator=(const FdBatch&) = delete;
 

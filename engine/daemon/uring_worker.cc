@@ -97,7 +97,7 @@ absl::Status UringWorker::Init() {
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
   backends_.EnableReceiverReplies();  // before the scheduler: it asks
   MakeScheduler(this);
-  messages_ = std::make_unique<FdBatch[]>(kDispatchSlots);
+  messages_.reset(new FdBatch[kDispatchSlots]);  // default-initialized: untouched until used
   for (const ListenerInfo& info : setup_.listeners) {
     auto l = std::make_unique<Listener>();
     l->info = info;
