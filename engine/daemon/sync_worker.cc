@@ -54,6 +54,7 @@ void SyncWorker::Run() {
     const int timeout_ms =
         static_cast<int>(std::min<uint64_t>((wait_ns + 999'999) / 1'000'000, 1000));
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
+    Tick();
     if (fds[0].revents & POLLIN) {
       uint64_t value;
       (void)!::read(fds[0].fd, &value, sizeof(value));
@@ -107,7 +108,7 @@ void SyncWorker::AcceptSome(Listener& l) {
         // to leave (or shortly), the others go on.
         if (!l.starved) Bump(stats_->accept_resource_pauses);
         l.starved = true;
-        l.resume_at_ns = MonotonicNs() + kResourcePauseNs;
+        l.resume_at_ns = now_ns() + kResourcePauseNs;
       } else {
         Bump(stats_->accept_errors);
       }

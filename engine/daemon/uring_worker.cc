@@ -160,6 +160,7 @@ void UringWorker::Run() {
     if (stopping_ && Drained()) break;
     WaitForCompletions(MonotonicNs());
     if (ring_failed_) return;
+    Tick();
     backends_.CloseRetired();  // every SQE that could name these fds is submitted
     unsigned head;
     unsigned seen = 0;
@@ -178,7 +179,7 @@ void UringWorker::Run() {
     }
     io_uring_cq_advance(ring_.get(), seen);
     last_batch_ = seen;
-    RunTimers(MonotonicNs());
+    RunTimers(now_ns());
   }
   // Anything still queued for submission (closes) goes out before the ring does.
   if (!ring_failed_) ring_.Submit();
@@ -279,7 +280,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
       // first); try again once one of ours has left, or shortly.
       if (!l.starved) Bump(stats_->accept_resource_pauses);
       l.starved = true;
-      l.resume_at_ns = MonotonicNs() + kResourcePauseNs;
+      l.resume_at_ns = now_ns() + kResourcePauseNs;
     } else {
       Bump(stats_->accept_errors);
     }
@@ -287,7 +288,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
   // Single-shot accepts with an address come back one at a time: re-arm
   // this one at once unless paused, stopping, or the mode changed.
   if (!multishot && !still_armed && l.with_address && router_.needs_remote() &&
-      MayArm(l, MonotonicNs())) {
+      MayArm(l, now_ns())) {
     ArmOneAccept(l, accept_slot);
   }
 }

@@ -37,7 +37,8 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   config.max_fds_per_message =
       backends_.receiver_replies() ? static_cast<uint16_t>(options_.fds_per_message) : 1;
   scheduler_ =
-      std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_, MonotonicNs);
+      std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,
+                                          [this] { return now_ns_; });
 }
 
 bool WorkerBase::TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
@@ -65,7 +66,7 @@ Backend* WorkerBase::Admit(int fd, const ListenerInfo* listener, const SocketAdd
     return nullptr;
   }
   DropReason reason = DropReason::kNoDecision;
-  Backend* backend = router_.Route(fd, listener, remote, MonotonicNs(), &reason);
+  Backend* backend = router_.Route(fd, listener, remote, now_ns_, &reason);
   if (backend == nullptr) stats_->Drop(reason);
   return backend;
 }
