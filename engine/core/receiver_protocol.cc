@@ -107,19 +107,13 @@ void SenderReplies::OnMessage(int channel, const sockaddr_un& from, socklen_t fr
   s->last_use = ++clock_;
   if (capabilities_.acks) s->unacked += static_cast<uint32_t>(fds);
   if (!s->greeted) {
-    ReceiverMessage hello;
-    hello.kind = ReceiverMessageKind::kHello;
-    hello.max_fds = capabilities_.max_fds;
-    hello.acks = capabilities_.acks;
-    s->greeted = Reply(channel, *s, hello);
+    s->greeted =
+        Reply(channel, *s, ReceiverMessage::Hello(capabilities_.max_fds, capabilities_.acks));
   }
   // Acks only after the hello: the engine takes none from a receiver it has
   // not heard declare them. Nothing is lost meanwhile: the count waits.
   if (s->greeted && s->unacked > 0) {
-    ReceiverMessage ack;
-    ack.kind = ReceiverMessageKind::kAck;
-    ack.count = s->unacked;
-    if (Reply(channel, *s, ack)) s->unacked = 0;
+    if (Reply(channel, *s, ReceiverMessage::Ack(s->unacked))) s->unacked = 0;
   }
 }
 

@@ -56,6 +56,13 @@ struct ReceiverMessage {
   uint16_t max_fds = 1;  // hello
   bool acks = false;     // hello
   uint32_t count = 0;    // ack
+
+  static ReceiverMessage Hello(uint16_t max_fds, bool acks) {
+    return {ReceiverMessageKind::kHello, max_fds, acks, 0};
+  }
+  static ReceiverMessage Ack(uint32_t count) {
+    return {ReceiverMessageKind::kAck, 0, false, count};
+  }
 };
 
 void EncodeReceiverMessage(const ReceiverMessage& message,

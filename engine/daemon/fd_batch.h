@@ -32,7 +32,7 @@ struct FdBatch {
   uint32_t slots[kCapacity];
   alignas(cmsghdr) unsigned char control[CMSG_SPACE(kCapacity * sizeof(int))];
 
-  FdBatch() {}  // NOLINT: deliberately not value-initializing
+  FdBatch() {}                       // NOLINT: deliberately not value-initializing
   FdBatch(const FdBatch&) = delete;  // hdr points into this object
   FdBatch& operator=(const FdBatch&) = delete;
 

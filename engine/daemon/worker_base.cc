@@ -36,9 +36,8 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   // Only a worker that reads receivers' answers can pack fds or hold them.
   config.max_fds_per_message =
       backends_.receiver_replies() ? static_cast<uint16_t>(options_.fds_per_message) : 1;
-  scheduler_ =
-      std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,
-                                          [this] { return now_ns_; });
+  scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,
+                                                   [this] { return now_ns_; });
 }
 
 bool WorkerBase::TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {

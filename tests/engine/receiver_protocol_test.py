@@ -141,6 +141,18 @@ def burst(ns, host, port, total, in_flight):
     return greetings
 
 
+def read_and_close(socks):
+    """What each connected client reads first (b"" if closed or reset)."""
+    greetings = []
+    for s in socks:
+        try:
+            greetings.append(s.recv(64))
+        except OSError:
+            greetings.append(b"")
+        s.close()
+    return greetings
+
+
 class ReceiverProtocolTest(TopologyTest):
     def receivers(self, *made):
         self.backends.extend(made)
@@ -223,13 +235,7 @@ class ReceiverProtocolTest(TopologyTest):
             first.crash()
             second = ProtocolBackend(path, "second")
             self.backends.append(second)
-            greetings = []
-            for s in queued:
-                try:
-                    greetings.append(s.recv(64))
-                except OSError:
-                    greetings.append(b"")
-                s.close()
+            greetings = read_and_close(queued)
             st = eng.stats()
             self.assertEqual(eng.stop(), 0)
             return greetings, st
@@ -287,13 +293,7 @@ class ReceiverProtocolTest(TopologyTest):
             first.wait()
             os.unlink(path)
             second = start("second")
-            greetings = []
-            for s in queued:
-                try:
-                    greetings.append(s.recv(64))
-                except OSError:
-                    greetings.append(b"")
-                s.close()
+            greetings = read_and_close(queued)
             st = eng.stats()
             self.assertEqual(eng.stop(), 0)
             return greetings, st

@@ -280,26 +280,11 @@ TEST_F(DispatchSchedulerTest, NextTimerIsTheIdleWakeWithNothingToDo) {
 
 // Acknowledged delivery (receiver protocol): held connections.
 
-ReceiverMessage Hello(uint16_t max_fds, bool acks) {
-  ReceiverMessage m;
-  m.kind = ReceiverMessageKind::kHello;
-  m.max_fds = max_fds;
-  m.acks = acks;
-  return m;
-}
-
-ReceiverMessage Ack(uint32_t count) {
-  ReceiverMessage m;
-  m.kind = ReceiverMessageKind::kAck;
-  m.count = count;
-  return m;
-}
-
 bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
 
 TEST_F(DispatchSchedulerTest, AcknowledgingReceiverGetsConnectionsHeldUntilItsAck) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
   const int c2 = Dispatch(b);
   const int c3 = Dispatch(b);
@@ -311,10 +296,10 @@ TEST_F(DispatchSchedulerTest, AcknowledgingReceiverGetsConnectionsHeldUntilItsAc
   EXPECT_FALSE(scheduler_->idle());  // held connections keep their slots
   EXPECT_EQ(worker().dispatched.load(), 0u);
   EXPECT_TRUE(IsOpen(c1) && IsOpen(c2) && IsOpen(c3));
-  scheduler_->OnReceiverMessage(b, Ack(2));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(2));
   EXPECT_EQ(transport_.closed, (std::vector<int>{c1, c2}));  // the oldest two: FIFO
   EXPECT_EQ(worker().dispatched.load(), 2u);
-  scheduler_->OnReceiverMessage(b, Ack(1));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(1));
   EXPECT_TRUE(scheduler_->idle());
   EXPECT_EQ(b->delivered->load(), 3u);
   EXPECT_EQ(worker().unconfirmed.load(), 0u);
@@ -324,22 +309,23 @@ TEST_F(DispatchSchedulerTest, AcksCountConnectionsSentBeforeTheHello) {
   Backend* b = Up("a");
   const int c1 = Dispatch(b);  // before the hello: not held, but acked later
   Complete(c1, 1);
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c2 = Dispatch(b);
   Complete(c2, 1);
-  scheduler_->OnReceiverMessage(b, Ack(1));  // confirms c1 only
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(1));  // confirms c1 only
   EXPECT_EQ(scheduler_->held(), 1u);
   EXPECT_TRUE(IsOpen(c2));
-  scheduler_->OnReceiverMessage(b, Ack(1));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(1));
   EXPECT_TRUE(scheduler_->idle());
   EXPECT_EQ(worker().dispatched.load(), 2u);
 }
 
 TEST_F(DispatchSchedulerTest, AckReadBeforeTheSendResultReleasesAtOnce) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
-  scheduler_->OnReceiverMessage(b, Ack(1));  // answers are handled first in a batch
+  scheduler_->OnReceiverMessage(b,
+                                ReceiverMessage::Ack(1));  // answers are handled first in a batch
   Complete(c1, 1);
   EXPECT_TRUE(scheduler_->idle());
   EXPECT_EQ(transport_.closed, std::vector<int>{c1});
@@ -347,7 +333,7 @@ TEST_F(DispatchSchedulerTest, AckReadBeforeTheSendResultReleasesAtOnce) {
 
 TEST_F(DispatchSchedulerTest, LostReceiverGetsWhatItHadNotTakenSentAgain) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
   const int c2 = Dispatch(b);
   const int c3 = Dispatch(b);
@@ -355,7 +341,7 @@ TEST_F(DispatchSchedulerTest, LostReceiverGetsWhatItHadNotTakenSentAgain) {
   Complete(c2, 1);
   // The receiver took c1 and said so, but its ack is still on the socket
   // when the next send finds the socket gone.
-  transport_.queued_answers.push_back(Ack(1));
+  transport_.queued_answers.push_back(ReceiverMessage::Ack(1));
   Complete(c3, -ECONNREFUSED);
   EXPECT_EQ(transport_.finished, 1);
   EXPECT_EQ(transport_.closed, std::vector<int>{c1});  // confirmed by the drained ack
@@ -375,7 +361,7 @@ TEST_F(DispatchSchedulerTest, LostReceiverGetsWhatItHadNotTakenSentAgain) {
 
 TEST_F(DispatchSchedulerTest, SilentReceiverIsProbedAndLossFoundThatWay) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
   Complete(c1, 1);
   EXPECT_LE(scheduler_->NextTimer(clock_.now, 10 * kTimeout), clock_.now + 20 * kMs);
@@ -396,7 +382,7 @@ TEST_F(DispatchSchedulerTest, SilentReceiverIsProbedAndLossFoundThatWay) {
 
 TEST_F(DispatchSchedulerTest, HeldPastTheAckTimeoutIsReleasedUnconfirmed) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
   Complete(c1, 1);
   for (int i = 0; i < 60; ++i) {  // probes keep finding it there
@@ -410,9 +396,9 @@ TEST_F(DispatchSchedulerTest, HeldPastTheAckTimeoutIsReleasedUnconfirmed) {
 
 TEST_F(DispatchSchedulerTest, HelloWithoutAcksReleasesWhatWasHeld) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   Complete(Dispatch(b), 1);
-  scheduler_->OnReceiverMessage(b, Hello(8, false));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(8, false));
   EXPECT_TRUE(scheduler_->idle());
   EXPECT_EQ(worker().unconfirmed.load(), 1u);
   EXPECT_EQ(b->receiver.max_fds, 1u);  // this scheduler packs one: bounded by its config
@@ -425,7 +411,7 @@ class NoDeadlineTest : public DispatchSchedulerTest {
 
 TEST_F(NoDeadlineTest, LostReceiverWithoutADeadlineCountsItsConnectionsAsLost) {
   Backend* b = Up("a");
-  scheduler_->OnReceiverMessage(b, Hello(1, true));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
   const int c1 = Dispatch(b);
   const int c2 = Dispatch(b);
   Complete(c1, 1);

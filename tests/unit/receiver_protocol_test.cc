@@ -27,34 +27,20 @@ Bytes Encode(const ReceiverMessage& m) {
   return out;
 }
 
-ReceiverMessage Hello(uint16_t max_fds, bool acks) {
-  ReceiverMessage m;
-  m.kind = ReceiverMessageKind::kHello;
-  m.max_fds = max_fds;
-  m.acks = acks;
-  return m;
-}
-
-ReceiverMessage Ack(uint32_t count) {
-  ReceiverMessage m;
-  m.kind = ReceiverMessageKind::kAck;
-  m.count = count;
-  return m;
-}
-
 TEST(ReceiverMessageTest, WireFormat) {
-  EXPECT_EQ(Encode(Hello(64, true)),
+  EXPECT_EQ(Encode(ReceiverMessage::Hello(64, true)),
             (Bytes{'S', 'B', 'X', 'R', 1, 1, 0, 64, 0, 0, 0, 1, 0, 0, 0, 0}));
-  EXPECT_EQ(Encode(Hello(1, false)),
+  EXPECT_EQ(Encode(ReceiverMessage::Hello(1, false)),
             (Bytes{'S', 'B', 'X', 'R', 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}));
-  EXPECT_EQ(Encode(Ack(0x01020304)),
+  EXPECT_EQ(Encode(ReceiverMessage::Ack(0x01020304)),
             (Bytes{'S', 'B', 'X', 'R', 2, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0}));
 }
 
 TEST(ReceiverMessageTest, DecodeRoundTrip) {
-  const ReceiverMessage cases[] = {Hello(1, false), Hello(1, true),
-                                   Hello(2, false), Hello(kMaxFdsPerMessage, true),
-                                   Ack(1),          Ack(0xffffffff)};
+  const ReceiverMessage cases[] = {
+      ReceiverMessage::Hello(1, false), ReceiverMessage::Hello(1, true),
+      ReceiverMessage::Hello(2, false), ReceiverMessage::Hello(kMaxFdsPerMessage, true),
+      ReceiverMessage::Ack(1),          ReceiverMessage::Ack(0xffffffff)};
   for (const ReceiverMessage& m : cases) {
     const Bytes bytes = Encode(m);
     ReceiverMessage got;
@@ -70,8 +56,8 @@ TEST(ReceiverMessageTest, DecodeRoundTrip) {
 }
 
 TEST(ReceiverMessageTest, DecodeRejects) {
-  const Bytes hello = Encode(Hello(4, true));
-  const Bytes ack = Encode(Ack(3));
+  const Bytes hello = Encode(ReceiverMessage::Hello(4, true));
+  const Bytes ack = Encode(ReceiverMessage::Ack(3));
   struct Case {
     const char* what;
     Bytes base;
