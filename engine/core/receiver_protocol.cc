@@ -68,18 +68,24 @@ bool DecodeReceiverMessage(const unsigned char* data, size_t len, ReceiverMessag
 }
 
 SenderReplies::Sender* SenderReplies::Find(const sockaddr_un& from, socklen_t from_len) {
+  // A new sender takes the least recently used entry that owes no ack, or
+  // failing that the least recently used one. Acks an evicted entry still
+  // owed are lost to its engine, whose count of what was taken then stays
+  // behind by that much for the socket (docs/receiver-protocol.md).
   Sender* oldest = &senders_[0];
+  Sender* oldest_settled = nullptr;
   for (Sender& s : senders_) {
     if (s.len == from_len && std::memcmp(&s.address, &from, from_len) == 0) return &s;
     if (s.last_use < oldest->last_use) oldest = &s;
+    if (s.unacked == 0 && (oldest_settled == nullptr || s.last_use < oldest_settled->last_use)) {
+      oldest_settled = &s;
+    }
   }
-  // A sender not seen lately takes the least recently used entry. Acks it
-  // still owed are lost to the engine, which then counts those messages
-  // as unconfirmed when it gives up waiting (docs/receiver-protocol.md).
-  *oldest = Sender{};
-  std::memcpy(&oldest->address, &from, from_len);
-  oldest->len = from_len;
-  return oldest;
+  Sender* entry = oldest_settled != nullptr ? oldest_settled : oldest;
+  *entry = Sender{};
+  std::memcpy(&entry->address, &from, from_len);
+  entry->len = from_len;
+  return entry;
 }
 
 bool SenderReplies::Reply(int channel, const Sender& s, const ReceiverMessage& message) {

@@ -75,6 +75,7 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
       }
     }
     b->socket = std::move(fd.value());
+    ++b->generation;
     b->receiver = ReceiverState{};
     b->down = false;
     b->backoff_ms = 0;

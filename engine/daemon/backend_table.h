@@ -44,10 +44,12 @@ struct DispatchState {
   bool congested = false;        // queue full: waiting for writability
   bool watch_armed = false;      // a writability watch names this backend
   bool listed = false;           // on the scheduler's timer list
+  bool holding = false;          // on the scheduler's list of backends holding ours
 
   // The scheduler may still name this backend: never evict it then.
   bool busy() const {
-    return in_flight > 0 || !waiting.empty() || !held.empty() || watch_armed || listed;
+    return in_flight > 0 || !waiting.empty() || !held.empty() || watch_armed || listed ||
+           holding;
   }
 };
 
@@ -62,6 +64,7 @@ struct Backend {
   uint64_t last_log_ns = 0;
   DispatchState dispatch;
   ReceiverState receiver;
+  uint32_t generation = 0;  // bumped with every new socket (send results name theirs)
   Counter* delivered = nullptr;  // by configured path
   uint64_t last_used = 0;        // for -U cache eviction
   bool substituted = false;      // made by -U: evictable when idle

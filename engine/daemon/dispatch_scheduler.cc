@@ -59,6 +59,7 @@ void DispatchScheduler::StartSend(uint32_t i) {
   Slot& s = slots_[i];
   ++s.backend->dispatch.in_flight;
   s.keep_open = s.backend->receiver.acks;
+  s.generation = s.backend->generation;
   transport_->StartSend(i, s.conn_fd, s.backend, s.keep_open);
 }
 
@@ -99,7 +100,8 @@ void DispatchScheduler::OnSendResult(uint32_t i, int res) {
       }
       return;
     case SendOutcome::kBackendGone:
-      LoseReceiver(b, -res, now);
+      // A result from a socket already replaced says nothing of the new one.
+      if (s.generation == b->generation) LoseReceiver(b, -res, now);
       if (now < s.deadline_ns) {
         Wait(i, /*returned=*/true);
       } else {
@@ -202,7 +204,8 @@ uint64_t DispatchScheduler::NextTimer(uint64_t now, uint64_t idle_wake) const {
   }
   for (const Backend* b : holding_) {
     if (b->dispatch.held.empty()) return now;  // to be taken off the list
-    next = std::min(next, b->receiver.last_heard_ns + b->receiver.probe_after_ns);
+    // A down backend is not probed (its socket is gone): only the ack timeout.
+    if (!b->down) next = std::min(next, b->receiver.last_heard_ns + b->receiver.probe_after_ns);
     next = std::min(next, slots_[b->dispatch.held.front()].sent_ns + kAckTimeoutNs);
   }
   return std::max(next, now);
@@ -214,16 +217,20 @@ void DispatchScheduler::Hold(uint32_t i, uint64_t now) {
   s.seq = b->receiver.fds_sent - 1;
   s.sent_ns = now;
   // Its ack may have been read before this send's result (answers are
-  // handled first in a batch of completions).
-  if (s.seq < b->receiver.fds_acked) {
-    Release(i, /*confirmed=*/true);
+  // handled first in a batch of completions); and a hello may have said
+  // meanwhile that no ack will come.
+  if (s.seq < b->receiver.fds_acked || !b->receiver.acks) {
+    Release(i, /*confirmed=*/b->receiver.acks);
     return;
   }
   DispatchState& d = b->dispatch;
   if (d.held.empty()) {
-    holding_.push_back(b);
     b->receiver.last_heard_ns = now;  // the silence counts from here
     b->receiver.probe_after_ns = kFirstProbeNs;
+  }
+  if (!d.holding) {
+    d.holding = true;
+    holding_.push_back(b);
   }
   d.held.push_back(i);
 }
@@ -309,7 +316,7 @@ void DispatchScheduler::CheckHolding(uint64_t now) {
         LoseReceiver(b, -res, now);
       } else {
         r.last_heard_ns = now;
-        r.probe_after_ns = std::min(r.probe_after_ns * 2, kMaxProbeNs);
+        r.probe_after_ns = std::clamp(r.probe_after_ns * 2, kFirstProbeNs, kMaxProbeNs);
       }
     }
     while (!d.held.empty() && now - slots_[d.held.front()].sent_ns >= kAckTimeoutNs) {
@@ -318,6 +325,7 @@ void DispatchScheduler::CheckHolding(uint64_t now) {
       Release(i, /*confirmed=*/false);
     }
     if (d.held.empty()) {
+      d.holding = false;
       holding_[t] = holding_.back();
       holding_.pop_back();
     } else {

@@ -144,6 +144,7 @@ void SyncWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool /*keep_o
   }
   SysStatus sent = SendFd(b->fd(), conn_fd, MSG_DONTWAIT);
   if (sent.ok()) {
+    Bump(stats_->messages);
     CloseConnection(conn_fd);
     results_.emplace_back(slot, 1);
     return;

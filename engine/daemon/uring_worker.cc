@@ -125,6 +125,11 @@ void UringWorker::CheckEnter(int rc) {
   control_->RequestExit(1);
 }
 
+const io_uring_cqe* UringWorker::Cqe(unsigned index) {
+  io_uring* ring = ring_.get();
+  return &ring->cq.cqes[io_uring_cqe_index(ring, index, ring->cq.ring_mask)];
+}
+
 io_uring_sqe* UringWorker::GetSqe() {
   io_uring_sqe* sqe = ring_.GetSqe();
   while (sqe == nullptr) {
@@ -162,23 +167,29 @@ void UringWorker::Run() {
     if (ring_failed_) return;
     Tick();
     backends_.CloseRetired();  // every SQE that could name these fds is submitted
-    unsigned head;
-    unsigned seen = 0;
-    io_uring_cqe* cqe;
     // Receivers' answers first: an ack read after the send failure that
     // ends its socket would come too late (the connections it confirms
     // would be sent again).
-    io_uring_for_each_cqe(ring_.get(), head, cqe) {
+    //
+    // Both passes walk one fixed range: a submission made while handling it
+    // (a full submission queue) can post completions at once, and those wait
+    // for the next turn, in order, instead of being skipped by the second
+    // pass (an answer among them would be lost).
+    const unsigned first = *ring_.get()->cq.khead;
+    const unsigned end = io_uring_smp_load_acquire(ring_.get()->cq.ktail);
+    unhandled_from_ = end;
+    for (unsigned i = first; i != end; ++i) {
+      const io_uring_cqe* cqe = Cqe(i);
       if (TagOp(cqe->user_data) == kAnswer) {
         OnAnswer(UserDataPointer<AnswerRecv>(cqe->user_data), cqe->res);
       }
     }
-    io_uring_for_each_cqe(ring_.get(), head, cqe) {
+    for (unsigned i = first; i != end; ++i) {
+      const io_uring_cqe* cqe = Cqe(i);
       if (TagOp(cqe->user_data) != kAnswer) Handle(cqe);
-      ++seen;
     }
-    io_uring_cq_advance(ring_.get(), seen);
-    last_batch_ = seen;
+    io_uring_cq_advance(ring_.get(), end - first);
+    last_batch_ = end - first;
     RunTimers(now_ns());
   }
   // Anything still queued for submission (closes) goes out before the ring does.
@@ -316,14 +327,18 @@ void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_op
   // instead, while it has room: SENDMSG, CLOSE, CLOSE, ... with the closes
   // hard-linked to each other (each runs whatever the one before did) and
   // all cancelled if the send fails.
-  // Room for all this call prepares (a cancel and a RECV for the answers,
-  // the SENDMSG and its CLOSE), so that no link is cut by a submission.
-  EnsureSqSpace(4);
   ListenForAnswers(b);  // before the chain test: a new RECV ends the chain
-  const bool chained =
-      chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_;
-  if (chained && chain_.message != nullptr && chain_.keep_open == keep_open &&
-      chain_.message->count < b->receiver.max_fds && !chain_.message->full()) {
+  auto chained = [&] {
+    return chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_;
+  };
+  const bool joins = chained() && chain_.message != nullptr && chain_.keep_open == keep_open &&
+                     chain_.message->count < b->receiver.max_fds && !chain_.message->full();
+  // Room for what this call prepares (a CLOSE to join the open message; a
+  // SENDMSG and its CLOSE otherwise), so that no link is cut by a
+  // submission; a submission made here ends the chain (chained() is then
+  // false).
+  EnsureSqSpace(joins ? 1 : 2);
+  if (joins && chained()) {
     chain_.message->Add(slot, conn_fd);
     if (!keep_open) {
       chain_.tail->flags |= IOSQE_IO_HARDLINK;
@@ -335,7 +350,13 @@ void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_op
     }
     return;
   }
-  if (chained) chain_.tail->flags |= IOSQE_IO_LINK;
+  if (chained()) {
+    // After a CLOSE, a hard link: its failure (never expected) must not
+    // cancel the next message, whose sends would then post no completion
+    // (the close skips its own). After a held message's SENDMSG, a plain
+    // link: a full queue cancels the rest untried.
+    chain_.tail->flags |= chain_.keep_open ? IOSQE_IO_LINK : IOSQE_IO_HARDLINK;
+  }
   FdBatch& message = messages_[slot];
   message.Start(slot, conn_fd);
   io_uring_sqe* sqe = GetSqe();
@@ -364,6 +385,7 @@ void UringWorker::ListenForAnswers(Backend* b) {
     io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
     listening_.erase(it);
   }
+  EnsureSqSpace(2);
   auto owned = std::make_unique<AnswerRecv>();
   AnswerRecv* a = owned.get();
   a->backend = b;
@@ -397,8 +419,21 @@ void UringWorker::OnAnswer(AnswerRecv* a, int res) {
 void UringWorker::FinishReceiver(Backend* b) {
   auto it = listening_.find(b);
   if (it == listening_.end()) return;
+  AnswerRecv* a = it->second;
+  // An answer its receive took but whose completion waits for the next turn
+  // (posted by a submission made during this one) is applied now; when
+  // that completion comes, the receive is no longer current and it is
+  // dropped. Answers of this turn's range were handled before its sends.
+  const unsigned tail = io_uring_smp_load_acquire(ring_.get()->cq.ktail);
+  for (unsigned i = unhandled_from_; i != tail; ++i) {
+    const io_uring_cqe* cqe = Cqe(i);
+    ReceiverMessage message;
+    if (cqe->user_data == PackUserPointer(kAnswer, a) && cqe->res > 0 &&
+        DecodeReceiverMessage(a->buffer, static_cast<size_t>(cqe->res), &message)) {
+      scheduler_->OnReceiverMessage(b, message);
+    }
+  }
   // Answers still queued on the socket are read now, before it is retired.
-  // (Answers already completed were handled before this batch's sends.)
   unsigned char buffer[kReceiverMessageBytes + 1];
   ssize_t n;
   while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {
@@ -408,7 +443,7 @@ void UringWorker::FinishReceiver(Backend* b) {
     }
   }
   io_uring_sqe* cancel = GetSqe();
-  io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, it->second), 0);
+  io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, a), 0);
   io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
   listening_.erase(it);
 }

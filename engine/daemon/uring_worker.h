@@ -91,6 +91,9 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   uint64_t NextTimer(uint64_t now) const;
   bool Drained() const;
 
+  // The completion at `index` of the completion queue (not yet advanced past).
+  const io_uring_cqe* Cqe(unsigned index);
+
   // Submission queue.
   io_uring_sqe* GetSqe();
   void EnsureSqSpace(unsigned n);
@@ -119,6 +122,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
     bool keep_open = false;      // its fds are held (no linked closes)
   } chain_;
   unsigned last_batch_ = 0;           // completions handled last turn
+  unsigned unhandled_from_ = 0;       // completions from here on are for the next turn
   uint64_t submissions_ = 0;          // counts submissions (link chains end there)
   io_uring_sqe* last_sqe_ = nullptr;  // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;

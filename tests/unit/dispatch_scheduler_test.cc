@@ -404,6 +404,49 @@ TEST_F(DispatchSchedulerTest, HelloWithoutAcksReleasesWhatWasHeld) {
   EXPECT_EQ(b->receiver.max_fds, 1u);  // this scheduler packs one: bounded by its config
 }
 
+TEST_F(DispatchSchedulerTest, BackendIsListedOnceWhileAcksAndSendsAlternate) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  for (int turn = 0; turn < 5; ++turn) {
+    // An ack empties what is held, then a send fills it again, before the
+    // turn's timers run: the backend must stay listed once.
+    if (turn > 0) scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(1));
+    Complete(Dispatch(b), 1);
+    scheduler_->RunTimers();
+  }
+  EXPECT_EQ(scheduler_->held(), 1u);  // counted once: listed once
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Ack(1));
+  scheduler_->RunTimers();
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_FALSE(b->dispatch.busy());
+}
+
+TEST_F(DispatchSchedulerTest, SendInFlightWhenAcksAreWithdrawnIsNotHeld) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  const int c1 = Dispatch(b);  // held on success, as things stand
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, false));
+  Complete(c1, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(transport_.probes, 0);
+  EXPECT_EQ(worker().unconfirmed.load(), 1u);
+}
+
+TEST_F(DispatchSchedulerTest, FailureFromAReplacedSocketLeavesTheNewOneAlone) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  Complete(c1, -ECONNREFUSED);  // the socket goes; the path is bound again
+  clock_.now += 2 * kMs;
+  scheduler_->RunTimers();  // reconnected: c1 goes out on the new socket
+  ASSERT_FALSE(b->down);
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(4, true));
+  Complete(c2, -ECONNREFUSED);  // c2 had gone out on the old one
+  EXPECT_FALSE(b->down);
+  EXPECT_TRUE(b->receiver.acks);  // the new receiver's hello still stands
+  EXPECT_EQ(transport_.finished, 1);
+}
+
 class NoDeadlineTest : public DispatchSchedulerTest {
  protected:
   NoDeadlineTest() : DispatchSchedulerTest(8, /*timeout=*/0) {}
