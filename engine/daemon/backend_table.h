@@ -48,8 +48,7 @@ struct DispatchState {
 
   // The scheduler may still name this backend: never evict it then.
   bool busy() const {
-    return in_flight > 0 || !waiting.empty() || !held.empty() || watch_armed || listed ||
-           holding;
+    return in_flight > 0 || !waiting.empty() || !held.empty() || watch_armed || listed || holding;
   }
 };
 
@@ -64,7 +63,7 @@ struct Backend {
   uint64_t last_log_ns = 0;
   DispatchState dispatch;
   ReceiverState receiver;
-  uint32_t generation = 0;  // bumped with every new socket (send results name theirs)
+  uint32_t generation = 0;       // bumped with every new socket (send results name theirs)
   Counter* delivered = nullptr;  // by configured path
   uint64_t last_used = 0;        // for -U cache eviction
   bool substituted = false;      // made by -U: evictable when idle

@@ -7,8 +7,10 @@
 namespace sbx {
 namespace {
 
-// Sends released by one writability watch: about what a default backend
-// queue (net.unix.max_dgram_qlen = 10) takes before it is full again.
+// Messages released by one writability watch: about what a default backend
+// queue (net.unix.max_dgram_qlen = 10) takes before it is full again. A
+// receiver that takes several fds per message gets that many times more
+// connections per burst, or a backlog would drain one message per turn.
 constexpr uint32_t kPumpBurst = 16;
 // A down backend is looked at again no sooner than this.
 constexpr uint64_t kMinRetryNs = 1'000'000;
@@ -142,11 +144,12 @@ void DispatchScheduler::OnWritable(Backend* b) {
 
 void DispatchScheduler::Pump(Backend* b, uint64_t now) {
   // After a writability watch fires the queue may have room for one or two
-  // only: send about as many as went through last time, plus one, up to a
-  // burst. The rest go out on later turns (NextTimer says "now" while a
-  // writable backend has connections waiting).
+  // only: send twice as many as went through last time (at least one), up
+  // to a burst. The rest go out on later turns (NextTimer says "now" while
+  // a writable backend has connections waiting).
   DispatchState& d = b->dispatch;
-  const uint32_t burst = std::clamp(d.last_burst_ok + 1, 1u, kPumpBurst);
+  const uint32_t most = kPumpBurst * std::max<uint32_t>(1, b->receiver.max_fds);
+  const uint32_t burst = std::clamp(2 * d.last_burst_ok, 1u, most);
   d.last_burst_ok = 0;
   uint32_t sent = 0;
   while (!d.waiting.empty() && !b->down && !d.congested && sent < burst) {

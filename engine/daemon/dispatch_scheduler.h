@@ -103,10 +103,10 @@ class DispatchScheduler {
     int conn_fd = -1;
     Backend* backend = nullptr;
     uint64_t deadline_ns = 0;
-    bool keep_open = false;  // sent to an acknowledging receiver: held after
-    uint32_t generation = 0; // the backend's socket it was sent on
-    uint64_t seq = 0;        // held: its place in the receiver's queue
-    uint64_t sent_ns = 0;    // held: when it reached the queue
+    bool keep_open = false;   // sent to an acknowledging receiver: held after
+    uint32_t generation = 0;  // the backend's socket it was sent on
+    uint64_t seq = 0;         // held: its place in the receiver's queue
+    uint64_t sent_ns = 0;     // held: when it reached the queue
   };
 
   void StartSend(uint32_t slot);

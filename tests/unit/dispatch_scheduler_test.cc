@@ -64,10 +64,12 @@ class RecordingTransport : public DispatchTransport {
 class DispatchSchedulerTest : public ::testing::Test {
  protected:
   explicit DispatchSchedulerTest(uint32_t slots = 8, uint64_t timeout = kTimeout,
-                                 bool forced = false, size_t max_substituted = 1024)
+                                 bool forced = false, size_t max_substituted = 1024,
+                                 uint16_t max_fds = 1)
       : table_(&stats_, max_substituted) {
     DispatchScheduler::Config config;
     config.slots = slots;
+    config.max_fds_per_message = max_fds;
     config.timeout_ns = timeout;
     config.forced_fd = forced;
     scheduler_ = std::make_unique<DispatchScheduler>(config, &transport_, &table_, &worker(),
@@ -445,6 +447,31 @@ TEST_F(DispatchSchedulerTest, FailureFromAReplacedSocketLeavesTheNewOneAlone) {
   EXPECT_FALSE(b->down);
   EXPECT_TRUE(b->receiver.acks);  // the new receiver's hello still stands
   EXPECT_EQ(transport_.finished, 1);
+}
+
+class PackingTest : public DispatchSchedulerTest {
+ protected:
+  PackingTest() : DispatchSchedulerTest(512, kTimeout, false, 1024, /*max_fds=*/8) {}
+};
+
+TEST_F(PackingTest, PumpBurstsGrowPastSixteenForAReceiverThatPacks) {
+  // This scheduler packs up to 8 (its config bounds the hello's 16): a
+  // burst may be 16 messages of 8, and grows by doubling.
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(16, false));
+  const int first = Dispatch(b);
+  Complete(first, -EAGAIN);  // congested: the rest wait in line
+  std::vector<int> waiting{first};
+  for (int i = 0; i < 199; ++i) waiting.push_back(Dispatch(b));
+  scheduler_->OnWritable(b);
+  std::vector<size_t> bursts;
+  while (!transport_.sends.empty()) {
+    bursts.push_back(transport_.sends.size());
+    for (int fd : SentFds()) Complete(fd, 1);
+    scheduler_->RunTimers();
+  }
+  EXPECT_EQ(bursts, (std::vector<size_t>{1, 2, 4, 8, 16, 32, 64, 73}));
+  EXPECT_TRUE(scheduler_->idle());
 }
 
 class NoDeadlineTest : public DispatchSchedulerTest {
