@@ -449,6 +449,9 @@ void UringWorker::FinishReceiver(Backend* b) {
 }
 
 int UringWorker::Probe(Backend* b) {
+  // A receive that failed (not a cancel) left this socket unheard until its
+  // next send; a probe means acks are awaited, so listen again first.
+  ListenForAnswers(b);
   iovec iov{const_cast<unsigned char*>(kProbePayload), sizeof(kProbePayload)};
   msghdr hdr{};
   hdr.msg_iov = &iov;
