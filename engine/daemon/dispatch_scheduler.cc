@@ -54,7 +54,32 @@ void DispatchScheduler::Dispatch(int fd, Backend* b) {
     Wait(i, /*returned=*/false);
     return;
   }
+  if (b->receiver.max_fds > 1) {
+    // Sent at the end of the turn with the others for this backend: the
+    // connections of one batch of completions arrive interleaved over the
+    // backends, and sent at once they would pack only by chance.
+    if (b->dispatch.ready.empty()) readying_.push_back(b);
+    b->dispatch.ready.push_back(i);
+    return;
+  }
   StartSend(i);
+}
+
+void DispatchScheduler::SendReady() {
+  for (Backend* b : readying_) {
+    DispatchState& d = b->dispatch;
+    std::vector<uint32_t> ready;
+    ready.swap(d.ready);
+    for (const uint32_t i : ready) {
+      // The backend may have filled up or gone meanwhile: then in line.
+      if (!d.waiting.empty() || d.congested || b->down) {
+        Wait(i, /*returned=*/false);
+      } else {
+        StartSend(i);
+      }
+    }
+  }
+  readying_.clear();
 }
 
 void DispatchScheduler::StartSend(uint32_t i) {
@@ -171,6 +196,7 @@ DropReason DispatchScheduler::ExpiryReason(const Backend* b) const {
 }
 
 void DispatchScheduler::RunTimers() {
+  SendReady();
   const uint64_t now = clock_();
   CheckHolding(now);  // before the waiting: a lost receiver's connections wait again
   for (size_t t = 0; t < listed_.size();) {
@@ -198,6 +224,7 @@ void DispatchScheduler::Unlist(size_t t) {
 }
 
 uint64_t DispatchScheduler::NextTimer(uint64_t now, uint64_t idle_wake) const {
+  if (!readying_.empty()) return now;
   uint64_t next = now + idle_wake;
   for (const Backend* b : listed_) {
     const DispatchState& d = b->dispatch;

@@ -85,7 +85,9 @@ class DispatchScheduler {
   void OnWritable(Backend* b);
   // A hello or an ack from b's receiver (receiver_protocol.h).
   void OnReceiverMessage(Backend* b, const ReceiverMessage& message);
-  // Expires deadlines, reconnects, and sends what can go now.
+  // Sends what was dispatched this turn to receivers that pack (grouped by
+  // backend, so that it packs whatever order connections came in), then
+  // expires deadlines, reconnects, and sends what can go now.
   void RunTimers();
   // When RunTimers next has work (`now` if it has some already).
   uint64_t NextTimer(uint64_t now, uint64_t idle_wake) const;
@@ -119,6 +121,7 @@ class DispatchScheduler {
   void ReleaseHeld(Backend* b, bool confirmed);
   void LoseReceiver(Backend* b, int err, uint64_t now);
   void CheckHolding(uint64_t now);
+  void SendReady();
   DropReason ExpiryReason(const Backend* b) const;
 
   Config config_;
@@ -128,8 +131,9 @@ class DispatchScheduler {
   Clock clock_;
   std::unique_ptr<Slot[]> slots_;
   std::vector<uint32_t> free_;
-  std::vector<Backend*> listed_;   // backends with waiting slots, for timers
-  std::vector<Backend*> holding_;  // backends with held slots
+  std::vector<Backend*> listed_;    // backends with waiting slots, for timers
+  std::vector<Backend*> holding_;   // backends with held slots
+  std::vector<Backend*> readying_;  // backends with ready slots, this turn
 };
 
 }  // namespace sbx

@@ -460,6 +460,7 @@ TEST_F(PackingTest, PumpBurstsGrowPastSixteenForAReceiverThatPacks) {
   Backend* b = Up("a");
   scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(16, false));
   const int first = Dispatch(b);
+  scheduler_->RunTimers();   // sent at the turn's end
   Complete(first, -EAGAIN);  // congested: the rest wait in line
   std::vector<int> waiting{first};
   for (int i = 0; i < 199; ++i) waiting.push_back(Dispatch(b));
@@ -472,6 +473,27 @@ TEST_F(PackingTest, PumpBurstsGrowPastSixteenForAReceiverThatPacks) {
   }
   EXPECT_EQ(bursts, (std::vector<size_t>{1, 2, 4, 8, 16, 32, 64, 73}));
   EXPECT_TRUE(scheduler_->idle());
+}
+
+TEST_F(PackingTest, ConnectionsOfOneTurnGoOutGroupedByBackend) {
+  Backend* a = Up("a");
+  Backend* b = Up("b");
+  Backend* plain = Up("plain");  // never said it packs: sent at once
+  scheduler_->OnReceiverMessage(a, ReceiverMessage::Hello(8, false));
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(8, false));
+  const int a1 = Dispatch(a);
+  const int b1 = Dispatch(b);
+  const int p1 = Dispatch(plain);
+  const int a2 = Dispatch(a);
+  const int b2 = Dispatch(b);
+  EXPECT_EQ(SentFds(), std::vector<int>{p1});
+  EXPECT_EQ(scheduler_->NextTimer(clock_.now, kTimeout), clock_.now);
+  scheduler_->RunTimers();
+  // Back to back per backend, in dispatch order: the transport packs them.
+  EXPECT_EQ(SentFds(), (std::vector<int>{p1, a1, a2, b1, b2}));
+  for (int fd : SentFds()) Complete(fd, 1);
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().dispatched.load(), 5u);
 }
 
 class NoDeadlineTest : public DispatchSchedulerTest {
