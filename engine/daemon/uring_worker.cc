@@ -392,24 +392,31 @@ void UringWorker::ListenForAnswers(Backend* b) {
   a->fd = b->fd();
   answers_.emplace(a, std::move(owned));
   listening_[b] = a;
+  ArmAnswer(a);
+}
+
+void UringWorker::ArmAnswer(AnswerRecv* a) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
   io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));
 }
 
+void UringWorker::ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len) {
+  // Anything that is not a message of the protocol (garbage, an empty
+  // datagram) is ignored.
+  ReceiverMessage message;
+  if (len > 0 && DecodeReceiverMessage(data, static_cast<size_t>(len), &message)) {
+    scheduler_->OnReceiverMessage(b, message);
+  }
+}
+
 void UringWorker::OnAnswer(AnswerRecv* a, int res) {
   auto it = listening_.find(a->backend);
   const bool current = it != listening_.end() && it->second == a;
-  ReceiverMessage message;
-  if (current && res > 0 && DecodeReceiverMessage(a->buffer, static_cast<size_t>(res), &message)) {
-    scheduler_->OnReceiverMessage(a->backend, message);
-  }
-  // Anything else that arrives (garbage, an empty datagram) is ignored.
+  if (current) ApplyAnswer(a->backend, a->buffer, res);
   // Still listening while stopping: held connections wait for their acks.
   if (current && (res >= 0 || res == -EAGAIN || res == -EINTR)) {
-    io_uring_sqe* sqe = GetSqe();
-    io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
-    io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));
+    ArmAnswer(a);
     return;
   }
   if (current) listening_.erase(it);
@@ -427,20 +434,13 @@ void UringWorker::FinishReceiver(Backend* b) {
   const unsigned tail = io_uring_smp_load_acquire(ring_.get()->cq.ktail);
   for (unsigned i = unhandled_from_; i != tail; ++i) {
     const io_uring_cqe* cqe = Cqe(i);
-    ReceiverMessage message;
-    if (cqe->user_data == PackUserPointer(kAnswer, a) && cqe->res > 0 &&
-        DecodeReceiverMessage(a->buffer, static_cast<size_t>(cqe->res), &message)) {
-      scheduler_->OnReceiverMessage(b, message);
-    }
+    if (cqe->user_data == PackUserPointer(kAnswer, a)) ApplyAnswer(b, a->buffer, cqe->res);
   }
   // Answers still queued on the socket are read now, before it is retired.
   unsigned char buffer[kReceiverMessageBytes + 1];
   ssize_t n;
   while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {
-    ReceiverMessage message;
-    if (n > 0 && DecodeReceiverMessage(buffer, static_cast<size_t>(n), &message)) {
-      scheduler_->OnReceiverMessage(b, message);
-    }
+    ApplyAnswer(b, buffer, n);
   }
   io_uring_sqe* cancel = GetSqe();
   io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, a), 0);

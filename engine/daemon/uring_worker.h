@@ -68,6 +68,9 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   // Receiver protocol: one RECV armed on each path backend's socket for
   // its receiver's hello and acks.
   void ListenForAnswers(Backend* b);
+  void ArmAnswer(AnswerRecv* a);
+  // Hands a well-formed hello or ack in data[0..len) to the scheduler.
+  void ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len);
   void OnAnswer(AnswerRecv* a, int res);
   void OnSendCompletion(uint32_t first_slot, int res);
 
