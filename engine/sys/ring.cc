@@ -56,15 +56,34 @@ int Ring::Submit() {
 }
 
 int Ring::SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns) {
+  uint32_t min_wait_usec = 0;
+  if (has_min_wait() && min_wait_ns > 0) min_wait_usec = static_cast<uint32_t>((min_wait_ns + 999) / 1000);
+  return Enter(wait_nr, timeout_ns, min_wait_usec);
+}
+
+int Ring::SubmitAndRunLinked(unsigned linked) {
+  // On a DEFER_TASKRUN ring, the request after a linked one is issued as
+  // deferred task work once its predecessor completes, and the kernel (6.13
+  // on) runs that work in passes: a pass takes what is queued (at most
+  // max(20, wait_nr) items), so each pass moves every chain one link on, and
+  // an io_uring_enter stops passing once wait_nr completions are there. A
+  // SENDMSG with 16 linked CLOSEs then needs 16 enters to close its fds when
+  // completions keep coming (measured: docs/architecture.md). With wait_nr
+  // as large as the number of linked requests, the kernel keeps passing
+  // until none is left (it counts items run, which need not post
+  // completions); a zero timeout then returns at once instead of waiting
+  // for completions that will not come.
+  return Enter(linked, 0, 0);
+}
+
+int Ring::Enter(unsigned wait_nr, uint64_t timeout_ns, uint32_t min_wait_usec) {
   const unsigned pending = FlushSubmissions();
   __kernel_timespec ts{static_cast<long long>(timeout_ns / 1'000'000'000),
                        static_cast<long long>(timeout_ns % 1'000'000'000)};
   GetEventsArg arg{};
   arg.sigmask_sz = _NSIG / 8;
   arg.ts = reinterpret_cast<uintptr_t>(&ts);
-  if (has_min_wait() && min_wait_ns > 0) {
-    arg.min_wait_usec = static_cast<uint32_t>((min_wait_ns + 999) / 1000);
-  }
+  arg.min_wait_usec = min_wait_usec;
   return Errno(io_uring_enter2(ring_.ring_fd, pending, wait_nr,
                                IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                                reinterpret_cast<sigset_t*>(&arg), sizeof(arg)));

@@ -43,12 +43,21 @@ class Ring {
   // Hands over what was prepared and waits (see above). Submitted count,
   // or -errno (-ETIME: the timeout passed with fewer completions).
   int SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns);
+  // Hands over what was prepared and runs up to `linked` requests that wait
+  // on a linked predecessor, without waiting for anything (ring.cc says why). Submitted
+  // count, or -errno (-ETIME is the normal outcome).
+  int SubmitAndRunLinked(unsigned linked);
+  // Completions ready to be read.
+  unsigned Ready() { return io_uring_cq_ready(&ring_); }
 
   bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
   io_uring* get() { return &ring_; }
 
  private:
   unsigned FlushSubmissions();
+  // io_uring_enter2 with GETEVENTS and an extended argument; a zero timeout
+  // returns as soon as the deferred work allowed by wait_nr has run.
+  int Enter(unsigned wait_nr, uint64_t timeout_ns, uint32_t min_wait_usec);
 
   io_uring ring_{};
   bool ready_ = false;
