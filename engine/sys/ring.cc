@@ -57,7 +57,8 @@ int Ring::Submit() {
 
 int Ring::SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns) {
   uint32_t min_wait_usec = 0;
-  if (has_min_wait() && min_wait_ns > 0) min_wait_usec = static_cast<uint32_t>((min_wait_ns + 999) / 1000);
+  if (has_min_wait() && min_wait_ns > 0)
+    min_wait_usec = static_cast<uint32_t>((min_wait_ns + 999) / 1000);
   return Enter(wait_nr, timeout_ns, min_wait_usec);
 }
 
