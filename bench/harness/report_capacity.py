@@ -69,6 +69,21 @@ def table(results):
             f"{enters} | "
             f"{_fmt(sat.get('syscalls_per_conn'), 2)} | {_fmt(sat.get('ctx_switches_per_conn'), 3)} | "
             f"{p99} |")
+    lines += ["", "Below capacity, per open-loop latency step: CPU µs per connection, share of the budget "
+              "used, and quota periods throttled. A server that batches costs more per connection at "
+              "a lower rate (fewer connections per wake-up), so at a fraction of its capacity it can "
+              "still spend its whole budget and be throttled, which is what its p99 then shows.", "",
+              "| scenario | " + " | ".join(f"at {k}%: µs/conn, budget, throttled" for k in fractions) + " |",
+              "|---|" + "---|" * len(fractions)]
+    for name, c in cap["scenarios"].items():
+        cells = []
+        for k in fractions:
+            s = c["latency"].get(k)
+            used = s.get("budget_used") if s else None
+            cells.append("n/a" if not s else f"{_fmt(s.get('cpu_us_per_conn'), 2)}, "
+                         f"{'n/a' if used is None else f'{used:.0%}'}, "
+                         f"{_fmt(s.get('throttled_periods'))}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     scen = cap["scenarios"]
     loose = [n for n, c in scen.items() if (c["saturation"].get("budget_used") or 0) < CAP_BOUND]
     if loose:
