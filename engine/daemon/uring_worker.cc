@@ -192,41 +192,65 @@ void UringWorker::Run() {
     last_batch_ = end - first;
     RunTimers(now_ns());
   }
-  // Anything still queued for submission (closes) goes out before the ring does.
-  if (!ring_failed_) ring_.Submit();
+  // Anything still queued for submission (closes) goes out before the ring
+  // does, and what waits behind a link runs (a ring torn down would leave it
+  // unissued, its fds open).
+  if (!ring_failed_) {
+    if (linked_pending_ > 0) {
+      RunLinked();
+    } else {
+      ring_.Submit();
+    }
+  }
 }
 
 void UringWorker::WaitForCompletions(uint64_t now) {
+  const bool batch_wait = ring_.has_min_wait() && options_.batch_wait_us > 0;
+  // Busy turns wait for a batch of about half the last one (bounded by a
+  // short window); quiet ones for the first completion or the next timer.
+  // --batch-wait: up to a full batch within the latency budget; past it, the
+  // first completion wakes us (ring.h). Not the default: measured here it
+  // cost 30% more CPU per connection below saturation (docs/architecture.md).
+  const unsigned wait_nr =
+      batch_wait ? kMaxWaitBatch : std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
   if (linked_pending_ > 0) {
-    // Requests that follow a linked one (the closes after a send, the next
-    // message of a chain) run as deferred work, one link per pass, and a
-    // wait that finds completions ready stops after one pass (Ring::
-    // SubmitAndRunLinked). Left so, a 16-fd message's closes took 16 turns:
-    // the backend, done with the connections first, left the TCP teardown
-    // to us, which past capacity cost 3x the CPU per connection and fed on
-    // itself. So a turn that linked runs its chains to the end at once, in
-    // an enter that does not wait; when it left completions to handle (the
-    // sends' own), it stands for the wait.
-    Bump(stats_->uring_enters);
-    CheckEnter(ring_.SubmitAndRunLinked(linked_pending_));
-    linked_pending_ = 0;
-    if (ring_.Ready() > 0 || ring_failed_) return;
+    RunLinked();
+    // What it left to handle (the sends' own completions, and whatever
+    // came meanwhile) is this turn's batch when it is big enough; if not,
+    // the wait below still waits for one (and, were it to sleep, would
+    // first run any deferred work).
+    if (ring_.Ready() >= wait_nr || ring_failed_) return;
   }
   const uint64_t timeout = NextTimer(now) - now;
   Bump(stats_->uring_enters);
-  if (ring_.has_min_wait() && options_.batch_wait_us > 0) {
-    // --batch-wait: up to a batch within the latency budget; past it, the
-    // first completion wakes us (ring.h). Not the default: measured here it
-    // cost 30% more CPU per connection below saturation (docs/architecture.md).
-    CheckEnter(ring_.SubmitAndWait(kMaxWaitBatch, timeout,
+  if (batch_wait) {
+    CheckEnter(ring_.SubmitAndWait(wait_nr, timeout,
                                    static_cast<uint64_t>(options_.batch_wait_us) * 1000));
     return;
   }
-  // Busy turns wait for a batch of about half the last one (bounded by a
-  // short window); quiet ones for the first completion or the next timer.
-  const unsigned wait_nr = std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
   CheckEnter(
       ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0));
+}
+
+void UringWorker::RunLinked() {
+  // Requests behind a linked one (the closes after a send, the next message
+  // of a chain) run as deferred task work, and an enter runs that work only
+  // until the completions it waits for are there: with completions ready, a
+  // chain moves a link or two per enter (Ring::SubmitAndRunLinked). Left so,
+  // a 16-fd message's closes took several turns; the backend, done with the
+  // connections first, left the TCP teardown to us, which past capacity
+  // cost 3x the CPU per connection and fed on itself. So a turn that linked
+  // runs its chains to the end before it waits, in an enter asked for more
+  // completions than can come: those ready now, one per linked request, and
+  // for each request in flight as many as a multishot accept posts in a
+  // burst (a bound, not a wait: the enter does not sleep).
+  const unsigned bound = linked_pending_ + ring_.Ready() +
+                         kMaxWaitBatch * (1 + static_cast<unsigned>(armed_requests_)) +
+                         static_cast<unsigned>(answers_.size()) + watches_armed_;
+  Bump(stats_->uring_enters);
+  const int rc = ring_.SubmitAndRunLinked(bound);
+  CheckEnter(rc);
+  if (rc >= 0 || rc == -ETIME) linked_pending_ = 0;
 }
 
 void UringWorker::Handle(const io_uring_cqe* cqe) {
@@ -256,6 +280,7 @@ void UringWorker::Handle(const io_uring_cqe* cqe) {
       OnRegistrationMessage(cqe->res);
       break;
     case kPoll:
+      --watches_armed_;
       scheduler_->OnWritable(UserDataPointer<Backend>(data));
       break;
     case kCancel:
@@ -489,6 +514,7 @@ void UringWorker::CloseConnection(int fd) {
 }
 
 void UringWorker::WatchWritable(Backend* b) {
+  ++watches_armed_;
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_poll_add(sqe, b->fd(), POLLOUT);
   io_uring_sqe_set_data64(sqe, PollTag(b));

@@ -18,8 +18,10 @@
 //   close     IORING_OP_CLOSE of our copy, linked after the send (no
 //             completion on success; cancelled, so the copy stays ours, when
 //             the send fails);
-// all submitted together by one io_uring_submit_and_wait_timeout per turn,
-// which under load waits for a batch of completions.
+// all submitted together at the end of a turn, by the enter that waits for
+// the next batch of completions, or, when the turn linked requests, by one
+// that first runs them to the end (RunLinked) and stands for the wait when
+// it leaves a batch to handle.
 //
 // The storage the kernel reads for a send (msghdr, iovec, control buffer)
 // lives in the message of the send's dispatch slot, named by the
@@ -102,6 +104,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   void EnsureSqSpace(unsigned n);
   bool Submit();            // false (after asking the daemon to stop) if the ring failed
   void CheckEnter(int rc);  // counts a submission; a failed ring stops the daemon
+  void RunLinked();         // submits, and runs every request waiting behind a link
 
   // Answer receives: owned here until their completion, listening ones by
   // backend. Declared before the ring, so that the ring goes first.
@@ -127,7 +130,8 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   unsigned last_batch_ = 0;           // completions handled last turn
   unsigned unhandled_from_ = 0;       // completions from here on are for the next turn
   uint64_t submissions_ = 0;          // counts submissions (link chains end there)
-  unsigned linked_pending_ = 0;       // requests prepared behind a link since the last run of them
+  unsigned linked_pending_ = 0;       // requests prepared behind a link since the last RunLinked
+  unsigned watches_armed_ = 0;        // POLLOUT watches in flight
   io_uring_sqe* last_sqe_ = nullptr;  // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
   bool stopping_ = false;

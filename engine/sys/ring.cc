@@ -62,19 +62,14 @@ int Ring::SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait
   return Enter(wait_nr, timeout_ns, min_wait_usec);
 }
 
-int Ring::SubmitAndRunLinked(unsigned linked) {
-  // On a DEFER_TASKRUN ring, the request after a linked one is issued as
-  // deferred task work once its predecessor completes, and the kernel (6.13
-  // on) runs that work in passes: a pass takes what is queued (at most
-  // max(20, wait_nr) items), so each pass moves every chain one link on, and
-  // an io_uring_enter stops passing once wait_nr completions are there. A
-  // SENDMSG with 16 linked CLOSEs then needs 16 enters to close its fds when
-  // completions keep coming (measured: docs/architecture.md). With wait_nr
-  // as large as the number of linked requests, the kernel keeps passing
-  // until none is left (it counts items run, which need not post
-  // completions); a zero timeout then returns at once instead of waiting
-  // for completions that will not come.
-  return Enter(linked, 0, 0);
+int Ring::SubmitAndRunLinked(unsigned bound) {
+  // On a DEFER_TASKRUN ring the request behind a linked one is issued as
+  // deferred task work once its predecessor completes, and an enter runs
+  // that work only until `wait_nr` completions are there (Linux 6.9 on): with
+  // completions ready, a chain moves a link or two per enter. Asked for more
+  // completions than can come, the kernel runs deferred work until none is
+  // left; the zero timeout then returns instead of waiting for them.
+  return Enter(bound, 0, 0);
 }
 
 int Ring::Enter(unsigned wait_nr, uint64_t timeout_ns, uint32_t min_wait_usec) {

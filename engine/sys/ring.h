@@ -43,10 +43,11 @@ class Ring {
   // Hands over what was prepared and waits (see above). Submitted count,
   // or -errno (-ETIME: the timeout passed with fewer completions).
   int SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns);
-  // Hands over what was prepared and runs up to `linked` requests that wait
-  // on a linked predecessor, without waiting for anything (ring.cc says why). Submitted
-  // count, or -errno (-ETIME is the normal outcome).
-  int SubmitAndRunLinked(unsigned linked);
+  // Hands over what was prepared and runs the requests waiting behind a
+  // link to the end, without waiting for completions; `bound` must exceed
+  // the completions that can be in the queue by then (ring.cc says why).
+  // Submitted count, or -errno (-ETIME when nothing was submitted).
+  int SubmitAndRunLinked(unsigned bound);
   // Completions ready to be read.
   unsigned Ready() { return io_uring_cq_ready(&ring_); }
 
