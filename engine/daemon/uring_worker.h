@@ -131,7 +131,6 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   unsigned unhandled_from_ = 0;       // completions from here on are for the next turn
   uint64_t submissions_ = 0;          // counts submissions (link chains end there)
   unsigned linked_pending_ = 0;       // requests prepared behind a link since the last RunLinked
-  unsigned watches_armed_ = 0;        // POLLOUT watches in flight
   io_uring_sqe* last_sqe_ = nullptr;  // the most recently prepared SQE
   uint64_t wake_buffer_ = 0;
   bool stopping_ = false;
