@@ -44,9 +44,10 @@ class Ring {
   // or -errno (-ETIME: the timeout passed with fewer completions).
   int SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns);
   // Hands over what was prepared and runs the requests waiting behind a
-  // link to the end, without waiting for completions; `bound` must exceed
-  // the completions that can be in the queue by then (ring.cc says why).
-  // Submitted count, or -errno (-ETIME when nothing was submitted).
+  // link, without waiting for completions: to the end unless `bound`
+  // completions (those already in the queue included) are there first
+  // (ring.cc says why). Submitted count, or -errno (-ETIME when nothing was
+  // submitted).
   int SubmitAndRunLinked(unsigned bound);
   // Completions ready to be read.
   unsigned Ready() { return io_uring_cq_ready(&ring_); }
