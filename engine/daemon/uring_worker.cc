@@ -217,8 +217,8 @@ void UringWorker::WaitForCompletions(uint64_t now) {
     RunLinked();
     // It leaves completions to handle (the sends' own, at least): they are
     // this turn's batch, without a wait for more. Waiting on for the
-    // adaptive batch cost one more enter per sending turn, and measured 15%
-    // more CPU per connection uncapped (11.75 against 10.21 µs in one run,
+    // adaptive batch cost one more enter per sending turn (measured with a
+    // larger bound: 11.75 against 10.21 µs per connection uncapped,
     // docs/architecture.md). --batch-wait keeps its wait: it asked for one.
     if (ring_failed_ || (!batch_wait && ring_.Ready() > 0)) return;
   }
