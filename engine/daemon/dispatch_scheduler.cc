@@ -68,7 +68,9 @@ void DispatchScheduler::Dispatch(int fd, Backend* b) {
 void DispatchScheduler::SendReady() {
   for (Backend* b : readying_) {
     DispatchState& d = b->dispatch;
-    std::vector<uint32_t> ready;
+    // Swapped with an empty scratch list that keeps its capacity, so that
+    // no turn allocates.
+    std::vector<uint32_t>& ready = sending_;
     ready.swap(d.ready);
     for (const uint32_t i : ready) {
       // The backend may have filled up or gone meanwhile: then in line.
@@ -78,6 +80,7 @@ void DispatchScheduler::SendReady() {
         StartSend(i);
       }
     }
+    ready.clear();
   }
   readying_.clear();
 }

@@ -134,6 +134,7 @@ class DispatchScheduler {
   std::vector<Backend*> listed_;    // backends with waiting slots, for timers
   std::vector<Backend*> holding_;   // backends with held slots
   std::vector<Backend*> readying_;  // backends with ready slots, this turn
+  std::vector<uint32_t> sending_;   // SendReady's scratch list
 };
 
 }  // namespace sbx
