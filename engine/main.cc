@@ -14,6 +14,7 @@
 #include "engine/daemon/daemon.h"
 #include "engine/daemon/fd_checks.h"
 #include "engine/daemon/options.h"
+#include "engine/kernel/steering_image.h"
 #include "engine/sys/unique_fd.h"
 #include "engine/tools/route_tester.h"
 
@@ -44,6 +45,10 @@ int RunRouteTools(const sbx::Options& o) {
     if (!fds.ok()) {
       std::cerr << fds.message() << "\n";
       return 1;
+    }
+    // What kernel dispatch cannot steer (docs/kernel-dispatch.md), as notes.
+    for (const std::string& note : sbx::KernelDispatchNotes(*loaded->table, o.substitute)) {
+      std::cerr << note << "\n";
     }
     std::cout << "OK\n";
     return 0;

@@ -74,7 +74,8 @@ class RouteTable {
   // address.
   std::vector<ExactLocal> ExactLocals() const;
 
- private:
+  // The compiled sets, read by the kernel program's compiler
+  // (engine/kernel/steering_image.h), which must decide exactly as Lookup.
   struct Rule {
     PackedTuple pattern;  // already masked
     PackedTuple mask;
@@ -90,6 +91,10 @@ class RouteTable {
     Action default_action;
   };
 
+  const std::vector<RuleSet>& rule_sets() const { return rule_sets_; }
+  const std::vector<MapSet>& map_sets() const { return map_sets_; }
+
+ private:
   Action MatchRuleSet(const RuleSet& set, const PackedTuple& tuple) const;
   Action MatchMapSet(const MapSet& set, const PackedTuple& tuple) const;
   void ComputeFieldsUsed();

@@ -1,7 +1,9 @@
 #include "engine/daemon/daemon.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,6 +32,8 @@
 #include "engine/daemon/sync_worker.h"
 #include "engine/daemon/systemd.h"
 #include "engine/daemon/uring_worker.h"
+#include "engine/kernel/listener_registry.h"
+#include "engine/kernel/steering_program.h"
 #include "engine/sys/kernel_probe.h"
 #include "engine/sys/open_fds.h"
 
@@ -99,6 +103,11 @@ class Daemon {
 
  private:
   absl::Status LoadAndCheck(std::shared_ptr<const RouteTable>* table) const;
+  // --kernel-dispatch: load and attach the steering program, bind the
+  // listener socket, publish the table. An error only with `on`; with
+  // `auto` the reason goes into the ready line.
+  absl::Status SetUpKernelDispatch();
+  absl::Status StartKernelDispatch();
   void Reload();
   std::string Where() const;
 
@@ -121,6 +130,9 @@ class Daemon {
   UniqueFd registration_;
   ListenerSet listeners_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<SteeringProgram> steering_;
+  std::unique_ptr<ListenerRegistry> registry_;
+  std::string kernel_dispatch_;  // "on (...)" or "off (why)", for the ready line
   IoMode io_ = IoMode::kUring;
   sigset_t signals_{};
   Control control_;
@@ -191,6 +203,10 @@ std::optional<int> Daemon::StartUp() {
     if (absl::Status s = StartListening(listeners_, o_.backlog); !s.ok()) return Fail(s);
   }
 
+  // Kernel dispatch: loaded and attached while privileged (CAP_BPF,
+  // CAP_NET_ADMIN); the maps are written through fds that need none.
+  if (absl::Status s = SetUpKernelDispatch(); !s.ok()) return Fail(s);
+
   // 4-5. Daemonize, chroot, drop privileges; -e execs here.
   if (o_.daemonize && ::daemon(0, 1) != 0) return Fail(absl::ErrnoToStatus(errno, "daemon"));
   // The handover socket: after daemon() (its SO_PEERCRED names this
@@ -209,6 +225,63 @@ std::optional<int> Daemon::StartUp() {
     Log(s.ok() ? StrCat("took over from pid ", taken_->old_pid) : std::string(s.message()));
   }
   return std::nullopt;
+}
+
+absl::Status Daemon::SetUpKernelDispatch() {
+  const bool required = o_.kernel_dispatch == KernelDispatchMode::kOn;
+  if (o_.kernel_dispatch == KernelDispatchMode::kOff) {
+    kernel_dispatch_ = "off";
+    return absl::OkStatus();
+  }
+  if (!table_ || o_.registration || o_.exec_mode) {
+    if (required) {
+      return absl::InvalidArgumentError(
+          "--kernel-dispatch on needs a configuration file (not -S, -i, -P or -e)");
+    }
+    kernel_dispatch_ = "off (no configuration file)";
+    return absl::OkStatus();
+  }
+  absl::Status s = StartKernelDispatch();
+  if (s.ok()) return s;
+  registry_.reset();
+  steering_.reset();
+  if (required) return absl::Status(s.code(), StrCat("--kernel-dispatch on: ", s.message()));
+  kernel_dispatch_ = StrCat("off (", s.message(), ")");
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::StartKernelDispatch() {
+  auto loaded = SteeringProgram::Load();
+  if (!loaded.ok()) return loaded.status();
+  steering_ = std::move(*loaded);
+  // The connections the engine would accept, and only those, are steered.
+  for (int fd : listeners_.all_fds) {
+    sockaddr_storage address{};
+    socklen_t len = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len) != 0) {
+      return absl::ErrnoToStatus(errno, "getsockname of a listener");
+    }
+    int v6only = 0;
+    socklen_t v6len = sizeof v6only;
+    if (address.ss_family == AF_INET6) {
+      ::getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &v6len);
+    }
+    if (absl::Status s = steering_->AddListenAddress(address, v6only == 0); !s.ok()) return s;
+  }
+  ListenerRegistryConfig config;
+  config.socket_path = o_.listener_socket;
+  config.dispatch_timeout_ms = o_.dispatch_timeout_ms;
+  config.backlog = o_.backlog;
+  config.substitute = o_.substitute;
+  auto opened = ListenerRegistry::Open(steering_.get(), std::move(config));
+  if (!opened.ok()) return opened.status();
+  registry_ = std::move(*opened);
+  auto notes = registry_->Publish(table_);
+  if (!notes.ok()) return notes.status();
+  for (const std::string& note : *notes) Log(note);
+  if (absl::Status s = steering_->Attach(); !s.ok()) return s;
+  kernel_dispatch_ = StrCat("on (listeners at ", o_.listener_socket, ")");
+  return absl::OkStatus();
 }
 
 // 6. The I/O mode (the probe decides once), the signal mask every thread
@@ -264,12 +337,17 @@ void Daemon::StartWorkers() {
       });
     }
   }
+  if (registry_) {
+    ListenerRegistry* registry = registry_.get();
+    stats_.SetKernelCounts([registry] { return registry->Counts(); });
+    registry_->Start();
+  }
   if (metrics_) metrics_->Start([&stats] { return PrometheusText(stats); });
   Log(StrCat(
       "ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
       ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
       fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
-      ", ", fd_reserve_->held(), " in reserve"));
+      ", ", fd_reserve_->held(), " in reserve; kernel dispatch ", kernel_dispatch_));
   NotifySystemd("READY=1");
   if (handover_) {
     HandoverOffer offer{listeners_.all_fds, metrics_ ? metrics_->listener_fd() : -1, start_dir_,
@@ -315,6 +393,14 @@ void Daemon::Reload() {
   NotifySystemd("RELOADING=1");
   std::shared_ptr<const RouteTable> table;
   if (absl::Status s = LoadAndCheck(&table); s.ok()) {
+    if (registry_) {
+      auto notes = registry_->Publish(table);
+      if (!notes.ok()) {
+        Log(StrCat("kernel dispatch: ", notes.status().message()));
+      } else {
+        for (const std::string& note : *notes) Log(note);
+      }
+    }
     control_.Publish(std::move(table));
     Bump(stats_.reloads);
     Log(StrCat("reloaded ", o_.config_path));
@@ -331,6 +417,7 @@ void Daemon::Shutdown(int status) {
   if (handover_) handover_->Stop();
   control_.RequestStop();
   for (std::thread& t : threads_) t.join();
+  if (registry_) registry_->Stop();
   if (handover_) handover_->Finish();
   if (metrics_) metrics_->Stop();
   std::fputs(stats_.Format().c_str(), stderr);

@@ -82,6 +82,35 @@ std::string PrometheusText(const StatsRegistry& stats) {
     StrAppend(&out, "socketbox_backend_delivered_total{backend=\"", EscapeLabelValue(path), "\"} ",
               delivered, "\n");
   }
+  if (std::optional<KernelDispatchCounts> k = stats.KernelCounts()) {
+    Header(&out, "socketbox_kernel_steered_total",
+           "Connections the kernel put straight into a backend's listener, per backend.");
+    for (const auto& b : k->backends) {
+      StrAppend(&out, "socketbox_kernel_steered_total{backend=\"", EscapeLabelValue(b.path), "\"} ",
+                b.steered, "\n");
+    }
+    Header(&out, "socketbox_kernel_passed_total",
+           "Connections the kernel program left to the ordinary lookup, by reason.");
+    const char* const reasons[] = {"not_ours", "to_engine", "no_listener", "assign_failed"};
+    for (int r = 0; r < 4; ++r) {
+      StrAppend(&out, "socketbox_kernel_passed_total{reason=\"", reasons[r], "\"} ", k->program[r],
+                "\n");
+    }
+    Header(&out, "socketbox_kernel_guarded_total",
+           "Connections refused for reaching a steering listener's own port.");
+    StrAppend(&out, "socketbox_kernel_guarded_total ", k->program[SBX_COUNT_GUARDED], "\n");
+    Header(&out, "socketbox_kernel_listeners_granted_total", "Listeners handed to receivers.");
+    StrAppend(&out, "socketbox_kernel_listeners_granted_total ", k->granted, "\n");
+    Header(&out, "socketbox_kernel_requests_refused_total",
+           "Listener requests refused (not a backend's socket, or malformed).");
+    StrAppend(&out, "socketbox_kernel_requests_refused_total ", k->refused, "\n");
+    Header(&out, "socketbox_kernel_reclaimed_total",
+           "Connections queued in an unattended listener that the engine sent on itself.");
+    StrAppend(&out, "socketbox_kernel_reclaimed_total ", k->reclaimed, "\n");
+    Header(&out, "socketbox_kernel_reclaim_failed_total",
+           "Connections queued in an unattended listener that could not be sent on (closed).");
+    StrAppend(&out, "socketbox_kernel_reclaim_failed_total ", k->reclaim_failed, "\n");
+  }
   Header(&out, "socketbox_config_reloads_total",
          "Configuration reloads (SIGHUP) that took effect.");
   StrAppend(&out, "socketbox_config_reloads_total ", Load(stats.reloads), "\n");

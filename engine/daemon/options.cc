@@ -29,6 +29,8 @@ enum LongOnly {
   kBatchWait,
   kFdsPerMessage,
   kHandover,
+  kKernelDispatch,
+  kListenerSocket,
 };
 
 const option kLongOptions[] = {
@@ -63,6 +65,8 @@ const option kLongOptions[] = {
     {"exact-listeners", required_argument, nullptr, kExactListeners},
     {"metrics-listen", required_argument, nullptr, kMetricsListen},
     {"handover", required_argument, nullptr, kHandover},
+    {"kernel-dispatch", required_argument, nullptr, kKernelDispatch},
+    {"listener-socket", required_argument, nullptr, kListenerSocket},
     {"check-config", no_argument, nullptr, kCheckConfig},
     {"test-route", no_argument, nullptr, kTestRoute},
     {"help", no_argument, nullptr, kHelp},
@@ -270,6 +274,23 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       }
       o->handover_path = arg;
       return absl::OkStatus();
+    case kKernelDispatch:
+      if (std::string_view(arg) == "on") {
+        o->kernel_dispatch = KernelDispatchMode::kOn;
+      } else if (std::string_view(arg) == "off") {
+        o->kernel_dispatch = KernelDispatchMode::kOff;
+      } else if (std::string_view(arg) == "auto") {
+        o->kernel_dispatch = KernelDispatchMode::kAuto;
+      } else {
+        return Bad("--kernel-dispatch", arg, "expected on, off or auto");
+      }
+      return absl::OkStatus();
+    case kListenerSocket:
+      if (arg[0] == '\0' || std::string_view(arg).size() > 100) {
+        return Bad("--listener-socket", arg, "expected a Unix socket path of 1 to 100 bytes");
+      }
+      o->listener_socket = arg;
+      return absl::OkStatus();
     case kThreads: {
       auto n = ParseNumber("--threads", arg, 1, 256);
       if (!n.ok()) return n.status();
@@ -434,6 +455,13 @@ Options of this implementation:
                                HTTP (GET /metrics), e.g. [::1]:9100
       --handover PATH          serve PATH for a successor; if a daemon serves PATH
                                already, take its listeners (upgrade without loss)
+      --kernel-dispatch on|off|auto
+                               the kernel puts connections for a backend whose
+                               receiver took its listener straight into it (eBPF
+                               sk_lookup; auto: where the kernel and privileges
+                               allow; docs/kernel-dispatch.md)
+      --listener-socket PATH   where receivers ask for their listeners
+                               (/run/socketbox/listeners.sock)
       --check-config, --test-route, --help, --version
   socketbox --upgrade PATH     start a successor of the daemon serving PATH, with
                                its command line, detached (what the package runs)

@@ -14,11 +14,13 @@
 
 #include "absl/status/statusor.h"
 #include "engine/core/address.h"
+#include "engine/core/listener_request.h"
 
 namespace sbx {
 
 enum class RunMode { kDaemon, kCheckConfig, kTestRoute, kHelp, kVersion };
 enum class IoMode { kUring, kSync };
+enum class KernelDispatchMode { kAuto, kOn, kOff };
 
 struct Options {
   RunMode mode = RunMode::kDaemon;
@@ -73,6 +75,9 @@ struct Options {
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
   std::optional<std::string> handover_path;     // --handover (handover.h)
+  // --kernel-dispatch, --listener-socket (docs/kernel-dispatch.md).
+  KernelDispatchMode kernel_dispatch = KernelDispatchMode::kAuto;
+  std::string listener_socket = kDefaultListenerSocket;
 
   // Things accepted but worth a line on stderr (e.g. ignored extra words).
   std::vector<std::string> warnings;

@@ -104,6 +104,22 @@ std::string StatsRegistry::Format() const {
   for (const auto& [path, delivered] : BackendDeliveries()) {
     StrAppend(&out, "stats backend ", path, " delivered=", delivered, "\n");
   }
+  if (std::optional<KernelDispatchCounts> k = KernelCounts()) {
+    uint64_t steered = 0;
+    for (const auto& b : k->backends) steered += b.steered;
+    StrAppend(&out, "stats kernel steered=", steered,
+              " passed.not_ours=", k->program[SBX_COUNT_NOT_OURS],
+              " passed.to_engine=", k->program[SBX_COUNT_TO_ENGINE],
+              " passed.no_listener=", k->program[SBX_COUNT_NO_LISTENER],
+              " passed.assign_failed=", k->program[SBX_COUNT_ASSIGN_FAILED],
+              " refused.guarded=", k->program[SBX_COUNT_GUARDED], " listeners.granted=", k->granted,
+              " requests.refused=", k->refused, " reclaimed=", k->reclaimed,
+              " reclaim_failed=", k->reclaim_failed, "\n");
+    for (const auto& b : k->backends) {
+      StrAppend(&out, "stats backend ", b.path, " steered=", b.steered,
+                b.attended ? " listener=taken" : " listener=unattended", "\n");
+    }
+  }
   return out;
 }
 

@@ -9,12 +9,16 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "engine/kernel/listener_registry.h"
 
 namespace sbx {
 
@@ -78,6 +82,16 @@ class StatsRegistry {
   // (configured path, delivered) for every backend seen so far, by path.
   std::vector<std::pair<std::string, uint64_t>> BackendDeliveries() const;
 
+  // Kernel dispatch's counters (kept in the kernel's maps), read when the
+  // counters are printed or scraped. Set once, before the workers start.
+  void SetKernelCounts(std::function<KernelDispatchCounts()> source) {
+    kernel_counts_ = std::move(source);
+  }
+  std::optional<KernelDispatchCounts> KernelCounts() const {
+    if (!kernel_counts_) return std::nullopt;
+    return kernel_counts_();
+  }
+
   // SIGHUP reloads, written by the main thread.
   Counter reloads{0};
   Counter reload_failures{0};
@@ -86,6 +100,7 @@ class StatsRegistry {
   std::vector<std::unique_ptr<WorkerStats>> workers_;
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Counter>, std::less<>> backends_;
+  std::function<KernelDispatchCounts()> kernel_counts_;
 };
 
 }  // namespace sbx

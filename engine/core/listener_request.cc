@@ -1,0 +1,150 @@
+#include "engine/core/listener_request.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/core/unix_address.h"
+
+namespace sbx {
+namespace {
+
+constexpr unsigned char kMagic[4] = {'S', 'B', 'X', 'R'};
+constexpr uint8_t kVersion = 1;
+
+void EncodeHeader(uint8_t kind, unsigned char out[kListenerMessageBytes]) {
+  std::memset(out, 0, kListenerMessageBytes);
+  std::memcpy(out, kMagic, sizeof kMagic);
+  out[4] = kind;
+  out[5] = kVersion;
+}
+
+bool HeaderIs(const unsigned char* data, uint8_t kind) {
+  return std::memcmp(data, kMagic, sizeof kMagic) == 0 && data[4] == kind && data[5] == kVersion &&
+         data[6] == 0 && data[7] == 0 && data[12] == 0 && data[13] == 0 && data[14] == 0 &&
+         data[15] == 0;
+}
+
+}  // namespace
+
+void EncodeListenerRequest(unsigned char out[kListenerMessageBytes]) {
+  EncodeHeader(kListenerRequestKind, out);
+}
+
+bool IsListenerRequest(const unsigned char* data, size_t len) {
+  if (len < kListenerMessageBytes || !HeaderIs(data, kListenerRequestKind)) return false;
+  return data[8] == 0 && data[9] == 0 && data[10] == 0 && data[11] == 0;
+}
+
+void EncodeListenerAnswer(uint32_t status, unsigned char out[kListenerMessageBytes]) {
+  EncodeHeader(kListenerAnswerKind, out);
+  out[8] = static_cast<unsigned char>(status >> 24);
+  out[9] = static_cast<unsigned char>(status >> 16);
+  out[10] = static_cast<unsigned char>(status >> 8);
+  out[11] = static_cast<unsigned char>(status);
+}
+
+bool DecodeListenerAnswer(const unsigned char* data, size_t len, uint32_t* status) {
+  if (len != kListenerMessageBytes || !HeaderIs(data, kListenerAnswerKind)) return false;
+  *status = static_cast<uint32_t>(data[8]) << 24 | static_cast<uint32_t>(data[9]) << 16 |
+            static_cast<uint32_t>(data[10]) << 8 | data[11];
+  return true;
+}
+
+const char* ListenerSocketPath() {
+  const char* env = std::getenv(kListenerSocketEnv);
+  return env != nullptr && env[0] != '\0' ? env : kDefaultListenerSocket;
+}
+
+SysResult<TakenListener> RequestListener(int receiving_socket, const char* engine_path,
+                                         const char* path_hint, int timeout_ms) {
+  SysResult<UnixAddress> engine = MakeUnixAddress(engine_path);
+  if (!engine.ok()) return SysResult<TakenListener>::Error(engine.error());
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return SysResult<TakenListener>::FromErrno();
+  }
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  UniqueFd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sender) return SysResult<TakenListener>::FromErrno();
+
+  unsigned char request[kListenerMessageBytes + sizeof(sockaddr_un::sun_path)];
+  EncodeListenerRequest(request);
+  size_t len = kListenerMessageBytes;
+  if (path_hint != nullptr) {
+    const size_t hint = std::min(std::strlen(path_hint), sizeof(sockaddr_un::sun_path));
+    std::memcpy(request + len, path_hint, hint);
+    len += hint;
+  }
+  iovec iov{request, len};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(2 * sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_name = const_cast<sockaddr_un*>(&engine->addr);
+  msg.msg_namelen = engine->len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+  const int fds[2] = {receiving_socket, theirs.get()};
+  std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+  if (::sendmsg(sender.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    return SysResult<TakenListener>::FromErrno();
+  }
+  theirs.Reset();  // the engine holds it now: its closing is the engine's answer too
+
+  pollfd p{ours.get(), POLLIN, 0};
+  const int ready = ::poll(&p, 1, timeout_ms);
+  if (ready < 0) return SysResult<TakenListener>::FromErrno();
+  if (ready == 0) return SysResult<TakenListener>::Error(ETIMEDOUT);
+
+  unsigned char answer[kListenerMessageBytes + 1];
+  iovec in{answer, sizeof answer};
+  alignas(cmsghdr) unsigned char in_control[CMSG_SPACE(sizeof(int))]{};
+  msghdr reply{};
+  reply.msg_iov = &in;
+  reply.msg_iovlen = 1;
+  reply.msg_control = in_control;
+  reply.msg_controllen = sizeof in_control;
+  const ssize_t n = ::recvmsg(ours.get(), &reply, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n < 0) return SysResult<TakenListener>::FromErrno();
+  UniqueFd listener;
+  for (cmsghdr* h = CMSG_FIRSTHDR(&reply); h != nullptr; h = CMSG_NXTHDR(&reply, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+      if (!listener) {
+        listener.Reset(fd);
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+  uint32_t status = 0;
+  if (n == 0) return SysResult<TakenListener>::Error(ECONNRESET);  // the engine hung up
+  if (!DecodeListenerAnswer(answer, static_cast<size_t>(n), &status) ||
+      (reply.msg_flags & MSG_CTRUNC) != 0) {
+    return SysResult<TakenListener>::Error(EPROTO);
+  }
+  if (status != 0) return SysResult<TakenListener>::Error(static_cast<int>(status));
+  int type = 0, listening = 0;
+  socklen_t type_len = sizeof type, listening_len = sizeof listening;
+  if (!listener || ::getsockopt(listener.get(), SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 ||
+      ::getsockopt(listener.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &listening_len) != 0 ||
+      type != SOCK_STREAM || listening == 0) {
+    return SysResult<TakenListener>::Error(EPROTO);
+  }
+  return TakenListener{std::move(listener), std::move(ours)};
+}
+
+}  // namespace sbx

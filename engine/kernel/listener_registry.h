@@ -1,0 +1,126 @@
+// Kernel dispatch, the engine's side of the listeners: one TCP listening
+// socket per backend path, created when a receiver first asks for it, handed
+// to every receiver that proves it holds the backend's socket, and kept by
+// the engine for its whole life, so that what is queued in it survives a
+// backend's crash or restart (the restarted receiver gets the same listener).
+//
+// One thread serves the listener socket (listener_request.h says the wire
+// format) and watches each receiver's channel. When the last channel of a
+// listener closes, the listener stays in the kernel's map for
+// --dispatch-timeout: a receiver that comes back in time finds its queue
+// intact. After that the engine takes it out of the map (new connections go
+// to the engine's own listeners and the io_uring path again) and accepts what
+// is queued itself, sending each connection to the backend's path the
+// classic way ("reclaimed"), or closing and counting it if that fails.
+//
+// A steering listener is bound to [::]:P (one socket that takes IPv4 and
+// IPv6); the program refuses any connection to port P that it did not steer
+// (SteeringProgram::GuardPort), so the listener is reachable only through the
+// steering.
+#ifndef SBX_ENGINE_KERNEL_LISTENER_REGISTRY_H_
+#define SBX_ENGINE_KERNEL_LISTENER_REGISTRY_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/core/route_table.h"
+#include "engine/kernel/steering_program.h"
+#include "engine/sys/unique_fd.h"
+
+namespace sbx {
+
+struct ListenerRegistryConfig {
+  std::string socket_path;  // --listener-socket
+  int dispatch_timeout_ms = 2000;
+  int backlog = 4096;
+  bool substitute = false;  // -U
+};
+
+// What the kernel path did, for the stats line and Prometheus.
+struct KernelDispatchCounts {
+  struct Backend {
+    std::string path;
+    uint64_t steered = 0;
+    bool attended = false;  // a receiver holds the listener now
+  };
+  std::vector<Backend> backends;
+  std::array<uint64_t, SBX_COUNT_MAX> program{};  // steering_abi.h's sbx_steer_counter
+  uint64_t granted = 0;                           // listeners handed to receivers
+  uint64_t refused = 0;         // requests refused (not a backend's socket, garbage)
+  uint64_t reclaimed = 0;       // queued connections the engine sent the classic way
+  uint64_t reclaim_failed = 0;  // ... and those it had to close
+};
+
+class ListenerRegistry {
+ public:
+  // Binds the listener socket at config.socket_path (mode 0666: who may
+  // take what is decided by the sockets a request carries, not by who can
+  // reach the path). A stale socket file there is replaced; a live one
+  // (another daemon answers) is an error.
+  static absl::StatusOr<std::unique_ptr<ListenerRegistry>> Open(SteeringProgram* program,
+                                                                ListenerRegistryConfig config);
+  ~ListenerRegistry();
+
+  // The configuration to steer by (start-up and each reload): listener
+  // slots for its paths, then the program's maps, swapped in one update.
+  // Returns the lines for the log: paths the kernel cannot steer, and why.
+  absl::StatusOr<std::vector<std::string>> Publish(std::shared_ptr<const RouteTable> table);
+
+  void Start();
+  void Stop();  // joins the thread; listeners stay open until destruction
+
+  KernelDispatchCounts Counts() const;
+  const std::string& socket_path() const { return config_.socket_path; }
+
+ private:
+  struct Slot {
+    uint32_t index = 0;
+    std::string path;
+    UniqueFd listener;  // invalid until a receiver first asks
+    std::vector<UniqueFd> channels;
+    std::optional<std::chrono::steady_clock::time_point> unattended_since;
+    bool in_map = false;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  ListenerRegistry(SteeringProgram* program, ListenerRegistryConfig config, UniqueFd socket);
+  void Run();
+  void ServeRequests();
+  void Answer(int channel, uint32_t status, int listener_fd);
+  // The slot whose path the socket `fd` is bound at, by kernel identity
+  // (`hint` first): nullptr when none.
+  Slot* FindOwner(int fd, const std::string& hint);
+  absl::Status EnsureListener(Slot* slot);
+  void WatchChannels(const std::vector<int>& hung_up);
+  void ExpireUnattended(Clock::time_point now);
+  void Reclaim(Slot* slot);
+
+  SteeringProgram* const program_;
+  const ListenerRegistryConfig config_;
+  UniqueFd socket_;
+  UniqueFd wake_;  // eventfd: Stop
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const RouteTable> table_;
+  std::map<std::string, Slot, std::less<>> slots_;  // by path
+  uint32_t next_slot_ = 0;
+  std::atomic<uint64_t> granted_{0}, refused_{0}, reclaimed_{0}, reclaim_failed_{0};
+};
+
+}  // namespace sbx
+
+#endif  // SBX_ENGINE_KERNEL_LISTENER_REGISTRY_H_

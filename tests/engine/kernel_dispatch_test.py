@@ -1,0 +1,307 @@
+"""Kernel dispatch (docs/kernel-dispatch.md): the steering program puts each
+connection for a backend whose receiver took its listener straight into
+that listener; everything else takes the engine's io_uring path as before.
+
+The engine runs in the topology's server namespace; the receivers run in this
+test's own process, so every receiver here is in another network namespace
+than the engine (they meet through the filesystem only)."""
+import os
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
+from listener_channel import request_listener
+
+A = "2001:db8:1::"
+A4 = "198.51.100."
+
+
+def norm(host):
+    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
+
+
+def kernel_stats(engine):
+    """The 'stats kernel' line and the per-backend steered counts."""
+    with engine.lock:
+        start = len(engine.lines)
+    engine.proc.send_signal(__import__("signal").SIGUSR1)
+    sbxtest.wait_for(lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
+                     timeout=5, what="kernel stats")
+    out = {}
+    with engine.lock:
+        lines = engine.lines[start:]
+    for line in lines:
+        if line.startswith("stats kernel"):
+            out.update({k: int(v) for k, v in (w.split("=") for w in line.split()[2:])})
+        if line.startswith("stats backend ") and " steered=" in line:
+            words = line.split()
+            out["steered:" + words[2]] = int(words[3].split("=")[1])
+    return out
+
+
+class ListenerBackend(Backend):
+    """A receiver that asks for its listener and then serves both: the
+    connections the kernel steers into the listener (greeted with its name)
+    and those that still come over its datagram socket."""
+
+    def __init__(self, path, name):
+        super().__init__(path, name)
+        self.via_listener = []
+        self.status = None
+        self.listener = self.channel = None
+
+    def take(self, engine_socket):
+        self.status, self.listener, self.channel = request_listener(self.sock, engine_socket, self.path)
+        if self.listener is not None:
+            self.accepter = threading.Thread(target=self._accept, args=(self.listener,), daemon=True)
+            self.accepter.start()
+
+    def _accept(self, listener):
+        listener.settimeout(0.2)
+        while not self.stopped:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.via_listener.append((conn.getsockname()[:2], conn.getpeername()[:2]))
+            try:
+                conn.sendall(self.name)
+            except OSError:
+                pass
+            conn.close()
+
+    def drop_listener(self):
+        """As a crash would: the listener and channel closed, nothing accepted."""
+        for s in (self.listener, self.channel):
+            if s is not None:
+                s.close()
+        self.listener = self.channel = None
+
+    def close(self, unlink=True, graceful=False):
+        self.drop_listener()
+        super().close(unlink=unlink, graceful=graceful)
+
+
+def kernel_dispatch_available():
+    """None when this machine can run the steering program, else why not."""
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        with open("/proc/sys/kernel/unprivileged_bpf_disabled"):
+            pass
+    except OSError:
+        return "no BPF on this kernel"
+    return None
+
+
+class KernelDispatchTest(TopologyTest):
+    def setUp(self):
+        super().setUp()
+        self.engine_socket = self.topo.path("listeners.sock")
+
+    def listener_backend(self, name, take=False):
+        b = ListenerBackend(self.topo.path(name + ".sock"), name)
+        self.backends.append(b)
+        return b
+
+    def engine(self, conf, *extra):
+        return Engine(["-f", conf, "-l", "::", "-p", "80", "--threads", "1", "--kernel-dispatch", "on",
+                       "--listener-socket", self.engine_socket, *extra], ns=self.topo.server)
+
+    def two_backends_config(self, web, other):
+        return write(self.topo.path("socketbox.conf"), f"""max-rules:1
+max-maps:1
+rule-set:0 size:3
+ip:{A}0/112 port:80 jump-unix:{web.path}
+ip:{A}1:0:0:0/80 jump-map:0
+default jump-unix:{other.path}
+map-set:0 size:2 match-lip:128
+ip:{A}1:0:0:7 jump-unix:{web.path}
+ip:{A}1:0:0:8 fail
+""")
+
+    def test_steered_connections_skip_the_engine(self):
+        web = self.listener_backend("web", take=False)
+        other = self.backend("other")  # never asks: the classic path
+        eng = self.engine(self.two_backends_config(web, other))
+        self.assertIn("kernel dispatch on", eng.output())
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        cases = [(f"{A}5", b"web"), (f"{A}1:0:0:7", b"web"), (f"{A}1:0:0:8", b""),
+                 (f"{A}99:1", b"other"), (f"{A4}9", b"other")]
+        for host, want in cases * 5:
+            self.assertEqual(fetch(self.topo.client, host, 80), want, host)
+        # The kernel saw the real destination: what the backend reads locally.
+        locals_seen = {(norm(h), p) for (h, p), _ in web.via_listener}
+        self.assertIn((norm(f"{A}5"), 80), locals_seen)
+        self.assertIn((norm(f"{A}1:0:0:7"), 80), locals_seen)
+        self.assertEqual(len(web.via_listener), 10)
+        self.assertEqual(web.count(), 0)  # nothing came the old way
+        st, ks = eng.stats(), kernel_stats(eng)
+        self.assertEqual(ks["steered"], 10)
+        self.assertEqual(ks[f"steered:{web.path}"], 10)
+        self.assertEqual(ks["passed.to_engine"], 5)  # fail
+        self.assertEqual(ks["passed.no_listener"], 10)  # other: nobody took its listener
+        # The engine accepted only what it was left: fail (5) and other (10).
+        self.assertEqual(st["accepted"], 15)
+        self.assertEqual(st["dispatched"], 10)
+        self.assertEqual(st["dropped.fail"], 5)
+        self.assertEqual(eng.stop(), 0)
+
+    def test_a_listener_is_reachable_only_through_the_steering(self):
+        web = self.listener_backend("web", take=False)
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other))
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        port = web.listener.getsockname()[1]
+        for host in (f"{A}5", f"{A}99", "2001:db8:ffff::1"):
+            s = sbxtest.socket_in(self.topo.client)
+            s.settimeout(5)
+            with self.assertRaises(ConnectionRefusedError, msg=f"[{host}]:{port}"):
+                s.connect((host, port))
+            s.close()
+        self.assertEqual(kernel_stats(eng)["refused.guarded"], 3)
+        self.assertEqual(web.via_listener, [])
+        eng.stop()
+
+    def test_only_the_holder_of_the_backends_socket_gets_its_listener(self):
+        web = self.listener_backend("web", take=False)
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other))
+        # A socket bound elsewhere, naming web's path as its hint.
+        impostor = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        impostor.bind(self.topo.path("impostor.sock"))
+        status, listener, _ = request_listener(impostor, self.engine_socket, web.path)
+        self.assertEqual((status, listener), (1, None))  # EPERM
+        # An unbound socket, and a stream socket, get the same.
+        for s in (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+                  socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)):
+            status, listener, _ = request_listener(s, self.engine_socket, web.path)
+            self.assertEqual((status, listener), (1, None))
+        # Garbage and a request without fds are dropped without an answer.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as g:
+            g.sendto(b"SBXR\x03\x01" + bytes(10), self.engine_socket)
+            g.sendto(b"x" * 100, self.engine_socket)
+        # The real holder still gets it.
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
+        ks = kernel_stats(eng)
+        self.assertEqual(ks["listeners.granted"], 1)
+        self.assertEqual(ks["requests.refused"], 5)
+        eng.stop()
+
+    def test_a_restarted_receiver_gets_its_queue_back(self):
+        web = self.listener_backend("web", take=False)
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "10000")
+        web.take(self.engine_socket)
+        first = web.listener.getsockname()
+        web.drop_listener()  # crashed: nobody accepts
+        sbxtest.wait_for(lambda: eng.has_line("its receiver is gone"), what="engine saw it")
+        # Connections made meanwhile wait in the listener the engine still holds.
+        results = []
+        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
+                   for _ in range(8)]
+        for c in clients:
+            c.start()
+        time.sleep(0.5)
+        web.take(self.engine_socket)  # the same process restarted its accept loop
+        self.assertEqual(web.status, 0)
+        self.assertEqual(web.listener.getsockname(), first)
+        for c in clients:
+            c.join()
+        self.assertEqual(results, [b"web"] * 8)
+        self.assertEqual(kernel_stats(eng)["reclaimed"], 0)
+        eng.stop()
+
+    def test_an_unattended_listener_goes_back_to_the_engine(self):
+        web = self.listener_backend("web", take=False)
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "1500")
+        web.take(self.engine_socket)
+        web.drop_listener()
+        results = []
+        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
+                   for _ in range(5)]
+        for c in clients:
+            c.start()
+        # Nobody comes back: the engine sends what was queued the classic way,
+        # to web's datagram socket, which still serves.
+        for c in clients:
+            c.join()
+        self.assertEqual(results, [b"web"] * 5)
+        sbxtest.wait_for(lambda: eng.has_line("no receiver came back"), what="reclaim logged")
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")  # the engine's path now
+        ks, st = kernel_stats(eng), eng.stats()
+        self.assertEqual(ks["reclaimed"], 5)
+        self.assertEqual(ks["reclaim_failed"], 0)
+        self.assertEqual(st["dispatched"], 1)
+        self.assertEqual(web.count(), 6)
+        eng.stop()
+
+    def test_reload_swaps_the_kernels_routes(self):
+        web, other = self.listener_backend("web", take=False), self.listener_backend("other", take=False)
+        conf = self.two_backends_config(web, other)
+        eng = self.engine(conf)
+        web.take(self.engine_socket)
+        other.take(self.engine_socket)
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
+        write(conf, f"""max-rules:1
+rule-set:0 size:1
+default jump-unix:{other.path}
+""")
+        eng.proc.send_signal(__import__("signal").SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
+        for _ in range(5):
+            self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"other")
+        self.assertEqual(len(other.via_listener), 5)
+        eng.stop()
+
+    def test_substituted_paths_stay_on_the_engines_path(self):
+        web = self.backend("web")
+        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+rule-set:0 size:1
+default jump-unix:{self.topo.path("b#//P_.sock")}
+""")
+        os.rename(web.path, self.topo.path("b00080.sock"))
+        checked = subprocess.run([SOCKETBOX, "-f", conf, "-U", "--check-config"], capture_output=True, text=True)
+        self.assertEqual(checked.returncode, 0, checked.stderr)
+        self.assertEqual(checked.stdout, "OK\n")
+        self.assertIn("kernel dispatch: leaves", checked.stderr)
+        self.assertIn("-U: the path depends on the connection", checked.stderr)
+        eng = self.engine(conf, "-U")
+        self.assertIn("leaves", eng.output())
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
+        eng.stop()
+
+    def test_without_privileges_on_refuses_and_auto_falls_back(self):
+        web, other = self.backend("web"), self.backend("other")
+        conf = self.two_backends_config(web, other)
+        os.chmod(self.topo.tmp, 0o755)
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all"]
+        base = [SOCKETBOX, "-f", conf, "-l", "::", "-p", "8080", "--threads", "1",
+                "--listener-socket", self.engine_socket]
+        refused = subprocess.run(["ip", "netns", "exec", self.topo.server] + drop + base +
+                                 ["--kernel-dispatch", "on"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("--kernel-dispatch on: load the kernel dispatch program", refused.stderr)
+        eng = Engine(["-f", conf, "-l", "::", "-p", "8080", "--threads", "1",
+                      "--listener-socket", self.engine_socket], ns=self.topo.server, wrapper=drop)
+        self.assertIn("kernel dispatch off (load the kernel dispatch program", eng.output())
+        # The map sends this address to web whatever the port.
+        self.assertEqual(fetch(self.topo.client, f"{A}1:0:0:7", 8080), b"web")
+        eng.stop()
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(KernelDispatchTest,
+                    skip_reason=sbxtest.require_root_and_netns() or kernel_dispatch_available())

@@ -1,0 +1,28 @@
+"""The receiver's side of kernel dispatch, in Python, for the suites: ask the
+engine for a backend's listener (engine/core/listener_request.h)."""
+import socket
+import struct
+
+MAGIC = b"SBXR"
+
+
+def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None):
+    """Sends the request carrying `receiving` (the datagram socket bound at the
+    backend's path; `fds` overrides what is carried) and a fresh channel.
+    Returns (status, listener socket or None, channel socket)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    request = MAGIC + bytes([3, 1]) + bytes(10) + (hint.encode() if hint else b"")
+    carried = fds if fds is not None else [receiving.fileno(), theirs.fileno()]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(carried)}i", *carried))],
+                       0, engine_path)
+    theirs.close()
+    ours.settimeout(timeout)
+    data, fds, _flags, _addr = socket.recv_fds(ours, 64, 4)
+    if len(data) != 16 or data[:4] != MAGIC or data[4] != 4:
+        for fd in fds:
+            socket.close(fd)
+        raise ValueError(f"not a listener answer: {data!r}")
+    status = struct.unpack(">I", data[8:12])[0]
+    listener = socket.socket(fileno=fds[0]) if fds else None
+    return status, listener, ours
