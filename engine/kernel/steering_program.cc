@@ -206,7 +206,7 @@ absl::StatusOr<uint64_t> SteeringProgram::TestRun(const ConnTuple& tuple) const 
   if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.sbx_steer), &opts) != 0) {
     return BpfError(errno, "run the kernel dispatch program (BPF_PROG_TEST_RUN)");
   }
-  if (opts.retval != SK_PASS) return uint64_t{0};
+  if (opts.retval != SK_PASS) return kRefused;
   return static_cast<uint64_t>(ctx.cookie);
 }
 

@@ -60,7 +60,9 @@ class SteeringProgram {
   std::array<uint64_t, SBX_COUNT_MAX> Counters() const;
 
   // Runs the program once on a connection to `tuple` (BPF_PROG_TEST_RUN):
-  // the cookie of the listener it picked, or 0 when it passed. For tests.
+  // the cookie of the listener it picked, 0 when it passed the connection
+  // on, kRefused when it refused it. For tests.
+  static constexpr uint64_t kRefused = ~uint64_t{0};
   absl::StatusOr<uint64_t> TestRun(const ConnTuple& tuple) const;
 
  private:

@@ -7,6 +7,7 @@ SBX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SBX_PACKAGES=(
   g++ meson ninja-build pkg-config            # the build
   liburing-dev libabsl-dev                    # io_uring, abseil
+  libbpf-dev bpftool linux-libc-dev           # kernel dispatch: libbpf, the skeleton, <linux/bpf.h>
   libgtest-dev libgmock-dev libbenchmark-dev  # tests, microbenchmarks
   python3                                     # test summary, helpers
   iproute2 nftables procps strace             # network namespaces, TPROXY, checks
