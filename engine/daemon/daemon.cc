@@ -75,6 +75,9 @@ int WorkerCount(const Options& o) {
   return n > 1 ? static_cast<int>(std::min<long>(n / 2, 64)) : 1;
 }
 
+// The fd limit under which --kernel-dispatch auto stays off.
+constexpr uint64_t kKernelDispatchMinFds = 1024;
+
 // The daemon's three phases, each one method: StartUp (configuration,
 // sockets, daemonizing and privileges, in the original's order, fixing its
 // faults), StartWorkers, and SignalLoop (until SIGTERM/SIGINT or a worker's
@@ -239,6 +242,14 @@ absl::Status Daemon::SetUpKernelDispatch() {
           "--kernel-dispatch on needs a configuration file (not -S, -i, -P or -e)");
     }
     kernel_dispatch_ = "off (no configuration file)";
+    return absl::OkStatus();
+  }
+  // The program's maps, its link, the listener socket and each listener
+  // hold fds for the daemon's life: under a tiny fd limit `auto` leaves
+  // them to the connections (tests/engine/pressure_test.py runs at 40).
+  if (!required && fd_limit_.now < kKernelDispatchMinFds) {
+    kernel_dispatch_ = StrCat("off (fd limit ", fd_limit_.now, " is below ",
+                              kKernelDispatchMinFds, "; --kernel-dispatch on uses it anyway)");
     return absl::OkStatus();
   }
   absl::Status s = StartKernelDispatch();
