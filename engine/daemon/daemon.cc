@@ -248,8 +248,8 @@ absl::Status Daemon::SetUpKernelDispatch() {
   // hold fds for the daemon's life: under a tiny fd limit `auto` leaves
   // them to the connections (tests/engine/pressure_test.py runs at 40).
   if (!required && fd_limit_.now < kKernelDispatchMinFds) {
-    kernel_dispatch_ = StrCat("off (fd limit ", fd_limit_.now, " is below ",
-                              kKernelDispatchMinFds, "; --kernel-dispatch on uses it anyway)");
+    kernel_dispatch_ = StrCat("off (fd limit ", fd_limit_.now, " is below ", kKernelDispatchMinFds,
+                              "; --kernel-dispatch on uses it anyway)");
     return absl::OkStatus();
   }
   absl::Status s = StartKernelDispatch();
@@ -284,7 +284,10 @@ absl::Status Daemon::StartKernelDispatch() {
   config.dispatch_timeout_ms = o_.dispatch_timeout_ms;
   config.backlog = o_.backlog;
   config.substitute = o_.substitute;
-  auto opened = ListenerRegistry::Open(steering_.get(), std::move(config));
+  auto opened =
+      taken_ && taken_->kernel
+          ? ListenerRegistry::Adopt(steering_.get(), std::move(config), std::move(*taken_->kernel))
+          : ListenerRegistry::Open(steering_.get(), std::move(config));
   if (!opened.ok()) return opened.status();
   registry_ = std::move(*opened);
   auto notes = registry_->Publish(table_);
@@ -362,7 +365,7 @@ void Daemon::StartWorkers() {
   NotifySystemd("READY=1");
   if (handover_) {
     HandoverOffer offer{listeners_.all_fds, metrics_ ? metrics_->listener_fd() : -1, start_dir_,
-                        upgrading_ ? taken_->argv : std::vector<std::string>{}};
+                        upgrading_ ? taken_->argv : std::vector<std::string>{}, registry_.get()};
     // A successor took over: stop as on SIGTERM (the signal loop).
     handover_->Start(std::move(offer), [](pid_t) { ::kill(::getpid(), SIGTERM); });
   }

@@ -139,6 +139,54 @@ std::vector<std::string> OwnCommandLine() {
   return argv;
 }
 
+// Kernel dispatch's part of an offer: the listener socket, then each
+// backend's listener with the channels of its receivers.
+absl::Status ReceiveKernelListeners(int fd, unsigned count, HandoverReceived* got,
+                                    const std::string& from, const std::string& path) {
+  std::string data;
+  std::vector<UniqueFd> fds;
+  if (int err = ReceiveMessage(fd, &data, &fds); err != 0) {
+    return Errno(err, StrCat("receive the kernel dispatch socket", from), path);
+  }
+  if (data != "KERNEL" || fds.size() != 1) {
+    return absl::DataLossError(StrCat("--handover ", path, ": malformed kernel message", from));
+  }
+  AdoptedListeners& kernel = got->kernel.emplace();
+  kernel.socket = std::move(fds[0]);
+  for (unsigned i = 0; i < count; ++i) {
+    fds.clear();
+    if (int err = ReceiveMessage(fd, &data, &fds); err != 0) {
+      return Errno(err, StrCat("receive a kernel dispatch listener", from), path);
+    }
+    constexpr std::string_view kTag = "KLISTENER ";
+    if (data.rfind(kTag, 0) != 0 || data.size() == kTag.size() || fds.empty()) {
+      return absl::DataLossError(
+          StrCat("--handover ", path, ": malformed kernel listener message", from));
+    }
+    AdoptedListeners::Listener& l = kernel.listeners.emplace_back();
+    l.path = data.substr(kTag.size());
+    l.listener = std::move(fds[0]);
+    for (size_t c = 1; c < fds.size(); ++c) l.channels.push_back(std::move(fds[c]));
+  }
+  return absl::OkStatus();
+}
+
+// Sends kernel dispatch's part of an offer (see ReceiveKernelListeners).
+int SendKernelListeners(int conn, const ListenerHandover& kernel) {
+  int err = SendMessage(conn, "KERNEL", &kernel.socket, 1);
+  for (size_t i = 0; err == 0 && i < kernel.listeners.size(); ++i) {
+    const ListenerHandover::Listener& l = kernel.listeners[i];
+    std::vector<int> fds = {l.listener};
+    // More receivers than one message carries lose their channel: the
+    // successor then sees fewer holders, never a wrong one.
+    for (size_t c = 0; c < l.channels.size() && fds.size() < kMaxFdsPerMessage; ++c) {
+      fds.push_back(l.channels[c]);
+    }
+    err = SendMessage(conn, StrCat("KLISTENER ", l.path), fds.data(), fds.size());
+  }
+  return err;
+}
+
 }  // namespace
 
 std::string CurrentDirectory() {
@@ -176,9 +224,11 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
     return Errno(err, "receive offer" + from, path);
   std::vector<std::string> parts = SplitNul(data);
   // "OFFER L M": L listeners to follow, M = 1 if a metrics socket is attached.
-  unsigned listeners = 0, metrics = 0;
-  if (parts.size() < 3 || std::sscanf(parts[0].c_str(), "OFFER %u %u", &listeners, &metrics) != 2 ||
-      metrics > 1 || fds.size() != 1 + metrics || listeners == 0 || listeners > 65536) {
+  unsigned listeners = 0, metrics = 0, kernel = 0;
+  if (parts.size() < 3 ||
+      std::sscanf(parts[0].c_str(), "OFFER %u %u %u", &listeners, &metrics, &kernel) < 2 ||
+      metrics > 1 || fds.size() != 1 + metrics || listeners == 0 || listeners > 65536 ||
+      kernel > SBX_STEER_MAX_BACKENDS + 1) {
     return absl::DataLossError(StrCat("--handover ", path, ": malformed offer", from));
   }
   got.log = std::move(fds[0]);
@@ -207,6 +257,10 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
       }
       got.listeners.push_back(std::move(l));
     }
+  }
+  if (kernel > 0) {
+    if (absl::Status s = ReceiveKernelListeners(fd, kernel - 1, &got, from, path); !s.ok())
+      return s;
   }
   return std::optional<HandoverReceived>(std::move(got));
 }
@@ -335,8 +389,13 @@ bool HandoverServer::Serve(int conn) {
                ")"));
     return false;
   }
+  // Kernel dispatch's registry stops serving while the successor sets up
+  // (requests wait in its socket), so that what is offered stays whole.
+  std::optional<ListenerHandover> kernel;
+  if (offer_.kernel != nullptr) kernel = offer_.kernel->Export();
   std::string offer =
       StrCat("OFFER ", offer_.listener_fds.size(), " ", offer_.metrics_fd >= 0 ? 1 : 0);
+  if (kernel) offer += StrCat(" ", kernel->listeners.size() + 1);
   offer.push_back('\0');
   offer += offer_.cwd;
   for (const std::string& arg : offer_.argv) {
@@ -350,8 +409,10 @@ bool HandoverServer::Serve(int conn) {
     const size_t count = std::min(kMaxFdsPerMessage, offer_.listener_fds.size() - sent);
     err = SendMessage(conn, StrCat("FDS ", count), offer_.listener_fds.data() + sent, count);
   }
+  if (err == 0 && kernel) err = SendKernelListeners(conn, *kernel);
   if (err != 0) {
     Log(StrCat(who, ": sending the listeners failed: ", std::strerror(err), "; still serving"));
+    if (offer_.kernel != nullptr) offer_.kernel->Resume();
     return false;
   }
   Log(StrCat(offer_.listener_fds.size(), " listener(s) sent to ", who,
@@ -362,14 +423,19 @@ bool HandoverServer::Serve(int conn) {
   do {
     ready = ::poll(fds, 2, kReadyTimeoutMs);
   } while (ready < 0 && errno == EINTR);
-  if (ready > 0 && fds[0].revents != 0) return false;  // this daemon is stopping anyway
+  if (ready > 0 && fds[0].revents != 0) {  // this daemon is stopping anyway
+    if (offer_.kernel != nullptr) offer_.kernel->Resume();
+    return false;
+  }
   err = ready > 0 ? ReceiveMessage(conn, &data, &ignored) : ETIMEDOUT;
   int pid = 0;
   if (err != 0 || std::sscanf(data.c_str(), "READY %d", &pid) != 1) {
     Log(StrCat(who, " did not take over (", err != 0 ? std::strerror(err) : "unknown message",
                "); still serving"));
+    if (offer_.kernel != nullptr) offer_.kernel->Resume();
     return false;
   }
+  if (offer_.kernel != nullptr) offer_.kernel->HandedOver();
   listener_.Reset();  // one successor only
   Log(StrCat("successor pid ", pid,
              " takes over: no longer accepting; serving what was accepted, then exiting"));

@@ -17,6 +17,9 @@
 //   -> "REQUEST"
 //   <- "OFFER L M\0CWD\0ARG0\0ARG1..."  + SCM_RIGHTS [stderr, metrics if M=1]
 //   <- "FDS N" + SCM_RIGHTS [N listeners], until L listeners are sent
+//   <- with K in the offer ("OFFER L M K": kernel dispatch on):
+//      "KERNEL" + SCM_RIGHTS [the listener socket], then K - 1 times
+//      "KLISTENER PATH" + SCM_RIGHTS [a backend's listener, its channels]
 //   -> "READY PID"       (set up; the old daemon may stop)
 //   <- "STOPPED"         (the old daemon's workers have stopped)
 // Only then does the successor start its workers: an io_uring accept
@@ -39,6 +42,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/kernel/listener_registry.h"
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {
@@ -52,6 +56,7 @@ struct HandoverReceived {
   UniqueFd log;      // the old daemon's standard error
   std::string cwd;
   std::vector<std::string> argv;
+  std::optional<AdoptedListeners> kernel;  // kernel dispatch's listeners
 };
 
 // The working directory, for a successor (taken before -d changes it).
@@ -73,6 +78,9 @@ struct HandoverOffer {
   int metrics_fd = -1;
   std::string cwd;
   std::vector<std::string> argv;
+  // Kernel dispatch (may be null): stops the registry and lists what it
+  // holds, then says whether the successor took over (false: serve again).
+  ListenerRegistry* kernel = nullptr;
 };
 
 // The old daemon's side: a thread serving PATH. Bound while privileged

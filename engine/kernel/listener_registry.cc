@@ -96,9 +96,52 @@ ListenerRegistry::ListenerRegistry(SteeringProgram* program, ListenerRegistryCon
       socket_(std::move(socket)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
+absl::StatusOr<std::unique_ptr<ListenerRegistry>> ListenerRegistry::Adopt(
+    SteeringProgram* program, ListenerRegistryConfig config, AdoptedListeners adopted) {
+  std::unique_ptr<ListenerRegistry> registry(
+      new ListenerRegistry(program, std::move(config), std::move(adopted.socket)));
+  for (AdoptedListeners::Listener& l : adopted.listeners) {
+    if (registry->next_slot_ >= SBX_STEER_MAX_BACKENDS) break;
+    sockaddr_in6 bound{};
+    socklen_t len = sizeof bound;
+    if (::getsockname(l.listener.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0) continue;
+    Slot& slot = registry->slots_[l.path];
+    slot.index = registry->next_slot_++;
+    slot.path = l.path;
+    if (absl::Status s = program->GuardPort(ntohs(bound.sin6_port)); !s.ok()) return s;
+    if (absl::Status s = program->SetListener(slot.index, l.listener.get()); !s.ok()) return s;
+    slot.listener = std::move(l.listener);
+    slot.in_map = true;
+    slot.channels = std::move(l.channels);
+    if (slot.channels.empty()) slot.unattended_since = Clock::now();
+  }
+  return registry;
+}
+
 ListenerRegistry::~ListenerRegistry() {
   Stop();
-  ::unlink(config_.socket_path.c_str());
+  if (!handed_over_) ::unlink(config_.socket_path.c_str());
+}
+
+ListenerHandover ListenerRegistry::Export() {
+  Stop();
+  ListenerHandover out;
+  out.socket = socket_.get();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [path, slot] : slots_) {
+    if (!slot.listener) continue;
+    ListenerHandover::Listener& l = out.listeners.emplace_back();
+    l.path = path;
+    l.listener = slot.listener.get();
+    for (const UniqueFd& c : slot.channels) l.channels.push_back(c.get());
+  }
+  return out;
+}
+
+void ListenerRegistry::Resume() {
+  if (thread_.joinable()) return;
+  stop_.store(false);
+  Start();
 }
 
 absl::StatusOr<std::vector<std::string>> ListenerRegistry::Publish(
@@ -182,6 +225,10 @@ void ListenerRegistry::Run() {
       return;
     }
     if (stop_.load()) break;
+    if (fds[0].revents != 0) {
+      uint64_t drained;
+      (void)!::read(wake_.get(), &drained, sizeof drained);
+    }
     std::vector<int> hung_up;
     const size_t channels_end = fds.size() - reclaiming.size();
     for (size_t i = 2; i < channels_end; ++i) {
@@ -264,10 +311,10 @@ void ListenerRegistry::ServeRequests() {
       }
       slot->in_map = true;
     }
+    ++granted_;  // before the answer: a receiver that has it sees it counted
     Answer(channel, 0, slot->listener.get());
     slot->channels.push_back(std::move(fds[1]));
     slot->unattended_since.reset();
-    ++granted_;
   }
 }
 

@@ -63,6 +63,29 @@ struct KernelDispatchCounts {
   uint64_t reclaim_failed = 0;  // ... and those it had to close
 };
 
+// A registry's state as it crosses an upgrade (--handover): the listener
+// socket, and per backend path its listener and the channels of the
+// receivers that hold it. The successor attaches its own program (both run
+// until the old daemon exits; they assign the same sockets).
+struct ListenerHandover {
+  struct Listener {
+    std::string path;
+    int listener = -1;          // borrowed from the old registry
+    std::vector<int> channels;  // borrowed
+  };
+  int socket = -1;  // borrowed
+  std::vector<Listener> listeners;
+};
+struct AdoptedListeners {
+  UniqueFd socket;
+  struct Listener {
+    std::string path;
+    UniqueFd listener;
+    std::vector<UniqueFd> channels;
+  };
+  std::vector<Listener> listeners;
+};
+
 class ListenerRegistry {
  public:
   // Binds the listener socket at config.socket_path (mode 0666: who may
@@ -71,7 +94,20 @@ class ListenerRegistry {
   // (another daemon answers) is an error.
   static absl::StatusOr<std::unique_ptr<ListenerRegistry>> Open(SteeringProgram* program,
                                                                 ListenerRegistryConfig config);
+  // A predecessor's registry, taken over: same socket, same listeners and
+  // queues, same receivers. Listeners with no receiver start their
+  // --dispatch-timeout now.
+  static absl::StatusOr<std::unique_ptr<ListenerRegistry>> Adopt(SteeringProgram* program,
+                                                                 ListenerRegistryConfig config,
+                                                                 AdoptedListeners adopted);
   ~ListenerRegistry();
+
+  // For a successor: stops serving (requests wait in the socket) and lists
+  // what it holds. Resume() serves again if the successor did not take
+  // over; HandedOver() if it did (the socket's path is the successor's now).
+  ListenerHandover Export();
+  void Resume();
+  void HandedOver() { handed_over_ = true; }
 
   // The configuration to steer by (start-up and each reload): listener
   // slots for its paths, then the program's maps, swapped in one update.
@@ -112,6 +148,7 @@ class ListenerRegistry {
   UniqueFd socket_;
   UniqueFd wake_;  // eventfd: Stop
   std::atomic<bool> stop_{false};
+  bool handed_over_ = false;
   std::thread thread_;
 
   mutable std::mutex mu_;

@@ -14,6 +14,7 @@ import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
 from listener_channel import request_listener
+from load_fixture import Load
 
 A = "2001:db8:1::"
 A4 = "198.51.100."
@@ -60,7 +61,10 @@ class ListenerBackend(Backend):
             self.accepter.start()
 
     def _accept(self, listener):
-        listener.settimeout(0.2)
+        try:
+            listener.settimeout(0.2)
+        except OSError:
+            return  # dropped before this thread started
         while not self.stopped:
             try:
                 conn, _ = listener.accept()
@@ -264,6 +268,42 @@ default jump-unix:{other.path}
             self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"other")
         self.assertEqual(len(other.via_listener), 5)
         eng.stop()
+
+    def test_an_upgrade_hands_the_listeners_and_receivers_on(self):
+        web, other = self.listener_backend("web"), self.backend("other")
+        conf = self.two_backends_config(web, other)
+        handover = self.topo.path("handover.sock")
+        old = self.engine(conf, "--handover", handover)
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        load = Load(self.topo.client, f"{A}5", 80)
+        try:
+            sbxtest.wait_for(lambda: load.total() >= 100, timeout=20, what="load")
+            new = self.engine(conf, "--handover", handover)
+            self.assertEqual(old.proc.wait(timeout=20), 0, old.output())
+            self.assertIn("kernel dispatch on", new.output())
+            before = len(web.via_listener)
+            sbxtest.wait_for(lambda: len(web.via_listener) >= before + 100, timeout=20,
+                             what="steering after the old daemon left")
+        finally:
+            load.stop()
+        self.assertEqual(load.failures, [])
+        # Every connection went through the same listener, before, during and
+        # after the upgrade; none took the engine's path.
+        self.assertEqual(load.greetings, {"web": len(web.via_listener)})
+        self.assertEqual(web.count(), 0)
+        ks = kernel_stats(new)
+        self.assertGreater(ks[f"steered:{web.path}"], 0)
+        self.assertEqual(ks["listeners.granted"], 0)  # adopted, not asked for again
+        # The receiver is still known: its listener is attended, not reclaimed.
+        self.assertTrue(any(f"{web.path} steered=" in l and "listener=taken" in l
+                            for l in new.lines), new.output())
+        self.assertEqual(ks["reclaimed"], 0)
+        # The listener socket's path is the new daemon's: a receiver asking now is served.
+        status, listener, _ = request_listener(web.sock, self.engine_socket, web.path)
+        self.assertEqual(status, 0)
+        self.assertEqual(listener.getsockname(), web.listener.getsockname())
+        self.assertEqual(new.stop(), 0)
 
     def test_substituted_paths_stay_on_the_engines_path(self):
         web = self.backend("web")
