@@ -292,10 +292,11 @@ void ListenerRegistry::ServeRequests() {
     const std::string hint(reinterpret_cast<const char*>(data) + kListenerMessageBytes,
                            static_cast<size_t>(n) - kListenerMessageBytes);
     std::lock_guard<std::mutex> lock(mu_);
-    Slot* slot = FindOwner(fds[0].get(), hint);
+    bool throttled = false;
+    Slot* slot = FindOwner(fds[0].get(), hint, &throttled);
     if (slot == nullptr) {
       ++refused_;
-      Answer(channel, EPERM, -1);
+      Answer(channel, throttled ? EAGAIN : EPERM, -1);  // EAGAIN: ask again later
       continue;
     }
     if (absl::Status s = EnsureListener(slot); !s.ok()) {
@@ -313,6 +314,12 @@ void ListenerRegistry::ServeRequests() {
     }
     ++granted_;  // before the answer: a receiver that has it sees it counted
     Answer(channel, 0, slot->listener.get());
+    // A backend that asks again and again must not fill the engine's fd
+    // table: past the bound its oldest channel goes (the listener stays
+    // attended as long as one is open).
+    if (slot->channels.size() >= kMaxChannelsPerListener) {
+      slot->channels.erase(slot->channels.begin());
+    }
     slot->channels.push_back(std::move(fds[1]));
     slot->unattended_since.reset();
   }
@@ -339,7 +346,8 @@ void ListenerRegistry::Answer(int channel, uint32_t status, int listener_fd) {
   (void)::sendmsg(channel, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-ListenerRegistry::Slot* ListenerRegistry::FindOwner(int fd, const std::string& hint) {
+ListenerRegistry::Slot* ListenerRegistry::FindOwner(int fd, const std::string& hint,
+                                                    bool* throttled) {
   if (!table_) return nullptr;
   SysResult<ino_t> inode = SocketInode(fd);
   if (!inode.ok()) return nullptr;
@@ -352,6 +360,16 @@ ListenerRegistry::Slot* ListenerRegistry::FindOwner(int fd, const std::string& h
                                    owns(it->second)) {
     return &it->second;
   }
+  // The hint did not name the socket's path (a container sees it under
+  // another name, or the request is not a backend's): every path is tried,
+  // a connect and a sock_diag query each. Bounded so that a flood of such
+  // requests cannot keep this thread busy: one full scan per interval.
+  const Clock::time_point now = Clock::now();
+  if (now < last_full_scan_ + kFullScanInterval) {
+    *throttled = true;
+    return nullptr;
+  }
+  last_full_scan_ = now;
   for (const std::string& path : paths) {
     auto it = slots_.find(path);
     if (it != slots_.end() && path != hint && owns(it->second)) return &it->second;

@@ -136,8 +136,9 @@ class ListenerRegistry {
   void ServeRequests();
   void Answer(int channel, uint32_t status, int listener_fd);
   // The slot whose path the socket `fd` is bound at, by kernel identity
-  // (`hint` first): nullptr when none.
-  Slot* FindOwner(int fd, const std::string& hint);
+  // (`hint` first): nullptr when none, or when a scan of every path was
+  // due but made too recently (then `throttled`).
+  Slot* FindOwner(int fd, const std::string& hint, bool* throttled);
   absl::Status EnsureListener(Slot* slot);
   void WatchChannels(const std::vector<int>& hung_up);
   void ExpireUnattended(Clock::time_point now);
@@ -155,6 +156,9 @@ class ListenerRegistry {
   std::shared_ptr<const RouteTable> table_;
   std::map<std::string, Slot, std::less<>> slots_;  // by path
   uint32_t next_slot_ = 0;
+  static constexpr size_t kMaxChannelsPerListener = 64;
+  static constexpr std::chrono::milliseconds kFullScanInterval{20};
+  Clock::time_point last_full_scan_{};
   std::atomic<uint64_t> granted_{0}, refused_{0}, reclaimed_{0}, reclaim_failed_{0};
 };
 

@@ -184,11 +184,14 @@ ip:{A}1:0:0:8 fail
         impostor.bind(self.topo.path("impostor.sock"))
         status, listener, _ = request_listener(impostor, self.engine_socket, web.path)
         self.assertEqual((status, listener), (1, None))  # EPERM
-        # An unbound socket, and a stream socket, get the same.
+        # An unbound socket, and a stream socket, are refused too: EPERM, or
+        # EAGAIN when the scan of every path was made a moment ago (a flood
+        # of requests costs the engine one scan per 20 ms).
         for s in (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
                   socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)):
             status, listener, _ = request_listener(s, self.engine_socket, web.path)
-            self.assertEqual((status, listener), (1, None))
+            self.assertIn(status, (1, 11))
+            self.assertIsNone(listener)
         # Garbage and a request without fds are dropped without an answer.
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as g:
             g.sendto(b"SBXR\x03\x01" + bytes(10), self.engine_socket)
