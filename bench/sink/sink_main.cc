@@ -2,7 +2,9 @@
 // (datagram sockets, registrations, TCP listeners), runs the workers, and
 // owns the signals: SIGUSR1 prints the summary, SIGTERM/SIGINT (or the
 // lifetime running out) stop the workers, print the summary and exit 0.
-// Socket files it bound are removed at exit.
+// Socket files it bound are removed at exit. With --take-listener, each
+// datagram socket then asks the engine for its backend's listener (kernel
+// dispatch) and, when given it, the workers accept from it as well.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -23,6 +25,7 @@
 #include "bench/common/fd_limit.h"
 #include "bench/sink/sink_options.h"
 #include "bench/sink/sink_worker.h"
+#include "engine/core/listener_request.h"
 #include "engine/core/registration.h"
 #include "engine/core/unix_address.h"
 #include "engine/sys/unique_fd.h"
@@ -37,6 +40,7 @@ struct Sources {
   std::vector<std::vector<SinkEndpoint>> own;  // listeners, per worker
   std::vector<std::string> bound_paths;        // unlinked at exit
   std::deque<std::atomic<bool>> failed;        // one flag per source
+  size_t listeners_taken = 0;                  // --take-listener: granted
   std::atomic<bool>* NewFlag() { return &failed.emplace_back(false); }
 };
 
@@ -73,6 +77,38 @@ bool BindDatagram(const SinkSource& source, Sources& sources, size_t backend) {
       {SinkEndpoint::Kind::kChannel, fd.get(), backend, false, sources.NewFlag()});
   sources.fds.push_back(std::move(fd));
   return true;
+}
+
+// Kernel dispatch: asks the engine for the listener its program steers this
+// backend's connections into, with the datagram socket just bound (the last
+// fd opened). The socket keeps receiving either way: connections the program
+// cannot steer, and those queued before, still come over it. Never fails the
+// sink: a refusal or a missing engine is said once on stderr.
+void TakeListener(const SinkSource& source, const SinkOptions& options, Sources& sources,
+                  size_t backend) {
+  const char* engine =
+      options.listener_socket.empty() ? ListenerSocketPath() : options.listener_socket.c_str();
+  auto taken = RequestListener(sources.fds.back().get(), engine, source.path.c_str(), 2000);
+  if (!taken.ok()) {
+    std::fprintf(stderr,
+                 "sink: backend %s: no listener from %s (%s); its connections come over %s only\n",
+                 source.name.c_str(), engine, std::strerror(taken.error()), source.path.c_str());
+    return;
+  }
+  std::fprintf(stderr, "sink: backend %s: listener taken from %s (kernel dispatch)\n",
+               source.name.c_str(), engine);
+  // The sink closes first, so each steered connection leaves a TIME_WAIT on
+  // the port the client connected to, in the listener's bind bucket; without
+  // SO_REUSEADDR there, an engine started next (the harness starts one per
+  // sample) cannot bind that port for a minute. The engine's steering
+  // listeners do not set it yet: set here, on the socket the engine shares.
+  const int one = 1;
+  ::setsockopt(taken->listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sources.shared.push_back({SinkEndpoint::Kind::kListener, taken->listener.get(), backend, false,
+                            sources.NewFlag(), /*taken=*/true});
+  sources.fds.push_back(std::move(taken->listener));
+  sources.fds.push_back(std::move(taken->channel));  // open while we serve the listener
+  ++sources.listeners_taken;
 }
 
 bool Register(const SinkSource& source, Sources& sources, size_t backend) {
@@ -116,23 +152,30 @@ bool Listen(const SinkSource& source, Sources& sources, size_t backend) {
 void PrintSummary(const Sources& sources, const SinkCounters& counters, const char* event) {
   std::string out = std::string("{\"event\":\"") + event + "\",\"backends\":{";
   uint64_t total = 0;
+  uint64_t total_via_listener = 0;
   for (size_t i = 0; i < sources.names.size(); ++i) {
     uint64_t received = counters.per_backend[i].received.load();
     uint64_t errors = counters.per_backend[i].send_errors.load();
+    uint64_t via_listener = counters.per_backend[i].via_listener.load();
     total += received;
-    char item[128];
+    total_via_listener += via_listener;
+    char item[160];
     std::snprintf(item, sizeof(item),
-                  "\":{\"received\":%llu,\"greeted\":%llu,\"send_errors\":%llu}",
+                  "\":{\"received\":%llu,\"greeted\":%llu,\"send_errors\":%llu,"
+                  "\"via_listener\":%llu}",
                   static_cast<unsigned long long>(received),
                   static_cast<unsigned long long>(received - errors),
-                  static_cast<unsigned long long>(errors));
+                  static_cast<unsigned long long>(errors),
+                  static_cast<unsigned long long>(via_listener));
     out += (i ? ",\"" : "\"") + sources.names[i] + item;  // names are plain bytes from argv
   }
   char tail[256];
   std::snprintf(tail, sizeof(tail),
-                "},\"total_received\":%llu,\"no_fd\":%llu,\"extra_fds\":%llu,"
+                "},\"total_received\":%llu,\"total_via_listener\":%llu,"
+                "\"listeners_taken\":%zu,\"no_fd\":%llu,\"extra_fds\":%llu,"
                 "\"channel_closed\":%llu,\"close_errors\":%llu}\n",
                 static_cast<unsigned long long>(total),
+                static_cast<unsigned long long>(total_via_listener), sources.listeners_taken,
                 static_cast<unsigned long long>(counters.no_fd.load()),
                 static_cast<unsigned long long>(counters.extra_fds.load()),
                 static_cast<unsigned long long>(counters.channel_closed.load()),
@@ -160,7 +203,10 @@ int Main(int argc, char** argv) {
   bool ok = true;
   for (const SinkSource& source : options->sources) {
     size_t backend = BackendIndex(sources, source.name);
-    if (source.kind == SinkSource::Kind::kDatagram) ok = BindDatagram(source, sources, backend);
+    if (source.kind == SinkSource::Kind::kDatagram) {
+      ok = BindDatagram(source, sources, backend);
+      if (ok && options->take_listener) TakeListener(source, *options, sources, backend);
+    }
     if (source.kind == SinkSource::Kind::kRegister) ok = Register(source, sources, backend);
     if (source.kind == SinkSource::Kind::kListen) ok = Listen(source, sources, backend);
     if (!ok) break;

@@ -13,11 +13,15 @@ constexpr char kUsage[] =
     "usage: sink [--backend NAME=PATH]... [--register NAME=GROUP:CTLPATH]...\n"
     "            [--listen NAME=[ADDR]:PORT]... [--threads N] [--lifetime S]\n"
     "            [--recv-depth N] [--max-fds N] [--ack]\n"
+    "            [--take-listener [--listener-socket PATH]]\n"
     "Greets every socket it receives or accepts with NAME, closes it, and counts\n"
     "per NAME. Prints 'ready' once listening, a JSON summary on SIGUSR1 and at\n"
     "exit (SIGTERM, SIGINT, or after --lifetime seconds, default 600).\n"
     "--max-fds N (1..64) and --ack speak the receiver protocol on --backend\n"
-    "sockets (docs/receiver-protocol.md).\n";
+    "sockets (docs/receiver-protocol.md).\n"
+    "--take-listener asks the engine (at --listener-socket, $SKBOX_LISTENER_SOCKET\n"
+    "or /run/socketbox/listeners.sock) for each --backend socket's listener\n"
+    "(kernel dispatch) and accepts from it beside receiving on the socket.\n";
 
 bool Fail(const char* what, std::string_view arg) {
   std::fprintf(stderr, "sink: %s: '%.*s'\n%s", what, static_cast<int>(arg.size()), arg.data(),
@@ -82,6 +86,17 @@ std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_cod
                            options.ack = true;
                            return true;
                          }
+                         if (flag == "--take-listener") {
+                           options.take_listener = true;
+                           return true;
+                         }
+                         if (flag == "--listener-socket") {
+                           if (arg.empty() || arg.size() >= 108) {
+                             return Fail("--listener-socket wants a socket path", arg);
+                           }
+                           options.listener_socket = std::string(arg);
+                           return true;
+                         }
                          if (flag == "--max-fds") {
                            auto n = ParseUint(arg, 1, kMaxFdsPerMessage);
                            if (!n) return Fail("--max-fds wants 1..64", arg);
@@ -97,10 +112,18 @@ std::optional<SinkOptions> ParseSinkOptions(int argc, char** argv, int* exit_cod
                          }
                          return Fail("unknown option", flag);
                        },
-                       Fail, {"--ack"});
+                       Fail, {"--ack", "--take-listener"});
   if (!parsed) return std::nullopt;
   if (options.sources.empty()) {
     Fail("nothing to do: give --backend, --register or --listen", "");
+    return std::nullopt;
+  }
+  bool datagram = false;
+  for (const SinkSource& source : options.sources) {
+    datagram = datagram || source.kind == SinkSource::Kind::kDatagram;
+  }
+  if (options.take_listener && !datagram) {
+    Fail("--take-listener asks with a --backend socket: give one", "--take-listener");
     return std::nullopt;
   }
   return options;

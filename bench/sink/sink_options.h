@@ -16,6 +16,14 @@
 //                                  hello, one fd per message as ever)
 //   --ack                          on --backend sockets, declare acks and
 //                                  acknowledge every message
+//   --take-listener                kernel dispatch: for each --backend socket,
+//                                  ask the engine for the listener its
+//                                  connections are steered into and accept
+//                                  from it too (the socket keeps receiving);
+//                                  refused or no engine: the socket alone
+//   --listener-socket PATH         where the engine takes those requests
+//                                  ($SKBOX_LISTENER_SOCKET, else
+//                                  /run/socketbox/listeners.sock)
 #ifndef SBX_BENCH_SINK_SINK_OPTIONS_H_
 #define SBX_BENCH_SINK_SINK_OPTIONS_H_
 
@@ -42,8 +50,10 @@ struct SinkOptions {
   unsigned threads = 1;
   double lifetime_s = 600;
   unsigned recv_depth = 1;
-  unsigned max_fds = 1;  // --max-fds
-  bool ack = false;      // --ack
+  unsigned max_fds = 1;         // --max-fds
+  bool ack = false;             // --ack
+  bool take_listener = false;   // --take-listener
+  std::string listener_socket;  // --listener-socket; empty: ListenerSocketPath()
 };
 
 // The options, or nullopt after printing a message naming the bad argument

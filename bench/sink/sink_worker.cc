@@ -167,7 +167,10 @@ void Worker::OnRecv(size_t slot_index, int res) {
 
 void Worker::OnAccept(size_t endpoint, int res, unsigned flags) {
   if (res >= 0) {
-    Greet(res, config_.endpoints[endpoint].backend);
+    const SinkEndpoint& from = config_.endpoints[endpoint];
+    BackendCounters& counters = config_.counters->per_backend[from.backend];
+    if (from.taken) counters.via_listener.fetch_add(1, std::memory_order_relaxed);
+    Greet(res, from.backend);
   } else if (res != -ECANCELED && res != -EAGAIN && res != -ECONNABORTED && res != -EINTR &&
              res != -EMFILE && res != -ENFILE && res != -ENOBUFS && res != -ENOMEM) {
     EndpointFailed(endpoint, -res);

@@ -2,14 +2,17 @@
 // DEFER_TASKRUN, so it is created on the worker thread) that
 //   - keeps recv_depth RECVMSGs posted on every datagram / registration
 //     channel,
-//   - keeps one multishot ACCEPT armed on each of its TCP listeners,
+//   - keeps one multishot ACCEPT armed on each of its TCP listeners, and on
+//     each listener the engine gave (--take-listener, kernel dispatch),
 //   - answers every socket with SEND(name) hard-linked to CLOSE, both with
 //     CQE_SKIP_SUCCESS: a greeted connection costs no completion at all;
 //   - with --max-fds N > 1 or --ack, speaks the receiver protocol on its
 //     datagram channels (a SenderReplies per channel per worker: a hello
 //     from each worker, acks counted by each for what it took).
 // Channels are shared between workers (the kernel hands each datagram to one
-// RECVMSG); listeners are per worker (SO_REUSEPORT copies).
+// RECVMSG); listeners are per worker (SO_REUSEPORT copies), but a listener
+// taken from the engine is one socket shared like a channel (each accepted
+// connection completes one worker's ACCEPT).
 //
 // Counters are atomics read by the main thread for the summary. Stops within
 // ~100 ms after `stop` becomes true.
@@ -28,8 +31,9 @@
 namespace sbx::bench {
 
 struct BackendCounters {
-  std::atomic<uint64_t> received{0};     // sockets taken (received or accepted), per fd
-  std::atomic<uint64_t> send_errors{0};  // greeting not sent (peer gone, not a socket)
+  std::atomic<uint64_t> received{0};      // sockets taken (received or accepted), per fd
+  std::atomic<uint64_t> send_errors{0};   // greeting not sent (peer gone, not a socket)
+  std::atomic<uint64_t> via_listener{0};  // of `received`: accepted from the engine's listener
 };
 
 struct SinkCounters {
@@ -50,6 +54,7 @@ struct SinkEndpoint {
   // Set once by whichever worker first sees this channel or listener fail,
   // so that channel_closed counts sources, not posted requests.
   std::atomic<bool>* failed = nullptr;
+  bool taken = false;  // a listener the engine gave (kernel dispatch)
 };
 
 struct SinkWorkerConfig {
