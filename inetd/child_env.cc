@@ -84,7 +84,7 @@ std::vector<std::string> BaseEnvironment(const char* const* environ, bool drop_c
   std::vector<std::string> base;
   for (const char* const* p = environ; p != nullptr && *p != nullptr; ++p) {
     if (drop_connection_names && IsOurs(*p)) continue;
-    if (NameOf(*p) == kAcknowledgeVariable) continue;
+    if (NameOf(*p) == kAcknowledgeVariable || NameOf(*p) == kTakeListenerVariable) continue;
     base.emplace_back(*p);
   }
   return base;

@@ -40,9 +40,10 @@ std::string SourceKey(const ConnectionInfo& info, int prefix6);
 std::vector<std::string> ConnectionVariables(const ConnectionInfo& info);
 
 // `environ` without the variables ConnectionVariables may set (unless
-// `drop_connection_names` is false: -E) and without SKBOX_ACKNOWLEDGE, which
-// is socketbox-inetd's own setting: a child that receives sockets itself
-// (under the preload) must not start acknowledging because of it.
+// `drop_connection_names` is false: -E) and without SKBOX_ACKNOWLEDGE and
+// SKBOX_TAKE_LISTENER, which are socketbox-inetd's own settings: a child that
+// receives sockets itself (under the preload) must not start acknowledging,
+// or asking the engine for a listener, because of them.
 std::vector<std::string> BaseEnvironment(const char* const* environ,
                                          bool drop_connection_names = true);
 

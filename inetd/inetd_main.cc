@@ -29,9 +29,9 @@ int InetdMain(Mode mode, int argc, char** argv) {
   SetLogName(argv[0]);
   EnsureStandardFds();
   std::vector<std::string> args(argv + 1, argv + argc);
-  auto options =
-      ParseInetdOptions(mode, args, std::getenv("SKBOX_STRICT_STREAM_MODE"),
-                        std::getenv(kSenderUidsVariable), std::getenv(kAcknowledgeVariable));
+  auto options = ParseInetdOptions(
+      mode, args, std::getenv("SKBOX_STRICT_STREAM_MODE"), std::getenv(kSenderUidsVariable),
+      std::getenv(kAcknowledgeVariable), std::getenv(kTakeListenerVariable));
   if (!options.ok()) {
     Log("%s", std::string(options.status().message()).c_str());
     Log("%s", InetdUsage(mode).c_str());

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cstring>
 
 #include "engine/core/fd_passing.h"
+#include "engine/core/listener_request.h"
 #include "engine/core/registration.h"
 #include "inetd/child_env.h"
 #include "inetd/log.h"
@@ -22,6 +24,18 @@ namespace {
 
 constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
+// SKBOX_TAKE_LISTENER: how long the engine has to answer, and how often it is
+// asked again while there is none (it stopped, restarted, or is not up yet).
+constexpr int kListenerRequestTimeoutMs = 1000;
+constexpr std::chrono::milliseconds kFirstAskBackoff{1000};
+constexpr std::chrono::milliseconds kMaxAskBackoff{60000};
+// When the engine hangs up: at most this many connections the listener still
+// holds are accepted before it is dropped.
+constexpr int kMaxDrainOnHangup = 4096;
+
+// The answers that mean "no engine there (now)": asked again later. Any other
+// (EOPNOTSUPP, EPERM, ETIMEDOUT, EPROTO) is final for this process.
+bool NoEngineYet(int err) { return err == ENOENT || err == ECONNREFUSED || err == ECONNRESET; }
 
 // A child per fd, so any number of fds per message suits us. Not on the
 // registration channel of -p: a seqpacket connection has no sender address.
@@ -46,7 +60,13 @@ InetdServer::InetdServer(const InetdOptions& options, UniqueFd signal_fd)
 }
 
 bool InetdServer::Start() {
-  if (options_.mode == Mode::kRegistration) return Register();
+  if (options_.mode == Mode::kRegistration) {
+    if (options_.take_listener) {
+      Log("%s=1 ignored: socketbox-inetd-p binds no socket to ask the engine with",
+          kTakeListenerVariable);
+    }
+    return Register();
+  }
   auto bound = BindReceiverSocket(options_.socket_path, 0660, options_.senders.active());
   if (!bound.ok()) {
     Log("cannot create the receiving socket: %s", std::string(bound.status().message()).c_str());
@@ -54,7 +74,85 @@ bool InetdServer::Start() {
   }
   channel_ = std::move(bound->fd);
   bound_ = std::move(*bound);
+  if (options_.take_listener) TakeListener();
   return true;
+}
+
+// Kernel dispatch: the bound socket asks the engine for its backend's
+// listener. Whatever the answer, the socket keeps receiving as before.
+void InetdServer::TakeListener() {
+  const bool first = stats_.listener_requests++ == 0;
+  const char* engine = ListenerSocketPath();
+  auto taken = RequestListener(channel_.get(), engine, options_.socket_path.c_str(),
+                               kListenerRequestTimeoutMs);
+  if (!taken.ok()) {
+    const int err = taken.error();
+    const bool again = NoEngineYet(err);
+    if (first) {
+      Log("no listener from the engine at %s (%s): connections come over %s only%s", engine,
+          std::strerror(err), options_.socket_path.c_str(),
+          again ? "; asking again from time to time" : "");
+    }
+    if (again) {
+      ask_backoff_ =
+          ask_backoff_.count() == 0 ? kFirstAskBackoff : std::min(ask_backoff_ * 2, kMaxAskBackoff);
+      ask_again_at_ = Clock::now() + ask_backoff_;
+    }
+    return;
+  }
+  listener_ = std::move(taken->listener);
+  listener_channel_ = std::move(taken->channel);
+  ++stats_.listeners_taken;
+  ask_backoff_ = {};
+  ask_again_at_ = {};
+  Log("took the engine's listener for %s (kernel dispatch); %s keeps receiving", engine,
+      options_.socket_path.c_str());
+}
+
+// One connection from the engine's listener (poll said it has one).
+void InetdServer::AcceptOne() {
+  UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (connection) {
+    backoff_ = {};
+    ++stats_.via_listener;
+    HandleConnection(std::move(connection));
+    return;
+  }
+  const int err = errno;
+  if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) return;
+  ++stats_.receive_errors;
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    Log("accepting from the engine's listener: %s", std::strerror(err));
+    PauseAfterError();
+    return;
+  }
+  Log("accepting from the engine's listener: %s; dropped it, connections come over %s only",
+      std::strerror(err), options_.socket_path.c_str());
+  listener_.Reset();
+  listener_channel_.Reset();
+}
+
+// The engine closed the channel (it stopped, or restarted): nothing new is
+// steered to this listener. What it still holds is served (queued for room
+// under -c), then the listener is dropped and asked for again.
+void InetdServer::ListenerChannelClosed() {
+  int drained = 0;
+  for (; drained < kMaxDrainOnHangup; ++drained) {
+    pollfd p{listener_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLIN) == 0) break;
+    UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!connection) break;
+    ++stats_.via_listener;
+    pending_.push_back(std::move(connection));
+  }
+  Log("the engine closed the listener channel (it stopped or restarted); took the %d "
+      "connection(s) the listener still held; asking for a listener again",
+      drained);
+  listener_.Reset();
+  listener_channel_.Reset();
+  ask_backoff_ = kFirstAskBackoff;
+  ask_again_at_ = Clock::now() + ask_backoff_;
+  ServePending();
 }
 
 bool InetdServer::Register() {
@@ -74,9 +172,12 @@ bool InetdServer::Register() {
 }
 
 int InetdServer::PollTimeoutMs() const {
-  if (paused_until_ == Clock::time_point{}) return -1;
-  const auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(paused_until_ - Clock::now());
+  Clock::time_point due = paused_until_;
+  if (due == Clock::time_point{} || (ask_again_at_ != Clock::time_point{} && ask_again_at_ < due)) {
+    due = ask_again_at_;
+  }
+  if (due == Clock::time_point{}) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
   return static_cast<int>(std::max<int64_t>(0, left.count() + 1));
 }
 
@@ -100,10 +201,19 @@ int InetdServer::Run() {
         }
       }
     }
+    if (ask_again_at_ != Clock::time_point{} && Clock::now() >= ask_again_at_) {
+      ask_again_at_ = {};
+      TakeListener();
+    }
     const bool want =
         channel_ && table_.HasRoom() && pending_.empty() && paused_until_ == Clock::time_point{};
-    pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {want ? channel_.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 2, PollTimeoutMs()) < 0) {
+    // The listener is polled under the same rule as the socket; its channel
+    // always, for the engine's hang-up.
+    pollfd fds[4] = {{signal_fd_.get(), POLLIN, 0},
+                     {want ? channel_.get() : -1, POLLIN, 0},
+                     {want && listener_ ? listener_.get() : -1, POLLIN, 0},
+                     {listener_channel_ ? listener_channel_.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 4, PollTimeoutMs()) < 0) {
       if (errno == EINTR) continue;
       Log("poll: %s", std::strerror(errno));
       LogStats("exiting");
@@ -111,10 +221,26 @@ int InetdServer::Run() {
     }
     if (fds[0].revents != 0) HandleSignals();
     if (!stopping_ && want && fds[1].revents != 0) ReceiveOne();
+    if (!stopping_ && want && listener_ && fds[2].revents != 0 && table_.HasRoom() &&
+        pending_.empty()) {
+      AcceptOne();
+    }
+    if (!stopping_ && listener_channel_ && fds[3].revents != 0) {
+      // The engine says nothing more on it: anything readable is its end.
+      char byte;
+      const ssize_t n = ::recv(listener_channel_.get(), &byte, 1, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        ListenerChannelClosed();
+      }
+    }
   }
   // Senders by path see it disappear first; then what is still queued is
   // taken out, counted and closed, so that no connection goes without a trace.
+  // The listener is the engine's: what its queue holds stays with the engine
+  // (closing the channel tells it nobody serves that listener now).
   if (bound_) RemoveIfStillOurs(*bound_);
+  listener_channel_.Reset();
+  listener_.Reset();
   DrainQueue();
   channel_.Reset();
   Reap();
@@ -257,11 +383,12 @@ void InetdServer::LogStats(const char* when) const {
   Log("%s: received=%" PRIu64 " spawned=%" PRIu64 " spawn_failed=%" PRIu64
       " per_source_rejected=%" PRIu64 " strict_rejected=%" PRIu64 " sender_refused=%" PRIu64
       " gone_before_spawn=%" PRIu64 " receive_errors=%" PRIu64 " running=%zu exited=%" PRIu64
-      " exited_nonzero=%" PRIu64 " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64,
+      " exited_nonzero=%" PRIu64 " reconnects=%" PRIu64 " closed_at_exit=%" PRIu64
+      " via_listener=%" PRIu64 " listeners_taken=%" PRIu64,
       when, stats_.received, stats_.spawned, stats_.spawn_failed, stats_.per_source_rejected,
       stats_.strict_rejected, stats_.sender_refused, stats_.gone_before_spawn,
       stats_.receive_errors, table_.size(), stats_.exited, stats_.exited_nonzero, stats_.reconnects,
-      stats_.closed_at_exit);
+      stats_.closed_at_exit, stats_.via_listener, stats_.listeners_taken);
 }
 
 }  // namespace sbx::inetd

@@ -12,6 +12,15 @@
 //     the room -c leaves wait in `pending_` for children to exit, and the
 //     channel is not polled meanwhile) and, with SKBOX_ACKNOWLEDGE=1,
 //     acknowledges every message;
+//   - with SKBOX_TAKE_LISTENER=1 (socketbox-inetd), the bound socket asks
+//     the engine for its backend's listener (kernel dispatch,
+//     engine/core/listener_request.h); when given, the listener is polled
+//     beside the socket under the same -c rule, and every connection
+//     accepted from it is handled exactly as a received one. The socket
+//     keeps receiving (connections the kernel cannot steer still come that
+//     way). When the engine closes the channel (it stopped or restarted),
+//     what the listener still holds is served, the listener dropped, and the
+//     listener asked for again with backoff;
 //   - SIGCHLD reaps every child and frees its slot; SIGTERM / SIGINT stop
 //     receiving, close (and count) what is still queued, and exit 0 (running
 //     children are left to finish, as inetd does); SIGUSR1 logs the counters.
@@ -37,7 +46,8 @@
 namespace sbx::inetd {
 
 struct InetdStats {
-  uint64_t received = 0;  // fds, also several from one message
+  uint64_t received = 0;      // fds, also several from one message, and accepted ones
+  uint64_t via_listener = 0;  // of `received`: accepted from the engine's listener
   uint64_t spawned = 0;
   uint64_t spawn_failed = 0;
   uint64_t per_source_rejected = 0;
@@ -48,7 +58,9 @@ struct InetdStats {
   uint64_t exited = 0;
   uint64_t exited_nonzero = 0;
   uint64_t reconnects = 0;
-  uint64_t closed_at_exit = 0;  // queued when SIGTERM came
+  uint64_t closed_at_exit = 0;     // queued when SIGTERM came
+  uint64_t listener_requests = 0;  // asked the engine for the listener
+  uint64_t listeners_taken = 0;    // ... and were given it
 };
 
 class InetdServer {
@@ -67,6 +79,9 @@ class InetdServer {
   using Clock = std::chrono::steady_clock;
 
   bool Register();
+  void TakeListener();
+  void AcceptOne();
+  void ListenerChannelClosed();
   void HandleSignals();
   void Reap();
   void ReceiveOne();
@@ -81,6 +96,8 @@ class InetdServer {
   UniqueFd signal_fd_;
   std::optional<BoundSocket> bound_;  // datagram mode
   UniqueFd channel_;                  // the fd sockets arrive on
+  UniqueFd listener_;                 // SKBOX_TAKE_LISTENER: the engine's listener
+  UniqueFd listener_channel_;         // open while we serve listener_
   Spawner spawner_;
   ChildTable table_;
   std::vector<std::string> base_env_;
@@ -91,6 +108,9 @@ class InetdServer {
   // After a receive error or a lost registration: no receiving until then.
   Clock::time_point paused_until_{};
   std::chrono::milliseconds backoff_{0};
+  // SKBOX_TAKE_LISTENER: when to ask the engine again (none pending: {}).
+  Clock::time_point ask_again_at_{};
+  std::chrono::milliseconds ask_backoff_{0};
 };
 
 }  // namespace sbx::inetd

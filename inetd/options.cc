@@ -42,7 +42,8 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
 
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
                                                const char* strict_env, const char* senders_env,
-                                               const char* acknowledge_env) {
+                                               const char* acknowledge_env,
+                                               const char* take_listener_env) {
   InetdOptions options;
   options.mode = mode;
   size_t i = 0;
@@ -113,6 +114,13 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
       return Bad(StrCat(kAcknowledgeVariable, "='", value, "': expected 0 or 1"));
     }
     options.acknowledge = value == "1";
+  }
+  if (take_listener_env != nullptr) {
+    const std::string_view value(take_listener_env);
+    if (value != "0" && value != "1") {
+      return Bad(StrCat(kTakeListenerVariable, "='", value, "': expected 0 or 1"));
+    }
+    options.take_listener = value == "1";
   }
   return options;
 }

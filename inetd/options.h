@@ -24,6 +24,12 @@
 // SKBOX_ACKNOWLEDGE=1 (ours; 0 or unset: off) acknowledges every received
 // message to its sender (docs/receiver-protocol.md); socketbox-inetd only,
 // since the registration channel of -p has no sender address to answer.
+// SKBOX_TAKE_LISTENER=1 (ours; 0 or unset: off) asks the engine, with the
+// bound socket, for the listener its kernel program steers this backend's
+// connections into (engine/core/listener_request.h; the engine's request
+// socket is SKBOX_LISTENER_SOCKET, default /run/socketbox/listeners.sock),
+// and accepts from it beside receiving; socketbox-inetd only, since -p binds
+// no socket to ask with.
 #ifndef SBX_INETD_OPTIONS_H_
 #define SBX_INETD_OPTIONS_H_
 
@@ -51,19 +57,22 @@ struct InetdOptions {
   SpawnMethod spawn_method = SpawnMethod::kPosixSpawn;
   bool set_environment = true;
   StrictLevel strict = StrictLevel::kStreamInetUnix;
-  SenderFilter senders;      // inactive: every sender accepted
-  bool acknowledge = false;  // SKBOX_ACKNOWLEDGE=1
+  SenderFilter senders;        // inactive: every sender accepted
+  bool acknowledge = false;    // SKBOX_ACKNOWLEDGE=1
+  bool take_listener = false;  // SKBOX_TAKE_LISTENER=1
 };
 
 inline constexpr char kAcknowledgeVariable[] = "SKBOX_ACKNOWLEDGE";
+inline constexpr char kTakeListenerVariable[] = "SKBOX_TAKE_LISTENER";
 
-// `strict_env`, `senders_env` and `acknowledge_env` are the values of
-// SKBOX_STRICT_STREAM_MODE, SKBOX_SENDER_UIDS and SKBOX_ACKNOWLEDGE (nullptr
-// if unset).
+// `strict_env`, `senders_env`, `acknowledge_env` and `take_listener_env` are
+// the values of SKBOX_STRICT_STREAM_MODE, SKBOX_SENDER_UIDS,
+// SKBOX_ACKNOWLEDGE and SKBOX_TAKE_LISTENER (nullptr if unset).
 absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std::string>& args,
                                                const char* strict_env,
                                                const char* senders_env = nullptr,
-                                               const char* acknowledge_env = nullptr);
+                                               const char* acknowledge_env = nullptr,
+                                               const char* take_listener_env = nullptr);
 
 // The strict level named by SKBOX_STRICT_STREAM_MODE's value (nullptr: default).
 absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value);

@@ -69,6 +69,12 @@ TEST(ChildEnv, AcknowledgeSettingIsNotInherited) {
               ElementsAre("PATH=/bin", "REMOTE_PORT=1", "SKBOX_ACKNOWLEDGEX=kept"));
 }
 
+TEST(ChildEnv, TakeListenerSettingIsNotInherited) {
+  const char* environ[] = {"SKBOX_TAKE_LISTENER=1", "PATH=/bin", "SKBOX_LISTENER_SOCKET=/x",
+                           nullptr};
+  EXPECT_THAT(BaseEnvironment(environ), ElementsAre("PATH=/bin", "SKBOX_LISTENER_SOCKET=/x"));
+}
+
 TEST(ChildEnv, EnvironmentArrayIsNullTerminated) {
   ChildEnvironment env({"A=1"}, {"PROTO=UNIX"});
   char* const* p = env.envp();

@@ -103,5 +103,20 @@ TEST(InetdOptions, AcknowledgeVariable) {
   }
 }
 
+TEST(InetdOptions, TakeListenerVariable) {
+  const Args args = {"s", "p"};
+  EXPECT_FALSE(ParseInetdOptions(Mode::kDatagram, args, nullptr)->take_listener);
+  EXPECT_FALSE(
+      ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, nullptr, "0")->take_listener);
+  EXPECT_TRUE(
+      ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, nullptr, "1")->take_listener);
+  for (const char* bad : {"", "2", "yes", "1 ", "01"}) {
+    auto o = ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, nullptr, bad);
+    ASSERT_FALSE(o.ok()) << bad;
+    EXPECT_NE(std::string(o.status().message()).find("SKBOX_TAKE_LISTENER='"), std::string::npos)
+        << o.status();
+  }
+}
+
 }  // namespace
 }  // namespace sbx::inetd
