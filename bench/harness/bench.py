@@ -18,6 +18,9 @@ runs nothing.
 --clients N runs N client namespaces, each with a generator carrying 1/N of
 the load (results merged exactly). --tproxy diverts every benchmarked port
 to one transparent listener with nftables TPROXY (all but direct).
+The default scenarios are direct, engine, engine-kernel (kernel dispatch:
+--kernel-dispatch on, sinks with --take-listener; left out, with the reason,
+where the kernel or --tproxy does not allow it) and engine-sync.
 COMMAND may use {config} (the configuration file), {port} (the first port,
 80) and {ports} (all ports, comma list); it must serve every port, e.g.
   --external 'original=/opt/socketbox/socketbox -f {config} -l :: -p {port}'
@@ -45,7 +48,8 @@ import environment  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 import sample  # noqa: E402
-from scenarios import BUILTIN, TPROXY_PORT, Layout, Scenario  # noqa: E402
+from scenarios import (BUILTIN, KERNEL_SCENARIO, TPROXY_PORT, Layout, Scenario,  # noqa: E402
+                       kernel_dispatch_usable)
 from topology import Topology, sweep_stale  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -86,6 +90,8 @@ class Context:
         self.sink_ack = False  # --sink-ack
         # The engine's own default (one worker per two CPUs), unless --engine-threads.
         self.engine_threads = max(1, (os.cpu_count() or 2) // 2)
+        # engine-kernel: {"usable": bool, "reason": str} once probed.
+        self.kernel_dispatch = None
         self.cap = None
         self._id = 0
 
@@ -198,12 +204,20 @@ def main(argv):
         if not os.access(binaries[n], os.X_OK):
             print(f"bench: {binaries[n]} is not built (scripts/bench builds it)", file=sys.stderr)
             return 1
-    names = ["direct", "engine", "engine-sync"] + list(args.externals)
+    # engine-kernel beside engine; not with TPROXY, which assigns the socket
+    # before any sk_lookup program could run.
+    names = ["direct", "engine"] + ([] if args.tproxy else [KERNEL_SCENARIO]) + ["engine-sync"] \
+        + list(args.externals)
+    kernel_by_default = not args.scenarios
     if args.scenarios:
         names = [n for n in args.scenarios.split(",") if n]
         unknown = [n for n in names if n not in BUILTIN and n not in args.externals]
         if unknown or "direct" not in names:
             print(f"bench: unknown scenarios {unknown} (direct is required: the baseline)", file=sys.stderr)
+            return 2
+        if args.tproxy and KERNEL_SCENARIO in names:
+            print(f"bench: {KERNEL_SCENARIO} does not combine with --tproxy (a socket TPROXY "
+                  "assigned is used as it is: no sk_lookup program runs)", file=sys.stderr)
             return 2
     out = args.out or os.path.join(args.build, "bench-results", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -225,6 +239,17 @@ def main(argv):
             ctx.engine_threads = args.engine_threads
         ctx.sink_fds, ctx.sink_ack = args.sink_fds, args.sink_ack
         ctx.auto_budget = args.auto_budget
+        if KERNEL_SCENARIO in names:
+            usable, why = kernel_dispatch_usable(ctx)
+            ctx.kernel_dispatch = {"usable": usable, "reason": why}
+            if not usable and kernel_by_default:
+                names.remove(KERNEL_SCENARIO)
+                print(f"bench: {KERNEL_SCENARIO} left out: the engine cannot run with "
+                      f"--kernel-dispatch on here: {why}", file=sys.stderr)
+            elif not usable:
+                print(f"bench: SKIP: {KERNEL_SCENARIO}: the engine cannot run with "
+                      f"--kernel-dispatch on here: {why}", file=sys.stderr)
+                return 77
         if args.capacity != "off":
             ctx.cap = cpucap.CpuCap(args.cpu_budget)
             atexit.register(ctx.cap.remove)

@@ -18,7 +18,9 @@ Per scenario, against one server started once:
   3. latency: open loop at 25/50/75% of that capacity, p99.
 Every step records server CPU (schedstat, exact), io_uring_enter and all
 syscalls (perf stat attached to the server), context switches (/proc), and
-the quota's throttling; connections per server CPU-second follow.
+the quota's throttling; connections per server CPU-second follow. The server
+is every process the scenario caps (Scenario.server_pids: for engine-kernel
+the engine and its sinks, which accept), summed.
 Misrouted connections are correctness problems; losses are what the search
 looks for, not problems.
 """
@@ -102,22 +104,28 @@ class CappedServer:
         self.ctx, self.scenario, self.cap, self.perf_ok = ctx, scenario, cap, perf_ok
 
     def cpu_seconds(self):
-        pid = self.scenario.server.pid
-        exact = syscount.on_cpu_seconds(pid)
-        return exact if exact is not None else self.scenario.server.cpu_seconds()
+        pids = self.scenario.server_pids()
+        exact = [syscount.on_cpu_seconds(pid) for pid in pids]
+        if None not in exact:
+            return sum(exact)
+        procs = [self.scenario.server] + ([self.scenario.sink] if len(pids) > 1 else [])
+        return sum(p.cpu_seconds() for p in procs)
+
+    def context_switches(self):
+        counts = [syscount.context_switches(pid) for pid in self.scenario.server_pids()]
+        return None if None in counts else sum(counts)
 
     def step(self, kind, load_args, rate, duration):
         sc, ctx = self.scenario, self.ctx
-        server = sc.server
-        counting = syscount.Counting(server.pid, ctx.topo.path(f"{ctx.next_id():03d}-perf.txt"),
-                                     self.perf_ok)
+        counting = syscount.Counting(",".join(map(str, sc.server_pids())),
+                                     ctx.topo.path(f"{ctx.next_id():03d}-perf.txt"), self.perf_ok)
         counting.start()
-        c0, cs0, th0, cpu0 = sc.counters(), syscount.context_switches(server.pid), \
+        c0, cs0, th0, cpu0 = sc.counters(), self.context_switches(), \
             self.cap.throttled(), self.cpu_seconds()
         gens = sample.start_generators(ctx, load_args)
         codes = [g.run_to_end(duration + 30) for g in gens]
         cpu1, th1, cs1, c1 = self.cpu_seconds(), self.cap.throttled(), \
-            syscount.context_switches(server.pid), sc.counters()
+            self.context_switches(), sc.counters()
         perf = counting.stop()
         g = sample.merged_summary(gens, codes)
         e = g["errors"]
@@ -136,7 +144,10 @@ class CappedServer:
              "conns_per_cpu_s": conns / cpu if cpu > 0 else None,
              "enters_per_conn": _per((perf or {}).get("io_uring_enter"), conns),
              "syscalls_per_conn": _per((perf or {}).get("syscalls"), conns),
-             "enters_per_conn_counter": _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
+             # The engine's own count; not for engine-kernel, whose engine
+             # accepts only what the kernel could not steer.
+             "enters_per_conn_counter": None if sc.kernel else
+             _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
              "ctx_switches_per_conn": _per(cs1 - cs0 if cs0 is not None and cs1 is not None else None,
                                            conns),
              "throttled_periods": th1[0] - th0[0] if th0 and th1 else None,

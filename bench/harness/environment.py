@@ -47,6 +47,8 @@ def collect(topo, binaries, args, profile, names, ctx):
         "sink_threads": ctx.sink_threads,
         "sink_fds": ctx.sink_fds,
         "sink_ack": ctx.sink_ack,
+        # engine-kernel: whether the engine ran with --kernel-dispatch on here.
+        "kernel_dispatch": getattr(ctx, "kernel_dispatch", None),
         "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,
                    "backends": ctx.layout.names,
                    "config": ctx.layout.config_text()},

@@ -7,7 +7,7 @@ import subprocess
 
 import report_capacity
 
-OWN = ("direct", "engine", "engine-sync")
+OWN = ("direct", "engine", "engine-kernel", "engine-sync")
 
 
 def _med(values):
@@ -72,6 +72,11 @@ def summarize(results):
             "burst_losses": [s["losses"] for s in burst],
             "misrouted": sum(s["gen"]["errors"]["wrong_greeting"] for s in mine),
             "connections": sum(s["gen"]["finished"] for s in mine),
+            # engine-kernel: of what the sinks received, accepted from the
+            # listeners the kernel program steered into.
+            "sink_received": sum((s.get("sink") or {}).get("total_received", 0) for s in mine),
+            "via_listener": sum(s.get("via_listener") or 0 for s in mine),
+            "steered": sum(((s.get("kernel") or {}).get("steered") or 0) for s in mine),
         }
     gens = {}
     for io in ("uring", "epoll"):
@@ -152,6 +157,30 @@ def targets(results, summ):
     return rows
 
 
+def kernel_lines(results, summ):
+    """engine-kernel's paragraph: how much the kernel steered, and the whole
+    server side's CPU per connection beside engine's and direct's."""
+    k = summ.get("engine-kernel")
+    if not k or not k["sink_received"]:
+        return []
+
+    def side(name):
+        s = summ.get(name)
+        if not s:
+            return None
+        server = _med(s["cpu_us"])
+        sink = _med([x for x in s["sink_cpu_us"] if x is not None]) if name != "direct" else 0
+        return server + (sink or 0) if server is not None else None
+
+    return ["", f"Kernel dispatch (engine-kernel): {k['via_listener']:,} of the "
+            f"{k['sink_received']:,} connections its sinks received "
+            f"({k['via_listener'] / k['sink_received']:.1%}) were accepted from the listeners they "
+            f"took, where the kernel's sk_lookup program put them (the engine's count: "
+            f"{k['steered']:,} steered); the rest came from the engine. Server side per connection, "
+            f"engine + sink, uncapped: engine-kernel {_fmt(side('engine-kernel'), 2)} µs, engine "
+            f"{_fmt(side('engine'), 2)} µs, direct {_fmt(side('direct'), 2)} µs."]
+
+
 def markdown(results, summ, rows):
     env = results["environment"]
     lines = [f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)", "",
@@ -166,8 +195,10 @@ def markdown(results, summ, rows):
              f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
              "(shared machine: compare ratios within this run).", "",
              "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "
-             "of the accepting process (for direct: the sink itself) per connection; the sink "
-             "column is the backend's own share behind the engine. Client, server and backends "
+             "of the accepting process (for direct: the sink itself; for engine-kernel: the engine, "
+             "which accepts only what the kernel could not steer) per connection; the sink "
+             "column is the backend's own share behind the engine (for engine-kernel it accepts "
+             "the steered connections itself). Client, server and backends "
              f"share the same {env['cpus']} cores, so end-to-end rates are bound by the load generator: "
              "an accepting process that uses CPU takes it from the generator. These phases run "
              "uncapped; the capacity section below (when the run has one) caps each server.", "",
@@ -186,6 +217,7 @@ def markdown(results, summ, rows):
             f"{_fmt(s['syscalls_strace'], 3)} | {_fmt(_med(s['rss_kib']))} | {s['losses']} | "
             f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} | "
             f"{s['syn_retrans']} / {s['listen_overflows']} |")
+    lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     kinds = sorted({s["kind"] for s in results["samples"] if s["kind"].startswith("latency")},

@@ -40,8 +40,13 @@ def table(results):
                   + " Budgets of different runs may differ: compare per-CPU-second figures.", ""]
     lines += [
 
-             f"Only the accepting process is capped (for direct: the sink, which accepts); the "
-             f"load generator and the sinks behind an engine run outside the cap. Saturation: closed "
+             f"Only the accepting process is capped (for direct: the sink, which accepts"
+             + ("; for engine-kernel: the engine and its sinks together, since the sinks accept what "
+                "the kernel steers); the load generator and the sinks behind any other engine run "
+                "outside the cap, so engine-kernel carries its sinks' cost and engine does not: "
+                "compare engine-kernel with direct." if "engine-kernel" in cap["scenarios"] else
+                "); the load generator and the sinks behind an engine run outside the cap.")
+             + f" Saturation: closed "
              f"loop, {cap['saturation_in_flight']} in flight. Zero-loss capacity: the highest open-loop "
              f"rate (steps of {cap['step_s']} s, searched) with no connection lost (generator: "
              f"no greeting, reset, refused, or no greeting within {cap['step_timeout_ms']} ms; "
@@ -101,7 +106,8 @@ def table(results):
                   "kernel's 4-tuple hash picks one): " + "; ".join(spread) + "."]
     ratios = []
     for a, b in (("engine", "engine-sync"), ("engine", "direct")) + tuple(
-            ("engine", n) for n in scen if n not in ("direct", "engine", "engine-sync")):
+            ("engine", n) for n in scen if n not in ("direct", "engine", "engine-sync", "engine-kernel")) \
+            + (("engine-kernel", "direct"),):
         x = per_cpu_at_capacity(scen[a]) if a in scen else None
         y = per_cpu_at_capacity(scen[b]) if b in scen else None
         if x and y:

@@ -115,13 +115,24 @@ def check_books(scenario, s):
         s["problems"] = problems
         return
     explained = sum(b["send_errors"] for b in summary["backends"].values())
+    # engine-kernel: what the sinks accepted from the listeners the kernel
+    # program steered into never passed through the engine.
+    via_listener = summary.get("total_via_listener", 0)
+    if scenario.kernel:
+        s["via_listener"] = via_listener
+        s["kernel"] = (final or {}).get("kernel")
+        if g["finished"] and not via_listener:
+            problems.append("no connection came through the listeners the sinks took: "
+                            "kernel dispatch steered nothing")
     if final:
         explained += final.get("dropped", 0)
         s["engine_dropped"] = final.get("dropped", 0)
         delivered = final.get("dispatched", 0)
-        if delivered != summary["total_received"]:
+        if delivered != summary["total_received"] - via_listener:
             problems.append(f"engine dispatched {delivered} but the sinks received "
-                            f"{summary['total_received']}")
+                            f"{summary['total_received'] - via_listener} from it "
+                            f"({summary['total_received']} in all, {via_listener} "
+                            "accepted from the listeners)")
     unexplained = losses - explained
     s["unexplained_losses"] = max(0, unexplained)
     if unexplained > 0:
@@ -138,14 +149,15 @@ def check_books(scenario, s):
 
 def run_strace(ctx, scenario, load_args, connections):
     """Syscalls per connection by strace -c -f, attached to every thread of
-    the server after start-up and detached before shutdown."""
+    the server (every accepting process: for engine-kernel, the engine and
+    its sinks) after start-up and detached before shutdown."""
     scenario.start()
     try:
-        server = scenario.server
         out = ctx.topo.path(f"{ctx.next_id():03d}-strace.txt")
         argv = ["strace", "-c", "-f", "-o", out]
-        for tid in server.threads():
-            argv += ["-p", str(tid)]
+        for pid in scenario.server_pids():
+            for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+                argv += ["-p", str(tid)]
         tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   start_new_session=True)
         time.sleep(0.5)  # attach

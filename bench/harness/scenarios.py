@@ -6,6 +6,12 @@
   engine-1fd   (on request) engine, its sinks declaring one fd per message
   engine-ack   (on request) engine, its sinks also acknowledging (the cost of
                acknowledged delivery)
+  engine-kernel  engine with --kernel-dispatch on, its sinks started with
+               --take-listener: the kernel's sk_lookup program puts each
+               connection into the listener of its backend, which the sink
+               accepts from; the engine sees only what the program cannot
+               steer. Started engine first (a sink asks once, at start-up),
+               and only where the kernel allows it (kernel_dispatch_usable)
   NAME         (external) any command line, given with {config}, {port} (the
                first port) and {ports} (comma list) placeholders, in front of
                the same sinks; it must listen on every port of the layout
@@ -21,11 +27,18 @@ With --tproxy, every scenario but direct has one transparent listener on
 TPROXY_PORT and an nftables rule sends all the layout's ports there: the
 engine then learns each connection's destination from getsockname(2), the
 cost TPROXY adds. direct stays the kernel's own baseline (a listener per
-address and port).
+address and port). engine-kernel does not combine with TPROXY: a socket that
+TPROXY assigned is used as it is, so no sk_lookup program runs.
+
+Who is "the server" (capped in capacity mode, measured by perf and strace):
+the accepting process. For direct that is the sink, for the engine scenarios
+the engine, and for engine-kernel both the engine and its sinks, since the
+sinks accept there (server_pids).
 """
 import re
 import shlex
 import signal
+import time
 
 import procs
 from topology import ANYIP6
@@ -81,12 +94,26 @@ def parse_engine_stats(text):
         if m:
             workers[int(m.group(1))] = int(m.group(2))
     stats["worker_accepted"] = [workers[i] for i in sorted(workers)]
+    # Kernel dispatch (--kernel-dispatch on): the last "stats kernel" line,
+    # printed after the total in the same block: steered=N passed.*=N ...
+    kernel = None
+    for line in text.splitlines():
+        if "stats kernel " in line:
+            kernel = {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", line)}
+    if kernel is not None:
+        stats["kernel"] = kernel
     return stats
 
 
-# Built-in engine scenarios that differ in their sinks only.
-ENGINE_VARIANTS = {"engine-1fd": {"sink_fds": 1}, "engine-ack": {"sink_ack": True}}
+# Built-in engine scenarios that differ in their sinks (and engine-kernel in
+# one engine option) only.
+ENGINE_VARIANTS = {"engine-1fd": {"sink_fds": 1}, "engine-ack": {"sink_ack": True},
+                   "engine-kernel": {"kernel": True}}
 BUILTIN = ("direct", "engine", "engine-sync") + tuple(ENGINE_VARIANTS)
+KERNEL_SCENARIO = "engine-kernel"
+# Where the engine takes listener requests in engine-kernel (in the run's
+# temporary directory, not /run/socketbox).
+LISTENER_SOCKET = "listeners.sock"
 
 
 class Scenario:
@@ -97,6 +124,7 @@ class Scenario:
         self.cap = None
         self.has_counters = name in BUILTIN and name != "direct"
         self.variant = ENGINE_VARIANTS.get(name, {})
+        self.kernel = bool(self.variant.get("kernel"))
 
     # -- processes ----------------------------------------------------------
     def _spawn(self, tag, argv):
@@ -105,8 +133,40 @@ class Scenario:
         return procs.Proc(argv, topo.server, topo.path(f"{n:03d}-{tag}.out"),
                           topo.path(f"{n:03d}-{tag}.err"))
 
+    def server_pids(self):
+        """The processes that accept: capped, and measured as the server."""
+        if self.kernel:
+            return [self.server.pid, self.sink.pid]
+        return [self.server.pid]
+
+    def _engine_argv(self):
+        layout, b = self.ctx.layout, self.ctx.binaries
+        ports = self.listen_ports()
+        argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(ports[0]),
+                "-b", "65535", "--threads", str(self.ctx.engine_threads)]
+        for p in ports[1:]:
+            argv += ["--listen", f"[::]:{p}"]
+        if self.ctx.tproxy:
+            argv.append("-t")
+        if self.name == "engine-sync":
+            argv += ["--io", "sync"]
+        if self.kernel:
+            argv += ["--kernel-dispatch", "on",
+                     "--listener-socket", self.ctx.topo.path(LISTENER_SOCKET)]
+        return argv
+
+    def _start_engine(self):
+        self.server = self._spawn(self.name, self._engine_argv())
+        if self.cap:
+            self.cap.add(self.server.pid)
+        self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
+
     def start(self):
         layout, b = self.ctx.layout, self.ctx.binaries
+        if self.kernel:
+            # The engine first: each sink asks for its listeners once, when
+            # it starts.
+            self._start_engine()
         sink_args = [b["sink"], "--threads", str(self.ctx.sink_threads), "--lifetime", "900"]
         if self.name == "direct":
             for a, p in layout.dests:
@@ -119,8 +179,19 @@ class Scenario:
                 sink_args += ["--max-fds", str(fds)]
             if self.variant.get("sink_ack", self.ctx.sink_ack):
                 sink_args.append("--ack")
+            if self.kernel:
+                sink_args += ["--take-listener",
+                              "--listener-socket", self.ctx.topo.path(LISTENER_SOCKET)]
         self.sink = self._spawn("sink", sink_args)
         self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
+        if self.kernel:
+            if self.cap:
+                self.cap.add(self.sink.pid)  # it accepts: it is the server too
+            taken = self.sink.err().count("listener taken")
+            if taken != len(layout.names):
+                raise RuntimeError(f"{self.name}: the sink took {taken} of {len(layout.names)} "
+                                   f"listeners from the engine: {self.sink.err()[-2000:]}")
+            return
         if self.name == "direct":
             self.server = self.sink
             if self.cap:
@@ -130,18 +201,7 @@ class Scenario:
         if self.ctx.tproxy:
             self.ctx.topo.tproxy_on(layout.ports, TPROXY_PORT)
         if self.external_cmd is None:
-            argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(ports[0]),
-                    "-b", "65535", "--threads", str(self.ctx.engine_threads)]
-            for p in ports[1:]:
-                argv += ["--listen", f"[::]:{p}"]
-            if self.ctx.tproxy:
-                argv.append("-t")
-            if self.name == "engine-sync":
-                argv += ["--io", "sync"]
-            self.server = self._spawn(self.name, argv)
-            if self.cap:
-                self.cap.add(self.server.pid)
-            self.server.wait_for(lambda: "socketbox: ready" in self.server.err(), 10, "engine ready")
+            self._start_engine()
         else:
             cmd = self.external_cmd.format(config=layout.config, port=ports[0],
                                            ports=",".join(map(str, ports)))
@@ -164,9 +224,11 @@ class Scenario:
         """A fresh snapshot of the engine's counters (None for others)."""
         if not self.has_counters:
             return None
-        before = self.server.err().count("stats total ")
+        # engine-kernel: its "stats kernel" line ends the block.
+        mark = "stats kernel " if self.kernel else "stats total "
+        before = self.server.err().count(mark)
         self.server.send(signal.SIGUSR1)
-        self.server.wait_for(lambda: self.server.err().count("stats total ") > before, 5,
+        self.server.wait_for(lambda: self.server.err().count(mark) > before, 5,
                              "stats after SIGUSR1")
         return parse_engine_stats(self.server.err())
 
@@ -184,3 +246,24 @@ class Scenario:
         codes["sink"] = self.sink.stop(signal.SIGTERM)
         summary = next((j for j in self.sink.json_lines() if j.get("event") == "sink-exit"), None)
         return final, summary, codes
+
+
+def kernel_dispatch_usable(ctx):
+    """(True, "") when the engine runs with --kernel-dispatch on here (the
+    kernel has sk_lookup and BPF, we may load it), else (False, its reason):
+    the engine is started once on the run's layout and stopped again."""
+    sc = Scenario(KERNEL_SCENARIO, ctx)
+    proc = sc._spawn("kernel-probe", sc._engine_argv())
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            err = proc.err()
+            if "socketbox: ready" in err:
+                return True, ""
+            if not proc.alive():
+                lines = [l for l in err.splitlines() if l.strip()]
+                return False, (lines[-1] if lines else f"the engine exited {proc.popen.returncode}")
+            time.sleep(0.02)
+        return False, "the engine did not get ready within 10 s"
+    finally:
+        proc.stop(signal.SIGTERM)
