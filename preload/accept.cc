@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine/core/fd_passing.h"
+#include "preload/kernel_dispatch.h"
 #include "preload/listener_table.h"
 #include "preload/replace.h"
 #include "preload/replies_table.h"
@@ -66,8 +67,15 @@ void FillPeerAddress(int fd, sockaddr* addr, socklen_t* len, const Config& confi
   if (Real().getpeername(fd, addr, len) != 0) *len = 0;
 }
 
-int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags,
-                 const Config& config) {
+// Where the options and the sender check of a passing socket come from.
+struct PassingSource {
+  const OptionSet* options = nullptr;  // carried to each accepted TCP socket
+  bool credentials_set = false;        // SO_PASSCRED already on (the preload bound it)
+  int recv_flags = 0;                  // MSG_DONTWAIT: never block
+};
+
+int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags, const Config& config,
+                 const PassingSource& source) {
   if ((flags & ~kKnownFlags) != 0) {
     errno = EINVAL;  // what the kernel says for unknown accept4 flags
     return -1;
@@ -76,15 +84,14 @@ int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags,
     // Lets another process blocked on the same socket take the next one.
     sched_yield();
   }
-  ListenerInfo listener;
-  const bool ours = FindListener(fd, &listener);
   ReceiveOptions options;
   options.strict = config.strict;
+  options.recv_flags = source.recv_flags;
   uint64_t refused = 0;
   if (config.senders.active()) {
     // Sockets bound by this library got SO_PASSCRED before their bind; an
     // inherited one gets it here, so messages queued before are refused.
-    if (!ours && EnableSenderCredentials(fd) != 0) return -1;
+    if (!source.credentials_set && EnableSenderCredentials(fd) != 0) return -1;
     options.senders = &config.senders;
     options.refused = &refused;
   }
@@ -109,11 +116,11 @@ int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags,
   }
   UniqueFd conn = std::move(*received);
   if (!SetFlags(conn.get(), flags)) return -1;
-  if (ours && !listener.options.empty()) {
+  if (source.options != nullptr && !source.options->empty()) {
     // TCP options only for TCP sockets (the strict level already vouched
     // for SOCK_STREAM; at level 0 a failed setsockopt is harmless).
     const int domain = SockoptInt(conn.get(), SO_DOMAIN);
-    if (domain == AF_INET || domain == AF_INET6) listener.options.ApplyTo(conn.get());
+    if (domain == AF_INET || domain == AF_INET6) source.options->ApplyTo(conn.get());
   }
   FillPeerAddress(conn.get(), addr, len, config);
   return conn.Release();
@@ -127,10 +134,38 @@ int AcceptOn(int fd, sockaddr* addr, socklen_t* len, int flags, bool is_accept4)
     return -1;
   }
   const Config& config = TheConfig();
+  if (KernelListenersExist()) {
+    ListenerInfo kernel;
+    if (PeekKernelListener(fd, &kernel)) {
+      const int r = AcceptOnKernelListener(kernel, addr, len, flags, is_accept4);
+      if (r != kNotKernelListener) return r;
+    }
+  }
   const int type = PassingSocketType(fd, config);
-  if (type >= 0) return AcceptPassed(fd, type, addr, len, flags, config);
+  if (type >= 0) {
+    ListenerInfo listener;
+    PassingSource source;
+    source.credentials_set = FindListener(fd, &listener);
+    if (source.credentials_set) source.options = &listener.options;
+    return AcceptPassed(fd, type, addr, len, flags, config, source);
+  }
   ProtectAddressBuffer(addr, len);
   return is_accept4 ? Real().accept4(fd, addr, len, flags) : Real().accept(fd, addr, len);
+}
+
+int AcceptFromReceiving(const ListenerInfo& kernel, sockaddr* addr, socklen_t* len, int flags) {
+  PassingSource source;
+  source.options = &kernel.options;
+  source.credentials_set = true;  // set when the preload bound it, or when it took the listener
+  source.recv_flags = MSG_DONTWAIT;
+  const int conn =
+      AcceptPassed(kernel.receiving.fd, SOCK_DGRAM, addr, len, flags, TheConfig(), source);
+  if (conn >= 0) {
+    SBX_PRELOAD_DEBUG(
+        "accept fd %d: fd %d from the receiving socket (fd %d), not the kernel's queue", kernel.fd,
+        conn, kernel.receiving.fd);
+  }
+  return conn;
 }
 
 }  // namespace sbx::preload

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "engine/core/listener_request.h"
 #include "engine/core/numbers.h"
 
 namespace sbx::preload {
@@ -110,6 +111,31 @@ void ReadSenders(const char* const* envp, Config* config) {
   }
 }
 
+void ReadKernelDispatch(const char* const* envp, Config* config) {
+  ReadFlag(envp, "SKBOX_KERNEL_DISPATCH", &config->kernel_dispatch, &config->problems);
+  const char* timeout = Lookup(envp, "SKBOX_KERNEL_DISPATCH_TIMEOUT_MS");
+  if (timeout != nullptr && *timeout != '\0') {
+    const auto ms = ParseDecimal(timeout, 1, 60000);
+    if (ms) {
+      config->kernel_dispatch_timeout_ms = static_cast<int>(*ms);
+    } else {
+      config->problems.Add("SKBOX_KERNEL_DISPATCH_TIMEOUT_MS", timeout,
+                           "milliseconds from 1 to 60000 (200 is used)");
+    }
+  }
+  const char* path = Lookup(envp, kListenerSocketEnv);
+  if (path == nullptr || *path == '\0') path = kDefaultListenerSocket;
+  const size_t len = std::strlen(path);
+  if (len >= sizeof(config->listener_socket) - 1) {
+    // It could never be connected to: say so rather than fail at each listen.
+    config->kernel_dispatch = false;
+    config->problems.Add(kListenerSocketEnv, "(too long)",
+                         "a path shorter than 108 bytes; kernel dispatch stays off");
+    return;
+  }
+  std::memcpy(config->listener_socket, path, len + 1);
+}
+
 }  // namespace
 
 void Problems::Add(const char* variable, const char* value, const char* expected) {
@@ -141,6 +167,7 @@ void ParseConfig(const char* const* envp, Config* out) {
   ReadFlag(envp, "SKBOX_DEBUG", &out->debug, p);
   ReadFlag(envp, "SKBOX_ACKNOWLEDGE", &out->acknowledge, p);
   ReadSenders(envp, out);
+  ReadKernelDispatch(envp, out);
 }
 
 }  // namespace sbx::preload

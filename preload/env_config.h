@@ -14,6 +14,7 @@
 #define SBX_PRELOAD_ENV_CONFIG_H_
 
 #include <limits.h>
+#include <sys/un.h>
 
 #include "engine/core/fd_passing.h"
 #include "engine/core/sender_filter.h"
@@ -64,6 +65,11 @@ struct Config {
   bool debug = false;        // SKBOX_DEBUG (ours): log each decision
   bool acknowledge = false;  // SKBOX_ACKNOWLEDGE (ours): receiver protocol acks
   SenderFilter senders;      // SKBOX_SENDER_UIDS (ours); malformed: refuse all
+  // Kernel dispatch (ours): at listen(), ask the engine for the TCP listener
+  // the kernel steers this backend's connections into (replace.h).
+  bool kernel_dispatch = true;                                   // SKBOX_KERNEL_DISPATCH
+  int kernel_dispatch_timeout_ms = 200;                          // SKBOX_KERNEL_DISPATCH_TIMEOUT_MS
+  char listener_socket[sizeof(sockaddr_un::sun_path) + 1] = {};  // SKBOX_LISTENER_SOCKET
   Problems problems;
 };
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "preload/address_plan.h"
+#include "preload/kernel_dispatch.h"
 #include "preload/listener_sockopt.h"
 #include "preload/listener_table.h"
 #include "preload/replace.h"
@@ -114,4 +115,18 @@ SBX_EXPORT int setsockopt(int fd, int level, int name, const void* value, sockle
 
 SBX_EXPORT int getsockopt(int fd, int level, int name, void* value, socklen_t* len) noexcept {
   return sbx::preload::GetSockOpt(fd, level, name, value, len);
+}
+
+// Kernel dispatch: a program watching a kernel listener also wakes for the
+// connections that come over its receiving socket (kernel_dispatch.h).
+SBX_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event* event) noexcept {
+  return sbx::preload::EpollCtl(epfd, op, fd, event);
+}
+
+SBX_EXPORT int poll(pollfd* fds, nfds_t nfds, int timeout_ms) {
+  return sbx::preload::PollMirrored(fds, nfds, false, timeout_ms, nullptr, nullptr);
+}
+
+SBX_EXPORT int ppoll(pollfd* fds, nfds_t nfds, const timespec* timeout, const sigset_t* sigmask) {
+  return sbx::preload::PollMirrored(fds, nfds, true, -1, timeout, sigmask);
 }

@@ -10,6 +10,7 @@
 #include "engine/core/fd_passing.h"
 #include "engine/core/unix_address.h"
 #include "engine/sys/unique_fd.h"
+#include "preload/kernel_dispatch.h"
 #include "preload/listener_table.h"
 #include "preload/runtime.h"
 #include "preload/unix_target.h"
@@ -51,6 +52,15 @@ int BindUnlinkingStale(int fd, const UnixAddress& target) {
 int Swap(UniqueFd replacement, int fd, int fd_flags) {
   if (::dup3(replacement.get(), fd, (fd_flags & FD_CLOEXEC) ? O_CLOEXEC : 0) != fd) return -1;
   return 0;
+}
+
+// An address like the engine's TCP listeners': [::]:P.
+bool MaybeEngineListener(const sockaddr* addr, socklen_t room, socklen_t len) {
+  if (room < sizeof(sockaddr_in6) || len != sizeof(sockaddr_in6) || addr->sa_family != AF_INET6) {
+    return false;
+  }
+  const auto* a6 = reinterpret_cast<const sockaddr_in6*>(addr);
+  return a6->sin6_port != 0 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
 }
 
 socklen_t NaturalLength(const sockaddr* addr) {
@@ -95,6 +105,7 @@ int BindToUnix(int fd, const sockaddr* addr, socklen_t len, const UnixTarget& ta
   RememberListener(fd, addr, NaturalLength(addr) <= len ? NaturalLength(addr) : len, carried);
   SBX_PRELOAD_DEBUG("bind fd %d: now %s Unix socket %s", fd, target.stream ? "stream" : "datagram",
                     path.text);
+  if (!target.stream) TakeKernelListener(fd, When::kBind);
   return 0;
 }
 
@@ -137,7 +148,18 @@ int ConnectToUnix(int fd, const UnixTarget& target) {
 int ListenOn(int fd, int backlog) {
   const int domain = SockoptInt(fd, SO_DOMAIN);
   const int type = SockoptInt(fd, SO_TYPE);
-  if (domain == AF_UNIX && type == SOCK_DGRAM) return 0;
+  if (domain == AF_UNIX && type == SOCK_DGRAM) {
+    TakeKernelListener(fd, When::kListen);
+    return 0;
+  }
+  // Listening already; its backlog is the engine's to choose. A listener
+  // handed over by the process that took it is known by now if the program
+  // asked its address (Node.js does); else it is looked for here.
+  if (KernelListenersExist() && IsKernelListener(fd)) return 0;
+  if ((domain == AF_INET || domain == AF_INET6) && SockoptInt(fd, SO_ACCEPTCONN) == 1 &&
+      AdoptIfPublished(fd)) {
+    return 0;
+  }
   if (TheConfig().block_listen && (domain == AF_INET || domain == AF_INET6)) {
     // A TCP socket never bound (its bind went elsewhere or failed) would be
     // auto-bound to a random port on every address: refuse instead.
@@ -165,9 +187,18 @@ void ProtectAddressBuffer(sockaddr* addr, const socklen_t* len) {
 int GetSockName(int fd, sockaddr* addr, socklen_t* len) {
   ProtectAddressBuffer(addr, len);
   ListenerInfo info;
-  if (addr == nullptr || len == nullptr || !FindListener(fd, &info)) {
-    return Real().getsockname(fd, addr, len);
+  if (addr == nullptr || len == nullptr) return Real().getsockname(fd, addr, len);
+  if (!FindListener(fd, &info)) {
+    const socklen_t room = *len;
+    const int rc = Real().getsockname(fd, addr, len);
+    // [::]:P is what the engine's TCP listeners are bound to: one handed
+    // over by a process that took it shows the address that process bound.
+    if (rc != 0 || !MaybeEngineListener(addr, room, *len) || !AdoptIfPublished(fd) ||
+        !FindListener(fd, &info)) {
+      return rc;
+    }
   }
+  if (info.bound_len == 0) return Real().getsockname(fd, addr, len);
   std::memcpy(addr, &info.bound, info.bound_len < *len ? info.bound_len : *len);
   *len = info.bound_len;
   return 0;

@@ -24,8 +24,10 @@ int BindToUnix(int fd, const sockaddr* addr, socklen_t len, const UnixTarget& ta
 // "A" protocol, connect level 2 and up).
 int ConnectToUnix(int fd, const UnixTarget& target);
 
-// listen(): a no-op on AF_UNIX datagram sockets; the block-listen check on
-// unbound TCP sockets; else the real call.
+// listen(): on AF_UNIX datagram sockets, kernel dispatch (the engine's TCP
+// listener put in place, kernel_dispatch.h) or nothing; a no-op on a kernel
+// listener; the block-listen check on unbound TCP sockets; else the real
+// call.
 int ListenOn(int fd, int backlog);
 
 // accept()/accept4(): receives a passed socket on AF_UNIX datagram sockets

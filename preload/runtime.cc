@@ -50,6 +50,22 @@ int SysGetsockopt(int fd, int level, int name, void* v, socklen_t* l) {
   return static_cast<int>(::syscall(SYS_getsockopt, fd, level, name, v, l));
 }
 
+int SysEpollCtl(int epfd, int op, int fd, epoll_event* event) {
+  return static_cast<int>(::syscall(SYS_epoll_ctl, epfd, op, fd, event));
+}
+int SysPpoll(pollfd* fds, nfds_t n, const timespec* timeout, const sigset_t* mask) {
+  // The kernel's ppoll may change the timeout it is given: a copy.
+  timespec copy{};
+  if (timeout != nullptr) copy = *timeout;
+  return static_cast<int>(
+      ::syscall(SYS_ppoll, fds, n, timeout != nullptr ? &copy : nullptr, mask, _NSIG / 8));
+}
+int SysPoll(pollfd* fds, nfds_t n, int timeout_ms) {
+  if (timeout_ms < 0) return SysPpoll(fds, n, nullptr, nullptr);
+  const timespec t{timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+  return SysPpoll(fds, n, &t, nullptr);
+}
+
 template <typename F>
 void Resolve(F** slot, const char* name, F* fallback) {
   void* p = ::dlsym(RTLD_NEXT, name);
@@ -67,6 +83,9 @@ RealCalls ResolveAll() {
   Resolve(&r.getpeername, "getpeername", &SysGetpeername);
   Resolve(&r.setsockopt, "setsockopt", &SysSetsockopt);
   Resolve(&r.getsockopt, "getsockopt", &SysGetsockopt);
+  Resolve(&r.epoll_ctl, "epoll_ctl", &SysEpollCtl);
+  Resolve(&r.poll, "poll", &SysPoll);
+  Resolve(&r.ppoll, "ppoll", &SysPpoll);
   return r;
 }
 

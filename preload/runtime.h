@@ -5,7 +5,11 @@
 #ifndef SBX_PRELOAD_RUNTIME_H_
 #define SBX_PRELOAD_RUNTIME_H_
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "preload/env_config.h"
 
@@ -24,6 +28,9 @@ struct RealCalls {
   int (*getpeername)(int, sockaddr*, socklen_t*);
   int (*setsockopt)(int, int, int, const void*, socklen_t);
   int (*getsockopt)(int, int, int, void*, socklen_t*);
+  int (*epoll_ctl)(int, int, int, epoll_event*);
+  int (*poll)(pollfd*, nfds_t, int);
+  int (*ppoll)(pollfd*, nfds_t, const timespec*, const sigset_t*);
 };
 const RealCalls& Real();
 

@@ -208,5 +208,34 @@ TEST(EnvConfigTest, SimilarNamesDoNotMatch) {
   EXPECT_FALSE(c->stealth);
 }
 
+TEST(ConfigTest, KernelDispatchSettings) {
+  const auto d = Parse({});
+  EXPECT_TRUE(d->kernel_dispatch);
+  EXPECT_EQ(d->kernel_dispatch_timeout_ms, 200);
+  EXPECT_STREQ(d->listener_socket, "/run/socketbox/listeners.sock");
+  EXPECT_EQ(d->problems.count, 0);
+
+  const auto c = Parse({"SKBOX_KERNEL_DISPATCH=0", "SKBOX_KERNEL_DISPATCH_TIMEOUT_MS=1500",
+                        "SKBOX_LISTENER_SOCKET=/run/other/listeners.sock"});
+  EXPECT_FALSE(c->kernel_dispatch);
+  EXPECT_EQ(c->kernel_dispatch_timeout_ms, 1500);
+  EXPECT_STREQ(c->listener_socket, "/run/other/listeners.sock");
+  EXPECT_EQ(c->problems.count, 0);
+
+  // Malformed: reported once each, the defaults kept.
+  const auto bad = Parse({"SKBOX_KERNEL_DISPATCH=yes", "SKBOX_KERNEL_DISPATCH_TIMEOUT_MS=0"});
+  EXPECT_TRUE(bad->kernel_dispatch);
+  EXPECT_EQ(bad->kernel_dispatch_timeout_ms, 200);
+  EXPECT_EQ(bad->problems.count, 2);
+
+  // A path that cannot be a Unix socket address turns it off, and says so.
+  const std::string long_path = "SKBOX_LISTENER_SOCKET=/" + std::string(120, 'x');
+  const auto too_long = Parse({long_path.c_str()});
+  EXPECT_FALSE(too_long->kernel_dispatch);
+  ASSERT_EQ(too_long->problems.count, 1);
+  EXPECT_NE(std::string(too_long->problems.lines[0]).find("SKBOX_LISTENER_SOCKET"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace sbx::preload
