@@ -431,7 +431,10 @@ void Daemon::Shutdown(int status) {
   if (handover_) handover_->Stop();
   control_.RequestStop();
   for (std::thread& t : threads_) t.join();
-  if (registry_) registry_->Stop();
+  if (registry_) {
+    registry_->Stop();
+    registry_->Drain();  // what listeners nobody serves hold goes on, as the workers' drain did
+  }
   if (handover_) handover_->Finish();
   if (metrics_) metrics_->Stop();
   std::fputs(stats_.Format().c_str(), stderr);

@@ -21,6 +21,9 @@
 #include "engine/kernel/steering_image.h"
 #include "engine/sys/unix_peer.h"
 
+// The registry's thread: one poll over the wake-up eventfd, the listener
+// socket and every receiver's channel.
+
 namespace sbx {
 namespace {
 
@@ -58,7 +61,17 @@ absl::StatusOr<UniqueFd> BindServerSocket(const std::string& path) {
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return absl::ErrnoToStatus(errno, "socket(AF_UNIX)");
-  if (::bind(fd.get(), address->sockaddr_ptr(), address->len) != 0) {
+  // Mode 0666 from the start (umask 0), not chmod by path after the bind:
+  // the path may be in a directory others can write.
+  auto bind_any = [&] {
+    const mode_t old = ::umask(0);
+    const int rc = ::bind(fd.get(), address->sockaddr_ptr(), address->len);
+    const int err = errno;
+    ::umask(old);
+    errno = err;
+    return rc;
+  };
+  if (bind_any() != 0) {
     if (errno != EADDRINUSE)
       return absl::ErrnoToStatus(errno, StrCat("bind --listener-socket ", path));
     if (BoundSocketInode(path)) {
@@ -67,11 +80,15 @@ absl::StatusOr<UniqueFd> BindServerSocket(const std::string& path) {
                                              "own --listener-socket)"));
     }
     ::unlink(path.c_str());  // stale: nobody is bound there any more
-    if (::bind(fd.get(), address->sockaddr_ptr(), address->len) != 0) {
+    if (bind_any() != 0) {
       return absl::ErrnoToStatus(errno, StrCat("bind --listener-socket ", path));
     }
   }
-  ::chmod(path.c_str(), 0666);
+  // The sender's credentials on every request (SCM_CREDENTIALS).
+  const int on = 1;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+    return absl::ErrnoToStatus(errno, "SO_PASSCRED on --listener-socket");
+  }
   return fd;
 }
 
@@ -94,7 +111,8 @@ ListenerRegistry::ListenerRegistry(SteeringProgram* program, ListenerRegistryCon
     : program_(program),
       config_(std::move(config)),
       socket_(std::move(socket)),
-      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      reclaimer_(std::chrono::milliseconds(config_.dispatch_timeout_ms)) {}
 
 absl::StatusOr<std::unique_ptr<ListenerRegistry>> ListenerRegistry::Adopt(
     SteeringProgram* program, ListenerRegistryConfig config, AdoptedListeners adopted) {
@@ -108,7 +126,8 @@ absl::StatusOr<std::unique_ptr<ListenerRegistry>> ListenerRegistry::Adopt(
     Slot& slot = registry->slots_[l.path];
     slot.index = registry->next_slot_++;
     slot.path = l.path;
-    if (absl::Status s = program->GuardPort(ntohs(bound.sin6_port)); !s.ok()) return s;
+    slot.port = ntohs(bound.sin6_port);
+    if (absl::Status s = program->GuardPort(slot.port); !s.ok()) return s;
     if (absl::Status s = program->SetListener(slot.index, l.listener.get()); !s.ok()) return s;
     slot.listener = std::move(l.listener);
     slot.in_map = true;
@@ -148,28 +167,58 @@ absl::StatusOr<std::vector<std::string>> ListenerRegistry::Publish(
     std::shared_ptr<const RouteTable> table) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::vector<std::string>& paths = table->unix_paths();
+  // Slots of paths the new table no longer names, and that no receiver
+  // took, are free again; taken ones keep their listener (its receiver
+  // still holds it) but nothing is steered to them.
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    if (!it->second.listener && std::find(paths.begin(), paths.end(), it->first) == paths.end()) {
+      free_slots_.push_back(it->second.index);
+      it = slots_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<std::string> notes;
+  size_t out_of_slots = 0;
   auto slot_of = [&](uint32_t i) -> std::optional<uint32_t> {
     auto it = slots_.find(paths[i]);
     if (it != slots_.end()) return it->second.index;
-    if (next_slot_ >= SBX_STEER_MAX_BACKENDS) return std::nullopt;
+    uint32_t index;
+    if (!free_slots_.empty()) {
+      index = free_slots_.back();
+      free_slots_.pop_back();
+    } else if (next_slot_ < SBX_STEER_MAX_BACKENDS) {
+      index = next_slot_++;
+    } else {
+      ++out_of_slots;
+      return std::nullopt;
+    }
     Slot& slot = slots_[paths[i]];
-    slot.index = next_slot_++;
+    slot.index = index;
     slot.path = paths[i];
-    return slot.index;
+    return index;
   };
   std::string error;
   std::optional<SteeringImage> image =
       BuildSteeringImage(*table, slot_of, config_.substitute, &error);
-  std::vector<std::string> notes;
   if (!image) {
     // Nothing steered: an empty image passes every connection on.
-    notes.push_back(StrCat("kernel dispatch steers nothing: ", error));
+    notes.push_back(StrCat("kernel dispatch: steers nothing: ", error));
     image = SteeringImage{};
   }
-  for (const auto& [path, why] : image->not_steered) {
-    notes.push_back(StrCat("kernel dispatch leaves ", path, " to the engine: ", why));
+  if (out_of_slots > 0) {
+    notes.push_back(StrCat("kernel dispatch: leaves ", out_of_slots, " backend(s) to the engine: ",
+                           "more than ", SBX_STEER_MAX_BACKENDS, " listeners"));
   }
-  if (absl::Status s = program_->Publish(*image); !s.ok()) return s;
+  for (const auto& [path, why] : image->not_steered) {
+    notes.push_back(StrCat("kernel dispatch: leaves ", path, " to the engine: ", why));
+  }
+  if (absl::Status s = program_->Publish(*image); !s.ok()) {
+    // Half a generation written: the kernel must not keep deciding by the
+    // old table while the engine decides by the new one.
+    program_->Disable();
+    return absl::Status(s.code(), StrCat(s.message(), "; kernel dispatch steers nothing now"));
+  }
   table_ = std::move(table);
   return notes;
 }
@@ -186,42 +235,50 @@ void ListenerRegistry::Stop() {
   thread_.join();
 }
 
+void ListenerRegistry::Drain() {
+  if (handed_over_) return;  // the successor serves them
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [path, slot] : slots_) {
+      if (!slot.listener) continue;
+      if (slot.in_map && program_->ClearListener(slot.index).ok()) slot.in_map = false;
+      if (slot.channels.empty() && !slot.in_map) TakeBack(&slot);
+    }
+  }
+  reclaimer_.Stop();  // each job within --dispatch-timeout
+}
+
+int ListenerRegistry::PollTimeoutLocked(Clock::time_point now) const {
+  int timeout_ms = -1;
+  for (const auto& [path, slot] : slots_) {
+    if (!slot.unattended_since || !slot.in_map) continue;
+    const auto due =
+        *slot.unattended_since + std::chrono::milliseconds(config_.dispatch_timeout_ms);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1;
+    const int ms = static_cast<int>(std::max<int64_t>(left, 0));
+    timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+  }
+  return timeout_ms;
+}
+
 void ListenerRegistry::Run() {
   std::vector<pollfd> fds;
-  std::vector<Slot*> reclaiming;
   while (!stop_.load()) {
     fds.clear();
-    reclaiming.clear();
     fds.push_back({wake_.get(), POLLIN, 0});
-    fds.push_back({socket_.get(), POLLIN, 0});
-    int timeout_ms = -1;
+    // Requests wait in the socket while hostile fds are still being closed.
+    fds.push_back({socket_.get(), static_cast<short>(closer_.pending() < 256 ? POLLIN : 0), 0});
+    int timeout_ms;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      const Clock::time_point now = Clock::now();
-      for (auto& [path, slot] : slots_) {
+      for (const auto& [path, slot] : slots_) {
         for (const UniqueFd& c : slot.channels) fds.push_back({c.get(), POLLIN, 0});
-        if (slot.unattended_since && slot.in_map) {
-          const auto due =
-              *slot.unattended_since + std::chrono::milliseconds(config_.dispatch_timeout_ms);
-          const auto left =
-              std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1;
-          timeout_ms = timeout_ms < 0
-                           ? static_cast<int>(std::max<int64_t>(left, 0))
-                           : std::min(timeout_ms, static_cast<int>(std::max<int64_t>(left, 0)));
-        }
       }
-      // Listeners out of the map still take a connection the kernel had
-      // already assigned: the engine serves those too.
-      for (auto& [path, slot] : slots_) {
-        if (slot.listener && !slot.in_map && slot.channels.empty()) {
-          fds.push_back({slot.listener.get(), POLLIN, 0});
-          reclaiming.push_back(&slot);
-        }
-      }
+      timeout_ms = PollTimeoutLocked(Clock::now());
     }
-    const int n = ::poll(fds.data(), fds.size(), timeout_ms);
-    if (n < 0 && errno != EINTR) {
-      Log(StrCat("kernel dispatch: poll: ", std::strerror(errno)));
+    if (closer_.pending() >= 256) timeout_ms = timeout_ms < 0 ? 10 : std::min(timeout_ms, 10);
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
+      Log(StrCat("kernel dispatch: poll: ", std::strerror(errno), "; no more listener requests"));
       return;
     }
     if (stop_.load()) break;
@@ -229,100 +286,136 @@ void ListenerRegistry::Run() {
       uint64_t drained;
       (void)!::read(wake_.get(), &drained, sizeof drained);
     }
-    std::vector<int> hung_up;
-    const size_t channels_end = fds.size() - reclaiming.size();
-    for (size_t i = 2; i < channels_end; ++i) {
-      if (fds[i].revents == 0) continue;
-      // Receivers send nothing on the channel yet: anything read is
-      // discarded, and EOF or an error means the receiver is gone.
-      char sink[64];
-      const ssize_t got = ::recv(fds[i].fd, sink, sizeof sink, MSG_DONTWAIT);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) ||
-          (fds[i].revents & (POLLHUP | POLLERR)) != 0) {
-        hung_up.push_back(fds[i].fd);
-      }
-    }
+    ReadChannels(fds);
     if (fds[1].revents != 0) ServeRequests();
     std::lock_guard<std::mutex> lock(mu_);
-    if (!hung_up.empty()) WatchChannels(hung_up);
-    for (size_t i = channels_end; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) Reclaim(reclaiming[i - channels_end]);
-    }
     ExpireUnattended(Clock::now());
   }
 }
 
+void ListenerRegistry::ReadChannels(const std::vector<pollfd>& fds) {
+  std::vector<int> hung_up;
+  for (size_t i = 2; i < fds.size(); ++i) {
+    if (fds[i].revents == 0) continue;
+    // Receivers send nothing on the channel yet: anything read is
+    // discarded, and EOF or an error means the receiver is gone.
+    char ignored[64];
+    const ssize_t got = ::recv(fds[i].fd, ignored, sizeof ignored, MSG_DONTWAIT);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) ||
+        (fds[i].revents & (POLLHUP | POLLERR)) != 0) {
+      hung_up.push_back(fds[i].fd);
+    }
+  }
+  if (hung_up.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  DropChannels(hung_up);
+}
+
 void ListenerRegistry::ServeRequests() {
-  for (int budget = 0; budget < 64; ++budget) {
-    unsigned char data[kListenerMessageBytes + sizeof(sockaddr_un::sun_path) + 1];
-    iovec iov{data, sizeof data};
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(4 * sizeof(int))]{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0) return;  // EAGAIN: all served
-    std::vector<UniqueFd> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+  for (int budget = 0; budget < 64 && closer_.pending() < 256; ++budget) {
+    std::optional<Request> request = ReadRequest();
+    if (!request) return;
+    if (request->receiving) Grant(std::move(*request));
+  }
+}
+
+// One datagram off the socket: nullopt when none is left; a Request
+// without a receiving socket when the datagram was not one (counted,
+// answered where there is a channel to answer on).
+std::optional<ListenerRegistry::Request> ListenerRegistry::ReadRequest() {
+  unsigned char data[kListenerMessageBytes + sizeof(sockaddr_un::sun_path) + 1];
+  iovec iov{data, sizeof data};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(4 * sizeof(int)) + CMSG_SPACE(sizeof(ucred))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return std::nullopt;  // EAGAIN: all served
+  std::vector<UniqueFd> fds;
+  std::optional<ucred> sender;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_RIGHTS) {
       const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
         fds.emplace_back(fd);
       }
+    } else if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      std::memcpy(&sender.emplace(), CMSG_DATA(c), sizeof(ucred));
     }
-    // A request is the header and exactly two fds: the receiving socket
-    // and the channel. Anything else is dropped (nobody to answer, or a
-    // channel that is not a seqpacket socket).
-    if (!IsListenerRequest(data, static_cast<size_t>(n)) || fds.size() != 2 ||
-        (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 ||
-        !IsUnixSocketOfType(fds[1].get(), SOCK_SEQPACKET)) {
-      ++refused_;
-      continue;
-    }
-    const int channel = fds[1].get();
-    if (!IsUnixSocketOfType(fds[0].get(), SOCK_DGRAM)) {
-      ++refused_;
-      Answer(channel, EPERM, -1);
-      continue;
-    }
-    const std::string hint(reinterpret_cast<const char*>(data) + kListenerMessageBytes,
-                           static_cast<size_t>(n) - kListenerMessageBytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    bool throttled = false;
-    Slot* slot = FindOwner(fds[0].get(), hint, &throttled);
-    if (slot == nullptr) {
-      ++refused_;
-      Answer(channel, throttled ? EAGAIN : EPERM, -1);  // EAGAIN: ask again later
-      continue;
-    }
-    if (absl::Status s = EnsureListener(slot); !s.ok()) {
+  }
+  Request request;
+  // A request is the header, the sender's credentials and exactly two fds:
+  // the receiving socket and the channel. The type checks ask getsockopt,
+  // which fails at once on anything but a socket (no FUSE call); only
+  // checked Unix sockets are closed on this thread.
+  const bool well_formed = IsListenerRequest(data, static_cast<size_t>(n)) && fds.size() == 2 &&
+                           sender.has_value() && (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) == 0 &&
+                           IsUnixSocketOfType(fds[1].get(), SOCK_SEQPACKET);
+  if (!well_formed) {
+    ++refused_;
+    for (UniqueFd& fd : fds) closer_.Close(std::move(fd));
+    return request;  // nobody to answer
+  }
+  if (!IsUnixSocketOfType(fds[0].get(), SOCK_DGRAM)) {
+    ++refused_;
+    Answer(fds[1].get(), EPERM, -1);
+    closer_.Close(std::move(fds[0]));
+    return request;
+  }
+  request.receiving = std::move(fds[0]);
+  request.channel = std::move(fds[1]);
+  request.hint.assign(reinterpret_cast<const char*>(data) + kListenerMessageBytes,
+                      static_cast<size_t>(n) - kListenerMessageBytes);
+  request.uid = sender->uid;
+  return request;
+}
+
+// Root or the owner of the socket file at `path`.
+static bool MayTake(uid_t uid, const std::string& path) {
+  if (uid == 0) return true;
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == uid;
+}
+
+void ListenerRegistry::Grant(Request request) {
+  const int channel = request.channel.get();
+  std::lock_guard<std::mutex> lock(mu_);
+  bool throttled = false;
+  Slot* slot = FindOwner(request.receiving.get(), request.hint, &throttled);
+  if (slot == nullptr || !MayTake(request.uid, slot->path)) {
+    ++refused_;
+    Answer(channel, throttled ? EAGAIN : EPERM, -1);  // EAGAIN: ask again later
+    return;
+  }
+  if (absl::Status s = EnsureListener(slot); !s.ok()) {
+    Log(StrCat("kernel dispatch: ", slot->path, ": ", s.message()));
+    Answer(channel, EAGAIN, -1);
+    return;
+  }
+  if (!slot->in_map) {
+    if (absl::Status s = program_->SetListener(slot->index, slot->listener.get()); !s.ok()) {
       Log(StrCat("kernel dispatch: ", slot->path, ": ", s.message()));
       Answer(channel, EAGAIN, -1);
-      continue;
+      return;
     }
-    if (!slot->in_map) {
-      if (absl::Status s = program_->SetListener(slot->index, slot->listener.get()); !s.ok()) {
-        Log(StrCat("kernel dispatch: ", slot->path, ": ", s.message()));
-        Answer(channel, EOPNOTSUPP, -1);
-        continue;
-      }
-      slot->in_map = true;
-    }
-    ++granted_;  // before the answer: a receiver that has it sees it counted
-    Answer(channel, 0, slot->listener.get());
-    // A backend that asks again and again must not fill the engine's fd
-    // table: past the bound its oldest channel goes (the listener stays
-    // attended as long as one is open).
-    if (slot->channels.size() >= kMaxChannelsPerListener) {
-      slot->channels.erase(slot->channels.begin());
-    }
-    slot->channels.push_back(std::move(fds[1]));
-    slot->unattended_since.reset();
+    slot->in_map = true;
   }
+  if (slot->reclaim_cancelled) slot->reclaim_cancelled->store(true);  // the queue is theirs again
+  ++granted_;  // before the answer: a receiver that has it sees it counted
+  Answer(channel, 0, slot->listener.get());
+  // A backend that asks again and again must not fill the engine's fd
+  // table: past the bound its oldest channel goes (the listener stays
+  // attended as long as one is open).
+  if (slot->channels.size() >= kMaxChannelsPerListener) {
+    slot->channels.erase(slot->channels.begin());
+  }
+  slot->channels.push_back(std::move(request.channel));
+  slot->unattended_since.reset();
 }
 
 void ListenerRegistry::Answer(int channel, uint32_t status, int listener_fd) {
@@ -342,7 +435,8 @@ void ListenerRegistry::Answer(int channel, uint32_t status, int listener_fd) {
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &listener_fd, sizeof listener_fd);
   }
-  // A fresh seqpacket channel has room for one message: this never blocks.
+  // Never blocks: a channel the requester filled loses its answer, and the
+  // requester times out.
   (void)::sendmsg(channel, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -378,11 +472,33 @@ ListenerRegistry::Slot* ListenerRegistry::FindOwner(int fd, const std::string& h
 }
 
 absl::Status ListenerRegistry::EnsureListener(Slot* slot) {
-  if (slot->listener) return absl::OkStatus();
+  if (slot->listener) {
+    // A receiver holds the same socket: it may have shut it down (a common
+    // way to wake an accepting thread) or listened again on another port.
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    sockaddr_in6 bound{};
+    socklen_t bound_len = sizeof bound;
+    if (::getsockopt(slot->listener.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+        listening != 0 &&
+        ::getsockname(slot->listener.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) == 0 &&
+        ntohs(bound.sin6_port) == slot->port) {
+      return absl::OkStatus();
+    }
+    Log(StrCat("kernel dispatch: ", slot->path,
+               ": its listener no longer listens on its port; replacing it"));
+    if (slot->in_map) (void)program_->ClearListener(slot->index);
+    slot->in_map = false;
+    closer_.Close(std::move(slot->listener));
+  }
   UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return absl::ErrnoToStatus(errno, "socket(AF_INET6, SOCK_STREAM)");
-  const int off = 0;
+  const int off = 0, on = 1;
   ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  // Accepted connections inherit it: one the backend closes first sits in
+  // TIME_WAIT on the port the client connected to, and without it the
+  // engine could not bind that port again for a minute after a restart.
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   sockaddr_in6 any{};
   any.sin6_family = AF_INET6;
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&any), sizeof any) != 0) {
@@ -398,10 +514,11 @@ absl::Status ListenerRegistry::EnsureListener(Slot* slot) {
     return absl::ErrnoToStatus(errno, "listen on a steering listener");
   }
   slot->listener = std::move(fd);
+  slot->port = ntohs(any.sin6_port);
   return absl::OkStatus();
 }
 
-void ListenerRegistry::WatchChannels(const std::vector<int>& hung_up) {
+void ListenerRegistry::DropChannels(const std::vector<int>& hung_up) {
   for (auto& [path, slot] : slots_) {
     const size_t before = slot.channels.size();
     std::erase_if(slot.channels, [&](const UniqueFd& c) {
@@ -409,9 +526,8 @@ void ListenerRegistry::WatchChannels(const std::vector<int>& hung_up) {
     });
     if (before > 0 && slot.channels.empty()) {
       slot.unattended_since = Clock::now();
-      Log(StrCat("kernel dispatch: ", path,
-                 ": its receiver is gone; the listener keeps its queue for ",
-                 config_.dispatch_timeout_ms, " ms"));
+      Log(StrCat("kernel dispatch: ", path, ": its receiver is gone; the listener keeps its queue ",
+                 "for ", config_.dispatch_timeout_ms, " ms"));
     }
   }
 }
@@ -427,26 +543,21 @@ void ListenerRegistry::ExpireUnattended(Clock::time_point now) {
       continue;
     }
     slot.in_map = false;
-    Log(StrCat("kernel dispatch: ", path,
-               ": no receiver came back; its connections go to the "
+    Log(StrCat("kernel dispatch: ", path, ": no receiver came back; its connections go to the ",
                "engine's listeners again"));
-    Reclaim(&slot);
+    TakeBack(&slot);
   }
 }
 
-void ListenerRegistry::Reclaim(Slot* slot) {
-  SysResult<UnixAddress> dest = MakeUnixAddress(slot->path);
-  UniqueFd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  while (true) {
-    UniqueFd conn(::accept4(slot->listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!conn) return;  // EAGAIN: the queue is empty
-    // The classic path: one fd per datagram to the backend's path.
-    if (dest.ok() && sender && SendFd(sender.get(), conn.get(), MSG_DONTWAIT, &*dest).ok()) {
-      ++reclaimed_;
-    } else {
-      ++reclaim_failed_;
-    }
+void ListenerRegistry::TakeBack(Slot* slot) {
+  UniqueFd dup(::fcntl(slot->listener.get(), F_DUPFD_CLOEXEC, 0));
+  if (!dup) {
+    Log(StrCat("kernel dispatch: ", slot->path, ": dup: ", std::strerror(errno),
+               "; what its listener holds stays there"));
+    return;
   }
+  slot->reclaim_cancelled = std::make_shared<std::atomic<bool>>(false);
+  reclaimer_.Reclaim(slot->path, std::move(dup), slot->reclaim_cancelled);
 }
 
 KernelDispatchCounts ListenerRegistry::Counts() const {
@@ -454,8 +565,8 @@ KernelDispatchCounts ListenerRegistry::Counts() const {
   out.program = program_->Counters();
   out.granted = granted_.load();
   out.refused = refused_.load();
-  out.reclaimed = reclaimed_.load();
-  out.reclaim_failed = reclaim_failed_.load();
+  out.reclaimed = reclaimer_.reclaimed();
+  out.reclaim_failed = reclaimer_.failed();
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [path, slot] : slots_) {
     if (!slot.listener) continue;  // never asked for: nothing steered

@@ -9,9 +9,18 @@
 // listener closes, the listener stays in the kernel's map for
 // --dispatch-timeout: a receiver that comes back in time finds its queue
 // intact. After that the engine takes it out of the map (new connections go
-// to the engine's own listeners and the io_uring path again) and accepts what
-// is queued itself, sending each connection to the backend's path the
-// classic way ("reclaimed"), or closing and counting it if that fails.
+// to the engine's own listeners and the io_uring path again) and hands it to
+// the ListenerReclaimer, which sends what is queued to the backend's path the
+// classic way. At shutdown, listeners nobody serves are reclaimed too.
+//
+// Who may take a listener: a request carries the receiving socket; it must
+// be the socket bound at the backend's path (the same socket inode), and its
+// sender must be root or the owner of the path's socket file (the kernel's
+// SCM_CREDENTIALS): an inode number alone is a 32-bit counter that another
+// user could cycle to.
+//
+// Everything a request carries that the registry does not keep is closed on
+// a BackgroundCloser: close(2) of a hostile fd can block.
 //
 // A steering listener is bound to [::]:P (one socket that takes IPv4 and
 // IPv6); the program refuses any connection to port P that it did not steer
@@ -20,6 +29,7 @@
 #ifndef SBX_ENGINE_KERNEL_LISTENER_REGISTRY_H_
 #define SBX_ENGINE_KERNEL_LISTENER_REGISTRY_H_
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <array>
@@ -36,7 +46,9 @@
 
 #include "absl/status/statusor.h"
 #include "engine/core/route_table.h"
+#include "engine/kernel/listener_reclaimer.h"
 #include "engine/kernel/steering_program.h"
+#include "engine/sys/background_closer.h"
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {
@@ -116,33 +128,54 @@ class ListenerRegistry {
 
   void Start();
   void Stop();  // joins the thread; listeners stay open until destruction
+  // At shutdown (after Stop, unless handed over): every listener out of the
+  // kernel's map, and what is queued in those nobody serves sent on, each
+  // within --dispatch-timeout.
+  void Drain();
 
   KernelDispatchCounts Counts() const;
   const std::string& socket_path() const { return config_.socket_path; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Slot {
     uint32_t index = 0;
     std::string path;
     UniqueFd listener;  // invalid until a receiver first asks
+    uint16_t port = 0;  // the guarded port it is bound to
     std::vector<UniqueFd> channels;
-    std::optional<std::chrono::steady_clock::time_point> unattended_since;
+    std::optional<Clock::time_point> unattended_since;
     bool in_map = false;
+    // Set when a receiver takes the listener again: the reclaim job on it
+    // (if any) stops.
+    std::shared_ptr<std::atomic<bool>> reclaim_cancelled;
   };
-  using Clock = std::chrono::steady_clock;
+  // A request's parts, once its fds passed the type checks.
+  struct Request {
+    UniqueFd receiving;  // AF_UNIX SOCK_DGRAM
+    UniqueFd channel;    // AF_UNIX SOCK_SEQPACKET
+    std::string hint;
+    uid_t uid = 0;  // the sender's, from SCM_CREDENTIALS
+  };
 
   ListenerRegistry(SteeringProgram* program, ListenerRegistryConfig config, UniqueFd socket);
   void Run();
+  int PollTimeoutLocked(Clock::time_point now) const;
+  void ReadChannels(const std::vector<pollfd>& fds);
   void ServeRequests();
+  std::optional<Request> ReadRequest();
+  void Grant(Request request);
   void Answer(int channel, uint32_t status, int listener_fd);
   // The slot whose path the socket `fd` is bound at, by kernel identity
   // (`hint` first): nullptr when none, or when a scan of every path was
   // due but made too recently (then `throttled`).
   Slot* FindOwner(int fd, const std::string& hint, bool* throttled);
+  // A listener that still listens on its guarded port, or a new one (a
+  // receiver may have shut it down or listened again on another port).
   absl::Status EnsureListener(Slot* slot);
-  void WatchChannels(const std::vector<int>& hung_up);
+  void DropChannels(const std::vector<int>& hung_up);
   void ExpireUnattended(Clock::time_point now);
-  void Reclaim(Slot* slot);
+  void TakeBack(Slot* slot);
 
   SteeringProgram* const program_;
   const ListenerRegistryConfig config_;
@@ -151,15 +184,18 @@ class ListenerRegistry {
   std::atomic<bool> stop_{false};
   bool handed_over_ = false;
   std::thread thread_;
+  BackgroundCloser closer_;
+  ListenerReclaimer reclaimer_;
 
   mutable std::mutex mu_;
   std::shared_ptr<const RouteTable> table_;
   std::map<std::string, Slot, std::less<>> slots_;  // by path
+  std::vector<uint32_t> free_slots_;                // of paths no longer named
   uint32_t next_slot_ = 0;
   static constexpr size_t kMaxChannelsPerListener = 64;
   static constexpr std::chrono::milliseconds kFullScanInterval{20};
   Clock::time_point last_full_scan_{};
-  std::atomic<uint64_t> granted_{0}, refused_{0}, reclaimed_{0}, reclaim_failed_{0};
+  std::atomic<uint64_t> granted_{0}, refused_{0};
 };
 
 }  // namespace sbx

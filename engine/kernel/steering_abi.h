@@ -1,5 +1,5 @@
 /* The contract between the steering program (steering.bpf.c) and the engine
- * that fills its maps (steering_maps.cc): plain C, included by both sides.
+ * that fills its maps (steering_program.cc): plain C, included by both sides.
  *
  * The route tables live twice, as generations 0 and 1: a reload fills the
  * generation not in use and then flips `sbx_state.generation` in one map

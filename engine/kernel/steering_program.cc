@@ -131,22 +131,34 @@ absl::Status SteeringProgram::Publish(const SteeringImage& image) {
   }
   rule_sets_[g] = static_cast<uint32_t>(image.rule_sets.size());
   map_sets_[g] = static_cast<uint32_t>(image.map_sets.size());
+  // Two updates of one array element. An update copies the value in place,
+  // so a lookup running during one may see some of its bytes: the first
+  // changes only generation g's counts, which no lookup reads before the
+  // second, which changes only the generation number (one aligned 4-byte
+  // word). A lookup reads the number once and uses that generation to the end.
+  for (const uint32_t generation : {generation_, g}) {
+    if (auto s = WriteState(generation); !s.ok()) return s;
+  }
+  generation_ = g;
+  return absl::OkStatus();
+}
+
+absl::Status SteeringProgram::WriteState(uint32_t generation) {
   sbx_steer_state state{};
-  state.generation = g;
+  state.generation = generation;
   state.enabled = 1;
   for (uint32_t i = 0; i < SBX_STEER_GENERATIONS; ++i) {
     state.rule_sets[i] = rule_sets_[i];
     state.map_sets[i] = map_sets_[i];
   }
   const uint32_t zero = 0;
-  // One update of one array element: a lookup reads either the old state
-  // or the new one, never a mix.
-  if (auto s = Update(bpf_map__fd(skel_->maps.sbx_state), &zero, &state, "switch generations");
-      !s.ok())
-    return s;
-  generation_ = g;
-  enabled_ = true;
-  return absl::OkStatus();
+  return Update(bpf_map__fd(skel_->maps.sbx_state), &zero, &state, "switch generations");
+}
+
+void SteeringProgram::Disable() {
+  const uint32_t zero = 0;
+  sbx_steer_state state{};  // enabled = 0
+  (void)bpf_map_update_elem(bpf_map__fd(skel_->maps.sbx_state), &zero, &state, BPF_ANY);
 }
 
 absl::Status SteeringProgram::SetListener(uint32_t slot, int listener_fd) {

@@ -49,8 +49,13 @@ class SteeringProgram {
   absl::Status GuardPort(uint16_t port);
 
   // Writes `image` into the generation not in use, then switches lookups
-  // to it in one map update, then clears the old one's map entries.
+  // to it: first the state with the new generation's set counts (which no
+  // lookup reads yet), then the generation number alone changes. Publish
+  // calls must not overlap (the registry holds its lock).
   absl::Status Publish(const SteeringImage& image);
+
+  // Every connection passes on (the engine decides) until the next Publish.
+  void Disable();
 
   absl::Status SetListener(uint32_t slot, int listener_fd);
   absl::Status ClearListener(uint32_t slot);
@@ -68,13 +73,13 @@ class SteeringProgram {
  private:
   SteeringProgram() = default;
   uint64_t SumPerCpu(int map_fd, uint32_t key) const;
+  absl::Status WriteState(uint32_t generation);
 
   steering* skel_ = nullptr;
   ::bpf_link* link_ = nullptr;
   uint32_t generation_ = 0;  // in use; Publish writes the other
   std::array<uint32_t, SBX_STEER_GENERATIONS> rule_sets_{}, map_sets_{};
   std::array<std::vector<sbx_steer_map_key>, SBX_STEER_GENERATIONS> written_keys_;
-  bool enabled_ = false;
 };
 
 }  // namespace sbx

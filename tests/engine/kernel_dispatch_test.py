@@ -7,7 +7,9 @@ test's own process, so every receiver here is in another network namespace
 than the engine (they meet through the filesystem only)."""
 import os
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -253,6 +255,128 @@ ip:{A}1:0:0:8 fail
         self.assertEqual(st["dispatched"], 1)
         self.assertEqual(web.count(), 6)
         eng.stop()
+
+    def test_a_reclaim_after_a_blocking_receiver_loses_nothing(self):
+        # The receiver accepted blocking (clearing O_NONBLOCK on the shared
+        # listener), then went; 300 connections queued in its listener meet
+        # a datagram queue of 10 that web reads slowly: all of them arrive.
+        web = self.listener_backend("web")
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "8000")
+        web.take(self.engine_socket)
+        web.listener.setblocking(True)
+        web.drop_listener()
+        web.stall_until = time.monotonic() + 3  # not reading its datagrams for a while
+        results = []
+        lock = threading.Lock()
+
+        def client():
+            got = fetch(self.topo.client, f"{A}5", 80, timeout=30)
+            with lock:
+                results.append(got)
+        clients = [threading.Thread(target=client) for _ in range(300)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        self.assertEqual(results, [b"web"] * 300)
+        ks = kernel_stats(eng)
+        self.assertEqual((ks["reclaimed"], ks["reclaim_failed"]), (300, 0))
+        # The registry was never stuck: a reload and the stop still work.
+        eng.proc.send_signal(__import__("signal").SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
+        self.assertEqual(eng.stop(timeout=10), 0)
+
+    def test_a_listener_shut_down_by_its_receiver_is_replaced(self):
+        web = self.listener_backend("web")
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other))
+        web.take(self.engine_socket)
+        first = web.listener.getsockname()[1]
+        web.listener.shutdown(socket.SHUT_RDWR)  # wakes an accepting thread; kills the listener
+        web.listener.listen(5)  # and listens again: on a new, unguarded port
+        web.drop_listener()
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        self.assertNotEqual(web.listener.getsockname()[1], first)
+        sbxtest.wait_for(lambda: eng.has_line("no longer listens on its port; replacing it"), what="log")
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
+        self.assertEqual(len(web.via_listener), 1)
+        eng.stop()
+
+    def test_only_root_or_the_socket_files_owner_may_take_it(self):
+        web = self.listener_backend("web")
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other))
+        # The real socket, in the hands of another user (as a process that
+        # made an inode number match would hold one): refused.
+        script = ("import os, sys, socket; sys.path.insert(0, sys.argv[1]);"
+                  "from listener_channel import request_listener;"
+                  "s = socket.socket(fileno=3); os.setgid(65534); os.setuid(65534);"
+                  "print(request_listener(s, sys.argv[2], sys.argv[3])[0])")
+        lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib")
+        os.chmod(self.topo.tmp, 0o755)  # the other user reaches the engine's socket
+        out = subprocess.run(["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
+                             pass_fds=(web.sock.fileno(),), capture_output=True, text=True,
+                             timeout=20, preexec_fn=lambda: os.dup2(web.sock.fileno(), 3))
+        self.assertEqual(out.stdout.strip(), "1", out.stderr)  # EPERM
+        # Handed to the file's owner, the same socket is granted.
+        os.chown(web.path, 65534, 65534)
+        out = subprocess.run(["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
+                             pass_fds=(web.sock.fileno(),), capture_output=True, text=True,
+                             timeout=20, preexec_fn=lambda: os.dup2(web.sock.fileno(), 3))
+        self.assertEqual(out.stdout.strip(), "0", out.stderr)
+        eng.stop()
+
+    def test_a_hostile_fd_cannot_stall_the_registry(self):
+        # A TCP socket with SO_LINGER and unsent data to a peer that does not
+        # read: closing it blocks for the linger time. Sent in a request.
+        web = self.listener_backend("web")
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other))
+        sink = socket.socket(socket.AF_INET6)
+        sink.bind(("::1", 0))
+        sink.listen(1)  # never accepts, never reads
+        stuck = socket.socket(socket.AF_INET6)
+        stuck.connect(sink.getsockname()[:2])
+        stuck.setblocking(False)
+        try:
+            while True:
+                stuck.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 30))
+        for _ in range(3):
+            request_listener(None, self.engine_socket, fds=[stuck.fileno(), stuck.fileno()],
+                             expect_answer=False)
+        stuck.close()
+        started = time.monotonic()
+        web.take(self.engine_socket)
+        self.assertEqual(web.status, 0)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
+        self.assertEqual(kernel_stats(eng)["requests.refused"], 3)
+        sink.close()
+        eng.stop(timeout=10)
+
+    def test_shutdown_sends_on_what_an_unattended_listener_holds(self):
+        web = self.listener_backend("web")
+        other = self.backend("other")
+        eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "30000")
+        web.take(self.engine_socket)
+        web.drop_listener()
+        sbxtest.wait_for(lambda: eng.has_line("its receiver is gone"), what="engine saw it")
+        results = []
+        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
+                   for _ in range(4)]
+        for c in clients:
+            c.start()
+        time.sleep(0.5)  # queued in the listener, which the engine still steers to
+        self.assertEqual(eng.stop(timeout=20), 0)
+        for c in clients:
+            c.join()
+        self.assertEqual(results, [b"web"] * 4)
+        self.assertIn("reclaimed=4", eng.output())
 
     def test_reload_swaps_the_kernels_routes(self):
         web, other = self.listener_backend("web", take=False), self.listener_backend("other", take=False)

@@ -6,10 +6,11 @@ import struct
 MAGIC = b"SBXR"
 
 
-def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None):
+def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, expect_answer=True):
     """Sends the request carrying `receiving` (the datagram socket bound at the
     backend's path; `fds` overrides what is carried) and a fresh channel.
-    Returns (status, listener socket or None, channel socket)."""
+    Returns (status, listener socket or None, channel socket); with
+    `expect_answer` false, sends and returns None."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     request = MAGIC + bytes([3, 1]) + bytes(10) + (hint.encode() if hint else b"")
     carried = fds if fds is not None else [receiving.fileno(), theirs.fileno()]
@@ -17,6 +18,9 @@ def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None):
         sender.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(carried)}i", *carried))],
                        0, engine_path)
     theirs.close()
+    if not expect_answer:
+        ours.close()
+        return None
     ours.settimeout(timeout)
     data, fds, _flags, _addr = socket.recv_fds(ours, 64, 4)
     if len(data) != 16 or data[:4] != MAGIC or data[4] != 4:
