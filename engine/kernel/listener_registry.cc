@@ -21,9 +21,6 @@
 #include "engine/kernel/steering_image.h"
 #include "engine/sys/unix_peer.h"
 
-// The registry's thread: one poll over the wake-up eventfd, the listener
-// socket and every receiver's channel.
-
 namespace sbx {
 namespace {
 
@@ -116,6 +113,9 @@ ListenerRegistry::ListenerRegistry(SteeringProgram* program, ListenerRegistryCon
 
 absl::StatusOr<std::unique_ptr<ListenerRegistry>> ListenerRegistry::Adopt(
     SteeringProgram* program, ListenerRegistryConfig config, AdoptedListeners adopted) {
+  // Set by the predecessor on this same socket; again in case it was not.
+  const int on = 1;
+  ::setsockopt(adopted.socket.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   std::unique_ptr<ListenerRegistry> registry(
       new ListenerRegistry(program, std::move(config), std::move(adopted.socket)));
   for (AdoptedListeners::Listener& l : adopted.listeners) {
@@ -261,6 +261,8 @@ int ListenerRegistry::PollTimeoutLocked(Clock::time_point now) const {
   return timeout_ms;
 }
 
+// The registry's thread: one poll over the wake-up eventfd, the listener
+// socket and every receiver's channel, and the unattended listeners' clocks.
 void ListenerRegistry::Run() {
   std::vector<pollfd> fds;
   while (!stop_.load()) {
