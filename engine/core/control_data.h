@@ -52,6 +52,21 @@ inline cmsghdr* NextCmsg(msghdr* msg, cmsghdr* c) {
   return reinterpret_cast<cmsghdr*>(reinterpret_cast<unsigned char*>(c) + step);
 }
 
+// Calls take(fd) for every fd of every SCM_RIGHTS header of `msg`, in
+// order: the caller owns each one (and must close those it does not keep).
+template <typename Take>
+void ForEachReceivedFd(msghdr* msg, Take&& take) {
+  for (cmsghdr* c = FirstCmsg(msg); c != nullptr; c = NextCmsg(msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = CmsgPayloadBytes(msg, c) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      __builtin_memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      take(fd);
+    }
+  }
+}
+
 }  // namespace sbx
 
 #endif  // SBX_ENGINE_CORE_CONTROL_DATA_H_

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/core/control_data.h"
 #include "engine/core/unix_address.h"
 
 namespace sbx {
@@ -117,19 +118,13 @@ SysResult<TakenListener> RequestListener(int receiving_socket, const char* engin
   const ssize_t n = ::recvmsg(ours.get(), &reply, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   if (n < 0) return SysResult<TakenListener>::FromErrno();
   UniqueFd listener;
-  for (cmsghdr* h = CMSG_FIRSTHDR(&reply); h != nullptr; h = CMSG_NXTHDR(&reply, h)) {
-    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-      if (!listener) {
-        listener.Reset(fd);
-      } else {
-        ::close(fd);
-      }
+  ForEachReceivedFd(&reply, [&](int fd) {
+    if (!listener) {
+      listener.Reset(fd);
+    } else {
+      ::close(fd);
     }
-  }
+  });
   uint32_t status = 0;
   if (n == 0) return SysResult<TakenListener>::Error(ECONNRESET);  // the engine hung up
   if (!DecodeListenerAnswer(answer, static_cast<size_t>(n), &status) ||

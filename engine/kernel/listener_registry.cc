@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/core/control_data.h"
 #include "engine/core/fd_passing.h"
 #include "engine/core/listener_request.h"
 #include "engine/core/str_cat.h"
@@ -337,16 +338,10 @@ std::optional<ListenerRegistry::Request> ListenerRegistry::ReadRequest() {
   if (n < 0) return std::nullopt;  // EAGAIN: all served
   std::vector<UniqueFd> fds;
   std::optional<ucred> sender;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET) continue;
-    if (c->cmsg_type == SCM_RIGHTS) {
-      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.emplace_back(fd);
-      }
-    } else if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+  ForEachReceivedFd(&msg, [&](int fd) { fds.emplace_back(fd); });
+  for (cmsghdr* c = FirstCmsg(&msg); c != nullptr; c = NextCmsg(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+        CmsgPayloadBytes(&msg, c) >= sizeof(ucred)) {
       std::memcpy(&sender.emplace(), CMSG_DATA(c), sizeof(ucred));
     }
   }
