@@ -74,9 +74,10 @@ const char* ListenerSocketPath();
 // `path_hint` may be null). Waits up to `timeout_ms` for the answer.
 // Errors: ENOENT / ECONNREFUSED (no engine there), ETIMEDOUT, EPROTO (a
 // malformed answer), or the status the engine answered (EPERM: this socket
-// is not one the configuration sends to; EAGAIN: ask again in a moment, the
-// engine is busy with other requests; EOPNOTSUPP: kernel dispatch is off or
-// this backend cannot be steered). All fds are CLOEXEC.
+// is not one the configuration sends to, or the sender is neither root nor
+// the owner of the socket file; EAGAIN: ask again in a moment, the engine is
+// busy with other requests). An engine with kernel dispatch off serves no
+// listener socket (ENOENT, ECONNREFUSED). All fds are CLOEXEC.
 SysResult<TakenListener> RequestListener(int receiving_socket, const char* engine_path,
                                          const char* path_hint, int timeout_ms);
 
