@@ -432,6 +432,43 @@ default jump-unix:{other.path}
         self.assertEqual(listener.getsockname(), web.listener.getsockname())
         self.assertEqual(new.stop(), 0)
 
+    def test_reloads_and_a_receiver_restart_under_load_lose_nothing(self):
+        web, other = self.listener_backend("web"), self.listener_backend("other")
+        conf = self.two_backends_config(web, other)
+        to_other = f"""max-rules:1
+rule-set:0 size:1
+default jump-unix:{other.path}
+"""
+        to_web = open(conf).read()
+        eng = self.engine(conf, "--dispatch-timeout", "5000")
+        web.take(self.engine_socket)
+        other.take(self.engine_socket)
+        load = Load(self.topo.client, f"{A}5", 80)
+        try:
+            for i in range(6):  # the route flips between the two listeners, ending on web
+                before = load.total()
+                sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load")
+                write(conf, to_other if i % 2 == 0 else to_web)
+                eng.proc.send_signal(__import__("signal").SIGHUP)
+            # web's receiver crashes and comes back while connections arrive.
+            before = load.total()
+            sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load")
+            web.drop_listener()
+            time.sleep(0.3)
+            web.take(self.engine_socket)
+            before = load.total()
+            sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=20, what="load after")
+        finally:
+            load.stop()
+        self.assertEqual(load.failures, [])
+        self.assertEqual(sum(load.greetings.values()),
+                         len(web.via_listener) + len(other.via_listener) + web.count() + other.count())
+        self.assertGreater(len(other.via_listener), 0)
+        self.assertGreater(len(web.via_listener), 0)
+        ks = kernel_stats(eng)
+        self.assertEqual(ks["reclaim_failed"], 0)
+        self.assertEqual(eng.stop(), 0)
+
     def test_substituted_paths_stay_on_the_engines_path(self):
         web = self.backend("web")
         conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
