@@ -24,8 +24,9 @@ int MillisUntil(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-ListenerReclaimer::ListenerReclaimer(std::chrono::milliseconds timeout)
-    : timeout_(timeout), thread_([this] { Run(); }) {}
+void ListenerReclaimer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 ListenerReclaimer::~ListenerReclaimer() { Stop(); }
 
@@ -45,7 +46,7 @@ void ListenerReclaimer::Stop() {
     stop_ = true;
   }
   wake_.notify_one();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void ListenerReclaimer::Run() {

@@ -30,8 +30,11 @@ namespace sbx {
 
 class ListenerReclaimer {
  public:
-  explicit ListenerReclaimer(std::chrono::milliseconds timeout);
+  explicit ListenerReclaimer(std::chrono::milliseconds timeout) : timeout_(timeout) {}
   ~ListenerReclaimer();  // Stop()
+  // Starts the thread (after any fork: see BackgroundCloser::Start); jobs
+  // given before wait for it.
+  void Start();
   ListenerReclaimer(const ListenerReclaimer&) = delete;
   ListenerReclaimer& operator=(const ListenerReclaimer&) = delete;
 

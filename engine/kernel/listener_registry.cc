@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<ListenerRegistry>> ListenerRegistry::Adopt(
 
 ListenerRegistry::~ListenerRegistry() {
   Stop();
-  if (!handed_over_) ::unlink(config_.socket_path.c_str());
+  if (!handed_over_.load()) ::unlink(config_.socket_path.c_str());
 }
 
 ListenerHandover ListenerRegistry::Export() {
@@ -161,7 +161,7 @@ ListenerHandover ListenerRegistry::Export() {
 void ListenerRegistry::Resume() {
   if (thread_.joinable()) return;
   stop_.store(false);
-  Start();
+  thread_ = std::thread([this] { Run(); });
 }
 
 absl::StatusOr<std::vector<std::string>> ListenerRegistry::Publish(
@@ -224,7 +224,11 @@ absl::StatusOr<std::vector<std::string>> ListenerRegistry::Publish(
   return notes;
 }
 
+// The threads start here, not when the registry is made: it is made before
+// daemon() forks, and a fork keeps only the forking thread.
 void ListenerRegistry::Start() {
+  closer_.Start();
+  reclaimer_.Start();
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -237,7 +241,7 @@ void ListenerRegistry::Stop() {
 }
 
 void ListenerRegistry::Drain() {
-  if (handed_over_) return;  // the successor serves them
+  if (handed_over_.load()) return;  // the successor serves them
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [path, slot] : slots_) {

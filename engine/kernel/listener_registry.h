@@ -119,7 +119,7 @@ class ListenerRegistry {
   // over; HandedOver() if it did (the socket's path is the successor's now).
   ListenerHandover Export();
   void Resume();
-  void HandedOver() { handed_over_ = true; }
+  void HandedOver() { handed_over_.store(true); }
 
   // The configuration to steer by (start-up and each reload): listener
   // slots for its paths, then the program's maps, swapped in one update.
@@ -182,7 +182,7 @@ class ListenerRegistry {
   UniqueFd socket_;
   UniqueFd wake_;  // eventfd: Stop
   std::atomic<bool> stop_{false};
-  bool handed_over_ = false;
+  std::atomic<bool> handed_over_{false};  // set on the handover thread
   std::thread thread_;
   BackgroundCloser closer_;
   ListenerReclaimer reclaimer_;

@@ -2,7 +2,9 @@
 
 namespace sbx {
 
-BackgroundCloser::BackgroundCloser() : thread_([this] { Run(); }) {}
+void BackgroundCloser::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 BackgroundCloser::~BackgroundCloser() {
   {
@@ -10,11 +12,12 @@ BackgroundCloser::~BackgroundCloser() {
     stop_ = true;
   }
   wake_.notify_one();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void BackgroundCloser::Close(UniqueFd fd) {
   if (!fd) return;
+  if (!thread_.joinable()) return;  // not started: `fd` closes here
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(fd));

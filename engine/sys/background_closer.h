@@ -17,8 +17,12 @@ namespace sbx {
 
 class BackgroundCloser {
  public:
-  BackgroundCloser();
+  BackgroundCloser() = default;
   ~BackgroundCloser();  // closes what is left, then joins
+  // Starts the thread: not in the constructor, so that an owner made
+  // before a fork (daemon()) gets its thread in the process that uses it.
+  // Until then Close() closes at once.
+  void Start();
   BackgroundCloser(const BackgroundCloser&) = delete;
   BackgroundCloser& operator=(const BackgroundCloser&) = delete;
 

@@ -448,8 +448,12 @@ default jump-unix:{other.path}
             for i in range(6):  # the route flips between the two listeners, ending on web
                 before = load.total()
                 sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load")
-                write(conf, to_other if i % 2 == 0 else to_web)
+                # Replaced whole (a reload must not read a half-written file),
+                # and each reload done before the next.
+                write(conf + ".new", to_other if i % 2 == 0 else to_web)
+                os.rename(conf + ".new", conf)
                 eng.proc.send_signal(__import__("signal").SIGHUP)
+                sbxtest.wait_for(lambda: eng.output().count("reloaded") == i + 1, what="reload")
             # web's receiver crashes and comes back while connections arrive.
             before = load.total()
             sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load")
