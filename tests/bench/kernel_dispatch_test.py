@@ -11,7 +11,6 @@ BPF syscall (then no sk_lookup either); anything else that goes wrong fails.
 """
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "engine"))
 import sbxtest  # noqa: E402
 from engine_fixture import Engine  # noqa: E402
+from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
 SINK = os.path.join(BUILD, "bench", "sink")
@@ -30,18 +30,6 @@ A = "2001:db8:1::"
 CONNECTIONS = 2000
 
 
-def kernel_lacks_bpf():
-    """Why this kernel cannot load the steering program, or None: it needs
-    the bpf(2) syscall, sk_lookup programs (Linux 5.9) and bpf_loop (5.17)."""
-    release = platform.release().split("-")[0].split(".")
-    try:
-        if (int(release[0]), int(release[1])) < (5, 17):
-            return f"kernel {platform.release()} lacks sk_lookup or bpf_loop (5.17 or later)"
-    except (ValueError, IndexError):
-        pass
-    if not os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled"):
-        return "this kernel has no bpf(2) syscall (CONFIG_BPF_SYSCALL)"
-    return None
 
 
 def skip_reason():

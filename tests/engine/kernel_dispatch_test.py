@@ -15,7 +15,7 @@ import time
 import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
-from listener_channel import request_listener
+from listener_channel import kernel_lacks_bpf, request_listener
 from load_fixture import Load
 
 A = "2001:db8:1::"
@@ -92,18 +92,6 @@ class ListenerBackend(Backend):
     def close(self, unlink=True, graceful=False):
         self.drop_listener()
         super().close(unlink=unlink, graceful=graceful)
-
-
-def kernel_dispatch_available():
-    """None when this machine can run the steering program, else why not."""
-    if os.geteuid() != 0:
-        return "not root"
-    try:
-        with open("/proc/sys/kernel/unprivileged_bpf_disabled"):
-            pass
-    except OSError:
-        return "no BPF on this kernel"
-    return None
 
 
 class KernelDispatchTest(TopologyTest):
@@ -512,4 +500,4 @@ default jump-unix:{self.topo.path("b#//P_.sock")}
 
 if __name__ == "__main__":
     sbxtest.run_tap(KernelDispatchTest,
-                    skip_reason=sbxtest.require_root_and_netns() or kernel_dispatch_available())
+                    skip_reason=sbxtest.require_root_and_netns() or kernel_lacks_bpf())

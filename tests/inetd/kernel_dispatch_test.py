@@ -9,7 +9,6 @@ Skips only when not root (namespaces, loading BPF) or when the kernel has no
 BPF syscall (then no sk_lookup either).
 """
 import os
-import platform
 import re
 import signal
 import socket
@@ -23,23 +22,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import inetd_lib as il  # noqa: E402
 from inetd_lib import sbxtest  # noqa: E402
 from engine_fixture import Engine  # noqa: E402
+from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 A = "2001:db8:1::"
 PROGRAM = ["sh", "-c", 'echo "$PROTO $TCPLOCALIP $TCPLOCALPORT $TCPREMOTEIP"']
 
 
-def kernel_lacks_bpf():
-    """Why this kernel cannot load the steering program, or None: it needs
-    the bpf(2) syscall, sk_lookup programs (Linux 5.9) and bpf_loop (5.17)."""
-    release = platform.release().split("-")[0].split(".")
-    try:
-        if (int(release[0]), int(release[1])) < (5, 17):
-            return f"kernel {platform.release()} lacks sk_lookup or bpf_loop (5.17 or later)"
-    except (ValueError, IndexError):
-        pass
-    if not os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled"):
-        return "this kernel has no bpf(2) syscall (CONFIG_BPF_SYSCALL)"
-    return None
 
 
 def kernel_granted(eng):

@@ -1,5 +1,7 @@
 """The receiver's side of kernel dispatch, in Python, for the suites: ask the
 engine for a backend's listener (engine/core/listener_request.h)."""
+import os
+import platform
 import socket
 import struct
 
@@ -30,3 +32,17 @@ def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, e
     status = struct.unpack(">I", data[8:12])[0]
     listener = socket.socket(fileno=fds[0]) if fds else None
     return status, listener, ours
+
+
+def kernel_lacks_bpf():
+    """Why this kernel cannot load the steering program, or None: it needs
+    the bpf(2) syscall, sk_lookup programs (Linux 5.9) and bpf_loop (5.17)."""
+    release = platform.release().split("-")[0].split(".")
+    try:
+        if (int(release[0]), int(release[1])) < (5, 17):
+            return f"kernel {platform.release()} lacks sk_lookup or bpf_loop (5.17 or later)"
+    except (ValueError, IndexError):
+        pass
+    if not os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled"):
+        return "this kernel has no bpf(2) syscall (CONFIG_BPF_SYSCALL)"
+    return None
