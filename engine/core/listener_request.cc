@@ -2,10 +2,12 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -97,9 +99,19 @@ SysResult<TakenListener> RequestListener(int receiving_socket, const char* engin
   c->cmsg_len = CMSG_LEN(2 * sizeof(int));
   const int fds[2] = {receiving_socket, theirs.get()};
   std::memcpy(CMSG_DATA(c), fds, sizeof fds);
-  if (::sendmsg(sender.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-    return SysResult<TakenListener>::FromErrno();
+  // Blocking, within the timeout: the engine's socket queues few requests,
+  // and a flood of bogus ones from others must delay a real one, not make
+  // it fail at once.
+  const timeval send_timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(sender.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+  const auto started = std::chrono::steady_clock::now();
+  if (::sendmsg(sender.get(), &msg, MSG_NOSIGNAL) < 0) {
+    return SysResult<TakenListener>::Error(errno == EWOULDBLOCK ? ETIMEDOUT : errno);
   }
+  const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count();
+  timeout_ms = static_cast<int>(std::max<int64_t>(timeout_ms - spent, 0));
   theirs.Reset();  // the engine holds it now: its closing is the engine's answer too
 
   pollfd p{ours.get(), POLLIN, 0};

@@ -71,7 +71,9 @@ const char* ListenerSocketPath();
 
 // Asks the engine at `engine_path` for the listener of the backend whose
 // datagram socket is `receiving_socket` (bound at the backend's path;
-// `path_hint` may be null). Waits up to `timeout_ms` for the answer.
+// `path_hint` may be null). Waits up to `timeout_ms` in all, for room in
+// the engine's socket (a flood of others' requests delays, not fails, this
+// one) and for the answer.
 // Errors: ENOENT / ECONNREFUSED (no engine there), ETIMEDOUT, EPROTO (a
 // malformed answer), or the status the engine answered (EPERM: this socket
 // is not one the configuration sends to, or the sender is neither root nor
