@@ -45,6 +45,29 @@ def kernel_stats(engine):
     return out
 
 
+class Clients:
+    """`count` connections to `host`:80 from `ns`, each on its own thread,
+    started at once; results() joins them and returns their greetings."""
+
+    def __init__(self, ns, host, count, timeout=10):
+        self.greetings = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._one, args=(ns, host, timeout))
+                        for _ in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def _one(self, ns, host, timeout):
+        got = fetch(ns, host, 80, timeout=timeout)
+        with self.lock:
+            self.greetings.append(got)
+
+    def results(self):
+        for t in self.threads:
+            t.join()
+        return self.greetings
+
+
 class ListenerBackend(Backend):
     """A receiver that asks for its listener and then serves both: the
     connections the kernel steers into the listener (greeted with its name)
@@ -204,18 +227,12 @@ ip:{A}1:0:0:8 fail
         web.drop_listener()  # crashed: nobody accepts
         sbxtest.wait_for(lambda: eng.has_line("its receiver is gone"), what="engine saw it")
         # Connections made meanwhile wait in the listener the engine still holds.
-        results = []
-        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
-                   for _ in range(8)]
-        for c in clients:
-            c.start()
+        clients = Clients(self.topo.client, f"{A}5", 8)
         time.sleep(0.5)
         web.take(self.engine_socket)  # the same process restarted its accept loop
         self.assertEqual(web.status, 0)
         self.assertEqual(web.listener.getsockname(), first)
-        for c in clients:
-            c.join()
-        self.assertEqual(results, [b"web"] * 8)
+        self.assertEqual(clients.results(), [b"web"] * 8)
         self.assertEqual(kernel_stats(eng)["reclaimed"], 0)
         eng.stop()
 
@@ -225,16 +242,10 @@ ip:{A}1:0:0:8 fail
         eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "1500")
         web.take(self.engine_socket)
         web.drop_listener()
-        results = []
-        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
-                   for _ in range(5)]
-        for c in clients:
-            c.start()
+        clients = Clients(self.topo.client, f"{A}5", 5)
         # Nobody comes back: the engine sends what was queued the classic way,
         # to web's datagram socket, which still serves.
-        for c in clients:
-            c.join()
-        self.assertEqual(results, [b"web"] * 5)
+        self.assertEqual(clients.results(), [b"web"] * 5)
         sbxtest.wait_for(lambda: eng.has_line("no receiver came back"), what="reclaim logged")
         self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")  # the engine's path now
         ks, st = kernel_stats(eng), eng.stats()
@@ -255,19 +266,8 @@ ip:{A}1:0:0:8 fail
         web.listener.setblocking(True)
         web.drop_listener()
         web.stall_until = time.monotonic() + 3  # not reading its datagrams for a while
-        results = []
-        lock = threading.Lock()
-
-        def client():
-            got = fetch(self.topo.client, f"{A}5", 80, timeout=30)
-            with lock:
-                results.append(got)
-        clients = [threading.Thread(target=client) for _ in range(300)]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
-        self.assertEqual(results, [b"web"] * 300)
+        clients = Clients(self.topo.client, f"{A}5", 300, timeout=30)
+        self.assertEqual(clients.results(), [b"web"] * 300)
         ks = kernel_stats(eng)
         self.assertEqual((ks["reclaimed"], ks["reclaim_failed"]), (300, 0))
         # The registry was never stuck: a reload and the stop still work.
@@ -354,16 +354,10 @@ ip:{A}1:0:0:8 fail
         web.take(self.engine_socket)
         web.drop_listener()
         sbxtest.wait_for(lambda: eng.has_line("its receiver is gone"), what="engine saw it")
-        results = []
-        clients = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80, timeout=10)))
-                   for _ in range(4)]
-        for c in clients:
-            c.start()
+        clients = Clients(self.topo.client, f"{A}5", 4)
         time.sleep(0.5)  # queued in the listener, which the engine still steers to
         self.assertEqual(eng.stop(timeout=20), 0)
-        for c in clients:
-            c.join()
-        self.assertEqual(results, [b"web"] * 4)
+        self.assertEqual(clients.results(), [b"web"] * 4)
         self.assertIn("reclaimed=4", eng.output())
 
     def test_reload_swaps_the_kernels_routes(self):
