@@ -1,12 +1,25 @@
 #include "engine/daemon/config_source.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 
 #include "engine/core/str_cat.h"
 
 namespace sbx {
+namespace {
+
+const char* KindOf(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a pipe (FIFO)";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
+}  // namespace
 
 absl::Status ConfigSource::Open(const std::string& path) {
   path_ = path;
@@ -20,8 +33,22 @@ absl::Status ConfigSource::Open(const std::string& path) {
 }
 
 absl::StatusOr<LoadedConfig> ConfigSource::Load() const {
-  UniqueFd fd(::openat(dir_.get(), name_.c_str(), O_RDONLY | O_CLOEXEC));
+  const bool reload = loaded_before_;
+  loaded_before_ = true;
+  if (!reload) {
+    UniqueFd fd(::openat(dir_.get(), name_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return absl::ErrnoToStatus(errno, StrCat("open ", path_));
+    return LoadConfigFd(fd.get(), path_);
+  }
+  UniqueFd fd(::openat(dir_.get(), name_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd) return absl::ErrnoToStatus(errno, StrCat("open ", path_));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return absl::ErrnoToStatus(errno, StrCat("fstat ", path_));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        StrCat(path_, " is ", KindOf(st.st_mode),
+               ", not a regular file: a reload reads only a regular file"));
+  }
   return LoadConfigFd(fd.get(), path_);
 }
 

@@ -2,6 +2,14 @@
 // SIGHUP. The file stays reachable after -d (which changes to /) and -x
 // (chroot): its directory is held open (O_PATH) and the file re-opened
 // relative to it. Main thread only.
+//
+// The first Load() is the start-up read: the file is opened as the original
+// opens it, so a pipe (-f <(...), -f /dev/stdin) or a FIFO (which waits for
+// a writer) is read as before. Every later Load() is a reload, made by the
+// thread that takes the signals, which must never block: the file is opened
+// with O_NONBLOCK (a FIFO then opens at once instead of waiting for a
+// writer) and refused unless the opened fd (fstat, so nothing can be swapped
+// in between a check and the open) is a regular file.
 #ifndef SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
 #define SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
 
@@ -24,6 +32,7 @@ class ConfigSource {
  private:
   std::string path_, name_;
   UniqueFd dir_;
+  mutable bool loaded_before_ = false;  // a Load() ran: the next ones are reloads
 };
 
 }  // namespace sbx

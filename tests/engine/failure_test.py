@@ -150,6 +150,55 @@ class FailureTest(unittest.TestCase):
         old.close()
         new.close()
 
+    def test_reload_refuses_a_fifo_and_never_blocks(self):
+        """Issue 18 item 11: the configuration path replaced by a FIFO, then
+        SIGHUP: the signal thread blocked in open() until a writer came, and
+        SIGUSR1 and SIGTERM went unanswered. Now a reload opens without
+        blocking, refuses what is not a regular file and keeps the running
+        configuration."""
+        b = Backend(self.topo.path("b.sock"), "b")
+        conf = self.topo.path("f.conf")
+        write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n")
+        eng = Engine(["-f", conf, "-p", "80"], ns=self.topo.server)
+        os.unlink(conf)
+        os.mkfifo(conf)
+        eng.proc.send_signal(signal.SIGHUP)
+        # The signal thread answers (before: it waited in open() for a writer).
+        st = eng.stats()
+        self.assertEqual(st["accepted"], 0)
+        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
+        self.assertIn(f"{conf} is a pipe (FIFO), not a regular file: a reload reads only a regular file",
+                      eng.output())
+        self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")  # the running table
+        # A directory there is refused the same way.
+        os.unlink(conf)
+        os.mkdir(conf)
+        eng.proc.send_signal(signal.SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line(f"{conf} is a directory, not a regular file"),
+                         what="directory refused")
+        self.assertEqual(eng.stop(timeout=5), 0)
+        b.close()
+
+    def test_configuration_from_a_pipe_at_start_as_the_original(self):
+        """-f <(...) / -f /dev/fd/N: the original read a pipe at start-up,
+        and so does this daemon; a reload of it is refused (it was read to
+        its end) and the running table stays."""
+        b = Backend(self.topo.path("b.sock"), "b")
+        r, w = os.pipe()
+        os.write(w, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n".encode())
+        os.close(w)
+        try:
+            eng = Engine(["-f", f"/dev/fd/{r}", "-p", "80"], ns=self.topo.server, pass_fds=(r,))
+        finally:
+            os.close(r)
+        self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")
+        eng.proc.send_signal(signal.SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
+        self.assertIn("is a pipe (FIFO), not a regular file", eng.output())
+        self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")
+        self.assertEqual(eng.stop(), 0)
+        b.close()
+
     def test_sigterm_finishes_in_flight_dispatches(self):
         path = self.topo.path("b.sock")
         backend = Backend(path, "late", stall=1.5)
