@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
 #include "engine/core/str_cat.h"
 
@@ -10,6 +11,10 @@ namespace sbx::inetd {
 namespace {
 
 absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
+
+// Values from the command line and the environment are shown escaped
+// (Printable): a newline in one must not start a line of its own in the log.
+std::string Shown(std::string_view value) { return Printable(value); }
 
 }  // namespace
 
@@ -25,7 +30,7 @@ absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value) {
   if (value == nullptr) return StrictLevel::kStreamInetUnix;
   auto level = ParseDecimal(value, 0, 2);
   if (!level) {
-    return Bad(StrCat("SKBOX_STRICT_STREAM_MODE='", value, "': expected 0, 1 or 2"));
+    return Bad(StrCat("SKBOX_STRICT_STREAM_MODE='", Shown(value), "': expected 0, 1 or 2"));
   }
   return static_cast<StrictLevel>(*level);
 }
@@ -34,8 +39,8 @@ absl::StatusOr<uint32_t> ParseGroup(const std::string& text) {
   // As the original's strtoul(GROUP, NULL, 0): 0x hex, leading-0 octal, decimal.
   auto value = ParseCNumber(text, 0, UINT32_MAX);
   if (!value) {
-    return Bad(
-        StrCat("GROUP '", text, "': expected a number 0..4294967295 (decimal, 0x hex or 0 octal)"));
+    return Bad(StrCat("GROUP '", Shown(text),
+                      "': expected a number 0..4294967295 (decimal, 0x hex or 0 octal)"));
   }
   return static_cast<uint32_t>(*value);
 }
@@ -62,13 +67,15 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
       auto text = value_of(arg);
       if (!text.ok()) return text.status();
       auto n = ParseDecimal(*text, 0, 1000000);
-      if (!n) return Bad(StrCat("option ", arg, " '", *text, "': expected a number 0..1000000"));
+      if (!n) {
+        return Bad(StrCat("option ", arg, " '", Shown(*text), "': expected a number 0..1000000"));
+      }
       (arg == "-c" ? options.max_children : options.max_per_source) = *n;
     } else if (arg == "-L") {
       auto text = value_of(arg);
       if (!text.ok()) return text.status();
       auto n = ParseDecimal(*text, 1, 128);
-      if (!n) return Bad(StrCat("option -L '", *text, "': expected a prefix length 1..128"));
+      if (!n) return Bad(StrCat("option -L '", Shown(*text), "': expected a prefix length 1..128"));
       options.source_prefix6 = static_cast<int>(*n);
     } else if (arg == "-m") {
       auto text = value_of(arg);
@@ -78,12 +85,12 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
       } else if (*text == "spawn" || *text == "vfork") {
         options.spawn_method = SpawnMethod::kPosixSpawn;
       } else {
-        return Bad(StrCat("option -m '", *text, "': expected fork or spawn"));
+        return Bad(StrCat("option -m '", Shown(*text), "': expected fork or spawn"));
       }
     } else if (arg == "-E") {
       options.set_environment = false;
     } else {
-      return Bad(StrCat("unknown option '", arg, "'"));
+      return Bad(StrCat("unknown option '", Shown(arg), "'"));
     }
   }
   const size_t needed = mode == Mode::kDatagram ? 2 : 3;
@@ -104,21 +111,21 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
   if (!strict.ok()) return strict.status();
   options.strict = *strict;
   if (senders_env != nullptr && !SenderFilter::Parse(senders_env, &options.senders)) {
-    return Bad(StrCat(kSenderUidsVariable, "='", senders_env,
+    return Bad(StrCat(kSenderUidsVariable, "='", Shown(senders_env),
                       "': expected uids separated by commas (e.g. 0,998), at most ",
                       SenderFilter::kMaxUids));
   }
   if (acknowledge_env != nullptr) {
     const std::string_view value(acknowledge_env);
     if (value != "0" && value != "1") {
-      return Bad(StrCat(kAcknowledgeVariable, "='", value, "': expected 0 or 1"));
+      return Bad(StrCat(kAcknowledgeVariable, "='", Shown(value), "': expected 0 or 1"));
     }
     options.acknowledge = value == "1";
   }
   if (take_listener_env != nullptr) {
     const std::string_view value(take_listener_env);
     if (value != "0" && value != "1") {
-      return Bad(StrCat(kTakeListenerVariable, "='", value, "': expected 0 or 1"));
+      return Bad(StrCat(kTakeListenerVariable, "='", Shown(value), "': expected 0 or 1"));
     }
     options.take_listener = value == "1";
   }

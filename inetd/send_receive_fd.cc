@@ -18,6 +18,7 @@
 
 #include "engine/core/fd_passing.h"
 #include "engine/core/numbers.h"
+#include "engine/core/printable.h"
 #include "inetd/log.h"
 #include "inetd/options.h"
 
@@ -132,7 +133,8 @@ int Main(int argc, char** argv) {
     return ReceiveAndExec(*channel, line->words.data() + 1);
   }
   if (line->words.size() > 1) {
-    Log("warning: ignoring extra argument(s) after SOCKFD, from '%s'", line->words[1]);
+    Log("warning: ignoring extra argument(s) after SOCKFD, from '%s'",
+        PrintableText(line->words[1]).text);
   }
   return Send(*line->send_fd, *channel);
 }

@@ -18,6 +18,7 @@
 
 #include "engine/core/address.h"
 #include "engine/core/numbers.h"
+#include "engine/core/printable.h"
 #include "inetd/log.h"
 
 namespace sbx::inetd {
@@ -115,7 +116,8 @@ int Main(int argc, char** argv) {
   }
   if (optind != argc) {
     // The original ignored words after the options; keep such lines working.
-    Log("warning: ignoring extra argument(s) after the options, from '%s'", argv[optind]);
+    Log("warning: ignoring extra argument(s) after the options, from '%s'",
+        PrintableText(argv[optind]).text);
   }
   std::string line;
   if (side == Side::kBoth) {

@@ -6,6 +6,7 @@
 
 #include "engine/core/listener_request.h"
 #include "engine/core/numbers.h"
+#include "engine/core/printable.h"
 
 namespace sbx::preload {
 namespace {
@@ -138,10 +139,12 @@ void ReadKernelDispatch(const char* const* envp, Config* config) {
 
 }  // namespace
 
+// The value is shown escaped: one with a newline must not start a line of
+// its own (a forged log line) in the program's standard error.
 void Problems::Add(const char* variable, const char* value, const char* expected) {
   if (count >= kMax) return;
-  std::snprintf(lines[count], kLineSize, "%s=\"%.40s\" is malformed: expected %s", variable, value,
-                expected);
+  std::snprintf(lines[count], kLineSize, "%s=\"%s\" is malformed: expected %s", variable,
+                PrintableText(value, kValueShown).text, expected);
   ++count;
 }
 

@@ -39,7 +39,9 @@ struct FilterSetting {
 
 struct Problems {
   static constexpr int kMax = 16;
-  static constexpr int kLineSize = 200;
+  static constexpr int kLineSize = 400;
+  // Bytes of a malformed value shown in its line (escaped: PrintableText).
+  static constexpr size_t kValueShown = 40;
   int count = 0;
   char lines[kMax][kLineSize] = {};
 

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "engine/core/listener_request.h"
+#include "engine/core/printable.h"
 #include "engine/core/sender_filter.h"
 #include "engine/sys/unique_fd.h"
 #include "preload/published_address.h"
@@ -34,6 +35,9 @@ constexpr int kMaxMirroredListeners = 16;
 
 constexpr int kAskAgainMs = 25;
 
+// Socket paths in messages: shown whole, escaped (they come from settings).
+constexpr size_t kPathShown = sizeof(sockaddr_un::sun_path);
+
 constinit std::atomic<uint32_t> g_kernel_accepts{0};
 
 // Listening sockets found not to be published (getsockname on a program's
@@ -43,8 +47,11 @@ constinit std::atomic<ino_t> g_not_published[kNotPublishedMemory] = {};
 constinit std::atomic<uint32_t> g_not_published_next{0};
 constinit std::atomic<bool> g_reported{false};
 
-// Why no listener came from the engine at `path`, as one phrase.
-void Reason(int err, const char* path, char* out, size_t size) {
+// Why no listener came from the engine at `engine_path` (a setting,
+// SKBOX_LISTENER_SOCKET: shown escaped), as one phrase.
+void Reason(int err, const char* engine_path, char* out, size_t size) {
+  const PrintableText shown(engine_path, kPathShown);
+  const char* path = shown.text;
   switch (err) {
     case ENOENT:
     case ECONNREFUSED:
@@ -74,11 +81,13 @@ void Reason(int err, const char* path, char* out, size_t size) {
 void ReportNotTaken(int fd, const char* path, int err) {
   char why[256];
   Reason(err, TheConfig().listener_socket, why, sizeof why);
-  SBX_PRELOAD_DEBUG("listen fd %d (%s): no kernel listener: %s", fd, path, why);
+  // The path comes from the settings (SKBOX_DIRECTORY_ROOT...): escaped.
+  SBX_PRELOAD_DEBUG("listen fd %d (%s): no kernel listener: %s", fd,
+                    PrintableText(path, kPathShown).text, why);
   if (g_reported.exchange(true)) return;
-  Say("listen fd %d (%.108s): kernel dispatch not used: %s; connections come over the datagram "
+  Say("listen fd %d (%s): kernel dispatch not used: %s; connections come over the datagram "
       "socket as before (SKBOX_KERNEL_DISPATCH=0: do not ask)",
-      fd, path, why);
+      fd, PrintableText(path, kPathShown).text, why);
 }
 
 bool SetNonBlocking(int fd, bool nonblocking) {
@@ -159,8 +168,10 @@ void TakeKernelListener(int fd, When when) {
       // Said at listen(), if the program listens: a socket bound and
       // closed (a probe) stays silent.
       NoteKernelError(fd, taken.error());
-      SBX_PRELOAD_DEBUG("bind fd %d (%s): no kernel listener from %s: %s", fd, path,
-                        config.listener_socket, strerror(taken.error()));
+      SBX_PRELOAD_DEBUG("bind fd %d (%s): no kernel listener from %s: %s", fd,
+                        PrintableText(path, kPathShown).text,
+                        PrintableText(config.listener_socket, kPathShown).text,
+                        strerror(taken.error()));
     } else {
       ReportNotTaken(fd, path, taken.error());
     }
@@ -184,8 +195,8 @@ void TakeKernelListener(int fd, When when) {
                              taken->channel.get())) {
     // The table is full: keep the datagram socket (closing the channel tells
     // the engine the listener is not served here).
-    Say("%s fd %d (%.108s): kernel dispatch not used: too many listeners to remember",
-        when == When::kBind ? "bind" : "listen", fd, path);
+    Say("%s fd %d (%s): kernel dispatch not used: too many listeners to remember",
+        when == When::kBind ? "bind" : "listen", fd, PrintableText(path, kPathShown).text);
     return;
   }
   const int receiving_fd = receiving.Release();
@@ -193,7 +204,8 @@ void TakeKernelListener(int fd, When when) {
   SBX_PRELOAD_DEBUG(
       "%s fd %d (%s): now the engine's TCP listener (kernel dispatch); the datagram socket "
       "is kept at fd %d, the channel at fd %d",
-      when == When::kBind ? "bind" : "listen", fd, path, receiving_fd, channel_fd);
+      when == When::kBind ? "bind" : "listen", fd, PrintableText(path, kPathShown).text,
+      receiving_fd, channel_fd);
 }
 
 bool AdoptIfPublished(int fd) {

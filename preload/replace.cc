@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine/core/fd_passing.h"
+#include "engine/core/printable.h"
 #include "engine/core/unix_address.h"
 #include "engine/sys/unique_fd.h"
 #include "preload/kernel_dispatch.h"
@@ -94,7 +95,9 @@ int BindToUnix(int fd, const sockaddr* addr, socklen_t len, const UnixTarget& ta
   if (TheConfig().senders.active() && EnableSenderCredentials(replacement.get()) != 0) return -1;
   if (BindUnlinkingStale(replacement.get(), unix_addr) != 0) {
     const int err = errno;
-    SBX_PRELOAD_DEBUG("bind fd %d to %.108s: %s", fd, PathString(unix_addr).text, strerror(err));
+    SBX_PRELOAD_DEBUG("bind fd %d to %s: %s", fd,
+                      PrintableText(PathString(unix_addr).text, sizeof(sockaddr_un::sun_path)).text,
+                      strerror(err));
     return Fail(err);
   }
   // The socketbox daemon and the server usually run as different users
@@ -104,7 +107,7 @@ int BindToUnix(int fd, const sockaddr* addr, socklen_t len, const UnixTarget& ta
   if (Swap(std::move(replacement), fd, fd_flags) != 0) return -1;
   RememberListener(fd, addr, NaturalLength(addr) <= len ? NaturalLength(addr) : len, carried);
   SBX_PRELOAD_DEBUG("bind fd %d: now %s Unix socket %s", fd, target.stream ? "stream" : "datagram",
-                    path.text);
+                    PrintableText(path.text, sizeof(sockaddr_un::sun_path)).text);
   if (!target.stream) TakeKernelListener(fd, When::kBind);
   return 0;
 }

@@ -22,7 +22,9 @@ struct Diagnostic {
 };
 
 // `text` with unprintable bytes escaped (\xNN) and shortened past 80 bytes:
-// the form in which user-supplied bytes appear in any message.
+// the form in which user-supplied bytes appear in any message
+// (engine/core/printable.h says which bytes, and has the allocation-free
+// form the preload uses).
 std::string Printable(std::string_view text);
 
 // One diagnostic a line.

@@ -8,6 +8,7 @@
 #include <climits>
 
 #include "absl/status/status.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
 #include "engine/core/str_cat.h"
 
@@ -74,8 +75,10 @@ const option kLongOptions[] = {
     {nullptr, 0, nullptr, 0},
 };
 
+// Values are shown escaped (Printable): a newline in one must not start a
+// line of its own in the log.
 absl::Status Bad(std::string_view option, std::string_view value, std::string_view why) {
-  return absl::InvalidArgumentError(StrCat("option ", option, " '", value, "': ", why));
+  return absl::InvalidArgumentError(StrCat("option ", option, " '", Printable(value), "': ", why));
 }
 
 // As the original: a value starting with a digit is a number, read with C's
@@ -141,19 +144,42 @@ absl::Status ApplyUser(const char* value, Options* o) {
   return absl::OkStatus();
 }
 
+// As the original (strtok on ","): empty elements are skipped, and a list
+// with no group in it ('' or ',,') clears the supplementary groups. Such a
+// list is still accepted (the original's command lines must keep working),
+// with a warning naming the empty elements.
 absl::Status ApplyGroups(const char* value, Options* o) {
   std::vector<gid_t> groups;
+  std::string empty;  // positions of empty elements, "2, 4"
   std::string_view rest = value;
-  while (!rest.empty()) {
+  size_t position = 0;
+  while (true) {
     const size_t comma = rest.find(',');
     const std::string name(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
-    if (name.empty()) continue;
-    auto gid = ResolveGroup("-G", name);
-    if (!gid.ok()) return gid.status();
-    groups.push_back(*gid);
+    ++position;
+    if (name.empty()) {
+      if (*value != '\0') StrAppend(&empty, empty.empty() ? "" : ", ", position);
+    } else {
+      auto gid = ResolveGroup("-G", name);
+      if (!gid.ok()) return gid.status();
+      groups.push_back(*gid);
+    }
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
   }
   if (groups.size() > static_cast<size_t>(NGROUPS_MAX)) return Bad("-G", value, "too many groups");
+  const std::string shown = StrCat("option -G '", Printable(value), "': ");
+  if (*value == '\0') {
+    o->warnings.push_back(
+        StrCat(shown, "an empty list: no supplementary groups (as the original)"));
+  } else if (groups.empty()) {
+    o->warnings.push_back(StrCat(shown,
+                                 "no group in it, only commas: no supplementary groups (as "
+                                 "the original)"));
+  } else if (!empty.empty()) {
+    o->warnings.push_back(StrCat(shown, "element(s) ", empty, " of ", position,
+                                 " empty, skipped (as the original skips them)"));
+  }
   o->groups = std::move(groups);
   return absl::OkStatus();
 }
@@ -211,6 +237,9 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       o->daemonize = true;
       return absl::OkStatus();
     case 'x':
+      // The original called chroot("") and exited 1 after binding.
+      if (arg[0] == '\0')
+        return Bad("-x", arg, "an empty directory: give the directory to chroot to");
       o->chroot_dir = arg;
       return absl::OkStatus();
     case 'S':
@@ -264,6 +293,13 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       auto address = ParseHostPort(arg);
       if (!address || address->port == 0) {
         return Bad("--metrics-listen", arg, "expected [IPV6]:PORT or IPV4:PORT, port 1-65535");
+      }
+      // One endpoint: a second one would silently replace the first (it is
+      // easily taken for a repeatable option, like --listen).
+      if (o->metrics_listen) {
+        return Bad("--metrics-listen", arg,
+                   StrCat("given twice (already ", FormatHostPort(*o->metrics_listen),
+                          "); the daemon serves one metrics endpoint"));
       }
       o->metrics_listen = *address;
       return absl::OkStatus();
@@ -363,11 +399,14 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
                             nullptr)) != -1) {
     if (opt == '?') {
       return absl::InvalidArgumentError(
-          optopt != 0 ? StrCat("unknown option -", static_cast<char>(optopt), " (see --help)")
-                      : StrCat("unknown option '", argv[optind - 1], "' (see --help)"));
+          optopt != 0
+              ? StrCat("unknown option -", Printable(std::string(1, static_cast<char>(optopt))),
+                       " (see --help)")
+              : StrCat("unknown option '", Printable(argv[optind - 1]), "' (see --help)"));
     }
     if (opt == ':') {
-      return absl::InvalidArgumentError(StrCat("option '", argv[optind - 1], "' needs a value"));
+      return absl::InvalidArgumentError(
+          StrCat("option '", Printable(argv[optind - 1]), "' needs a value"));
     }
     absl::Status status = Apply(opt, optarg, &o);
     if (!status.ok()) return status;
@@ -381,7 +420,9 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     // The original ignored words after the options; command lines that
     // carry some keep working, with a warning.
     std::string words;
-    for (const std::string& w : o.exec_argv) words += StrCat(words.empty() ? "'" : " '", w, "'");
+    for (const std::string& w : o.exec_argv) {
+      words += StrCat(words.empty() ? "'" : " '", Printable(w), "'");
+    }
     o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", words,
                                 " (only -e takes a program)"));
     o.exec_argv.clear();
@@ -392,8 +433,8 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     if (const passwd* pw = ::getpwuid(*o.uid)) {
       o.gid = pw->pw_gid;
     } else {
-      return absl::InvalidArgumentError(
-          StrCat("option -u '", o.user_label, "': uid has no passwd entry; give -g GROUP too"));
+      return absl::InvalidArgumentError(StrCat("option -u '", Printable(o.user_label),
+                                               "': uid has no passwd entry; give -g GROUP too"));
     }
   }
   if (o.registration && (o.inherited_fd >= 0 || o.exec_mode)) {

@@ -243,6 +243,14 @@ class BadInputTest(unittest.TestCase):
         (["-i", "999", "-p", "80"], "-i 999: fd 999 is not open"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"], "option --metrics-listen 'nonsense'"),
         (["-S", "/tmp/x.sock", "--metrics-listen", "[::1]:0"], "port 1-65535"),
+        # Issue 18 item 12: -x '' ran without a chroot (the original failed
+        # at chroot("")); a second --metrics-listen replaced the first; a
+        # value with a newline forged a log line of its own.
+        (["-S", "/tmp/x.sock", "-p", "80", "-x", ""], "option -x '': an empty directory"),
+        (["-S", "/tmp/x.sock", "-p", "80", "--metrics-listen", "[::1]:9100", "--metrics-listen",
+          "[::1]:9101"], "option --metrics-listen '[::1]:9101': given twice (already [::1]:9100)"),
+        (["-S", "/tmp/x.sock", "-p", "80\nsocketbox: ready: forged"],
+         "option -p '80\\x0asocketbox: ready: forged'"),
     ]
 
     def test_bad_command_lines(self):
@@ -253,6 +261,7 @@ class BadInputTest(unittest.TestCase):
                 eng.reader.join(timeout=2)
                 self.assertEqual(code, 1, f"{args}: {eng.output()}")
                 self.assertIn(message, eng.output(), args)
+                self.assertFalse(any(l.startswith("socketbox: ready: forged") for l in eng.lines), args)
                 self.assertEqual(listening_sockets(topo.server, 80), [], args)
 
     def test_bad_configurations(self):

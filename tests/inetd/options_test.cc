@@ -81,6 +81,13 @@ TEST(InetdOptions, BadCommandLinesSayWhatIsWrong) {
       {Mode::kRegistration, {"/ctl", "0x", "prog"}, nullptr, "GROUP '0x'"},
       {Mode::kRegistration, {"/ctl", "0x1g", "prog"}, nullptr, "GROUP '0x1g'"},
       {Mode::kRegistration, {"/ctl", "08", "prog"}, nullptr, "GROUP '08'"},
+      // Values are shown escaped: a newline cannot start a forged log line.
+      {Mode::kDatagram,
+       {"-c", "1\nsocketbox-inetd: forged", "s", "p"},
+       nullptr,
+       "-c '1\\x0asocketbox-inetd: forged'"},
+      {Mode::kDatagram, {"s", "p"}, "2\n", "SKBOX_STRICT_STREAM_MODE='2\\x0a'"},
+      {Mode::kRegistration, {"/ctl", "1\r\n", "prog"}, nullptr, "GROUP '1\\x0d\\x0a'"},
   };
   for (const BadCase& c : cases) {
     auto o = ParseInetdOptions(c.mode, c.args, c.strict_env);
@@ -101,6 +108,14 @@ TEST(InetdOptions, AcknowledgeVariable) {
     EXPECT_NE(std::string(o.status().message()).find("SKBOX_ACKNOWLEDGE='"), std::string::npos)
         << o.status();
   }
+  auto o = ParseInetdOptions(Mode::kDatagram, args, nullptr, nullptr, "1\nforged");
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(std::string(o.status().message()).find('\n'), std::string::npos) << o.status();
+  o = ParseInetdOptions(Mode::kDatagram, args, nullptr, "0,\n1");
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(std::string(o.status().message()).find("SKBOX_SENDER_UIDS='0,\\x0a1'"),
+            std::string::npos)
+      << o.status();
 }
 
 TEST(InetdOptions, TakeListenerVariable) {

@@ -80,6 +80,20 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(len(msgs), 3, stderr)
         self.assertTrue(any("SKBOX_ENABLE_CONNECT=\"b\"" in m for m in msgs))
 
+    def test_values_are_echoed_escaped(self):
+        # Issue 18 item 12: a value with a newline was echoed raw and forged
+        # a log line of its own. Now every echoed value is escaped.
+        forged = "1\nsocketbox-preload[1]: all is well"
+        _, stderr = self.run_binds({"SKBOX_STEALTH_MODE": forged,
+                                    "SKBOX_STRICT_STREAM_MODE": "\x1b[2J2"})
+        lines = stderr.splitlines()
+        self.assertEqual(len(lines), 2, stderr)
+        self.assertEqual(self.messages(stderr), lines)
+        self.assertIn('SKBOX_STEALTH_MODE="1\\x0asocketbox-preload[1]: all is well" is malformed',
+                      stderr)
+        self.assertIn('SKBOX_STRICT_STREAM_MODE="\\x1b[2J2" is malformed', stderr)
+        self.assertNotIn("\x1b", stderr)
+
     def test_out_of_range_levels_reported(self):
         # The original took any digit; above the highest level it acts as
         # the highest, and now says so like any other malformed value.

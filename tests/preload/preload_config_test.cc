@@ -180,6 +180,34 @@ TEST(EnvConfigTest, MalformedValuesAreReportedOnceEachAndKeepDefaults) {
   }
 }
 
+// A value is shown escaped: a newline (or an escape sequence) in it must not
+// start a line of its own on the program's stderr, which would forge a log
+// line. Long values are shortened, with their length.
+TEST(EnvConfigTest, MalformedValuesAreShownEscaped) {
+  const auto c = Parse({"SKBOX_STEALTH_MODE=1\nsocketbox-preload[1]: all is well",
+                        "SKBOX_SENDER_UIDS=0\x1b[2J\\", "SKBOX_ACKNOWLEDGE=\xff",
+                        "SKBOX_PORT_FILTER_IPV4=\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
+                        "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"});
+  ASSERT_EQ(c->problems.count, 4);
+  EXPECT_STREQ(
+      c->problems.lines[0],
+      "SKBOX_PORT_FILTER_IPV4=\""
+      "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a"
+      "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a"
+      "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a...(46 bytes)\" is malformed: expected "
+      "odd_limit[,even_limit[,port,...]] (binds it covers now fail)");
+  EXPECT_STREQ(c->problems.lines[1],
+               "SKBOX_STEALTH_MODE=\"1\\x0asocketbox-preload[1]: all is well\" is malformed: "
+               "expected 0 or 1");
+  EXPECT_STREQ(c->problems.lines[2], "SKBOX_ACKNOWLEDGE=\"\\xff\" is malformed: expected 0 or 1");
+  EXPECT_NE(std::string(c->problems.lines[3]).find("SKBOX_SENDER_UIDS=\"0\\x1b[2J\\x5c\""),
+            std::string::npos)
+      << c->problems.lines[3];
+  for (int i = 0; i < c->problems.count; ++i) {
+    EXPECT_EQ(std::string(c->problems.lines[i]).find_first_of("\n\r\x1b"), std::string::npos);
+  }
+}
+
 TEST(EnvConfigTest, AcknowledgeIsAFlag) {
   EXPECT_FALSE(Parse({"SKBOX_ACKNOWLEDGE=0"})->acknowledge);
   const auto c = Parse({"SKBOX_ACKNOWLEDGE=2"});

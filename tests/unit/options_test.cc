@@ -130,6 +130,33 @@ TEST(OptionsTest, NumbersFollowCBase0Rules) {
   }
 }
 
+// -G as the original reads it (strtok on ","): empty elements are skipped
+// and an empty list clears the supplementary groups. Still accepted (the
+// original's command lines must keep working), with a warning naming them.
+TEST(OptionsTest, EmptyGroupElementsAreSkippedWithAWarning) {
+  struct Case {
+    const char* value;
+    std::vector<gid_t> groups;
+    const char* warning;
+  };
+  const Case cases[] = {
+      {"", {}, "option -G '': an empty list: no supplementary groups"},
+      {",,,", {}, "option -G ',,,': no group in it, only commas"},
+      {"1,,2", {1, 2}, "option -G '1,,2': element(s) 2 of 3 empty, skipped"},
+      {",1,2,", {1, 2}, "option -G ',1,2,': element(s) 1, 4 of 4 empty, skipped"},
+  };
+  for (const Case& c : cases) {
+    auto o = Parse({"-G", c.value});
+    ASSERT_TRUE(o.ok()) << c.value << ": " << o.status();
+    EXPECT_EQ(o->groups, c.groups) << c.value;
+    ASSERT_EQ(o->warnings.size(), 1u) << c.value;
+    EXPECT_THAT(o->warnings[0], HasSubstr(c.warning));
+  }
+  auto o = Parse({"-G", "1,2"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->warnings.empty());
+}
+
 struct BadCase {
   std::vector<std::string> args;
   const char* message;
@@ -162,11 +189,22 @@ TEST(OptionsTest, BadInputNamesOptionAndValue) {
       {{"--nope"}, "unknown option '--nope'"},
       {{"-f"}, "option '-f' needs a value"},
       {{"-P", "1:/x", "-s", "3"}, "-P receives sockets; it cannot be combined with -s or -e"},
+      // The original called chroot("") and failed after binding.
+      {{"-x", ""}, "option -x '': an empty directory"},
+      {{"--metrics-listen", "[::1]:9100", "--metrics-listen", "[::1]:9101"},
+       "option --metrics-listen '[::1]:9101': given twice (already [::1]:9100)"},
+      // Values are shown escaped: a newline cannot start a forged log line.
+      {{"-p", "80\nsocketbox: forged"}, "option -p '80\\x0asocketbox: forged'"},
+      {{"-G", "root,x\ny"}, "option -G 'x\\x0ay': no such group"},
+      {{"-u", "\x1b[31mroot"}, "option -u '\\x1b[31mroot': no such user"},
+      {{"--bad\noption"}, "unknown option '--bad\\x0aoption'"},
+      {{"--listen", std::string(100, 'a') + "\n"}, "...(101 bytes)"},
   };
   for (const BadCase& c : cases) {
     auto o = Parse(c.args);
     ASSERT_FALSE(o.ok()) << c.args[0];
     EXPECT_THAT(std::string(o.status().message()), HasSubstr(c.message)) << c.args[0];
+    EXPECT_EQ(std::string(o.status().message()).find('\n'), std::string::npos) << c.args[0];
   }
 }
 
