@@ -18,6 +18,7 @@ enum LogKind {
   kLogConnectTimeout,
   kLogNotConnected,
   kLogNat64,
+  kLogUnixRefused,
   kLogNoResources,
   kLogProxyClosed,
   kLogSourceError,

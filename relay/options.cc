@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
 #include "engine/core/str_cat.h"
 
@@ -13,6 +14,10 @@ namespace sbx::relay {
 namespace {
 
 absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
+
+// Values from the command line are shown escaped (Printable): a newline in
+// one must not start a line of its own in the log.
+std::string Shown(std::string_view value) { return Printable(value); }
 
 enum LongOnly {
   kProxyV2 = 1000,
@@ -26,6 +31,7 @@ enum LongOnly {
   kMaxConnections,
   kBacklog,
   kQuiet,
+  kRefuseUnixClients,
   kRegister,
   kHelp,
 };
@@ -42,6 +48,7 @@ const option kLongOptions[] = {
     {"max-connections", required_argument, nullptr, kMaxConnections},
     {"backlog", required_argument, nullptr, kBacklog},
     {"quiet", no_argument, nullptr, kQuiet},
+    {"refuse-unix-clients", no_argument, nullptr, kRefuseUnixClients},
     {"register", required_argument, nullptr, kRegister},
     {"help", no_argument, nullptr, kHelp},
     {nullptr, 0, nullptr, 0},
@@ -52,7 +59,8 @@ absl::StatusOr<uint64_t> Number(std::string_view option, const char* text, uint6
                                 uint64_t max) {
   auto value = ParseDecimal(text, min, max);
   if (!value) {
-    return Bad(StrCat(option, " '", text, "': expected a whole number from ", min, " to ", max));
+    return Bad(
+        StrCat(option, " '", Shown(text), "': expected a whole number from ", min, " to ", max));
   }
   return *value;
 }
@@ -66,12 +74,12 @@ absl::Status ParseNat64Prefix(const char* text, TargetSpec* target) {
     if (len == "64") {
       target->nat64_prefix64 = true;
     } else if (len != "96") {
-      return Bad(StrCat("-P '", text, "': the prefix length must be 96 (or 64, like -x)"));
+      return Bad(StrCat("-P '", Shown(text), "': the prefix length must be 96 (or 64, like -x)"));
     }
     s = s.substr(0, slash);
   }
   auto ip = ParseIp6(s);
-  if (!ip) return Bad(StrCat("-P '", text, "': not an IPv6 prefix"));
+  if (!ip) return Bad(StrCat("-P '", Shown(text), "': not an IPv6 prefix"));
   target->nat64_prefix = *ip;
   return absl::OkStatus();
 }
@@ -83,9 +91,14 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
       o->proxy = ProxyVersion::kV2;
       return absl::OkStatus();
     case kMetricsListen:
+      if (o->metrics_listen) {
+        return Bad(StrCat("--metrics-listen '", Shown(arg), "': given twice (already ",
+                          FormatHostPort(*o->metrics_listen), "); the relay serves one endpoint"));
+      }
       o->metrics_listen = ParseHostPort(arg);
       if (!o->metrics_listen) {
-        return Bad(StrCat("--metrics-listen '", arg, "': expected [ADDR]:PORT or A.B.C.D:PORT"));
+        return Bad(
+            StrCat("--metrics-listen '", Shown(arg), "': expected [ADDR]:PORT or A.B.C.D:PORT"));
       }
       return absl::OkStatus();
     case kWorkers:
@@ -102,7 +115,7 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
       } else if (std::string_view(arg) == "splice") {
         o->copy = CopyMode::kSplice;
       } else {
-        return Bad(StrCat("--copy '", arg, "': expected buffer or splice"));
+        return Bad(StrCat("--copy '", Shown(arg), "': expected buffer or splice"));
       }
       return absl::OkStatus();
     case kConnectTimeout:
@@ -128,6 +141,9 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
     case kQuiet:
       o->log_connections = false;
       return absl::OkStatus();
+    case kRefuseUnixClients:
+      o->refuse_unix_clients = true;
+      return absl::OkStatus();
     case kRegister: {
       const std::string_view text(arg);
       const size_t colon = text.find(':');
@@ -135,7 +151,7 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
                              ? std::nullopt
                              : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
       if (!group || colon + 1 >= text.size()) {
-        return Bad(StrCat("--register '", arg, "': expected GROUP:CTLPATH (GROUP decimal)"));
+        return Bad(StrCat("--register '", Shown(arg), "': expected GROUP:CTLPATH (GROUP decimal)"));
       }
       o->source = SourceKind::kRegistration;
       o->register_group = static_cast<uint32_t>(*group);
@@ -170,7 +186,8 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
     case 'c': {
       auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
       if (!ip)
-        return Bad(StrCat("-c '", arg, "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
+        return Bad(
+            StrCat("-c '", Shown(arg), "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
       t.tcp.ip = *ip;
       return absl::OkStatus();
     }
@@ -180,7 +197,7 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
       return n.status();
     case 'I': {
       const unsigned index = ::if_nametoindex(arg);
-      if (index == 0) return Bad(StrCat("-I '", arg, "': no such network interface"));
+      if (index == 0) return Bad(StrCat("-I '", Shown(arg), "': no such network interface"));
       t.tcp.scope_id = index;
       return absl::OkStatus();
     }
@@ -214,7 +231,7 @@ absl::Status CheckCombination(const RelayOptions& o) {
     const bool abstract = !t.unix_path.empty() && t.unix_path[0] == '@';
     const size_t room = sizeof(sockaddr_un::sun_path) - (abstract ? 0 : 1) - (t.nat64 ? 9 : 0);
     if (t.unix_path.empty() || t.unix_path.size() > room) {
-      return Bad(StrCat("-u '", t.unix_path, "': empty or longer than ", room, " bytes"));
+      return Bad(StrCat("-u '", Shown(t.unix_path), "': empty or longer than ", room, " bytes"));
     }
   } else if (t.tcp.port == 0 && !t.nat64) {
     return Bad("-p 0: port 0 means the local port, which needs -N");
@@ -238,6 +255,8 @@ std::string RelayUsage() {
          "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
          "  --backlog N                  listen(2) backlog for -l without -e (default 4096)\n"
          "  --quiet                      no line per connection on stderr\n"
+         "  --refuse-unix-clients        close passed connections from Unix sockets (they have\n"
+         "                               no client address for a PROXY header)\n"
          "  --register GROUP:CTLPATH     source: register as GROUP at a registration server";
 }
 
@@ -258,15 +277,16 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
       const std::string opt = ::optopt >= 1000 || ::optopt == 0
                                   ? std::string(argv[::optind - 1])
                                   : StrCat("-", static_cast<char>(::optopt));
-      return Bad(
-          StrCat(code == ':' ? "missing value for " : "unknown option ", opt, "\n", RelayUsage()));
+      const std::string shown = Shown(opt);
+      return Bad(StrCat(code == ':' ? "missing value for " : "unknown option ", shown, "\n",
+                        RelayUsage()));
     }
     absl::Status s = code >= 1000 ? ApplyLong(code, ::optarg, &o)
                                   : ApplyShort(code, ::optarg, &o, &listen_fd_given);
     if (!s.ok()) return s;
   }
   if (::optind < argc)
-    return Bad(StrCat("unexpected argument '", argv[::optind], "'\n", RelayUsage()));
+    return Bad(StrCat("unexpected argument '", Shown(argv[::optind]), "'\n", RelayUsage()));
   if (o.source == SourceKind::kReceiverPath && listen_fd_given)
     return Bad("-s and -l exclude each other");
   if (o.source == SourceKind::kRegistration && listen_fd_given) {

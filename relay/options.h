@@ -15,6 +15,9 @@
 //   -u PATH    Unix stream target ('@' first: abstract namespace)
 //   -N, -P PREFIX, -x   NAT64 mode (relay/target.h)
 //   -i         send a PROXY protocol v1 header
+// --refuse-unix-clients closes a passed AF_UNIX connection (one with no
+// client address: PROXY UNKNOWN / v2 LOCAL would make the target take the
+// relay's own address for the client's) and counts it as unix_refused.
 // Unlike the original, a bad number or address is an error naming the
 // option, not a silent 0 or the previous value. New options have long names
 // only (relay/options.cc's usage text lists them).
@@ -51,6 +54,7 @@ struct RelayOptions {
   uint32_t max_connections = 0;                 // --max-connections per worker (0: none)
   int backlog = 4096;                           // --backlog, for -l without -e
   bool log_connections = true;                  // --quiet turns the per-connection line off
+  bool refuse_unix_clients = false;             // --refuse-unix-clients
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
 };
 

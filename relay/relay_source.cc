@@ -140,6 +140,16 @@ void RelayWorker::TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, soc
              StrCat("from fd ", source_.fd));
     return;
   }
+  if (!peer && options_.refuse_unix_clients) {
+    // An AF_UNIX client has no address to announce: with a PROXY header the
+    // target would take the relay's own address (v1 UNKNOWN, v2 LOCAL).
+    stats_.Close(CloseReason::kUnixRefused);
+    LogCause(kLogUnixRefused,
+             "a connection from a Unix socket has no client address (--refuse-unix-clients); "
+             "closed it",
+             0, StrCat("from fd ", source_.fd));
+    return;
+  }
   if (options_.log_connections) LogConnection(peer, local);
   auto target = ResolveTarget(options_.target, local ? &*local : nullptr);
   if (!target) {

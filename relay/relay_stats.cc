@@ -41,6 +41,8 @@ const char* CloseReasonName(CloseReason reason) {
       return "not_connected";
     case CloseReason::kNat64Refused:
       return "nat64_refused";
+    case CloseReason::kUnixRefused:
+      return "unix_refused";
     case CloseReason::kNoResources:
       return "no_resources";
     case CloseReason::kDrained:

@@ -24,6 +24,7 @@ enum class CloseReason : int {
   kProxyTargetClosed,  // the target closed before sending a byte, after a PROXY header
   kNotConnected,       // a received fd that is no connected stream socket
   kNat64Refused,       // -N: the local address is outside the prefix
+  kUnixRefused,        // --refuse-unix-clients: a passed AF_UNIX connection (no address)
   kNoResources,        // socket() for the target failed (EMFILE, ENOMEM...)
   kDrained,            // still open when --drain-timeout passed after SIGTERM
   kCount,

@@ -377,6 +377,57 @@ class ProxyHeaders(RelayCase):
         self.assertEqual(int.from_bytes(header[26:28], "big"), self.PORT)
 
 
+class UnixClients(RelayCase):
+    """A passed AF_UNIX connection has no address: the PROXY header says so
+    (v1 UNKNOWN, v2 LOCAL) and the target falls back to the connection's own
+    addresses, the relay's. --refuse-unix-clients closes such connections."""
+
+    def pass_unix_client(self):
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sbxtest.send_fd(sender, a.fileno(), self.path)
+        a.close()
+        sender.close()
+        self.addCleanup(b.close)
+        return b
+
+    def test_announced_as_unknown_by_default(self):
+        got = []
+
+        def target_side(conn):
+            line = b""
+            while not line.endswith(b"\r\n"):  # read_header() wants 16 bytes
+                line += conn.recv(1)
+            got.append(line.decode())
+            rl.echo(conn)
+        t = self.target(target_side)
+        self.relay(["-p", str(t.port), "-i"], with_engine=False)
+        b = self.pass_unix_client()
+        b.sendall(b"hello")
+        b.shutdown(socket.SHUT_WR)
+        self.assertEqual(rl.read_all(b), b"hello")
+        self.assertEqual(got, ["PROXY UNKNOWN\r\n"])
+
+    def test_refused_with_the_option(self):
+        """Issue 18 item 12: the target would take the relay's own address
+        for the client's; with --refuse-unix-clients the connection is
+        closed, counted (unix_refused) and logged once."""
+        got = []
+
+        def target_side(conn):
+            got.append(rl.read_header(conn))
+            rl.echo(conn)
+        t = self.target(target_side)
+        r = self.relay(["-p", str(t.port), "--proxy-v2", "--refuse-unix-clients"], with_engine=False)
+        clients = [self.pass_unix_client() for _ in range(3)]
+        for b in clients:
+            self.assertEqual(rl.read_all(b), b"")
+        r.wait_stat("closed.unix_refused", 3)
+        self.assertEqual(r.count_lines("has no client address (--refuse-unix-clients)"), 1)
+        self.assertEqual(got, [])
+        self.assertEqual(r.stats()["accepted"], 3)
+
+
 class Registration(RelayCase):
     def test_register_source_relays_and_exits_when_the_server_leaves(self):
         ctl = self.topo.path("ctl.sock")
@@ -473,4 +524,5 @@ class Lifecycle(RelayCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, Registration, Lifecycle, skip_reason=rl.skip_reason())
+    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, UnixClients, Registration, Lifecycle,
+                    skip_reason=rl.skip_reason())

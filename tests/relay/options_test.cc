@@ -55,7 +55,8 @@ TEST(RelayOptions, OriginalCommandLines) {
 TEST(RelayOptions, LongOptions) {
   auto o = Parse({"--proxy-v2", "--metrics-listen", "[::1]:9100", "--workers", "2", "--buffer-size",
                   "131072", "--copy", "splice", "--connect-timeout", "3", "--idle-timeout", "60",
-                  "--drain-timeout", "5", "--max-connections", "100", "--quiet"});
+                  "--drain-timeout", "5", "--max-connections", "100", "--quiet",
+                  "--refuse-unix-clients"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->proxy, ProxyVersion::kV2);
   ASSERT_TRUE(o->metrics_listen);
@@ -68,6 +69,8 @@ TEST(RelayOptions, LongOptions) {
   EXPECT_EQ(o->drain_timeout_s, 5u);
   EXPECT_EQ(o->max_connections, 100u);
   EXPECT_FALSE(o->log_connections);
+  EXPECT_TRUE(o->refuse_unix_clients);
+  EXPECT_FALSE(Parse({})->refuse_unix_clients);
 }
 
 TEST(RelayOptions, RegisterSource) {
@@ -105,6 +108,12 @@ TEST(RelayOptions, BadInputNamesTheOption) {
       {{"--register", "x:/p"}, "--register 'x:/p'"},
       {{"--register", "7"}, "--register '7'"},
       {{"--register", "7:/p", "-l", "3"}, "exclude"},
+      {{"--metrics-listen", "[::1]:1", "--metrics-listen", "[::1]:2"},
+       "--metrics-listen '[::1]:2': given twice (already [::1]:1)"},
+      // Values are shown escaped: a newline cannot start a forged line.
+      {{"-p", "8\nsocketbox-relay: forged"}, "-p '8\\x0asocketbox-relay: forged'"},
+      {{"--copy", "a\x1b[2Jb"}, "--copy 'a\\x1b[2Jb'"},
+      {{"--weird\r"}, "unknown option --weird\\x0d"},
   };
   for (const BadCase& c : cases) {
     auto o = Parse(c.args);
