@@ -102,6 +102,9 @@ void InetdServer::TakeListener() {
   }
   listener_ = std::move(taken->listener);
   listener_channel_ = std::move(taken->channel);
+  // Answers the engine's sending socket cannot take (it is in another
+  // network namespace) go over the channel.
+  replies_.set_relay(listener_channel_.get());
   ++stats_.listeners_taken;
   ask_backoff_ = {};
   ask_again_at_ = {};
@@ -129,6 +132,7 @@ void InetdServer::AcceptOne() {
   Log("accepting from the engine's listener: %s; dropped it, connections come over %s only",
       std::strerror(err), options_.socket_path.c_str());
   listener_.Reset();
+  replies_.set_relay(-1);
   listener_channel_.Reset();
 }
 
@@ -149,6 +153,7 @@ void InetdServer::ListenerChannelClosed() {
       "connection(s) the listener still held; asking for a listener again",
       drained);
   listener_.Reset();
+  replies_.set_relay(-1);
   listener_channel_.Reset();
   ask_backoff_ = kFirstAskBackoff;
   ask_again_at_ = Clock::now() + ask_backoff_;
@@ -239,6 +244,7 @@ int InetdServer::Run() {
   // The listener is the engine's: what its queue holds stays with the engine
   // (closing the channel tells it nobody serves that listener now).
   if (bound_) RemoveIfStillOurs(*bound_);
+  replies_.set_relay(-1);
   listener_channel_.Reset();
   listener_.Reset();
   DrainQueue();

@@ -72,6 +72,7 @@ struct PassingSource {
   const OptionSet* options = nullptr;  // carried to each accepted TCP socket
   bool credentials_set = false;        // SO_PASSCRED already on (the preload bound it)
   int recv_flags = 0;                  // MSG_DONTWAIT: never block
+  int relay = -1;  // kernel dispatch's channel: answers across network namespaces
 };
 
 int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags, const Config& config,
@@ -98,7 +99,7 @@ int AcceptPassed(int fd, int type, sockaddr* addr, socklen_t* len, int flags, co
   if (config.acknowledge && type == SOCK_DGRAM) {
     // Datagram sockets only: on a stream the reply would go into the
     // sender's byte stream.
-    const SharedReplies shared = RepliesFor(fd);
+    const SharedReplies shared = RepliesFor(fd, source.relay);
     options.replies = shared.replies;
     options.replies_mutex = shared.mutex;
   }
@@ -158,6 +159,7 @@ int AcceptFromReceiving(const ListenerInfo& kernel, sockaddr* addr, socklen_t* l
   source.options = &kernel.options;
   source.credentials_set = true;  // set when the preload bound it, or when it took the listener
   source.recv_flags = MSG_DONTWAIT;
+  source.relay = kernel.channel.fd;
   const int conn =
       AcceptPassed(kernel.receiving.fd, SOCK_DGRAM, addr, len, flags, TheConfig(), source);
   if (conn >= 0) {

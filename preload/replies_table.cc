@@ -54,7 +54,7 @@ void InstallRepliesTableForkHandlers() {
   pthread_atfork(Lock, Unlock, Unlock);
 }
 
-SharedReplies RepliesFor(int fd) {
+SharedReplies RepliesFor(int fd, int relay) {
   const int saved = errno;
   SharedReplies out;
   dev_t dev;
@@ -66,7 +66,10 @@ SharedReplies RepliesFor(int fd) {
     // no longer names its socket, i.e. after the program closed the socket
     // that a thread may still be receiving on (its bookkeeping then mixes
     // with the new socket's, under the mutex: harmless).
-    if (e != nullptr) out = {&*e->replies, &g_mutex};
+    if (e != nullptr) {
+      e->replies->set_relay(relay);
+      out = {&*e->replies, &g_mutex};
+    }
     Unlock();
   }
   errno = saved;

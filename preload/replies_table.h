@@ -30,9 +30,10 @@ struct SharedReplies {
 // What the preload declares.
 inline constexpr ReceiverCapabilities kPreloadCapabilities{1, true};
 
-// The entry of the receiving socket `fd`, made on first use. errno is left
-// as it was.
-SharedReplies RepliesFor(int fd);
+// The entry of the receiving socket `fd`, made on first use; its answers
+// that the sender cannot take go to `relay` (SenderReplies::set_relay; -1:
+// none). errno is left as it was.
+SharedReplies RepliesFor(int fd, int relay = -1);
 
 // Registers the pthread_atfork handlers (once, at load).
 void InstallRepliesTableForkHandlers();

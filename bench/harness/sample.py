@@ -170,8 +170,15 @@ def run_strace(ctx, scenario, load_args, connections):
     finally:
         scenario.stop()
     g = gen.json_lines()[-1]
-    with open(out) as f:
-        text = f.read()
+    try:
+        with open(out) as f:
+            text = f.read()
+    except FileNotFoundError:
+        # strace ended before it opened its output (it could attach to none
+        # of the threads, say): a missing figure, not a failed run.
+        why = tracer.stderr.read().decode(errors="replace")[-2000:]
+        return {"scenario": scenario.name, "error": f"strace wrote nothing (exit {tracer.returncode})",
+                "raw": why}
     per_call = {}
     total = None
     for line in text.splitlines():

@@ -88,7 +88,8 @@ void TakeListener(const SinkSource& source, const SinkOptions& options, Sources&
                   size_t backend) {
   const char* engine =
       options.listener_socket.empty() ? ListenerSocketPath() : options.listener_socket.c_str();
-  auto taken = RequestListener(sources.fds.back().get(), engine, source.path.c_str(), 2000);
+  const int receiving = sources.fds.back().get();
+  auto taken = RequestListener(receiving, engine, source.path.c_str(), 2000);
   if (!taken.ok()) {
     std::fprintf(stderr,
                  "sink: backend %s: no listener from %s (%s); its connections come over %s only\n",
@@ -107,6 +108,11 @@ void TakeListener(const SinkSource& source, const SinkOptions& options, Sources&
   sources.shared.push_back({SinkEndpoint::Kind::kListener, taken->listener.get(), backend, false,
                             sources.NewFlag(), /*taken=*/true});
   sources.fds.push_back(std::move(taken->listener));
+  // Answers the engine's sending sockets cannot take (another network
+  // namespace) go over the channel.
+  for (SinkEndpoint& e : sources.shared) {
+    if (e.kind == SinkEndpoint::Kind::kChannel && e.fd == receiving) e.relay = taken->channel.get();
+  }
   sources.fds.push_back(std::move(taken->channel));  // open while we serve the listener
   ++sources.listeners_taken;
 }

@@ -40,6 +40,7 @@ class Worker {
       if (config.capabilities.active() && endpoint.kind == SinkEndpoint::Kind::kChannel &&
           !endpoint.seqpacket) {
         replies_[e].emplace(config.capabilities);
+        replies_[e]->set_relay(endpoint.relay);
       }
     }
   }

@@ -55,6 +55,7 @@ struct SinkEndpoint {
   // so that channel_closed counts sources, not posted requests.
   std::atomic<bool>* failed = nullptr;
   bool taken = false;  // a listener the engine gave (kernel dispatch)
+  int relay = -1;      // that listener's channel: answers across namespaces (borrowed)
 };
 
 struct SinkWorkerConfig {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -35,13 +36,40 @@ bool HeaderIs(const unsigned char* data, uint8_t kind) {
 
 }  // namespace
 
-void EncodeListenerRequest(unsigned char out[kListenerMessageBytes]) {
+void EncodeListenerRequest(uint32_t flags, unsigned char out[kListenerMessageBytes]) {
   EncodeHeader(kListenerRequestKind, out);
+  out[8] = static_cast<unsigned char>(flags >> 24);
+  out[9] = static_cast<unsigned char>(flags >> 16);
+  out[10] = static_cast<unsigned char>(flags >> 8);
+  out[11] = static_cast<unsigned char>(flags);
 }
 
-bool IsListenerRequest(const unsigned char* data, size_t len) {
+bool IsListenerRequest(const unsigned char* data, size_t len, uint32_t* flags) {
   if (len < kListenerMessageBytes || !HeaderIs(data, kListenerRequestKind)) return false;
-  return data[8] == 0 && data[9] == 0 && data[10] == 0 && data[11] == 0;
+  *flags = static_cast<uint32_t>(data[8]) << 24 | static_cast<uint32_t>(data[9]) << 16 |
+           static_cast<uint32_t>(data[10]) << 8 | data[11];
+  return (*flags & ~kRequestReplyChannelOnly) == 0;
+}
+
+size_t EncodeRelayedReply(const unsigned char reply[kReceiverMessageBytes], const sockaddr_un& to,
+                          socklen_t to_len, unsigned char out[kRelayedReplyMaxBytes]) {
+  constexpr size_t kPathOffset = offsetof(sockaddr_un, sun_path);
+  if (to_len <= kPathOffset || to_len > sizeof(sockaddr_un)) return 0;
+  const size_t name = to_len - kPathOffset;
+  std::memcpy(out, reply, kReceiverMessageBytes);
+  std::memcpy(out + kReceiverMessageBytes, to.sun_path, name);
+  return kReceiverMessageBytes + name;
+}
+
+bool DecodeRelayedReply(const unsigned char* data, size_t len, ReceiverMessage* reply,
+                        std::string_view* sender) {
+  if (len <= kReceiverMessageBytes || len > kRelayedReplyMaxBytes ||
+      !DecodeReceiverMessage(data, kReceiverMessageBytes, reply)) {
+    return false;
+  }
+  *sender = std::string_view(reinterpret_cast<const char*>(data) + kReceiverMessageBytes,
+                             len - kReceiverMessageBytes);
+  return true;
 }
 
 void EncodeListenerAnswer(uint32_t status, unsigned char out[kListenerMessageBytes]) {
@@ -64,8 +92,11 @@ const char* ListenerSocketPath() {
   return env != nullptr && env[0] != '\0' ? env : kDefaultListenerSocket;
 }
 
-SysResult<TakenListener> RequestListener(int receiving_socket, const char* engine_path,
-                                         const char* path_hint, int timeout_ms) {
+namespace {
+
+// Both requests: the listener (flags 0) or the channel alone.
+SysResult<TakenListener> Request(int receiving_socket, const char* engine_path,
+                                 const char* path_hint, int timeout_ms, uint32_t flags) {
   SysResult<UnixAddress> engine = MakeUnixAddress(engine_path);
   if (!engine.ok()) return SysResult<TakenListener>::Error(engine.error());
   int pair[2];
@@ -77,7 +108,7 @@ SysResult<TakenListener> RequestListener(int receiving_socket, const char* engin
   if (!sender) return SysResult<TakenListener>::FromErrno();
 
   unsigned char request[kListenerMessageBytes + sizeof(sockaddr_un::sun_path)];
-  EncodeListenerRequest(request);
+  EncodeListenerRequest(flags, request);
   size_t len = kListenerMessageBytes;
   if (path_hint != nullptr) {
     const size_t hint = std::min(std::strlen(path_hint), sizeof(sockaddr_un::sun_path));
@@ -144,6 +175,10 @@ SysResult<TakenListener> RequestListener(int receiving_socket, const char* engin
     return SysResult<TakenListener>::Error(EPROTO);
   }
   if (status != 0) return SysResult<TakenListener>::Error(static_cast<int>(status));
+  if ((flags & kRequestReplyChannelOnly) != 0) {
+    if (listener) return SysResult<TakenListener>::Error(EPROTO);
+    return TakenListener{UniqueFd(), std::move(ours)};
+  }
   int type = 0, listening = 0;
   socklen_t type_len = sizeof type, listening_len = sizeof listening;
   if (!listener || ::getsockopt(listener.get(), SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 ||
@@ -152,6 +187,21 @@ SysResult<TakenListener> RequestListener(int receiving_socket, const char* engin
     return SysResult<TakenListener>::Error(EPROTO);
   }
   return TakenListener{std::move(listener), std::move(ours)};
+}
+
+}  // namespace
+
+SysResult<TakenListener> RequestListener(int receiving_socket, const char* engine_path,
+                                         const char* path_hint, int timeout_ms) {
+  return Request(receiving_socket, engine_path, path_hint, timeout_ms, 0);
+}
+
+SysResult<UniqueFd> RequestReplyChannel(int receiving_socket, const char* engine_path,
+                                        const char* path_hint, int timeout_ms) {
+  SysResult<TakenListener> taken =
+      Request(receiving_socket, engine_path, path_hint, timeout_ms, kRequestReplyChannelOnly);
+  if (!taken.ok()) return SysResult<UniqueFd>::Error(taken.error());
+  return std::move(taken->channel);
 }
 
 }  // namespace sbx

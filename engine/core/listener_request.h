@@ -20,7 +20,10 @@
 //     bytes 0-3  'S' 'B' 'X' 'R'
 //     byte  4    kind 3 (listener request)
 //     byte  5    version 1
-//     bytes 6-15 0
+//     bytes 6-7  0
+//     bytes 8-11 flags, big-endian: bit 0 = the channel alone, no listener
+//                (kRequestReplyChannelOnly); other bits 0
+//     bytes 12-15 0
 //     bytes 16-  the backend path as the receiver knows it (optional; the
 //                engine looks there first)
 //   answer (engine -> receiver, on the channel, 16 bytes)
@@ -32,6 +35,21 @@
 //                (SCM_RIGHTS); else an errno value saying why not
 //     bytes 12-15 0
 //
+//   relayed reply (receiver -> engine, on the channel, 17..124 bytes)
+//     bytes 0-15 a hello or an ack (receiver_protocol.h), as it would have
+//                gone to the sender directly
+//     bytes 16-  the sender's name as msg_name gave it, without the family
+//                (sun_path bytes; the engine's are abstract: a 0 first)
+//   A receiver sends it when the direct answer fails with ECONNREFUSED: the
+//   sender's abstract name does not exist in the receiver's network
+//   namespace. The engine counts it for the backend the channel was granted
+//   for, and only if that backend's sending socket has that name
+//   (engine/kernel/reply_relay.h). Nothing comes back.
+//
+// A channel alone (flag bit 0): for a receiver that takes no listener but
+// answers across namespaces. Authenticated the same way; the answer carries
+// no fd; the channel's closing changes nothing for the backend's listener.
+//
 // A receiver that never asks gets exactly what it got before. A receiver
 // that is refused, or finds no engine, keeps its datagram socket and gets
 // connections over it as before.
@@ -40,9 +58,14 @@
 #ifndef SBX_ENGINE_CORE_LISTENER_REQUEST_H_
 #define SBX_ENGINE_CORE_LISTENER_REQUEST_H_
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
+#include "engine/core/receiver_protocol.h"
 #include "engine/sys/sys_result.h"
 #include "engine/sys/unique_fd.h"
 
@@ -54,8 +77,20 @@ inline constexpr size_t kListenerMessageBytes = 16;
 inline constexpr uint8_t kListenerRequestKind = 3;
 inline constexpr uint8_t kListenerAnswerKind = 4;
 
-void EncodeListenerRequest(unsigned char out[kListenerMessageBytes]);
-bool IsListenerRequest(const unsigned char* data, size_t len);
+inline constexpr uint32_t kRequestReplyChannelOnly = 1;
+inline constexpr size_t kRelayedReplyMaxBytes =
+    kReceiverMessageBytes + sizeof(sockaddr_un::sun_path);
+
+void EncodeListenerRequest(uint32_t flags, unsigned char out[kListenerMessageBytes]);
+// False unless `data` starts with a well-formed request; sets `flags`.
+bool IsListenerRequest(const unsigned char* data, size_t len, uint32_t* flags);
+// 0 when `to` has no name (a relayed reply needs one).
+size_t EncodeRelayedReply(const unsigned char reply[kReceiverMessageBytes], const sockaddr_un& to,
+                          socklen_t to_len, unsigned char out[kRelayedReplyMaxBytes]);
+// False unless `data` is a well-formed hello or ack followed by 1..108
+// bytes of name; `sender` points into `data`.
+bool DecodeRelayedReply(const unsigned char* data, size_t len, ReceiverMessage* reply,
+                        std::string_view* sender);
 void EncodeListenerAnswer(uint32_t status, unsigned char out[kListenerMessageBytes]);
 // False unless `data` is exactly a well-formed answer.
 bool DecodeListenerAnswer(const unsigned char* data, size_t len, uint32_t* status);
@@ -82,6 +117,10 @@ const char* ListenerSocketPath();
 // listener socket (ENOENT, ECONNREFUSED). All fds are CLOEXEC.
 SysResult<TakenListener> RequestListener(int receiving_socket, const char* engine_path,
                                          const char* path_hint, int timeout_ms);
+// The channel alone (kRequestReplyChannelOnly), with the same errors; for
+// SenderReplies::set_relay.
+SysResult<UniqueFd> RequestReplyChannel(int receiving_socket, const char* engine_path,
+                                        const char* path_hint, int timeout_ms);
 
 }  // namespace sbx
 

@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "engine/core/listener_request.h"
+
 namespace sbx {
 namespace {
 
@@ -88,17 +90,38 @@ SenderReplies::Sender* SenderReplies::Find(const sockaddr_un& from, socklen_t fr
   return entry;
 }
 
-bool SenderReplies::Reply(int channel, const Sender& s, const ReceiverMessage& message) {
+bool SenderReplies::Reply(int channel, Sender& s, const ReceiverMessage& message) {
   unsigned char bytes[kReceiverMessageBytes];
   EncodeReceiverMessage(message, bytes);
   const int saved = errno;  // callers (the preload) must see their own errno
+  bool sent;
+  if (s.relayed && relay_ >= 0) {
+    sent = Relay(s, bytes);
+  } else {
+    ssize_t n;
+    do {
+      n = ::sendto(channel, bytes, sizeof(bytes), MSG_DONTWAIT | MSG_NOSIGNAL,
+                   reinterpret_cast<const sockaddr*>(&s.address), s.len);
+    } while (n < 0 && errno == EINTR);
+    sent = n == static_cast<ssize_t>(sizeof(bytes));
+    // The name is not in this network namespace: the channel crosses.
+    if (!sent && errno == ECONNREFUSED && relay_ >= 0) {
+      s.relayed = true;
+      sent = Relay(s, bytes);
+    }
+  }
+  errno = saved;
+  return sent;
+}
+
+bool SenderReplies::Relay(const Sender& s, const unsigned char* bytes) {
+  unsigned char relayed[kRelayedReplyMaxBytes];
+  const size_t len = EncodeRelayedReply(bytes, s.address, s.len, relayed);
   ssize_t n;
   do {
-    n = ::sendto(channel, bytes, sizeof(bytes), MSG_DONTWAIT | MSG_NOSIGNAL,
-                 reinterpret_cast<const sockaddr*>(&s.address), s.len);
+    n = ::send(relay_, relayed, len, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
-  errno = saved;
-  return n == static_cast<ssize_t>(sizeof(bytes));
+  return n == static_cast<ssize_t>(len);
 }
 
 void SenderReplies::OnMessage(int channel, const sockaddr_un& from, socklen_t from_len,

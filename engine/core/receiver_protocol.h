@@ -94,22 +94,31 @@ class SenderReplies {
 
   const ReceiverCapabilities& capabilities() const { return capabilities_; }
 
+  // A kernel dispatch channel (listener_request.h; borrowed, -1 for none):
+  // answers a sender's name cannot take (ECONNREFUSED: it is in another
+  // network namespace) go there as relayed replies, and so do all later
+  // answers to that sender.
+  void set_relay(int channel) { relay_ = channel; }
+
  private:
   struct Sender {
     sockaddr_un address{};
     socklen_t len = 0;
     bool greeted = false;
+    bool relayed = false;  // answered over the relay
     uint32_t unacked = 0;
     uint64_t last_use = 0;
   };
   static constexpr size_t kSenders = 8;
 
   Sender* Find(const sockaddr_un& from, socklen_t from_len);
-  bool Reply(int channel, const Sender& s, const ReceiverMessage& message);
+  bool Reply(int channel, Sender& s, const ReceiverMessage& message);
+  bool Relay(const Sender& s, const unsigned char* bytes);
 
   ReceiverCapabilities capabilities_;
   Sender senders_[kSenders];
   uint64_t clock_ = 0;
+  int relay_ = -1;
 };
 
 }  // namespace sbx

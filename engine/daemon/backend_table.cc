@@ -1,9 +1,11 @@
 #include "engine/daemon/backend_table.h"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -51,6 +53,10 @@ Backend* BackendTable::ForFd(int fd) {
   return it->second.get();
 }
 
+BackendTable::~BackendTable() {
+  for (auto& [path, b] : by_path_) Retire(b.get());
+}
+
 bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
   auto connect = [&] { return ConnectUnixDatagram(b->path); };
   SysResult<UniqueFd> fd = connect();
@@ -68,13 +74,9 @@ bool BackendTable::Connect(Backend* b, uint64_t now_ns) {
     // A name the receiver can answer (abstract, chosen by the kernel).
     // Substituted (-U) backends are left out: they come and go with the
     // cache, and an answer could outlive them (docs/receiver-protocol.md).
-    if (receiver_replies_ && !b->substituted) {
-      const sa_family_t family = AF_UNIX;
-      if (::bind(fd->get(), reinterpret_cast<const sockaddr*>(&family), sizeof(family)) != 0) {
-        LogTrouble(b, "socket could not be named for answers", errno, now_ns);
-      }
-    }
+    Retire(b);  // the name of a socket MarkDown did not retire (none: first use)
     b->socket = std::move(fd.value());
+    if (receiver_replies_ && !b->substituted) NameForAnswers(b, now_ns);
     ++b->generation;
     b->receiver = ReceiverState{};
     b->down = false;
@@ -102,10 +104,37 @@ void BackendTable::MarkDown(Backend* b, int err, uint64_t now_ns) {
     b->down = true;
     b->backoff_ms = 0;
     b->retry_at_ns = now_ns;  // a restarted backend is usually back at once
-    if (b->socket) retired_.push_back(std::move(b->socket));
+    Retire(b);
   }
   b->last_error = err;
   LogTrouble(b, "went away", err, now_ns);
+}
+
+void BackendTable::NameForAnswers(Backend* b, uint64_t now_ns) {
+  const sa_family_t family = AF_UNIX;
+  if (::bind(b->socket.get(), reinterpret_cast<const sockaddr*>(&family), sizeof(family)) != 0) {
+    LogTrouble(b, "socket could not be named for answers", errno, now_ns);
+    return;
+  }
+  if (relay_ == nullptr) return;
+  sockaddr_un name{};
+  socklen_t len = sizeof name;
+  if (::getsockname(b->socket.get(), reinterpret_cast<sockaddr*>(&name), &len) != 0 ||
+      len <= offsetof(sockaddr_un, sun_path)) {
+    return;
+  }
+  b->reply_name.assign(name.sun_path, len - offsetof(sockaddr_un, sun_path));
+  relay_->Name(relay_worker_, b->reply_name);
+}
+
+// The socket goes (closed by CloseRetired), and with it its name: relayed
+// answers to it no longer count.
+void BackendTable::Retire(Backend* b) {
+  if (!b->reply_name.empty()) {
+    if (relay_ != nullptr) relay_->Unname(b->reply_name);
+    b->reply_name.clear();
+  }
+  if (b->socket) retired_.push_back(std::move(b->socket));
 }
 
 bool BackendTable::TryReconnect(Backend* b, uint64_t now_ns) {

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/stats.h"
+#include "engine/kernel/reply_relay.h"
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {
@@ -55,9 +56,10 @@ struct DispatchState {
 };
 
 struct Backend {
-  std::string path;      // actual path (after -U), empty for fd backends
-  int borrowed_fd = -1;  // jump-fd / -i: never closed or reconnected by us
-  UniqueFd socket;       // connected datagram socket while up
+  std::string path;        // actual path (after -U), empty for fd backends
+  int borrowed_fd = -1;    // jump-fd / -i: never closed or reconnected by us
+  UniqueFd socket;         // connected datagram socket while up
+  std::string reply_name;  // the socket's abstract name (sun_path bytes), if it has one
   bool down = false;
   int last_error = 0;
   uint64_t retry_at_ns = 0;
@@ -79,6 +81,7 @@ class BackendTable {
   // `stats` (and `reserve`, if given) outlive the table.
   // `max_substituted` bounds the -U cache.
   BackendTable(StatsRegistry* stats, size_t max_substituted, FdReserve* reserve = nullptr);
+  ~BackendTable();
 
   // The backend for a path, connecting on first use. `counter_key` is the
   // configured path (before substitution) that delivery is counted under.
@@ -87,8 +90,20 @@ class BackendTable {
 
   // Autobinds every path backend's socket from now on, so that receivers
   // can answer it (receiver protocol); for a worker that reads the answers.
-  void EnableReceiverReplies() { receiver_replies_ = true; }
+  // With a relay, each name is registered there for `worker`, so that
+  // answers from other network namespaces find it (reply_relay.h).
+  void EnableReceiverReplies(ReplyRelay* relay = nullptr, int worker = 0) {
+    receiver_replies_ = true;
+    relay_ = relay;
+    relay_worker_ = worker;
+  }
   bool receiver_replies() const { return receiver_replies_; }
+
+  // The backend for a configured path, if the table has it (no connect).
+  Backend* Find(std::string_view path) const {
+    auto it = by_path_.find(absl::string_view(path.data(), path.size()));
+    return it == by_path_.end() ? nullptr : it->second.get();
+  }
 
   // Marks `b` down after a send failed with `err` and schedules a retry.
   // Its socket is retired: closed by CloseRetired, once no prepared
@@ -108,6 +123,8 @@ class BackendTable {
 
  private:
   bool Connect(Backend* b, uint64_t now_ns);
+  void NameForAnswers(Backend* b, uint64_t now_ns);
+  void Retire(Backend* b);
   void EvictIdleSubstituted();
 
   StatsRegistry* stats_;
@@ -119,6 +136,8 @@ class BackendTable {
   size_t substituted_count_ = 0;
   uint64_t use_clock_ = 0;
   bool receiver_replies_ = false;
+  ReplyRelay* relay_ = nullptr;
+  int relay_worker_ = 0;
 };
 
 }  // namespace sbx

@@ -134,6 +134,8 @@ class Daemon {
   ListenerSet listeners_;
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<SteeringProgram> steering_;
+  // Before the registry: its thread hands answers to the relay until it stops.
+  std::unique_ptr<ReplyRelay> relay_;
   std::unique_ptr<ListenerRegistry> registry_;
   std::string kernel_dispatch_;  // "on (...)" or "off (why)", for the ready line
   IoMode io_ = IoMode::kUring;
@@ -317,6 +319,15 @@ void Daemon::StartWorkers() {
 
   fd_reserve_ = std::make_unique<FdReserve>(ReserveFor(fd_limit_.now));
   control_.Publish(table_);
+  if (registry_ && io_ == IoMode::kUring) {
+    // Receivers in other network namespaces answer over their channels.
+    std::vector<UniqueFd> wake;
+    for (int w = 0; w < workers_; ++w) {
+      wake.emplace_back(::fcntl(control_.wake_fd(w), F_DUPFD_CLOEXEC, 0));
+    }
+    relay_ = std::make_unique<ReplyRelay>(std::move(wake));
+    registry_->SetRelay(relay_.get());
+  }
   const Options& o = o_;
   Control& control = control_;
   StatsRegistry& stats = stats_;
@@ -326,6 +337,7 @@ void Daemon::StartWorkers() {
     if (!o.registration) setup.listeners = listeners_.per_worker[w];
     setup.registration_fd = registration_.get();
     setup.fd_reserve = fd_reserve_.get();
+    setup.relay = relay_.get();
     if (io_ == IoMode::kUring) {
       // The ring is made on the thread that uses it: SINGLE_ISSUER rings
       // accept submissions only from their creator.

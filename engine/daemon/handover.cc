@@ -21,7 +21,7 @@
 namespace sbx {
 namespace {
 
-constexpr size_t kMaxFdsPerMessage = 250;  // the kernel's SCM_MAX_FD is 253
+constexpr size_t kMaxFdsPerHandoverMessage = 250;  // the kernel's SCM_MAX_FD is 253
 constexpr size_t kMaxMessage = 64 * 1024;
 constexpr int kRequestTimeoutS = 10;      // each step of the exchange
 constexpr int kReadyTimeoutMs = 120'000;  // a successor's start-up
@@ -65,7 +65,7 @@ int SendMessage(int fd, std::string_view data, const int* fds, size_t count) {
   iovec iov{const_cast<char*>(data.data()), data.size()};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)]{};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerHandoverMessage)]{};
   if (count > 0) {
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
@@ -89,7 +89,7 @@ int ReceiveMessage(int fd, std::string* data, std::vector<UniqueFd>* fds) {
   iovec iov{data->data(), data->size()};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)]{};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerHandoverMessage)]{};
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
@@ -179,7 +179,7 @@ int SendKernelListeners(int conn, const ListenerHandover& kernel) {
     std::vector<int> fds = {l.listener};
     // More receivers than one message carries lose their channel: the
     // successor then sees fewer holders, never a wrong one.
-    for (size_t c = 0; c < l.channels.size() && fds.size() < kMaxFdsPerMessage; ++c) {
+    for (size_t c = 0; c < l.channels.size() && fds.size() < kMaxFdsPerHandoverMessage; ++c) {
       fds.push_back(l.channels[c]);
     }
     err = SendMessage(conn, StrCat("KLISTENER ", l.path), fds.data(), fds.size());
@@ -405,8 +405,9 @@ bool HandoverServer::Serve(int conn) {
   std::vector<int> attached = {STDERR_FILENO};
   if (offer_.metrics_fd >= 0) attached.push_back(offer_.metrics_fd);
   int err = SendMessage(conn, offer, attached.data(), attached.size());
-  for (size_t sent = 0; err == 0 && sent < offer_.listener_fds.size(); sent += kMaxFdsPerMessage) {
-    const size_t count = std::min(kMaxFdsPerMessage, offer_.listener_fds.size() - sent);
+  for (size_t sent = 0; err == 0 && sent < offer_.listener_fds.size();
+       sent += kMaxFdsPerHandoverMessage) {
+    const size_t count = std::min(kMaxFdsPerHandoverMessage, offer_.listener_fds.size() - sent);
     err = SendMessage(conn, StrCat("FDS ", count), offer_.listener_fds.data() + sent, count);
   }
   if (err == 0 && kernel) err = SendKernelListeners(conn, *kernel);

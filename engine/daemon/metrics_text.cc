@@ -110,6 +110,15 @@ std::string PrometheusText(const StatsRegistry& stats) {
     Header(&out, "socketbox_kernel_reclaim_failed_total",
            "Connections queued in an unattended listener that could not be sent on (closed).");
     StrAppend(&out, "socketbox_kernel_reclaim_failed_total ", k->reclaim_failed, "\n");
+    Header(&out, "socketbox_kernel_reply_channels_granted_total",
+           "Channels granted alone, for receivers that answer across network namespaces.");
+    StrAppend(&out, "socketbox_kernel_reply_channels_granted_total ", k->reply_channels, "\n");
+    Header(&out, "socketbox_kernel_replies_relayed_total",
+           "Receivers' hellos and acks that came over a channel, by whether a sending socket "
+           "of this daemon had the name they answered.");
+    StrAppend(&out, "socketbox_kernel_replies_relayed_total{sender=\"known\"} ", k->relayed, "\n");
+    StrAppend(&out, "socketbox_kernel_replies_relayed_total{sender=\"unknown\"} ", k->relay_unknown,
+              "\n");
   }
   Header(&out, "socketbox_config_reloads_total",
          "Configuration reloads (SIGHUP) that took effect.");

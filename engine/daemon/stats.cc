@@ -114,7 +114,8 @@ std::string StatsRegistry::Format() const {
               " passed.assign_failed=", k->program[SBX_COUNT_ASSIGN_FAILED],
               " refused.guarded=", k->program[SBX_COUNT_GUARDED], " listeners.granted=", k->granted,
               " requests.refused=", k->refused, " reclaimed=", k->reclaimed,
-              " reclaim_failed=", k->reclaim_failed, "\n");
+              " reclaim_failed=", k->reclaim_failed, " reply_channels.granted=", k->reply_channels,
+              " replies.relayed=", k->relayed, " replies.unknown_sender=", k->relay_unknown, "\n");
     for (const auto& b : k->backends) {
       StrAppend(&out, "stats backend ", b.path, " steered=", b.steered,
                 b.attended ? " listener=taken" : " listener=unattended", "\n");

@@ -95,7 +95,7 @@ absl::Status UringWorker::Init() {
   const int err =
       ring_.Init(4096, 4 * kDispatchSlots, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
-  backends_.EnableReceiverReplies();  // before the scheduler: it asks
+  backends_.EnableReceiverReplies(setup_.relay, setup_.index);  // before the scheduler: it asks
   MakeScheduler(this);
   messages_.reset(new FdBatch[kDispatchSlots]);  // default-initialized: untouched until used
   for (const ListenerInfo& info : setup_.listeners) {
@@ -184,6 +184,7 @@ void UringWorker::Run() {
         OnAnswer(UserDataPointer<AnswerRecv>(cqe->user_data), cqe->res);
       }
     }
+    ApplyRelayedAnswers();
     for (unsigned i = first; i != end; ++i) {
       const io_uring_cqe* cqe = Cqe(i);
       if (TagOp(cqe->user_data) != kAnswer) Handle(cqe);
@@ -469,6 +470,20 @@ void UringWorker::OnAnswer(AnswerRecv* a, int res) {
   answers_.erase(a);
 }
 
+// Answers from receivers in other network namespaces (reply_relay.h):
+// each counts only if this worker's socket for the channel's backend still
+// has the name the receiver answered.
+void UringWorker::ApplyRelayedAnswers() {
+  if (setup_.relay == nullptr || !setup_.relay->HasPending(setup_.index)) return;
+  setup_.relay->TakePending(setup_.index, &relayed_);
+  for (const RelayedReply& r : relayed_) {
+    Backend* b = backends_.Find(r.path);
+    if (b != nullptr && !b->reply_name.empty() && b->reply_name == r.sender) {
+      ApplyAnswer(b, r.message, kReceiverMessageBytes);
+    }
+  }
+}
+
 void UringWorker::FinishReceiver(Backend* b) {
   auto it = listening_.find(b);
   if (it == listening_.end()) return;
@@ -482,7 +497,9 @@ void UringWorker::FinishReceiver(Backend* b) {
     const io_uring_cqe* cqe = Cqe(i);
     if (cqe->user_data == PackUserPointer(kAnswer, a)) ApplyAnswer(b, a->buffer, cqe->res);
   }
-  // Answers still queued on the socket are read now, before it is retired.
+  // Answers still queued on the socket, or relayed and not yet applied, are
+  // read now, before it is retired.
+  ApplyRelayedAnswers();
   unsigned char buffer[kReceiverMessageBytes + 1];
   ssize_t n;
   while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {

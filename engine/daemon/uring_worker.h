@@ -74,6 +74,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   // Hands a well-formed hello or ack in data[0..len) to the scheduler.
   void ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len);
   void OnAnswer(AnswerRecv* a, int res);
+  void ApplyRelayedAnswers();
   void OnSendCompletion(uint32_t first_slot, int res);
 
   // Completion handlers.
@@ -110,6 +111,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   // backend. Declared before the ring, so that the ring goes first.
   absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
   absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
+  std::vector<RelayedReply> relayed_;  // reused: taken from the relay each turn
 
   Ring ring_;
   bool ring_failed_ = false;

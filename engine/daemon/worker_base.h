@@ -25,6 +25,7 @@ struct WorkerSetup {
   std::vector<ListenerInfo> listeners;
   int registration_fd = -1;         // -P mode: receive sockets here instead
   FdReserve* fd_reserve = nullptr;  // shared by all workers; may be null
+  ReplyRelay* relay = nullptr;      // kernel dispatch's answers from other namespaces
 };
 
 class WorkerBase {

@@ -170,9 +170,11 @@ absl::StatusOr<std::vector<std::string>> ListenerRegistry::Publish(
   const std::vector<std::string>& paths = table->unix_paths();
   // Slots of paths the new table no longer names, and that no receiver
   // took, are free again; taken ones keep their listener (its receiver
-  // still holds it) but nothing is steered to them.
+  // still holds it) but nothing is steered to them. Reply channels stay
+  // until they hang up (the registry's thread polls them unlocked).
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (!it->second.listener && std::find(paths.begin(), paths.end(), it->first) == paths.end()) {
+    if (!it->second.listener && it->second.reply_channels.empty() &&
+        std::find(paths.begin(), paths.end(), it->first) == paths.end()) {
       free_slots_.push_back(it->second.index);
       it = slots_.erase(it);
     } else {
@@ -270,20 +272,33 @@ int ListenerRegistry::PollTimeoutLocked(Clock::time_point now) const {
 // socket and every receiver's channel, and the unattended listeners' clocks.
 void ListenerRegistry::Run() {
   std::vector<pollfd> fds;
+  std::vector<std::string> paths;  // of fds[2...]: the backend each channel was granted for
   while (!stop_.load()) {
     fds.clear();
+    paths.clear();
     fds.push_back({wake_.get(), POLLIN, 0});
     // Requests wait in the socket while hostile fds are still being closed.
     fds.push_back({socket_.get(), static_cast<short>(closer_.pending() < 256 ? POLLIN : 0), 0});
+    // Relayed replies wait in their channels while the workers' queues are
+    // full (a hang-up is still seen: poll reports it unasked).
+    const bool room = relay_ == nullptr || relay_->HasRoom(kRepliesPerChannelTurn);
+    const short channel_events = room ? POLLIN : 0;
     int timeout_ms;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [path, slot] : slots_) {
-        for (const UniqueFd& c : slot.channels) fds.push_back({c.get(), POLLIN, 0});
+        for (const auto* list : {&slot.channels, &slot.reply_channels}) {
+          for (const UniqueFd& c : *list) {
+            fds.push_back({c.get(), channel_events, 0});
+            paths.push_back(path);
+          }
+        }
       }
       timeout_ms = PollTimeoutLocked(Clock::now());
     }
-    if (closer_.pending() >= 256) timeout_ms = timeout_ms < 0 ? 10 : std::min(timeout_ms, 10);
+    if (closer_.pending() >= 256 || !room) {
+      timeout_ms = timeout_ms < 0 ? 10 : std::min(timeout_ms, 10);
+    }
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
       Log(StrCat("kernel dispatch: poll: ", std::strerror(errno), "; no more listener requests"));
       return;
@@ -293,25 +308,39 @@ void ListenerRegistry::Run() {
       uint64_t drained;
       (void)!::read(wake_.get(), &drained, sizeof drained);
     }
-    ReadChannels(fds);
+    ReadChannels(fds, paths);
     if (fds[1].revents != 0) ServeRequests();
     std::lock_guard<std::mutex> lock(mu_);
     ExpireUnattended(Clock::now());
   }
 }
 
-void ListenerRegistry::ReadChannels(const std::vector<pollfd>& fds) {
+// Each ready channel: up to kRepliesPerChannelTurn relayed replies (anything
+// else is dropped), and EOF or an error means the receiver is gone. Only
+// this thread changes the slots' channels, so the fds stay valid unlocked.
+void ListenerRegistry::ReadChannels(const std::vector<pollfd>& fds,
+                                    const std::vector<std::string>& paths) {
   std::vector<int> hung_up;
   for (size_t i = 2; i < fds.size(); ++i) {
     if (fds[i].revents == 0) continue;
-    // Receivers send nothing on the channel yet: anything read is
-    // discarded, and EOF or an error means the receiver is gone.
-    char ignored[64];
-    const ssize_t got = ::recv(fds[i].fd, ignored, sizeof ignored, MSG_DONTWAIT);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) ||
-        (fds[i].revents & (POLLHUP | POLLERR)) != 0) {
-      hung_up.push_back(fds[i].fd);
+    bool gone = (fds[i].revents & (POLLHUP | POLLERR)) != 0;
+    for (size_t turn = 0; !gone && (fds[i].revents & POLLIN) != 0 && turn < kRepliesPerChannelTurn;
+         ++turn) {
+      unsigned char data[kRelayedReplyMaxBytes + 1];
+      const ssize_t got = ::recv(fds[i].fd, data, sizeof data, MSG_DONTWAIT);
+      if (got < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      if (got <= 0) {
+        gone = true;
+        break;
+      }
+      ReceiverMessage reply;
+      std::string_view sender;
+      if (relay_ != nullptr &&
+          DecodeRelayedReply(data, static_cast<size_t>(got), &reply, &sender)) {
+        (void)relay_->Deliver(paths[i - 2], sender, data);
+      }
     }
+    if (gone) hung_up.push_back(fds[i].fd);
   }
   if (hung_up.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
@@ -354,8 +383,10 @@ std::optional<ListenerRegistry::Request> ListenerRegistry::ReadRequest() {
   // the receiving socket and the channel. The type checks ask getsockopt,
   // which fails at once on anything but a socket (no FUSE call); only
   // checked Unix sockets are closed on this thread.
-  const bool well_formed = IsListenerRequest(data, static_cast<size_t>(n)) && fds.size() == 2 &&
-                           sender.has_value() && (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) == 0 &&
+  uint32_t flags = 0;
+  const bool well_formed = IsListenerRequest(data, static_cast<size_t>(n), &flags) &&
+                           fds.size() == 2 && sender.has_value() &&
+                           (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) == 0 &&
                            IsUnixSocketOfType(fds[1].get(), SOCK_SEQPACKET);
   if (!well_formed) {
     ++refused_;
@@ -373,6 +404,7 @@ std::optional<ListenerRegistry::Request> ListenerRegistry::ReadRequest() {
   request.hint.assign(reinterpret_cast<const char*>(data) + kListenerMessageBytes,
                       static_cast<size_t>(n) - kListenerMessageBytes);
   request.uid = sender->uid;
+  request.flags = flags;
   return request;
 }
 
@@ -391,6 +423,15 @@ void ListenerRegistry::Grant(Request request) {
   if (slot == nullptr || !MayTake(request.uid, slot->path)) {
     ++refused_;
     Answer(channel, throttled ? EAGAIN : EPERM, -1);  // EAGAIN: ask again later
+    return;
+  }
+  if ((request.flags & kRequestReplyChannelOnly) != 0) {
+    ++reply_channels_granted_;
+    Answer(channel, 0, -1);
+    if (slot->reply_channels.size() >= kMaxChannelsPerListener) {
+      slot->reply_channels.erase(slot->reply_channels.begin());
+    }
+    slot->reply_channels.push_back(std::move(request.channel));
     return;
   }
   if (absl::Status s = EnsureListener(slot); !s.ok()) {
@@ -521,10 +562,12 @@ absl::Status ListenerRegistry::EnsureListener(Slot* slot) {
 
 void ListenerRegistry::DropChannels(const std::vector<int>& hung_up) {
   for (auto& [path, slot] : slots_) {
-    const size_t before = slot.channels.size();
-    std::erase_if(slot.channels, [&](const UniqueFd& c) {
+    auto gone = [&](const UniqueFd& c) {
       return std::find(hung_up.begin(), hung_up.end(), c.get()) != hung_up.end();
-    });
+    };
+    std::erase_if(slot.reply_channels, gone);
+    const size_t before = slot.channels.size();
+    std::erase_if(slot.channels, gone);
     if (before > 0 && slot.channels.empty()) {
       slot.unattended_since = Clock::now();
       Log(StrCat("kernel dispatch: ", path, ": its receiver is gone; the listener keeps its queue ",
@@ -568,6 +611,11 @@ KernelDispatchCounts ListenerRegistry::Counts() const {
   out.refused = refused_.load();
   out.reclaimed = reclaimer_.reclaimed();
   out.reclaim_failed = reclaimer_.failed();
+  out.reply_channels = reply_channels_granted_.load();
+  if (relay_ != nullptr) {
+    out.relayed = relay_->relayed();
+    out.relay_unknown = relay_->unknown();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [path, slot] : slots_) {
     if (!slot.listener) continue;  // never asked for: nothing steered

@@ -47,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "engine/core/route_table.h"
 #include "engine/kernel/listener_reclaimer.h"
+#include "engine/kernel/reply_relay.h"
 #include "engine/kernel/steering_program.h"
 #include "engine/sys/background_closer.h"
 #include "engine/sys/unique_fd.h"
@@ -73,6 +74,9 @@ struct KernelDispatchCounts {
   uint64_t refused = 0;         // requests refused (not a backend's socket, garbage)
   uint64_t reclaimed = 0;       // queued connections the engine sent the classic way
   uint64_t reclaim_failed = 0;  // ... and those it had to close
+  uint64_t reply_channels = 0;  // channels granted alone (kRequestReplyChannelOnly)
+  uint64_t relayed = 0;         // hellos and acks that came over a channel (reply_relay.h)
+  uint64_t relay_unknown = 0;   // ... naming no sending socket of this daemon's
 };
 
 // A registry's state as it crosses an upgrade (--handover): the listener
@@ -126,6 +130,10 @@ class ListenerRegistry {
   // Returns the lines for the log: paths the kernel cannot steer, and why.
   absl::StatusOr<std::vector<std::string>> Publish(std::shared_ptr<const RouteTable> table);
 
+  // Where relayed replies from the channels go (reply_relay.h); without
+  // one they are read and dropped. Before Start.
+  void SetRelay(ReplyRelay* relay) { relay_ = relay; }
+
   void Start();
   void Stop();  // joins the thread; listeners stay open until destruction
   // At shutdown (after Stop, unless handed over): every listener out of the
@@ -144,6 +152,7 @@ class ListenerRegistry {
     UniqueFd listener;  // invalid until a receiver first asks
     uint16_t port = 0;  // the guarded port it is bound to
     std::vector<UniqueFd> channels;
+    std::vector<UniqueFd> reply_channels;  // granted alone: they hold no listener
     std::optional<Clock::time_point> unattended_since;
     bool in_map = false;
     // Set when a receiver takes the listener again: the reclaim job on it
@@ -156,12 +165,13 @@ class ListenerRegistry {
     UniqueFd channel;    // AF_UNIX SOCK_SEQPACKET
     std::string hint;
     uid_t uid = 0;  // the sender's, from SCM_CREDENTIALS
+    uint32_t flags = 0;
   };
 
   ListenerRegistry(SteeringProgram* program, ListenerRegistryConfig config, UniqueFd socket);
   void Run();
   int PollTimeoutLocked(Clock::time_point now) const;
-  void ReadChannels(const std::vector<pollfd>& fds);
+  void ReadChannels(const std::vector<pollfd>& fds, const std::vector<std::string>& paths);
   void ServeRequests();
   std::optional<Request> ReadRequest();
   void Grant(Request request);
@@ -178,6 +188,7 @@ class ListenerRegistry {
   void TakeBack(Slot* slot);
 
   SteeringProgram* const program_;
+  ReplyRelay* relay_ = nullptr;
   const ListenerRegistryConfig config_;
   UniqueFd socket_;
   UniqueFd wake_;  // eventfd: Stop
@@ -192,10 +203,13 @@ class ListenerRegistry {
   std::map<std::string, Slot, std::less<>> slots_;  // by path
   std::vector<uint32_t> free_slots_;                // of paths no longer named
   uint32_t next_slot_ = 0;
-  static constexpr size_t kMaxChannelsPerListener = 64;
+  static constexpr size_t kMaxChannelsPerListener = 64;  // and as many reply channels
+  // Relayed replies read from one channel per turn: a flooding receiver
+  // waits its turn behind the others.
+  static constexpr size_t kRepliesPerChannelTurn = 16;
   static constexpr std::chrono::milliseconds kFullScanInterval{20};
   Clock::time_point last_full_scan_{};
-  std::atomic<uint64_t> granted_{0}, refused_{0};
+  std::atomic<uint64_t> granted_{0}, refused_{0}, reply_channels_granted_{0};
 };
 
 }  // namespace sbx

@@ -15,8 +15,15 @@ import time
 import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
-from listener_channel import kernel_lacks_bpf, request_listener
+from listener_channel import REPLY_CHANNEL_ONLY, kernel_lacks_bpf, relayed_reply, request_listener
 from load_fixture import Load
+
+HELLO_8_ACKS = b"SBXR" + bytes([1, 1, 0, 8, 0, 0, 0, 1]) + bytes(4)
+
+
+def ack(count):
+    return b"SBXR" + bytes([2, 1, 0, 0]) + struct.pack(">I", count) + bytes(4)
+
 
 A = "2001:db8:1::"
 A4 = "198.51.100."
@@ -471,6 +478,73 @@ default jump-unix:{self.topo.path("b#//P_.sock")}
         self.assertIn("leaves", eng.output())
         self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
         eng.stop()
+
+    def test_a_receiver_in_another_namespace_answers_over_its_channel(self):
+        # This process is in another network namespace than the engine: the
+        # engine's sending socket's abstract name does not exist here, so a
+        # hello or ack sent to it is refused, and goes over a channel granted
+        # alone (no listener: everything comes over the datagram socket).
+        path = self.topo.path("far.sock")
+        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+rule-set:0 size:1
+ip:{A}0/112 port:80 jump-unix:{path}
+""")
+        receiving = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiving.bind(path)
+        self.addCleanup(receiving.close)
+        eng = self.engine(conf, "--dispatch-timeout", "30000")
+        status, listener, channel = request_listener(receiving, self.engine_socket, path,
+                                                     flags=REPLY_CHANNEL_ONLY)
+        self.addCleanup(channel.close)
+        self.assertEqual((status, listener), (0, None))
+
+        def serve_message():
+            msg, anc, _flags, sender = receiving.recvmsg(16, socket.CMSG_SPACE(64 * 4))
+            fds = [fd for level, typ, data in anc if typ == socket.SCM_RIGHTS
+                   for fd in struct.unpack(f"{len(data) // 4}i", data)]
+            for fd in fds:
+                with socket.socket(fileno=fd) as conn:
+                    conn.sendall(b"far")
+            return fds, sender
+
+        first = Clients(self.topo.client, f"{A}1", 1)
+        receiving.settimeout(10)
+        fds, sender = serve_message()
+        self.assertEqual(len(fds), 1)
+        self.assertTrue(sender.startswith(b"\0"), sender)  # autobound: abstract
+        with self.assertRaises(ConnectionRefusedError):
+            receiving.sendto(HELLO_8_ACKS, sender)
+        channel.send(relayed_reply(HELLO_8_ACKS, sender))
+        channel.send(relayed_reply(ack(1), sender))
+        self.assertEqual(first.results(), [b"far"])
+        # A burst while the receiver reads nothing: its queue fills, and the
+        # engine packs what waits, up to the 8 the hello declared.
+        burst = Clients(self.topo.client, f"{A}2", 40)
+        time.sleep(1.0)
+        sizes = []
+        while sum(sizes) < 40:
+            fds, _ = serve_message()
+            sizes.append(len(fds))
+            channel.send(relayed_reply(ack(len(fds)), sender))
+        self.assertEqual(burst.results(), [b"far"] * 40)
+        self.assertGreater(max(sizes), 1, sizes)
+        self.assertLessEqual(max(sizes), 8, sizes)
+        # Every connection was confirmed by a relayed ack: none is still held
+        # (held ones count as dispatched only when acknowledged; the 30 s
+        # dispatch timeout has not come).
+        st, ks = eng.stats(), kernel_stats(eng)
+        self.assertEqual(st["accepted"], 41)
+        self.assertEqual(st["dispatched"], 41)
+        self.assertEqual(st.get("unconfirmed", 0), 0)
+        self.assertEqual(st.get("redelivered", 0), 0)
+        self.assertEqual(ks["reply_channels.granted"], 1)
+        self.assertEqual(ks["replies.relayed"], 2 + len(sizes))
+        self.assertEqual(ks["replies.unknown_sender"], 0)
+        # An answer naming a socket the engine does not have is not counted.
+        channel.send(relayed_reply(ack(1), b"\0nope0"))
+        sbxtest.wait_for(lambda: kernel_stats(eng)["replies.unknown_sender"] == 1, timeout=5,
+                         what="the unknown sender counted")
+        self.assertEqual(eng.stop(), 0)
 
     def test_without_privileges_on_refuses_and_auto_falls_back(self):
         web, other = self.backend("web"), self.backend("other")

@@ -8,13 +8,19 @@ import struct
 MAGIC = b"SBXR"
 
 
-def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, expect_answer=True):
+REPLY_CHANNEL_ONLY = 1
+
+
+def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, expect_answer=True,
+                     flags=0):
     """Sends the request carrying `receiving` (the datagram socket bound at the
     backend's path; `fds` overrides what is carried) and a fresh channel.
     Returns (status, listener socket or None, channel socket); with
-    `expect_answer` false, sends and returns None."""
+    `expect_answer` false, sends and returns None. `flags`
+    REPLY_CHANNEL_ONLY asks for the channel alone."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    request = MAGIC + bytes([3, 1]) + bytes(10) + (hint.encode() if hint else b"")
+    request = (MAGIC + bytes([3, 1, 0, 0]) + struct.pack(">I", flags) + bytes(4) +
+               (hint.encode() if hint else b""))
     carried = fds if fds is not None else [receiving.fileno(), theirs.fileno()]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         sender.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(carried)}i", *carried))],
@@ -32,6 +38,12 @@ def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, e
     status = struct.unpack(">I", data[8:12])[0]
     listener = socket.socket(fileno=fds[0]) if fds else None
     return status, listener, ours
+
+
+def relayed_reply(reply, sender_name):
+    """A hello or ack (16 bytes) for the sender whose msg_name was
+    `sender_name` (bytes, sun_path as recvmsg gave it), to send on a channel."""
+    return reply + sender_name
 
 
 def kernel_lacks_bpf():

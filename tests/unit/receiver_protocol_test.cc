@@ -8,11 +8,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/fd_passing.h"
+#include "engine/core/listener_request.h"
 #include "gtest/gtest.h"
 #include "tests/unit/fd_test_support.h"
 
@@ -303,6 +306,62 @@ TEST_F(SenderRepliesTest, LeastRecentlyUsedSenderIsEvicted) {
   const auto back = Replies(senders[1].get());
   EXPECT_EQ(CountHellos(back), 1);
   EXPECT_EQ(SumAcks(back), 1u);
+}
+
+// A sender the receiver cannot reach (here: gone; in life: in another network
+// namespace, where its abstract name does not exist) is answered over the
+// relay, with its name, and so is every later answer to it.
+TEST_F(SenderRepliesTest, UnreachableSenderIsAnsweredOverTheRelay) {
+  SenderReplies replies(ReceiverCapabilities{8, true});
+  Pair relay = SocketPair(SOCK_SEQPACKET);
+  replies.set_relay(relay.a.get());
+  UniqueFd sender = NewSender();
+  sockaddr_un name{};
+  socklen_t name_len = sizeof name;
+  ASSERT_EQ(::getsockname(sender.get(), reinterpret_cast<sockaddr*>(&name), &name_len), 0);
+  const std::string sender_name(name.sun_path, name_len - offsetof(sockaddr_un, sun_path));
+  for (int i = 0; i < 2; ++i) {
+    Pair conn = SocketPair(SOCK_STREAM);
+    ASSERT_TRUE(SendFd(sender.get(), conn.a.get()).ok());
+  }
+  sender.Reset();  // its name is gone: a direct answer is refused
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(ReceiveFd(receiver_.get(), Answering(replies)).ok());
+  std::vector<ReceiverMessage> relayed;
+  unsigned char buf[kRelayedReplyMaxBytes + 1];
+  ssize_t n;
+  while ((n = ::recv(relay.b.get(), buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+    ReceiverMessage m;
+    std::string_view from;
+    ASSERT_TRUE(DecodeRelayedReply(buf, static_cast<size_t>(n), &m, &from)) << n << " bytes";
+    EXPECT_EQ(from, sender_name);
+    relayed.push_back(m);
+  }
+  ASSERT_EQ(relayed.size(), 3u);
+  EXPECT_EQ(relayed[0].kind, ReceiverMessageKind::kHello);
+  EXPECT_EQ(relayed[0].max_fds, 8);
+  EXPECT_EQ(SumAcks(relayed), 2u);
+}
+
+TEST(RelayedReplyTest, WireFormat) {
+  unsigned char hello[kReceiverMessageBytes];
+  EncodeReceiverMessage(ReceiverMessage::Hello(4, true), hello);
+  sockaddr_un to{};
+  to.sun_family = AF_UNIX;
+  std::memcpy(to.sun_path, "\0abcde", 6);
+  unsigned char out[kRelayedReplyMaxBytes];
+  const size_t len = EncodeRelayedReply(hello, to, offsetof(sockaddr_un, sun_path) + 6, out);
+  ASSERT_EQ(len, kReceiverMessageBytes + 6);
+  EXPECT_EQ(std::memcmp(out, hello, kReceiverMessageBytes), 0);
+  ReceiverMessage m;
+  std::string_view from;
+  ASSERT_TRUE(DecodeRelayedReply(out, len, &m, &from));
+  EXPECT_EQ(from, std::string_view("\0abcde", 6));
+  // No name, a name too long, or no valid message first: not a relayed reply.
+  EXPECT_EQ(EncodeRelayedReply(hello, to, sizeof(sa_family_t), out), 0u);
+  EXPECT_FALSE(DecodeRelayedReply(out, kReceiverMessageBytes, &m, &from));
+  EXPECT_FALSE(DecodeRelayedReply(out, kRelayedReplyMaxBytes + 1, &m, &from));
+  out[4] = 9;  // kind
+  EXPECT_FALSE(DecodeRelayedReply(out, len, &m, &from));
 }
 
 }  // namespace
