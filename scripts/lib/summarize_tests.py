@@ -6,14 +6,17 @@ Per test case where the runner reports cases (GoogleTest, through meson's
 JUnit log), per test otherwise. A test that failed or timed out without a
 failed case of its own (a crash, a sanitizer abort) still counts as one
 failure. A directory without a test log (its phase never ran) counts as
-one failure. Prints "passed failed skipped" as three numbers.
+one failure. Prints "passed failed skipped" as three numbers; with
+--failed FILE, writes the name of each failed test there, a line each (the
+CI log shows only its tail: scripts/test prints them just before the
+summary).
 """
 import json
 import sys
 import xml.etree.ElementTree as ET
 
 
-def count(build_dir):
+def count(build_dir, failures):
     passed = failed = skipped = 0
     cases = {}
     try:
@@ -37,6 +40,7 @@ def count(build_dir):
         f = open(f"{build_dir}/meson-logs/testlog.json")
     except OSError as e:
         print(f"summarize_tests: {build_dir}: no test log ({e.strerror})", file=sys.stderr)
+        failures.append(f"{build_dir}: no test log")
         return 0, 1, 0
     with f:
         for line in f:
@@ -48,17 +52,30 @@ def count(build_dir):
                 continue
             if c and sum(c) > 0 and entry.get("protocol", "") != "exitcode":
                 passed += c[0]
-                failed += c[1] if result in ("OK", "EXPECTEDFAIL") or c[1] else max(c[1], 1)
+                lost = c[1] if result in ("OK", "EXPECTEDFAIL") or c[1] else max(c[1], 1)
+                failed += lost
                 skipped += c[2]
             elif result in ("OK", "EXPECTEDFAIL"):
                 passed += 1
+                lost = 0
             else:
                 failed += 1
+                lost = 1
+            if lost:
+                failures.append(f"{build_dir}: {name} ({result}, {lost} failed)")
     return passed, failed, skipped
 
 
+args = sys.argv[1:]
+failed_file = None
+if len(args) >= 2 and args[0] == "--failed":
+    failed_file, args = args[1], args[2:]
 totals = [0, 0, 0]
-for d in sys.argv[1:]:
-    for i, n in enumerate(count(d)):
+failures = []
+for d in args:
+    for i, n in enumerate(count(d, failures)):
         totals[i] += n
+if failed_file:
+    with open(failed_file, "w") as f:
+        f.writelines(line + "\n" for line in failures)
 print(*totals)
