@@ -13,6 +13,7 @@
 
 #include "engine/core/fd_passing.h"
 #include "engine/core/listener_request.h"
+#include "engine/core/printable.h"
 #include "engine/core/registration.h"
 #include "inetd/child_env.h"
 #include "inetd/log.h"
@@ -36,6 +37,10 @@ constexpr int kMaxDrainOnHangup = 4096;
 // The answers that mean "no engine there (now)": asked again later. Any other
 // (EOPNOTSUPP, EPERM, ETIMEDOUT, EPROTO) is final for this process.
 bool NoEngineYet(int err) { return err == ENOENT || err == ECONNREFUSED || err == ECONNRESET; }
+
+// Paths and names from the command line and SKBOX_LISTENER_SOCKET, as the
+// log shows them: escaped, so that none can start a line of its own.
+PrintableText Shown(std::string_view text) { return PrintableText(text, kPrintableMaxShown); }
 
 // A child per fd, so any number of fds per message suits us. Not on the
 // registration channel of -p: a seqpacket connection has no sender address.
@@ -89,8 +94,8 @@ void InetdServer::TakeListener() {
     const int err = taken.error();
     const bool again = NoEngineYet(err);
     if (first) {
-      Log("no listener from the engine at %s (%s): connections come over %s only%s", engine,
-          std::strerror(err), options_.socket_path.c_str(),
+      Log("no listener from the engine at %s (%s): connections come over %s only%s",
+          Shown(engine).text, std::strerror(err), Shown(options_.socket_path).text,
           again ? "; asking again from time to time" : "");
     }
     if (again) {
@@ -108,8 +113,8 @@ void InetdServer::TakeListener() {
   ++stats_.listeners_taken;
   ask_backoff_ = {};
   ask_again_at_ = {};
-  Log("took the engine's listener for %s (kernel dispatch); %s keeps receiving", engine,
-      options_.socket_path.c_str());
+  Log("took the engine's listener for %s (kernel dispatch); %s keeps receiving", Shown(engine).text,
+      Shown(options_.socket_path).text);
 }
 
 // One connection from the engine's listener (poll said it has one).
@@ -130,7 +135,7 @@ void InetdServer::AcceptOne() {
     return;
   }
   Log("accepting from the engine's listener: %s; dropped it, connections come over %s only",
-      std::strerror(err), options_.socket_path.c_str());
+      std::strerror(err), Shown(options_.socket_path).text);
   listener_.Reset();
   replies_.set_relay(-1);
   listener_channel_.Reset();
@@ -169,7 +174,7 @@ bool InetdServer::Register() {
                       : err == EPROTO ? "malformed or missing response from the server"
                                       : std::strerror(err);
     Log("cannot register as group %" PRIu32 " at %s: %s", options_.group,
-        options_.socket_path.c_str(), why);
+        Shown(options_.socket_path).text, why);
     return false;
   }
   channel_ = std::move(*channel);
@@ -199,7 +204,7 @@ int InetdServer::Run() {
         ++stats_.reconnects;
         if (Register()) {
           Log("registered again as group %" PRIu32 " at %s", options_.group,
-              options_.socket_path.c_str());
+              Shown(options_.socket_path).text);
           backoff_ = {};
         } else {
           PauseAfterError();
@@ -286,7 +291,7 @@ void InetdServer::Reap() {
     ++stats_.exited_nonzero;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
       Log("child %d exited with status 127 (could not run %s?)", static_cast<int>(pid),
-          spawner_.program_name().c_str());
+          Shown(spawner_.program_name()).text);
     }
   }
 }
@@ -317,10 +322,10 @@ void InetdServer::ReceiveOne() {
   ++stats_.receive_errors;
   if (err == ENOLINK && options_.mode == Mode::kRegistration) {
     Log("registration server at %s went away; registering again with backoff",
-        options_.socket_path.c_str());
+        Shown(options_.socket_path).text);
     channel_.Reset();
   } else {
-    Log("receiving from %s: %s", options_.socket_path.c_str(), std::strerror(err));
+    Log("receiving from %s: %s", Shown(options_.socket_path).text, std::strerror(err));
   }
   PauseAfterError();
 }
@@ -377,7 +382,7 @@ void InetdServer::HandleConnection(UniqueFd connection) {
   auto pid = spawner_.Spawn(connection.get(), env.envp());
   if (!pid.ok()) {
     ++stats_.spawn_failed;
-    Log("cannot start %s: %s; connection from %s closed", spawner_.program_name().c_str(),
+    Log("cannot start %s: %s; connection from %s closed", Shown(spawner_.program_name()).text,
         std::strerror(pid.error()), source.empty() ? "a local peer" : source.c_str());
     return;
   }

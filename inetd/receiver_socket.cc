@@ -7,12 +7,17 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/sender_filter.h"
 #include "engine/core/str_cat.h"
 #include "engine/core/unix_address.h"
 
 namespace sbx::inetd {
 namespace {
+
+// A path as messages show it: escaped (Printable), so that a path from the
+// command line cannot start a log line of its own.
+std::string Shown(const std::string& path) { return Printable(path); }
 
 absl::Status ErrnoStatus(int err, const std::string& what) {
   return absl::ErrnoToStatus(err, StrCat(what, ": ", std::strerror(err)));
@@ -37,13 +42,14 @@ absl::Status CheckExisting(const std::string& path, const UnixAddress& address) 
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, StrCat("stat ", path));
+    return ErrnoStatus(errno, StrCat("stat ", Shown(path)));
   }
   if (!S_ISSOCK(st.st_mode)) {
-    return absl::AlreadyExistsError(StrCat(path, " exists and is not a socket; not replacing it"));
+    return absl::AlreadyExistsError(
+        StrCat(Shown(path), " exists and is not a socket; not replacing it"));
   }
   if (SomeoneListens(address)) {
-    return ErrnoStatus(EADDRINUSE, StrCat(path, " is in use by a running process"));
+    return ErrnoStatus(EADDRINUSE, StrCat(Shown(path), " is in use by a running process"));
   }
   return absl::OkStatus();
 }
@@ -53,13 +59,13 @@ absl::Status CheckExisting(const std::string& path, const UnixAddress& address) 
 absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t mode,
                                                bool sender_credentials) {
   auto address = MakeUnixAddress(path);
-  if (!address.ok()) return ErrnoStatus(address.error(), StrCat("socket path '", path, "'"));
+  if (!address.ok()) return ErrnoStatus(address.error(), StrCat("socket path '", Shown(path), "'"));
   if (absl::Status s = CheckExisting(path, *address); !s.ok()) return s;
 
   const std::string temp = StrCat(path, ".tmp", static_cast<long>(::getpid()));
   auto temp_address = MakeUnixAddress(temp);
   if (!temp_address.ok()) {
-    return ErrnoStatus(temp_address.error(), StrCat("temporary socket path '", temp, "'"));
+    return ErrnoStatus(temp_address.error(), StrCat("temporary socket path '", Shown(temp), "'"));
   }
   BoundSocket bound;
   bound.path = path;
@@ -70,14 +76,14 @@ absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t m
   }
   ::unlink(temp.c_str());  // left by a crashed earlier run with our pid
   if (::bind(bound.fd.get(), temp_address->sockaddr_ptr(), temp_address->len) != 0) {
-    return ErrnoStatus(errno, StrCat("bind ", temp));
+    return ErrnoStatus(errno, StrCat("bind ", Shown(temp)));
   }
   struct stat st {};
   if (::chmod(temp.c_str(), mode) != 0 || ::lstat(temp.c_str(), &st) != 0 ||
       ::rename(temp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(temp.c_str());
-    return ErrnoStatus(err, StrCat("chmod/rename ", temp, " to ", path));
+    return ErrnoStatus(err, StrCat("chmod/rename ", Shown(temp), " to ", Shown(path)));
   }
   bound.dev = st.st_dev;
   bound.ino = st.st_ino;

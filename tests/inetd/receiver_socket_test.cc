@@ -79,6 +79,22 @@ TEST_F(ReceiverSocketTest, NeverClobbersRegularFile) {
   EXPECT_NE(std::string(bound.status().message()).find("not a socket"), std::string::npos);
 }
 
+// A path is named escaped: a newline in it cannot start a log line.
+TEST_F(ReceiverSocketTest, PathsAreNamedEscaped) {
+  const std::string odd = dir_ + "/a\nsocketbox-inetd: forged";
+  int fd = ::open(odd.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  auto bound = BindReceiverSocket(odd);
+  ::unlink(odd.c_str());
+  ASSERT_FALSE(bound.ok());
+  const std::string message(bound.status().message());
+  EXPECT_NE(message.find("/a\\x0asocketbox-inetd: forged exists and is not a socket"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+}
+
 TEST_F(ReceiverSocketTest, TooLongPathIsNamed) {
   auto bound = BindReceiverSocket(dir_ + "/" + std::string(120, 'x'));
   ASSERT_FALSE(bound.ok());
