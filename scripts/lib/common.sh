@@ -14,6 +14,7 @@ SBX_PACKAGES=(
   systemd                                     # systemd-socket-activate, systemd-analyze (unit tests)
   clang libclang-rt-14-dev                    # libFuzzer and ThreadSanitizer builds (build-fuzz, build-tsan)
   clang-format                                # scripts/format-check (Google style, 100 columns)
+  dovecot-core dovecot-pop3d                  # preload_privsep: a real root master, unprivileged login processes
 )
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }
@@ -43,8 +44,9 @@ sbx_install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || return 1
   # Servers the compatibility suites run (sshd, exim4, haproxy, nginx,
-  # apache2) must not be started by their packages: the tests start their
-  # own instances. policy-rc.d says so to invoke-rc.d, for this install only.
+  # apache2, dovecot) must not be started by their packages: the tests start
+  # their own instances. policy-rc.d says so to invoke-rc.d, for this install
+  # only.
   local created_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d

@@ -1,5 +1,6 @@
 """Apache httpd (Debian's apache2) under libsocketbox-preload.so, fed by the
-real socketbox daemon."""
+real socketbox daemon, with kernel dispatch off and on (the master binds as
+root and takes the listener; the www-data workers accept from it)."""
 import os
 import shutil
 import unittest
@@ -36,7 +37,7 @@ DocumentRoot {tmp}/htdocs
 """
 
 
-class ApacheTest(unittest.TestCase):
+class ApacheTest(pc.BothModes, unittest.TestCase):
     def start(self, topo, listen, backend, **env):
         os.chmod(topo.tmp, 0o755)  # the workers run as www-data
         os.makedirs(topo.path("htdocs"))
@@ -45,11 +46,8 @@ class ApacheTest(unittest.TestCase):
         conf = topo.path("apache2.conf")
         with open(conf, "w") as f:
             f.write(CONFIG.format(tmp=topo.tmp, listen=listen, modules=MODULES))
-        p = topo.spawn_server([APACHE, "-f", conf, "-DFOREGROUND"],
-                              env=pc.preload_env(topo, **env))
-        pc.wait_for_path(backend, p)
-        pc.start_engine(topo, backend)
-        return p
+        return self.serve(topo, backend, lambda extra: topo.spawn_server(
+            [APACHE, "-f", conf, "-DFOREGROUND"], env=pc.preload_env(topo, **env, **extra)))
 
     def access_log(self, topo):
         with open(topo.path("access.log")) as f:
@@ -63,6 +61,7 @@ class ApacheTest(unittest.TestCase):
             p = self.start(topo, "::", backend, SKBOX_PORT_FILTER_IPV6_WILDCARD="1,1,80")
             status, _, _ = pc.http_get_eventually(topo, pc.PUBLIC6, path="/index.html", proc=p)
             self.assertEqual(status, 200)
+            self.assert_steered(1)
             sbxtest.stop(p, timeout=15)
             self.assertEqual(self.access_log(topo)[0], [pc.CLIENT6, pc.PUBLIC6, "80", "200"])
 
@@ -75,6 +74,7 @@ class ApacheTest(unittest.TestCase):
                                                           proc=p)
                 self.assertEqual(status, 200)
                 self.assertEqual(body, "hello from apache through socketbox\n")
+            self.assert_steered(10)
             sbxtest.stop(p, timeout=15)
             with open(topo.path("error.log")) as f:
                 errors = f.read()
@@ -94,4 +94,5 @@ class ApacheTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(ApacheTest, skip_reason=pc.skip_reason(APACHE, pc.ENGINE))
+    sbxtest.run_tap(ApacheTest, pc.with_kernel_dispatch(ApacheTest),
+                    skip_reason=pc.skip_reason(APACHE, pc.ENGINE))

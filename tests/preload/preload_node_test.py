@@ -6,7 +6,7 @@ Debian 12's Node.js 18 (nodejs + libnode108, libuv from Debian's libuv1).
 Where Debian's 18 is not the installed node, its packages are fetched with
 `apt-get download` into the build directory and run from there, with an
 overlay in a private mount namespace supplying the JavaScript modules it
-loads from /usr/share/nodejs."""
+loads from /usr/share/nodejs. Each with kernel dispatch off and on."""
 import glob
 import os
 import re
@@ -73,22 +73,22 @@ def debian_node18():
     return argv, env, version, None
 
 
-class NodeTest(unittest.TestCase):
-    def serve(self, argv, extra_env, expect_version):
+class NodeTest(pc.BothModes, unittest.TestCase):
+    def serve_node(self, argv, extra_env, expect_version):
         with sbxtest.Topology() as topo:
             script = topo.path("server.js")
             with open(script, "w") as f:
                 f.write(SERVER_JS)
             env = pc.preload_env(topo, **extra_env)
             backend = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
-            p = topo.spawn_server(argv + [script, pc.FE8F_DIR2], env=env, stdout=subprocess.PIPE)
-            pc.wait_for_path(backend, p)
-            pc.start_engine(topo, backend)
+            p = self.serve(topo, backend, lambda extra: topo.spawn_server(
+                argv + [script, pc.FE8F_DIR2], env={**env, **extra}, stdout=subprocess.PIPE))
             for _ in range(10):
                 status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
                 self.assertEqual(status, 200)
                 self.assertIn(f"node={expect_version} ", body)
                 self.assertIn(f"peer={pc.CLIENT6}", body)
+            self.assert_steered(10)
             sbxtest.stop(p)
             out = p.stdout.read().decode()
             # server.address() is the address the program listened on.
@@ -99,14 +99,15 @@ class NodeTest(unittest.TestCase):
         path, version = installed_node()
         if not path:
             self.skipTest("no node installed")
-        self.serve([path], {}, version)
+        self.serve_node([path], {}, version)
 
     def test_debian_node18(self):
         argv, env, version, reason = debian_node18()
         if reason:
             self.skipTest(reason)
-        self.serve(argv, env, version)
+        self.serve_node(argv, env, version)
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(NodeTest, skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(NodeTest, pc.with_kernel_dispatch(NodeTest),
+                    skip_reason=pc.skip_reason(pc.ENGINE))

@@ -1,7 +1,10 @@
 """Python 3 servers under libsocketbox-preload.so, fed by the real socketbox
 daemon: the compatibility page's AF_UNIX datagram + accept() loop, and
-socket.create_server() on fe8f:: addresses (record file and directory2)."""
+socket.create_server() on fe8f:: addresses (record file and directory2);
+each with kernel dispatch off and on (the preload takes the listener at
+bind, or at listen() for the datagram socket the program binds itself)."""
 import os
+import subprocess
 import sys
 import unittest
 
@@ -60,17 +63,16 @@ while served < 5:
 """
 
 
-class PythonServerTest(unittest.TestCase):
+class PythonServerTest(pc.BothModes, unittest.TestCase):
     def serve_and_check(self, topo, code, arg, backend, env):
-        p = topo.spawn_server([PYTHON, "-c", code, arg], env=env,
-                              stdout=__import__("subprocess").PIPE)
-        pc.wait_for_path(backend, p)
-        pc.start_engine(topo, backend)
+        p = self.serve(topo, backend, lambda extra: topo.spawn_server(
+            [PYTHON, "-c", code, arg], env={**env, **extra}, stdout=subprocess.PIPE))
         for _ in range(5):
             status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
             self.assertEqual(status, 200)
             self.assertIn(f"peer={pc.CLIENT6}", body)
         self.assertEqual(p.wait(timeout=10), 0, p.stderr.read())
+        self.assert_steered(5)
         return p.stdout.read().decode()
 
     def test_unix_dgram_socket_accept_loop(self):
@@ -110,4 +112,5 @@ class PythonServerTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PythonServerTest, skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(PythonServerTest, pc.with_kernel_dispatch(PythonServerTest),
+                    skip_reason=pc.skip_reason(pc.ENGINE))
