@@ -41,6 +41,7 @@ struct DispatchState {
   std::deque<uint32_t> waiting;  // dispatch slots waiting, in order
   std::deque<uint32_t> held;     // sent to an acknowledging receiver, not yet acked
   std::vector<uint32_t> ready;   // to a packing receiver: sent together at the turn's end
+  uint32_t occupied = 0;         // the worker's slots this backend holds, in any state
   uint32_t in_flight = 0;        // sends started, result not yet back
   uint32_t last_burst_ok = 0;    // sends that went through since the last pump
   bool congested = false;        // queue full: waiting for writability

@@ -334,6 +334,7 @@ void Daemon::StartWorkers() {
   for (int w = 0; w < workers_; ++w) {
     WorkerSetup setup;
     setup.index = w;
+    setup.workers = workers_;
     if (!o.registration) setup.listeners = listeners_.per_worker[w];
     setup.registration_fd = registration_.get();
     setup.fd_reserve = fd_reserve_.get();

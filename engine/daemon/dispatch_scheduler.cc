@@ -39,6 +39,17 @@ DispatchScheduler::DispatchScheduler(const Config& config, DispatchTransport* tr
 }
 
 void DispatchScheduler::Dispatch(int fd, Backend* b) {
+  DispatchState& d = b->dispatch;
+  if (d.occupied >= config_.backend_share && !d.held.empty()) {
+    // Past its share, and holding connections it has but did not confirm:
+    // the oldest gives its slot and our fd up (it can no longer be sent
+    // again). Connections that wait (a backend that does not read) are
+    // bounded by their deadline instead: refusing them would drop what an
+    // honest but slow backend, alone, could still take.
+    const uint32_t oldest = d.held.front();
+    d.held.pop_front();
+    Release(oldest, /*confirmed=*/false);
+  }
   if (free_.empty()) {
     stats_->Drop(DropReason::kOverload);
     transport_->CloseConnection(fd);
@@ -46,9 +57,9 @@ void DispatchScheduler::Dispatch(int fd, Backend* b) {
   }
   const uint32_t i = free_.back();
   free_.pop_back();
+  ++d.occupied;
   const uint64_t now = clock_();
   slots_[i] = Slot{fd, b, now + config_.timeout_ns};
-  const DispatchState& d = b->dispatch;
   // Behind others already waiting for this backend, in order.
   if (!d.waiting.empty() || d.congested || (b->down && !backends_->TryReconnect(b, now))) {
     Wait(i, /*returned=*/false);
@@ -109,8 +120,7 @@ void DispatchScheduler::OnSendResult(uint32_t i, int res) {
       }
       Bump(stats_->dispatched);
       Bump(*b->delivered);
-      s = Slot{};
-      free_.push_back(i);  // the transport closes our copy
+      Free(i);  // the transport closes our copy
       return;
     case SendOutcome::kNotTried:
       // An earlier send of the same chain failed, and its result decides
@@ -239,7 +249,8 @@ uint64_t DispatchScheduler::NextTimer(uint64_t now, uint64_t idle_wake) const {
     if (b->dispatch.held.empty()) return now;  // to be taken off the list
     // A down backend is not probed (its socket is gone): only the ack timeout.
     if (!b->down) next = std::min(next, b->receiver.last_heard_ns + b->receiver.probe_after_ns);
-    next = std::min(next, slots_[b->dispatch.held.front()].sent_ns + kAckTimeoutNs);
+    const Slot& front = slots_[b->dispatch.held.front()];
+    next = std::min(next, HeldUntil(front.sent_ns, front.deadline_ns));
   }
   return std::max(next, now);
 }
@@ -268,13 +279,26 @@ void DispatchScheduler::Hold(uint32_t i, uint64_t now) {
   d.held.push_back(i);
 }
 
+uint64_t DispatchScheduler::HeldUntil(uint64_t sent_ns, uint64_t deadline_ns) const {
+  // The deadline set at accept bounds the hold too (shutdown and upgrades
+  // wait for held connections); without one (--dispatch-timeout 0), the
+  // ack timeout alone.
+  const uint64_t ack_due = sent_ns + kAckTimeoutNs;
+  return config_.timeout_ns == 0 ? ack_due : std::min(ack_due, deadline_ns);
+}
+
 void DispatchScheduler::Release(uint32_t i, bool confirmed) {
   Slot& s = slots_[i];
   Bump(stats_->dispatched);
   Bump(*s.backend->delivered);
   if (!confirmed) Bump(stats_->unconfirmed);
   transport_->CloseConnection(s.conn_fd);  // the receiver has its own copy
-  s = Slot{};
+  Free(i);
+}
+
+void DispatchScheduler::Free(uint32_t i) {
+  --slots_[i].backend->dispatch.occupied;
+  slots_[i] = Slot{};
   free_.push_back(i);
 }
 
@@ -320,18 +344,19 @@ void DispatchScheduler::LoseReceiver(Backend* b, int err, uint64_t now) {
   d.congested = false;
   b->receiver = ReceiverState{};  // the next socket has a receiver of its own
   // The rest went down with the receiver's queue: send them again to
-  // whoever binds the path next, within a fresh deadline.
+  // whoever binds the path next, within what is left of their deadline
+  // (never a fresh one: a receiver that re-binds its path again and again
+  // would otherwise hold them for ever).
   std::deque<uint32_t> lost;
   lost.swap(d.held);
   for (const uint32_t i : lost) {
     Slot& s = slots_[i];
     s.keep_open = false;
-    if (config_.timeout_ns == 0) {
+    if (config_.timeout_ns == 0 || s.deadline_ns <= now) {
       Drop(i, DropReason::kBackendLost);
       continue;
     }
     Bump(stats_->redelivered);
-    s.deadline_ns = now + config_.timeout_ns;
     Wait(i, /*returned=*/true);
   }
 }
@@ -352,7 +377,8 @@ void DispatchScheduler::CheckHolding(uint64_t now) {
         r.probe_after_ns = std::clamp(r.probe_after_ns * 2, kFirstProbeNs, kMaxProbeNs);
       }
     }
-    while (!d.held.empty() && now - slots_[d.held.front()].sent_ns >= kAckTimeoutNs) {
+    while (!d.held.empty() &&
+           now >= HeldUntil(slots_[d.held.front()].sent_ns, slots_[d.held.front()].deadline_ns)) {
       const uint32_t i = d.held.front();
       d.held.pop_front();
       Release(i, /*confirmed=*/false);
@@ -370,8 +396,7 @@ void DispatchScheduler::CheckHolding(uint64_t now) {
 void DispatchScheduler::Drop(uint32_t i, DropReason reason) {
   stats_->Drop(reason);
   transport_->CloseConnection(slots_[i].conn_fd);
-  slots_[i] = Slot{};
-  free_.push_back(i);
+  Free(i);
 }
 
 size_t DispatchScheduler::held() const {

@@ -16,10 +16,18 @@
 //              and counted (timeout, backend_down or resources);
 //   held       to a receiver that acknowledges (receiver protocol), a sent
 //              connection keeps its slot and our copy of its fd until the
-//              receiver's ack says it was taken. If the receiver's socket
-//              goes away first (a send or a probe fails), what it had not
-//              taken is sent again (redelivered) or, with no deadline left,
-//              counted as backend_lost: nothing disappears uncounted.
+//              receiver's ack says it was taken, or its deadline passes. If
+//              the receiver's socket goes away first (a send or a probe
+//              fails), what it had not taken is sent again (redelivered)
+//              within what is left of its deadline, or counted as
+//              backend_lost: nothing disappears uncounted, and nothing is
+//              held past the deadline set at accept;
+//   shares     a backend past `backend_share` slots (waiting, in flight
+//              and held together) gives up its oldest held connection for
+//              each new one: released unconfirmed (the receiver has it). A
+//              backend that never acks holds no more than its share of our
+//              slots and fds; one that never reads, no longer than the
+//              deadline.
 //
 // The worker supplies the transport (io_uring SENDMSG + linked CLOSE, or
 // sendmsg(2) + close(2)) and feeds results back. A backend the scheduler
@@ -71,6 +79,7 @@ class DispatchScheduler {
     uint64_t timeout_ns = 0;           // 0: a full queue drops at once
     bool forced_fd = false;            // -i: a gone peer ends the daemon
     uint16_t max_fds_per_message = 1;  // what the transport can pack
+    uint32_t backend_share = 16384;    // slots one backend may hold
   };
 
   DispatchScheduler(const Config& config, DispatchTransport* transport, BackendTable* backends,
@@ -115,6 +124,9 @@ class DispatchScheduler {
   void Wait(uint32_t slot, bool returned);
   void Pump(Backend* b, uint64_t now);
   void Drop(uint32_t slot, DropReason reason);
+  void Free(uint32_t slot);
+  // When held slot `s` is released unconfirmed if no ack came.
+  uint64_t HeldUntil(uint64_t sent_ns, uint64_t deadline_ns) const;
   void Unlist(size_t index);
   void Hold(uint32_t slot, uint64_t now);
   void Release(uint32_t slot, bool confirmed);

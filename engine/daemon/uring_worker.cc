@@ -22,6 +22,9 @@ constexpr uint32_t kAcceptsWithAddress = 16;  // single-shot accepts per listene
 constexpr uint64_t kResourcePauseNs = 5'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 constexpr size_t kRecvControlFds = 16;
+// Answers read from one receiver per completion of its RECV (OnAnswer).
+constexpr int kAnswersPerTurn = 64;
+
 // Adaptive batching: under load, wait for several completions (or a short
 // time) per io_uring_enter instead of waking for each one.
 constexpr unsigned kMaxWaitBatch = 32;
@@ -427,9 +430,7 @@ void UringWorker::ListenForAnswers(Backend* b) {
   if (it != listening_.end()) {
     if (it->second->fd == b->fd()) return;
     // A receive left on an old socket (it would keep that socket open).
-    io_uring_sqe* cancel = GetSqe();
-    io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, it->second), 0);
-    io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
+    DiscardAnswer(it->second);
     listening_.erase(it);
   }
   EnsureSqSpace(2);
@@ -460,7 +461,22 @@ void UringWorker::ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len
 void UringWorker::OnAnswer(AnswerRecv* a, int res) {
   auto it = listening_.find(a->backend);
   const bool current = it != listening_.end() && it->second == a;
-  if (current) ApplyAnswer(a->backend, a->buffer, res);
+  if (current) {
+    ApplyAnswer(a->backend, a->buffer, res);
+    // What else is queued is read now, up to a bound: one enter per batch
+    // of answers, not per answer (a receiver flooding acks or empty
+    // datagrams cost one io_uring_enter each), and a flood waits in its own
+    // socket past the bound instead of taking the turn.
+    if (res >= 0) {
+      unsigned char buffer[kReceiverMessageBytes + 1];
+      ssize_t n;
+      for (int more = 1; more < kAnswersPerTurn; ++more) {
+        n = ::recv(a->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n < 0) break;
+        ApplyAnswer(a->backend, buffer, n);
+      }
+    }
+  }
   // Still listening while stopping: held connections wait for their acks.
   if (current && (res >= 0 || res == -EAGAIN || res == -EINTR)) {
     ArmAnswer(a);
@@ -505,10 +521,15 @@ void UringWorker::FinishReceiver(Backend* b) {
   while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {
     ApplyAnswer(b, buffer, n);
   }
+  DiscardAnswer(a);
+  listening_.erase(it);
+}
+
+// Ends the receive of `a` (its completion then frees it).
+void UringWorker::DiscardAnswer(AnswerRecv* a) {
   io_uring_sqe* cancel = GetSqe();
   io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, a), 0);
   io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
-  listening_.erase(it);
 }
 
 int UringWorker::Probe(Backend* b) {

@@ -75,6 +75,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   void ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len);
   void OnAnswer(AnswerRecv* a, int res);
   void ApplyRelayedAnswers();
+  void DiscardAnswer(AnswerRecv* a);
   void OnSendCompletion(uint32_t first_slot, int res);
 
   // Completion handlers.

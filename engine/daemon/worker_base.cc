@@ -1,7 +1,9 @@
 #include "engine/daemon/worker_base.h"
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -36,8 +38,19 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   // Only a worker that reads receivers' answers can pack fds or hold them.
   config.max_fds_per_message =
       backends_.receiver_replies() ? static_cast<uint16_t>(options_.fds_per_message) : 1;
+  config.backend_share = BackendShare();
   scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,
                                                    [this] { return now_ns_; });
+}
+
+uint32_t WorkerBase::BackendShare() const {
+  rlimit limit{};
+  uint64_t fds = kDispatchSlots;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    fds = limit.rlim_cur / static_cast<uint64_t>(std::max(setup_.workers, 1));
+  }
+  const uint64_t share = std::min<uint64_t>(kDispatchSlots, fds) / kBackendShareDivisor;
+  return static_cast<uint32_t>(std::max<uint64_t>(share, kMinBackendShare));
 }
 
 bool WorkerBase::TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote) {

@@ -22,6 +22,7 @@ namespace sbx {
 
 struct WorkerSetup {
   int index = 0;
+  int workers = 1;  // how many there are in all
   std::vector<ListenerInfo> listeners;
   int registration_fd = -1;         // -P mode: receive sockets here instead
   FdReserve* fd_reserve = nullptr;  // shared by all workers; may be null
@@ -37,6 +38,11 @@ class WorkerBase {
   static constexpr uint32_t kDispatchSlots = 16384;
   static constexpr uint32_t kDispatchSlotsLowWater = 1024;
   static constexpr uint32_t kDispatchSlotsHighWater = 8192;
+  // One backend holds at most an eighth of a worker's slots, and of its
+  // share of the fd limit (at least kMinBackendShare): a backend that never
+  // reads or never acks costs the others nothing beyond that.
+  static constexpr uint32_t kBackendShareDivisor = 8;
+  static constexpr uint32_t kMinBackendShare = 64;
 
   WorkerBase(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
 
@@ -53,6 +59,8 @@ class WorkerBase {
   // Makes the dispatch scheduler, with `transport` (the worker itself) and
   // the options' deadline; called once, before anything is dispatched.
   void MakeScheduler(DispatchTransport* transport);
+  // The slots one backend may hold (DispatchScheduler::Config::backend_share).
+  uint32_t BackendShare() const;
 
   // Counts a new connection, routes it and hands it to the scheduler (or
   // closes it after counting why not). True when free dispatch slots just

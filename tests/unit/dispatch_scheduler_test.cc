@@ -65,10 +65,11 @@ class DispatchSchedulerTest : public ::testing::Test {
  protected:
   explicit DispatchSchedulerTest(uint32_t slots = 8, uint64_t timeout = kTimeout,
                                  bool forced = false, size_t max_substituted = 1024,
-                                 uint16_t max_fds = 1)
+                                 uint16_t max_fds = 1, uint32_t share = 16384)
       : table_(&stats_, max_substituted) {
     DispatchScheduler::Config config;
     config.slots = slots;
+    config.backend_share = share;
     config.max_fds_per_message = max_fds;
     config.timeout_ns = timeout;
     config.forced_fd = forced;
@@ -394,6 +395,96 @@ TEST_F(DispatchSchedulerTest, HeldPastTheAckTimeoutIsReleasedUnconfirmed) {
   EXPECT_TRUE(scheduler_->idle());
   EXPECT_EQ(worker().unconfirmed.load(), 1u);
   EXPECT_EQ(worker().dispatched.load(), 1u);
+}
+
+// A redelivery keeps the deadline set at accept: a receiver that loses
+// its socket again and again (re-binding its path) cannot make the engine
+// hold a connection for ever.
+TEST_F(DispatchSchedulerTest, RedeliveryKeepsTheDeadlineSetAtAccept) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  const int c1 = Dispatch(b);  // deadline: now + 100 ms
+  Complete(c1, 1);
+  clock_.now += 60 * kMs;
+  ::unlink(dir_.File("a").c_str());         // gone, and not back
+  transport_.probe_result = -ECONNREFUSED;  // the probe finds out: c1 waits to go again
+  scheduler_->RunTimers();
+  EXPECT_EQ(worker().redelivered.load(), 1u);
+  EXPECT_EQ(scheduler_->waiting(), 1u);
+  clock_.now += 39 * kMs;  // 99 ms after accept: still waiting
+  scheduler_->RunTimers();
+  EXPECT_EQ(scheduler_->waiting(), 1u);
+  clock_.now += 2 * kMs;  // 101 ms: its deadline, not a fresh one, has come
+  scheduler_->RunTimers();
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(dropped(DropReason::kBackendDown), 1u);
+}
+
+// Held, a connection is released (unconfirmed) at its deadline at the
+// latest: shutdown and upgrades wait for held ones.
+TEST_F(DispatchSchedulerTest, HeldIsReleasedAtItsDeadline) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  const int c1 = Dispatch(b);
+  Complete(c1, 1);
+  EXPECT_LE(scheduler_->NextTimer(clock_.now, 10 * kTimeout), clock_.now + kTimeout);
+  clock_.now += kTimeout;
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));  // it is there
+  scheduler_->RunTimers();
+  EXPECT_TRUE(scheduler_->idle());
+  EXPECT_EQ(worker().unconfirmed.load(), 1u);
+}
+
+TEST_F(DispatchSchedulerTest, ReceiverLostPastTheDeadlineCountsBackendLost) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  const int c1 = Dispatch(b);
+  const int c2 = Dispatch(b);
+  Complete(c1, 1);
+  clock_.now += 100 * kMs;  // c1's deadline has come when c2's send finds the socket gone
+  Complete(c2, -ECONNREFUSED);
+  EXPECT_EQ(dropped(DropReason::kBackendLost), 1u);  // c1: no deadline left to send it again
+  EXPECT_EQ(worker().redelivered.load(), 0u);
+}
+
+// One backend holds at most its share of the slots.
+class ShareTest : public DispatchSchedulerTest {
+ protected:
+  ShareTest() : DispatchSchedulerTest(8, kTimeout, false, 1024, 1, 3) {}
+};
+
+TEST_F(ShareTest, NeverAckingBackendGivesUpItsOldestHeldSlot) {
+  Backend* b = Up("a");
+  Backend* good = Up("good");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  std::vector<int> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(Dispatch(b));
+    Complete(conns.back(), 1);
+  }
+  EXPECT_EQ(scheduler_->held(), 3u);
+  const int c4 = Dispatch(b);  // the share is full of held ones: the oldest goes
+  EXPECT_EQ(transport_.closed, std::vector<int>{conns[0]});
+  EXPECT_EQ(worker().unconfirmed.load(), 1u);
+  Complete(c4, 1);
+  EXPECT_EQ(scheduler_->held(), 3u);
+  EXPECT_EQ(scheduler_->free_slots(), 5u);
+  for (int i = 0; i < 5; ++i) Complete(Dispatch(good), 1);  // the others' slots are intact
+  EXPECT_EQ(good->delivered->load(), 5u);
+  EXPECT_EQ(worker().TotalDropped(), 0u);
+}
+
+TEST_F(ShareTest, BackendThatDoesNotReadWaitsUntilItsDeadline) {
+  Backend* b = Up("a");
+  const int c1 = Dispatch(b);
+  Complete(c1, -EAGAIN);                    // its queue is full: c1 waits, so do the next
+  for (int i = 0; i < 4; ++i) Dispatch(b);  // past its share: nothing held to give up
+  EXPECT_EQ(scheduler_->waiting(), 5u);
+  EXPECT_EQ(worker().TotalDropped(), 0u);
+  clock_.now += kTimeout;
+  scheduler_->RunTimers();
+  EXPECT_EQ(dropped(DropReason::kTimeout), 5u);
+  EXPECT_TRUE(scheduler_->idle());
 }
 
 TEST_F(DispatchSchedulerTest, HelloWithoutAcksReleasesWhatWasHeld) {

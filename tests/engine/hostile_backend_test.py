@@ -1,0 +1,135 @@
+"""Hostile backends (issue 18): one backend's receiver cannot take more of
+the engine than its share, whatever it does, and the others keep being
+served. The hostile receiver (tests/lib/hostile_receiver.py) never acks,
+re-binds its path, or floods the engine with answers; a good backend beside
+it takes a steady load throughout and must lose nothing.
+
+What is asserted are bounds that do not depend on the machine's speed: the
+daemon's open fds, its io_uring_enter count, connections held past their
+deadline, shutdown time against --dispatch-timeout. The good backend's
+latency is measured (docs/daemon.md, "What one backend can cost the
+others"), not asserted."""
+import os
+import signal
+import socket
+import time
+import unittest
+
+from engine_fixture import Engine, TopologyTest, sbxtest, write
+from hostile_receiver import HostileReceiver
+from load_fixture import Load
+
+A = "2001:db8:1::"
+TIMEOUT_MS = 1500
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Crowd:
+    """`count` connections to `host`:80 from `ns`, opened without waiting
+    for anything (non-blocking connects), kept open until closed."""
+
+    def __init__(self, ns, host, count):
+        self.socks = []
+        for _ in range(count):
+            s = sbxtest.socket_in(ns)
+            s.setblocking(False)
+            try:
+                s.connect((host, 80))
+            except BlockingIOError:
+                pass
+            self.socks.append(s)
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+class HostileBackendTest(TopologyTest):
+    def start(self, mode, *extra, **kw):
+        good = self.backend("good")
+        bad_path = self.topo.path("bad.sock")
+        self.bad = HostileReceiver(bad_path, self.topo.server, mode, **kw)
+        self.addCleanup(self.bad.close)
+        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+rule-set:0 size:2
+ip:{A}1 jump-unix:{good.path}
+ip:{A}2 jump-unix:{bad_path}
+""")
+        self.engine = Engine(["-f", conf, "-l", "::", "-p", "80", "--threads", "1",
+                              "--kernel-dispatch", "off", "--dispatch-timeout", str(TIMEOUT_MS),
+                              *extra], ns=self.topo.server)
+        self.addCleanup(lambda: self.engine.proc.poll() is None and self.engine.stop())
+        return good
+
+    def test_a_never_acking_backend_holds_at_most_its_share(self):
+        good = self.start("never_ack", hoard=100000)
+        baseline = open_fds(self.engine.proc.pid)
+        load = Load(self.topo.client, f"{A}1", 80, threads=2)
+        self.addCleanup(load.stop)
+        crowd = Crowd(self.topo.client, f"{A}2", 5000)
+        self.addCleanup(crowd.close)
+        # It reads slower than the crowd connects: what waits for it past
+        # the deadline is dropped (timeout), the rest it takes.
+        peak = 0
+
+        def settled():
+            nonlocal peak
+            peak = max(peak, open_fds(self.engine.proc.pid))
+            st = self.engine.stats(settle=False)
+            return self.bad.taken + st.get("dropped.timeout", 0) >= 5000
+        sbxtest.wait_for(settled, timeout=60, what="the crowd taken or refused")
+        time.sleep(0.5)
+        load.stop()
+        st = self.engine.stats(settle=False)
+        # Its share: an eighth of the worker's 16,384 slots (the fd limit is
+        # higher here). Every connection it took beyond that was released
+        # unconfirmed, so the daemon never held more than the share for it.
+        self.assertLessEqual(peak - baseline, 2048 + 64, (baseline, peak))
+        self.assertGreater(st["unconfirmed"], 0)
+        self.assertEqual(load.failures, [])
+        self.assertGreater(load.greetings.get("good", 0), 0)
+        self.assertEqual(st.get("dropped.overload", 0), 0)
+        self.assertEqual(st.get("accept_slot_pauses", 0), 0)
+
+    def test_a_backend_that_rebinds_cannot_keep_connections_for_ever(self):
+        self.start("rebind", rebind_s=0.3, hoard=0)
+        crowd = Crowd(self.topo.client, f"{A}2", 1000)
+        self.addCleanup(crowd.close)
+        sbxtest.wait_for(lambda: self.bad.taken >= 1000, timeout=20, what="the first deliveries")
+        # Every connection's deadline was set at accept: well after it, the
+        # engine holds none of them, however often they were sent again.
+        time.sleep(TIMEOUT_MS / 1000 + 1.0)
+        st = self.engine.stats(settle=False)
+        self.assertEqual(st["accepted"], st["dispatched"] + st["dropped"], st)
+        self.assertGreater(self.bad.rebinds, 2)
+        # SIGTERM with the hostile still at it: bounded by the timeout.
+        started = time.monotonic()
+        self.assertEqual(self.engine.stop(), 0)
+        self.assertLess(time.monotonic() - started, TIMEOUT_MS / 1000 + 3)
+
+    def test_an_answer_flood_is_read_in_batches(self):
+        good = self.start("flood", flood=256)
+        load = Load(self.topo.client, f"{A}1", 80, threads=2)
+        self.addCleanup(load.stop)
+        crowd = Crowd(self.topo.client, f"{A}2", 300)
+        self.addCleanup(crowd.close)
+        sbxtest.wait_for(lambda: self.bad.taken >= 300, timeout=20, what="the flood's deliveries")
+        time.sleep(1.0)
+        load.stop()
+        st = self.engine.stats(settle=False)
+        # Before, one io_uring_enter per answer (76,885 enters for 76,801
+        # datagrams here; 1.39 M for 1.39 M in the report). Now a RECV's
+        # completion reads up to 64 more at once: how many depends on how far
+        # the flood is ahead of the engine (1.8 to 3.2 per enter here, the
+        # good backend's load included). Still one wake-up per answer that
+        # finds the engine idle: bounding that is open (docs/daemon.md).
+        self.assertGreater(self.bad.sent, 300 * 200)
+        self.assertLess(st["uring_enter"], self.bad.sent * 0.75, (st["uring_enter"], self.bad.sent))
+        self.assertEqual(load.failures, [])
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(HostileBackendTest, skip_reason=sbxtest.require_root_and_netns())

@@ -1,0 +1,108 @@
+"""A hostile backend for the suites (issue 18's cases): a receiver that
+speaks the receiver protocol to take as much of the engine as it can.
+
+  never_ack  declares acks in its hello, takes every fd, never acks: the
+             engine holds each connection for it;
+  rebind     the same, and re-binds its path every `rebind_s` seconds: the
+             engine loses its socket and sends what it held again;
+  flood      declares acks, and answers every message with `flood` empty
+             datagrams and overacks: what it costs the engine to read them.
+
+It runs as a thread of the test, with its socket made in the engine's
+network namespace (the engine's sending sockets' abstract names exist only
+there). The fds it takes are kept open (a tenant that hoards), up to
+`hoard`, then closed.
+"""
+import os
+import socket
+import struct
+import threading
+import time
+
+import sbxtest
+
+
+def hello(max_fds, acks):
+    return b"SBXR" + bytes([1, 1]) + struct.pack(">HI", max_fds, 1 if acks else 0) + bytes(4)
+
+
+def ack(count):
+    return b"SBXR" + bytes([2, 1]) + struct.pack(">HI", 0, count) + bytes(4)
+
+
+class HostileReceiver:
+    def __init__(self, path, ns, mode, rebind_s=0.5, flood=64, hoard=512):
+        self.path, self.ns, self.mode = path, ns, mode
+        self.rebind_s, self.flood, self.hoard = rebind_s, flood, hoard
+        self.taken = 0
+        self.sent = 0  # datagrams it answered with
+        self.rebinds = 0
+        self.error = None  # what ended its loop early
+        self.kept = []
+        self.stopped = False
+        self.sock = self._bind()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _bind(self):
+        s = sbxtest.socket_in(self.ns, socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        s.bind(self.path)
+        os.chmod(self.path, 0o666)
+        s.settimeout(0.05)
+        return s
+
+    def _run(self):
+        greeted = set()
+        next_rebind = time.monotonic() + self.rebind_s
+        while not self.stopped:
+            if self.mode == "rebind" and time.monotonic() >= next_rebind:
+                old, self.sock = self.sock, self._bind()
+                old.close()  # what was queued in it goes with it
+                greeted.clear()
+                self.rebinds += 1
+                next_rebind = time.monotonic() + self.rebind_s
+            try:
+                _, anc, _, sender = self.sock.recvmsg(16, socket.CMSG_SPACE(64 * 4))
+            except (socket.timeout, BlockingIOError):
+                continue
+            except OSError as e:
+                self.error = e
+                return
+            for level, typ, data in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    for fd in struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]):
+                        self.taken += 1
+                        self.kept.append(fd)
+                        if len(self.kept) > self.hoard:
+                            os.close(self.kept.pop(0))
+            if not sender:
+                continue
+            if sender not in greeted:
+                greeted.add(sender)
+                self._answer(hello(1, True), sender)
+            if self.mode == "flood":
+                for i in range(self.flood):
+                    self._answer(b"" if i % 2 else ack(1000), sender)
+
+    def _answer(self, data, sender):
+        try:
+            self.sock.sendto(data, socket.MSG_DONTWAIT, sender)
+            self.sent += 1
+        except OSError:
+            pass  # the engine's queue is full: a flood goes on regardless
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+        for fd in self.kept:
+            os.close(fd)
+        self.kept = []
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
