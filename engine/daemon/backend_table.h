@@ -32,6 +32,7 @@ struct ReceiverState {
   bool acks = false;            // it acknowledges: sent connections are held until then
   uint64_t fds_sent = 0;        // fds that reached its queue on this socket
   uint64_t fds_acked = 0;       // of those, how many it said it took (a prefix: FIFO)
+  uint64_t answers = 0;         // datagrams read from it (hellos, acks, anything else)
   uint64_t last_heard_ns = 0;   // its last hello or ack, or a probe that found it there
   uint64_t probe_after_ns = 0;  // silence before the next probe (doubles, up to a bound)
 };

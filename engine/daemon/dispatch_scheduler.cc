@@ -277,6 +277,13 @@ void DispatchScheduler::Hold(uint32_t i, uint64_t now) {
     holding_.push_back(b);
   }
   d.held.push_back(i);
+  // Past its share (what waited for it was sent meanwhile): the oldest held
+  // ones give their slots up, as at Dispatch.
+  while (d.occupied > config_.backend_share && !d.held.empty()) {
+    const uint32_t oldest = d.held.front();
+    d.held.pop_front();
+    Release(oldest, /*confirmed=*/false);
+  }
 }
 
 uint64_t DispatchScheduler::HeldUntil(uint64_t sent_ns, uint64_t deadline_ns) const {

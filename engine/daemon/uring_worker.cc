@@ -24,6 +24,13 @@ constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 constexpr size_t kRecvControlFds = 16;
 // Answers read from one receiver per completion of its RECV (OnAnswer).
 constexpr int kAnswersPerTurn = 64;
+// An honest receiver answers at most twice per message it was sent (a
+// hello from the process that took it, and an ack). One that sent this many
+// more than twice the fds it was sent floods: its answers are read
+// kAnswersPerTurn at a time, once per kFloodPauseNs, and the rest wait in
+// its own socket (charged to its own send buffer, so its sends fail).
+constexpr uint64_t kAnswerSlack = 64;
+constexpr uint64_t kFloodPauseNs = 10'000'000;
 
 // Adaptive batching: under load, wait for several completions (or a short
 // time) per io_uring_enter instead of waking for each one.
@@ -76,7 +83,8 @@ struct UringWorker::Listener {
 // One RECV on a backend's socket, for its receiver's answers.
 struct UringWorker::AnswerRecv {
   Backend* backend = nullptr;
-  int fd = -1;  // the socket it listens on (a reconnect makes a new one)
+  int fd = -1;                // the socket it listens on (a reconnect makes a new one)
+  uint64_t resume_at_ns = 0;  // paused (not armed) until then: its receiver floods
   unsigned char buffer[kReceiverMessageBytes + 1]{};  // one more: oversized is garbage
 };
 
@@ -461,7 +469,9 @@ void UringWorker::ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len
 void UringWorker::OnAnswer(AnswerRecv* a, int res) {
   auto it = listening_.find(a->backend);
   const bool current = it != listening_.end() && it->second == a;
+  ReceiverState& r = a->backend->receiver;
   if (current) {
+    if (res >= 0) ++r.answers;
     ApplyAnswer(a->backend, a->buffer, res);
     // What else is queued is read now, up to a bound: one enter per batch
     // of answers, not per answer (a receiver flooding acks or empty
@@ -473,8 +483,14 @@ void UringWorker::OnAnswer(AnswerRecv* a, int res) {
       for (int more = 1; more < kAnswersPerTurn; ++more) {
         n = ::recv(a->fd, buffer, sizeof buffer, MSG_DONTWAIT);
         if (n < 0) break;
+        ++r.answers;
         ApplyAnswer(a->backend, buffer, n);
       }
+    }
+    if (res >= 0 && r.answers > 2 * r.fds_sent + kAnswerSlack) {
+      a->resume_at_ns = now_ns() + kFloodPauseNs;
+      paused_answers_.push_back(a);
+      return;
     }
   }
   // Still listening while stopping: held connections wait for their acks.
@@ -525,11 +541,31 @@ void UringWorker::FinishReceiver(Backend* b) {
   listening_.erase(it);
 }
 
-// Ends the receive of `a` (its completion then frees it).
+// Ends the receive of `a`: cancelled if armed (its completion then frees
+// it), freed now if paused.
 void UringWorker::DiscardAnswer(AnswerRecv* a) {
+  auto paused = std::find(paused_answers_.begin(), paused_answers_.end(), a);
+  if (paused != paused_answers_.end()) {
+    paused_answers_.erase(paused);
+    answers_.erase(a);
+    return;
+  }
   io_uring_sqe* cancel = GetSqe();
   io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, a), 0);
   io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
+}
+
+void UringWorker::ResumePausedAnswers(uint64_t now) {
+  for (size_t i = 0; i < paused_answers_.size();) {
+    AnswerRecv* a = paused_answers_[i];
+    if (now < a->resume_at_ns) {
+      ++i;
+      continue;
+    }
+    paused_answers_[i] = paused_answers_.back();
+    paused_answers_.pop_back();
+    ArmAnswer(a);
+  }
 }
 
 int UringWorker::Probe(Backend* b) {
@@ -680,6 +716,7 @@ void UringWorker::RunTimers(uint64_t now) {
     }
   }
   fds_freed_ = false;
+  ResumePausedAnswers(now);
   scheduler_->RunTimers();
   RefillFdReserve();
 }
@@ -689,6 +726,7 @@ uint64_t UringWorker::NextTimer(uint64_t now) const {
   for (const auto& l : listeners_) {
     if (l->starved && l->resume_at_ns > now) next = std::min(next, l->resume_at_ns);
   }
+  for (const AnswerRecv* a : paused_answers_) next = std::min(next, a->resume_at_ns);
   return std::max(next, now + 1000);
 }
 

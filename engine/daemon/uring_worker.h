@@ -76,6 +76,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   void OnAnswer(AnswerRecv* a, int res);
   void ApplyRelayedAnswers();
   void DiscardAnswer(AnswerRecv* a);
+  void ResumePausedAnswers(uint64_t now);
   void OnSendCompletion(uint32_t first_slot, int res);
 
   // Completion handlers.
@@ -112,7 +113,8 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   // backend. Declared before the ring, so that the ring goes first.
   absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
   absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
-  std::vector<RelayedReply> relayed_;  // reused: taken from the relay each turn
+  std::vector<RelayedReply> relayed_;        // reused: taken from the relay each turn
+  std::vector<AnswerRecv*> paused_answers_;  // of flooding receivers: armed again later
 
   Ring ring_;
   bool ring_failed_ = false;

@@ -14,6 +14,7 @@ there). The fds it takes are kept open (a tenant that hoards), up to
 `hoard`, then closed.
 """
 import os
+import select
 import socket
 import struct
 import threading
@@ -35,7 +36,8 @@ class HostileReceiver:
         self.path, self.ns, self.mode = path, ns, mode
         self.rebind_s, self.flood, self.hoard = rebind_s, flood, hoard
         self.taken = 0
-        self.sent = 0  # datagrams it answered with
+        self.sent = 0  # datagrams it answered with (that the engine's socket took)
+        self.refused = 0  # ... and those it did not: the engine left them to fill its buffer
         self.rebinds = 0
         self.error = None  # what ended its loop early
         self.kept = []
@@ -52,7 +54,9 @@ class HostileReceiver:
             pass
         s.bind(self.path)
         os.chmod(self.path, 0o666)
-        s.settimeout(0.05)
+        # Non-blocking, not a timeout: Python waits out a timeout on EAGAIN
+        # even with MSG_DONTWAIT, and a flooder must not slow itself down.
+        s.setblocking(False)
         return s
 
     def _run(self):
@@ -65,9 +69,11 @@ class HostileReceiver:
                 greeted.clear()
                 self.rebinds += 1
                 next_rebind = time.monotonic() + self.rebind_s
+            if not select.select([self.sock], [], [], 0.05)[0]:
+                continue
             try:
                 _, anc, _, sender = self.sock.recvmsg(16, socket.CMSG_SPACE(64 * 4))
-            except (socket.timeout, BlockingIOError):
+            except BlockingIOError:
                 continue
             except OSError as e:
                 self.error = e
@@ -93,7 +99,7 @@ class HostileReceiver:
             self.sock.sendto(data, socket.MSG_DONTWAIT, sender)
             self.sent += 1
         except OSError:
-            pass  # the engine's queue is full: a flood goes on regardless
+            self.refused += 1  # its send buffer is full: a flood goes on regardless
 
     def close(self):
         self.stopped = True

@@ -474,6 +474,24 @@ TEST_F(ShareTest, NeverAckingBackendGivesUpItsOldestHeldSlot) {
   EXPECT_EQ(worker().TotalDropped(), 0u);
 }
 
+TEST_F(ShareTest, WhatWaitedPastTheShareIsNotHeldOnceSent) {
+  Backend* b = Up("a");
+  scheduler_->OnReceiverMessage(b, ReceiverMessage::Hello(1, true));
+  const int c1 = Dispatch(b);
+  Complete(c1, -EAGAIN);  // its queue is full: the next four wait behind c1
+  std::vector<int> conns = {c1};
+  for (int i = 0; i < 4; ++i) conns.push_back(Dispatch(b));
+  scheduler_->OnWritable(b);  // room again: all five go, in growing bursts
+  for (int turn = 0; turn < 10 && !SentFds().empty(); ++turn) {
+    for (const int fd : SentFds()) Complete(fd, 1);
+    scheduler_->RunTimers();
+  }
+  EXPECT_EQ(scheduler_->waiting(), 0u);
+  EXPECT_EQ(scheduler_->held(), 3u);  // the share
+  EXPECT_EQ(worker().unconfirmed.load(), 2u);
+  EXPECT_EQ(transport_.closed, (std::vector<int>{conns[0], conns[1]}));
+}
+
 TEST_F(ShareTest, BackendThatDoesNotReadWaitsUntilItsDeadline) {
   Backend* b = Up("a");
   const int c1 = Dispatch(b);
