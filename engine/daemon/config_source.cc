@@ -49,7 +49,17 @@ absl::StatusOr<LoadedConfig> ConfigSource::Load() const {
         StrCat(path_, " is ", KindOf(st.st_mode),
                ", not a regular file: a reload reads only a regular file"));
   }
-  return LoadConfigFd(fd.get(), path_);
+  absl::StatusOr<LoadedConfig> loaded = LoadConfigFd(fd.get(), path_);
+  // The original accepts a file without rule-set 0 (an empty one) and then
+  // drops every connection, and so does the start-up read here (the
+  // drop-in contract). A reload is this daemon's own: one that would leave
+  // nothing routed (a file emptied or truncated while being rewritten) is
+  // refused, and the running configuration stays.
+  if (loaded.ok() && loaded->table->rule_sets().empty()) {
+    return absl::FailedPreconditionError(
+        StrCat(path_, " has no rule-set 0 (is it empty?): every connection would be dropped"));
+  }
+  return loaded;
 }
 
 }  // namespace sbx

@@ -9,7 +9,9 @@
 // thread that takes the signals, which must never block: the file is opened
 // with O_NONBLOCK (a FIFO then opens at once instead of waiting for a
 // writer) and refused unless the opened fd (fstat, so nothing can be swapped
-// in between a check and the open) is a regular file.
+// in between a check and the open) is a regular file, and unless it has a
+// rule-set 0 (an empty file, accepted at start-up as the original accepts
+// it, is refused on reload).
 #ifndef SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
 #define SBX_ENGINE_DAEMON_CONFIG_SOURCE_H_
 

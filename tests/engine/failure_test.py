@@ -179,6 +179,24 @@ class FailureTest(unittest.TestCase):
         self.assertEqual(eng.stop(timeout=5), 0)
         b.close()
 
+    def test_reload_refuses_an_empty_file(self):
+        """Issue 18 item 10: a file emptied before SIGHUP was taken, and every
+        connection then dropped as no_decision. The start-up read accepts an
+        empty file (the original does); a reload refuses it."""
+        b = Backend(self.topo.path("b.sock"), "b")
+        conf = self.topo.path("e.conf")
+        write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n")
+        eng = Engine(["-f", conf, "-p", "80"], ns=self.topo.server)
+        write(conf, "")
+        eng.proc.send_signal(signal.SIGHUP)
+        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
+        self.assertIn(f"{conf} has no rule-set 0 (is it empty?)", eng.output())
+        self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")  # the running table
+        self.assertEqual(eng.stop(timeout=5), 0)
+        empty = Engine(["-f", conf, "-p", "80"], ns=self.topo.server)  # at start: as the original
+        self.assertEqual(empty.stop(timeout=5), 0)
+        b.close()
+
     def test_configuration_from_a_pipe_at_start_as_the_original(self):
         """-f <(...) / -f /dev/fd/N: the original read a pipe at start-up,
         and so does this daemon; a reload of it is refused (it was read to
