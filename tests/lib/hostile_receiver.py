@@ -8,19 +8,22 @@ speaks the receiver protocol to take as much of the engine as it can.
   flood      declares acks, and answers every message with `flood` empty
              datagrams and overacks: what it costs the engine to read them.
 
-It runs as a thread of the test, with its socket made in the engine's
-network namespace (the engine's sending sockets' abstract names exist only
-there). The fds it takes are kept open (a tenant that hoards), up to
-`hoard`, then closed.
+It runs in a process of its own (HostileProcess: run in the engine's
+network namespace, where the engine's sending sockets' abstract names
+exist), so that it takes no turns from the test's own clients; its counts
+come back as JSON lines. The fds it takes are kept open (a tenant that
+hoards), up to `hoard`, then closed.
 """
+import json
 import os
 import select
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
-
-import sbxtest
 
 
 def hello(max_fds, acks):
@@ -32,8 +35,8 @@ def ack(count):
 
 
 class HostileReceiver:
-    def __init__(self, path, ns, mode, rebind_s=0.5, flood=64, hoard=512):
-        self.path, self.ns, self.mode = path, ns, mode
+    def __init__(self, path, mode, rebind_s=0.5, flood=64, hoard=512):
+        self.path, self.mode = path, mode
         self.rebind_s, self.flood, self.hoard = rebind_s, flood, hoard
         self.taken = 0
         self.sent = 0  # datagrams it answered with (that the engine's socket took)
@@ -47,7 +50,7 @@ class HostileReceiver:
         self.thread.start()
 
     def _bind(self):
-        s = sbxtest.socket_in(self.ns, socket.AF_UNIX, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -112,3 +115,48 @@ class HostileReceiver:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class HostileProcess:
+    """A HostileReceiver in a process of its own, in namespace `ns`; its
+    counts (taken, sent, refused, rebinds) as attributes, kept current."""
+
+    def __init__(self, path, ns, mode, **options):
+        argv = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), path, mode,
+                json.dumps(options)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
+        self.taken = self.sent = self.refused = self.rebinds = 0
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(10):
+            raise AssertionError(f"hostile receiver at {path} did not start")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.__dict__.update(json.loads(line))
+            self.ready.set()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=2)
+
+
+def main(path, mode, options):
+    r = HostileReceiver(path, mode, **json.loads(options))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(0.1):
+        print(json.dumps({"taken": r.taken, "sent": r.sent, "refused": r.refused,
+                          "rebinds": r.rebinds}), flush=True)
+    r.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
