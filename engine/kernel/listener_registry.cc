@@ -322,10 +322,18 @@ void ListenerRegistry::ReadChannels(const std::vector<pollfd>& fds,
                                     const std::vector<std::string>& paths) {
   std::vector<int> hung_up;
   for (size_t i = 2; i < fds.size(); ++i) {
-    if (fds[i].revents == 0) continue;
-    bool gone = (fds[i].revents & (POLLHUP | POLLERR)) != 0;
-    for (size_t turn = 0; !gone && (fds[i].revents & POLLIN) != 0 && turn < kRepliesPerChannelTurn;
-         ++turn) {
+    const short revents = fds[i].revents;
+    if (revents == 0) continue;
+    // A receiver that answered and then exited left its last answers in
+    // the channel: they are read before its hang-up counts (an ack lost
+    // here would have what it confirmed sent again). While the workers'
+    // queues are full (channels polled without POLLIN), a hang-up counts
+    // at once: poll would report it again and again.
+    const bool room = relay_ == nullptr || relay_->HasRoom(kRepliesPerChannelTurn);
+    bool gone = (revents & POLLERR) != 0 || (revents & (POLLHUP | POLLIN)) == POLLHUP ||
+                (!room && (revents & POLLHUP) != 0);
+    if (!gone && !room) continue;  // read when the workers have taken theirs
+    for (size_t turn = 0; !gone && turn < kRepliesPerChannelTurn; ++turn) {
       unsigned char data[kRelayedReplyMaxBytes + 1];
       const ssize_t got = ::recv(fds[i].fd, data, sizeof data, MSG_DONTWAIT);
       if (got < 0 && (errno == EAGAIN || errno == EINTR)) break;
