@@ -67,6 +67,13 @@ int Upgrade(const char* path) {
     return 1;
   }
   sbx::HandoverReceived& taken = **requested;
+  // The old daemon's fd environment: its jump-fd and -i targets at their
+  // numbers, nothing else of the caller's (a postinst's pipes; handover.h).
+  // First, before anything here opens an fd of its own (getpwnam...).
+  if (absl::Status s = sbx::PlaceNamedFds(&taken); !s.ok()) {
+    std::fprintf(stderr, "socketbox: --upgrade %s: %s\n", path, std::string(s.message()).c_str());
+    return 1;
+  }
   std::vector<char*> args;
   for (std::string& a : taken.argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -89,10 +96,12 @@ int Upgrade(const char* path) {
   options->daemonize = true;  // the caller (a package's postinst) goes on
   // Nothing of the caller's stays open in the detached daemon (a postinst's
   // pipes): its output goes where the old daemon's went.
-  sbx::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (null) {
-    ::dup2(null.get(), STDIN_FILENO);
-    ::dup2(null.get(), STDOUT_FILENO);
+  {
+    sbx::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (null) {
+      ::dup2(null.get(), STDIN_FILENO);
+      ::dup2(null.get(), STDOUT_FILENO);
+    }
   }
   ::dup2(taken.log.get(), STDERR_FILENO);
   return sbx::RunDaemon(*options, std::move(*requested));

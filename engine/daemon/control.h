@@ -51,6 +51,9 @@ class Control {
     WakeAll();
   }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  // After the workers that saw the stop have ended: new ones may run (a
+  // daemon takes its listeners back from a successor that died).
+  void Resume() { stopping_.store(false, std::memory_order_release); }
 
   // A worker that cannot go on (registration server gone, -i peer closed)
   // records the exit status and signals the main thread.

@@ -2,11 +2,17 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +40,7 @@
 #include "engine/daemon/uring_worker.h"
 #include "engine/kernel/listener_registry.h"
 #include "engine/kernel/steering_program.h"
+#include "engine/sys/fd_channel_check.h"
 #include "engine/sys/kernel_probe.h"
 #include "engine/sys/open_fds.h"
 
@@ -78,6 +85,35 @@ int WorkerCount(const Options& o) {
 // The fd limit under which --kernel-dispatch auto stays off.
 constexpr uint64_t kKernelDispatchMinFds = 1024;
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The fds the daemon may treat as inherited (jump-fd:N, -i N): those open
+// now, less what --upgrade received from the old daemon (its channel,
+// listeners, log...), which are the daemon's own.
+std::vector<int> InheritedFds(const std::optional<HandoverReceived>& taken) {
+  std::vector<int> fds = OpenFds();
+  if (!taken) return fds;
+  std::vector<int> own = HandoverFds(*taken);
+  std::sort(own.begin(), own.end());
+  std::erase_if(fds, [&own](int fd) { return std::binary_search(own.begin(), own.end(), fd); });
+  return fds;
+}
+
+std::optional<SocketAddress> LocalAddress(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+bool IsAddressInUse(const absl::Status& s) {
+  return s.message().find(std::strerror(EADDRINUSE)) != absl::string_view::npos;
+}
+
 // The daemon's three phases, each one method: StartUp (configuration,
 // sockets, daemonizing and privileges, in the original's order, fixing its
 // faults), StartWorkers, and SignalLoop (until SIGTERM/SIGINT or a worker's
@@ -92,7 +128,7 @@ class Daemon {
         start_dir_(CurrentDirectory()),
         needs_config_(!o.has_forced_action() && !o.exec_mode),
         workers_(o.exec_mode ? 0 : WorkerCount(o)),
-        inherited_fds_(OpenFds()),
+        inherited_fds_(InheritedFds(taken_)),
         control_(workers_),
         stats_(workers_) {}
 
@@ -102,9 +138,29 @@ class Daemon {
   void StartWorkers();
   // Returns the exit status: 0 on SIGTERM/SIGINT, else a worker's request.
   int SignalLoop();
+  // After SignalLoop: true when a successor took over (reported READY).
+  bool HandedOver();
+  // The old daemon's side after READY: stops the workers, tells the
+  // successor, and keeps the listeners for --handover-grace. True when the
+  // successor died meanwhile and this daemon serves again (then back to
+  // SignalLoop); false when it is to exit.
+  bool WatchSuccessor();
   void Shutdown(int status);
 
  private:
+  // The metrics endpoint at start-up (step 2): the successor's
+  // --metrics-listen wins over an inherited socket (handover.h).
+  absl::Status OpenMetrics();
+  // An endpoint on the port the predecessor's still held: bound once the
+  // predecessor has let go of it (after STOPPED).
+  void BindDeferredMetrics();
+  void SpawnWorkers();
+  void StopWorkers();
+  void StartHandoverServer();
+  void TakeBack(pid_t successor, int64_t after_ms);
+  // The next of signals_ (its number), or 0 when one of `fds` is readable
+  // (its index in `ready`), or -1 when `timeout_ms` (-1: none) passed.
+  int NextEvent(int timeout_ms, const std::vector<int>& fds, size_t* ready);
   absl::Status LoadAndCheck(std::shared_ptr<const RouteTable>* table) const;
   // --kernel-dispatch: load and attach the steering program, bind the
   // listener socket, publish the table. An error only with `on`; with
@@ -133,6 +189,9 @@ class Daemon {
   UniqueFd registration_;
   ListenerSet listeners_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::string metrics_where_;            // for the ready line, when metrics_ serves
+  bool metrics_deferred_ = false;        // BindDeferredMetrics() after STOPPED
+  std::atomic<pid_t> successor_pid_{0};  // the one that reported READY
   std::unique_ptr<SteeringProgram> steering_;
   // Before the registry: its thread hands answers to the relay until it stops.
   std::unique_ptr<ReplyRelay> relay_;
@@ -140,6 +199,7 @@ class Daemon {
   std::string kernel_dispatch_;  // "on (...)" or "off (why)", for the ready line
   IoMode io_ = IoMode::kUring;
   sigset_t signals_{};
+  UniqueFd signal_fd_;  // signalfd(signals_): the main thread's signals
   Control control_;
   StatsRegistry stats_;
   std::unique_ptr<FdReserve> fd_reserve_;  // shared by the workers
@@ -186,6 +246,9 @@ std::optional<int> Daemon::StartUp() {
     Log(StrCat("taking ", taken_->listeners.size(), " listener(s) from pid ", taken_->old_pid));
     listeners_ = AdoptListeners(std::move(taken_->listeners), workers_, o_);
     taken_->log.Reset();  // the old daemon's stderr: --upgrade has made it ours already
+    // The old daemon's named fds: --upgrade has put them at their numbers
+    // already (PlaceNamedFds); a successor started by hand has its own.
+    taken_->named.clear();
   } else if (!o_.registration) {
     auto opened = OpenListeners(o_, workers_, table_.get());
     if (!opened.ok()) return Fail(opened.status());
@@ -193,13 +256,7 @@ std::optional<int> Daemon::StartUp() {
   }
 
   // The metrics listener too is bound while privileged.
-  if (o_.metrics_listen && !o_.exec_mode) {
-    auto opened = taken_ && taken_->metrics ? MetricsServer::Adopt(std::move(taken_->metrics))
-                                            : MetricsServer::Open(*o_.metrics_listen);
-    if (!opened.ok()) return Fail(opened.status());
-    metrics_ = std::move(*opened);
-  }
-  if (taken_) taken_->metrics.Reset();  // the predecessor's, when this daemon serves no metrics
+  if (absl::Status s = OpenMetrics(); !s.ok()) return Fail(s);
 
   // 3. listen() before daemon(), unlike the original: when `socketbox -d`
   //    returns, connections are queued rather than refused, and a listen
@@ -228,8 +285,72 @@ std::optional<int> Daemon::StartUp() {
   if (taken_) {
     absl::Status s = CompleteHandover(&*taken_);
     Log(s.ok() ? StrCat("took over from pid ", taken_->old_pid) : std::string(s.message()));
+    if (metrics_deferred_) BindDeferredMetrics();
   }
   return std::nullopt;
+}
+
+absl::Status Daemon::OpenMetrics() {
+  UniqueFd inherited = taken_ ? std::move(taken_->metrics) : UniqueFd();
+  const std::optional<SocketAddress> inherited_at =
+      inherited ? LocalAddress(inherited.get()) : std::nullopt;
+  const std::string was = inherited_at ? FormatHostPort(*inherited_at) : "?";
+  if (!o_.metrics_listen || o_.exec_mode) {
+    if (inherited) {
+      Log(StrCat("metrics: not serving the predecessor's metrics endpoint ", was,
+                 " (no --metrics-listen here); it closes when pid ", taken_->old_pid,
+                 " hands over"));
+    }
+    return absl::OkStatus();
+  }
+  const std::string want = FormatHostPort(*o_.metrics_listen);
+  if (inherited && inherited_at == *o_.metrics_listen) {
+    auto adopted = MetricsServer::Adopt(std::move(inherited));
+    if (!adopted.ok()) return adopted.status();
+    metrics_ = std::move(*adopted);
+    metrics_where_ = StrCat("http://", want, "/metrics (inherited from pid ", taken_->old_pid, ")");
+    return absl::OkStatus();
+  }
+  // Another address: this daemon's own socket; the inherited one is closed
+  // here and by the predecessor when it hands over.
+  inherited.Reset();
+  auto opened = MetricsServer::Open(*o_.metrics_listen);
+  if (opened.ok()) {
+    metrics_ = std::move(*opened);
+    metrics_where_ = StrCat("http://", want, "/metrics");
+    if (inherited_at) {
+      Log(StrCat("metrics: ", want, " replaces the predecessor's endpoint ", was));
+    }
+    return absl::OkStatus();
+  }
+  if (inherited_at && inherited_at->port == o_.metrics_listen->port &&
+      IsAddressInUse(opened.status())) {
+    metrics_deferred_ = true;
+    Log(StrCat("metrics: ", want, " shares its port with the predecessor's endpoint ", was,
+               ": bound once pid ", taken_->old_pid, " lets go of it"));
+    return absl::OkStatus();
+  }
+  return opened.status();
+}
+
+void Daemon::BindDeferredMetrics() {
+  // The predecessor closes its copy when it hands over (before STOPPED); one
+  // of an earlier version only at its exit, just after STOPPED.
+  absl::Status last;
+  for (int attempt = 0; attempt < 250; ++attempt) {
+    auto opened = MetricsServer::Open(*o_.metrics_listen);
+    if (opened.ok()) {
+      metrics_ = std::move(*opened);
+      metrics_where_ = StrCat("http://", FormatHostPort(*o_.metrics_listen), "/metrics");
+      Log(StrCat("metrics: bound ", FormatHostPort(*o_.metrics_listen), " (after ", attempt * 20,
+                 " ms)"));
+      return;
+    }
+    last = opened.status();
+    if (!IsAddressInUse(last)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Log(StrCat(last.message(), "; serving no metrics"));
 }
 
 absl::Status Daemon::SetUpKernelDispatch() {
@@ -316,6 +437,8 @@ void Daemon::StartWorkers() {
   for (int s : {SIGHUP, SIGINT, SIGTERM, SIGUSR1, kWorkerExitSignal}) sigaddset(&signals_, s);
   pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // Without it (no fd to spare), NextEvent falls back to sigtimedwait.
+  signal_fd_.Reset(::signalfd(-1, &signals_, SFD_CLOEXEC));
 
   fd_reserve_ = std::make_unique<FdReserve>(ReserveFor(fd_limit_.now));
   control_.Publish(table_);
@@ -328,6 +451,47 @@ void Daemon::StartWorkers() {
     relay_ = std::make_unique<ReplyRelay>(std::move(wake));
     registry_->SetRelay(relay_.get());
   }
+  SpawnWorkers();
+  if (registry_) {
+    ListenerRegistry* registry = registry_.get();
+    stats_.SetKernelCounts([registry] { return registry->Counts(); });
+    registry_->Start();
+  }
+  StatsRegistry& stats = stats_;
+  if (metrics_) metrics_->Start([&stats] { return PrometheusText(stats); });
+  Log(StrCat(
+      "ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
+      ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
+      fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
+      ", ", fd_reserve_->held(), " in reserve; kernel dispatch ", kernel_dispatch_));
+  NotifySystemd("READY=1");
+  StartHandoverServer();
+}
+
+void Daemon::StartHandoverServer() {
+  if (!handover_) return;
+  // The inherited fds that can carry connections go to a successor with
+  // their numbers, so that its jump-fd:N and -i N name the same sockets.
+  std::vector<int> named;
+  for (int fd : inherited_fds_) {
+    if (fd > STDERR_FILENO && FdChannelProblem(fd).empty()) named.push_back(fd);
+  }
+  HandoverOffer offer;
+  offer.listener_fds = listeners_.all_fds;
+  offer.metrics_fd = metrics_ ? metrics_->listener_fd() : -1;
+  offer.cwd = start_dir_;
+  if (upgrading_) offer.argv = taken_->argv;
+  offer.kernel = registry_.get();
+  offer.named_fds = std::move(named);
+  // A successor took over: stop as on SIGTERM (the signal loop), then
+  // WatchSuccessor.
+  handover_->Start(std::move(offer), [this](pid_t pid) {
+    successor_pid_.store(pid);
+    ::kill(::getpid(), SIGTERM);
+  });
+}
+
+void Daemon::SpawnWorkers() {
   const Options& o = o_;
   Control& control = control_;
   StatsRegistry& stats = stats_;
@@ -364,24 +528,12 @@ void Daemon::StartWorkers() {
       });
     }
   }
-  if (registry_) {
-    ListenerRegistry* registry = registry_.get();
-    stats_.SetKernelCounts([registry] { return registry->Counts(); });
-    registry_->Start();
-  }
-  if (metrics_) metrics_->Start([&stats] { return PrometheusText(stats); });
-  Log(StrCat(
-      "ready: ", workers_, " worker(s), io=", io_ == IoMode::kUring ? "uring" : "sync",
-      ", accepting on ", Where(), "; fds: limit ", fd_limit_.now,
-      fd_limit_.now != fd_limit_.before ? StrCat(" (raised from ", fd_limit_.before, ")") : "",
-      ", ", fd_reserve_->held(), " in reserve; kernel dispatch ", kernel_dispatch_));
-  NotifySystemd("READY=1");
-  if (handover_) {
-    HandoverOffer offer{listeners_.all_fds, metrics_ ? metrics_->listener_fd() : -1, start_dir_,
-                        upgrading_ ? taken_->argv : std::vector<std::string>{}, registry_.get()};
-    // A successor took over: stop as on SIGTERM (the signal loop).
-    handover_->Start(std::move(offer), [](pid_t) { ::kill(::getpid(), SIGTERM); });
-  }
+}
+
+void Daemon::StopWorkers() {
+  control_.RequestStop();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
 }
 
 std::string Daemon::Where() const {
@@ -390,18 +542,65 @@ std::string Daemon::Where() const {
   if (o_.registration) {
     where = StrCat("registration group ", o_.registration->group, " at ", o_.registration->path);
   }
-  if (metrics_)
-    where += StrCat("; metrics at http://", FormatHostPort(*o_.metrics_listen), "/metrics");
+  if (metrics_) where += StrCat("; metrics at ", metrics_where_);
   return where;
 }
 
 // 7. The main thread: signals and periodic stats.
+int Daemon::NextEvent(int timeout_ms, const std::vector<int>& fds, size_t* ready) {
+  if (signal_fd_) {
+    std::vector<pollfd> polled = {{signal_fd_.get(), POLLIN, 0}};
+    for (int fd : fds) polled.push_back({fd, POLLIN, 0});
+    if (::poll(polled.data(), polled.size(), timeout_ms) <= 0) return -1;
+    if (polled[0].revents != 0) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd_.get(), &info, sizeof(info)) == sizeof(info)) {
+        return static_cast<int>(info.ssi_signo);
+      }
+      return -1;
+    }
+    for (size_t i = 1; i < polled.size(); ++i) {
+      if (polled[i].revents != 0) {
+        *ready = i - 1;
+        return 0;
+      }
+    }
+    return -1;
+  }
+  // No signalfd: the fds are looked at between waits of at most 100 ms.
+  const int64_t deadline = timeout_ms < 0 ? INT64_MAX : NowMs() + timeout_ms;
+  while (true) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      pollfd p{fds[i], POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) {
+        *ready = i;
+        return 0;
+      }
+    }
+    const int64_t left = std::min<int64_t>(deadline - NowMs(), fds.empty() ? 3'600'000 : 100);
+    if (left <= 0) return -1;
+    const timespec wait{static_cast<time_t>(left / 1000),
+                        static_cast<long>(left % 1000) * 1'000'000};
+    const int sig = ::sigtimedwait(&signals_, nullptr, &wait);
+    if (sig > 0) return sig;
+  }
+}
+
 int Daemon::SignalLoop() {
   while (true) {
-    timespec wait{o_.stats_interval_s > 0 ? o_.stats_interval_s : 3600, 0};
-    const int sig = ::sigtimedwait(&signals_, nullptr, &wait);
+    // The channel to a predecessor that watches this daemon: closed here
+    // once the predecessor has left.
+    std::vector<int> channel;
+    if (taken_ && taken_->channel) channel.push_back(taken_->channel.get());
+    size_t ready = 0;
+    const int sig =
+        NextEvent(o_.stats_interval_s > 0 ? o_.stats_interval_s * 1000 : -1, channel, &ready);
     if (sig < 0) {
-      if (errno == EAGAIN && o_.stats_interval_s > 0) std::fputs(stats_.Format().c_str(), stderr);
+      if (o_.stats_interval_s > 0) std::fputs(stats_.Format().c_str(), stderr);
+      continue;
+    }
+    if (sig == 0) {
+      taken_->channel.Reset();
       continue;
     }
     if (sig == SIGUSR1) {
@@ -439,16 +638,144 @@ void Daemon::Reload() {
   NotifySystemd("READY=1");
 }
 
+bool Daemon::HandedOver() {
+  if (!handover_) return false;
+  handover_->Stop();  // joins its thread: has_successor() is final now
+  return handover_->has_successor();
+}
+
+bool Daemon::WatchSuccessor() {
+  const pid_t pid = successor_pid_.load();
+  NotifySystemd("STOPPING=1");
+  // The successor's program steers now (it attached before READY); ours
+  // steers again if this daemon takes over again.
+  if (steering_) steering_->Disable();
+  StopWorkers();  // the SIGTERM drain: what was accepted is served
+  // The successor serves metrics (its --metrics-listen decides where):
+  // ours closes, so that a port it binds anew is free.
+  metrics_.reset();
+  handover_->SendStopped();
+  const int64_t start = NowMs();
+  const int64_t deadline = start + int64_t{o_.handover_grace_s} * 1000;
+  if (o_.handover_grace_s > 0) {
+    Log(StrCat("handover: workers stopped; keeping the listeners ", o_.handover_grace_s,
+               " s in case successor pid ", pid, " dies (--handover-grace)"));
+  }
+  // How it ends: BYE on the channel (it stops on purpose), or its process
+  // exits without one (it died). A successor of an earlier version closes
+  // the channel after STOPPED and goes on: then only its process is watched.
+  int channel = handover_->successor_fd();
+  const int process = handover_->successor_pidfd();
+  auto exited = [process](int wait_ms) {
+    pollfd p{process, POLLIN, 0};
+    return ::poll(&p, 1, wait_ms) > 0;
+  };
+  bool take_back = false;
+  while (channel >= 0 || process >= 0) {
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) {
+      if (o_.handover_grace_s > 0) {
+        Log(StrCat("handover: successor pid ", pid, " has served for ", o_.handover_grace_s,
+                   " s; exiting"));
+      }
+      break;
+    }
+    std::vector<int> watched;
+    if (channel >= 0) watched.push_back(channel);
+    if (process >= 0) watched.push_back(process);
+    size_t ready = 0;
+    const int sig = NextEvent(static_cast<int>(left), watched, &ready);
+    if (sig < 0) continue;
+    if (sig == 0) {
+      // The channel first: a BYE is sent before the process exits.
+      pollfd p{channel, POLLIN, 0};
+      if (channel >= 0 && (watched[ready] == channel || ::poll(&p, 1, 0) > 0)) {
+        const SuccessorEnd end = handover_->ReadSuccessorEnd();
+        channel = -1;
+        if (end == SuccessorEnd::kBye) {
+          Log(StrCat("handover: successor pid ", pid, " stops (SIGTERM/SIGINT); exiting too"));
+          break;
+        }
+        // A dying process closes its fds before it is reported exited.
+        if (process < 0 || exited(500)) {
+          take_back = true;
+          break;
+        }
+        Log(StrCat("handover: successor pid ", pid,
+                   " closed its channel and runs on (an earlier version?): watching its process"));
+        continue;
+      }
+      take_back = true;  // the process exited without a BYE
+      break;
+    }
+    if (sig == SIGUSR1) {
+      std::fputs(stats_.Format().c_str(), stderr);
+    } else if (sig == SIGHUP) {
+      Log(StrCat("handover: SIGHUP ignored: successor pid ", pid, " serves now"));
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      Log(StrCat("handover: stopping as asked; successor pid ", pid, " serves"));
+      break;
+    }
+  }
+  if (take_back) {
+    TakeBack(pid, NowMs() - start);
+    return true;
+  }
+  // The successor serves the kernel dispatch listeners: no drain here, and
+  // the listener socket's path is its own.
+  if (registry_) registry_->HandedOver();
+  return false;
+}
+
+void Daemon::TakeBack(pid_t successor, int64_t after_ms) {
+  Log(StrCat("handover: successor pid ", successor, " died ", after_ms,
+             " ms after this daemon stopped accepting: taking the listeners back and serving "
+             "again (what it had accepted and not handed on is lost)"));
+  control_.Resume();
+  SpawnWorkers();
+  if (registry_) {
+    registry_->Resume();
+    // Enabled again (WatchSuccessor disabled it), by the running table.
+    auto notes = registry_->Publish(control_.Current());
+    if (!notes.ok()) Log(StrCat("kernel dispatch: ", notes.status().message()));
+  }
+  if (o_.metrics_listen && !o_.exec_mode) {
+    auto opened = MetricsServer::Open(*o_.metrics_listen);
+    if (opened.ok()) {
+      metrics_ = std::move(*opened);
+      metrics_where_ = StrCat("http://", FormatHostPort(*o_.metrics_listen), "/metrics");
+      StatsRegistry& stats = stats_;
+      metrics_->Start([&stats] { return PrometheusText(stats); });
+    } else {
+      Log(StrCat(opened.status().message(), "; serving no metrics"));
+    }
+  }
+  // PATH is the dead successor's socket now: this daemon's goes there again
+  // (a rename in PATH's directory: after a privilege drop that may be
+  // refused, and then only a restart makes this daemon upgradable again).
+  handover_.reset();
+  auto opened = HandoverServer::Open(*o_.handover_path);
+  if (opened.ok()) {
+    handover_ = std::move(*opened);
+    StartHandoverServer();
+  } else {
+    Log(StrCat("handover: ", opened.status().message(),
+               "; a successor cannot reach this daemon (restart it to make it upgradable)"));
+  }
+  Log(StrCat("serving again: accepting on ", Where()));
+  NotifySystemd("READY=1");
+}
+
 void Daemon::Shutdown(int status) {
   NotifySystemd("STOPPING=1");
+  // Stopping on purpose: a predecessor still watching leaves too.
+  if (status == 0 && taken_) SayGoodbye(&*taken_);
   if (handover_) handover_->Stop();
-  control_.RequestStop();
-  for (std::thread& t : threads_) t.join();
+  StopWorkers();
   if (registry_) {
     registry_->Stop();
     registry_->Drain();  // what listeners nobody serves hold goes on, as the workers' drain did
   }
-  if (handover_) handover_->Finish();
   if (metrics_) metrics_->Stop();
   std::fputs(stats_.Format().c_str(), stderr);
   Log(StrCat("stopped (exit ", status, ")"));
@@ -460,7 +787,14 @@ int RunDaemon(const Options& o, std::optional<HandoverReceived> upgrade) {
   Daemon daemon(o, std::move(upgrade));
   if (std::optional<int> early_exit = daemon.StartUp()) return *early_exit;
   daemon.StartWorkers();
-  const int status = daemon.SignalLoop();
+  int status = daemon.SignalLoop();
+  while (daemon.HandedOver()) {
+    if (!daemon.WatchSuccessor()) {
+      status = 0;
+      break;
+    }
+    status = daemon.SignalLoop();  // serving again
+  }
   daemon.Shutdown(status);
   return status;
 }

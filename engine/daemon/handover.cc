@@ -6,26 +6,38 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
+#include <thread>
 
 #include "absl/status/status.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
 #include "engine/core/str_cat.h"
+#include "engine/sys/open_fds.h"
 
 namespace sbx {
 namespace {
 
 constexpr size_t kMaxFdsPerHandoverMessage = 250;  // the kernel's SCM_MAX_FD is 253
 constexpr size_t kMaxMessage = 64 * 1024;
-constexpr int kRequestTimeoutS = 10;      // each step of the exchange
-constexpr int kReadyTimeoutMs = 120'000;  // a successor's start-up
-constexpr int kStoppedTimeoutS = 60;      // the old daemon's drain
+constexpr int kStoppedTimeoutS = 60;  // the old daemon's drain
+// A requester told BUSY asks again this often, for kHandoverStepTimeoutS.
+constexpr auto kBusyRetry = std::chrono::milliseconds(200);
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 void Log(const std::string& line) {
   std::fprintf(stderr, "socketbox: handover: %s\n", line.c_str());
@@ -83,13 +95,17 @@ int SendMessage(int fd, std::string_view data, const int* fds, size_t count) {
 }
 
 // 0 or an errno value (ENOLINK: the peer closed; EMSGSIZE: truncated).
-int ReceiveMessage(int fd, std::string* data, std::vector<UniqueFd>* fds) {
+// `sender`, if given, gets the sender's credentials when the kernel
+// attached them (SO_PASSCRED on `fd`), else pid 0.
+int ReceiveMessage(int fd, std::string* data, std::vector<UniqueFd>* fds, ucred* sender = nullptr) {
   data->assign(kMaxMessage, '\0');
+  if (sender != nullptr) *sender = ucred{};
   msghdr msg{};
   iovec iov{data->data(), data->size()};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerHandoverMessage)]{};
+  alignas(cmsghdr) unsigned char
+      control[CMSG_SPACE(sizeof(int) * kMaxFdsPerHandoverMessage) + CMSG_SPACE(sizeof(ucred))]{};
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
@@ -98,6 +114,10 @@ int ReceiveMessage(int fd, std::string* data, std::vector<UniqueFd>* fds) {
   } while (n < 0 && errno == EINTR);
   if (n < 0) return errno;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && sender != nullptr &&
+        c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      std::memcpy(sender, CMSG_DATA(c), sizeof(ucred));
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {
@@ -137,6 +157,20 @@ std::vector<std::string> OwnCommandLine() {
   if (!text.empty() && text.back() == '\0') text.pop_back();
   if (!text.empty()) argv = SplitNul(text);
   return argv;
+}
+
+// /proc/PID/cmdline, its arguments joined by spaces (the first 512 bytes);
+// "" when it cannot be read (the process is gone, or /proc hides it).
+std::string CommandLineOf(pid_t pid) {
+  UniqueFd fd(::open(StrCat("/proc/", pid, "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return "";
+  char buf[512];
+  const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+  if (n <= 0) return "";
+  std::string text(buf, static_cast<size_t>(n));
+  while (!text.empty() && text.back() == '\0') text.pop_back();
+  std::replace(text.begin(), text.end(), '\0', ' ');
+  return text;  // made printable where it is shown (RequestHandover)
 }
 
 // Kernel dispatch's part of an offer: the listener socket, then each
@@ -194,19 +228,62 @@ std::string CurrentDirectory() {
   return ::getcwd(buf, sizeof(buf)) != nullptr ? buf : "/";
 }
 
-absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::string& path) {
-  auto addr = UnixAddressOf(path);
-  if (!addr.ok()) return addr.status();
+namespace {
+
+// Another successor holds the offer (a "BUSY" answer).
+struct Busy {
+  pid_t daemon_pid = 0;  // the daemon that answered
+  pid_t pid = 0;         // the successor that holds its offer
+  unsigned seconds = 0, limit = 0;
+  std::string command;
+};
+
+// The named fds' part of an offer: "NAMED N1 N2 ..." with the fds.
+absl::Status ReceiveNamedFds(int fd, unsigned count, HandoverReceived* got, const std::string& from,
+                             const std::string& path) {
+  while (got->named.size() < count) {
+    std::string data;
+    std::vector<UniqueFd> fds;
+    if (int err = ReceiveMessage(fd, &data, &fds); err != 0) {
+      return Errno(err, StrCat("receive the named fds", from), path);
+    }
+    constexpr std::string_view kTag = "NAMED";
+    std::vector<int> numbers;
+    bool valid = data.rfind(kTag, 0) == 0;
+    for (size_t at = kTag.size(); valid && at < data.size();) {
+      if (data[at++] != ' ') valid = false;
+      const size_t end = std::min(data.find(' ', at), data.size());
+      auto n = ParseDecimal(data.substr(at, end - at), 3, INT32_MAX);
+      if (!n) valid = false;
+      if (valid) numbers.push_back(static_cast<int>(*n));
+      at = end;
+    }
+    if (!valid || numbers.empty() || numbers.size() != fds.size() ||
+        got->named.size() + numbers.size() > count) {
+      return absl::DataLossError(StrCat("--handover ", path, ": malformed named fd message", from));
+    }
+    for (size_t i = 0; i < numbers.size(); ++i)
+      got->named.emplace_back(numbers[i], std::move(fds[i]));
+  }
+  return absl::OkStatus();
+}
+
+// One request. Sets `busy` (and returns nullopt) when another successor
+// holds the offer.
+absl::StatusOr<std::optional<HandoverReceived>> RequestOnce(const std::string& path,
+                                                            const sockaddr_un& addr,
+                                                            std::optional<Busy>* busy) {
+  busy->reset();
   HandoverReceived got;
   got.channel.Reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!got.channel) return Errno(errno, "socket", path);
   const int fd = got.channel.get();
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     // Nobody there (first start, or the last daemon is gone): bind as usual.
     if (errno == ENOENT || errno == ECONNREFUSED) return std::nullopt;
     return Errno(errno, "connect", path);
   }
-  SetTimeouts(fd, kRequestTimeoutS);
+  SetTimeouts(fd, kHandoverStepTimeoutS);
   const auto peer = PeerOf(fd);
   if (!peer || (peer->uid != 0 && peer->uid != ::getuid())) {
     return absl::PermissionDeniedError(
@@ -220,15 +297,36 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
 
   std::string data;
   std::vector<UniqueFd> fds;
-  if (int err = ReceiveMessage(fd, &data, &fds); err != 0)
-    return Errno(err, "receive offer" + from, path);
+  if (int err = ReceiveMessage(fd, &data, &fds); err != 0) {
+    // A daemon of an earlier version does not say BUSY: it answers the
+    // next successor only when the one it serves is done.
+    return Errno(err,
+                 StrCat("receive offer", from,
+                        err == EAGAIN ? StrCat(" (no answer in ", kHandoverStepTimeoutS,
+                                               " s: another successor may hold the offer)")
+                                      : ""),
+                 path);
+  }
   std::vector<std::string> parts = SplitNul(data);
-  // "OFFER L M": L listeners to follow, M = 1 if a metrics socket is attached.
-  unsigned listeners = 0, metrics = 0, kernel = 0;
+  if (data.rfind("BUSY ", 0) == 0) {
+    Busy& b = busy->emplace();
+    int pid = 0;
+    if (std::sscanf(parts[0].c_str(), "BUSY %d %u %u", &pid, &b.seconds, &b.limit) != 3) {
+      return absl::DataLossError(StrCat("--handover ", path, ": malformed busy answer", from));
+    }
+    b.pid = pid;
+    b.daemon_pid = got.old_pid;
+    if (parts.size() > 1) b.command = Printable(parts[1]);
+    return std::nullopt;
+  }
+  // "OFFER L M K J": L listeners to follow, M = 1 if a metrics socket is
+  // attached, K kernel dispatch messages, J named fds (K and J optional).
+  unsigned listeners = 0, metrics = 0, kernel = 0, named = 0;
   if (parts.size() < 3 ||
-      std::sscanf(parts[0].c_str(), "OFFER %u %u %u", &listeners, &metrics, &kernel) < 2 ||
+      std::sscanf(parts[0].c_str(), "OFFER %u %u %u %u", &listeners, &metrics, &kernel, &named) <
+          2 ||
       metrics > 1 || fds.size() != 1 + metrics || listeners == 0 || listeners > 65536 ||
-      kernel > SBX_STEER_MAX_BACKENDS + 1) {
+      kernel > SBX_STEER_MAX_BACKENDS + 1 || named > 65536) {
     return absl::DataLossError(StrCat("--handover ", path, ": malformed offer", from));
   }
   got.log = std::move(fds[0]);
@@ -262,7 +360,97 @@ absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::strin
     if (absl::Status s = ReceiveKernelListeners(fd, kernel - 1, &got, from, path); !s.ok())
       return s;
   }
+  if (named > 0) {
+    if (absl::Status s = ReceiveNamedFds(fd, named, &got, from, path); !s.ok()) return s;
+  }
   return std::optional<HandoverReceived>(std::move(got));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<HandoverReceived>> RequestHandover(const std::string& path) {
+  auto addr = UnixAddressOf(path);
+  if (!addr.ok()) return addr.status();
+  // While another successor holds the offer, ask again for a while: it may
+  // be done (or give up) soon. Then say who holds it.
+  const int64_t deadline = NowMs() + kHandoverStepTimeoutS * 1000;
+  while (true) {
+    std::optional<Busy> busy;
+    auto got = RequestOnce(path, *addr, &busy);
+    if (!busy) return got;
+    if (NowMs() >= deadline) {
+      return absl::UnavailableError(StrCat(
+          "--handover ", path, ": pid ", busy->pid,
+          busy->command.empty() ? std::string(" (command line not readable)")
+                                : StrCat(" (", busy->command, ")"),
+          " holds the offer of pid ", busy->daemon_pid, "'s listeners and has not taken over in ",
+          busy->seconds, " s (a successor gets up to ", busy->limit,
+          " s); it hands over to one successor at a time: try again once that one is done, or "
+          "end it"));
+    }
+    std::this_thread::sleep_for(kBusyRetry);
+  }
+}
+
+std::vector<int> HandoverFds(const HandoverReceived& r) {
+  std::vector<int> fds;
+  auto add = [&fds](const UniqueFd& fd) {
+    if (fd) fds.push_back(fd.get());
+  };
+  add(r.channel);
+  for (const UniqueFd& l : r.listeners) add(l);
+  add(r.metrics);
+  add(r.log);
+  if (r.kernel) {
+    add(r.kernel->socket);
+    for (const AdoptedListeners::Listener& l : r.kernel->listeners) {
+      add(l.listener);
+      for (const UniqueFd& c : l.channels) add(c);
+    }
+  }
+  for (const auto& [number, fd] : r.named) add(fd);
+  return fds;
+}
+
+absl::Status PlaceNamedFds(HandoverReceived* r) {
+  std::vector<int> ours = HandoverFds(*r);
+  std::sort(ours.begin(), ours.end());
+  for (int fd : OpenFds()) {
+    if (fd > STDERR_FILENO && !std::binary_search(ours.begin(), ours.end(), fd)) ::close(fd);
+  }
+  int floor = STDERR_FILENO + 1;
+  for (const auto& [number, fd] : r->named) floor = std::max(floor, number + 1);
+  absl::Status status;
+  auto lift = [floor, &status](UniqueFd& fd) {
+    if (!fd || fd.get() >= floor || !status.ok()) return;
+    const int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, floor);
+    if (moved < 0) {
+      status = absl::ErrnoToStatus(errno, "--upgrade: move a received fd out of the way");
+      return;
+    }
+    fd.Reset(moved);
+  };
+  lift(r->channel);
+  for (UniqueFd& l : r->listeners) lift(l);
+  lift(r->metrics);
+  lift(r->log);
+  if (r->kernel) {
+    lift(r->kernel->socket);
+    for (AdoptedListeners::Listener& l : r->kernel->listeners) {
+      lift(l.listener);
+      for (UniqueFd& c : l.channels) lift(c);
+    }
+  }
+  for (auto& [number, fd] : r->named) lift(fd);
+  if (!status.ok()) return status;
+  for (auto& [number, fd] : r->named) {
+    if (::dup3(fd.get(), number, O_CLOEXEC) < 0) {
+      return absl::ErrnoToStatus(
+          errno, StrCat("--upgrade: put the old daemon's fd ", number, " at the same number"));
+    }
+  }
+  r->named.clear();  // the copies; each number now holds its socket
+  return absl::OkStatus();
 }
 
 absl::Status CompleteHandover(HandoverReceived* received) {
@@ -271,6 +459,7 @@ absl::Status CompleteHandover(HandoverReceived* received) {
   // With its pid: SO_PEERCRED names the process that connected, which -d
   // (or --upgrade) has left since.
   if (int err = SendMessage(fd, StrCat("READY ", ::getpid()), nullptr, 0); err != 0) {
+    received->channel.Reset();
     return absl::ErrnoToStatus(err, StrCat("handover: tell ", from, " to stop"));
   }
   // The old daemon's workers stop (their drain: bounded by its
@@ -279,12 +468,19 @@ absl::Status CompleteHandover(HandoverReceived* received) {
   std::string data;
   std::vector<UniqueFd> fds;
   if (int err = ReceiveMessage(fd, &data, &fds); err != 0 || data != "STOPPED") {
+    received->channel.Reset();
     return absl::ErrnoToStatus(
         err != 0 ? err : EPROTO,
         StrCat("handover: ", from, " did not confirm that it stopped accepting"));
   }
-  received->channel.Reset();
+  // Kept open: the old daemon watches it for --handover-grace (handover.h).
   return absl::OkStatus();
+}
+
+void SayGoodbye(HandoverReceived* received) {
+  if (!received->channel) return;
+  (void)SendMessage(received->channel.get(), "BYE", nullptr, 0);
+  received->channel.Reset();
 }
 
 absl::StatusOr<std::unique_ptr<HandoverServer>> HandoverServer::Open(const std::string& path) {
@@ -347,11 +543,16 @@ void HandoverServer::Stop() {
   thread_.join();
 }
 
-void HandoverServer::Finish() {
-  Stop();
-  if (!successor_) return;
-  (void)SendMessage(successor_.get(), "STOPPED", nullptr, 0);
+void HandoverServer::SendStopped() {
+  if (successor_) (void)SendMessage(successor_.get(), "STOPPED", nullptr, 0);
+}
+
+SuccessorEnd HandoverServer::ReadSuccessorEnd() {
+  std::string data;
+  std::vector<UniqueFd> ignored;
+  const int err = ReceiveMessage(successor_.get(), &data, &ignored);
   successor_.Reset();
+  return err == 0 && data == "BYE" ? SuccessorEnd::kBye : SuccessorEnd::kClosed;
 }
 
 void HandoverServer::Serve() {
@@ -370,21 +571,75 @@ void HandoverServer::Serve() {
                  trusted_uid_, " may take the listeners)"));
       continue;
     }
-    if (Serve(conn.get())) {
+    const Holder holder{peer->pid, CommandLineOf(peer->pid), NowMs()};
+    if (Serve(conn.get(), holder)) {
       successor_ = std::move(conn);
-      handed_over_(peer->pid);
+      handed_over_(successor_pid_);
       return;
     }
   }
 }
 
-bool HandoverServer::Serve(int conn) {
-  const auto peer = PeerOf(conn);
-  const std::string who = StrCat("successor pid ", peer ? peer->pid : 0);
-  SetTimeouts(conn, kRequestTimeoutS);
+HandoverServer::Wait HandoverServer::WaitFor(int conn, int timeout_ms, const Holder& holder) {
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (true) {
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) return Wait::kTimeout;
+    pollfd fds[3] = {{wake_.get(), POLLIN, 0}, {conn, POLLIN, 0}, {listener_.get(), POLLIN, 0}};
+    if (::poll(fds, 3, static_cast<int>(left)) < 0) {
+      if (errno == EINTR) continue;
+      return Wait::kTimeout;
+    }
+    if (fds[0].revents != 0) return Wait::kStopped;
+    if (fds[1].revents != 0) return Wait::kReadable;
+    if (fds[2].revents != 0) AnswerBusy(holder);
+  }
+}
+
+// Whoever asks while a successor holds the offer is told who holds it at
+// once (rather than waiting in the backlog until its own request times out).
+void HandoverServer::AnswerBusy(const Holder& holder) {
+  UniqueFd other(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!other) return;
+  const auto peer = PeerOf(other.get());
+  if (!peer || (peer->uid != 0 && peer->uid != trusted_uid_)) {
+    Log(StrCat("refused a successor with uid ", peer ? peer->uid : -1u, " (only root or uid ",
+               trusted_uid_, " may take the listeners)"));
+    return;
+  }
+  std::string busy = StrCat("BUSY ", holder.pid, " ", (NowMs() - holder.since_ms) / 1000, " ",
+                            kHandoverReadyTimeoutS);
+  busy.push_back('\0');
+  busy += holder.command;
+  (void)SendMessage(other.get(), busy, nullptr, 0);
+  // Its request is read before closing: a Unix socket closed with unread
+  // data makes the peer's next read fail (ECONNRESET) instead of returning
+  // what was sent to it.
+  pollfd fd{other.get(), POLLIN, 0};
+  if (::poll(&fd, 1, 200) > 0) {
+    char drain[64];
+    (void)!::recv(other.get(), drain, sizeof(drain), MSG_DONTWAIT);
+  }
+  if (last_told_busy_ != holder.pid) {
+    last_told_busy_ = holder.pid;
+    Log(StrCat("pid ", peer->pid, " asked for the listeners while pid ", holder.pid,
+               " holds the offer; told it so"));
+  }
+}
+
+bool HandoverServer::Serve(int conn, const Holder& holder) {
+  const std::string who = StrCat("successor pid ", holder.pid);
+  SetTimeouts(conn, kHandoverStepTimeoutS);
+  // The kernel attaches each message's sender (READY's: after the
+  // successor's -d, and as this daemon's pid namespace sees it).
+  const int one = 1;
+  ::setsockopt(conn, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
   std::string data;
   std::vector<UniqueFd> ignored;
-  if (int err = ReceiveMessage(conn, &data, &ignored); err != 0 || data != "REQUEST") {
+  Wait wait = WaitFor(conn, kHandoverStepTimeoutS * 1000, holder);
+  if (wait == Wait::kStopped) return false;
+  int err = wait == Wait::kReadable ? ReceiveMessage(conn, &data, &ignored) : ETIMEDOUT;
+  if (err != 0 || data != "REQUEST") {
     Log(StrCat(who, ": no valid request (", err != 0 ? std::strerror(err) : "unknown message",
                ")"));
     return false;
@@ -395,7 +650,10 @@ bool HandoverServer::Serve(int conn) {
   if (offer_.kernel != nullptr) kernel = offer_.kernel->Export();
   std::string offer =
       StrCat("OFFER ", offer_.listener_fds.size(), " ", offer_.metrics_fd >= 0 ? 1 : 0);
-  if (kernel) offer += StrCat(" ", kernel->listeners.size() + 1);
+  if (kernel || !offer_.named_fds.empty()) {
+    offer += StrCat(" ", kernel ? kernel->listeners.size() + 1 : 0);
+  }
+  if (!offer_.named_fds.empty()) offer += StrCat(" ", offer_.named_fds.size());
   offer.push_back('\0');
   offer += offer_.cwd;
   for (const std::string& arg : offer_.argv) {
@@ -404,31 +662,37 @@ bool HandoverServer::Serve(int conn) {
   }
   std::vector<int> attached = {STDERR_FILENO};
   if (offer_.metrics_fd >= 0) attached.push_back(offer_.metrics_fd);
-  int err = SendMessage(conn, offer, attached.data(), attached.size());
+  err = SendMessage(conn, offer, attached.data(), attached.size());
   for (size_t sent = 0; err == 0 && sent < offer_.listener_fds.size();
        sent += kMaxFdsPerHandoverMessage) {
     const size_t count = std::min(kMaxFdsPerHandoverMessage, offer_.listener_fds.size() - sent);
     err = SendMessage(conn, StrCat("FDS ", count), offer_.listener_fds.data() + sent, count);
   }
   if (err == 0 && kernel) err = SendKernelListeners(conn, *kernel);
+  for (size_t sent = 0; err == 0 && sent < offer_.named_fds.size();
+       sent += kMaxFdsPerHandoverMessage) {
+    const size_t count = std::min(kMaxFdsPerHandoverMessage, offer_.named_fds.size() - sent);
+    std::string numbers = "NAMED";
+    for (size_t i = sent; i < sent + count; ++i) numbers += StrCat(" ", offer_.named_fds[i]);
+    err = SendMessage(conn, numbers, offer_.named_fds.data() + sent, count);
+  }
   if (err != 0) {
     Log(StrCat(who, ": sending the listeners failed: ", std::strerror(err), "; still serving"));
     if (offer_.kernel != nullptr) offer_.kernel->Resume();
     return false;
   }
-  Log(StrCat(offer_.listener_fds.size(), " listener(s) sent to ", who,
-             "; waiting for it to start"));
+  Log(StrCat(
+      offer_.listener_fds.size(), " listener(s)",
+      offer_.named_fds.empty() ? "" : StrCat(" and ", offer_.named_fds.size(), " named fd(s)"),
+      " sent to ", who, "; waiting for it to start"));
   // The successor's start-up: this daemon keeps accepting meanwhile.
-  pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {conn, POLLIN, 0}};
-  int ready;
-  do {
-    ready = ::poll(fds, 2, kReadyTimeoutMs);
-  } while (ready < 0 && errno == EINTR);
-  if (ready > 0 && fds[0].revents != 0) {  // this daemon is stopping anyway
+  wait = WaitFor(conn, kHandoverReadyTimeoutS * 1000, holder);
+  if (wait == Wait::kStopped) {  // this daemon is stopping anyway
     if (offer_.kernel != nullptr) offer_.kernel->Resume();
     return false;
   }
-  err = ready > 0 ? ReceiveMessage(conn, &data, &ignored) : ETIMEDOUT;
+  ucred sender{};
+  err = wait == Wait::kReadable ? ReceiveMessage(conn, &data, &ignored, &sender) : ETIMEDOUT;
   int pid = 0;
   if (err != 0 || std::sscanf(data.c_str(), "READY %d", &pid) != 1) {
     Log(StrCat(who, " did not take over (", err != 0 ? std::strerror(err) : "unknown message",
@@ -436,10 +700,15 @@ bool HandoverServer::Serve(int conn) {
     if (offer_.kernel != nullptr) offer_.kernel->Resume();
     return false;
   }
-  if (offer_.kernel != nullptr) offer_.kernel->HandedOver();
   listener_.Reset();  // one successor only
-  Log(StrCat("successor pid ", pid,
-             " takes over: no longer accepting; serving what was accepted, then exiting"));
+  successor_pid_ = sender.pid > 0 ? sender.pid : pid;
+  // Its process, to learn when it ends: by the pid the kernel vouches for
+  // (in this daemon's pid namespace; READY's is the successor's own view).
+  if (sender.pid > 0) {
+    successor_pidfd_.Reset(static_cast<int>(::syscall(SYS_pidfd_open, sender.pid, 0)));
+  }
+  Log(StrCat("successor pid ", successor_pid_,
+             " takes over: no longer accepting; serving what was accepted"));
   return true;
 }
 

@@ -30,6 +30,7 @@ enum LongOnly {
   kBatchWait,
   kFdsPerMessage,
   kHandover,
+  kHandoverGrace,
   kKernelDispatch,
   kListenerSocket,
 };
@@ -66,6 +67,7 @@ const option kLongOptions[] = {
     {"exact-listeners", required_argument, nullptr, kExactListeners},
     {"metrics-listen", required_argument, nullptr, kMetricsListen},
     {"handover", required_argument, nullptr, kHandover},
+    {"handover-grace", required_argument, nullptr, kHandoverGrace},
     {"kernel-dispatch", required_argument, nullptr, kKernelDispatch},
     {"listener-socket", required_argument, nullptr, kListenerSocket},
     {"check-config", no_argument, nullptr, kCheckConfig},
@@ -310,6 +312,12 @@ absl::Status Apply(int opt, const char* arg, Options* o) {
       }
       o->handover_path = arg;
       return absl::OkStatus();
+    case kHandoverGrace: {
+      auto seconds = ParseNumber("--handover-grace", arg, 0, 3600);
+      if (!seconds.ok()) return seconds.status();
+      o->handover_grace_s = *seconds;
+      return absl::OkStatus();
+    }
     case kKernelDispatch:
       if (std::string_view(arg) == "on") {
         o->kernel_dispatch = KernelDispatchMode::kOn;
@@ -496,6 +504,8 @@ Options of this implementation:
                                HTTP (GET /metrics), e.g. [::1]:9100
       --handover PATH          serve PATH for a successor; if a daemon serves PATH
                                already, take its listeners (upgrade without loss)
+      --handover-grace S       after a handover, keep the listeners S seconds and
+                               serve again if the successor dies meanwhile (10)
       --kernel-dispatch on|off|auto
                                the kernel puts connections for a backend whose
                                receiver took its listener straight into it (eBPF

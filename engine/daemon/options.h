@@ -75,6 +75,7 @@ struct Options {
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
   std::optional<std::string> handover_path;     // --handover (handover.h)
+  int handover_grace_s = 10;                    // --handover-grace (handover.h)
   // --kernel-dispatch, --listener-socket (docs/kernel-dispatch.md).
   KernelDispatchMode kernel_dispatch = KernelDispatchMode::kAuto;
   std::string listener_socket = kDefaultListenerSocket;
