@@ -5,6 +5,8 @@ speaks the receiver protocol to take as much of the engine as it can.
              engine holds each connection for it;
   rebind     the same, and re-binds its path every `rebind_s` seconds: the
              engine loses its socket and sends what it held again;
+  honest     not hostile: acks every message it takes (the yardstick: what
+             the same burst costs the others from a backend that behaves);
   flood      declares acks, and answers every message with `flood` empty
              datagrams and overacks: what it costs the engine to read them.
 
@@ -81,8 +83,10 @@ class HostileReceiver:
             except OSError as e:
                 self.error = e
                 return
+            fds = 0
             for level, typ, data in anc:
                 if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    fds += len(data) // 4
                     for fd in struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]):
                         self.taken += 1
                         self.kept.append(fd)
@@ -96,6 +100,8 @@ class HostileReceiver:
             if self.mode == "flood":
                 for i in range(self.flood):
                     self._answer(b"" if i % 2 else ack(1000), sender)
+            if self.mode == "honest" and fds:
+                self._answer(ack(fds), sender)
 
     def _answer(self, data, sender):
         try:
