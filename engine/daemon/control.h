@@ -10,7 +10,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -26,7 +29,7 @@ inline constexpr int kWorkerExitSignal = SIGUSR2;
 
 class Control {
  public:
-  explicit Control(int workers) {
+  explicit Control(int workers) : not_accepting_(static_cast<size_t>(workers), false) {
     for (int i = 0; i < workers; ++i) {
       wake_.emplace_back(::eventfd(0, EFD_CLOEXEC));
     }
@@ -47,8 +50,30 @@ class Control {
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   void RequestStop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::fill(not_accepting_.begin(), not_accepting_.end(), false);
+    }
     stopping_.store(true, std::memory_order_release);
     WakeAll();
+  }
+  // A worker that saw the stop says, once nothing it armed can accept any
+  // more, that it accepts nothing (its drain of what it holds goes on). A
+  // handover's successor may then accept: it need not wait for the drain,
+  // which acknowledging backends can make last up to --dispatch-timeout.
+  void StoppedAccepting(int worker) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      not_accepting_[static_cast<size_t>(worker)] = true;
+    }
+    accepting_cv_.notify_all();
+  }
+  // Until every worker has said so, or `timeout` passed: false then.
+  bool WaitStoppedAccepting(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return accepting_cv_.wait_for(lock, timeout, [this] {
+      return std::all_of(not_accepting_.begin(), not_accepting_.end(), [](bool b) { return b; });
+    });
   }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   // After the workers that saw the stop have ended: new ones may run (a
@@ -78,6 +103,8 @@ class Control {
   std::shared_ptr<const RouteTable> table_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};
+  std::vector<bool> not_accepting_;  // per worker, since the last RequestStop (under mu_)
+  std::condition_variable accepting_cv_;
   std::atomic<int> exit_status_{-1};
   std::vector<UniqueFd> wake_;
 };

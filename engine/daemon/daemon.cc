@@ -84,6 +84,9 @@ int WorkerCount(const Options& o) {
 
 // The fd limit under which --kernel-dispatch auto stays off.
 constexpr uint64_t kKernelDispatchMinFds = 1024;
+// A handover's old daemon tells its successor it stopped accepting once
+// every worker has reaped its accepts: at most this long.
+constexpr int kStopAcceptingTimeoutS = 5;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -650,11 +653,22 @@ bool Daemon::WatchSuccessor() {
   // The successor's program steers now (it attached before READY); ours
   // steers again if this daemon takes over again.
   if (steering_) steering_->Disable();
-  StopWorkers();  // the SIGTERM drain: what was accepted is served
+  // STOPPED as soon as no worker accepts any more: the successor serves
+  // from then on, while ours drain what they accepted (the SIGTERM drain,
+  // up to --dispatch-timeout with acknowledging backends). Waiting for the
+  // drain left every route unserved meanwhile (issue 18: 5.9 s p50 with
+  // about 60 connections held for acks).
+  control_.RequestStop();
+  if (!control_.WaitStoppedAccepting(std::chrono::seconds(kStopAcceptingTimeoutS))) {
+    Log(StrCat("handover: a worker still accepts after ", kStopAcceptingTimeoutS,
+               " s; telling successor pid ", pid, " after the drain"));
+    StopWorkers();
+  }
   // The successor serves metrics (its --metrics-listen decides where):
   // ours closes, so that a port it binds anew is free.
   metrics_.reset();
   handover_->SendStopped();
+  StopWorkers();  // the drain: what was accepted is served
   const int64_t start = NowMs();
   const int64_t deadline = start + int64_t{o_.handover_grace_s} * 1000;
   if (o_.handover_grace_s > 0) {

@@ -30,10 +30,15 @@ void SyncWorker::Run() {
   PickUpTable();
   std::vector<pollfd> fds;
   std::vector<Listener*> polled_listeners;
+  bool said_not_accepting = false;
   while (true) {
     // Stopping: no more accepting; connections still waiting get until
     // their deadline, as in the io_uring worker, then are counted.
     const bool stopping = control_->stopping();
+    if (stopping && !said_not_accepting) {
+      control_->StoppedAccepting(setup_.index);  // it accepts only below
+      said_not_accepting = true;
+    }
     if (stopping && scheduler_->idle()) break;
     const uint64_t now = MonotonicNs();
     fds.clear();

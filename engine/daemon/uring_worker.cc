@@ -173,6 +173,11 @@ void UringWorker::Run() {
   }
   while (!ring_failed_) {
     CheckControl();
+    // Every accept (and registration receive) cancelled and reaped.
+    if (stopping_ && armed_requests_ == 0 && !said_not_accepting_) {
+      control_->StoppedAccepting(setup_.index);
+      said_not_accepting_ = true;
+    }
     if (stopping_ && Drained()) break;
     WaitForCompletions(MonotonicNs());
     if (ring_failed_) return;

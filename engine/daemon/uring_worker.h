@@ -114,6 +114,7 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   absl::flat_hash_map<AnswerRecv*, std::unique_ptr<AnswerRecv>> answers_;
   absl::flat_hash_map<const Backend*, AnswerRecv*> listening_;
   std::vector<RelayedReply> relayed_;        // reused: taken from the relay each turn
+  bool said_not_accepting_ = false;          // Control::StoppedAccepting, once
   std::vector<AnswerRecv*> paused_answers_;  // of flooding receivers: armed again later
 
   Ring ring_;
