@@ -187,6 +187,10 @@ default fail
         eng = self.engine()
         p = self.inetd("a", program=program)
         self.fetch = self.fetch_line
+        # The first through the listener: once it is taken (inetd asks at
+        # start, not before it serves).
+        sbxtest.wait_for(lambda: kernel_granted(eng) == 1, timeout=10, interval=0.2,
+                         what="socketbox-inetd to take the engine's listener")
         self.assertEqual(self.fetch(f"{A}10"), f"TCP {A}10 80 2001:db8:ffff::2\n")
         self.assertEqual(eng.stop(), 0)
         # The engine's hang-up is seen; until one runs again nothing connects.
