@@ -101,6 +101,16 @@ class HostileBackendTest(TopologyTest):
         time.sleep(seconds)
         return alone.stop()
 
+    def attack(self, count, timeout):
+        """A good client fetching throughout, and `count` connections at
+        once to the hostile backend, until it took them all: the client."""
+        good = GoodClient(self.topo.client, f"{A}1")
+        self.addCleanup(good.stop)
+        self.addCleanup(Crowd(self.topo.client, f"{A}2", count).close)
+        sbxtest.wait_for(lambda: self.bad.taken >= count, timeout=timeout,
+                         what=f"the hostile backend to take {count}")
+        return good
+
     def report(self, alone, beside):
         # Measured, not asserted (TAP diagnostics, in the test log).
         print(f"# {self._testMethodName}: good backend alone: {alone.percentiles()}; "
@@ -129,11 +139,7 @@ ip:{A}2 jump-unix:{bad_path}
         self.start("never_ack", "--dispatch-timeout", "30000", hoard=100000)
         baseline = open_fds(self.engine.proc.pid)
         alone = self.measure_alone()
-        good = GoodClient(self.topo.client, f"{A}1")
-        self.addCleanup(good.stop)
-        crowd = Crowd(self.topo.client, f"{A}2", 5000)
-        self.addCleanup(crowd.close)
-        sbxtest.wait_for(lambda: self.bad.taken >= 5000, timeout=60, what="the hostile took all")
+        good = self.attack(5000, timeout=60)
         held = open_fds(self.engine.proc.pid) - baseline
         self.report(alone, good.stop())
         st = self.engine.stats(settle=False)
@@ -158,11 +164,7 @@ ip:{A}2 jump-unix:{bad_path}
         self.start("never_ack", "--dispatch-timeout", "30000", hoard=100000,
                    wrapper=["prlimit", "--nofile=4096:4096"])
         baseline = open_fds(self.engine.proc.pid)
-        good = GoodClient(self.topo.client, f"{A}1")
-        self.addCleanup(good.stop)
-        crowd = Crowd(self.topo.client, f"{A}2", 3000)
-        self.addCleanup(crowd.close)
-        sbxtest.wait_for(lambda: self.bad.taken >= 3000, timeout=60, what="the hostile took all")
+        good = self.attack(3000, timeout=60)
         held = open_fds(self.engine.proc.pid) - baseline
         good.stop()
         print(f"# at fd limit 4096: {held} fds held for the hostile backend; good backend: "
@@ -179,11 +181,7 @@ ip:{A}2 jump-unix:{bad_path}
         # is the burst's own cost on this machine, not a hostile's.
         self.start("honest", hoard=100000)
         alone = self.measure_alone()
-        good = GoodClient(self.topo.client, f"{A}1")
-        self.addCleanup(good.stop)
-        crowd = Crowd(self.topo.client, f"{A}2", 5000)
-        self.addCleanup(crowd.close)
-        sbxtest.wait_for(lambda: self.bad.taken >= 5000, timeout=60, what="the honest one took all")
+        good = self.attack(5000, timeout=60)
         self.report(alone, good.stop())
         self.assertEqual(good.failures, [])
         # Nothing lost; some held ones may have been released unconfirmed
@@ -193,11 +191,7 @@ ip:{A}2 jump-unix:{bad_path}
     def test_a_backend_that_rebinds_cannot_keep_connections_for_ever(self):
         self.start("rebind", rebind_s=0.3, hoard=0)
         alone = self.measure_alone()
-        good = GoodClient(self.topo.client, f"{A}1")
-        self.addCleanup(good.stop)
-        crowd = Crowd(self.topo.client, f"{A}2", 1000)
-        self.addCleanup(crowd.close)
-        sbxtest.wait_for(lambda: self.bad.taken >= 1000, timeout=20, what="the first deliveries")
+        good = self.attack(1000, timeout=20)
         # Every connection's deadline was set at accept: well after it, the
         # engine holds none of them, however often they were sent again.
         time.sleep(TIMEOUT_MS / 1000 + 1.0)
@@ -251,11 +245,7 @@ ip:{A}2 jump-unix:{bad_path}
         self.start("flood", flood=256)
         alone = self.measure_alone()
         enters_alone = self.engine.stats(settle=False)["uring_enter"]
-        good = GoodClient(self.topo.client, f"{A}1")
-        self.addCleanup(good.stop)
-        crowd = Crowd(self.topo.client, f"{A}2", 300)
-        self.addCleanup(crowd.close)
-        sbxtest.wait_for(lambda: self.bad.taken >= 300, timeout=20, what="the flood's deliveries")
+        good = self.attack(300, timeout=20)
         time.sleep(1.0)
         self.report(alone, good.stop())
         st = self.engine.stats(settle=False)

@@ -41,7 +41,7 @@ import time
 import unittest
 
 import preload_common as pc
-from preload_common import sbxtest
+from preload_common import kernel_stats, sbxtest
 
 sys.path.insert(0, os.path.join(sbxtest.ROOT, "tests", "engine"))
 from engine_fixture import Engine, write  # noqa: E402
@@ -163,26 +163,6 @@ def process_state(pid):
     """R, S, D...: the state of the main thread of process `pid`."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def kernel_stats(engine):
-    """The 'stats kernel' counters (SIGUSR1), and each 'stats backend PATH
-    steered=N listener=STATE' line as 'backend:PATH' -> 'steered=N listener=STATE'."""
-    with engine.lock:
-        start = len(engine.lines)
-    engine.proc.send_signal(signal.SIGUSR1)
-    sbxtest.wait_for(lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
-                     timeout=5, what="kernel stats")
-    with engine.lock:
-        lines = engine.lines[start:]
-    out = {}
-    for line in lines:
-        if line.startswith("stats kernel"):
-            out.update({k: int(v) for k, v in (w.split("=") for w in line.split()[2:])})
-        elif line.startswith("stats backend ") and " steered=" in line:
-            words = line.split()
-            out["backend:" + words[2]] = " ".join(words[3:])
-    return out
 
 
 class EngineTest(unittest.TestCase):
