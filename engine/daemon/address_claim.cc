@@ -101,4 +101,18 @@ absl::StatusOr<UniqueFd> ClaimAddress(const SocketAddress& address, const ClaimF
   return lock;
 }
 
+absl::Status OwnByPortGroup(int fd) {
+  if (::fchown(fd, kPortGroupOwner, static_cast<gid_t>(-1)) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("fchown a listener to uid ", kPortGroupOwner));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CanOwnPortGroups() {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) fd.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return absl::ErrnoToStatus(errno, "socket(SOCK_STREAM)");
+  return OwnByPortGroup(fd.get());
+}
+
 }  // namespace sbx

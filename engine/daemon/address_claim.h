@@ -27,8 +27,24 @@
 // Used only when the engine would set SO_REUSEPORT without being asked to:
 // not with -r (the user asked to share the port), not for inherited
 // sockets (-s, systemd), not with -e.
+//
+// The lock and the probe keep the engine out of a port another program
+// holds; the other way round, a program that binds after the engine
+// listens would join the group (same user, SO_REUSEPORT) and silently take
+// a share of the connections, where with the original its bind failed with
+// EADDRINUSE. The kernel lets a socket join a group, or bind beside one,
+// only when its owner (the socket's uid, which fchown(2) sets) is the
+// group's. So the engine gives the sockets of such a group an owner no
+// process runs as, kPortGroupOwner, before binding them: then every other
+// bind on that address and port fails, root's included, while the engine's
+// copies and exact-address listeners still form their groups. The owner
+// also shows as the uid of the connections accepted there (`ss -e`,
+// /proc/net/tcp) and would match an `ip rule uidrange` that names it;
+// nothing else reads it.
 #ifndef SBX_ENGINE_DAEMON_ADDRESS_CLAIM_H_
 #define SBX_ENGINE_DAEMON_ADDRESS_CLAIM_H_
+
+#include <sys/types.h>
 
 #include "absl/status/statusor.h"
 #include "engine/core/address.h"
@@ -49,6 +65,17 @@ absl::StatusOr<UniqueFd> ClaimAddress(const SocketAddress& address, const ClaimF
 // The lock alone (for exact-address listeners beside our own wildcard ones).
 // An invalid fd when the name is held by another user (ignored, warned).
 absl::StatusOr<UniqueFd> LockAddress(const SocketAddress& address);
+
+// (uid_t)-2: by convention no account's (Debian's nobody is 65534).
+inline constexpr uid_t kPortGroupOwner = static_cast<uid_t>(-2);
+
+// Gives `fd`, not yet bound, the owner kPortGroupOwner. Fails where the
+// uid is not mapped (a user namespace that maps only a few uids: EINVAL).
+absl::Status OwnByPortGroup(int fd);
+
+// Whether OwnByPortGroup works here (tried on a fresh socket): else the
+// engine makes no SO_REUSEPORT groups of its own.
+absl::Status CanOwnPortGroups();
 
 }  // namespace sbx
 

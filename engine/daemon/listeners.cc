@@ -36,6 +36,7 @@ ListenerInfo DescribeListener(int fd, bool transparent) {
 
 struct BindFlags {
   bool transparent, freebind, reuseaddr, reuseport;
+  bool own_group = false;  // closed to other programs (address_claim.h)
 };
 
 absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) {
@@ -56,6 +57,7 @@ absl::StatusOr<UniqueFd> Bind(const SocketAddress& address, const BindFlags& f) 
     s.Update(set(v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, "FREEBIND"));
   if (f.reuseaddr) s.Update(set(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
   if (f.reuseport) s.Update(set(SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
+  if (f.own_group) s.Update(OwnByPortGroup(fd.get()));
   if (!s.ok()) return s;
   sockaddr_storage ss;
   const socklen_t len = address.ToSockaddr(&ss);
@@ -134,11 +136,26 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     exact = ExactPairs(*table, addresses, static_cast<size_t>(o.exact_listeners));
   }
   // One socket per worker per address: SO_REUSEPORT spreads connections.
-  const bool copies = !o.exec_mode && workers > 1;
-  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr,
-                        o.reuseport || copies || !exact.empty()};
+  bool copies = !o.exec_mode && workers > 1;
+  // A group the user did not ask for (-r) must be closed to everyone else;
+  // where it cannot be (address_claim.h), the engine makes none: workers
+  // share each listener, and no exact-address listeners.
+  if (!o.reuseport && (copies || !exact.empty())) {
+    if (absl::Status can = CanOwnPortGroups(); !can.ok()) {
+      std::fprintf(stderr,
+                   "socketbox: workers share one listener per address, and no exact-address "
+                   "listeners: without -r, the port must stay closed to other programs, "
+                   "and %s\n",
+                   std::string(can.message()).c_str());
+      copies = false;
+      exact.clear();
+    }
+  }
+  const bool own_group = !o.reuseport && (copies || !exact.empty());
+  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr, o.reuseport || own_group,
+                        own_group};
   // SO_REUSEPORT the user did not ask for must not let a second daemon in.
-  const bool claim = flags.reuseport && !o.reuseport;
+  const bool claim = own_group;
   auto place = [&](UniqueFd fd, int worker, bool transparent) {
     const int raw = fd.get();
     set.owned.push_back(std::move(fd));
@@ -178,7 +195,7 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
     }
     std::vector<UniqueFd> bound;
     for (int w = 0; w < (copies ? workers : 1); ++w) {
-      auto fd = Bind(address, {false, true, o.reuseaddr, true});
+      auto fd = Bind(address, {false, true, o.reuseaddr, true, own_group});
       if (!fd.ok()) {
         WarnNoExactListener(address, fd.status(), " (its connections use getsockname)");
         bound.clear();

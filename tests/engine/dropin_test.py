@@ -3,6 +3,7 @@ behaviour (issue 11): a second daemon on the same address and port is
 refused unless -r; extra words after the options are ignored with a
 warning; uid/gid/group numbers follow C's base-0 rules; exact-address
 listeners only for the (address, port) pairs the table can route."""
+import errno
 import os
 import socket
 import struct
@@ -99,6 +100,46 @@ class DropInTest(TopologyTest):
         other.close()
         self.assertEqual(rc, 1, err)
         self.assertIn("bind [::]:8082: Address already in use", err)
+
+    def bind_after(self, host, port):
+        """Another program (root, SO_REUSEPORT, as a server started after the
+        daemon would): the errno of its bind, or 0 when it got in."""
+        family = socket.AF_INET if "." in host else socket.AF_INET6
+        other = sbxtest.socket_in(self.topo.server, family)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            other.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND: the prefix is AnyIP
+        try:
+            other.bind((host, port))
+            other.listen(8)
+            return 0
+        except OSError as e:
+            return e.errno
+        finally:
+            other.close()
+
+    def test_no_other_program_joins_the_daemons_port(self):
+        # The engine sets SO_REUSEPORT on its own for its worker copies and
+        # for exact-address listeners; with the original (no SO_REUSEPORT
+        # unless -r) a later bind failed with EADDRINUSE, and it must still.
+        one = self.backend("one")
+        conf = write(self.topo.path("socketbox.conf"),
+                     f"max-rules:1\nrule-set:0 size:2\nip:{A}5 jump-unix:{one.path}\n"
+                     f"default jump-unix:{one.path}\n")
+        for threads, port in (("2", 8087), ("1", 8088)):
+            eng = Engine(["-f", conf, "-p", str(port), "--threads", threads], ns=self.topo.server)
+            self.assertIn("1 exact-address listener(s)", eng.output())
+            for host in ("::", f"{A}5", f"{A}6", "0.0.0.0"):
+                self.assertEqual(self.bind_after(host, port), errno.EADDRINUSE, (threads, host))
+            # Every connection still reaches the daemon.
+            for host in (f"{A}5", f"{A}6") * 5:
+                self.assertEqual(fetch(self.topo.client, host, port), b"one", (threads, host))
+            self.assertEqual(eng.stop(), 0)
+        # -r asks to share the port: then another program may join.
+        eng = Engine(["-f", conf, "-p", "8089", "--threads", "2", "-r"], ns=self.topo.server)
+        self.assertEqual(self.bind_after("::", 8089), 0)
+        eng.stop()
 
     def test_inherited_listener_still_works(self):
         # -s: the socket is the caller's; nothing is claimed or refused.
