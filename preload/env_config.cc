@@ -57,17 +57,38 @@ void ReadLevel(const char* const* envp, const char* name, int max, int* level, P
   *level = static_cast<int>(*parsed);
 }
 
+// Empty, the variable counts as unset (as in the original). Numbers are read
+// as leniently as the original read them (port_filter.h), with a warning
+// when the text is not plain decimal, since "010" or "1024x" may not mean
+// what it seems to.
 void ReadFilter(const char* const* envp, const char* name, FilterSetting* setting,
                 Problems* problems) {
   const char* value = Lookup(envp, name);
-  if (value == nullptr) return;
+  if (value == nullptr || *value == '\0') return;
   const auto parsed = ParsePortFilter(value);
   if (!parsed) {
     setting->broken = true;
-    problems->Add(name, value, "odd_limit[,even_limit[,port,...]] (binds it covers now fail)");
+    problems->Add(name, value,
+                  "odd_limit[,even_limit[,port,...]]: limits up to 65536, at most 30 listed "
+                  "ports from 1 to 65535 (binds it covers now fail)");
     return;
   }
-  setting->filter = *parsed;
+  if (parsed->fields > 0) setting->filter = parsed->filter;
+  if (parsed->plain_decimal) return;
+  char reading[160];
+  if (parsed->fields == 0) {
+    std::snprintf(reading, sizeof(reading), "the default, as if unset");
+  } else {
+    const PortFilter& f = parsed->filter;
+    std::snprintf(reading, sizeof(reading), "odd ports below %u, even ports below %u, %d listed",
+                  static_cast<unsigned>(f.odd_limit), static_cast<unsigned>(f.even_limit),
+                  f.listed_count);
+  }
+  char line[Problems::kLineSize];
+  std::snprintf(line, sizeof(line),
+                "is not plain decimal; read as the original read it (C strtoul, base 0): %s",
+                reading);
+  problems->Note(name, value, line);
 }
 
 void ReadDirectory(const char* const* envp, const char* name, DirectorySetting* setting,
@@ -145,6 +166,13 @@ void Problems::Add(const char* variable, const char* value, const char* expected
   if (count >= kMax) return;
   std::snprintf(lines[count], kLineSize, "%s=\"%s\" is malformed: expected %s", variable,
                 PrintableText(value, kValueShown).text, expected);
+  ++count;
+}
+
+void Problems::Note(const char* variable, const char* value, const char* what) {
+  if (count >= kMax) return;
+  std::snprintf(lines[count], kLineSize, "%s=\"%s\" %s", variable,
+                PrintableText(value, kValueShown).text, what);
   ++count;
 }
 

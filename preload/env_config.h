@@ -1,11 +1,12 @@
 // The preload's settings, read once from the environment at load time.
 //
 // Same variables and defaults as the original socketbox-preload (reference
-// §5). Parsing is strict: a malformed value keeps the safe default for that
-// setting and adds one line to `problems`, which the library prints once on
-// stderr. A malformed port filter or directory marks that address class as
-// broken: binds in it then fail with EINVAL / ENAMETOOLONG instead of
-// silently becoming real TCP binds.
+// §5). Parsing is strict (port filters excepted: they are read as leniently
+// as the original read them, with a warning line, see port_filter.h): a
+// malformed value keeps the safe default for that setting and adds one line
+// to `problems`, which the library prints once on stderr. A malformed port
+// filter or directory marks that address class as broken: binds in it then
+// fail with EINVAL / ENAMETOOLONG instead of silently becoming real TCP binds.
 //
 // Config is a plain value with fixed-size storage (no heap), so one lives in
 // static storage of the host process and unit tests can build their own
@@ -45,7 +46,10 @@ struct Problems {
   int count = 0;
   char lines[kMax][kLineSize] = {};
 
+  // "VARIABLE="VALUE" is malformed: expected EXPECTED".
   void Add(const char* variable, const char* value, const char* expected);
+  // "VARIABLE="VALUE" WHAT": a value that was read, with a warning.
+  void Note(const char* variable, const char* value, const char* what);
 };
 
 struct Config {

@@ -5,6 +5,7 @@ breaks. Python 3 is the host program; no network namespace is needed."""
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,10 +43,19 @@ class BadInputTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def run_binds(self, env, *addresses):
+    def run_binds(self, env, *addresses, own_netns=False):
+        """With own_netns, the program runs in a network namespace of its
+        own (gone with it), where well-known ports are surely free."""
         full = {k: str(v) for k, v in env.items()}
-        r = subprocess.run([pc.PYTHON, "-c", PROGRAM, *addresses],
-                           env={**os.environ, "LD_PRELOAD": pc.LIBRARY, **full},
+        argv = [pc.PYTHON, "-c", PROGRAM, *addresses]
+        if own_netns:
+            # Only the program under the library: unshare, sh and ip not.
+            argv = ["unshare", "--net", "sh", "-c",
+                    'ip link set lo up && LD_PRELOAD="$SBX_TEST_LIBRARY" exec "$@"', "sh", *argv]
+            full = {**full, "SBX_TEST_LIBRARY": pc.LIBRARY}
+        else:
+            full = {**full, "LD_PRELOAD": pc.LIBRARY}
+        r = subprocess.run(argv, env={**os.environ, **full},
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.split()
@@ -64,14 +74,54 @@ class BadInputTest(unittest.TestCase):
     def test_malformed_port_filter(self):
         os.makedirs(os.path.join(self.tmp, "00000"))
         results, stderr = self.run_binds(
-            {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "1024,abc"},
+            {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "1024,99999"},
             "fe8f::2:0:1,80", "2001:db8::1,80")
         # The class the filter covers fails; other addresses are untouched
         # (2001:db8::1 is not local here: the real bind's own error).
         self.assertEqual(results, ["EINVAL", "EADDRNOTAVAIL"])
         msgs = self.messages(stderr)
         self.assertEqual(len(msgs), 1, stderr)
-        self.assertIn('SKBOX_PORT_FILTER_IPV6="1024,abc" is malformed', msgs[0])
+        self.assertIn('SKBOX_PORT_FILTER_IPV6="1024,99999" is malformed', msgs[0])
+
+    def test_empty_port_filters_count_as_unset(self):
+        # Issue 20 item 3: with SKBOX_DIRECTORY_ROOT2 set, an empty
+        # SKBOX_PORT_FILTER_IPV4_WILDCARD= made ordinary binds to 0.0.0.0:80
+        # fail with EINVAL, and an empty SKBOX_PORT_FILTER_IPV6= every fe8f::
+        # bind. The original treats an empty value as unset: 0.0.0.0 and ::
+        # are real binds, fe8f:: keeps its default filter (below 1024).
+        os.makedirs(os.path.join(self.tmp, "00000"))
+        empty = {name: "" for name in ("SKBOX_PORT_FILTER_IPV6", "SKBOX_PORT_FILTER_IPV4",
+                                       "SKBOX_PORT_FILTER_IPV6_WILDCARD",
+                                       "SKBOX_PORT_FILTER_IPV4_WILDCARD")}
+        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": self.tmp, **empty},
+                                         "0.0.0.0,80", "::,80", "127.180.0.1,80",
+                                         "fe8f::2:0:1,80", own_netns=True)
+        self.assertEqual(results, ["OK", "OK", "OK", "OK"])
+        self.assertEqual(stderr, "")
+        self.assertTrue(stat.S_ISSOCK(os.lstat(os.path.join(self.tmp, "00000", "00001_00080"))
+                                      .st_mode))  # fe8f:: went to its Unix socket
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "X0004")))
+
+    def test_port_filter_numbers_read_as_the_original_read_them(self):
+        # Issue 20 item 4: "0x400" and "1024x" count as 1024 and "010" as 8
+        # (C strtoul, base 0), as in the original; a warning names the
+        # variable and the value, once per process however many binds.
+        os.makedirs(os.path.join(self.tmp, "00000"))
+        for value, passing, refused in (("0x400", 1023, 1024), ("1024x", 1023, 1024),
+                                        ("010", 7, 8)):
+            results, stderr = self.run_binds(
+                {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": value},
+                f"fe8f::2:0:1,{passing}", f"fe8f::2:0:1,{passing - 2}")
+            self.assertEqual(results, ["OK", "OK"], value)
+            msgs = self.messages(stderr)
+            self.assertEqual(len(msgs), 1, stderr)
+            self.assertIn(f'SKBOX_PORT_FILTER_IPV6="{value}" is not plain decimal', msgs[0])
+            self.assertIn(f"odd ports below {refused}, even ports below {refused}", msgs[0])
+            # Not redirected: the kernel's answer to fe8f:: without a scope.
+            results, _ = self.run_binds(
+                {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": value},
+                f"fe8f::2:0:1,{refused}")
+            self.assertEqual(results, ["EINVAL"], value)
 
     def test_malformed_flags_reported_once_each(self):
         _, stderr = self.run_binds({"SKBOX_STEALTH_MODE": "yes", "SKBOX_ENABLE_CONNECT": "b",
@@ -105,7 +155,7 @@ class BadInputTest(unittest.TestCase):
     def test_message_once_per_process_not_per_call(self):
         os.makedirs(os.path.join(self.tmp, "00000"))
         _, stderr = self.run_binds(
-            {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "x"},
+            {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "-5"},
             "fe8f::2:0:1,80", "fe8f::2:0:1,81", "fe8f::2:0:1,82")
         self.assertEqual(len(self.messages(stderr)), 1, stderr)
 

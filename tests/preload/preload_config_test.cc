@@ -53,46 +53,94 @@ TEST(PortFilterTest, OtherFiltersPassNothingByDefault) {
 }
 
 TEST(PortFilterTest, OddEvenLimitsAndListedPorts) {
-  const auto f = ParsePortFilter("100,2000,8443,9000");
-  ASSERT_TRUE(f);
-  EXPECT_TRUE(f->Passes(99));    // odd, below 100
-  EXPECT_FALSE(f->Passes(101));  // odd, not below 100
-  EXPECT_TRUE(f->Passes(1998));  // even, below 2000
-  EXPECT_FALSE(f->Passes(2000));
-  EXPECT_TRUE(f->Passes(8443));  // listed
-  EXPECT_TRUE(f->Passes(9000));  // listed
-  EXPECT_FALSE(f->Passes(9001));
-  EXPECT_FALSE(f->Passes(0));  // never
+  const auto parsed = ParsePortFilter("100,2000,8443,9000");
+  ASSERT_TRUE(parsed);
+  EXPECT_TRUE(parsed->plain_decimal);
+  const PortFilter& f = parsed->filter;
+  EXPECT_TRUE(f.Passes(99));    // odd, below 100
+  EXPECT_FALSE(f.Passes(101));  // odd, not below 100
+  EXPECT_TRUE(f.Passes(1998));  // even, below 2000
+  EXPECT_FALSE(f.Passes(2000));
+  EXPECT_TRUE(f.Passes(8443));  // listed
+  EXPECT_TRUE(f.Passes(9000));  // listed
+  EXPECT_FALSE(f.Passes(9001));
+  EXPECT_FALSE(f.Passes(0));  // never
 }
 
 TEST(PortFilterTest, SingleValueSetsBothLimits) {
-  const auto f = ParsePortFilter("81");
-  ASSERT_TRUE(f);
-  EXPECT_TRUE(f->Passes(79));
-  EXPECT_TRUE(f->Passes(80));
-  EXPECT_FALSE(f->Passes(81));
-  EXPECT_FALSE(f->Passes(82));
+  const auto parsed = ParsePortFilter("81");
+  ASSERT_TRUE(parsed);
+  const PortFilter& f = parsed->filter;
+  EXPECT_TRUE(f.Passes(79));
+  EXPECT_TRUE(f.Passes(80));
+  EXPECT_FALSE(f.Passes(81));
+  EXPECT_FALSE(f.Passes(82));
 }
 
 TEST(PortFilterTest, EveryPortWith65536) {
-  const auto f = ParsePortFilter("65536,65536");
-  ASSERT_TRUE(f);
-  EXPECT_TRUE(f->Passes(65535));
-  EXPECT_TRUE(f->Passes(65534));
-  EXPECT_FALSE(f->Passes(0));
+  const auto parsed = ParsePortFilter("65536,65536");
+  ASSERT_TRUE(parsed);
+  EXPECT_TRUE(parsed->filter.Passes(65535));
+  EXPECT_TRUE(parsed->filter.Passes(65534));
+  EXPECT_FALSE(parsed->filter.Passes(0));
 }
 
 TEST(PortFilterTest, ThirtyListedPortsAtMost) {
   std::string text = "0,0";
   for (int i = 1; i <= 30; ++i) text += "," + std::to_string(1000 + i);
   ASSERT_TRUE(ParsePortFilter(text));
-  EXPECT_TRUE(ParsePortFilter(text)->Passes(1030));
+  EXPECT_TRUE(ParsePortFilter(text)->filter.Passes(1030));
   EXPECT_FALSE(ParsePortFilter(text + ",2000"));
 }
 
+// Issue 20 item 4: the original read each number with strtoul(text, NULL,
+// 0) and so took hex, octal and trailing junk; such texts are read the same
+// way, and flagged as not plain decimal (the caller warns).
+TEST(PortFilterTest, NumbersReadAsTheOriginalsStrtoul) {
+  struct Case {
+    const char* text;
+    uint32_t odd, even;
+  };
+  for (const Case& c :
+       {Case{"0x400", 1024, 1024}, Case{"0X400", 1024, 1024}, Case{"1024x", 1024, 1024},
+        Case{"010", 8, 8}, Case{"08", 0, 0}, Case{"0x", 0, 0}, Case{"0xg", 0, 0}, Case{"abc", 0, 0},
+        Case{" 80", 80, 80}, Case{"+80", 80, 80}, Case{"-0", 0, 0}, Case{"80 ", 80, 80},
+        Case{"1024,abc", 1024, 0}, Case{"1024,,2000", 1024, 2000}, Case{",1024", 1024, 1024},
+        Case{"1024,", 1024, 1024}, Case{"1;2", 1, 1}, Case{"0x10,0x20", 16, 32},
+        Case{"00", 0, 0}}) {
+    const auto parsed = ParsePortFilter(c.text);
+    ASSERT_TRUE(parsed) << "'" << c.text << "'";
+    EXPECT_FALSE(parsed->plain_decimal) << "'" << c.text << "'";
+    EXPECT_EQ(parsed->filter.odd_limit, c.odd) << "'" << c.text << "'";
+    EXPECT_EQ(parsed->filter.even_limit, c.even) << "'" << c.text << "'";
+  }
+  const auto listed = ParsePortFilter("0,0,0x1bb,8080junk");
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->filter.Passes(443));
+  EXPECT_TRUE(listed->filter.Passes(8080));
+}
+
+TEST(PortFilterTest, PlainDecimalIsNotFlagged) {
+  for (const char* text : {"0", "1024", "1024,1024", "0,0,80,443", "65536"}) {
+    const auto parsed = ParsePortFilter(text);
+    ASSERT_TRUE(parsed) << text;
+    EXPECT_TRUE(parsed->plain_decimal) << text;
+  }
+}
+
+// Commas only: the original found no field and used the default.
+TEST(PortFilterTest, NoFieldAtAll) {
+  for (const char* text : {"", ",", ",,"}) {
+    const auto parsed = ParsePortFilter(text);
+    ASSERT_TRUE(parsed) << "'" << text << "'";
+    EXPECT_EQ(parsed->fields, 0) << "'" << text << "'";
+  }
+}
+
+// What the original refused (it aborted the program) stays malformed.
 TEST(PortFilterTest, MalformedTexts) {
-  for (const char* bad : {"", ",", "1024,", ",1024", "abc", "1024,x", "-1", "65537", "1,2,0",
-                          "1,2,65536", " 80", "80 ", "1;2", "0x10"}) {
+  for (const char* bad : {"-1", "65537", "0x10001", "99999999999999999999999", "1,2,0", "1,2,65536",
+                          "1,2,x", "1,2,-5", "1,-2"}) {
     EXPECT_FALSE(ParsePortFilter(bad)) << "'" << bad << "'";
   }
 }
@@ -167,7 +215,7 @@ TEST(EnvConfigTest, BareBIsReportedAndLeavesConnectOff) {
 TEST(EnvConfigTest, MalformedValuesAreReportedOnceEachAndKeepDefaults) {
   const auto c = Parse({"SKBOX_STEALTH_MODE=yes", "SKBOX_ENABLE_CONNECT=2x",
                         "SKBOX_GETPEERNAME_PROTECTION=-1", "SKBOX_STRICT_STREAM_MODE=strict",
-                        "SKBOX_PORT_FILTER_IPV6=1024,abc", "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=no"});
+                        "SKBOX_PORT_FILTER_IPV6=1024,99999", "SKBOX_BLOCK_LISTEN_EMPTY_ADDR=no"});
   EXPECT_EQ(c->problems.count, 6);
   EXPECT_FALSE(c->stealth);
   EXPECT_EQ(c->connect_level, 0);
@@ -194,8 +242,8 @@ TEST(EnvConfigTest, MalformedValuesAreShownEscaped) {
       "SKBOX_PORT_FILTER_IPV4=\""
       "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a"
       "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a"
-      "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a...(46 bytes)\" is malformed: expected "
-      "odd_limit[,even_limit[,port,...]] (binds it covers now fail)");
+      "\\x0a\\x0a\\x0a\\x0a\\x0a\\x0a...(46 bytes)\" is not plain decimal; read as the "
+      "original read it (C strtoul, base 0): odd ports below 0, even ports below 0, 0 listed");
   EXPECT_STREQ(c->problems.lines[1],
                "SKBOX_STEALTH_MODE=\"1\\x0asocketbox-preload[1]: all is well\" is malformed: "
                "expected 0 or 1");
@@ -229,6 +277,45 @@ TEST(EnvConfigTest, EmptyValuesAreUnset) {
   EXPECT_FALSE(c->directory_root.set);
   EXPECT_FALSE(c->stealth);
   EXPECT_EQ(c->problems.count, 0);
+}
+
+// Issue 20 item 3: an empty filter is unset, as in the original (it was
+// reported as malformed, and every bind in its class failed with EINVAL).
+TEST(EnvConfigTest, EmptyPortFiltersAreUnset) {
+  const auto c = Parse({"SKBOX_PORT_FILTER_IPV6=", "SKBOX_PORT_FILTER_IPV4=",
+                        "SKBOX_PORT_FILTER_IPV6_WILDCARD=", "SKBOX_PORT_FILTER_IPV4_WILDCARD="});
+  EXPECT_EQ(c->problems.count, 0);
+  for (const FilterSetting* s :
+       {&c->filter_ipv6, &c->filter_ipv4, &c->filter_ipv6_wildcard, &c->filter_ipv4_wildcard}) {
+    EXPECT_FALSE(s->broken);
+  }
+  EXPECT_TRUE(c->filter_ipv6.filter.Passes(1023));  // the default, below 1024
+  EXPECT_FALSE(c->filter_ipv6.filter.Passes(1024));
+  EXPECT_FALSE(c->filter_ipv4_wildcard.filter.Passes(80));  // none
+}
+
+// Issue 20 item 4: read as the original read it, with one warning naming
+// the variable, the value and how it was read.
+TEST(EnvConfigTest, PortFilterNotPlainDecimalIsReadAndWarned) {
+  const auto c = Parse({"SKBOX_PORT_FILTER_IPV6=0x400", "SKBOX_PORT_FILTER_IPV4=1024x",
+                        "SKBOX_PORT_FILTER_IPV4_WILDCARD=,", "SKBOX_PORT_FILTER_IPV6_WILDCARD=80"});
+  EXPECT_FALSE(c->filter_ipv6.broken);
+  EXPECT_TRUE(c->filter_ipv6.filter.Passes(1023));
+  EXPECT_FALSE(c->filter_ipv6.filter.Passes(1024));
+  EXPECT_TRUE(c->filter_ipv4.filter.Passes(1023));
+  EXPECT_FALSE(c->filter_ipv4_wildcard.filter.Passes(1));
+  ASSERT_EQ(c->problems.count, 3);
+  EXPECT_STREQ(c->problems.lines[0],
+               "SKBOX_PORT_FILTER_IPV6=\"0x400\" is not plain decimal; read as the original "
+               "read it (C strtoul, base 0): odd ports below 1024, even ports below 1024, 0 "
+               "listed");
+  EXPECT_STREQ(c->problems.lines[1],
+               "SKBOX_PORT_FILTER_IPV4=\"1024x\" is not plain decimal; read as the original "
+               "read it (C strtoul, base 0): odd ports below 1024, even ports below 1024, 0 "
+               "listed");
+  EXPECT_STREQ(c->problems.lines[2],
+               "SKBOX_PORT_FILTER_IPV4_WILDCARD=\",\" is not plain decimal; read as the "
+               "original read it (C strtoul, base 0): the default, as if unset");
 }
 
 TEST(EnvConfigTest, SimilarNamesDoNotMatch) {
