@@ -5,6 +5,7 @@
 //   send-receive-fd -r SOCKFD PROG...  receive one fd from SOCKFD, put its
 //                                      number in SKBOX_RECEIVED_FD, exec PROG
 //
+// Any fd is passed on, as by the original (see ReceiveAndExec).
 // Same command line as the original (options before or after SOCKFD, see
 // Parse); numbers are checked instead of atoi'd.
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/fd_passing.h"
@@ -46,14 +48,41 @@ int Send(int fd, int channel) {
   return 0;
 }
 
+// What the fd is, for a message: "pipe:[123]", "socket:[456]", a path.
+std::string Describe(int fd) {
+  char link[256];
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(proc.c_str(), link, sizeof(link) - 1);
+  if (n <= 0) return "?";
+  return PrintableText(std::string_view(link, static_cast<size_t>(n))).text;
+}
+
+// The original passed on whatever fd came: a connection, but also a file,
+// a pipe, a UDP or a listening socket. So does this by default. A check is
+// opt-in (SKBOX_STRICT_STREAM_MODE=1 or 2); an fd it refuses is reported and
+// the program not run, rather than closed while the next fd is awaited
+// (none may ever come).
 int ReceiveAndExec(int channel, char** program) {
-  auto strict = ParseStrictLevel(std::getenv("SKBOX_STRICT_STREAM_MODE"));
-  if (!strict.ok()) return Usage(std::string(strict.status().message()).c_str());
+  const char* strict_env = std::getenv("SKBOX_STRICT_STREAM_MODE");
+  StrictLevel strict = StrictLevel::kAny;
+  if (strict_env != nullptr && *strict_env != '\0') {
+    auto level = ParseStrictLevel(strict_env);
+    if (!level.ok()) return Usage(std::string(level.status().message()).c_str());
+    strict = *level;
+  }
   ReceiveOptions options;
-  options.strict = *strict;
+  options.strict = StrictLevel::kAny;
   auto received = ReceiveFd(channel, options);
   if (!received.ok()) {
     Log("receiving an fd from fd %d: %s", channel, std::strerror(received.error()));
+    return 1;
+  }
+  if (!FdPassesStrictLevel(received->get(), strict)) {
+    Log("the fd received over fd %d (%s) is not a connected stream socket%s, which "
+        "SKBOX_STRICT_STREAM_MODE=%d asks for: closed, %s not run",
+        channel, Describe(received->get()).c_str(),
+        strict == StrictLevel::kStreamInetUnix ? " of AF_UNIX, AF_INET or AF_INET6" : "",
+        static_cast<int>(strict), PrintableText(program[0]).text);
     return 1;
   }
   const int fd = received->Release();

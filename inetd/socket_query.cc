@@ -20,6 +20,7 @@
 #include "engine/core/numbers.h"
 #include "engine/core/printable.h"
 #include "inetd/log.h"
+#include "inetd/standard_output.h"
 
 namespace sbx::inetd {
 namespace {
@@ -134,7 +135,7 @@ int Main(int argc, char** argv) {
                                   : Endpoint(*a, raw);
   }
   std::printf("%s\n", line.c_str());
-  return std::fflush(stdout) == 0 ? 0 : 1;
+  return FinishStandardOutput() ? 0 : 1;
 }
 
 }  // namespace

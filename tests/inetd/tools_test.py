@@ -78,6 +78,25 @@ class SocketQuery(unittest.TestCase):
             self.assertIn("not an IPv4 or IPv6 socket", r.stderr)
 
 
+    def test_write_error_on_stdout_is_reported(self):
+        # Issue 20 item 5: with stdout on a full device the tool exited 1
+        # without a word. The original says "stdout: write error: No space
+        # left on device" on stderr; so does this (after its name).
+        client, server = tcp_pair(socket.AF_INET6, "::1")
+        with client, server, open("/dev/full", "w") as full:
+            fd = server.fileno()
+            r = subprocess.run([il.binary("socket-query"), "-lp", "-f", str(fd)], pass_fds=[fd],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=20)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr,
+                             "socket-query: stdout: write error: No space left on device\n")
+            # A closed stdout: the same report, with its own reason.
+            r = run(["sh", "-c", 'exec "$@" >&-', "sh", il.binary("socket-query"), "-lp", "-f",
+                     str(fd)], pass_fds=[fd])
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("stdout: write error: Bad file descriptor", r.stderr)
+
+
 class SendReceiveFd(unittest.TestCase):
     def test_round_trip_and_program_gets_fd(self):
         chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -122,6 +141,67 @@ class SendReceiveFd(unittest.TestCase):
                 (["-s", "{fd}", "--", "{chan}"], ["-r", "--", "{chan}", "sh", "-c", query, "Z"])):
             out, port = self.send_then_receive(send_argv, receive_argv)
             self.assertEqual(out, [str(port), "Z"], (send_argv, receive_argv))
+
+    def receive_and_describe(self, fd, strict=None):
+        """Sends fd with send-receive-fd -s, then runs the issue's command
+        line: send-receive-fd -r SOCKFD -- sh -c 'readlink ...', with
+        SKBOX_STRICT_STREAM_MODE set to `strict` (None: unset)."""
+        env = {k: v for k, v in os.environ.items() if k != "SKBOX_STRICT_STREAM_MODE"}
+        if strict is not None:
+            env["SKBOX_STRICT_STREAM_MODE"] = strict
+        chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with chan_a, chan_b:
+            r = run([il.binary("send-receive-fd"), "-s", str(fd), str(chan_a.fileno())],
+                    pass_fds=[fd, chan_a.fileno()])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return run([il.binary("send-receive-fd"), "-r", str(chan_b.fileno()), "--", "sh", "-c",
+                        'readlink /proc/self/fd/$SKBOX_RECEIVED_FD'], pass_fds=[chan_b.fileno()],
+                       env=env)
+
+    def test_any_fd_is_passed_on_as_the_original_does(self):
+        # Issue 20 item 1: a pipe (or a file, a UDP or a listening socket)
+        # was closed silently and the tool then waited forever for another
+        # fd. The original runs the program with whatever fd came.
+        read_end, write_end = os.pipe()
+        udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        listener = socket.socket(socket.AF_INET6)
+        listener.bind(("::1", 0))
+        listener.listen(1)
+        with open(os.path.abspath(__file__)) as f, udp, listener:
+            try:
+                for fd, expected in ((read_end, f"pipe:[{os.fstat(read_end).st_ino}]"),
+                                     (f.fileno(), os.path.abspath(__file__)),
+                                     (udp.fileno(), f"socket:[{os.fstat(udp.fileno()).st_ino}]"),
+                                     (listener.fileno(),
+                                      f"socket:[{os.fstat(listener.fileno()).st_ino}]")):
+                    r = self.receive_and_describe(fd)
+                    self.assertEqual((r.returncode, r.stdout, r.stderr), (0, expected + "\n", ""))
+            finally:
+                os.close(read_end)
+                os.close(write_end)
+
+    def test_strict_mode_is_opt_in_and_a_refused_fd_is_reported(self):
+        read_end, write_end = os.pipe()
+        udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        client, server = tcp_pair(socket.AF_INET6, "::1")
+        with udp, client, server:
+            try:
+                for level, fd in (("2", read_end), ("1", udp.fileno())):
+                    r = self.receive_and_describe(fd, strict=level)
+                    self.assertEqual(r.returncode, 1)
+                    self.assertEqual(r.stdout, "")  # the program did not run
+                    self.assertIn("is not a connected stream socket", r.stderr)
+                    self.assertIn(f"SKBOX_STRICT_STREAM_MODE={level}", r.stderr)
+                    self.assertIn("sh not run", r.stderr)
+                r = self.receive_and_describe(server.fileno(), strict="2")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, f"socket:[{os.fstat(server.fileno()).st_ino}]\n")
+                r = self.receive_and_describe(server.fileno(), strict="x")
+                self.assertEqual(r.returncode, 1)
+                self.assertIn("SKBOX_STRICT_STREAM_MODE='x'", r.stderr)
+            finally:
+                os.close(read_end)
+                os.close(write_end)
 
     def test_errors(self):
         a, b = socket.socketpair()
