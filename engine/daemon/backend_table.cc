@@ -17,6 +17,7 @@ namespace {
 constexpr uint32_t kFirstBackoffMs = 20;
 constexpr uint32_t kMaxBackoffMs = 1000;
 constexpr uint64_t kLogIntervalNs = 5'000'000'000;
+constexpr uint64_t kRedeliveryLogNs = 1'000'000'000;
 constexpr uint64_t kMsNs = 1'000'000;
 
 }  // namespace
@@ -151,6 +152,21 @@ void BackendTable::LogTrouble(Backend* b, const char* what, int err, uint64_t no
                "socketbox: backend %s %s: %s (connections wait up to the dispatch "
                "timeout, then are closed and counted)\n",
                name.c_str(), what, std::strerror(err));
+}
+
+void BackendTable::LogRedelivery(Backend* b, uint64_t redelivered, uint64_t now_ns) {
+  b->redelivered_unlogged += redelivered;
+  if (b->redelivered_unlogged == 0) return;
+  if (b->last_redelivery_log_ns != 0 && now_ns - b->last_redelivery_log_ns < kRedeliveryLogNs) {
+    return;
+  }
+  b->last_redelivery_log_ns = now_ns;
+  const std::string name = b->borrowed_fd >= 0 ? "fd " + std::to_string(b->borrowed_fd) : b->path;
+  std::fprintf(stderr,
+               "socketbox: backend %s: %llu connection(s) its receiver had not taken are sent "
+               "again to the next receiver there, within their dispatch timeout\n",
+               name.c_str(), static_cast<unsigned long long>(b->redelivered_unlogged));
+  b->redelivered_unlogged = 0;
 }
 
 void BackendTable::EvictIdleSubstituted() {

@@ -67,6 +67,8 @@ struct Backend {
   uint64_t retry_at_ns = 0;
   uint32_t backoff_ms = 0;
   uint64_t last_log_ns = 0;
+  uint64_t last_redelivery_log_ns = 0;
+  uint64_t redelivered_unlogged = 0;  // sent again since the last redelivery line
   DispatchState dispatch;
   ReceiverState receiver;
   uint32_t generation = 0;       // bumped with every new socket (send results name theirs)
@@ -122,6 +124,11 @@ class BackendTable {
 
   // Rate-limited log line for backend trouble (at most one per backend per 5 s).
   void LogTrouble(Backend* b, const char* what, int err, uint64_t now_ns);
+  // One line per batch of connections sent again because the receiver went
+  // away without taking them: at most one a second per backend (a backend
+  // that re-binds its path in a loop must not flood the log); a line counts
+  // what the suppressed ones would have said.
+  void LogRedelivery(Backend* b, uint64_t redelivered, uint64_t now_ns);
 
  private:
   bool Connect(Backend* b, uint64_t now_ns);

@@ -356,6 +356,7 @@ void DispatchScheduler::LoseReceiver(Backend* b, int err, uint64_t now) {
   // would otherwise hold them for ever).
   std::deque<uint32_t> lost;
   lost.swap(d.held);
+  uint64_t redelivered = 0;
   for (const uint32_t i : lost) {
     Slot& s = slots_[i];
     s.keep_open = false;
@@ -364,8 +365,10 @@ void DispatchScheduler::LoseReceiver(Backend* b, int err, uint64_t now) {
       continue;
     }
     Bump(stats_->redelivered);
+    ++redelivered;
     Wait(i, /*returned=*/true);
   }
+  backends_->LogRedelivery(b, redelivered, now);
 }
 
 void DispatchScheduler::CheckHolding(uint64_t now) {

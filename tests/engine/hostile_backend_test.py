@@ -10,6 +10,7 @@ deadline, shutdown time against --dispatch-timeout. The good backend's
 latency is measured (docs/daemon.md, "What one backend can cost the
 others"), not asserted."""
 import os
+import re
 import subprocess
 import threading
 import time
@@ -204,6 +205,14 @@ ip:{A}2 jump-unix:{bad_path}
         started = time.monotonic()
         self.assertEqual(self.engine.stop(), 0)
         self.assertLess(time.monotonic() - started, TIMEOUT_MS / 1000 + 3)
+        # Each batch sent again is logged with the path and its count, at
+        # most a line a second however often the backend re-binds.
+        lines = re.findall(r"backend (\S+): (\d+) connection\(s\) its receiver had not taken "
+                           r"are sent again", self.engine.output())
+        self.assertTrue(lines, self.engine.output())
+        self.assertEqual({path for path, _ in lines}, {self.topo.path("bad.sock")})
+        self.assertLessEqual(sum(int(n) for _, n in lines), st["redelivered"])
+        self.assertLess(len(lines), self.bad.rebinds, lines)
 
     def test_an_upgrade_beside_a_never_acking_backend_is_bounded(self):
         # Before: with about 60 held, --upgrade stalled every route (p50

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -70,6 +71,25 @@ TEST_F(BackendTableTest, MarkDownRetiresTheSocketAndRetriesAtOnce) {
   table.CloseRetired();
   EXPECT_FALSE(testing::IsOpen(old_fd));
   EXPECT_TRUE(table.TryReconnect(b, now_));  // a restarted backend is usually back at once
+}
+
+TEST_F(BackendTableTest, RedeliveryIsLoggedWithPathAndCountAtMostOnceASecond) {
+  UniqueFd receiver = testing::BindReceiver(dir_.File("r"));
+  BackendTable table(&stats_, 16);
+  Backend* b = table.ForPath(dir_.File("r"), dir_.File("r"), now_);
+  auto logged = [&](uint64_t count, uint64_t at_ms) {
+    ::testing::internal::CaptureStderr();
+    table.LogRedelivery(b, count, now_ + at_ms * kMs);
+    return ::testing::internal::GetCapturedStderr();
+  };
+  const std::string line = " connection(s) its receiver had not taken are sent again";
+  EXPECT_EQ(logged(0, 0), "");  // nothing sent again: nothing said
+  EXPECT_NE(logged(5, 0).find("backend " + dir_.File("r") + ": 5" + line), std::string::npos);
+  // A backend that re-binds in a loop: the next second's line counts them all.
+  EXPECT_EQ(logged(3, 300), "");
+  EXPECT_EQ(logged(4, 600), "");
+  EXPECT_NE(logged(1, 1000).find(": 8" + line), std::string::npos);
+  EXPECT_EQ(logged(0, 3000), "");
 }
 
 TEST_F(BackendTableTest, BorrowedFdIsNeverClosedOrMarkedDown) {
