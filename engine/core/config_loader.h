@@ -25,8 +25,9 @@ struct LoadedConfig {
 // InvalidArgument with every error, one a line, when the text does not parse.
 absl::StatusOr<LoadedConfig> LoadConfigText(std::string_view text, std::string_view file_name);
 
-// Reads `fd` to its end (the daemon opens the file before chroot and parses
-// it after dropping privileges, as the original does).
+// Reads `fd` to its end. The daemon opens and parses the file before it
+// binds anything or drops privileges (daemon.cc, StartUp step 1), so a bad
+// file leaves no socket bound; the open fd survives the chroot for reloads.
 absl::StatusOr<LoadedConfig> LoadConfigFd(int fd, std::string_view file_name);
 
 }  // namespace sbx
