@@ -38,6 +38,25 @@ int Ring::Init(unsigned entries, unsigned cq_entries, unsigned flags) {
   return 0;
 }
 
+int Ring::InitWithFallback(unsigned entries, unsigned cq_entries, unsigned flags,
+                           unsigned fallback_flags) {
+  const int err = Init(entries, cq_entries, flags);
+  if (err != -EINVAL || flags == fallback_flags) return err;
+  return Init(entries, cq_entries, fallback_flags);
+}
+
+io_uring_sqe* Ring::GetSqeOrSubmit() {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe != nullptr) return sqe;
+  Submit();
+  return GetSqe();
+}
+
+bool Ring::MakeRoomFor(unsigned n) {
+  if (SpaceLeft() < n) Submit();
+  return SpaceLeft() >= n;
+}
+
 unsigned Ring::FlushSubmissions() {
   io_uring_sq& sq = ring_.sq;
   const unsigned tail = sq.sqe_tail;
@@ -52,6 +71,7 @@ unsigned Ring::FlushSubmissions() {
 int Ring::Submit() {
   const unsigned pending = FlushSubmissions();
   if (pending == 0) return 0;
+  ++enter_calls_;
   return Errno(io_uring_enter(ring_.ring_fd, pending, 0, 0, nullptr));
 }
 
@@ -78,8 +98,9 @@ int Ring::Enter(unsigned wait_nr, uint64_t timeout_ns, uint32_t min_wait_usec) {
                        static_cast<long long>(timeout_ns % 1'000'000'000)};
   GetEventsArg arg{};
   arg.sigmask_sz = _NSIG / 8;
-  arg.ts = reinterpret_cast<uintptr_t>(&ts);
+  if (timeout_ns != kNoTimeout) arg.ts = reinterpret_cast<uintptr_t>(&ts);
   arg.min_wait_usec = min_wait_usec;
+  ++enter_calls_;
   return Errno(io_uring_enter2(ring_.ring_fd, pending, wait_nr,
                                IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                                reinterpret_cast<sigset_t*>(&arg), sizeof(arg)));

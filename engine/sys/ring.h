@@ -12,6 +12,9 @@
 // cost: docs/architecture.md; the daemon uses it only with --batch-wait). liburing
 // 2.3 knows nothing of min_wait (the field was padding in its
 // io_uring_getevents_arg), so this calls io_uring_enter2 itself.
+//
+// The engine's workers, the relay, the bench sink and the load generator
+// all drive their rings through this class.
 #ifndef SBX_ENGINE_SYS_RING_H_
 #define SBX_ENGINE_SYS_RING_H_
 
@@ -23,6 +26,8 @@ namespace sbx {
 
 // IORING_FEAT_MIN_TIMEOUT (Linux 6.12), not in liburing 2.3's header.
 inline constexpr unsigned kFeatMinTimeout = 1U << 15;
+// SubmitAndWait's timeout that means none: wait until the completions come.
+inline constexpr uint64_t kNoTimeout = ~uint64_t{0};
 
 class Ring {
  public:
@@ -33,15 +38,28 @@ class Ring {
 
   // 0 or -errno.
   int Init(unsigned entries, unsigned cq_entries, unsigned flags);
+  // Init with `flags`; if the kernel refuses them (-EINVAL: an older kernel
+  // without, say, DEFER_TASKRUN), Init with `fallback_flags` instead.
+  int InitWithFallback(unsigned entries, unsigned cq_entries, unsigned flags,
+                       unsigned fallback_flags);
 
   // The next free submission entry, or nullptr when the queue is full.
   io_uring_sqe* GetSqe() { return io_uring_get_sqe(&ring_); }
   unsigned SpaceLeft() { return io_uring_sq_space_left(&ring_); }
+  // The next free submission entry; when the queue is full, hands what was
+  // prepared to the kernel first. nullptr only if that submission failed
+  // and left the queue full (Submit() returns why).
+  io_uring_sqe* GetSqeOrSubmit();
+  // Makes room for `n` entries that must go in one submission (a linked
+  // chain) by submitting what was prepared when fewer are free. False if
+  // they still are not (a failed submission, or `n` above the queue size).
+  bool MakeRoomFor(unsigned n);
 
   // Hands over what was prepared. Submitted count, or -errno.
   int Submit();
-  // Hands over what was prepared and waits (see above). Submitted count,
-  // or -errno (-ETIME: the timeout passed with fewer completions).
+  // Hands over what was prepared and waits (see above; kNoTimeout: for as
+  // long as it takes). Submitted count, or -errno (-ETIME: the timeout
+  // passed with fewer completions).
   int SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns);
   // Hands over what was prepared and runs the requests waiting behind a
   // link, without waiting for completions: to the end unless `bound`
@@ -51,6 +69,14 @@ class Ring {
   int SubmitAndRunLinked(unsigned bound);
   // Completions ready to be read.
   unsigned Ready() { return io_uring_cq_ready(&ring_); }
+  // Calls handle(const io_uring_cqe*) for each completion ready, those
+  // posted while it runs included (a submission from the handler can post
+  // some at once), then marks them all seen. Returns how many.
+  template <typename Handle>
+  unsigned ForEachCompletion(Handle&& handle);
+
+  // io_uring_enter calls made so far (a count for the programs' metrics).
+  uint64_t enter_calls() const { return enter_calls_; }
 
   bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
   io_uring* get() { return &ring_; }
@@ -63,7 +89,21 @@ class Ring {
 
   io_uring ring_{};
   bool ready_ = false;
+  uint64_t enter_calls_ = 0;
 };
+
+template <typename Handle>
+unsigned Ring::ForEachCompletion(Handle&& handle) {
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    handle(static_cast<const io_uring_cqe*>(cqe));
+    ++seen;
+  }
+  io_uring_cq_advance(&ring_, seen);
+  return seen;
+}
 
 }  // namespace sbx
 

@@ -77,6 +77,105 @@ TEST_F(RingTest, MinWaitReturnsWithFewerThanAskedOnceItPassed) {
               static_cast<double>(took) / 1e6);
 }
 
+TEST_F(RingTest, WaitsWithoutTimeout) {
+  Nops(1);
+  EXPECT_EQ(ring_.SubmitAndWait(1, kNoTimeout, 0), 1);
+  EXPECT_EQ(Reap(ring_), 1u);
+}
+
+TEST_F(RingTest, GetSqeOrSubmitHandsAFullQueueOver) {
+  Nops(8);
+  const uint64_t enters = ring_.enter_calls();
+  io_uring_sqe* sqe = ring_.GetSqeOrSubmit();
+  ASSERT_NE(sqe, nullptr);
+  EXPECT_EQ(ring_.enter_calls(), enters + 1);
+  EXPECT_EQ(ring_.SpaceLeft(), 7u);
+  io_uring_prep_nop(sqe);
+  // The 8 went in on their own: only the ninth is left to submit.
+  EXPECT_EQ(ring_.SubmitAndWait(9, kSecond, 0), 1);
+  EXPECT_EQ(Reap(ring_), 9u);
+  // With room left it takes a free entry and enters nothing.
+  ASSERT_NE(ring_.GetSqeOrSubmit(), nullptr);
+  EXPECT_EQ(ring_.enter_calls(), enters + 2);
+}
+
+TEST_F(RingTest, MakeRoomForSubmitsOnlyWhenShort) {
+  Nops(6);
+  const uint64_t enters = ring_.enter_calls();
+  EXPECT_TRUE(ring_.MakeRoomFor(2));
+  EXPECT_EQ(ring_.enter_calls(), enters);  // 2 were free
+  Nops(1);
+  EXPECT_TRUE(ring_.MakeRoomFor(2));
+  EXPECT_EQ(ring_.enter_calls(), enters + 1);
+  EXPECT_EQ(ring_.SpaceLeft(), 8u);
+  EXPECT_FALSE(ring_.MakeRoomFor(9));  // more than the queue holds
+  EXPECT_EQ(ring_.SubmitAndWait(7, kSecond, 0), 0);
+  EXPECT_EQ(Reap(ring_), 7u);
+}
+
+TEST_F(RingTest, ForEachCompletionSeesThoseItsHandlerCauses) {
+  for (uint64_t i = 1; i <= 3; ++i) {
+    io_uring_sqe* sqe = ring_.GetSqe();
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, i);
+  }
+  ASSERT_EQ(ring_.SubmitAndWait(3, kSecond, 0), 3);
+  std::vector<uint64_t> seen;
+  const unsigned n = ring_.ForEachCompletion([&](const io_uring_cqe* cqe) {
+    seen.push_back(cqe->user_data);
+    if (cqe->user_data == 1) {  // a NOP completes within its submission
+      io_uring_sqe* sqe = ring_.GetSqe();
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, 4);
+      ring_.Submit();
+    }
+  });
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(ring_.Ready(), 0u);
+}
+
+TEST_F(RingTest, EnterCallsCountsOnlyRealEnters) {
+  const uint64_t enters = ring_.enter_calls();
+  EXPECT_EQ(ring_.Submit(), 0);  // nothing prepared: no system call
+  EXPECT_EQ(ring_.enter_calls(), enters);
+  Nops(2);
+  EXPECT_EQ(ring_.Submit(), 2);
+  EXPECT_EQ(ring_.SubmitAndWait(2, kSecond, 0), 0);
+  EXPECT_EQ(ring_.enter_calls(), enters + 2);
+  EXPECT_EQ(Reap(ring_), 2u);
+}
+
+TEST(RingInitTest, FallsBackWhenTheKernelRefusesTheFlags) {
+  // A setup flag no kernel knows: refused with EINVAL, like DEFER_TASKRUN
+  // before Linux 6.1.
+  constexpr unsigned kUnknownFlag = 1U << 31;
+  constexpr unsigned kFallback = IORING_SETUP_SINGLE_ISSUER;
+  {
+    Ring refused;
+    const int err = refused.Init(8, 64, kUnknownFlag);
+    if (err == -ENOSYS || err == -EPERM) GTEST_SKIP() << "no io_uring here: " << err;
+    ASSERT_EQ(err, -EINVAL);
+  }
+  Ring ring;
+  ASSERT_EQ(ring.InitWithFallback(8, 64, kUnknownFlag | kFallback, kFallback), 0);
+  EXPECT_EQ(ring.get()->flags, kFallback | IORING_SETUP_CQSIZE);
+  io_uring_prep_nop(ring.GetSqe());
+  EXPECT_EQ(ring.SubmitAndWait(1, kSecond, 0), 1);
+  EXPECT_EQ(Reap(ring), 1u);
+}
+
+TEST(RingInitTest, KeepsTheFlagsTheKernelTakes) {
+  // Refused with the fallback flags too (zero entries): the error comes back.
+  Ring never;
+  EXPECT_EQ(never.InitWithFallback(0, 64, IORING_SETUP_SINGLE_ISSUER, 0), -EINVAL);
+  Ring taken;
+  const int err = taken.InitWithFallback(8, 64, IORING_SETUP_SINGLE_ISSUER, 0);
+  if (err == -ENOSYS || err == -EPERM) GTEST_SKIP() << "no io_uring here: " << err;
+  ASSERT_EQ(err, 0);
+  EXPECT_EQ(taken.get()->flags, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE);
+}
+
 // Chains as the engine builds them: a request that posts a completion, then
 // 16 hard-linked CLOSEs that post none.
 class LinkedChainTest : public ::testing::Test {
