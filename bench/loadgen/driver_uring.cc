@@ -3,21 +3,24 @@
 // completion on success). Per connection: one socket(2) plus a share of
 // io_uring_enter. A connection's slot is kept until its last completion
 // arrived, so a completion never names a reused slot.
-#include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "bench/loadgen/loadgen_core.h"
+#include "engine/sys/ring.h"
+#include "engine/sys/user_data.h"
 
 namespace sbx::bench {
 namespace {
 
 constexpr unsigned kRingEntries = 2048;
-enum Tag : uint64_t { kConnect = 1, kRecv = 2, kIgnore = 3 };
+// user_data: PackUserData(tag, the connection's slot).
+enum Tag : uint8_t { kConnect = 1, kRecv = 2, kIgnore = 3 };
 
 class UringDriver {
  public:
@@ -27,9 +30,6 @@ class UringDriver {
         pacer_(options, thread, NowNs()),
         table_(ConnTable::CapacityFor(options)),
         next_target_(thread % options.targets.size()) {}
-  ~UringDriver() {
-    if (ring_ready_) io_uring_queue_exit(&ring_);
-  }
   UringDriver(const UringDriver&) = delete;
   UringDriver& operator=(const UringDriver&) = delete;
 
@@ -48,19 +48,22 @@ class UringDriver {
   Pacer pacer_;
   ConnTable table_;
   size_t next_target_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
+  Ring ring_;
   std::vector<sockaddr_storage> addresses_;
   std::vector<socklen_t> lengths_;
 };
 
 io_uring_sqe* UringDriver::Sqe(unsigned needed) {
   // Linked requests must go in one submission: make room for all of them.
-  if (io_uring_sq_space_left(&ring_) < needed) io_uring_submit(&ring_);
-  return io_uring_get_sqe(&ring_);
+  if (!ring_.MakeRoomFor(needed)) {
+    std::fprintf(stderr, "load_generator: io_uring submission failed: %s\n",
+                 std::strerror(-ring_.Submit()));
+    std::abort();
+  }
+  return ring_.GetSqe();
 }
 
-uint64_t Pack(Tag tag, size_t index) { return uint64_t{tag} << 56 | index; }
+uint64_t Pack(Tag tag, size_t index) { return PackUserData(tag, static_cast<uint32_t>(index)); }
 
 void UringDriver::PostRecv(Conn& conn, unsigned flags) {
   io_uring_sqe* sqe = Sqe();
@@ -113,9 +116,9 @@ void UringDriver::MaybeFinish(Conn& conn) {
 }
 
 void UringDriver::OnCompletion(uint64_t data, int res) {
-  auto tag = static_cast<Tag>(data >> 56);
+  auto tag = static_cast<Tag>(UserDataOp(data));
   if (tag == kIgnore) return;
-  Conn& conn = table_.at(data & 0xffffffff);
+  Conn& conn = table_.at(UserDataIndex(data));
   --conn.pending_ops;
   if (res == -ECANCELED) {
     // The connect failed (its own completion says why) or we timed it out.
@@ -146,14 +149,12 @@ int UringDriver::Run() {
     addresses_.emplace_back();
     lengths_.push_back(target.address.ToSockaddr(&addresses_.back()));
   }
-  io_uring_params params{};
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-  params.cq_entries = kRingEntries * 4;
-  if (int err = io_uring_queue_init_params(kRingEntries, &ring_, &params); err < 0) {
+  if (int err = ring_.Init(kRingEntries, kRingEntries * 4,
+                           IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+      err < 0) {
     std::fprintf(stderr, "load_generator: io_uring_queue_init: %s\n", std::strerror(-err));
     return -err;
   }
-  ring_ready_ = true;
   const uint64_t timeout_ns = options_.timeout_ms * 1000000;
   while (true) {
     uint64_t now = NowNs();
@@ -166,25 +167,16 @@ int UringDriver::Run() {
       io_uring_sqe_set_data64(sqe, Pack(kIgnore, 0));
     });
     if (pacer_.Finished(now) && table_.in_flight() == 0) {
-      io_uring_submit(&ring_);  // the last closes
+      ring_.Submit();  // the last closes
       return 0;
     }
-    uint64_t wait_ns = pacer_.WaitNs(now);
-    __kernel_timespec ts{static_cast<long long>(wait_ns / 1000000000),
-                         static_cast<long long>(wait_ns % 1000000000)};
-    io_uring_cqe* cqe = nullptr;
-    int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    int ret = ring_.SubmitAndWait(1, pacer_.WaitNs(now), 0);
     if (ret < 0 && ret != -ETIME && ret != -EINTR) {
       std::fprintf(stderr, "load_generator: io_uring wait: %s\n", std::strerror(-ret));
       return -ret;
     }
-    unsigned head = 0;
-    unsigned seen = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      ++seen;
-      OnCompletion(cqe->user_data, cqe->res);
-    }
-    io_uring_cq_advance(&ring_, seen);
+    ring_.ForEachCompletion(
+        [this](const io_uring_cqe* cqe) { OnCompletion(cqe->user_data, cqe->res); });
   }
 }
 

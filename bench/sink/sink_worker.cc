@@ -1,23 +1,26 @@
 #include "bench/sink/sink_worker.h"
 
-#include <liburing.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+
+#include "engine/sys/ring.h"
+#include "engine/sys/user_data.h"
 
 namespace sbx::bench {
 namespace {
 
 constexpr unsigned kRingEntries = 1024;
 
-// user_data: the kind in the top byte, an index below.
-enum Tag : uint64_t { kRecv = 1, kAccept = 2, kGreet = 3, kClose = 4 };
-uint64_t Pack(Tag tag, size_t index) { return uint64_t{tag} << 56 | index; }
+// user_data: PackUserData(tag, index).
+enum Tag : uint8_t { kRecv = 1, kAccept = 2, kGreet = 3, kClose = 4 };
+uint64_t Pack(Tag tag, size_t index) { return PackUserData(tag, static_cast<uint32_t>(index)); }
 
 // The storage the kernel writes for one posted RECVMSG.
 struct RecvSlot {
@@ -44,9 +47,6 @@ class Worker {
       }
     }
   }
-  ~Worker() {
-    if (ring_ready_) io_uring_queue_exit(&ring_);
-  }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -64,17 +64,16 @@ class Worker {
   const SinkWorkerConfig& config_;
   std::vector<RecvSlot> slots_;
   std::vector<std::optional<SenderReplies>> replies_;  // per endpoint
-  io_uring ring_{};
-  bool ring_ready_ = false;
+  Ring ring_;
 };
 
 io_uring_sqe* Worker::Sqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {  // full: hand what we have to the kernel, then retry
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
+  io_uring_sqe* sqe = ring_.GetSqeOrSubmit();
+  if (sqe == nullptr) {  // the kernel took nothing from a full queue
+    std::fprintf(stderr, "sink: io_uring submission failed: %s\n", std::strerror(-ring_.Submit()));
+    std::abort();
   }
-  return sqe;  // non-null: the submit just emptied the queue
+  return sqe;
 }
 
 void Worker::PostRecv(size_t slot_index) {
@@ -109,7 +108,7 @@ void Worker::Greet(int fd, size_t backend) {
   config_.counters->per_backend[backend].received.fetch_add(1, std::memory_order_relaxed);
   const std::string& name = (*config_.names)[backend];
   // Both halves of the link must go in one submission, or the chain breaks.
-  if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+  ring_.MakeRoomFor(2);
   io_uring_sqe* send = Sqe();
   io_uring_prep_send(send, fd, name.data(), name.size(), MSG_NOSIGNAL);
   // HARDLINK: the close runs even when the send fails.
@@ -184,16 +183,13 @@ void Worker::OnAccept(size_t endpoint, int res, unsigned flags) {
 }
 
 int Worker::Run() {
-  io_uring_params params{};
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  params.flags |= IORING_SETUP_CQSIZE;
-  params.cq_entries = kRingEntries * 8;
-  if (int err = io_uring_queue_init_params(kRingEntries, &ring_, &params); err < 0) {
+  if (int err = ring_.Init(kRingEntries, kRingEntries * 8,
+                           IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+      err < 0) {
     std::fprintf(stderr, "sink: io_uring_queue_init: %s\n", std::strerror(-err));
     config_.ready->count_down();
     return -err;
   }
-  ring_ready_ = true;
   for (size_t e = 0; e < config_.endpoints.size(); ++e) {
     if (config_.endpoints[e].kind == SinkEndpoint::Kind::kListener) {
       PostAccept(e);
@@ -204,24 +200,19 @@ int Worker::Run() {
       PostRecv(e * config_.recv_depth + k);
     }
   }
-  io_uring_submit(&ring_);
+  ring_.Submit();
   config_.ready->count_down();
-  __kernel_timespec tick{0, 100 * 1000 * 1000};
+  constexpr uint64_t kTickNs = 100 * 1000 * 1000;
   bool stopping = false;
   while (true) {
-    io_uring_cqe* cqe = nullptr;
-    int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &tick, nullptr);
+    int ret = ring_.SubmitAndWait(1, kTickNs, 0);
     if (ret < 0 && ret != -ETIME && ret != -EINTR) {
       std::fprintf(stderr, "sink: io_uring wait: %s\n", std::strerror(-ret));
       return -ret;
     }
-    unsigned head = 0;
-    unsigned seen = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      ++seen;
-      uint64_t data = cqe->user_data;
-      size_t index = data & ((uint64_t{1} << 56) - 1);
-      switch (static_cast<Tag>(data >> 56)) {
+    ring_.ForEachCompletion([this](const io_uring_cqe* cqe) {
+      const uint32_t index = UserDataIndex(cqe->user_data);
+      switch (static_cast<Tag>(UserDataOp(cqe->user_data))) {
         case kRecv:
           OnRecv(index, cqe->res);
           break;
@@ -235,8 +226,7 @@ int Worker::Run() {
           config_.counters->close_errors.fetch_add(1, std::memory_order_relaxed);
           break;
       }
-    }
-    io_uring_cq_advance(&ring_, seen);
+    });
     if (stopping) break;
     if (config_.stop->load(std::memory_order_relaxed)) {
       // One more turn flushes greetings queued by the last completions.
