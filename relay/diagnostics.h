@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/core/address.h"
+#include "relay/log.h"
 
 namespace sbx::relay {
 
@@ -30,8 +31,12 @@ enum LogKind {
 // time `kind` happens in this process; nothing after that.
 void LogCause(LogKind kind, const char* what, int err, const std::string& where);
 
-// "TIME [client]:port -> [local]:port", as the original logs each connection.
-void LogConnection(const std::optional<SocketAddress>& peer,
+// One line per connection on stderr, client then the address it reached.
+// kOriginal: "EPOCH [client]:port -> [local]:port" with no prefix, as the
+// original wrote it (IPv4 as ::ffff:a.b.c.d, no scope id; a Unix client,
+// which has no address, as [::]:0). kDetailed: "socketbox-relay: ISO-TIME
+// [client]:port -> [local]:port" ("[unix]" for a Unix client).
+void LogConnection(LogFormat format, const std::optional<SocketAddress>& peer,
                    const std::optional<SocketAddress>& local);
 
 // SO_LINGER 0: closing sends a reset, so the peer learns the other side failed.

@@ -10,6 +10,12 @@
 
 namespace sbx::relay {
 
+// How much the relay says on stderr. kOriginal: the per-connection line in
+// the original's format ("EPOCH [client]:port -> [local]:port", no prefix),
+// and otherwise only what reports a failure or answers SIGUSR1. kDetailed:
+// prefixed lines with ISO 8601 times, and the drain and exit summaries.
+enum class LogFormat { kOriginal, kDetailed };
+
 [[gnu::format(printf, 1, 2)]] void Log(const char* format, ...);
 
 template <int N>

@@ -4,6 +4,7 @@
 #include <net/if.h>
 
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/core/diagnostic.h"
@@ -32,6 +33,8 @@ enum LongOnly {
   kBacklog,
   kQuiet,
   kRefuseUnixClients,
+  kProxyToUnix,
+  kLogFormat,
   kRegister,
   kHelp,
 };
@@ -49,6 +52,8 @@ const option kLongOptions[] = {
     {"backlog", required_argument, nullptr, kBacklog},
     {"quiet", no_argument, nullptr, kQuiet},
     {"refuse-unix-clients", no_argument, nullptr, kRefuseUnixClients},
+    {"proxy-to-unix", no_argument, nullptr, kProxyToUnix},
+    {"log-format", required_argument, nullptr, kLogFormat},
     {"register", required_argument, nullptr, kRegister},
     {"help", no_argument, nullptr, kHelp},
     {nullptr, 0, nullptr, 0},
@@ -66,22 +71,28 @@ absl::StatusOr<uint64_t> Number(std::string_view option, const char* text, uint6
 }
 
 // -P: an IPv6 prefix, written as an address with an optional /96 or /64.
-absl::Status ParseNat64Prefix(const char* text, TargetSpec* target) {
+// Like the original, a bad one is reported and the value before it kept.
+void ParseNat64Prefix(const char* text, TargetSpec* target, std::vector<std::string>* warnings) {
   std::string_view s(text);
+  bool prefix64 = false;
+  const char* problem = nullptr;
   const size_t slash = s.find('/');
   if (slash != std::string_view::npos) {
     const std::string_view len = s.substr(slash + 1);
-    if (len == "64") {
-      target->nat64_prefix64 = true;
-    } else if (len != "96") {
-      return Bad(StrCat("-P '", Shown(text), "': the prefix length must be 96 (or 64, like -x)"));
-    }
+    prefix64 = len == "64";
+    if (!prefix64 && len != "96") problem = "the prefix length must be 96 (or 64, like -x)";
     s = s.substr(0, slash);
   }
   auto ip = ParseIp6(s);
-  if (!ip) return Bad(StrCat("-P '", Shown(text), "': not an IPv6 prefix"));
+  if (!ip && problem == nullptr) problem = "not an IPv6 prefix";
+  if (problem != nullptr) {
+    warnings->push_back(StrCat("-P '", Shown(text), "': ", problem, "; keeping ",
+                               FormatIp6(target->nat64_prefix),
+                               target->nat64_prefix64 ? "/64" : "/96"));
+    return;
+  }
   target->nat64_prefix = *ip;
-  return absl::OkStatus();
+  if (prefix64) target->nat64_prefix64 = true;
 }
 
 absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
@@ -144,6 +155,18 @@ absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
     case kRefuseUnixClients:
       o->refuse_unix_clients = true;
       return absl::OkStatus();
+    case kProxyToUnix:
+      o->proxy_to_unix = true;
+      return absl::OkStatus();
+    case kLogFormat:
+      if (std::string_view(arg) == "original") {
+        o->log_format = LogFormat::kOriginal;
+      } else if (std::string_view(arg) == "detailed") {
+        o->log_format = LogFormat::kDetailed;
+      } else {
+        return Bad(StrCat("--log-format '", Shown(arg), "': expected original or detailed"));
+      }
+      return absl::OkStatus();
     case kRegister: {
       const std::string_view text(arg);
       const size_t colon = text.find(':');
@@ -184,11 +207,16 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
       if (o->source == SourceKind::kListener) o->source = SourceKind::kReceiver;
       return absl::OkStatus();
     case 'c': {
+      // Like the original, a bad address is reported and the one before kept.
       auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
-      if (!ip)
-        return Bad(
-            StrCat("-c '", Shown(arg), "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d)"));
-      t.tcp.ip = *ip;
+      if (ip) {
+        t.tcp.ip = *ip;
+      } else {
+        o->warnings.push_back(StrCat("-c '", Shown(arg),
+                                     "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
+                                     "keeping ",
+                                     FormatIp6(t.tcp.ip)));
+      }
       return absl::OkStatus();
     }
     case 'p':
@@ -216,7 +244,8 @@ absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen
       t.nat64_prefix64 = true;
       return absl::OkStatus();
     case 'P':
-      return ParseNat64Prefix(arg, &t);
+      ParseNat64Prefix(arg, &t, &o->warnings);
+      return absl::OkStatus();
     case 'i':
       o->proxy = ProxyVersion::kV1;
       return absl::OkStatus();
@@ -255,6 +284,10 @@ std::string RelayUsage() {
          "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
          "  --backlog N                  listen(2) backlog for -l without -e (default 4096)\n"
          "  --quiet                      no line per connection on stderr\n"
+         "  --log-format FORMAT          original (default): a line 'EPOCH [client]:port ->\n"
+         "                               [local]:port' per connection; detailed: prefixed,\n"
+         "                               ISO 8601 times, drain and exit summaries\n"
+         "  --proxy-to-unix              send the -i/--proxy-v2 header to a -u target too\n"
          "  --refuse-unix-clients        close passed connections from Unix sockets (they have\n"
          "                               no client address for a PROXY header)\n"
          "  --register GROUP:CTLPATH     source: register as GROUP at a registration server";
@@ -270,7 +303,8 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
   ::optind = 0;  // GNU: reinitialise, so that tests may parse several times
   ::opterr = 0;
   while (true) {
-    const int code = ::getopt_long(argc, argv, "+:I:n:c:p:l:u:NxP:s:ei", kLongOptions, nullptr);
+    // No '+': like the original's getopt, options may follow other words.
+    const int code = ::getopt_long(argc, argv, ":I:n:c:p:l:u:NxP:s:ei", kLongOptions, nullptr);
     if (code == -1) break;
     if (code == kHelp) return absl::CancelledError(RelayUsage());
     if (code == '?' || code == ':') {
@@ -285,14 +319,27 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
                                   : ApplyShort(code, ::optarg, &o, &listen_fd_given);
     if (!s.ok()) return s;
   }
-  if (::optind < argc)
-    return Bad(StrCat("unexpected argument '", Shown(argv[::optind]), "'\n", RelayUsage()));
+  if (::optind < argc) {
+    // The original ignored them; command lines that carry some keep working.
+    std::string words;
+    for (int i = ::optind; i < argc; ++i)
+      words += StrCat(words.empty() ? "'" : " '", Shown(argv[i]), "'");
+    o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", words));
+  }
   if (o.source == SourceKind::kReceiverPath && listen_fd_given)
     return Bad("-s and -l exclude each other");
   if (o.source == SourceKind::kRegistration && listen_fd_given) {
     return Bad("--register and -l exclude each other");
   }
   if (absl::Status s = CheckCombination(o); !s.ok()) return s;
+  if (o.target.is_unix && !o.proxy_to_unix && o.proxy != ProxyVersion::kNone) {
+    // The original never sent -i's header to a Unix target, and servers
+    // behind one do not expect it; -i stays quiet about it, as it was.
+    if (o.proxy == ProxyVersion::kV2) {
+      o.warnings.push_back("--proxy-v2: no header to a Unix target (-u) without --proxy-to-unix");
+    }
+    o.proxy = ProxyVersion::kNone;
+  }
   return o;
 }
 

@@ -14,22 +14,27 @@
 //   -I IFNAME / -n ID   the target's scope id, by interface name or number
 //   -u PATH    Unix stream target ('@' first: abstract namespace)
 //   -N, -P PREFIX, -x   NAT64 mode (relay/target.h)
-//   -i         send a PROXY protocol v1 header
+//   -i         send a PROXY protocol v1 header (to a TCP target only, as the
+//              original; --proxy-to-unix sends it to a -u target too)
 // --refuse-unix-clients closes a passed AF_UNIX connection (one with no
 // client address: PROXY UNKNOWN / v2 LOCAL would make the target take the
 // relay's own address for the client's) and counts it as unix_refused.
-// Unlike the original, a bad number or address is an error naming the
-// option, not a silent 0 or the previous value. New options have long names
-// only (relay/options.cc's usage text lists them).
+// Unlike the original, a bad number is an error naming the option, not a
+// silent 0. As in the original, a bad -c or -P keeps the value before it and
+// extra words after the options are ignored; both with a warning (in
+// `warnings`, for main to print). New options have long names only
+// (relay/options.cc's usage text lists them).
 #ifndef SBX_RELAY_OPTIONS_H_
 #define SBX_RELAY_OPTIONS_H_
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/core/address.h"
+#include "relay/log.h"
 #include "relay/proxy_header.h"
 #include "relay/target.h"
 
@@ -44,7 +49,8 @@ struct RelayOptions {
   std::string receiver_path;    // -s, or --register's control socket
   uint32_t register_group = 0;  // --register
   TargetSpec target;
-  ProxyVersion proxy = ProxyVersion::kNone;
+  ProxyVersion proxy = ProxyVersion::kNone;     // kNone for a Unix target without --proxy-to-unix
+  bool proxy_to_unix = false;                   // --proxy-to-unix
   int workers = 1;                              // --workers: threads, one io_uring each
   uint32_t buffer_size = 256 * 1024;            // --buffer-size: bytes per direction
   CopyMode copy = CopyMode::kBuffer;            // --copy
@@ -54,8 +60,11 @@ struct RelayOptions {
   uint32_t max_connections = 0;                 // --max-connections per worker (0: none)
   int backlog = 4096;                           // --backlog, for -l without -e
   bool log_connections = true;                  // --quiet turns the per-connection line off
+  LogFormat log_format = LogFormat::kOriginal;  // --log-format
   bool refuse_unix_clients = false;             // --refuse-unix-clients
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
+  // Accepted, but worth a line on stderr: an ignored extra word, a bad -c/-P.
+  std::vector<std::string> warnings;
 };
 
 absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv);

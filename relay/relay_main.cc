@@ -5,8 +5,8 @@
 // The main thread sets up the source, starts the workers and the metrics
 // endpoint, then waits for signals: SIGTERM/SIGINT drain (no new
 // connections; open ones get --drain-timeout seconds), SIGUSR1 prints the
-// counters. Exit status: 0 after a drain, 1 on a run-time error, 2 on a bad
-// command line.
+// counters. Exit status as the original's: 0 after a drain, 1 for a bad
+// command line, 255 when the relay cannot be set up.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -33,6 +33,9 @@
 
 namespace sbx::relay {
 namespace {
+
+constexpr int kExitBadCommandLine = 1;
+constexpr int kExitSetUpFailed = 255;
 
 // Checks (and for a listener, starts listening on) the source.
 absl::StatusOr<Source> OpenSource(const RelayOptions& o, std::optional<inetd::BoundSocket>* bound) {
@@ -88,7 +91,7 @@ int Run(const RelayOptions& options) {
   auto source = OpenSource(options, &bound);
   if (!source.ok()) {
     Log("%s", std::string(source.status().message()).c_str());
-    return 1;
+    return kExitSetUpFailed;
   }
   RelayStats stats(options.workers);
   std::unique_ptr<MetricsServer> metrics;
@@ -96,7 +99,7 @@ int Run(const RelayOptions& options) {
     auto m = MetricsServer::Open(*options.metrics_listen);
     if (!m.ok()) {
       Log("%s", std::string(m.status().message()).c_str());
-      return 1;
+      return kExitSetUpFailed;
     }
     metrics = std::move(*m);
   }
@@ -118,6 +121,7 @@ int Run(const RelayOptions& options) {
   }
   if (metrics) metrics->Start([&stats] { return stats.PrometheusText(); });
 
+  const bool detailed = options.log_format == LogFormat::kDetailed;
   bool stopping = false;
   while (true) {
     bool all_finished = true;
@@ -129,7 +133,8 @@ int Run(const RelayOptions& options) {
       Log("%s", stats.Summary().c_str());
     } else if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
       stopping = true;
-      Log("draining: no new connections; open ones get %u s", options.drain_timeout_s);
+      if (detailed)
+        Log("draining: no new connections; open ones get %u s", options.drain_timeout_s);
       // Senders see the path gone at once instead of queueing into a socket
       // nobody reads any more.
       if (bound) inetd::RemoveIfStillOurs(*bound);
@@ -139,11 +144,11 @@ int Run(const RelayOptions& options) {
   for (auto& t : threads) t.join();
   if (metrics) metrics->Stop();
   if (bound) inetd::RemoveIfStillOurs(*bound);
-  Log("%s", stats.Summary().c_str());
+  if (detailed) Log("%s", stats.Summary().c_str());
   for (const auto& r : results) {
-    if (!r.ok()) {
+    if (!r.ok()) {  // a worker's ring could not be set up
       Log("%s", std::string(r.message()).c_str());
-      return 1;
+      return kExitSetUpFailed;
     }
   }
   return 0;
@@ -160,7 +165,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::fprintf(stderr, "socketbox-relay: %s\n", std::string(options.status().message()).c_str());
-    return 2;
+    return sbx::relay::kExitBadCommandLine;
+  }
+  for (const std::string& warning : options->warnings) {
+    sbx::relay::Log("warning: %s", warning.c_str());
   }
   return sbx::relay::Run(*options);
 }

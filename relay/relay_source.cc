@@ -150,7 +150,7 @@ void RelayWorker::TakeConnection(UniqueFd fd, const sockaddr* accepted_peer, soc
              0, StrCat("from fd ", source_.fd));
     return;
   }
-  if (options_.log_connections) LogConnection(peer, local);
+  if (options_.log_connections) LogConnection(options_.log_format, peer, local);
   auto target = ResolveTarget(options_.target, local ? &*local : nullptr);
   if (!target) {
     stats_.Close(CloseReason::kNat64Refused);

@@ -4,6 +4,7 @@ through our engine to the relay's receiving socket, relayed to targets on the
 server namespace's loopback. Data integrity, half-close, resets, bounded
 memory, timeouts, bad fds, PROXY headers, draining, metrics."""
 import os
+import re
 import signal
 import socket
 import struct
@@ -494,7 +495,7 @@ class Lifecycle(RelayCase):
 
     def test_drain_timeout_resets_what_is_left(self):
         t = self.target(lambda conn: rl.read_all(conn, timeout=30))
-        r = self.relay(["-p", str(t.port), "--drain-timeout", "1"])
+        r = self.relay(["-p", str(t.port), "--drain-timeout", "1", "--log-format", "detailed"])
         c = self.connect()
         c.sendall(b"x")
         time.sleep(0.3)
@@ -517,16 +518,170 @@ class Lifecycle(RelayCase):
         self.assertIn('socketbox_relay_closed_total{worker="0",reason="completed"} 1', text)
         self.assertIn('socketbox_relay_bytes_total{worker="0",direction="to_target"} 8', text)
 
-    def test_bad_command_line(self):
+
+class DropIn(RelayCase):
+    """Issue 20 items 6-9: command lines the original ran, each with the
+    original's behaviour (reference §7.1, and a differential run against its
+    binaries) as the expectation."""
+
+    ORIGINAL_LINE = r"^(\d+) \[([0-9a-f:.]+)\]:(\d+) -> \[([0-9a-f:.]+)\]:(\d+)$"
+
+    def unix_target(self):
+        got = []
+
+        def target_side(conn):
+            data = rl.read_all(conn)
+            got.append(data)
+            conn.sendall(data)
+        upath = self.topo.path("backend.sock")
+        self.target(target_side, host=upath, family=socket.AF_UNIX)
+        return upath, got
+
+    def round_trip(self, payload, host=rl.SERVER_IP6):
+        """Sends `payload` through the relay to an echoing target; returns
+        what came back (asserted to end with the payload)."""
+        c = self.connect(host)
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        back = rl.read_all(c)
+        c.close()
+        self.assertTrue(back.endswith(payload), back)
+        return back
+
+    def test_i_sends_no_proxy_header_to_a_unix_target(self):
+        # Item 6: `-s SOCK -u PATH -i`: the original never sent a header to
+        # a Unix target; its backend sees the client's bytes first.
+        upath, got = self.unix_target()
+        self.relay(["-u", upath, "-i"])
+        self.assertEqual(self.round_trip(b"GET / HTTP/1.0\r\n\r\n"), b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(got, [b"GET / HTTP/1.0\r\n\r\n"])
+
+    def test_proxy_to_unix_sends_the_header(self):
+        upath, got = self.unix_target()
+        self.relay(["-u", upath, "-i", "--proxy-to-unix"])
+        self.round_trip(b"hello")
+        self.assertEqual(len(got), 1)
+        self.assertRegex(got[0].decode(),
+                         rf"^PROXY TCP6 {rl.CLIENT_IP6} {rl.SERVER_IP6} \d+ {self.PORT}\r\nhello$")
+
+    def test_extra_word_is_ignored_with_a_warning(self):
+        # Item 7: the original's getopt skipped words that are no options
+        # (and went on reading options after them); it ran.
+        t = self.target(rl.echo)
+        r = self.relay(["extra", "-p", str(t.port)])
+        self.round_trip(b"still relays")
+        self.assertIn("socketbox-relay: warning: ignoring extra argument(s) after the options: "
+                      "'extra'", r.output())
+        self.assertIsNone(r.proc.poll())
+
+    def run_relay(self, args):
         import subprocess
-        for args, text in ((["-p", "abc"], "-p 'abc'"), (["-l", "0"], "-l 0: not a socket"),
-                           (["-c", "nowhere"], "-c 'nowhere'")):
-            out = subprocess.run([rl.RELAY, *args], capture_output=True, text=True, timeout=10,
-                                 stdin=subprocess.DEVNULL)
+        return subprocess.run([rl.RELAY, *args], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+
+    def test_exit_status_as_the_original(self):
+        # Item 8: a bad command line exits 1, a set-up error 255.
+        for args, text in ((["-z"], "unknown option -z"), (["-p"], "missing value for -p"),
+                           (["-p", "abc"], "-p 'abc'"), (["--copy", "zero"], "--copy 'zero'")):
+            out = self.run_relay(args)
+            self.assertEqual(out.returncode, 1, (args, out.stderr))
             self.assertIn(text, out.stderr)
-            self.assertNotEqual(out.returncode, 0)
+        missing_dir = self.topo.path("no-such-dir/relay.sock")
+        for args, text in ((["-l", "0"], "-l 0: not a socket"),
+                           (["-s", missing_dir], f"bind {missing_dir}")):
+            out = self.run_relay(args)
+            self.assertEqual(out.returncode, 255, (args, out.stderr))
+            self.assertIn(text, out.stderr)
+
+    def test_bad_c_warns_and_keeps_the_default(self):
+        # Item 8: the original printed a message for a bad -c and relayed
+        # to the address it had (the default ::1).
+        t = self.target(rl.echo)
+        r = self.relay(["-c", "nowhere", "-p", str(t.port)])
+        self.round_trip(b"to ::1")
+        self.assertIn("warning: -c 'nowhere': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
+                      "keeping ::1", r.output())
+
+    def test_bad_p_prefix_warns_and_keeps_the_default(self):
+        # Item 8: a bad -P keeps 64:ff9b::/96. A connection to
+        # 64:ff9b::127.0.0.1 is relayed (-c's first 96 bits ::ffff:, the
+        # local address's last 32) to 127.0.0.1, which only the default
+        # prefix lets through.
+        self.topo.ns_sh(self.topo.server, "ip", "-6", "route", "add", "local", "64:ff9b::/96",
+                        "dev", "lo")
+        t = self.target(rl.echo, host="127.0.0.1", family=socket.AF_INET)
+        r = self.relay(["-N", "-P", "nonsense", "-c", "::ffff:0.0.0.0", "-p", str(t.port)],
+                       with_engine=False)
+        self.assertIn("warning: -P 'nonsense': not an IPv6 prefix; keeping 64:ff9b::/96", r.output())
+        lst = sbxtest.socket_in(self.topo.server)
+        lst.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND for the AnyIP address
+        lst.bind(("64:ff9b::7f00:1", 0))
+        lst.listen(1)
+        client = sbxtest.socket_in(self.topo.server)
+        client.connect(lst.getsockname()[:2])
+        accepted, _ = lst.accept()
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sbxtest.send_fd(sender, accepted.fileno(), self.path)
+        for s in (accepted, lst, sender):
+            s.close()
+        client.sendall(b"nat64")
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(rl.read_all(client), b"nat64")
+        client.close()
+        r.wait_stat("closed.completed", 1)
+
+    def connection_lines(self, r):
+        return [line for line in r.output().splitlines() if "->" in line]
+
+    def test_log_line_is_the_originals(self):
+        # Item 9: "EPOCH [client]:port -> [local]:port" on stderr, no
+        # prefix, IPv4 as mapped addresses; nothing else for a log parser
+        # (no drain or exit summary), here through a whole run to SIGTERM.
+        t = self.target(rl.echo)
+        r = self.relay(["-p", str(t.port)])
+        before = int(time.time())
+        self.round_trip(b"six")
+        self.round_trip(b"four", host=rl.SERVER_IP4)
+        # A passed Unix client has no address: shown as [::]:0, still parseable.
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sbxtest.send_fd(sender, a.fileno(), self.path)
+        a.close()
+        sender.close()
+        b.sendall(b"unix")
+        b.shutdown(socket.SHUT_WR)
+        self.assertEqual(rl.read_all(b), b"unix")
+        b.close()
+        sbxtest.wait_for(lambda: len(self.connection_lines(r)) == 3, what="three connection lines")
+        after = int(time.time())
+        self.assertEqual(sbxtest.stop(r.proc), 0)
+        r.reader.join(timeout=2)
+        lines = r.output().splitlines()
+        self.assertEqual(len(lines), 3, lines)
+        seen = []
+        for line in lines:
+            m = re.match(self.ORIGINAL_LINE, line)
+            self.assertIsNotNone(m, line)
+            self.assertTrue(before <= int(m.group(1)) <= after, line)
+            seen.append((m.group(2), m.group(4), int(m.group(5))))
+        self.assertEqual(seen, [(rl.CLIENT_IP6, rl.SERVER_IP6, self.PORT),
+                                (f"::ffff:{rl.CLIENT_IP4}", f"::ffff:{rl.SERVER_IP4}", self.PORT),
+                                ("::", "::", 0)])
+
+    def test_log_format_detailed_is_the_richer_one(self):
+        t = self.target(rl.echo)
+        r = self.relay(["-p", str(t.port), "--log-format", "detailed"])
+        self.round_trip(b"rich")
+        sbxtest.wait_for(lambda: self.connection_lines(r), what="a connection line")
+        self.assertRegex(self.connection_lines(r)[0],
+                         r"^socketbox-relay: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+                         rf"\[{rl.CLIENT_IP6}\]:\d+ -> \[{rl.SERVER_IP6}\]:{self.PORT}$")
+        self.assertEqual(sbxtest.stop(r.proc), 0)
+        r.reader.join(timeout=2)
+        self.assertEqual(r.count_lines("socketbox-relay: draining: no new connections"), 1)
+        self.assertEqual(r.count_lines("socketbox-relay: stats accepted=1 "), 1)
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, UnixClients, Registration, Lifecycle,
+    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, UnixClients, Registration, Lifecycle, DropIn,
                     skip_reason=rl.skip_reason())

@@ -1,5 +1,6 @@
 // socketbox-relay's command line: the original's options keep their
-// meaning; what the original read with atoi is now an error naming it.
+// meaning; what the original read with atoi is now an error naming it; what
+// it only warned about (a bad -c or -P, extra words) still only warns.
 #include "relay/options.h"
 
 #include <gtest/gtest.h>
@@ -91,11 +92,9 @@ TEST(RelayOptions, BadInputNamesTheOption) {
       {{"-p", "abc"}, "-p 'abc'"},
       {{"-p", "70000"}, "-p '70000'"},
       {{"-p", "0"}, "-p 0"},
-      {{"-c", "not-an-address"}, "-c 'not-an-address'"},
       {{"-n", "-1"}, "-n '-1'"},
       {{"-l", "x"}, "-l 'x'"},
       {{"-I", "no-such-interface0"}, "-I 'no-such-interface0'"},
-      {{"-P", "64:ff9b::/48"}, "-P '64:ff9b::/48'"},
       {{"-u", std::string(120, 'a')}, "-u '"},
       {{"-s", "/x", "-l", "3"}, "exclude"},
       {{"--copy", "zero"}, "--copy 'zero'"},
@@ -104,7 +103,7 @@ TEST(RelayOptions, BadInputNamesTheOption) {
       {{"--metrics-listen", "nowhere"}, "--metrics-listen 'nowhere'"},
       {{"-z"}, "unknown option -z"},
       {{"-p"}, "missing value for -p"},
-      {{"extra"}, "unexpected argument 'extra'"},
+      {{"--log-format", "json"}, "--log-format 'json'"},
       {{"--register", "x:/p"}, "--register 'x:/p'"},
       {{"--register", "7"}, "--register '7'"},
       {{"--register", "7:/p", "-l", "3"}, "exclude"},
@@ -121,6 +120,70 @@ TEST(RelayOptions, BadInputNamesTheOption) {
     EXPECT_NE(std::string(o.status().message()).find(c.mentions), std::string::npos)
         << o.status().message();
   }
+}
+
+// Issue 20 item 7: the original's getopt permuted and ignored words that are
+// not options; the relay runs, with a warning naming them.
+TEST(RelayOptions, ExtraWordsWarnAndOptionsAfterThemStillCount) {
+  auto o = Parse({"-s", "/run/sb/relay", "extra", "-p", "8080", "more\n"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->target.tcp.port, 8080);
+  ASSERT_EQ(o->warnings.size(), 1u);
+  EXPECT_EQ(o->warnings[0], "ignoring extra argument(s) after the options: 'extra' 'more\\x0a'");
+  EXPECT_TRUE(Parse({"-p", "8080"})->warnings.empty());
+}
+
+// Issue 20 item 8: the original printed a message for a bad -c or -P and
+// went on with the value it had.
+TEST(RelayOptions, BadAddressOrPrefixWarnsAndKeepsTheValueBefore) {
+  auto o = Parse({"-c", "not-an-address"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(FormatHostPort(o->target.tcp), "[::1]:80");
+  ASSERT_EQ(o->warnings.size(), 1u);
+  EXPECT_EQ(o->warnings[0],
+            "-c 'not-an-address': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); keeping ::1");
+
+  o = Parse({"-c", "2001:db8::7", "-c", "nowhere"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(FormatIp6(o->target.tcp.ip), "2001:db8::7");
+
+  o = Parse({"-N", "-P", "64:ff9b::/48", "-P", "zz/64"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->target.nat64_prefix, *ParseIp6("64:ff9b::"));
+  EXPECT_FALSE(o->target.nat64_prefix64);  // the bad "/64" one changed nothing
+  ASSERT_EQ(o->warnings.size(), 2u);
+  EXPECT_EQ(o->warnings[0],
+            "-P '64:ff9b::/48': the prefix length must be 96 (or 64, like -x); keeping "
+            "64:ff9b::/96");
+  EXPECT_EQ(o->warnings[1], "-P 'zz/64': not an IPv6 prefix; keeping 64:ff9b::/96");
+}
+
+// Issue 20 item 6: the original never sent -i's header to a Unix target.
+TEST(RelayOptions, ProxyHeaderGoesToUnixTargetsOnlyWhenAsked) {
+  auto o = Parse({"-s", "/run/sb/relay", "-u", "/run/backend.sock", "-i"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->proxy, ProxyVersion::kNone);
+  EXPECT_TRUE(o->warnings.empty());  // the original's line: nothing new to say
+
+  o = Parse({"-u", "/run/backend.sock", "--proxy-v2"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->proxy, ProxyVersion::kNone);
+  ASSERT_EQ(o->warnings.size(), 1u);
+  EXPECT_NE(o->warnings[0].find("--proxy-to-unix"), std::string::npos);
+
+  o = Parse({"-u", "/run/backend.sock", "-i", "--proxy-to-unix"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->proxy, ProxyVersion::kV1);
+  o = Parse({"-u", "@backend", "--proxy-v2", "--proxy-to-unix"});
+  EXPECT_EQ(o->proxy, ProxyVersion::kV2);
+  EXPECT_EQ(Parse({"-p", "8080", "-i"})->proxy, ProxyVersion::kV1);  // TCP: as before
+}
+
+// Issue 20 item 9: the original's log line by default, the richer on request.
+TEST(RelayOptions, LogFormat) {
+  EXPECT_EQ(Parse({})->log_format, LogFormat::kOriginal);
+  EXPECT_EQ(Parse({"--log-format", "detailed"})->log_format, LogFormat::kDetailed);
+  EXPECT_EQ(Parse({"--log-format", "original"})->log_format, LogFormat::kOriginal);
 }
 
 }  // namespace

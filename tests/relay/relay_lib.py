@@ -117,15 +117,20 @@ def is_live(path):
 
 
 class TargetServer:
-    """A TCP server in namespace `ns` on [::1]:port (or `host`); each
-    connection runs `handler(conn)` in its own thread."""
+    """A TCP server in namespace `ns` on [::1]:port (or `host`), or with
+    family AF_UNIX a Unix stream server at the path `host`; each connection
+    runs `handler(conn)` in its own thread."""
 
     def __init__(self, ns, handler, host="::1", port=0, family=socket.AF_INET6):
         self.sock = sbxtest.socket_in(ns, family) if ns else socket.socket(family)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        if family == socket.AF_UNIX:
+            self.sock.bind(host)
+            self.port = None
+        else:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.port = self.sock.getsockname()[1]
         self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
         self.handler = handler
         self.errors = []
         self.accepted = 0
