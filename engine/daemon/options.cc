@@ -1,81 +1,25 @@
 #include "engine/daemon/options.h"
 
-#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <climits>
+#include <span>
+#include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
+#include "engine/core/option_table.h"
 #include "engine/core/str_cat.h"
 
 namespace sbx {
 namespace {
 
-enum LongOnly {
-  kListen = 1000,
-  kThreads,
-  kIo,
-  kDispatchTimeout,
-  kStatsInterval,
-  kExactListeners,
-  kMetricsListen,
-  kCheckConfig,
-  kTestRoute,
-  kHelp,
-  kVersion,
-  kBatchWait,
-  kFdsPerMessage,
-  kHandover,
-  kHandoverGrace,
-  kKernelDispatch,
-  kListenerSocket,
-};
-
-const option kLongOptions[] = {
-    {"config", required_argument, nullptr, 'f'},
-    {"address", required_argument, nullptr, 'l'},
-    {"port", required_argument, nullptr, 'p'},
-    {"transparent", no_argument, nullptr, 't'},
-    {"freebind", no_argument, nullptr, 'F'},
-    {"no-reuseaddr", no_argument, nullptr, 'R'},
-    {"reuseport", no_argument, nullptr, 'r'},
-    {"socket-fd", required_argument, nullptr, 's'},
-    {"exec", no_argument, nullptr, 'e'},
-    {"user", required_argument, nullptr, 'u'},
-    {"group", required_argument, nullptr, 'g'},
-    {"groups", required_argument, nullptr, 'G'},
-    {"keep-groups", no_argument, nullptr, 'k'},
-    {"daemon", no_argument, nullptr, 'd'},
-    {"chroot", required_argument, nullptr, 'x'},
-    {"send-to", required_argument, nullptr, 'S'},
-    {"send-fd", required_argument, nullptr, 'i'},
-    {"backlog", required_argument, nullptr, 'b'},
-    {"clear-transparent", no_argument, nullptr, 'z'},
-    {"register", required_argument, nullptr, 'P'},
-    {"substitute", no_argument, nullptr, 'U'},
-    {"listen", required_argument, nullptr, kListen},
-    {"threads", required_argument, nullptr, kThreads},
-    {"io", required_argument, nullptr, kIo},
-    {"dispatch-timeout", required_argument, nullptr, kDispatchTimeout},
-    {"stats-interval", required_argument, nullptr, kStatsInterval},
-    {"batch-wait", required_argument, nullptr, kBatchWait},
-    {"fds-per-message", required_argument, nullptr, kFdsPerMessage},
-    {"exact-listeners", required_argument, nullptr, kExactListeners},
-    {"metrics-listen", required_argument, nullptr, kMetricsListen},
-    {"handover", required_argument, nullptr, kHandover},
-    {"handover-grace", required_argument, nullptr, kHandoverGrace},
-    {"kernel-dispatch", required_argument, nullptr, kKernelDispatch},
-    {"listener-socket", required_argument, nullptr, kListenerSocket},
-    {"check-config", no_argument, nullptr, kCheckConfig},
-    {"test-route", no_argument, nullptr, kTestRoute},
-    {"help", no_argument, nullptr, kHelp},
-    {"version", no_argument, nullptr, kVersion},
-    {nullptr, 0, nullptr, 0},
-};
+// Where the help of an option starts in --help.
+constexpr size_t kHelpColumn = 31;
 
 // Values are shown escaped (Printable): a newline in one must not start a
 // line of its own in the log.
@@ -186,240 +130,294 @@ absl::Status ApplyGroups(const char* value, Options* o) {
   return absl::OkStatus();
 }
 
-absl::Status Apply(int opt, const char* arg, Options* o) {
-  switch (opt) {
-    case 'f':
-      o->config_path = arg;
-      return absl::OkStatus();
-    case 'l':
-      o->address_given = true;
-      return ParseListenAddress(arg, &o->address);
-    case 'p': {
-      auto port = ParsePort(arg);
-      if (!port) return Bad("-p", arg, "must be a port number from 0 to 65535");
-      o->address.port = *port;
-      o->address_given = true;
-      return absl::OkStatus();
-    }
-    case 't':
-      o->transparent = true;
-      return absl::OkStatus();
-    case 'F':
-      o->freebind = true;
-      return absl::OkStatus();
-    case 'R':
-      o->reuseaddr = false;
-      return absl::OkStatus();
-    case 'r':
-      o->reuseport = true;
-      return absl::OkStatus();
-    case 's': {
-      auto fd = ParseNumber("-s", arg, 0, INT_MAX);
-      if (!fd.ok()) return fd.status();
-      o->inherited_fd = *fd;
-      return absl::OkStatus();
-    }
-    case 'e':
-      o->exec_mode = true;
-      return absl::OkStatus();
-    case 'u':
-      return ApplyUser(arg, o);
-    case 'g': {
-      auto gid = ResolveGroup("-g", arg);
-      if (!gid.ok()) return gid.status();
-      o->gid = *gid;
-      return absl::OkStatus();
-    }
-    case 'G':
-      return ApplyGroups(arg, o);
-    case 'k':
-      o->keep_groups = true;
-      return absl::OkStatus();
-    case 'd':
-      o->daemonize = true;
-      return absl::OkStatus();
-    case 'x':
-      // The original called chroot("") and exited 1 after binding.
-      if (arg[0] == '\0')
-        return Bad("-x", arg, "an empty directory: give the directory to chroot to");
-      o->chroot_dir = arg;
-      return absl::OkStatus();
-    case 'S':
-      if (std::string_view(arg).empty() || std::string_view(arg).size() > 107) {
-        return Bad("-S", arg, "a Unix socket path of 1 to 107 bytes");
-      }
-      o->forced_path = arg;
-      o->forced_fd.reset();  // the last of -S / -i wins, as in the original
-      return absl::OkStatus();
-    case 'i': {
-      auto fd = ParseNumber("-i", arg, 0, INT_MAX);
-      if (!fd.ok()) return fd.status();
-      o->forced_fd = *fd;
-      o->forced_path.reset();
-      return absl::OkStatus();
-    }
-    case 'b': {
-      auto backlog = ParseNumber("-b", arg, 1, INT_MAX);
-      if (!backlog.ok()) return backlog.status();
-      o->backlog = *backlog;
-      return absl::OkStatus();
-    }
-    case 'z':
-      o->clear_transparent = true;
-      return absl::OkStatus();
-    case 'P': {
-      std::string_view text = arg;
-      const size_t colon = text.find(':');
-      auto group = colon == std::string_view::npos
-                       ? std::nullopt
-                       : ParseCNumber(text.substr(0, colon), 0, UINT32_MAX);
-      if (!group || colon + 1 >= text.size() || text.size() - colon - 1 > 107) {
-        return Bad("-P", arg,
-                   "expected GROUP:PATH (a number: decimal, 0x hex or 0 octal; a colon; a "
-                   "socket path)");
-      }
-      o->registration =
-          Options::Registration{static_cast<uint32_t>(*group), std::string(text.substr(colon + 1))};
-      return absl::OkStatus();
-    }
-    case 'U':
-      o->substitute = true;
-      return absl::OkStatus();
-    case kListen: {
-      auto address = ParseHostPort(arg);
-      if (!address) return Bad("--listen", arg, "expected [IPV6]:PORT or IPV4:PORT");
-      o->listen.push_back(*address);
-      return absl::OkStatus();
-    }
-    case kMetricsListen: {
-      auto address = ParseHostPort(arg);
-      if (!address || address->port == 0) {
-        return Bad("--metrics-listen", arg, "expected [IPV6]:PORT or IPV4:PORT, port 1-65535");
-      }
-      // One endpoint: a second one would silently replace the first (it is
-      // easily taken for a repeatable option, like --listen).
-      if (o->metrics_listen) {
-        return Bad("--metrics-listen", arg,
-                   StrCat("given twice (already ", FormatHostPort(*o->metrics_listen),
-                          "); the daemon serves one metrics endpoint"));
-      }
-      o->metrics_listen = *address;
-      return absl::OkStatus();
-    }
-    case kHandover:
-      if (arg[0] == '\0' || std::string_view(arg).size() > 100) {
-        return Bad("--handover", arg, "expected a Unix socket path of 1 to 100 bytes");
-      }
-      o->handover_path = arg;
-      return absl::OkStatus();
-    case kHandoverGrace: {
-      auto seconds = ParseNumber("--handover-grace", arg, 0, 3600);
-      if (!seconds.ok()) return seconds.status();
-      o->handover_grace_s = *seconds;
-      return absl::OkStatus();
-    }
-    case kKernelDispatch:
-      if (std::string_view(arg) == "on") {
-        o->kernel_dispatch = KernelDispatchMode::kOn;
-      } else if (std::string_view(arg) == "off") {
-        o->kernel_dispatch = KernelDispatchMode::kOff;
-      } else if (std::string_view(arg) == "auto") {
-        o->kernel_dispatch = KernelDispatchMode::kAuto;
-      } else {
-        return Bad("--kernel-dispatch", arg, "expected on, off or auto");
-      }
-      return absl::OkStatus();
-    case kListenerSocket:
-      if (arg[0] == '\0' || std::string_view(arg).size() > 100) {
-        return Bad("--listener-socket", arg, "expected a Unix socket path of 1 to 100 bytes");
-      }
-      o->listener_socket = arg;
-      return absl::OkStatus();
-    case kThreads: {
-      auto n = ParseNumber("--threads", arg, 1, 256);
-      if (!n.ok()) return n.status();
-      o->threads = *n;
-      return absl::OkStatus();
-    }
-    case kIo:
-      if (std::string_view(arg) == "uring") {
-        o->io = IoMode::kUring;
-      } else if (std::string_view(arg) == "sync") {
-        o->io = IoMode::kSync;
-      } else {
-        return Bad("--io", arg, "expected uring or sync");
-      }
-      return absl::OkStatus();
-    case kDispatchTimeout: {
-      auto n = ParseNumber("--dispatch-timeout", arg, 0, 3600000);
-      if (!n.ok()) return n.status();
-      o->dispatch_timeout_ms = *n;
-      return absl::OkStatus();
-    }
-    case kBatchWait: {
-      auto n = ParseNumber("--batch-wait", arg, 0, 10000);
-      if (!n.ok()) return n.status();
-      o->batch_wait_us = *n;
-      return absl::OkStatus();
-    }
-    case kFdsPerMessage: {
-      auto n = ParseNumber("--fds-per-message", arg, 1, Options::kMaxFdsPerMessage);
-      if (!n.ok()) return n.status();
-      o->fds_per_message = *n;
-      return absl::OkStatus();
-    }
-    case kStatsInterval: {
-      auto n = ParseNumber("--stats-interval", arg, 0, 86400);
-      if (!n.ok()) return n.status();
-      o->stats_interval_s = *n;
-      return absl::OkStatus();
-    }
-    case kExactListeners: {
-      auto n = ParseNumber("--exact-listeners", arg, 0, 4096);
-      if (!n.ok()) return n.status();
-      o->exact_listeners = *n;
-      return absl::OkStatus();
-    }
-    case kCheckConfig:
-      o->mode = RunMode::kCheckConfig;
-      return absl::OkStatus();
-    case kTestRoute:
-      o->mode = RunMode::kTestRoute;
-      return absl::OkStatus();
-    case kHelp:
-      o->mode = RunMode::kHelp;
-      return absl::OkStatus();
-    case kVersion:
-      o->mode = RunMode::kVersion;
-      return absl::OkStatus();
+absl::Status SetNumber(std::string_view option, const char* value, int min, int max, int* out) {
+  auto n = ParseNumber(option, value, min, max);
+  if (!n.ok()) return n.status();
+  *out = *n;
+  return absl::OkStatus();
+}
+
+absl::Status SetUnixPath(std::string_view option, const char* value, size_t max, std::string* out) {
+  if (value[0] == '\0' || std::string_view(value).size() > max) {
+    return Bad(option, value, StrCat("expected a Unix socket path of 1 to ", max, " bytes"));
   }
-  return absl::InvalidArgumentError("unknown option (see --help)");
+  *out = value;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyPort(const char* value, Options* o) {
+  auto port = ParsePort(value);
+  if (!port) return Bad("-p", value, "must be a port number from 0 to 65535");
+  o->address.port = *port;
+  o->address_given = true;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyRegistration(const char* value, Options* o) {
+  std::string_view text = value;
+  const size_t colon = text.find(':');
+  auto group = colon == std::string_view::npos ? std::nullopt
+                                               : ParseCNumber(text.substr(0, colon), 0, UINT32_MAX);
+  if (!group || colon + 1 >= text.size() || text.size() - colon - 1 > 107) {
+    return Bad("-P", value,
+               "expected GROUP:PATH (a number: decimal, 0x hex or 0 octal; a colon; a "
+               "socket path)");
+  }
+  o->registration =
+      Options::Registration{static_cast<uint32_t>(*group), std::string(text.substr(colon + 1))};
+  return absl::OkStatus();
+}
+
+absl::Status ApplyMetricsListen(const char* value, Options* o) {
+  auto address = ParseHostPort(value);
+  if (!address || address->port == 0) {
+    return Bad("--metrics-listen", value, "expected [IPV6]:PORT or IPV4:PORT, port 1-65535");
+  }
+  // One endpoint: a second one would silently replace the first (it is
+  // easily taken for a repeatable option, like --listen).
+  if (o->metrics_listen) {
+    return Bad("--metrics-listen", value,
+               StrCat("given twice (already ", FormatHostPort(*o->metrics_listen),
+                      "); the daemon serves one metrics endpoint"));
+  }
+  o->metrics_listen = *address;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyKernelDispatch(const char* value, Options* o) {
+  const std::string_view v = value;
+  if (v == "on") {
+    o->kernel_dispatch = KernelDispatchMode::kOn;
+  } else if (v == "off") {
+    o->kernel_dispatch = KernelDispatchMode::kOff;
+  } else if (v == "auto") {
+    o->kernel_dispatch = KernelDispatchMode::kAuto;
+  } else {
+    return Bad("--kernel-dispatch", value, "expected on, off or auto");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyIo(const char* value, Options* o) {
+  const std::string_view v = value;
+  if (v == "uring") {
+    o->io = IoMode::kUring;
+  } else if (v == "sync") {
+    o->io = IoMode::kSync;
+  } else {
+    return Bad("--io", value, "expected uring or sync");
+  }
+  return absl::OkStatus();
+}
+
+using Row = OptionRow<Options>;
+using Status = absl::Status;
+
+// The original's options, then this implementation's (kFirstAddedRow on).
+constexpr Row kRows[] = {
+    {"config", 'f', "FILE", "configuration file (/etc/socketbox.conf)",
+     [](const char* v, Options* o) -> Status {
+       o->config_path = v;
+       return absl::OkStatus();
+     }},
+    {"address", 'l', "ADDR", "listen address: IPv6 (with %scope) or IPv4 (default ::)",
+     [](const char* v, Options* o) -> Status {
+       o->address_given = true;
+       return ParseListenAddress(v, &o->address);
+     }},
+    {"port", 'p', "N", "listen port (80)", ApplyPort},
+    {"transparent", 't', nullptr, "IPV6_TRANSPARENT on the listener (TPROXY)",
+     [](const char*, Options* o) -> Status {
+       o->transparent = true;
+       return absl::OkStatus();
+     }},
+    {"freebind", 'F', nullptr, "IPV6_FREEBIND on the listener",
+     [](const char*, Options* o) -> Status {
+       o->freebind = true;
+       return absl::OkStatus();
+     }},
+    {"no-reuseaddr", 'R', nullptr, "do not set SO_REUSEADDR",
+     [](const char*, Options* o) -> Status {
+       o->reuseaddr = false;
+       return absl::OkStatus();
+     }},
+    {"reuseport", 'r', nullptr, "set SO_REUSEPORT (other programs may then share the port)",
+     [](const char*, Options* o) -> Status {
+       o->reuseport = true;
+       return absl::OkStatus();
+     }},
+    {"socket-fd", 's', "FD", "use inherited socket FD (listen() is still called)",
+     [](const char* v, Options* o) { return SetNumber("-s", v, 0, INT_MAX, &o->inherited_fd); }},
+    {"exec", 'e', nullptr, "exec mode: set SKBOX_LISTEN_FD and exec the arguments",
+     [](const char*, Options* o) -> Status {
+       o->exec_mode = true;
+       return absl::OkStatus();
+     }},
+    {"user", 'u', "USER", "run as USER (name or uid; a name also sets its group)", ApplyUser},
+    {"group", 'g', "GROUP", "run as GROUP (name or gid)",
+     [](const char* v, Options* o) -> Status {
+       auto gid = ResolveGroup("-g", v);
+       if (!gid.ok()) return gid.status();
+       o->gid = *gid;
+       return absl::OkStatus();
+     }},
+    {"groups", 'G', "LIST", "supplementary groups (comma list)", ApplyGroups},
+    {"keep-groups", 'k', nullptr, "keep the current supplementary groups",
+     [](const char*, Options* o) -> Status {
+       o->keep_groups = true;
+       return absl::OkStatus();
+     }},
+    {"daemon", 'd', nullptr, "daemonize",
+     [](const char*, Options* o) -> Status {
+       o->daemonize = true;
+       return absl::OkStatus();
+     }},
+    {"chroot", 'x', "DIR", "chroot to DIR",
+     [](const char* v, Options* o) -> Status {
+       // The original called chroot("") and exited 1 after binding.
+       if (v[0] == '\0') return Bad("-x", v, "an empty directory: give the directory to chroot to");
+       o->chroot_dir = v;
+       return absl::OkStatus();
+     }},
+    {"send-to", 'S', "PATH", "send every connection to this datagram socket (no config)",
+     [](const char* v, Options* o) -> Status {
+       if (std::string_view(v).empty() || std::string_view(v).size() > 107) {
+         return Bad("-S", v, "a Unix socket path of 1 to 107 bytes");
+       }
+       o->forced_path = v;
+       o->forced_fd.reset();  // the last of -S / -i wins, as in the original
+       return absl::OkStatus();
+     }},
+    {"send-fd", 'i', "FD", "send every connection over inherited FD (no config)",
+     [](const char* v, Options* o) -> Status {
+       int fd = -1;
+       if (Status s = SetNumber("-i", v, 0, INT_MAX, &fd); !s.ok()) return s;
+       o->forced_fd = fd;
+       o->forced_path.reset();
+       return absl::OkStatus();
+     }},
+    {"backlog", 'b', "N", "listen backlog (4096)",
+     [](const char* v, Options* o) { return SetNumber("-b", v, 1, INT_MAX, &o->backlog); }},
+    {"clear-transparent", 'z', nullptr, "clear IPV6_TRANSPARENT on accepted sockets",
+     [](const char*, Options* o) -> Status {
+       o->clear_transparent = true;
+       return absl::OkStatus();
+     }},
+    {"register", 'P', "N:PATH", "registration mode: receive sockets as group N from PATH",
+     ApplyRegistration},
+    {"substitute", 'U', nullptr, "#//0_ .. #//7_ and #//P_ substitution in socket paths",
+     [](const char*, Options* o) -> Status {
+       o->substitute = true;
+       return absl::OkStatus();
+     }},
+    // kFirstAddedRow: this implementation's options.
+    {"listen", 0, "[ADDR]:PORT", "another listener (repeatable; IPv4 as A.B.C.D:PORT)",
+     [](const char* v, Options* o) -> Status {
+       auto address = ParseHostPort(v);
+       if (!address) return Bad("--listen", v, "expected [IPV6]:PORT or IPV4:PORT");
+       o->listen.push_back(*address);
+       return absl::OkStatus();
+     }},
+    {"threads", 0, "N", "worker threads, one ring each (default: CPUs / 2)",
+     [](const char* v, Options* o) { return SetNumber("--threads", v, 1, 256, &o->threads); }},
+    {"io", 0, "uring|sync", "io_uring fast path (default) or a plain accept loop", ApplyIo},
+    {"dispatch-timeout", 0, "MS",
+     "how long a connection may wait for a full or\nrestarting backend before it is closed (2000)",
+     [](const char* v, Options* o) {
+       return SetNumber("--dispatch-timeout", v, 0, 3600000, &o->dispatch_timeout_ms);
+     }},
+    {"stats-interval", 0, "S", "print counters every S seconds (0: only on SIGUSR1)",
+     [](const char* v, Options* o) {
+       return SetNumber("--stats-interval", v, 0, 86400, &o->stats_interval_s);
+     }},
+    {"batch-wait", 0, "US",
+     "io_uring: reap completions in batches with the kernel's\nmin-wait, up to US microseconds "
+     "(Linux 6.12+; default 0:\nan adaptive wait, cheaper below saturation)",
+     [](const char* v, Options* o) {
+       return SetNumber("--batch-wait", v, 0, 10000, &o->batch_wait_us);
+     }},
+    {"fds-per-message", 0, "N",
+     "io_uring: pack up to N connections into one message to a\nreceiver that declared it takes "
+     "several (16; 1: never;\ndocs/receiver-protocol.md)",
+     [](const char* v, Options* o) {
+       return SetNumber("--fds-per-message", v, 1, Options::kMaxFdsPerMessage, &o->fds_per_message);
+     }},
+    {"exact-listeners", 0, "N",
+     "at most N extra listeners for (address, port) pairs\nnamed exactly in the configuration "
+     "(64; 0 disables)",
+     [](const char* v, Options* o) {
+       return SetNumber("--exact-listeners", v, 0, 4096, &o->exact_listeners);
+     }},
+    {"metrics-listen", 0, "[ADDR]:PORT",
+     "serve the counters in Prometheus text format over\nHTTP (GET /metrics), e.g. [::1]:9100",
+     ApplyMetricsListen},
+    {"handover", 0, "PATH",
+     "serve PATH for a successor; if a daemon serves PATH\nalready, take its listeners (upgrade "
+     "without loss)",
+     [](const char* v, Options* o) -> Status {
+       std::string path;
+       if (Status s = SetUnixPath("--handover", v, 100, &path); !s.ok()) return s;
+       o->handover_path = path;
+       return absl::OkStatus();
+     }},
+    {"handover-grace", 0, "S",
+     "after a handover, keep the listeners S seconds and\nserve again if the successor dies "
+     "meanwhile (10)",
+     [](const char* v, Options* o) {
+       return SetNumber("--handover-grace", v, 0, 3600, &o->handover_grace_s);
+     }},
+    {"kernel-dispatch", 0, "on|off|auto",
+     "the kernel puts connections for a backend whose\nreceiver took its listener straight into "
+     "it (eBPF\nsk_lookup; auto: where the kernel and privileges\nallow; docs/kernel-dispatch.md)",
+     ApplyKernelDispatch},
+    {"listener-socket", 0, "PATH",
+     "where receivers ask for their listeners\n(/run/socketbox/listeners.sock)",
+     [](const char* v, Options* o) {
+       return SetUnixPath("--listener-socket", v, 100, &o->listener_socket);
+     }},
+    {"check-config", 0, nullptr, "check the configuration: OK or its errors",
+     [](const char*, Options* o) -> Status {
+       o->mode = RunMode::kCheckConfig;
+       return absl::OkStatus();
+     }},
+    {"test-route", 0, nullptr, "print where the connections on stdin would go",
+     [](const char*, Options* o) -> Status {
+       o->mode = RunMode::kTestRoute;
+       return absl::OkStatus();
+     }},
+    {"help", 0, nullptr, "this text",
+     [](const char*, Options* o) -> Status {
+       o->mode = RunMode::kHelp;
+       return absl::OkStatus();
+     }},
+    {"version", 0, nullptr, "the version",
+     [](const char*, Options* o) -> Status {
+       o->mode = RunMode::kVersion;
+       return absl::OkStatus();
+     }},
+};
+constexpr size_t kFirstAddedRow = 21;
+static_assert(kRows[kFirstAddedRow].short_name == 0 && kRows[kFirstAddedRow - 1].short_name != 0);
+
+// Getopt's faults, worded as they have been since the first release.
+absl::Status WordFault(const OptionFault& f) {
+  if (f.missing_value) {
+    return absl::InvalidArgumentError(StrCat("option '", Printable(f.token), "' needs a value"));
+  }
+  return absl::InvalidArgumentError(
+      f.short_name != 0
+          ? StrCat("unknown option -", Printable(std::string(1, f.short_name)), " (see --help)")
+          : StrCat("unknown option '", Printable(f.token), "' (see --help)"));
 }
 
 }  // namespace
 
 absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   Options o;
-  optind = 0;  // 0, not 1: glibc then also resets its internal position (callable twice)
-  opterr = 0;
-  int opt;
-  while ((opt = getopt_long(argc, argv, "+:f:l:p:tFRrs:eu:g:G:kdx:S:i:b:zP:U", kLongOptions,
-                            nullptr)) != -1) {
-    if (opt == '?') {
-      return absl::InvalidArgumentError(
-          optopt != 0
-              ? StrCat("unknown option -", Printable(std::string(1, static_cast<char>(optopt))),
-                       " (see --help)")
-              : StrCat("unknown option '", Printable(argv[optind - 1]), "' (see --help)"));
-    }
-    if (opt == ':') {
-      return absl::InvalidArgumentError(
-          StrCat("option '", Printable(argv[optind - 1]), "' needs a value"));
-    }
-    absl::Status status = Apply(opt, optarg, &o);
-    if (!status.ok()) return status;
-  }
-  for (int i = optind; i < argc; ++i) o.exec_argv.emplace_back(argv[i]);
+  auto operands =
+      ParseOptionTable<Options>(kRows, argc, argv, OptionOrder::kStopAtFirstWord, &o, WordFault);
+  if (!operands.ok()) return operands.status();
+  o.exec_argv = std::move(*operands);
 
   if (o.exec_mode && o.exec_argv.empty()) {
     return absl::InvalidArgumentError("-e needs a program to run after the options");
@@ -456,71 +454,23 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
 }
 
 std::string UsageText() {
-  return R"(usage: socketbox [options]                       accept and dispatch (the daemon)
-       socketbox -f FILE [-U] --check-config           check a configuration: OK or errors
-       socketbox -f FILE [-U] --test-route < tuples    print where connections would go
-       socketbox [options] -e PROGRAM [ARGS...]        bind, drop privileges, exec PROGRAM
-
-Options of the original socketbox (same meaning and defaults):
-  -f, --config FILE        configuration file (/etc/socketbox.conf)
-  -l, --address ADDR       listen address: IPv6 (with %scope) or IPv4 (default ::)
-  -p, --port N             listen port (80)
-  -t, --transparent        IPV6_TRANSPARENT on the listener (TPROXY)
-  -F, --freebind           IPV6_FREEBIND on the listener
-  -R, --no-reuseaddr       do not set SO_REUSEADDR
-  -r, --reuseport          set SO_REUSEPORT
-  -s, --socket-fd FD       use inherited socket FD (listen() is still called)
-  -e, --exec               exec mode: set SKBOX_LISTEN_FD and exec the arguments
-  -u, --user USER          run as USER (name or uid; a name also sets its group)
-  -g, --group GROUP        run as GROUP (name or gid)
-  -G, --groups LIST        supplementary groups (comma list)
-  -k, --keep-groups        keep the current supplementary groups
-  -d, --daemon             daemonize
-  -x, --chroot DIR         chroot to DIR
-  -S, --send-to PATH       send every connection to this datagram socket (no config)
-  -i, --send-fd FD         send every connection over inherited FD (no config)
-  -b, --backlog N          listen backlog (4096)
-  -z, --clear-transparent  clear IPV6_TRANSPARENT on accepted sockets
-  -P, --register N:PATH    registration mode: receive sockets as group N from PATH
-  -U, --substitute         #//0_ .. #//7_ and #//P_ substitution in socket paths
-
-Options of this implementation:
-      --listen [ADDR]:PORT     another listener (repeatable; IPv4 as A.B.C.D:PORT)
-      --threads N              worker threads, one ring each (default: CPUs / 2)
-      --io uring|sync          io_uring fast path (default) or a plain accept loop
-      --dispatch-timeout MS    how long a connection may wait for a full or
-                               restarting backend before it is closed (2000)
-      --stats-interval S       print counters every S seconds (0: only on SIGUSR1)
-      --batch-wait US          io_uring: reap completions in batches with the kernel's
-                               min-wait, up to US microseconds (Linux 6.12+; default 0:
-                               an adaptive wait, cheaper below saturation)
-      --fds-per-message N      io_uring: pack up to N connections into one message to a
-                               receiver that declared it takes several (16; 1: never;
-                               docs/receiver-protocol.md)
-      --exact-listeners N      at most N extra listeners for (address, port) pairs
-                               named exactly in the configuration (64; 0 disables)
-      --metrics-listen [ADDR]:PORT
-                               serve the counters in Prometheus text format over
-                               HTTP (GET /metrics), e.g. [::1]:9100
-      --handover PATH          serve PATH for a successor; if a daemon serves PATH
-                               already, take its listeners (upgrade without loss)
-      --handover-grace S       after a handover, keep the listeners S seconds and
-                               serve again if the successor dies meanwhile (10)
-      --kernel-dispatch on|off|auto
-                               the kernel puts connections for a backend whose
-                               receiver took its listener straight into it (eBPF
-                               sk_lookup; auto: where the kernel and privileges
-                               allow; docs/kernel-dispatch.md)
-      --listener-socket PATH   where receivers ask for their listeners
-                               (/run/socketbox/listeners.sock)
-      --check-config, --test-route, --help, --version
-  socketbox --upgrade PATH     start a successor of the daemon serving PATH, with
-                               its command line, detached (what the package runs)
-
-Signals: SIGHUP reloads the configuration (a bad file keeps the old one),
-SIGUSR1 prints counters, SIGTERM/SIGINT stop accepting, finish in-flight
-dispatches and exit 0.
-)";
+  const std::span<const Row> rows(kRows);
+  return StrCat(
+      "usage: socketbox [options]                       accept and dispatch (the daemon)\n"
+      "       socketbox -f FILE [-U] --check-config           check a configuration: OK or "
+      "errors\n"
+      "       socketbox -f FILE [-U] --test-route < tuples    print where connections would go\n"
+      "       socketbox [options] -e PROGRAM [ARGS...]        bind, drop privileges, exec "
+      "PROGRAM\n\n"
+      "Options of the original socketbox (same meaning and defaults):\n",
+      OptionHelp(rows.first(kFirstAddedRow), kHelpColumn), "\nOptions of this implementation:\n",
+      OptionHelp(rows.subspan(kFirstAddedRow), kHelpColumn),
+      "  socketbox --upgrade PATH     start a successor of the daemon serving PATH, with\n"
+      "                               its command line, detached (what the package runs)\n"
+      "\n"
+      "Signals: SIGHUP reloads the configuration (a bad file keeps the old one),\n"
+      "SIGUSR1 prints counters, SIGTERM/SIGINT stop accepting, finish in-flight\n"
+      "dispatches and exit 0.\n");
 }
 
 }  // namespace sbx
