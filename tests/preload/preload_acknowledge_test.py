@@ -1,0 +1,167 @@
+"""What SKBOX_ACKNOWLEDGE=1 saves when a server under the preload is killed
+with connections queued in its socket (docs/preload.md, "Acknowledgements:
+what they protect"), with the old command lines: the real daemon
+`socketbox -l ADDRESS -p 80 -F -S PATH` (kernel dispatch off) and the server
+under `run-with-socketbox`, binding [fe8f::2:0:1]:80.
+
+Each case: the server takes FIRST connections (0 or 1) and then stops
+accepting; 8 clients connect, and the daemon sends all 8 to its datagram
+socket (its counters), where they wait; the server is killed (SIGKILL), and
+after DELAY seconds the same command is started again; each client then
+reads what it gets: the new server's greeting (saved) or the end of the
+connection (lost).
+
+- The server had read one message (so its hello reached the daemon), same
+  network namespace, restarted at once or 1 s later (--dispatch-timeout
+  2000, the default): 8 of 8 saved, sent again by the daemon.
+- It had read none (a hello answers a message): 0 of 8.
+- Restarted 3 s later, after the deadline: 0 of 8.
+- The server in another network namespace than the daemon (its hello
+  cannot reach the daemon's abstract address, and without kernel dispatch
+  there is no channel to carry it): 0 of 8.
+- Without SKBOX_ACKNOWLEDGE: 0 of 8 (the baseline)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+import preload_common as pc
+from preload_common import sbxtest
+
+sys.path.insert(0, os.path.join(sbxtest.ROOT, "tests", "engine"))
+from engine_fixture import Engine  # noqa: E402
+
+WRAPPER = os.path.join(pc.BUILD, "preload", "run-with-socketbox")
+QUEUED = 8  # below net.unix.max_dgram_qlen (10): all wait in the server's socket
+
+# argv: address, name, first. Serves `first` connections (all, if -1),
+# greeting each with its name, then stops accepting until killed.
+SERVER = r"""
+import signal, socket, sys
+address, name, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.create_server((address, 80), family=socket.AF_INET6)
+print("bound", flush=True)
+served = 0
+while first < 0 or served < first:
+    conn, _ = s.accept()
+    conn.sendall(name.encode() + b"\n")
+    conn.close()
+    served += 1
+print("holding", flush=True)
+signal.pause()
+"""
+
+
+class AcknowledgeTest(unittest.TestCase):
+    def setUp(self):
+        reason = sbxtest.require_root_and_netns()
+        if reason:
+            self.skipTest(reason)
+
+    def crash_and_restart(self, first=1, delay=0.0, other_namespace=False, acknowledge=True):
+        """Returns (saved, lost, the daemon's counters) for the case the
+        arguments describe (see the module's docstring)."""
+        with sbxtest.Topology() as topo:
+            env = pc.preload_env(topo, SKBOX_LISTENER_SOCKET=topo.path("no-engine-here.sock"))
+            del env["LD_PRELOAD"]  # run-with-socketbox sets it
+            if acknowledge:
+                env["SKBOX_ACKNOWLEDGE"] = "1"
+            path = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
+            # The client namespace stands for a container of the server's
+            # own: it shares only the filesystem with the daemon.
+            server_ns = topo.client if other_namespace else topo.server
+
+            def start(name, first):
+                p = sbxtest.spawn([WRAPPER, pc.PYTHON, "-c", SERVER, pc.FE8F_DIR2, name,
+                                   str(first)], ns=server_ns, env=env, stdout=subprocess.PIPE)
+                self.assertEqual(p.stdout.readline(), b"bound\n", p.stderr.read() if p.poll() else "")
+                return p
+
+            old = start("first", first)
+            engine = Engine(["-l", pc.PUBLIC6, "-p", "80", "-F", "-S", path], ns=topo.server)
+            new = None
+            clients = []
+            try:
+                for _ in range(first):
+                    with sbxtest.connect_from(topo.client, pc.PUBLIC6, 80) as c:
+                        c.settimeout(10)
+                        self.assertEqual(c.recv(64), b"first\n")
+                self.assertEqual(old.stdout.readline(), b"holding\n")
+                for _ in range(QUEUED):
+                    c = sbxtest.socket_in(topo.client)
+                    c.settimeout(10)
+                    c.connect((pc.PUBLIC6, 80))
+                    clients.append(c)
+                # Sent, one per message: all wait in the server's socket.
+                sbxtest.wait_for(
+                    lambda: engine.stats(settle=False).get("messages") == first + QUEUED,
+                    timeout=10, what=f"{first + QUEUED} connections sent to {path}")
+                old.kill()
+                old.wait()
+                if delay:
+                    time.sleep(delay)  # the restart's delay is the case, not a wait
+                new = start("second", -1)
+                saved = lost = 0
+                for c in clients:
+                    try:
+                        got = c.recv(64)
+                    except ConnectionResetError:
+                        got = b""
+                    if got == b"second\n":
+                        saved += 1
+                    else:
+                        self.assertEqual(got, b"", "neither the new server nor the end")
+                        lost += 1
+                stats = engine.stats()
+                return saved, lost, stats
+            finally:
+                for c in clients:
+                    c.close()
+                for p in (old, new):
+                    if p is not None:
+                        sbxtest.stop(p, signal.SIGKILL)
+                engine.stop()
+
+    def report(self, saved, lost, st):
+        print(f"# {self.id().split('.')[-1]}: {saved} of {QUEUED} saved, {lost} lost; "
+              f"redelivered={st.get('redelivered')} dropped={st.get('dropped')} "
+              f"dispatched={st.get('dispatched')}", flush=True)
+
+    def test_greeted_and_restarted_at_once_loses_none(self):
+        saved, lost, st = self.crash_and_restart()
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (QUEUED, 0), st)
+        self.assertEqual(st["redelivered"], QUEUED, st)
+
+    def test_restarted_within_the_dispatch_timeout_loses_none(self):
+        saved, lost, st = self.crash_and_restart(delay=1.0)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (QUEUED, 0), st)
+
+    def test_restarted_after_the_dispatch_timeout_loses_them(self):
+        saved, lost, st = self.crash_and_restart(delay=3.0)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (0, QUEUED), st)
+
+    def test_server_that_read_nothing_has_not_greeted(self):
+        saved, lost, st = self.crash_and_restart(first=0)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (0, QUEUED), st)
+        self.assertEqual(st["redelivered"], 0, st)
+
+    def test_server_in_another_network_namespace_cannot_greet(self):
+        saved, lost, st = self.crash_and_restart(other_namespace=True)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (0, QUEUED), st)
+        self.assertEqual(st["redelivered"], 0, st)
+
+    def test_without_acknowledgements_the_queue_is_lost(self):
+        saved, lost, st = self.crash_and_restart(acknowledge=False)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (0, QUEUED), st)
+
+
+if __name__ == "__main__":
+    sbxtest.run_tap(AcknowledgeTest, skip_reason=pc.skip_reason(pc.ENGINE))
