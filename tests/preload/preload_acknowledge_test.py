@@ -19,7 +19,14 @@ connection (lost).
 - The server in another network namespace than the daemon (its hello
   cannot reach the daemon's abstract address, and without kernel dispatch
   there is no channel to carry it): 0 of 8.
-- Without SKBOX_ACKNOWLEDGE: 0 of 8 (the baseline)."""
+- Without SKBOX_ACKNOWLEDGE: 0 of 8 (the baseline).
+
+With kernel dispatch on (the daemon from a configuration file,
+--kernel-dispatch on) the server takes its listener, and the 8 wait in the
+listener's queue, which the daemon holds too: 8 of 8 saved without
+SKBOX_ACKNOWLEDGE, from another network namespace, and also when restarted
+3 s later (the daemon reclaims the listener at 2 s and sends its queue to
+the path, where each connection waits up to 2 s more for a receiver)."""
 import os
 import signal
 import subprocess
@@ -32,6 +39,7 @@ from preload_common import sbxtest
 
 sys.path.insert(0, os.path.join(sbxtest.ROOT, "tests", "engine"))
 from engine_fixture import Engine  # noqa: E402
+from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 WRAPPER = os.path.join(pc.BUILD, "preload", "run-with-socketbox")
 QUEUED = 8  # below net.unix.max_dgram_qlen (10): all wait in the server's socket
@@ -60,9 +68,12 @@ class AcknowledgeTest(unittest.TestCase):
         if reason:
             self.skipTest(reason)
 
-    def crash_and_restart(self, first=1, delay=0.0, other_namespace=False, acknowledge=True):
+    def crash_and_restart(self, first=1, delay=0.0, other_namespace=False, acknowledge=True,
+                          kernel_dispatch=False):
         """Returns (saved, lost, the daemon's counters) for the case the
         arguments describe (see the module's docstring)."""
+        if kernel_dispatch and kernel_lacks_bpf():
+            self.skipTest(kernel_lacks_bpf())
         with sbxtest.Topology() as topo:
             env = pc.preload_env(topo, SKBOX_LISTENER_SOCKET=topo.path("no-engine-here.sock"))
             del env["LD_PRELOAD"]  # run-with-socketbox sets it
@@ -79,8 +90,14 @@ class AcknowledgeTest(unittest.TestCase):
                 self.assertEqual(p.stdout.readline(), b"bound\n", p.stderr.read() if p.poll() else "")
                 return p
 
-            old = start("first", first)
-            engine = Engine(["-l", pc.PUBLIC6, "-p", "80", "-F", "-S", path], ns=topo.server)
+            if kernel_dispatch:
+                engine = pc.start_engine(topo, path, kernel_dispatch=True)
+                env["SKBOX_LISTENER_SOCKET"] = engine.listener_socket
+                old = start("first", first)
+                self.assertEqual(pc.kernel_stats(engine)["listeners.granted"], 1)
+            else:
+                old = start("first", first)
+                engine = Engine(["-l", pc.PUBLIC6, "-p", "80", "-F", "-S", path], ns=topo.server)
             new = None
             clients = []
             try:
@@ -94,10 +111,14 @@ class AcknowledgeTest(unittest.TestCase):
                     c.settimeout(10)
                     c.connect((pc.PUBLIC6, 80))
                     clients.append(c)
-                # Sent, one per message: all wait in the server's socket.
-                sbxtest.wait_for(
-                    lambda: engine.stats(settle=False).get("messages") == first + QUEUED,
-                    timeout=10, what=f"{first + QUEUED} connections sent to {path}")
+                if kernel_dispatch:  # all in the listener's queue
+                    sbxtest.wait_for(
+                        lambda: pc.kernel_stats(engine)["steered"] == first + QUEUED,
+                        timeout=10, what=f"{first + QUEUED} connections steered")
+                else:  # sent, one per message: all wait in the server's socket
+                    sbxtest.wait_for(
+                        lambda: engine.stats(settle=False).get("messages") == first + QUEUED,
+                        timeout=10, what=f"{first + QUEUED} connections sent to {path}")
                 old.kill()
                 old.wait()
                 if delay:
@@ -115,6 +136,8 @@ class AcknowledgeTest(unittest.TestCase):
                         self.assertEqual(got, b"", "neither the new server nor the end")
                         lost += 1
                 stats = engine.stats()
+                if kernel_dispatch:
+                    stats.update(pc.kernel_stats(engine))
                 return saved, lost, stats
             finally:
                 for c in clients:
@@ -125,9 +148,11 @@ class AcknowledgeTest(unittest.TestCase):
                 engine.stop()
 
     def report(self, saved, lost, st):
+        kernel = (f" steered={st['steered']} reclaimed={st['reclaimed']} "
+                  f"reclaim_failed={st['reclaim_failed']}" if "steered" in st else "")
         print(f"# {self.id().split('.')[-1]}: {saved} of {QUEUED} saved, {lost} lost; "
               f"redelivered={st.get('redelivered')} dropped={st.get('dropped')} "
-              f"dispatched={st.get('dispatched')}", flush=True)
+              f"dispatched={st.get('dispatched')}{kernel}", flush=True)
 
     def test_greeted_and_restarted_at_once_loses_none(self):
         saved, lost, st = self.crash_and_restart()
@@ -161,6 +186,23 @@ class AcknowledgeTest(unittest.TestCase):
         saved, lost, st = self.crash_and_restart(acknowledge=False)
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (0, QUEUED), st)
+
+    # Kernel dispatch on: the server took its listener, which the daemon
+    # holds too, so its queue outlives the server, in any namespace.
+    def test_listener_taker_in_another_namespace_restarted_at_once(self):
+        saved, lost, st = self.crash_and_restart(other_namespace=True, acknowledge=False,
+                                                 kernel_dispatch=True)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (QUEUED, 0), st)
+
+    def test_listener_taker_restarted_after_the_dispatch_timeout(self):
+        # At 2 s the daemon takes the listener back, accepts its queue and
+        # sends it to the path, where each connection waits for a receiver.
+        saved, lost, st = self.crash_and_restart(delay=3.0, acknowledge=False,
+                                                 kernel_dispatch=True)
+        self.report(saved, lost, st)
+        self.assertEqual((saved, lost), (QUEUED, 0), st)
+        self.assertEqual(st["reclaimed"], 1, st)
 
 
 if __name__ == "__main__":
