@@ -13,7 +13,8 @@ connection (lost).
 
 - The server had read one message (so its hello reached the daemon), same
   network namespace, restarted at once or 1 s later (--dispatch-timeout
-  2000, the default): 8 of 8 saved, sent again by the daemon.
+  2000, the default): 8 of 8 saved, sent again by the daemon; also 20 of
+  20, 1 s later, when 10 wait in the socket and 10 in the daemon.
 - It had read none (a hello answers a message): 0 of 8.
 - Restarted 3 s later, after the deadline: 0 of 8.
 - The server in another network namespace than the daemon (its hello
@@ -42,7 +43,8 @@ from engine_fixture import Engine  # noqa: E402
 from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 WRAPPER = os.path.join(pc.BUILD, "preload", "run-with-socketbox")
-QUEUED = 8  # below net.unix.max_dgram_qlen (10): all wait in the server's socket
+QUEUED = 8  # below net.unix.max_dgram_qlen: all wait in the server's socket
+DATAGRAM_QUEUE = 10  # net.unix.max_dgram_qlen in a new network namespace
 
 # argv: address, name, first. Serves `first` connections (all, if -1),
 # greeting each with its name, then stops accepting until killed.
@@ -69,7 +71,7 @@ class AcknowledgeTest(unittest.TestCase):
             self.skipTest(reason)
 
     def crash_and_restart(self, first=1, delay=0.0, other_namespace=False, acknowledge=True,
-                          kernel_dispatch=False):
+                          kernel_dispatch=False, queued=QUEUED):
         """Returns (saved, lost, the daemon's counters) for the case the
         arguments describe (see the module's docstring)."""
         if kernel_dispatch and kernel_lacks_bpf():
@@ -106,19 +108,24 @@ class AcknowledgeTest(unittest.TestCase):
                         c.settimeout(10)
                         self.assertEqual(c.recv(64), b"first\n")
                 self.assertEqual(old.stdout.readline(), b"holding\n")
-                for _ in range(QUEUED):
+                for _ in range(queued):
                     c = sbxtest.socket_in(topo.client)
                     c.settimeout(10)
                     c.connect((pc.PUBLIC6, 80))
                     clients.append(c)
                 if kernel_dispatch:  # all in the listener's queue
                     sbxtest.wait_for(
-                        lambda: pc.kernel_stats(engine)["steered"] == first + QUEUED,
-                        timeout=10, what=f"{first + QUEUED} connections steered")
-                else:  # sent, one per message: all wait in the server's socket
-                    sbxtest.wait_for(
-                        lambda: engine.stats(settle=False).get("messages") == first + QUEUED,
-                        timeout=10, what=f"{first + QUEUED} connections sent to {path}")
+                        lambda: pc.kernel_stats(engine)["steered"] == first + queued,
+                        timeout=10, what=f"{first + queued} connections steered")
+                else:  # sent, one per message, as many as the socket holds
+                    in_socket = min(queued, DATAGRAM_QUEUE)
+
+                    def sent():
+                        st = engine.stats(settle=False)
+                        return (st.get("accepted") == first + queued and
+                                st.get("messages", 0) >= first + in_socket)
+                    sbxtest.wait_for(sent, timeout=10,
+                                     what=f"{first + in_socket} connections sent to {path}")
                 old.kill()
                 old.wait()
                 if delay:
@@ -147,10 +154,10 @@ class AcknowledgeTest(unittest.TestCase):
                         sbxtest.stop(p, signal.SIGKILL)
                 engine.stop()
 
-    def report(self, saved, lost, st):
+    def report(self, saved, lost, st, queued=QUEUED):
         kernel = (f" steered={st['steered']} reclaimed={st['reclaimed']} "
                   f"reclaim_failed={st['reclaim_failed']}" if "steered" in st else "")
-        print(f"# {self.id().split('.')[-1]}: {saved} of {QUEUED} saved, {lost} lost; "
+        print(f"# {self.id().split('.')[-1]}: {saved} of {queued} saved, {lost} lost; "
               f"redelivered={st.get('redelivered')} dropped={st.get('dropped')} "
               f"dispatched={st.get('dispatched')}{kernel}", flush=True)
 
@@ -164,6 +171,12 @@ class AcknowledgeTest(unittest.TestCase):
         saved, lost, st = self.crash_and_restart(delay=1.0)
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
+
+    def test_more_than_the_socket_holds_restarted_within_the_timeout(self):
+        # 10 wait in the socket, 10 in the daemon, which waits for room.
+        saved, lost, st = self.crash_and_restart(delay=1.0, queued=20)
+        self.report(saved, lost, st, queued=20)
+        self.assertEqual((saved, lost), (20, 0), st)
 
     def test_restarted_after_the_dispatch_timeout_loses_them(self):
         saved, lost, st = self.crash_and_restart(delay=3.0)
