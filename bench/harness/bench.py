@@ -45,8 +45,10 @@ import compare  # noqa: E402
 import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
 import environment  # noqa: E402
+import figures  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
+from records import Results  # noqa: E402
 import sample  # noqa: E402
 from scenarios import (BUILTIN, KERNEL_SCENARIO, TPROXY_PORT, Layout, Scenario,  # noqa: E402
                        kernel_dispatch_usable)
@@ -255,8 +257,8 @@ def main(argv):
             atexit.register(ctx.cap.remove)
         env = environment.collect(topo, binaries, args, p, names, ctx)
         results = run_all(ctx, names, args.externals, args.capacity)
-        results["environment"] = env
-        results["elapsed_s"] = round(time.time() - started, 1)
+        results.environment = env
+        results.elapsed_s = round(time.time() - started, 1)
     except Interrupted as e:
         print(f"\nbench: interrupted ({e}); cleaning up", file=sys.stderr)
         return 130
@@ -272,8 +274,8 @@ def main(argv):
         with open(os.path.join(out, "compare.md"), "w") as f:
             f.write(table)
         print(table)
-    print(f"bench: report in {out} ({results['elapsed_s']} s)", file=sys.stderr)
-    return 1 if results["problems"] else 0
+    print(f"bench: report in {out} ({results.elapsed_s} s)", file=sys.stderr)
+    return 1 if results.problems else 0
 
 
 def progress(i, total, what):
@@ -290,11 +292,8 @@ def run_all(ctx, names, externals, capacity_mode="off"):
                                       lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True),
                                       ctx.auto_budget)
     if capacity_mode == "only":
-        return {"scenarios": names, "samples": [], "strace": [], "micro": {}, "micro_raw": {},
-                "direct_saturated_rate": None, "capacity": cap_result, "capacity_only": True,
-                "problems": [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
-                             if c["scenario"] in BUILTIN],
-                "external_notes": []}
+        return Results(scenarios=names, capacity=cap_result, capacity_only=True,
+                       problems=cap_result.problems(only=BUILTIN))
     lay = ctx.layout
     total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
              + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 1
@@ -306,10 +305,10 @@ def run_all(ctx, names, externals, capacity_mode="off"):
         nonlocal step
         step += 1
         s = sample.run_load(ctx, scen[name], args, timeout, kind)
-        g = s["gen"]
-        note = f" PROBLEM: {'; '.join(s['problems'])}" if s["problems"] else ""
-        progress(step, total, f"{kind:<10} {name:<12} {g['conn_per_s']:>9.0f} conn/s  "
-                 f"p99 {g['latency_us']['p99']:>8.0f} us  losses {s['losses']}{note}")
+        g = s.gen
+        note = f" PROBLEM: {'; '.join(s.problems)}" if s.problems else ""
+        progress(step, total, f"{kind:<10} {name:<12} {g.conn_per_s:>9.0f} conn/s  "
+                 f"p99 {g.latency_us.p99:>8.0f} us  losses {s.losses}{note}")
         samples.append(s)
         return s
 
@@ -320,8 +319,8 @@ def run_all(ctx, names, externals, capacity_mode="off"):
             load(n, "throughput", lay.targets() + common +
                  ["--concurrency", str(p["concurrency"]), "--duration", str(p["duration"])],
                  p["duration"] + 30)
-    direct_rate = sample.median([s["gen"]["conn_per_s"] for s in samples
-                                 if s["kind"] == "throughput" and s["scenario"] == "direct"])
+    direct_rate = figures.median([s.gen.conn_per_s for s in samples
+                                  if s.kind == "throughput" and s.scenario == "direct"]) or 0
     # Latency: open loop at fractions of the direct scenario's saturated rate.
     for frac in p["lat_fractions"]:
         rate = max(100, int(direct_rate * frac))
@@ -358,21 +357,20 @@ def run_all(ctx, names, externals, capacity_mode="off"):
             st = sample.run_strace(ctx, scen[n], lay.targets() + common +
                                    ["--concurrency", "32", "--connections", str(p["strace_connections"])],
                                    p["strace_connections"])
-            progress(step, total, f"strace     {n:<12} {st.get('per_conn', float('nan')):.3f} syscalls/conn")
+            progress(step, total, f"strace     {n:<12} {st.per_conn if st.per_conn is not None else float('nan'):.3f} syscalls/conn")
             straces.append(st)
     step += 1
     micro, micro_raw = sample.run_microbenchmarks(ctx, p["micro_min_time"], p["micro_repetitions"])
     progress(step, total, "microbenchmarks done")
-    problems = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
-                if s["scenario"] in BUILTIN]
+    problems = [f"{s.scenario} {s.kind}: {pr}" for s in samples for pr in s.problems
+                if s.scenario in BUILTIN]
     if cap_result:
-        problems += [pr for c in cap_result["scenarios"].values() for pr in c["problems"]
-                     if c["scenario"] in BUILTIN]
-    notes = [f"{s['scenario']} {s['kind']}: {pr}" for s in samples for pr in s["problems"]
-             if s["scenario"] not in BUILTIN]
-    return {"scenarios": names, "samples": samples, "strace": straces, "micro": micro,
-            "micro_raw": micro_raw, "capacity": cap_result,
-            "direct_saturated_rate": direct_rate, "problems": problems, "external_notes": notes}
+        problems += cap_result.problems(only=BUILTIN)
+    notes = [f"{s.scenario} {s.kind}: {pr}" for s in samples for pr in s.problems
+             if s.scenario not in BUILTIN]
+    return Results(scenarios=names, samples=samples, strace=straces, micro=micro, micro_raw=micro_raw,
+                   capacity=cap_result, direct_saturated_rate=direct_rate, problems=problems,
+                   external_notes=notes)
 
 
 if __name__ == "__main__":

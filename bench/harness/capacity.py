@@ -29,6 +29,7 @@ import time
 
 import sample
 import syscount
+from records import Calibration, CapacityRun, CapacityStep, ScenarioCapacity
 
 KEPT_UP = 0.97
 # The last connections of a step take their latency to finish: a drain this
@@ -128,36 +129,36 @@ class CappedServer:
             self.context_switches(), sc.counters()
         perf = counting.stop()
         g = sample.merged_summary(gens, codes)
-        e = g["errors"]
-        losses = e["no_greeting"] + e["reset"] + e["timeout"] + e["refused"] + e["other"]
-        conns = g["finished"]
+        e = g.errors
+        losses = e.lost()
+        conns = g.finished
         cpu = cpu1 - cpu0
         dropped = _delta(c0, c1, "dropped")
-        drain_s = g["elapsed_s"] - duration
+        drain_s = g.elapsed_s - duration
         kept_up = rate is None or (conns >= KEPT_UP * rate * duration
                                    and drain_s <= (1 - KEPT_UP) * duration + DRAIN_SLACK_S)
-        s = {"kind": kind, "offered": rate, "conn_per_s": g["conn_per_s"], "finished": conns,
-             "started": g["started"], "losses": losses, "server_dropped": dropped,
-             "misrouted": e["wrong_greeting"], "local_errors": e["local"],
-             "p50_us": g["latency_us"]["p50"], "p99_us": g["latency_us"]["p99"],
-             "server_cpu_s": round(cpu, 4), "cpu_us_per_conn": _per(cpu * 1e6, conns),
-             "conns_per_cpu_s": conns / cpu if cpu > 0 else None,
-             "enters_per_conn": _per((perf or {}).get("io_uring_enter"), conns),
-             "syscalls_per_conn": _per((perf or {}).get("syscalls"), conns),
-             # The engine's own count; not for engine-kernel, whose engine
-             # accepts only what the kernel could not steer.
-             "enters_per_conn_counter": None if sc.kernel else
-             _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
-             "ctx_switches_per_conn": _per(cs1 - cs0 if cs0 is not None and cs1 is not None else None,
-                                           conns),
-             "throttled_periods": th1[0] - th0[0] if th0 and th1 else None,
-             "drain_s": round(drain_s, 4), "kept_up": kept_up,
-             # Of the budget, how much the server used: near 1 at saturation
-             # means the cap was the limit; well below, the generator or the
-             # machine was (the report says which).
-             "budget_used": cpu / g["elapsed_s"] / self.cap.budget if g["elapsed_s"] > 0 else None}
-        s["worker_accepted"] = _worker_deltas(c0, c1)
-        s["holds"] = losses == 0 and not dropped and kept_up and not e["local"]
+        s = CapacityStep(
+            kind=kind, offered=rate, conn_per_s=g.conn_per_s, finished=conns, started=g.started,
+            losses=losses, server_dropped=dropped, misrouted=e.wrong_greeting, local_errors=e.local,
+            p50_us=g.latency_us.p50, p99_us=g.latency_us.p99,
+            server_cpu_s=round(cpu, 4), cpu_us_per_conn=_per(cpu * 1e6, conns),
+            conns_per_cpu_s=conns / cpu if cpu > 0 else None,
+            enters_per_conn=_per((perf or {}).get("io_uring_enter"), conns),
+            syscalls_per_conn=_per((perf or {}).get("syscalls"), conns),
+            # The engine's own count; not for engine-kernel, whose engine
+            # accepts only what the kernel could not steer.
+            enters_per_conn_counter=None if sc.kernel else
+            _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
+            ctx_switches_per_conn=_per(cs1 - cs0 if cs0 is not None and cs1 is not None else None,
+                                       conns),
+            throttled_periods=th1[0] - th0[0] if th0 and th1 else None,
+            drain_s=round(drain_s, 4), kept_up=kept_up,
+            # Of the budget, how much the server used: near 1 at saturation
+            # means the cap was the limit; well below, the generator or the
+            # machine was (the report says which).
+            budget_used=cpu / g.elapsed_s / self.cap.budget if g.elapsed_s > 0 else None,
+            worker_accepted=_worker_deltas(c0, c1),
+            holds=losses == 0 and not dropped and kept_up and not e.local)
         return s
 
 
@@ -177,20 +178,20 @@ def run(ctx, scenario, cap, perf_ok, progress):
             s = srv.step(kind, common + args, rate, d)
             steps.append(s)
             progress(f"capacity   {scenario.name:<12} {kind:<10} "
-                     f"{'closed' if rate is None else f'{rate:>7}/s'} -> {s['conn_per_s']:>8.0f} conn/s "
-                     f"drain {s['drain_s'] * 1000:.0f} ms p99 {s['p99_us'] / 1000:.1f} ms "
-                     f"loss {s['losses']}{'' if s['server_dropped'] in (None, 0) else '+' + str(s['server_dropped'])} "
-                     f"{'holds' if s['holds'] else 'FAILS'}")
-            if not s["holds"]:
+                     f"{'closed' if rate is None else f'{rate:>7}/s'} -> {s.conn_per_s:>8.0f} conn/s "
+                     f"drain {s.drain_s * 1000:.0f} ms p99 {s.p99_us / 1000:.1f} ms "
+                     f"loss {s.losses}{'' if s.server_dropped in (None, 0) else '+' + str(s.server_dropped)} "
+                     f"{'holds' if s.holds else 'FAILS'}")
+            if not s.holds:
                 time.sleep(0.3)  # the backlog of a failed step drains
             return s
 
         open_loop = ["--max-in-flight", str(8000), "--duration", str(d)]
         sat = measured("saturation", ["--concurrency", str(SATURATION_IN_FLIGHT), "--duration", str(d)], None)
-        capacity, bracket = search(lambda r: measured("search", ["--rate", str(r)] + open_loop, r)["holds"],
-                                   sat["conn_per_s"], p["cap_refine"])
-        at_cap = next((s for s in reversed(steps) if s["kind"] == "search" and s["offered"] == capacity
-                       and s["holds"]), None)
+        capacity, bracket = search(lambda r: measured("search", ["--rate", str(r)] + open_loop, r).holds,
+                                   sat.conn_per_s, p["cap_refine"])
+        at_cap = next((s for s in reversed(steps) if s.kind == "search" and s.offered == capacity
+                       and s.holds), None)
         latency = {}
         for frac in p["cap_lat_fractions"] if capacity else []:
             rate = max(1, int(capacity * frac))
@@ -199,10 +200,11 @@ def run(ctx, scenario, cap, perf_ok, progress):
     finally:
         scenario.stop()
         scenario.cap = None
-    return {"scenario": scenario.name, "saturation": sat, "capacity": capacity, "bracket": bracket,
-            "at_capacity": at_cap, "latency": latency, "steps": steps,
-            "problems": [f"{scenario.name} capacity {s['kind']}: {s['misrouted']} misrouted"
-                         for s in steps if s["misrouted"]]}
+    return ScenarioCapacity(
+        scenario=scenario.name, saturation=sat, capacity=capacity, bracket=bracket,
+        at_capacity=at_cap, latency=latency, steps=steps,
+        problems=[f"{scenario.name} capacity {s.kind}: {s.misrouted} misrouted"
+                  for s in steps if s.misrouted])
 
 
 def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
@@ -224,23 +226,23 @@ def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
     finally:
         sc.stop()
         sc.cap = None
-    used = (s["budget_used"] or 0) * start
-    if s["budget_used"] is not None and s["budget_used"] < CAP_BOUND:
+    used = (s.budget_used or 0) * start
+    if s.budget_used is not None and s.budget_used < CAP_BOUND:
         cap.set_budget(max(MIN_AUTO_BUDGET, round(used * CALIBRATED_SHARE, 3)))
     progress(f"calibration {name}: used {used:.3f} of {start:g} CPU at saturation "
-             f"({s['conn_per_s']:.0f} conn/s) -> budget {cap.budget:g} CPU")
-    return {"scenario": name, "start_budget": start, "used_cpus": round(used, 4),
-            "conn_per_s": s["conn_per_s"], "budget": cap.budget}
+             f"({s.conn_per_s:.0f} conn/s) -> budget {cap.budget:g} CPU")
+    return Calibration(scenario=name, start_budget=start, used_cpus=round(used, 4),
+                       conn_per_s=s.conn_per_s, budget=cap.budget)
 
 
 def run_all(ctx, names, scenarios, cap, progress, auto_budget=False):
     perf_ok = syscount.perf_usable()
     calibration = (calibrate(ctx, names, scenarios, cap, perf_ok, progress)
                    if auto_budget and cap.method != "affinity" else None)
-    out = {"cap": cap.as_dict(), "perf": perf_ok, "kept_up": KEPT_UP, "drain_slack_s": DRAIN_SLACK_S,
-           "saturation_in_flight": SATURATION_IN_FLIGHT, "step_s": ctx.p["cap_step"],
-           "step_timeout_ms": STEP_TIMEOUT_MS, "calibration": calibration, "scenarios": {}}
+    out = CapacityRun(cap=cap.as_dict(), perf=perf_ok, kept_up=KEPT_UP, drain_slack_s=DRAIN_SLACK_S,
+                      saturation_in_flight=SATURATION_IN_FLIGHT, step_s=ctx.p["cap_step"],
+                      step_timeout_ms=STEP_TIMEOUT_MS, calibration=calibration)
     for n in names:
-        out["scenarios"][n] = run(ctx, scenarios[n], cap, perf_ok, progress)
-    out["loadavg_after"] = os.getloadavg()
+        out.scenarios[n] = run(ctx, scenarios[n], cap, perf_ok, progress)
+    out.loadavg_after = list(os.getloadavg())
     return out

@@ -21,6 +21,10 @@ import subprocess
 import sys
 import tempfile
 
+import records
+from figures import median as _med
+from records import Results
+
 GBENCH_COMPARE = "/usr/share/benchmark/compare.py"
 # Debian's Python carries scipy and numpy, which compare.py needs.
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -37,40 +41,41 @@ def load(path):
         return None, f"cannot read {path}: {e}"
     if not isinstance(data, dict) or "scenarios" not in data or "samples" not in data:
         return None, f"{path} is not a results.json of scripts/bench (no scenarios/samples)"
-    return data, None
-
-
-def _med(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    try:
+        return records.from_json(Results, data, path), None
+    except ValueError as e:
+        return None, f"{path} is not a results.json of scripts/bench: {e}"
 
 
 def _samples(results, scenario, kind, value):
-    return [value(s) for s in results.get("samples", [])
-            if s["scenario"] == scenario and s["kind"] == kind]
+    return [value(s) for s in results.samples_of(scenario, kind)]
 
 
 def _capacity(results, scenario):
-    c = ((results.get("capacity") or {}).get("scenarios") or {}).get(scenario)
-    return c
+    return results.capacity.scenarios.get(scenario) if results.capacity else None
+
+
+def _bracket(c):
+    return c.bracket if c and c.capacity else []
+
+
+def _per_cpu_at_capacity(c):
+    return [c.at_capacity.conns_per_cpu_s] if c and c.at_capacity else []
+
+
+def _enters_at_saturation(c):
+    return [c.saturation.enters_per_conn] if c else []
 
 
 # (label, better: +1 higher is better / -1 lower is better, values(results, scenario))
 METRICS = [
-    ("conn/s (closed loop)", +1, lambda r, n: _samples(r, n, "throughput", lambda s: s["gen"]["conn_per_s"])),
-    ("server CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s["server_cpu_us_per_conn"])),
-    ("sink CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s.get("sink_cpu_us_per_conn"))),
-    ("p99 µs at 50% load", -1, lambda r, n: _samples(r, n, "latency50", lambda s: s["gen"]["latency_us"]["p99"])),
-    ("zero-loss capacity conn/s (capped)", +1,
-     lambda r, n: (lambda c: c["bracket"] if c and c["capacity"] else [])(_capacity(r, n))),
-    ("conn per server CPU-s at capacity", +1,
-     lambda r, n: (lambda c: [c["at_capacity"]["conns_per_cpu_s"]] if c and c.get("at_capacity") else [])(
-         _capacity(r, n))),
-    ("io_uring_enter/conn at saturation", -1,
-     lambda r, n: (lambda c: [c["saturation"].get("enters_per_conn")] if c else [])(_capacity(r, n))),
+    ("conn/s (closed loop)", +1, lambda r, n: _samples(r, n, "throughput", lambda s: s.gen.conn_per_s)),
+    ("server CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s.server_cpu_us_per_conn)),
+    ("sink CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s.sink_cpu_us_per_conn)),
+    ("p99 µs at 50% load", -1, lambda r, n: _samples(r, n, "latency50", lambda s: s.gen.latency_us.p99)),
+    ("zero-loss capacity conn/s (capped)", +1, lambda r, n: _bracket(_capacity(r, n))),
+    ("conn per server CPU-s at capacity", +1, lambda r, n: _per_cpu_at_capacity(_capacity(r, n))),
+    ("io_uring_enter/conn at saturation", -1, lambda r, n: _enters_at_saturation(_capacity(r, n))),
 ]
 
 
@@ -92,7 +97,7 @@ def judge(old, new, better):
 
 def scenario_rows(old, new):
     rows = []
-    for name in [n for n in new["scenarios"] if n in old["scenarios"]]:
+    for name in [n for n in new.scenarios if n in old.scenarios]:
         for label, better, values in METRICS:
             a, b = values(old, name), values(new, name)
             change, verdict = judge(a, b, better)
@@ -117,7 +122,7 @@ def micro_compare(old, new):
     """Google Benchmark's compare.py on each microbenchmark's raw JSON, or
     a line saying why it could not run."""
     lines = []
-    raw_old, raw_new = old.get("micro_raw") or {}, new.get("micro_raw") or {}
+    raw_old, raw_new = old.micro_raw or {}, new.micro_raw or {}
     python = DEBIAN_PYTHON if os.path.exists(DEBIAN_PYTHON) else sys.executable
     for name in sorted(set(raw_old) | set(raw_new)):
         if not raw_old:
@@ -146,7 +151,7 @@ def micro_compare(old, new):
     elif not raw_old:
         lines.append("the baseline has no raw microbenchmark output (a run before compare existed): "
                      "items/s of its single runs, noise unknown:")
-        lines += [""] + _micro_fallback(old.get("micro") or {}, new.get("micro") or {})
+        lines += [""] + _micro_fallback(old.micro or {}, new.micro or {})
     return lines
 
 
@@ -164,7 +169,7 @@ def _micro_fallback(old, new):
 
 
 def report(old, new, old_label):
-    env_o, env_n = old.get("environment", {}), new.get("environment", {})
+    env_o, env_n = old.environment, new.environment
     lines = [f"## Compared with {old_label}", "",
              f"Baseline: {env_o.get('date_utc', '?')} UTC, {env_o.get('profile', '?')} profile, "
              f"{env_o.get('versions', {}).get('git', '?')}; this run: {env_n.get('date_utc', '?')} UTC, "
@@ -177,7 +182,7 @@ def report(old, new, old_label):
     for name, label, a, b, change, verdict in scenario_rows(old, new):
         ch = "n/a" if change is None else f"{change:+.1%}"
         lines.append(f"| {name} | {label} | {a} | {b} | {ch} | {verdict} |")
-    budgets = [((r.get("capacity") or {}).get("cap") or {}).get("budget_cpus") for r in (old, new)]
+    budgets = [r.capacity.cap.get("budget_cpus") if r.capacity else None for r in (old, new)]
     if all(budgets) and budgets[0] != budgets[1]:
         lines += ["", f"The capacity phases ran under different budgets ({budgets[0]:g} and {budgets[1]:g} "
                   "CPU): compare connections per server CPU-second, not capacity rates."]

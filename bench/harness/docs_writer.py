@@ -20,7 +20,7 @@ _BLOCK = re.compile(r"<!-- BEGIN scripts/bench --write-docs[^\n]*-->\n.*?<!-- EN
 def section(results, results_dir, doc_dir):
     """The generated markdown: the run's report with headings one level
     down and image links relative to the document."""
-    if results.get("capacity_only"):
+    if results.capacity_only:
         text = report.capacity_only(results)
     else:
         summ = report.summarize(results)

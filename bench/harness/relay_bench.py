@@ -23,8 +23,10 @@ import signal
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import procs
+import records
 from topology import ANYIP6, Topology
 
 LISTEN_PORT = 80
@@ -134,13 +136,24 @@ def measure(topo, name, argv, kind, p, binaries, n):
         per_cpu = out["finished"] / cpu if cpu > 0 else float("inf")
         failed = out["started"] - out["finished"] if "started" in out else 0
         note = f"{failed} failed" if failed else ""
-    return {"relay": name, "kind": kind, "value": value, "per_cpu_s": per_cpu, "cpu_s": cpu,
-            "note": note}
+    return RelaySample(relay=name, kind=kind, value=value, per_cpu_s=per_cpu, cpu_s=cpu, note=note)
+
+
+@dataclass
+class RelaySample:
+    """One relay measured once: bulk bytes/s or connections/s."""
+
+    relay: str
+    kind: str  # "bulk" or "rate"
+    value: float  # bytes/s (bulk), conn/s (rate)
+    per_cpu_s: float  # bytes or connections per relay CPU-second
+    cpu_s: float
+    note: str  # why the sample is incomplete, or ""
 
 
 def table(samples, names):
     def med(name, kind, key):
-        vals = [s[key] for s in samples if s["relay"] == name and s["kind"] == kind]
+        vals = [getattr(s, key) for s in samples if s.relay == name and s.kind == kind]
         return statistics.median(vals) if vals else float("nan")
 
     rows = ["| relay | bulk MB/s | bulk MB per relay CPU-s | conn/s | conn per relay CPU-s |",
@@ -189,20 +202,20 @@ def main(args, build):
                     samples.append(s)
                     unit = "MB/s" if kind == "bulk" else "conn/s"
                     scale = 1e6 if kind == "bulk" else 1
-                    print(f"[{n}/{total}] {kind:<5} {name:<24} {s['value'] / scale:>10,.0f} {unit}  "
-                          f"{s['per_cpu_s'] / scale:>10,.0f} per CPU-s {s['note']}",
+                    print(f"[{n}/{total}] {kind:<5} {name:<24} {s.value / scale:>10,.0f} {unit}  "
+                          f"{s.per_cpu_s / scale:>10,.0f} per CPU-s {s.note}",
                           file=sys.stderr, flush=True)
         text = table(samples, list(cmds))
         with open(os.path.join(out_dir, "relay-results.json"), "w") as f:
-            json.dump({"profile": args.profile, "parameters": p, "samples": samples,
+            json.dump({"profile": args.profile, "parameters": p, "samples": [records.to_json(s) for s in samples],
                        "kernel": os.uname().release}, f, indent=1)
         with open(os.path.join(out_dir, "relay-report.md"), "w") as f:
             f.write(text + "\n")
         print(text)
         print(f"bench: relay report in {out_dir}", file=sys.stderr)
         # Ours must deliver every byte (the receiver's count) and connection.
-        broken = [f"{s['relay']} {s['kind']}: {s['note']}" for s in samples
-                  if s["relay"].startswith("socketbox-relay") and s["note"]]
+        broken = [f"{s.relay} {s.kind}: {s.note}" for s in samples
+                  if s.relay.startswith("socketbox-relay") and s.note]
         for b in broken:
             print(f"bench: PROBLEM: {b}", file=sys.stderr)
         return 1 if broken else 0

@@ -1,26 +1,82 @@
 """results.json, report.md (metrics with medians and spreads, targets marked
 met or not) and PNG plots (gnuplot) from the samples of one run."""
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 
+import records
 import report_capacity
+from figures import median as _med
+from figures import spread as _spread
 
 OWN = ("direct", "engine", "engine-kernel", "engine-sync")
 
 
-def _med(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+@dataclass
+class ScenarioSummary:
+    """A scenario's figures over the run: one value per round in the lists."""
+
+    rates: list[float]  # closed-loop conn/s
+    ratios: list[float]  # rates / direct's, round by round (a round's two share the noise)
+    p50: list[float]
+    p99: list[float]
+    p99_at_50: list[float]  # open loop at 50% of direct's saturated rate
+    p999_at_50: list[float]
+    syn_retrans: int  # SYNs the client had to send again (a dropped SYN costs a second)
+    listen_overflows: int
+    cpu_us: list[float]  # the accepting process, per connection
+    sink_cpu_us: list[float]  # the backend behind it (None left out)
+    syscalls_counter: list[float]
+    syscalls_strace: float | None
+    rss_kib: list[int]
+    losses: int  # all samples but bursts
+    burst_losses: list[int]
+    misrouted: int
+    connections: int
+    # engine-kernel: of what the sinks received, accepted from the
+    # listeners the kernel program steered into.
+    sink_received: int
+    via_listener: int
+    steered: int
 
 
-def _spread(values):
-    values = [v for v in values if v is not None]
-    return (min(values), max(values)) if values else (None, None)
+@dataclass
+class GeneratorSummary:
+    """The load generator's own figures with one I/O method."""
+
+    rates: list[float]
+    cpu_us: list[float]
+
+
+@dataclass
+class SoakSummary:
+    """The engine's RSS over the long run."""
+
+    connections: int
+    rss_after_warmup_kib: int
+    rss_end_kib: int
+    growth_kib: int
+
+
+@dataclass
+class Summary:
+    scenarios: dict[str, ScenarioSummary]
+    generator: dict[str, GeneratorSummary] = field(default_factory=dict)  # by "uring"/"epoll"
+    soak: SoakSummary | None = None
+
+    def get(self, name):
+        return self.scenarios.get(name)
+
+    def as_json(self):
+        """results.json's "summary": the scenarios by name, with _generator and _soak."""
+        out = {n: dataclasses.asdict(s) for n, s in self.scenarios.items()}
+        out["_generator"] = {io: dataclasses.asdict(g) for io, g in self.generator.items()}
+        if self.soak:
+            out["_soak"] = dataclasses.asdict(self.soak)
+        return out
 
 
 def _fmt(v, digits=0):
@@ -39,60 +95,55 @@ def _with_range(values, digits=0):
     return f"{_fmt(m, digits)} ({_fmt(lo, digits)}–{_fmt(hi, digits)})"
 
 
+def _net(sample, side, counter):
+    return sample.net.get(side, {}).get(counter, 0)
+
+
 def summarize(results):
-    samples = results["samples"]
+    direct = [s.gen.conn_per_s for s in results.samples_of("direct", "throughput")]
     out = {}
-    direct = [s["gen"]["conn_per_s"] for s in samples if s["kind"] == "throughput" and s["scenario"] == "direct"]
-    for name in results["scenarios"]:
-        mine = [s for s in samples if s["scenario"] == name]
-        thr = [s for s in mine if s["kind"] == "throughput"]
-        lat = [s for s in mine if s["kind"] == "latency50"]
-        burst = [s for s in mine if s["kind"] == "burst"]
-        rates = [s["gen"]["conn_per_s"] for s in thr]
-        st = next((x for x in results["strace"] if x["scenario"] == name), {})
-        out[name] = {
-            "rates": rates,
-            # Ratios are taken round by round: A and B of one round share the noise.
-            "ratios": [r / d for r, d in zip(rates, direct) if d],
-            "p50": [s["gen"]["latency_us"]["p50"] for s in thr],
-            "p99": [s["gen"]["latency_us"]["p99"] for s in thr],
-            "p99_at_50": [s["gen"]["latency_us"]["p99"] for s in lat],
-            "p999_at_50": [s["gen"]["latency_us"]["p999"] for s in lat],
-            # SYNs the client had to send again (a dropped SYN costs a second).
-            "syn_retrans": sum(s.get("net", {}).get("client", {}).get("TcpExt:TCPSynRetrans", 0)
-                               for s in mine),
-            "listen_overflows": sum(s.get("net", {}).get("server", {}).get("TcpExt:ListenOverflows", 0)
-                                    for s in mine),
-            "cpu_us": [s["server_cpu_us_per_conn"] for s in thr],
-            "sink_cpu_us": [s.get("sink_cpu_us_per_conn") for s in thr],
-            "syscalls_counter": [s.get("syscalls_per_conn_counter") for s in thr],
-            "syscalls_strace": st.get("per_conn"),
-            "rss_kib": [s["rss_kib_end"] for s in thr],
-            "losses": sum(s["losses"] for s in mine if s["kind"] != "burst"),
-            "burst_losses": [s["losses"] for s in burst],
-            "misrouted": sum(s["gen"]["errors"]["wrong_greeting"] for s in mine),
-            "connections": sum(s["gen"]["finished"] for s in mine),
-            # engine-kernel: of what the sinks received, accepted from the
-            # listeners the kernel program steered into.
-            "sink_received": sum((s.get("sink") or {}).get("total_received", 0) for s in mine),
-            "via_listener": sum(s.get("via_listener") or 0 for s in mine),
-            "steered": sum(((s.get("kernel") or {}).get("steered") or 0) for s in mine),
-        }
-    gens = {}
+    for name in results.scenarios:
+        mine = results.samples_of(name)
+        thr = [s for s in mine if s.kind == "throughput"]
+        lat = [s for s in mine if s.kind == "latency50"]
+        burst = [s for s in mine if s.kind == "burst"]
+        rates = [s.gen.conn_per_s for s in thr]
+        st = next((x for x in results.strace if x.scenario == name), None)
+        out[name] = ScenarioSummary(
+            rates=rates,
+            ratios=[r / d for r, d in zip(rates, direct) if d],
+            p50=[s.gen.latency_us.p50 for s in thr],
+            p99=[s.gen.latency_us.p99 for s in thr],
+            p99_at_50=[s.gen.latency_us.p99 for s in lat],
+            p999_at_50=[s.gen.latency_us.p999 for s in lat],
+            syn_retrans=sum(_net(s, "client", "TcpExt:TCPSynRetrans") for s in mine),
+            listen_overflows=sum(_net(s, "server", "TcpExt:ListenOverflows") for s in mine),
+            cpu_us=[s.server_cpu_us_per_conn for s in thr],
+            sink_cpu_us=[s.sink_cpu_us_per_conn for s in thr if s.sink_cpu_us_per_conn is not None],
+            syscalls_counter=[s.syscalls_per_conn_counter for s in thr],
+            syscalls_strace=st.per_conn if st else None,
+            rss_kib=[s.rss_kib_end for s in thr],
+            losses=sum(s.losses for s in mine if s.kind != "burst"),
+            burst_losses=[s.losses for s in burst],
+            misrouted=sum(s.gen.errors.wrong_greeting for s in mine),
+            connections=sum(s.gen.finished for s in mine),
+            sink_received=sum((s.sink or {}).get("total_received", 0) for s in mine),
+            via_listener=sum(s.via_listener or 0 for s in mine),
+            steered=sum((s.kernel or {}).get("steered") or 0 for s in mine),
+        )
+    summ = Summary(out)
     for io in ("uring", "epoll"):
-        mine = [s for s in samples if s["kind"] == f"gen-{io}"]
+        mine = results.samples_of(kind=f"gen-{io}")
         if mine:
-            gens[io] = {"rates": [s["gen"]["conn_per_s"] for s in mine],
-                        "cpu_us": [s["gen_cpu_us_per_conn"] for s in mine]}
-    out["_generator"] = gens
-    soak = next((s for s in samples if s["kind"] == "soak"), None)
-    if soak and soak["rss_series"]:
-        series = soak["rss_series"]
+            summ.generator[io] = GeneratorSummary(rates=[s.gen.conn_per_s for s in mine],
+                                                  cpu_us=[s.gen_cpu_us_per_conn for s in mine])
+    soak = next(iter(results.samples_of(kind="soak")), None)
+    if soak and soak.rss_series:
+        series = soak.rss_series
         warm = series[len(series) // 4][1]
-        out["_soak"] = {"connections": soak["gen"]["finished"], "rss_after_warmup_kib": warm,
-                        "rss_end_kib": soak["rss_kib_end"],
-                        "growth_kib": soak["rss_kib_end"] - warm}
-    return out
+        summ.soak = SoakSummary(connections=soak.gen.finished, rss_after_warmup_kib=warm,
+                                rss_end_kib=soak.rss_kib_end, growth_kib=soak.rss_kib_end - warm)
+    return summ
 
 
 def targets(results, summ):
@@ -103,57 +154,57 @@ def targets(results, summ):
         rows.append((metric, target, value, "met" if met else ("not met" if met is False else "n/a"), why))
 
     if eng:
-        r = _med(eng["ratios"])
-        d = summ.get("direct", {})
-        side = (_med(eng["cpu_us"]) or 0) + (_med([x for x in eng["sink_cpu_us"] if x is not None]) or 0)
+        r = _med(eng.ratios)
+        d = summ.get("direct")
+        side = (_med(eng.cpu_us) or 0) + (_med(eng.sink_cpu_us) or 0)
         row("throughput ratio engine/direct", ">= 0.95", _fmt(r, 3), r is not None and r >= 0.95,
             f"generator-bound on shared cores: server side uses {_fmt(side, 1)} µs/conn "
-            f"(engine + sink) against {_fmt(_med(d.get('cpu_us', [])), 1)} (direct), "
+            f"(engine + sink) against {_fmt(_med(d.cpu_us) if d else None, 1)} (direct), "
             "CPU the generator then lacks")
         if sync:
-            e, s = _med(eng["cpu_us"]), _med(sync["cpu_us"])
+            e, s = _med(eng.cpu_us), _med(sync.cpu_us)
             ratio = e / s if e and s else None
             row("server CPU/conn engine vs engine-sync", "<= 0.8 x",
                 f"{_fmt(e, 2)} vs {_fmt(s, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
-        for ext in [n for n in results["scenarios"] if n not in OWN]:
-            x = _med(summ[ext]["cpu_us"])
-            e = _med(eng["cpu_us"])
+        for ext in [n for n in results.scenarios if n not in OWN]:
+            x = _med(summ.get(ext).cpu_us)
+            e = _med(eng.cpu_us)
             ratio = e / x if e and x else None
             row(f"server CPU/conn engine vs {ext}", "<= 0.8 x",
                 f"{_fmt(e, 2)} vs {_fmt(x, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
-        sc = _med(eng["syscalls_counter"])
+        sc = _med(eng.syscalls_counter)
         row("syscalls/conn (engine counters)", "<= 0.05", _fmt(sc, 4), sc is not None and sc <= 0.05,
             f"about {_fmt(1 / sc, 1)} connections per io_uring_enter at this rate" if sc else "")
-        ss = eng["syscalls_strace"]
+        ss = eng.syscalls_strace
         row("syscalls/conn (strace -c -f, short run)", "<= 0.05", _fmt(ss, 4),
             ss is not None and ss <= 0.05, "cross-check: light load batches less")
     for name in OWN:
-        if name in summ:
-            s = summ[name]
-            total = s["losses"] + sum(s["burst_losses"])
-            row(f"drops, {name} (incl. burst of {results['environment']['profile_parameters']['burst']})",
-                "0", f"{s['losses']} + burst {s['burst_losses']}", total == 0)
-    if eng and "direct" in summ:
-        e, d = _med(eng["p99_at_50"]), _med(summ["direct"]["p99_at_50"])
+        if summ.get(name):
+            s = summ.get(name)
+            total = s.losses + sum(s.burst_losses)
+            row(f"drops, {name} (incl. burst of {results.environment['profile_parameters']['burst']})",
+                "0", f"{s.losses} + burst {s.burst_losses}", total == 0)
+    if eng and summ.get("direct"):
+        e, d = _med(eng.p99_at_50), _med(summ.get("direct").p99_at_50)
         ratio = e / d if e and d else None
         row("p99 latency at 50% of direct's rate", "<= 1.2 x direct",
             f"{_fmt(e)} vs {_fmt(d)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 1.2,
             "two more wake-ups than direct (engine, then sink), each may wait for a busy CPU")
     for metric, target, value, met, why in report_capacity.target_rows(results):
         row(metric, target, value, met, why)
-    micro = results["micro"].get("dispatch_benchmark", {})
+    micro = results.micro.get("dispatch_benchmark", {})
     uring = max((v["items_per_second"] or 0 for k, v in micro.items() if "Uring" in k), default=None)
     loop = max((v["items_per_second"] or 0 for k, v in micro.items() if "Sendmsg" in k), default=None)
     if uring and loop:
         row("dispatch capacity (microbenchmark, one core)", ">= 1,000,000 fds/s and >= 1.5 x sendmsg",
             f"{_fmt(uring)} fds/s = {_fmt(uring / loop, 2)} x", uring >= 1e6 and uring >= 1.5 * loop)
-    soak = summ.get("_soak")
+    soak = summ.soak
     if soak:
-        growth = soak["growth_kib"]
-        flat = growth <= max(512, soak["rss_after_warmup_kib"] * 0.02)
-        row("engine RSS after warm-up", "flat", f"{soak['rss_after_warmup_kib']} -> {soak['rss_end_kib']} KiB "
-            f"over {soak['connections']:,} conn", flat,
-            "" if soak["connections"] >= 1000000 else "this profile soaks fewer than 1,000,000 connections")
+        growth = soak.growth_kib
+        flat = growth <= max(512, soak.rss_after_warmup_kib * 0.02)
+        row("engine RSS after warm-up", "flat", f"{soak.rss_after_warmup_kib} -> {soak.rss_end_kib} KiB "
+            f"over {soak.connections:,} conn", flat,
+            "" if soak.connections >= 1000000 else "this profile soaks fewer than 1,000,000 connections")
     return rows
 
 
@@ -161,28 +212,28 @@ def kernel_lines(results, summ):
     """engine-kernel's paragraph: how much the kernel steered, and the whole
     server side's CPU per connection beside engine's and direct's."""
     k = summ.get("engine-kernel")
-    if not k or not k["sink_received"]:
+    if not k or not k.sink_received:
         return []
 
     def side(name):
         s = summ.get(name)
         if not s:
             return None
-        server = _med(s["cpu_us"])
-        sink = _med([x for x in s["sink_cpu_us"] if x is not None]) if name != "direct" else 0
+        server = _med(s.cpu_us)
+        sink = _med(s.sink_cpu_us) if name != "direct" else 0
         return server + (sink or 0) if server is not None else None
 
-    return ["", f"Kernel dispatch (engine-kernel): {k['via_listener']:,} of the "
-            f"{k['sink_received']:,} connections its sinks received "
-            f"({k['via_listener'] / k['sink_received']:.1%}) were accepted from the listeners they "
+    return ["", f"Kernel dispatch (engine-kernel): {k.via_listener:,} of the "
+            f"{k.sink_received:,} connections its sinks received "
+            f"({k.via_listener / k.sink_received:.1%}) were accepted from the listeners they "
             f"took, where the kernel's sk_lookup program put them (the engine's count: "
-            f"{k['steered']:,} steered); the rest came from the engine. Server side per connection, "
+            f"{k.steered:,} steered); the rest came from the engine. Server side per connection, "
             f"engine + sink, uncapped: engine-kernel {_fmt(side('engine-kernel'), 2)} µs, engine "
             f"{_fmt(side('engine'), 2)} µs, direct {_fmt(side('direct'), 2)} µs."]
 
 
 def markdown(results, summ, rows):
-    env = results["environment"]
+    env = results.environment
     lines = [f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)", "",
              f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
              f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
@@ -206,39 +257,39 @@ def markdown(results, summ, rows):
              "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "
              "| SYN retrans / listen overflows |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in results["scenarios"]:
-        s = summ[name]
+    for name in results.scenarios:
+        s = summ.get(name)
         lines.append(
-            f"| {name} | {_with_range(s['rates'])} | {_with_range(s['ratios'], 3)} | "
-            f"{_fmt(_med(s['p50']))} / {_fmt(_med(s['p99']))} | {_with_range(s['p99_at_50'])} | "
-            f"{_with_range(s['cpu_us'], 2)} | "
-            f"{_with_range([x for x in s['sink_cpu_us'] if x is not None], 2) if name != 'direct' else '(is the server)'} | "
-            f"{_fmt(_med(s['syscalls_counter']), 4)} / "
-            f"{_fmt(s['syscalls_strace'], 3)} | {_fmt(_med(s['rss_kib']))} | {s['losses']} | "
-            f"{', '.join(str(x) for x in s['burst_losses']) or 'n/a'} | {s['misrouted']} | "
-            f"{s['syn_retrans']} / {s['listen_overflows']} |")
+            f"| {name} | {_with_range(s.rates)} | {_with_range(s.ratios, 3)} | "
+            f"{_fmt(_med(s.p50))} / {_fmt(_med(s.p99))} | {_with_range(s.p99_at_50)} | "
+            f"{_with_range(s.cpu_us, 2)} | "
+            f"{_with_range(s.sink_cpu_us, 2) if name != 'direct' else '(is the server)'} | "
+            f"{_fmt(_med(s.syscalls_counter), 4)} / "
+            f"{_fmt(s.syscalls_strace, 3)} | {_fmt(_med(s.rss_kib))} | {s.losses} | "
+            f"{', '.join(str(x) for x in s.burst_losses) or 'n/a'} | {s.misrouted} | "
+            f"{s.syn_retrans} / {s.listen_overflows} |")
     lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
-    kinds = sorted({s["kind"] for s in results["samples"] if s["kind"].startswith("latency")},
+    kinds = sorted({s.kind for s in results.samples if s.kind.startswith("latency")},
                    key=lambda k: int(k[7:]))
     if len(kinds) > 1:
         lines += ["", "p99 latency (µs) by open-loop load, as % of direct's saturated rate "
-                  f"({_fmt(results['direct_saturated_rate'])} conn/s):", "",
+                  f"({_fmt(results.direct_saturated_rate)} conn/s):", "",
                   "| scenario | " + " | ".join(f"{k[7:]}%" for k in kinds) + " |",
                   "|---|" + "---|" * len(kinds)]
-        for name in results["scenarios"]:
-            cells = [_with_range([s["gen"]["latency_us"]["p99"] for s in results["samples"]
-                                  if s["scenario"] == name and s["kind"] == k]) for k in kinds]
+        for name in results.scenarios:
+            cells = [_with_range([s.gen.latency_us.p99 for s in results.samples_of(name, k)])
+                     for k in kinds]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    gens = summ.get("_generator", {})
+    gens = summ.generator
     if gens:
         lines += ["", "Load generator, io_uring against epoll (direct scenario, closed loop, "
                   "generator CPU per connection from its own getrusage):", "",
                   "| generator | conn/s | generator CPU µs/conn |", "|---|---|---|"]
         for io, g in gens.items():
-            lines.append(f"| {io} | {_with_range(g['rates'])} | {_with_range(g['cpu_us'], 2)} |")
-    micro = results["micro"]
+            lines.append(f"| {io} | {_with_range(g.rates)} | {_with_range(g.cpu_us, 2)} |")
+    micro = results.micro
     lines += ["", "Microbenchmarks (items/s, CPU time):", ""]
     for binary, benches in micro.items():
         if "error" in benches:
@@ -247,44 +298,44 @@ def markdown(results, summ, rows):
         for name, v in benches.items():
             lines.append(f"- {name}: {_fmt(v['items_per_second'])}/s" if v["items_per_second"]
                          else f"- {name}: {_fmt(v['cpu_time_ns'])} ns")
-    st = results["strace"]
+    st = results.strace
     if st:
         lines += ["", "strace -c -f (server, short closed-loop run at concurrency 32): " + "; ".join(
-            f"{x['scenario']} {_fmt(x.get('per_conn'), 3)}/conn {x.get('top', {})}" for x in st)]
+            f"{x.scenario} {_fmt(x.per_conn, 3)}/conn {x.top}" for x in st)]
     lines += report_capacity.table(results)
     sysctls = env["sysctls"]
     lines += ["", "Sysctls (set in the namespaces only): " + "; ".join(
         f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for role, vals in sysctls.items())]
-    if results["problems"]:
-        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results["problems"]]
+    if results.problems:
+        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results.problems]
     else:
         lines += ["", f"Correctness: every connection reached the backend its address maps to; "
                   f"every loss is explained by a server counter "
-                  f"({sum(summ[n]['connections'] for n in results['scenarios']):,} connections)."]
-    if results["external_notes"]:
-        lines += ["", "External servers (reported, not judged):", ""] + [f"- {p}" for p in results["external_notes"]]
-    if results.get("plots"):
-        lines += ["", " ".join(f"![{p}]({p})" for p in results["plots"])]
+                  f"({sum(summ.get(n).connections for n in results.scenarios):,} connections)."]
+    if results.external_notes:
+        lines += ["", "External servers (reported, not judged):", ""] + [f"- {p}" for p in results.external_notes]
+    if results.plots:
+        lines += ["", " ".join(f"![{p}]({p})" for p in results.plots)]
     return "\n".join(lines) + "\n"
 
 
 def plots(out, results, summ):
     if not shutil.which("gnuplot"):
         return []
-    names = results["scenarios"]
+    names = results.scenarios
     with open(os.path.join(out, "throughput.dat"), "w") as f:
         for i, n in enumerate(names):
-            lo, hi = _spread(summ[n]["rates"])
-            f.write(f"{i} {n} {_med(summ[n]['rates']) or 0} {lo or 0} {hi or 0}\n")
+            lo, hi = _spread(summ.get(n).rates)
+            f.write(f"{i} {n} {_med(summ.get(n).rates) or 0} {lo or 0} {hi or 0}\n")
     cdf_files = []
     for n in names:
-        lat = [s for s in results["samples"] if s["scenario"] == n and s["kind"] == "latency50"]
+        lat = results.samples_of(n, "latency50")
         if not lat:
             continue
-        lat.sort(key=lambda s: s["gen"]["latency_us"]["p99"])
+        lat.sort(key=lambda s: s.gen.latency_us.p99)
         path = os.path.join(out, f"cdf-{n}.dat")
         with open(path, "w") as f:
-            for us, frac in lat[len(lat) // 2]["gen"]["cdf"]:
+            for us, frac in lat[len(lat) // 2].gen.cdf:
                 f.write(f"{max(us, 1)} {frac}\n")
         cdf_files.append((n, path))
     script = f"""
@@ -313,7 +364,7 @@ plot {', '.join(f"'{p}' using 1:2 with lines lw 2 title '{n}'" for n, p in cdf_f
 
 def capacity_only(results):
     """The report of a run with --capacity only: the header and the capacity table."""
-    env = results["environment"]
+    env = results.environment
     lines = [f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)", "",
              f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
              f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
@@ -326,27 +377,26 @@ def capacity_only(results):
         lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
         lines += [f"| {a} | {b} | {c} | {'met' if d else ('not met' if d is False else 'n/a')} | {e} |"
                   for a, b, c, d, e in rows]
-    if results["problems"]:
-        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results["problems"]]
+    if results.problems:
+        lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results.problems]
     return "\n".join(lines) + "\n"
 
 
-def write(out, results):
-    if results.get("capacity_only"):
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
-        text = capacity_only(results)
-        with open(os.path.join(out, "report.md"), "w") as f:
-            f.write(text)
-        return text
-    summ = summarize(results)
-    rows = targets(results, summ)
-    results["plots"] = plots(out, results, summ)
-    results["summary"] = summ
-    results["targets"] = [dict(zip(("metric", "target", "measured", "status", "note"), r)) for r in rows]
+def _save(out, results, text):
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    text = markdown(results, summ, rows)
+        json.dump(records.to_json(results), f, indent=1)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
     return text
+
+
+def write(out, results):
+    """results.json and report.md in `out` (and the plots); returns the report."""
+    if results.capacity_only:
+        return _save(out, results, capacity_only(results))
+    summ = summarize(results)
+    rows = targets(results, summ)
+    results.plots = plots(out, results, summ)
+    results.summary = summ.as_json()
+    results.targets = [dict(zip(("metric", "target", "measured", "status", "note"), r)) for r in rows]
+    return _save(out, results, markdown(results, summ, rows))

@@ -15,12 +15,9 @@ import time
 
 import merge
 import procs
+import records
+from records import Sample, StraceCount
 from topology import counter_delta, net_counters
-
-
-def _median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if values else 0
 
 
 def run_load(ctx, scenario, load_args, timeout_s, kind):
@@ -51,21 +48,20 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         raise
     final, summary, codes = scenario.stop()
     g = merged_summary(gens, codes_gen)
-    s = {"scenario": scenario.name, "kind": kind, "gen": g, "sink": summary, "exit_codes": codes,
-         "server_cpu_s": round(cpu1 - cpu0, 4), "sink_cpu_s": sink_cpu,
-         "rss_kib_start": rss_start, "rss_kib_end": rss_end, "rss_series": rss_series,
-         "net": net, "engine_start": c0, "engine_before_stop": c1, "engine_exit": final}
-    finished = g["finished"]
-    s["gen_cpu_us_per_conn"] = g["cpu_us_per_conn"]
-    s["loadavg_after"] = os.getloadavg()
-    s["sink_cpu_us_per_conn"] = sink_cpu * 1e6 / finished if sink_cpu is not None and finished else None
-    s["server_cpu_us_per_conn"] = (cpu1 - cpu0) * 1e6 / finished if finished else None
+    finished = g.finished
+    s = Sample(scenario=scenario.name, kind=kind, gen=g, sink=summary, exit_codes=codes,
+               server_cpu_s=round(cpu1 - cpu0, 4), sink_cpu_s=sink_cpu,
+               rss_kib_start=rss_start, rss_kib_end=rss_end, rss_series=rss_series,
+               net=net, engine_start=c0, engine_before_stop=c1, engine_exit=final,
+               gen_cpu_us_per_conn=g.cpu_us_per_conn, loadavg_after=list(os.getloadavg()),
+               sink_cpu_us_per_conn=sink_cpu * 1e6 / finished if sink_cpu is not None and finished else None,
+               server_cpu_us_per_conn=(cpu1 - cpu0) * 1e6 / finished if finished else None)
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).
     if scenario.name == "engine" and c0 and c1 and c1.get("accepted", 0) > c0.get("accepted", 0):
         accepted = c1["accepted"] - c0["accepted"]
         calls = sum(c1.get(k, 0) - c0.get(k, 0) for k in ("uring_enter", "getsockname", "getpeername"))
-        s["syscalls_per_conn_counter"] = calls / accepted
+        s.syscalls_per_conn_counter = calls / accepted
     check_books(scenario, s)
     return s
 
@@ -80,14 +76,14 @@ def start_generators(ctx, load_args):
 
 
 def merged_summary(gens, exit_codes):
-    """The generators' summaries merged into one (raises if one failed)."""
+    """The generators' summaries merged into one record (raises if one failed)."""
     summaries = []
     for gen, rc in zip(gens, exit_codes):
         lines = gen.json_lines()
         if rc != 0 or not lines:
             raise RuntimeError(f"load_generator failed ({rc}): {gen.err()[-2000:]}")
         summaries.append(lines[-1])
-    return merge.merge(summaries)
+    return records.from_json(records.GenSummary, merge.merge(summaries), "load_generator summary")
 
 
 def _sum_counters(deltas):
@@ -99,34 +95,34 @@ def _sum_counters(deltas):
 
 
 def check_books(scenario, s):
-    """Fills s['problems'] (correctness) and s['losses'] (connections the
+    """Fills s.problems (correctness) and s.losses (connections the
     generator saw closed or failed without the greeting)."""
-    g, summary, final = s["gen"], s["sink"], s["engine_exit"]
-    e = g["errors"]
+    g, summary, final = s.gen, s.sink, s.engine_exit
+    e = g.errors
     problems = []
-    losses = e["no_greeting"] + e["reset"] + e["timeout"] + e["refused"] + e["other"]
-    s["losses"] = losses
-    if e["wrong_greeting"]:
-        ex = [t for t in g["targets"] if t["wrong"]]
-        problems.append(f"{e['wrong_greeting']} misrouted connection(s), e.g. {ex[0]['target']} "
+    losses = e.lost()
+    s.losses = losses
+    if e.wrong_greeting:
+        ex = [t for t in g.targets if t["wrong"]]
+        problems.append(f"{e.wrong_greeting} misrouted connection(s), e.g. {ex[0]['target']} "
                         f"expected {ex[0]['expected']!r} got {ex[0].get('wrong_example')!r}")
     if summary is None:
         problems.append("the sink printed no summary")
-        s["problems"] = problems
+        s.problems = problems
         return
     explained = sum(b["send_errors"] for b in summary["backends"].values())
     # engine-kernel: what the sinks accepted from the listeners the kernel
     # program steered into never passed through the engine.
     via_listener = summary.get("total_via_listener", 0)
     if scenario.kernel:
-        s["via_listener"] = via_listener
-        s["kernel"] = (final or {}).get("kernel")
-        if g["finished"] and not via_listener:
+        s.via_listener = via_listener
+        s.kernel = (final or {}).get("kernel")
+        if g.finished and not via_listener:
             problems.append("no connection came through the listeners the sinks took: "
                             "kernel dispatch steered nothing")
     if final:
         explained += final.get("dropped", 0)
-        s["engine_dropped"] = final.get("dropped", 0)
+        s.engine_dropped = final.get("dropped", 0)
         delivered = final.get("dispatched", 0)
         if delivered != summary["total_received"] - via_listener:
             problems.append(f"engine dispatched {delivered} but the sinks received "
@@ -134,17 +130,17 @@ def check_books(scenario, s):
                             f"({summary['total_received']} in all, {via_listener} "
                             "accepted from the listeners)")
     unexplained = losses - explained
-    s["unexplained_losses"] = max(0, unexplained)
+    s.unexplained_losses = max(0, unexplained)
     if unexplained > 0:
         problems.append(f"{unexplained} connection(s) lost without a server counter saying why "
                         f"({losses} lost: {e})")
-    if g["errors"]["local"]:
-        problems.append(f"{g['errors']['local']} connection(s) failed in the generator itself "
-                        f"(errno {g['first_errno'].get('local')})")
-    for code_name, code in s["exit_codes"].items():
+    if e.local:
+        problems.append(f"{e.local} connection(s) failed in the generator itself "
+                        f"(errno {g.first_errno.get('local')})")
+    for code_name, code in s.exit_codes.items():
         if code != 0:
             problems.append(f"{code_name} exited with {code}")
-    s["problems"] = problems
+    s.problems = problems
 
 
 def run_strace(ctx, scenario, load_args, connections):
@@ -177,8 +173,8 @@ def run_strace(ctx, scenario, load_args, connections):
         # strace ended before it opened its output (it could attach to none
         # of the threads, say): a missing figure, not a failed run.
         why = tracer.stderr.read().decode(errors="replace")[-2000:]
-        return {"scenario": scenario.name, "error": f"strace wrote nothing (exit {tracer.returncode})",
-                "raw": why}
+        return StraceCount(scenario.name, error=f"strace wrote nothing (exit {tracer.returncode})",
+                           raw=why)
     per_call = {}
     total = None
     for line in text.splitlines():
@@ -190,10 +186,9 @@ def run_strace(ctx, scenario, load_args, connections):
                 per_call[fields[-1]] = int(fields[3])
     finished = g["finished"]
     if total is None or not finished:
-        return {"scenario": scenario.name, "error": "no strace summary", "raw": text[-2000:]}
-    return {"scenario": scenario.name, "connections": finished, "syscalls": total,
-            "per_conn": total / finished,
-            "top": dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6])}
+        return StraceCount(scenario.name, error="no strace summary", raw=text[-2000:])
+    return StraceCount(scenario.name, connections=finished, syscalls=total, per_conn=total / finished,
+                       top=dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6]))
 
 
 MICROBENCHMARKS = ("dispatch_benchmark", "route_lookup_benchmark", "hop_benchmark")
@@ -228,6 +223,3 @@ def run_microbenchmarks(ctx, min_time, repetitions):
                                                         "real_time_ns": b.get("real_time")}
                          for b in chosen}
     return results, raw
-
-
-median = _median

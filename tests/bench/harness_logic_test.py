@@ -19,6 +19,7 @@ import capacity  # noqa: E402
 import compare  # noqa: E402
 import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
+import records  # noqa: E402
 import sbxtest  # noqa: E402
 
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
@@ -127,7 +128,8 @@ def fake_results(rates, cpu, p99, git="a"):
     for p in p99:
         samples.append({"scenario": "engine", "kind": "latency50",
                         "gen": {"latency_us": {"p99": p}}})
-    return {"scenarios": ["engine"], "samples": samples, "environment": {"versions": {"git": git}}}
+    return records.from_json(records.Results, {"scenarios": ["engine"], "samples": samples,
+                                               "environment": {"versions": {"git": git}}})
 
 
 class CompareTest(unittest.TestCase):
@@ -174,8 +176,8 @@ class CompareTest(unittest.TestCase):
         raw = json.loads(r.stdout)
         old = fake_results([1, 2], [1, 2], [1, 2])
         new = copy.deepcopy(old)
-        old["micro_raw"] = {"hop_benchmark": raw}
-        new["micro_raw"] = {"hop_benchmark": raw}
+        old.micro_raw = {"hop_benchmark": raw}
+        new.micro_raw = {"hop_benchmark": raw}
         text = compare.report(old, new, "old")
         self.assertIn("BM_HopFdsPerMessage/16", text)
         self.assertIn("U Test", text)
