@@ -157,8 +157,9 @@ class AcknowledgeTest(unittest.TestCase):
     def report(self, saved, lost, st, queued=QUEUED):
         kernel = (f" steered={st['steered']} reclaimed={st['reclaimed']} "
                   f"reclaim_failed={st['reclaim_failed']}" if "steered" in st else "")
+        why = "".join(f" {k}={v}" for k, v in st.items() if k.startswith("dropped.") and v)
         print(f"# {self.id().split('.')[-1]}: {saved} of {queued} saved, {lost} lost; "
-              f"redelivered={st.get('redelivered')} dropped={st.get('dropped')} "
+              f"redelivered={st.get('redelivered')} dropped={st.get('dropped')}{why} "
               f"dispatched={st.get('dispatched')}{kernel}", flush=True)
 
     def test_greeted_and_restarted_at_once_loses_none(self):
