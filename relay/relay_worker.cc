@@ -15,6 +15,7 @@
 #include "engine/core/str_cat.h"
 #include "engine/sys/clock.h"
 #include "engine/sys/socket_ops.h"
+#include "engine/sys/user_data.h"
 #include "relay/diagnostics.h"
 #include "relay/log.h"
 
@@ -40,7 +41,6 @@ RelayWorker::~RelayWorker() {
     connections_ = c->next;
     delete c;
   }
-  if (ring_ready_) io_uring_queue_exit(&ring_);
 }
 
 void RelayWorker::RequestStop() {
@@ -51,34 +51,23 @@ void RelayWorker::RequestStop() {
 
 absl::Status RelayWorker::SetUpRing() {
   if (!wake_fd_) return absl::ErrnoToStatus(errno, "eventfd");
-  io_uring_params p{};
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  p.cq_entries = kCqEntries;
-  int ret = io_uring_queue_init_params(kRingEntries, &ring_, &p);
-  if (ret == -EINVAL) {  // kernels before 6.1: no DEFER_TASKRUN
-    p = io_uring_params{};
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = kCqEntries;
-    ret = io_uring_queue_init_params(kRingEntries, &ring_, &p);
-  }
+  // Kernels before 6.1 refuse DEFER_TASKRUN: a plain ring then.
+  const int ret = ring_.InitWithFallback(
+      kRingEntries, kCqEntries, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, 0);
   if (ret < 0)
     return absl::ErrnoToStatus(-ret, StrCat("io_uring_queue_init (worker ", index_, ")"));
-  ring_ready_ = true;
   return absl::OkStatus();
 }
 
 io_uring_sqe* RelayWorker::Sqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {  // the submission queue is full: hand it to the kernel
-    io_uring_submit(&ring_);
-    Bump(stats_.uring_enters);
-    sqe = io_uring_get_sqe(&ring_);
-  }
+  io_uring_sqe* sqe = ring_.GetSqeOrSubmit();
+  // A submission that took nothing (the kernel short of memory): try again.
+  while (sqe == nullptr) sqe = ring_.GetSqeOrSubmit();
   return sqe;
 }
 
 void RelayWorker::Submit(io_uring_sqe* sqe, Connection* c, Op op) {
-  io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(c) | op);
+  io_uring_sqe_set_data64(sqe, c != nullptr ? PackUserPointer(op, c) : PackUserData(op, 0));
   if (c != nullptr) ++c->inflight;
 }
 
@@ -91,18 +80,12 @@ absl::Status RelayWorker::Run() {
   ArmTick();
   ArmSource();
   while (!Done()) {
-    io_uring_submit_and_wait(&ring_, 1);
-    Bump(stats_.uring_enters);
-    unsigned head;
-    unsigned seen = 0;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      Dispatch(cqe);
-      ++seen;
-    }
-    io_uring_cq_advance(&ring_, seen);
+    ring_.SubmitAndWait(1, kNoTimeout, 0);
+    ring_.ForEachCompletion([this](const io_uring_cqe* cqe) { Dispatch(cqe); });
+    // This worker is the counter's only writer.
+    stats_.uring_enters.store(ring_.enter_calls(), std::memory_order_relaxed);
   }
-  io_uring_submit(&ring_);  // the closes of the last connections
+  ring_.Submit();  // the closes of the last connections
   finished_.store(true);
   return absl::OkStatus();
 }
@@ -114,8 +97,9 @@ bool RelayWorker::Done() const {
 void RelayWorker::Dispatch(const io_uring_cqe* cqe) {
   const uint64_t data = io_uring_cqe_get_data64(cqe);
   const int res = cqe->res;
-  if (data < 16) {
-    switch (data) {
+  const auto op = static_cast<Op>(UserDataOp(data));
+  if (op < kConnectOp) {
+    switch (op) {
       case kSourceOp:
         OnSource(res);
         break;
@@ -130,10 +114,10 @@ void RelayWorker::Dispatch(const io_uring_cqe* cqe) {
     }
     return;
   }
-  auto* c = reinterpret_cast<Connection*>(data & ~uint64_t{15});
+  auto* c = UserDataPointer<Connection>(data);
   --c->inflight;
   const bool splice = options_.copy == CopyMode::kSplice;
-  switch (static_cast<Op>(data & 15)) {
+  switch (op) {
     case kConnectOp:
       OnConnect(c, res);
       break;
@@ -401,7 +385,7 @@ void RelayWorker::MaybeFree(Connection* c) {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_close(sqe, fd->Release());
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(sqe, kCloseOp);
+    io_uring_sqe_set_data64(sqe, PackUserData(kCloseOp, 0));
   }
   delete c;
   --open_;
@@ -460,7 +444,7 @@ void RelayWorker::OnWake() {
   drain_deadline_ns_ = MonotonicNs() + options_.drain_timeout_s * kNsPerS;
   if (source_inflight_) {
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_cancel64(sqe, kSourceOp, 0);
+    io_uring_prep_cancel64(sqe, PackUserData(kSourceOp, 0), 0);
     Submit(sqe, nullptr, kSourceCancelOp);
   }
 }

@@ -12,8 +12,6 @@
 #ifndef SBX_RELAY_RELAY_WORKER_H_
 #define SBX_RELAY_RELAY_WORKER_H_
 
-#include <liburing.h>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -21,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/sys/ring.h"
 #include "engine/sys/unique_fd.h"
 #include "relay/connection.h"
 #include "relay/options.h"
@@ -47,15 +46,16 @@ class RelayWorker {
   bool finished() const { return finished_.load(); }
 
  private:
-  enum Op : uint64_t {
-    // Worker-wide requests (user_data below 16).
+  // The op of a request's user_data (engine/sys/user_data.h).
+  enum Op : uint8_t {
+    // Worker-wide requests (PackUserData(op, 0)).
     kSourceOp = 1,
     kTickOp,
     kWakeOp,
     kSourceCancelOp,
     kCloseOp,
-    // Per-connection requests: the Connection's address | the op.
-    kConnectOp = 1,
+    // Per-connection requests (PackUserPointer(op, the Connection)).
+    kConnectOp,
     kHeaderOp,
     kUpReadOp,
     kUpWriteOp,
@@ -113,8 +113,7 @@ class RelayWorker {
   const RelayOptions& options_;
   const Source source_;
   RelayWorkerStats& stats_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
+  Ring ring_;
   UniqueFd wake_fd_;
   uint64_t wake_value_ = 0;
   __kernel_timespec tick_{};
