@@ -209,11 +209,11 @@ class AcknowledgeTest(unittest.TestCase):
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
 
-    def test_listener_taker_restarted_after_the_dispatch_timeout(self):
+    def test_listener_taker_in_another_namespace_restarted_later(self):
         # At 2 s the daemon takes the listener back, accepts its queue and
         # sends it to the path, where each connection waits for a receiver.
-        saved, lost, st = self.crash_and_restart(delay=3.0, acknowledge=False,
-                                                 kernel_dispatch=True)
+        saved, lost, st = self.crash_and_restart(delay=3.0, other_namespace=True,
+                                                 acknowledge=False, kernel_dispatch=True)
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
         self.assertEqual(st["reclaimed"], 1, st)
