@@ -345,7 +345,9 @@ void DispatchScheduler::OnReceiverMessage(Backend* b, const ReceiverMessage& m) 
 void DispatchScheduler::LoseReceiver(Backend* b, int err, uint64_t now) {
   // Acks still queued on the old socket are read first: what they confirm
   // was taken, and must not be sent twice.
-  transport_->FinishReceiver(b);
+  finished_.clear();
+  transport_->FinishReceiver(b, &finished_);
+  for (const ReceiverMessage& m : finished_) OnReceiverMessage(b, m);
   backends_->MarkDown(b, err, now);
   DispatchState& d = b->dispatch;
   d.congested = false;

@@ -62,10 +62,11 @@ class DispatchTransport {
   virtual void WatchWritable(Backend* b) = 0;
   // The -i peer is gone (the original exits 11): nothing can be delivered.
   virtual void ForcedPeerGone() = 0;
-  // Receiver protocol. Before b's socket is retired: hands every answer
-  // still queued on it to OnReceiverMessage now (so that no ack is lost
-  // with the socket), and stops listening on it.
-  virtual void FinishReceiver(Backend* b) = 0;
+  // Receiver protocol. Before b's socket is retired: appends to `answers`
+  // every answer still queued for it (so that no ack is lost with the
+  // socket), and stops listening on it. The scheduler applies them itself,
+  // after this returns.
+  virtual void FinishReceiver(Backend* b, std::vector<ReceiverMessage>* answers) = 0;
   // Sends a probe to b's receiver; 0, or the send's -errno.
   virtual int Probe(Backend* b) = 0;
 };
@@ -143,10 +144,11 @@ class DispatchScheduler {
   Clock clock_;
   std::unique_ptr<Slot[]> slots_;
   std::vector<uint32_t> free_;
-  std::vector<Backend*> listed_;    // backends with waiting slots, for timers
-  std::vector<Backend*> holding_;   // backends with held slots
-  std::vector<Backend*> readying_;  // backends with ready slots, this turn
-  std::vector<uint32_t> sending_;   // SendReady's scratch list
+  std::vector<Backend*> listed_;           // backends with waiting slots, for timers
+  std::vector<Backend*> holding_;          // backends with held slots
+  std::vector<Backend*> readying_;         // backends with ready slots, this turn
+  std::vector<uint32_t> sending_;          // SendReady's scratch list
+  std::vector<ReceiverMessage> finished_;  // LoseReceiver's: what FinishReceiver drained
 };
 
 }  // namespace sbx

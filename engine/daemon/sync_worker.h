@@ -39,7 +39,7 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
   void ForcedPeerGone() override;
   // The baseline speaks no receiver protocol: its sockets have no name, so
   // no receiver answers, and nothing is ever held.
-  void FinishReceiver(Backend*) override {}
+  void FinishReceiver(Backend*, std::vector<ReceiverMessage>*) override {}
   int Probe(Backend*) override { return 0; }
   void DeliverResults();
 

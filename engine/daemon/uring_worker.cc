@@ -8,10 +8,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 
+#include "engine/core/fd_passing.h"
+#include "engine/daemon/uring_ops.h"
 #include "engine/sys/clock.h"
-#include "engine/sys/user_data.h"
 
 namespace sbx {
 namespace {
@@ -22,46 +22,11 @@ constexpr uint32_t kAcceptsWithAddress = 16;  // single-shot accepts per listene
 constexpr uint64_t kResourcePauseNs = 5'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 constexpr size_t kRecvControlFds = 16;
-// Answers read from one receiver per completion of its RECV (OnAnswer).
-constexpr int kAnswersPerTurn = 64;
-// An honest receiver answers at most twice per message it was sent (a
-// hello from the process that took it, and an ack). One that sent this many
-// more than twice the fds it was sent floods: its answers are read
-// kAnswersPerTurn at a time, once per kFloodPauseNs, and the rest wait in
-// its own socket (charged to its own send buffer, so its sends fail).
-constexpr uint64_t kAnswerSlack = 64;
-constexpr uint64_t kFloodPauseNs = 10'000'000;
 
 // Adaptive batching: under load, wait for several completions (or a short
 // time) per io_uring_enter instead of waking for each one.
 constexpr unsigned kMaxWaitBatch = 32;
 constexpr uint64_t kBatchWindowNs = 200'000;
-
-enum Op : uint8_t {
-  kAccept = 1,
-  kAcceptOne,
-  kSend,
-  kLinkedClose,
-  kClose,
-  kWake,
-  kRecv,
-  kCancel,
-  kPoll,
-  kAnswer
-};
-
-uint64_t Tag(Op op, uint32_t index, uint32_t sub = 0) { return PackUserData(op, index, sub); }
-Op TagOp(uint64_t data) { return static_cast<Op>(UserDataOp(data)); }
-
-// A POLLOUT on a congested backend names the backend itself. The scheduler
-// keeps a backend with an armed watch from being evicted, so the pointer
-// stays valid.
-uint64_t PollTag(const Backend* b) { return PackUserPointer(kPoll, b); }
-
-// Errors of io_uring_enter that only mean "try again".
-bool IsTransientEnterError(int rc) {
-  return rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY;
-}
 
 }  // namespace
 
@@ -80,14 +45,6 @@ struct UringWorker::Listener {
   std::unique_ptr<AddressSlot[]> addresses;
 };
 
-// One RECV on a backend's socket, for its receiver's answers.
-struct UringWorker::AnswerRecv {
-  Backend* backend = nullptr;
-  int fd = -1;                // the socket it listens on (a reconnect makes a new one)
-  uint64_t resume_at_ns = 0;  // paused (not armed) until then: its receiver floods
-  unsigned char buffer[kReceiverMessageBytes + 1]{};  // one more: oversized is garbage
-};
-
 struct UringWorker::RecvState {
   msghdr hdr{};
   iovec iov{};
@@ -98,7 +55,12 @@ struct UringWorker::RecvState {
 
 UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* control,
                          StatsRegistry* stats)
-    : WorkerBase(options, std::move(setup), control, stats) {}
+    : WorkerBase(options, std::move(setup), control, stats),
+      ring_(&stats_->uring_enters, [this](int err) {
+        std::fprintf(stderr, "socketbox: worker %d: io_uring_enter: %s; stopping the daemon\n",
+                     setup_.index, std::strerror(err));
+        control_->RequestExit(1);
+      }) {}
 
 UringWorker::~UringWorker() = default;  // where Listener and RecvState are complete
 
@@ -108,7 +70,9 @@ absl::Status UringWorker::Init() {
   if (err < 0) return absl::ErrnoToStatus(-err, "io_uring_queue_init");
   backends_.EnableReceiverReplies(setup_.relay, setup_.index);  // before the scheduler: it asks
   MakeScheduler(this);
-  messages_.reset(new FdBatch[kDispatchSlots]);  // default-initialized: untouched until used
+  sends_ = std::make_unique<SendChain>(&ring_, kDispatchSlots);
+  answers_ = std::make_unique<AnswerReceives>(&ring_, scheduler_.get(), &backends_, setup_.relay,
+                                              setup_.index);
   for (const ListenerInfo& info : setup_.listeners) {
     auto l = std::make_unique<Listener>();
     l->info = info;
@@ -120,49 +84,6 @@ absl::Status UringWorker::Init() {
   return absl::OkStatus();
 }
 
-bool UringWorker::Submit() {
-  Bump(stats_->uring_enters);
-  CheckEnter(ring_.Submit());
-  return !ring_failed_;
-}
-
-void UringWorker::CheckEnter(int rc) {
-  ++submissions_;
-  if (rc >= 0 || IsTransientEnterError(rc) || ring_failed_) return;
-  // The ring itself failed: nothing this worker submits can work.
-  std::fprintf(stderr, "socketbox: worker %d: io_uring_enter: %s; stopping the daemon\n",
-               setup_.index, std::strerror(-rc));
-  ring_failed_ = true;
-  control_->RequestExit(1);
-}
-
-const io_uring_cqe* UringWorker::Cqe(unsigned index) {
-  io_uring* ring = ring_.get();
-  return &ring->cq.cqes[io_uring_cqe_index(ring, index, ring->cq.ring_mask)];
-}
-
-io_uring_sqe* UringWorker::GetSqe() {
-  io_uring_sqe* sqe = ring_.GetSqe();
-  while (sqe == nullptr) {
-    // The submission queue is full: hand it to the kernel and go on. A
-    // failed ring stops the loop at the end of this turn.
-    Submit();
-    sqe = ring_.GetSqe();
-    if (sqe == nullptr && ring_failed_) {
-      // Nothing can be submitted and the daemon is stopping: prepare into a
-      // scratch entry the kernel never sees, so callers need no error path.
-      static thread_local io_uring_sqe scratch;
-      sqe = &scratch;
-    }
-  }
-  last_sqe_ = sqe;
-  return sqe;
-}
-
-void UringWorker::EnsureSqSpace(unsigned n) {
-  if (ring_.SpaceLeft() < n) Submit();
-}
-
 void UringWorker::Run() {
   PickUpTable();
   ArmWake();
@@ -171,7 +92,7 @@ void UringWorker::Run() {
   } else {
     for (auto& l : listeners_) Arm(*l);
   }
-  while (!ring_failed_) {
+  while (!ring_.failed()) {
     CheckControl();
     // Every accept (and registration receive) cancelled and reaped.
     if (stopping_ && armed_requests_ == 0 && !said_not_accepting_) {
@@ -180,45 +101,15 @@ void UringWorker::Run() {
     }
     if (stopping_ && Drained()) break;
     WaitForCompletions(MonotonicNs());
-    if (ring_failed_) return;
+    if (ring_.failed()) return;
     Tick();
     backends_.CloseRetired();  // every SQE that could name these fds is submitted
-    // Receivers' answers first: an ack read after the send failure that
-    // ends its socket would come too late (the connections it confirms
-    // would be sent again).
-    //
-    // Both passes walk one fixed range: a submission made while handling it
-    // (a full submission queue) can post completions at once, and those wait
-    // for the next turn, in order, instead of being skipped by the second
-    // pass (an answer among them would be lost).
-    const unsigned first = *ring_.get()->cq.khead;
-    const unsigned end = io_uring_smp_load_acquire(ring_.get()->cq.ktail);
-    unhandled_from_ = end;
-    for (unsigned i = first; i != end; ++i) {
-      const io_uring_cqe* cqe = Cqe(i);
-      if (TagOp(cqe->user_data) == kAnswer) {
-        OnAnswer(UserDataPointer<AnswerRecv>(cqe->user_data), cqe->res);
-      }
-    }
-    ApplyRelayedAnswers();
-    for (unsigned i = first; i != end; ++i) {
-      const io_uring_cqe* cqe = Cqe(i);
-      if (TagOp(cqe->user_data) != kAnswer) Handle(cqe);
-    }
-    io_uring_cq_advance(ring_.get(), end - first);
-    last_batch_ = end - first;
+    HandleBatch(ring_.TakeBatch());
     RunTimers(now_ns());
   }
   // Anything still queued for submission (closes) goes out before the ring
-  // does, and what waits behind a link runs (a ring torn down would leave it
-  // unissued, its fds open).
-  if (!ring_failed_) {
-    if (linked_pending_ > 0) {
-      RunLinked();
-    } else {
-      ring_.Submit();
-    }
-  }
+  // does, and what waits behind a link runs.
+  ring_.Flush();
 }
 
 void UringWorker::WaitForCompletions(uint64_t now) {
@@ -226,85 +117,83 @@ void UringWorker::WaitForCompletions(uint64_t now) {
   // Busy turns wait for a batch of about half the last one (bounded by a
   // short window); quiet ones for the first completion or the next timer.
   // --batch-wait: up to a full batch within the latency budget; past it, the
-  // first completion wakes us (ring.h). Not the default: measured here it
-  // cost 30% more CPU per connection below saturation (docs/architecture.md).
+  // first completion wakes us (ring.h). Not the default: below saturation
+  // it cost more CPU per connection (docs/architecture.md, "The kernel's
+  // min-wait").
   const unsigned wait_nr =
       batch_wait ? kMaxWaitBatch : std::clamp(last_batch_ / 2, 1u, kMaxWaitBatch);
-  if (linked_pending_ > 0) {
-    RunLinked();
+  if (ring_.has_linked()) {
+    ring_.RunLinked();
     // It leaves completions to handle (the sends' own, at least): they are
-    // this turn's batch, without a wait for more. Waiting on for the
-    // adaptive batch cost one more enter per sending turn (measured with a
-    // larger bound: 11.75 against 10.21 µs per connection uncapped,
-    // docs/architecture.md). --batch-wait keeps its wait: it asked for one.
-    if (ring_failed_ || (!batch_wait && ring_.Ready() > 0)) return;
+    // this turn's batch, without a wait for more, which would cost one more
+    // enter per sending turn (docs/architecture.md, "Linked requests run to
+    // the end"). --batch-wait keeps its wait: it asked for one.
+    if (ring_.failed() || (!batch_wait && ring_.Ready() > 0)) return;
   }
   const uint64_t timeout = NextTimer(now) - now;
-  Bump(stats_->uring_enters);
   if (batch_wait) {
-    CheckEnter(ring_.SubmitAndWait(wait_nr, timeout,
-                                   static_cast<uint64_t>(options_.batch_wait_us) * 1000));
+    ring_.SubmitAndWait(wait_nr, timeout, static_cast<uint64_t>(options_.batch_wait_us) * 1000);
     return;
   }
-  CheckEnter(
-      ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0));
+  ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0);
 }
 
-void UringWorker::RunLinked() {
-  // Requests behind a linked one (the closes after a send, the next message
-  // of a chain) run as deferred task work, and an enter runs that work only
-  // until the completions it waits for are there: with completions ready, a
-  // chain moves a link or two per enter (Ring::SubmitAndRunLinked). Left so,
-  // a 16-fd message's closes took several turns; the backend, done with the
-  // connections first, left the TCP teardown to us, which past capacity
-  // cost 3x the CPU per connection and fed on itself. So a turn that linked
-  // runs its chains to the end before it waits, in an enter asked for one
-  // completion per linked request on top of those already there (the
-  // kernel counts those too). A bound that also covered the requests in
-  // flight (accepts, answers, watches) never let the enter end before its
-  // zero timeout, whose timer cost 1.2 µs per connection uncapped (9.87
-  // against 8.67 in one run); the price of not covering them is that
-  // completions of those requests during the enter can end it early (many
-  // single-shot accepts in address mode), leaving a few links to a later
-  // enter.
-  const unsigned bound = linked_pending_ + ring_.Ready();
-  Bump(stats_->uring_enters);
-  const int rc = ring_.SubmitAndRunLinked(bound);
-  CheckEnter(rc);
-  if (rc >= 0 || rc == -ETIME) linked_pending_ = 0;
+void UringWorker::HandleBatch(const WorkerRing::Batch& batch) {
+  // Receivers' answers first: an ack read after the send failure that ends
+  // its socket would come too late (the connections it confirms would be
+  // sent again).
+  //
+  // Both passes walk one fixed range: a submission made while handling it
+  // (a full submission queue) can post completions at once, and those wait
+  // for the next turn, in order, instead of being skipped by the second
+  // pass (an answer among them would be lost).
+  for (unsigned i = batch.first; i != batch.end; ++i) {
+    const io_uring_cqe* cqe = ring_.At(i);
+    if (UringOpOf(cqe->user_data) == UringOp::kAnswer) {
+      answers_->OnCompletion(cqe->user_data, cqe->res, now_ns());
+    }
+  }
+  answers_->ApplyRelayed();
+  for (unsigned i = batch.first; i != batch.end; ++i) {
+    const io_uring_cqe* cqe = ring_.At(i);
+    if (UringOpOf(cqe->user_data) != UringOp::kAnswer) Handle(cqe);
+  }
+  ring_.Consume(batch);
+  last_batch_ = batch.size();
 }
 
 void UringWorker::Handle(const io_uring_cqe* cqe) {
   const uint64_t data = cqe->user_data;
-  switch (TagOp(data)) {
-    case kAccept:
-    case kAcceptOne:
-      OnAccept(*listeners_[UserDataIndex(data)], UserDataSub(data), cqe, TagOp(data) == kAccept);
+  switch (UringOpOf(data)) {
+    case UringOp::kAccept:
+    case UringOp::kAcceptOne:
+      OnAccept(*listeners_[UserDataIndex(data)], UserDataSub(data), cqe,
+               UringOpOf(data) == UringOp::kAccept);
       break;
-    case kSend:
+    case UringOp::kSend:
       OnSendCompletion(UserDataIndex(data), cqe->res);
       break;
-    case kLinkedClose:
+    case UringOp::kLinkedClose:
       // Only failures post a completion. ECANCELED: the send before it
       // failed, so the connection is still ours (the scheduler decides).
       if (cqe->res < 0 && cqe->res != -ECANCELED) Bump(stats_->close_errors);
       break;
-    case kClose:
+    case UringOp::kClose:
       if (cqe->res < 0) Bump(stats_->close_errors);
       break;
-    case kWake:
+    case UringOp::kWake:
       ArmWake();
       break;
-    case kRecv:
+    case UringOp::kRecv:
       recv_->armed = false;
       --armed_requests_;
       OnRegistrationMessage(cqe->res);
       break;
-    case kPoll:
+    case UringOp::kPoll:
       scheduler_->OnWritable(UserDataPointer<Backend>(data));
       break;
-    case kCancel:
-    case kAnswer:  // handled before the others
+    case UringOp::kCancel:
+    case UringOp::kAnswer:  // handled before the others
       break;
   }
 }
@@ -316,7 +205,7 @@ void UringWorker::OnSendCompletion(uint32_t first_slot, int res) {
   }
   // One result for every connection in the message: a datagram is queued
   // whole or not at all. Copied first: results may free the first slot.
-  const FdBatch& m = messages_[first_slot];
+  const FdBatch& m = sends_->message(first_slot);
   uint32_t slots[FdBatch::kCapacity];
   const unsigned count = m.count;
   std::copy(m.slots, m.slots + count, slots);
@@ -369,214 +258,18 @@ void UringWorker::OnConnection(int fd, const ListenerInfo* listener, const Socke
 }
 
 void UringWorker::StartSend(uint32_t slot, int conn_fd, Backend* b, bool keep_open) {
-  // SENDMSG linked to the CLOSE of our copy: on success the kernel closes it
-  // right after the send, with no completion and nothing more to submit; on
-  // failure the close is cancelled and the connection stays ours. A held
-  // connection (keep_open) gets no CLOSE: the scheduler closes it at the ack.
-  //
-  // MSG_DONTWAIT: a full backend queue answers EAGAIN at once, and the
-  // scheduler asks for one POLLOUT; sends left waiting in the kernel would
-  // all be woken each time the backend reads one message.
-  //
-  // Consecutive sends to one backend form one link chain: once one finds
-  // the queue full, the rest are cancelled without being tried and go back
-  // in line. Links are positional (an SQE links to the next one in the
-  // ring), so a chain grows only while nothing else was prepared in
-  // between, and never across two submissions. To a receiver that takes
-  // several fds per message, such a send joins the chain's last message
-  // instead, while it has room: SENDMSG, CLOSE, CLOSE, ... with the closes
-  // hard-linked to each other (each runs whatever the one before did) and
-  // all cancelled if the send fails.
-  ListenForAnswers(b);  // before the chain test: a new RECV ends the chain
-  auto chained = [&] {
-    return chain_.backend == b && chain_.tail == last_sqe_ && chain_.submission == submissions_;
-  };
-  const bool joins = chained() && chain_.message != nullptr && chain_.keep_open == keep_open &&
-                     chain_.message->count < b->receiver.max_fds && !chain_.message->full();
-  // Room for what this call prepares (a CLOSE to join the open message; a
-  // SENDMSG and its CLOSE otherwise), so that no link is cut by a
-  // submission; a submission made here ends the chain (chained() is then
-  // false).
-  EnsureSqSpace(joins ? 1 : 2);
-  if (joins && chained()) {
-    chain_.message->Add(slot, conn_fd);
-    if (!keep_open) {
-      chain_.tail->flags |= IOSQE_IO_HARDLINK;
-      ++linked_pending_;
-      io_uring_sqe* close = GetSqe();
-      io_uring_prep_close(close, conn_fd);
-      close->flags |= IOSQE_CQE_SKIP_SUCCESS;
-      io_uring_sqe_set_data64(close, Tag(kLinkedClose, slot));
-      chain_.tail = close;
-    }
-    return;
-  }
-  if (chained()) {
-    // After a CLOSE, a hard link: its failure (never expected) must not
-    // cancel the next message, whose sends would then post no completion
-    // (the close skips its own). After a held message's SENDMSG, a plain
-    // link: a full queue cancels the rest untried.
-    chain_.tail->flags |= chain_.keep_open ? IOSQE_IO_LINK : IOSQE_IO_HARDLINK;
-    ++linked_pending_;
-  }
-  FdBatch& message = messages_[slot];
-  message.Start(slot, conn_fd);
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_sendmsg(sqe, b->fd(), &message.hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
-  io_uring_sqe_set_data64(sqe, Tag(kSend, slot));
-  io_uring_sqe* tail = sqe;
-  if (!keep_open) {
-    sqe->flags |= IOSQE_IO_LINK;
-    ++linked_pending_;
-    io_uring_sqe* close = GetSqe();
-    io_uring_prep_close(close, conn_fd);
-    close->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(close, Tag(kLinkedClose, slot));
-    tail = close;
-  }
-  chain_ = {b, tail, submissions_, &message, keep_open};
+  answers_->Listen(b);  // before the send: a new RECV ends the chain
+  sends_->Add(slot, conn_fd, *b, keep_open);
 }
 
-void UringWorker::ListenForAnswers(Backend* b) {
-  if (b->path.empty() || b->substituted || !b->socket) return;
-  auto it = listening_.find(b);
-  if (it != listening_.end()) {
-    if (it->second->fd == b->fd()) return;
-    // A receive left on an old socket (it would keep that socket open).
-    DiscardAnswer(it->second);
-    listening_.erase(it);
-  }
-  EnsureSqSpace(2);
-  auto owned = std::make_unique<AnswerRecv>();
-  AnswerRecv* a = owned.get();
-  a->backend = b;
-  a->fd = b->fd();
-  answers_.emplace(a, std::move(owned));
-  listening_[b] = a;
-  ArmAnswer(a);
-}
-
-void UringWorker::ArmAnswer(AnswerRecv* a) {
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_recv(sqe, a->fd, a->buffer, sizeof(a->buffer), 0);
-  io_uring_sqe_set_data64(sqe, PackUserPointer(kAnswer, a));
-}
-
-void UringWorker::ApplyAnswer(Backend* b, const unsigned char* data, ssize_t len) {
-  // Anything that is not a message of the protocol (garbage, an empty
-  // datagram) is ignored.
-  ReceiverMessage message;
-  if (len > 0 && DecodeReceiverMessage(data, static_cast<size_t>(len), &message)) {
-    scheduler_->OnReceiverMessage(b, message);
-  }
-}
-
-void UringWorker::OnAnswer(AnswerRecv* a, int res) {
-  auto it = listening_.find(a->backend);
-  const bool current = it != listening_.end() && it->second == a;
-  ReceiverState& r = a->backend->receiver;
-  if (current) {
-    if (res >= 0) ++r.answers;
-    ApplyAnswer(a->backend, a->buffer, res);
-    // What else is queued is read now, up to a bound: one enter per batch
-    // of answers, not per answer (a receiver flooding acks or empty
-    // datagrams cost one io_uring_enter each), and a flood waits in its own
-    // socket past the bound instead of taking the turn.
-    if (res >= 0) {
-      unsigned char buffer[kReceiverMessageBytes + 1];
-      ssize_t n;
-      for (int more = 1; more < kAnswersPerTurn; ++more) {
-        n = ::recv(a->fd, buffer, sizeof buffer, MSG_DONTWAIT);
-        if (n < 0) break;
-        ++r.answers;
-        ApplyAnswer(a->backend, buffer, n);
-      }
-    }
-    if (res >= 0 && r.answers > 2 * r.fds_sent + kAnswerSlack) {
-      a->resume_at_ns = now_ns() + kFloodPauseNs;
-      paused_answers_.push_back(a);
-      return;
-    }
-  }
-  // Still listening while stopping: held connections wait for their acks.
-  if (current && (res >= 0 || res == -EAGAIN || res == -EINTR)) {
-    ArmAnswer(a);
-    return;
-  }
-  if (current) listening_.erase(it);
-  answers_.erase(a);
-}
-
-// Answers from receivers in other network namespaces (reply_relay.h):
-// each counts only if this worker's socket for the channel's backend still
-// has the name the receiver answered.
-void UringWorker::ApplyRelayedAnswers() {
-  if (setup_.relay == nullptr || !setup_.relay->HasPending(setup_.index)) return;
-  setup_.relay->TakePending(setup_.index, &relayed_);
-  for (const RelayedReply& r : relayed_) {
-    Backend* b = backends_.Find(r.path);
-    if (b != nullptr && !b->reply_name.empty() && b->reply_name == r.sender) {
-      ApplyAnswer(b, r.message, kReceiverMessageBytes);
-    }
-  }
-}
-
-void UringWorker::FinishReceiver(Backend* b) {
-  auto it = listening_.find(b);
-  if (it == listening_.end()) return;
-  AnswerRecv* a = it->second;
-  // An answer its receive took but whose completion waits for the next turn
-  // (posted by a submission made during this one) is applied now; when
-  // that completion comes, the receive is no longer current and it is
-  // dropped. Answers of this turn's range were handled before its sends.
-  const unsigned tail = io_uring_smp_load_acquire(ring_.get()->cq.ktail);
-  for (unsigned i = unhandled_from_; i != tail; ++i) {
-    const io_uring_cqe* cqe = Cqe(i);
-    if (cqe->user_data == PackUserPointer(kAnswer, a)) ApplyAnswer(b, a->buffer, cqe->res);
-  }
-  // Answers still queued on the socket, or relayed and not yet applied, are
-  // read now, before it is retired.
-  ApplyRelayedAnswers();
-  unsigned char buffer[kReceiverMessageBytes + 1];
-  ssize_t n;
-  while ((n = ::recv(b->fd(), buffer, sizeof(buffer), MSG_DONTWAIT)) >= 0 || errno == EINTR) {
-    ApplyAnswer(b, buffer, n);
-  }
-  DiscardAnswer(a);
-  listening_.erase(it);
-}
-
-// Ends the receive of `a`: cancelled if armed (its completion then frees
-// it), freed now if paused.
-void UringWorker::DiscardAnswer(AnswerRecv* a) {
-  auto paused = std::find(paused_answers_.begin(), paused_answers_.end(), a);
-  if (paused != paused_answers_.end()) {
-    paused_answers_.erase(paused);
-    answers_.erase(a);
-    return;
-  }
-  io_uring_sqe* cancel = GetSqe();
-  io_uring_prep_cancel64(cancel, PackUserPointer(kAnswer, a), 0);
-  io_uring_sqe_set_data64(cancel, Tag(kCancel, 0));
-}
-
-void UringWorker::ResumePausedAnswers(uint64_t now) {
-  for (size_t i = 0; i < paused_answers_.size();) {
-    AnswerRecv* a = paused_answers_[i];
-    if (now < a->resume_at_ns) {
-      ++i;
-      continue;
-    }
-    paused_answers_[i] = paused_answers_.back();
-    paused_answers_.pop_back();
-    ArmAnswer(a);
-  }
+void UringWorker::FinishReceiver(Backend* b, std::vector<ReceiverMessage>* answers) {
+  answers_->Finish(b, answers);
 }
 
 int UringWorker::Probe(Backend* b) {
   // A receive that failed (not a cancel) left this socket unheard until its
   // next send; a probe means acks are awaited, so listen again first.
-  ListenForAnswers(b);
+  answers_->Listen(b);
   iovec iov{const_cast<unsigned char*>(kProbePayload), sizeof(kProbePayload)};
   msghdr hdr{};
   hdr.msg_iov = &iov;
@@ -589,16 +282,18 @@ int UringWorker::Probe(Backend* b) {
 
 void UringWorker::CloseConnection(int fd) {
   fds_freed_ = true;
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_close(sqe, fd);
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(sqe, Tag(kClose, 0));
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kClose, 0));
 }
 
 void UringWorker::WatchWritable(Backend* b) {
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_poll_add(sqe, b->fd(), POLLOUT);
-  io_uring_sqe_set_data64(sqe, PollTag(b));
+  // Named by the backend itself: the scheduler keeps a backend with an
+  // armed watch from being evicted, so the pointer stays valid.
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kPoll, b));
 }
 
 void UringWorker::ForcedPeerGone() {
@@ -621,9 +316,9 @@ void UringWorker::Arm(Listener& l) {
     return;
   }
   if (l.armed > 0) return;
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_multishot_accept(sqe, l.info.fd, nullptr, nullptr, SOCK_CLOEXEC);
-  io_uring_sqe_set_data64(sqe, Tag(kAccept, l.index));
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kAccept, l.index));
   ++l.armed;
   ++armed_requests_;
 }
@@ -632,9 +327,9 @@ void UringWorker::ArmOneAccept(Listener& l, uint32_t k) {
   auto& a = l.addresses[k];
   a.len = sizeof(a.addr);
   a.armed = true;
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_accept(sqe, l.info.fd, reinterpret_cast<sockaddr*>(&a.addr), &a.len, SOCK_CLOEXEC);
-  io_uring_sqe_set_data64(sqe, Tag(kAcceptOne, l.index, k));
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kAcceptOne, l.index, k));
   ++l.armed;
   ++armed_requests_;
 }
@@ -642,16 +337,16 @@ void UringWorker::ArmOneAccept(Listener& l, uint32_t k) {
 void UringWorker::CancelAccepts() {
   for (auto& l : listeners_) {
     if (l->armed == 0) continue;
-    io_uring_sqe* sqe = GetSqe();
+    io_uring_sqe* sqe = ring_.Get();
     io_uring_prep_cancel_fd(sqe, l->info.fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, Tag(kCancel, 0));
+    io_uring_sqe_set_data64(sqe, UringTag(UringOp::kCancel, 0));
   }
 }
 
 void UringWorker::ArmWake() {
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_read(sqe, control_->wake_fd(setup_.index), &wake_buffer_, sizeof(wake_buffer_), 0);
-  io_uring_sqe_set_data64(sqe, Tag(kWake, 0));
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kWake, 0));
 }
 
 void UringWorker::ArmRegistration() {
@@ -662,9 +357,9 @@ void UringWorker::ArmRegistration() {
   r.hdr.msg_iovlen = 1;
   r.hdr.msg_control = r.control;
   r.hdr.msg_controllen = sizeof(r.control);
-  io_uring_sqe* sqe = GetSqe();
+  io_uring_sqe* sqe = ring_.Get();
   io_uring_prep_recvmsg(sqe, setup_.registration_fd, &r.hdr, MSG_CMSG_CLOEXEC);
-  io_uring_sqe_set_data64(sqe, Tag(kRecv, 0));
+  io_uring_sqe_set_data64(sqe, UringTag(UringOp::kRecv, 0));
   r.armed = true;
   ++armed_requests_;
 }
@@ -701,9 +396,9 @@ void UringWorker::CheckControl() {
     stopping_ = true;
     CancelAccepts();
     if (recv_ && recv_->armed) {
-      io_uring_sqe* sqe = GetSqe();
+      io_uring_sqe* sqe = ring_.Get();
       io_uring_prep_cancel_fd(sqe, setup_.registration_fd, IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data64(sqe, Tag(kCancel, 0));
+      io_uring_sqe_set_data64(sqe, UringTag(UringOp::kCancel, 0));
     }
   }
 }
@@ -721,7 +416,7 @@ void UringWorker::RunTimers(uint64_t now) {
     }
   }
   fds_freed_ = false;
-  ResumePausedAnswers(now);
+  answers_->ResumePaused(now);
   scheduler_->RunTimers();
   RefillFdReserve();
 }
@@ -731,7 +426,7 @@ uint64_t UringWorker::NextTimer(uint64_t now) const {
   for (const auto& l : listeners_) {
     if (l->starved && l->resume_at_ns > now) next = std::min(next, l->resume_at_ns);
   }
-  for (const AnswerRecv* a : paused_answers_) next = std::min(next, a->resume_at_ns);
+  next = answers_->NextResume(next);
   return std::max(next, now + 1000);
 }
 

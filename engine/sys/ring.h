@@ -78,6 +78,17 @@ class Ring {
   // io_uring_enter calls made so far (a count for the programs' metrics).
   uint64_t enter_calls() const { return enter_calls_; }
 
+  // The completion queue by index, for a caller that handles a fixed range
+  // and may look past it: [CompletionHead(), CompletionTail()) are ready,
+  // Completion(i) is the one at index i, and Consume(n) hands the first n
+  // back to the kernel.
+  unsigned CompletionHead() { return *ring_.cq.khead; }
+  unsigned CompletionTail() { return io_uring_smp_load_acquire(ring_.cq.ktail); }
+  const io_uring_cqe* Completion(unsigned index) {
+    return &ring_.cq.cqes[io_uring_cqe_index(&ring_, index, ring_.cq.ring_mask)];
+  }
+  void Consume(unsigned n) { io_uring_cq_advance(&ring_, n); }
+
   bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
   io_uring* get() { return &ring_; }
 

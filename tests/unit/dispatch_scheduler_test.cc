@@ -38,11 +38,10 @@ class RecordingTransport : public DispatchTransport {
   }
   void WatchWritable(Backend* b) override { watches.push_back(b); }
   void ForcedPeerGone() override { ++forced_gone; }
-  // Hands the answers the test queued to the scheduler, as a drain of the
-  // socket would.
-  void FinishReceiver(Backend* b) override {
+  // Returns the answers the test queued, as a drain of the socket would.
+  void FinishReceiver(Backend*, std::vector<ReceiverMessage>* answers) override {
     ++finished;
-    for (const ReceiverMessage& m : queued_answers) scheduler->OnReceiverMessage(b, m);
+    answers->insert(answers->end(), queued_answers.begin(), queued_answers.end());
     queued_answers.clear();
   }
   int Probe(Backend*) override {
@@ -50,7 +49,6 @@ class RecordingTransport : public DispatchTransport {
     return probe_result;
   }
 
-  DispatchScheduler* scheduler = nullptr;
   std::vector<ReceiverMessage> queued_answers;
   int finished = 0;
   int probes = 0;
@@ -75,7 +73,6 @@ class DispatchSchedulerTest : public ::testing::Test {
     config.forced_fd = forced;
     scheduler_ = std::make_unique<DispatchScheduler>(config, &transport_, &table_, &worker(),
                                                      [this] { return clock_.now; });
-    transport_.scheduler = scheduler_.get();
   }
   ~DispatchSchedulerTest() override {
     // Connections the test left with the scheduler's transport are real fds.
