@@ -35,6 +35,15 @@ def http(ns, request, timeout=10):
         s.close()
 
 
+def metrics_clients_settled(ns):
+    """No client of the metrics port is still in its handshake, and the
+    daemon has taken every connected one from the listen queue."""
+    listener = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :9100").stdout.split()
+    handshaking = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Htn", "state", "syn-sent",
+                             "dport = :9100").stdout.strip()
+    return bool(listener) and listener[1] == "0" and not handshaking
+
+
 def scrape(ns):
     """{(name, labels-text): value} from GET /metrics."""
     reply = http(ns, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -179,7 +188,7 @@ class MetricsTest(unittest.TestCase):
                 try:
                     for byte in b"GET /metrics HTTP/1.0\r\nX: " + b"y" * 40:
                         drip.send(bytes([byte]))
-                        time.sleep(0.25)
+                        time.sleep(0.25)  # the slow client's pace, not a wait
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 cut_after = time.monotonic() - started
@@ -214,7 +223,8 @@ class MetricsTest(unittest.TestCase):
                     except BlockingIOError:
                         pass
                     idle.append(s)
-                time.sleep(0.3)
+                sbxtest.wait_for(lambda: metrics_clients_settled(topo.server), timeout=15,
+                                 what="1,000 idle clients connected and accepted")
                 took = []
                 for _ in range(4):
                     started = time.monotonic()
@@ -233,7 +243,8 @@ class MetricsTest(unittest.TestCase):
                         s.bind((f"127.0.0.{n + 2}", 0))
                         s.connect(("127.0.0.1", 9100))
                         idle.append(s)
-                time.sleep(0.3)
+                sbxtest.wait_for(lambda: metrics_clients_settled(topo.server), timeout=15,
+                                 what="120 more idle clients accepted")
                 took = []
                 for _ in range(4):
                     started = time.monotonic()
@@ -277,9 +288,10 @@ class MetricsTest(unittest.TestCase):
                 scraper = sbxtest.socket_in(topo.server)
                 scraper.connect(METRICS)
                 scraper.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-                time.sleep(0.3)
+                sbxtest.wait_for(lambda: eng.has_line("metrics: accept: Too many open files"),
+                                 what="the metrics listener paused")
                 cpu = cpu_seconds(eng.proc.pid)
-                time.sleep(2.0)
+                time.sleep(2.0)  # the window the CPU is measured over, not a wait
                 cpu = cpu_seconds(eng.proc.pid) - cpu
                 print(f"# daemon CPU over 2 s with the fd table full and a scrape queued: {cpu:.2f} s",
                       file=sys.stderr)

@@ -37,6 +37,7 @@ class ProtocolBackend:
         self.lock = threading.Lock()
         self.reading = threading.Event()
         self.reading.set()
+        self.idle = threading.Event()  # set by the serving thread while it reads nothing
         self.greeted = set()
         # The daemon's sending sockets have abstract names, which exist per
         # network namespace: a receiver answers from a socket made in the
@@ -53,8 +54,10 @@ class ProtocolBackend:
         self.sock.settimeout(0.1)
         while not self.stopped:
             if not self.reading.is_set():
-                time.sleep(0.01)
+                self.idle.set()
+                self.reading.wait(timeout=0.1)
                 continue
+            self.idle.clear()
             try:
                 _, anc, _, sender = self.sock.recvmsg(16, socket.CMSG_SPACE(64 * 4))
             except socket.timeout:
@@ -68,7 +71,8 @@ class ProtocolBackend:
             if sender and sender not in self.greeted:
                 flags = 1 if self.acks else 0
                 if self._answer(receiver_message(HELLO, self.max_fds, flags), sender):
-                    self.greeted.add(sender)
+                    with self.lock:
+                        self.greeted.add(sender)
             if fds and self.acks and sender in self.greeted:
                 self._answer(receiver_message(ACK, count=len(fds)), sender)
             with self.lock:
@@ -89,6 +93,17 @@ class ProtocolBackend:
         except OSError:  # e.g. a sender in another network namespace
             self.answers_refused += 1
             return False
+
+    def stop_reading(self):
+        """Returns once the serving thread reads no more: a receive already
+        waiting when this is called has ended."""
+        self.reading.clear()
+        if not self.idle.wait(timeout=5):
+            raise AssertionError(f"{self.path}: the receiver did not stop reading")
+
+    def said_hello(self):
+        with self.lock:
+            return bool(self.greeted)
 
     def received(self):
         with self.lock:
@@ -139,6 +154,21 @@ def burst(ns, host, port, total, in_flight):
         key.fileobj.close()
         greetings.append(b"")
     return greetings
+
+
+def answers_read(eng, ns):
+    """True once no datagram waits in any of the engine's Unix datagram
+    sockets: every hello or ack sent to it has been read. (ss's Recv-Q of a
+    datagram socket is the size of the first datagram queued.)"""
+    out = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hxap").stdout
+    mine = [line.split() for line in out.splitlines()
+            if line.startswith("u_dgr") and f"pid={eng.proc.pid}," in line]
+    return bool(mine) and all(fields[2] == "0" for fields in mine)
+
+
+def sent_messages(eng, n):
+    """True once the engine has queued `n` fd-carrying messages in all."""
+    return eng.stats(settle=False)["messages"] == n
 
 
 def read_and_close(socks):
@@ -221,17 +251,17 @@ class ReceiverProtocolTest(TopologyTest):
                      ns=self.topo.server)
         try:
             self.assertEqual(fetch(self.topo.client, f"{A}1", 80), b"first")
-            time.sleep(0.1)  # the hello is read
-            first.reading.clear()
-            time.sleep(0.3)  # a receive already waiting (0.1 s timeout) has ended
+            sbxtest.wait_for(first.said_hello, what="the receiver's hello sent")
+            sbxtest.wait_for(lambda: answers_read(eng, self.topo.server), what="the hello read")
+            first.stop_reading()
             queued = []
             for _ in range(8):  # fewer than the queue holds (net.unix.max_dgram_qlen)
                 s = sbxtest.socket_in(self.topo.client)
                 s.settimeout(15)
                 s.connect((f"{A}1", 80))
                 queued.append(s)
-            sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 9, what="9 accepted")
-            time.sleep(0.1)  # sent: in the receiver's queue
+            # One fd per message (max_fds 1): all 9 sent, 8 in the receiver's queue.
+            sbxtest.wait_for(lambda: sent_messages(eng, 9), what="9 messages sent")
             first.crash()
             second = ProtocolBackend(path, "second")
             self.backends.append(second)
@@ -279,16 +309,18 @@ class ReceiverProtocolTest(TopologyTest):
         second = None
         try:
             self.assertEqual(fetch(self.topo.client, f"{A}1", 80), b"first\n")
-            time.sleep(0.1)  # its hello is read
+            # It answered the hello before it started the child that greeted.
+            sbxtest.wait_for(lambda: answers_read(eng, self.topo.server), what="its hello read")
             first.send_signal(signal.SIGSTOP)
             queued = []
-            for _ in range(6):
+            for i in range(6):
                 s = sbxtest.socket_in(self.topo.client)
                 s.settimeout(15)
                 s.connect((f"{A}1", 80))
                 queued.append(s)
-            sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 7, what="7 accepted")
-            time.sleep(0.1)
+                # One at a time, so that each goes in a message of its own:
+                # the count of messages is then the count of fds sent.
+                sbxtest.wait_for(lambda: sent_messages(eng, 2 + i), what=f"message {2 + i} sent")
             first.kill()
             first.wait()
             os.unlink(path)
