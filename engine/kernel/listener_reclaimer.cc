@@ -25,41 +25,54 @@ int MillisUntil(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 void ListenerReclaimer::Start() {
-  thread_ = std::thread([this] { Run(); });
+  std::lock_guard<std::mutex> lock(mu_);
+  started_ = true;
+  while (!waiting_.empty()) {
+    Launch(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
 }
 
 ListenerReclaimer::~ListenerReclaimer() { Stop(); }
 
 void ListenerReclaimer::Reclaim(std::string path, UniqueFd listener,
                                 std::shared_ptr<std::atomic<bool>> cancelled) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back({std::move(path), std::move(listener), std::move(cancelled)});
+  Job job{std::move(path), std::move(listener), std::move(cancelled), Clock::now() + timeout_};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_) return;  // closing: the listener goes with the engine
+  if (!started_) {
+    waiting_.push_back(std::move(job));
+    return;
   }
-  wake_.notify_one();
+  Launch(std::move(job));
+}
+
+void ListenerReclaimer::Launch(Job job) {
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (it->done->load()) {
+      it->thread.join();
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread thread([this, job = std::move(job), done]() mutable {
+    Serve(job);
+    done->store(true);
+  });
+  running_.push_back({std::move(thread), std::move(done)});
 }
 
 void ListenerReclaimer::Stop() {
+  std::deque<Running> running;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return;
     stop_ = true;
+    waiting_.clear();
+    running.swap(running_);
   }
-  wake_.notify_one();
-  if (thread_.joinable()) thread_.join();
-}
-
-void ListenerReclaimer::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    wake_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-    if (jobs_.empty()) return;
-    Job job = std::move(jobs_.front());
-    jobs_.pop_front();
-    lock.unlock();
-    Serve(job);
-    lock.lock();
-  }
+  for (Running& r : running) r.thread.join();  // each by its job's deadline
 }
 
 void ListenerReclaimer::Serve(Job& job) {
@@ -86,9 +99,8 @@ void ListenerReclaimer::Serve(Job& job) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
       return;  // EINVAL: no longer listening
     }
-    // Each connection waits for its backend up to the timeout, as on the
-    // engine's own path.
-    if (SendBy(job.path, conn.get(), Clock::now() + timeout_)) {
+    // Each connection waits for its backend up to the job's deadline.
+    if (SendBy(job.path, conn.get(), job.deadline)) {
       reclaimed_.fetch_add(1, std::memory_order_relaxed);
     } else {
       failed_.fetch_add(1, std::memory_order_relaxed);

@@ -7,16 +7,20 @@
 // --dispatch-timeout from the moment it was taken back. Then it is closed and
 // counted.
 //
-// One thread, jobs in order. A job ends when its listener has been quiet
-// for 200 ms, when it is cancelled (a receiver took the listener
-// again: what is still queued is that receiver's), or when the reclaimer
-// stops (its deadline then is the caller's to bound).
+// The deadline is the job's, set when the listener is taken back: every
+// connection of the job shares it (one waiting for a receiver that never
+// comes must not push the next one's wait further, or eight queued
+// connections would take eight timeouts). Each job has a thread of its own:
+// one backend whose receiver stays away must not hold back another's
+// reclaim. A job ends when its listener has been quiet for 200 ms, when it
+// is cancelled (a receiver took the listener again: what is still queued
+// is that receiver's), or when the reclaimer stops (each job then ends by
+// its deadline).
 #ifndef SBX_ENGINE_KERNEL_LISTENER_RECLAIMER_H_
 #define SBX_ENGINE_KERNEL_LISTENER_RECLAIMER_H_
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -32,8 +36,8 @@ class ListenerReclaimer {
  public:
   explicit ListenerReclaimer(std::chrono::milliseconds timeout) : timeout_(timeout) {}
   ~ListenerReclaimer();  // Stop()
-  // Starts the thread (after any fork: see BackgroundCloser::Start); jobs
-  // given before wait for it.
+  // Allows threads (after any fork: see BackgroundCloser::Start); jobs
+  // given before start then.
   void Start();
   ListenerReclaimer(const ListenerReclaimer&) = delete;
   ListenerReclaimer& operator=(const ListenerReclaimer&) = delete;
@@ -49,25 +53,31 @@ class ListenerReclaimer {
   uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Job {
     std::string path;
     UniqueFd listener;
     std::shared_ptr<std::atomic<bool>> cancelled;
+    Clock::time_point deadline;
   };
-  using Clock = std::chrono::steady_clock;
+  struct Running {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
 
-  void Run();
+  // Under mu_: a thread for `job`; joins those that have ended.
+  void Launch(Job job);
   void Serve(Job& job);
   // Sends `conn` to `path` by `deadline`; false when it could not.
   bool SendBy(const std::string& path, int conn, Clock::time_point deadline);
 
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  std::condition_variable wake_;
-  std::deque<Job> jobs_;
+  std::deque<Job> waiting_;  // given before Start
+  bool started_ = false;
   bool stop_ = false;
+  std::deque<Running> running_;
   std::atomic<uint64_t> reclaimed_{0}, failed_{0};
-  std::thread thread_;
 };
 
 }  // namespace sbx

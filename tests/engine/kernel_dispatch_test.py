@@ -262,6 +262,39 @@ ip:{A}1:0:0:8 fail
         self.assertEqual(web.count(), 6)
         eng.stop()
 
+    def test_reclaims_share_one_deadline_and_do_not_wait_for_each_other(self):
+        # Two backends whose receivers took their listeners and vanished
+        # altogether (no datagram socket either), 4 connections queued in
+        # each. Taken back, each listener's connections share the deadline
+        # set when it was taken back (1.5 s), and the two reclaims run side
+        # by side: web, restarted in the meantime, gets its 4 at once while
+        # other's wait out their deadline. Before, each connection waited
+        # its own 1.5 s after the one before it, one listener after the
+        # other: 12 s for the 8, and web's behind other's.
+        web = self.listener_backend("web")
+        other = self.listener_backend("other")
+        eng = self.engine(self.two_backends_config(web, other), "--dispatch-timeout", "1500")
+        web.take(self.engine_socket)
+        other.take(self.engine_socket)
+        web.close()
+        other.close()
+        to_web = Clients(self.topo.client, f"{A}5", 4, timeout=20)
+        to_other = Clients(self.topo.client, f"{A}99:1", 4, timeout=20)
+        sbxtest.wait_for(lambda: eng.output().count("no receiver came back") == 2, timeout=10,
+                         what="both listeners taken back")
+        taken_back = time.monotonic()
+        web_again = self.backend("web")
+        self.assertEqual(to_web.results(), [b"web"] * 4)
+        self.assertLess(time.monotonic() - taken_back, 1.5)
+        self.assertEqual(to_other.results(), [b""] * 4)
+        sbxtest.wait_for(lambda: kernel_stats(eng)["reclaim_failed"] == 4, timeout=5,
+                         what="other's 4 closed at their deadline")
+        self.assertLess(time.monotonic() - taken_back, 4.0)
+        ks = kernel_stats(eng)
+        self.assertEqual((ks["reclaimed"], ks["reclaim_failed"]), (4, 4))
+        self.assertEqual(web_again.count(), 4)
+        self.assertEqual(eng.stop(), 0)
+
     def test_a_reclaim_after_a_blocking_receiver_loses_nothing(self):
         # The receiver accepted blocking (clearing O_NONBLOCK on the shared
         # listener), then went; 300 connections queued in its listener meet
