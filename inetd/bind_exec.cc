@@ -23,8 +23,8 @@
 #include <string_view>
 
 #include "engine/core/numbers.h"
-#include "inetd/log.h"
-#include "inetd/receiver_socket.h"
+#include "engine/core/receiver_socket.h"
+#include "engine/sys/stderr_log.h"
 
 namespace sbx::inetd {
 namespace {

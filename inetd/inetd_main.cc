@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/sys/stderr_log.h"
 #include "inetd/inetd_server.h"
-#include "inetd/log.h"
 #include "inetd/spawner.h"
 
 namespace sbx::inetd {
@@ -34,7 +34,7 @@ int InetdMain(Mode mode, int argc, char** argv) {
       std::getenv(kAcknowledgeVariable), std::getenv(kTakeListenerVariable));
   if (!options.ok()) {
     Log("%s", std::string(options.status().message()).c_str());
-    Log("%s", InetdUsage(mode).c_str());
+    LogEachLine(InetdUsage(mode));
     return 1;
   }
   sigset_t signals;

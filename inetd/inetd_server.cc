@@ -15,8 +15,8 @@
 #include "engine/core/listener_request.h"
 #include "engine/core/printable.h"
 #include "engine/core/registration.h"
+#include "engine/sys/stderr_log.h"
 #include "inetd/child_env.h"
-#include "inetd/log.h"
 
 extern char** environ;
 

@@ -37,10 +37,10 @@
 #include <vector>
 
 #include "engine/core/receiver_protocol.h"
+#include "engine/core/receiver_socket.h"
 #include "engine/sys/unique_fd.h"
 #include "inetd/child_table.h"
 #include "inetd/options.h"
-#include "inetd/receiver_socket.h"
 #include "inetd/spawner.h"
 
 namespace sbx::inetd {

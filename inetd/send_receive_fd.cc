@@ -21,7 +21,7 @@
 #include "engine/core/fd_passing.h"
 #include "engine/core/numbers.h"
 #include "engine/core/printable.h"
-#include "inetd/log.h"
+#include "engine/sys/stderr_log.h"
 #include "inetd/options.h"
 
 namespace sbx::inetd {

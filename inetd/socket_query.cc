@@ -15,11 +15,16 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <string>
 
+#include "absl/status/status.h"
 #include "engine/core/address.h"
+#include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
+#include "engine/core/option_table.h"
 #include "engine/core/printable.h"
-#include "inetd/log.h"
+#include "engine/core/str_cat.h"
+#include "engine/sys/stderr_log.h"
 #include "inetd/standard_output.h"
 
 namespace sbx::inetd {
@@ -28,9 +33,68 @@ namespace {
 enum class Side { kBoth, kLocal, kRemote };
 enum class Part { kAll, kAddress, kPort };
 
-int Usage() {
-  Log("usage: socket-query [-l[a|p]] [-r[a|p]] [-R] [-f SOCKET_FD]");
-  return 1;
+struct Request {
+  Side side = Side::kBoth;
+  Part part = Part::kAll;
+  bool raw = false;
+  int fd = 0;
+};
+
+// Where the help of an option starts after the usage line.
+constexpr size_t kHelpColumn = 16;
+
+constexpr char kUsage[] = "usage: socket-query [-l[a|p]] [-r[a|p]] [-R] [-f SOCKET_FD]";
+
+// A refusal whose only message is the usage line (an empty status message).
+absl::Status UsageOnly() { return absl::InvalidArgumentError(""); }
+
+// -a and -p only right after -l or -r, once (as the original).
+absl::Status ApplyPart(Part part, Request* r) {
+  if (r->side == Side::kBoth || r->part != Part::kAll) return UsageOnly();
+  r->part = part;
+  return absl::OkStatus();
+}
+
+absl::Status ApplySide(Side side, Request* r) {
+  r->side = side;
+  r->part = Part::kAll;
+  return absl::OkStatus();
+}
+
+// Only short options: the original's getopt("aplrRf:"), options first.
+constexpr OptionRow<Request> kRows[] = {
+    {nullptr, 'l', nullptr, "the local endpoint",
+     [](const char*, Request* r) { return ApplySide(Side::kLocal, r); }},
+    {nullptr, 'r', nullptr, "the remote endpoint",
+     [](const char*, Request* r) { return ApplySide(Side::kRemote, r); }},
+    {nullptr, 'a', nullptr, "after -l or -r: the address only",
+     [](const char*, Request* r) { return ApplyPart(Part::kAddress, r); }},
+    {nullptr, 'p', nullptr, "after -l or -r: the port only",
+     [](const char*, Request* r) { return ApplyPart(Part::kPort, r); }},
+    {nullptr, 'R', nullptr, "raw hex",
+     [](const char*, Request* r) -> absl::Status {
+       r->raw = true;
+       return absl::OkStatus();
+     }},
+    {nullptr, 'f', "SOCKET_FD", "the socket's fd (default 0)",
+     [](const char* v, Request* r) -> absl::Status {
+       auto fd = ParseDecimal(v, 0, 0x7fffffff);
+       if (!fd) {
+         return absl::InvalidArgumentError(
+             StrCat("option -f '", Printable(v), "': not an fd number"));
+       }
+       r->fd = static_cast<int>(*fd);
+       return absl::OkStatus();
+     }},
+};
+
+// Worded as glibc's getopt worded them for the original ("--x" was an
+// invalid option '-' to it: it knew no long options).
+absl::Status WordFault(const OptionFault& f) {
+  const char option = f.short_name != 0 ? f.short_name : '-';
+  return absl::InvalidArgumentError(
+      StrCat(f.missing_value ? "option requires an argument -- '" : "invalid option -- '",
+             Printable(std::string(1, option)), "'"));
 }
 
 std::optional<SocketAddress> Query(int fd, bool local) {
@@ -81,45 +145,20 @@ std::string Endpoint(const SocketAddress& a, bool raw) {
 
 int Main(int argc, char** argv) {
   SetLogName(argv[0]);
-  Side side = Side::kBoth;
-  Part part = Part::kAll;
-  bool raw = false;
-  int fd = 0;
-  int opt;
-  while ((opt = ::getopt(argc, argv, "+aplrRf:")) != -1) {
-    switch (opt) {
-      case 'a':
-      case 'p':
-        // Only right after -l or -r, once (as the original).
-        if (side == Side::kBoth || part != Part::kAll) return Usage();
-        part = opt == 'a' ? Part::kAddress : Part::kPort;
-        break;
-      case 'l':
-      case 'r':
-        side = opt == 'l' ? Side::kLocal : Side::kRemote;
-        part = Part::kAll;
-        break;
-      case 'R':
-        raw = true;
-        break;
-      case 'f': {
-        auto v = ParseDecimal(optarg, 0, 0x7fffffff);
-        if (!v) {
-          Log("option -f '%s': not an fd number", optarg);
-          return Usage();
-        }
-        fd = static_cast<int>(*v);
-        break;
-      }
-      default:
-        return Usage();
-    }
+  Request request;
+  auto words = ParseOptionTable<Request>(kRows, argc, argv, OptionOrder::kStopAtFirstWord, &request,
+                                         WordFault);
+  if (!words.ok()) {
+    if (!words.status().message().empty()) Log("%s", std::string(words.status().message()).c_str());
+    LogEachLine(StrCat(kUsage, "\n", OptionHelp<Request>(kRows, kHelpColumn)));
+    return 1;
   }
-  if (optind != argc) {
+  if (!words->empty()) {
     // The original ignored words after the options; keep such lines working.
     Log("warning: ignoring extra argument(s) after the options, from '%s'",
-        PrintableText(argv[optind]).text);
+        PrintableText(words->front()).text);
   }
+  const auto [side, part, raw, fd] = request;
   std::string line;
   if (side == Side::kBoth) {
     auto remote = Query(fd, false);

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "inetd/log.h"
+#include "engine/sys/stderr_log.h"
 
 namespace sbx::inetd {
 

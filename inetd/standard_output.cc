@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "inetd/log.h"
+#include "engine/sys/stderr_log.h"
 
 namespace sbx::inetd {
 

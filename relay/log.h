@@ -1,12 +1,16 @@
-// Diagnostics on stderr, one line per call ("socketbox-relay: ..."), built in
-// one buffer and written with one call so that worker threads' lines do not
-// interleave. LogOnce reports the first event of each kind and stays quiet
-// for the rest (the counters keep the number): a flood of refused connects
-// must not become a flood of lines.
+// What the relay says on stderr. Its lines go through the shared logger
+// (engine/sys/stderr_log.h: "socketbox-relay: ...", one write per line, so
+// that worker threads' lines do not interleave), except the per-connection
+// line in the original's format, which has no prefix (relay/diagnostics.cc).
+// LogOnce reports the first event of each kind and stays quiet for the rest
+// (the counters keep the number): a flood of refused connects must not
+// become a flood of lines.
 #ifndef SBX_RELAY_LOG_H_
 #define SBX_RELAY_LOG_H_
 
 #include <atomic>
+
+#include "engine/sys/stderr_log.h"
 
 namespace sbx::relay {
 
@@ -15,8 +19,6 @@ namespace sbx::relay {
 // and otherwise only what reports a failure or answers SIGUSR1. kDetailed:
 // prefixed lines with ISO 8601 times, and the drain and exit summaries.
 enum class LogFormat { kOriginal, kDetailed };
-
-[[gnu::format(printf, 1, 2)]] void Log(const char* format, ...);
 
 template <int N>
 class LogOnce {

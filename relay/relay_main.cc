@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "engine/core/metrics_server.h"
+#include "engine/core/receiver_socket.h"
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
-#include "engine/daemon/metrics_server.h"
 #include "engine/sys/socket_ops.h"
-#include "inetd/receiver_socket.h"
 #include "relay/log.h"
 #include "relay/options.h"
 #include "relay/relay_stats.h"
@@ -38,10 +38,10 @@ constexpr int kExitBadCommandLine = 1;
 constexpr int kExitSetUpFailed = 255;
 
 // Checks (and for a listener, starts listening on) the source.
-absl::StatusOr<Source> OpenSource(const RelayOptions& o, std::optional<inetd::BoundSocket>* bound) {
+absl::StatusOr<Source> OpenSource(const RelayOptions& o, std::optional<BoundSocket>* bound) {
   Source source;
   if (o.source == SourceKind::kReceiverPath) {
-    auto b = inetd::BindReceiverSocket(o.receiver_path, 0660);
+    auto b = BindReceiverSocket(o.receiver_path, 0660);
     if (!b.ok()) return b.status();
     source.fd = b->fd.get();
     source.receives_fds = true;
@@ -87,7 +87,7 @@ absl::StatusOr<Source> OpenSource(const RelayOptions& o, std::optional<inetd::Bo
 
 int Run(const RelayOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);  // splice to a closed socket raises it
-  std::optional<inetd::BoundSocket> bound;
+  std::optional<BoundSocket> bound;
   auto source = OpenSource(options, &bound);
   if (!source.ok()) {
     Log("%s", std::string(source.status().message()).c_str());
@@ -112,6 +112,8 @@ int Run(const RelayOptions& options) {
   std::vector<std::unique_ptr<RelayWorker>> workers;
   std::vector<std::thread> threads;
   std::vector<absl::Status> results(static_cast<size_t>(options.workers));
+  workers.reserve(static_cast<size_t>(options.workers));
+  threads.reserve(static_cast<size_t>(options.workers));
   for (int i = 0; i < options.workers; ++i) {
     workers.push_back(std::make_unique<RelayWorker>(i, options, *source, stats.worker(i)));
   }
@@ -137,13 +139,13 @@ int Run(const RelayOptions& options) {
         Log("draining: no new connections; open ones get %u s", options.drain_timeout_s);
       // Senders see the path gone at once instead of queueing into a socket
       // nobody reads any more.
-      if (bound) inetd::RemoveIfStillOurs(*bound);
+      if (bound) RemoveIfStillOurs(*bound);
       for (auto& w : workers) w->RequestStop();
     }
   }
   for (auto& t : threads) t.join();
   if (metrics) metrics->Stop();
-  if (bound) inetd::RemoveIfStillOurs(*bound);
+  if (bound) RemoveIfStillOurs(*bound);
   if (detailed) Log("%s", stats.Summary().c_str());
   for (const auto& r : results) {
     if (!r.ok()) {  // a worker's ring could not be set up
@@ -158,6 +160,7 @@ int Run(const RelayOptions& options) {
 }  // namespace sbx::relay
 
 int main(int argc, char** argv) {
+  sbx::SetLogName("socketbox-relay");  // whatever name it was started by
   auto options = sbx::relay::ParseRelayOptions(argc, argv);
   if (!options.ok()) {
     if (absl::IsCancelled(options.status())) {  // --help
@@ -168,7 +171,7 @@ int main(int argc, char** argv) {
     return sbx::relay::kExitBadCommandLine;
   }
   for (const std::string& warning : options->warnings) {
-    sbx::relay::Log("warning: %s", warning.c_str());
+    sbx::Log("warning: %s", warning.c_str());
   }
   return sbx::relay::Run(*options);
 }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/core/config_loader.h"
+#include "engine/core/metrics_server.h"
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/config_source.h"
@@ -31,7 +32,6 @@
 #include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/handover.h"
 #include "engine/daemon/listeners.h"
-#include "engine/daemon/metrics_server.h"
 #include "engine/daemon/metrics_text.h"
 #include "engine/daemon/privileges.h"
 #include "engine/daemon/stats.h"

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <vector>
 
+#include "engine/sys/resource_shortage.h"  // IsResourceShortage, for its users
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {
@@ -50,12 +51,6 @@ struct FdLimit {
 // Raises the soft RLIMIT_NOFILE to the hard limit (a connection holds an fd
 // from accept to hand-over; 1024 is a small budget for a front end).
 FdLimit RaiseFdLimit();
-
-// EMFILE, ENFILE, ENOMEM or ENOBUFS: the daemon itself is short of fds or
-// memory, which says nothing about the peer it was dealing with.
-inline bool IsResourceShortage(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS;
-}
 
 // The reserve for a limit: 1/8 of it, between 4 and 32 fds.
 int ReserveFor(uint64_t limit);

@@ -67,10 +67,18 @@ class SocketQuery(unittest.TestCase):
             self.assertIn("ignoring extra argument(s)", r.stderr)
 
     def test_errors(self):
-        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77")):
+        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77"),
+                              (["-lz"], "socket-query: invalid option -- 'z'\n"),
+                              (["-f"], "socket-query: option requires an argument -- 'f'\n"),
+                              (["--local"], "socket-query: invalid option -- '-'\n")):
             r = run([il.binary("socket-query"), *argv])
             self.assertEqual(r.returncode, 1, argv)
             self.assertIn(message, r.stderr)
+        # A refused command line is followed by the usage, a line per option.
+        r = run([il.binary("socket-query"), "-a"])
+        self.assertTrue(r.stderr.startswith("socket-query: usage: socket-query [-l[a|p]]"), r.stderr)
+        for option in ("-l", "-r", "-a", "-p", "-R", "-f SOCKET_FD"):
+            self.assertIn(f"\nsocket-query:   {option} ", r.stderr)
         a, b = socket.socketpair()
         with a, b:
             r = run([il.binary("socket-query"), "-f", str(a.fileno())], pass_fds=[a.fileno()])

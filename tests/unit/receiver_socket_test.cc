@@ -1,4 +1,7 @@
-#include "inetd/receiver_socket.h"
+// The receiving socket at a path (socketbox-inetd, socketbox-bind-exec,
+// socketbox-relay -s): bound by rename, never over a live socket or a file,
+// removed only while still its own, and every failure named once.
+#include "engine/core/receiver_socket.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -11,7 +14,7 @@
 
 #include "engine/core/unix_address.h"
 
-namespace sbx::inetd {
+namespace sbx {
 namespace {
 
 class ReceiverSocketTest : public ::testing::Test {
@@ -59,7 +62,19 @@ TEST_F(ReceiverSocketTest, RefusesSocketInUse) {
   ASSERT_TRUE(first.ok());
   auto second = BindReceiverSocket(path_);
   ASSERT_FALSE(second.ok());
-  EXPECT_NE(std::string(second.status().message()).find("in use"), std::string::npos);
+  EXPECT_EQ(second.status().message(),
+            path_ + " is in use by a running process: Address already in use");
+}
+
+// The error's text appears once ("bind X: No such file or directory", not
+// twice over), e.g. for socketbox-relay -s in a directory that is missing.
+TEST_F(ReceiverSocketTest, BindFailureNamesTheErrorOnce) {
+  const std::string missing = dir_ + "/missing/s.sock";
+  auto bound = BindReceiverSocket(missing);
+  ASSERT_FALSE(bound.ok());
+  EXPECT_TRUE(absl::IsNotFound(bound.status())) << bound.status();
+  EXPECT_EQ(bound.status().message(), "bind " + missing + ".tmp" + std::to_string(::getpid()) +
+                                          ": No such file or directory");
 }
 
 TEST_F(ReceiverSocketTest, RefusesLiveStreamListener) {
@@ -114,4 +129,4 @@ TEST_F(ReceiverSocketTest, RemovesOnlyItsOwnFile) {
 }
 
 }  // namespace
-}  // namespace sbx::inetd
+}  // namespace sbx

@@ -15,9 +15,9 @@
 // doubling to 1 s, or until one of its clients leaves; the first failure of
 // such a spell and the end of it are logged.
 // GET /metrics (or /) answers 200 with the text; any other path 404,
-// anything else 400.
-#ifndef SBX_ENGINE_DAEMON_METRICS_SERVER_H_
-#define SBX_ENGINE_DAEMON_METRICS_SERVER_H_
+// anything else 400. Serves socketbox's and socketbox-relay's counters.
+#ifndef SBX_ENGINE_CORE_METRICS_SERVER_H_
+#define SBX_ENGINE_CORE_METRICS_SERVER_H_
 
 #include <functional>
 #include <memory>
@@ -57,4 +57,4 @@ class MetricsServer {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_METRICS_SERVER_H_
+#endif  // SBX_ENGINE_CORE_METRICS_SERVER_H_

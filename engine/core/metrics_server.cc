@@ -1,4 +1,4 @@
-#include "engine/daemon/metrics_server.h"
+#include "engine/core/metrics_server.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,8 +19,8 @@
 
 #include "absl/status/status.h"
 #include "engine/core/str_cat.h"
-#include "engine/daemon/fd_reserve.h"
 #include "engine/sys/clock.h"
+#include "engine/sys/resource_shortage.h"
 
 namespace sbx {
 namespace {

@@ -8,8 +8,9 @@
 //     second instance does not steal the first one's traffic;
 //   - anything that is not a socket: refused (EEXIST), never clobbered.
 // The fd is CLOEXEC; callers that hand it to a program clear that.
-#ifndef SBX_INETD_RECEIVER_SOCKET_H_
-#define SBX_INETD_RECEIVER_SOCKET_H_
+// Used by socketbox-inetd, socketbox-bind-exec and socketbox-relay -s.
+#ifndef SBX_ENGINE_CORE_RECEIVER_SOCKET_H_
+#define SBX_ENGINE_CORE_RECEIVER_SOCKET_H_
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -19,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "engine/sys/unique_fd.h"
 
-namespace sbx::inetd {
+namespace sbx {
 
 struct BoundSocket {
   UniqueFd fd;
@@ -38,6 +39,6 @@ absl::StatusOr<BoundSocket> BindReceiverSocket(const std::string& path, mode_t m
 // (a newer instance may have replaced it).
 void RemoveIfStillOurs(const BoundSocket& bound);
 
-}  // namespace sbx::inetd
+}  // namespace sbx
 
-#endif  // SBX_INETD_RECEIVER_SOCKET_H_
+#endif  // SBX_ENGINE_CORE_RECEIVER_SOCKET_H_

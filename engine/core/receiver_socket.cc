@@ -1,10 +1,9 @@
-#include "inetd/receiver_socket.h"
+#include "engine/core/receiver_socket.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "engine/core/diagnostic.h"
@@ -12,15 +11,16 @@
 #include "engine/core/str_cat.h"
 #include "engine/core/unix_address.h"
 
-namespace sbx::inetd {
+namespace sbx {
 namespace {
 
 // A path as messages show it: escaped (Printable), so that a path from the
 // command line cannot start a log line of its own.
 std::string Shown(const std::string& path) { return Printable(path); }
 
+// "WHAT: strerror" (ErrnoToStatus adds the error's text itself).
 absl::Status ErrnoStatus(int err, const std::string& what) {
-  return absl::ErrnoToStatus(err, StrCat(what, ": ", std::strerror(err)));
+  return absl::ErrnoToStatus(err, what);
 }
 
 // Whether some process is bound to the socket file at `address`: a connect
@@ -97,4 +97,4 @@ void RemoveIfStillOurs(const BoundSocket& bound) {
   }
 }
 
-}  // namespace sbx::inetd
+}  // namespace sbx
