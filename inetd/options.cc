@@ -1,10 +1,12 @@
 #include "inetd/options.h"
 
 #include <cstdint>
+#include <span>
 
 #include "absl/status/status.h"
 #include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
+#include "engine/core/option_table.h"
 #include "engine/core/str_cat.h"
 
 namespace sbx::inetd {
@@ -16,14 +18,76 @@ absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std:
 // (Printable): a newline in one must not start a line of its own in the log.
 std::string Shown(std::string_view value) { return Printable(value); }
 
+// Where the help of an option starts in the usage text.
+constexpr size_t kHelpColumn = 18;
+
+absl::Status SetCount(std::string_view option, const char* value, uint64_t* out) {
+  auto n = ParseDecimal(value, 0, 1000000);
+  if (!n)
+    return Bad(StrCat("option ", option, " '", Shown(value), "': expected a number 0..1000000"));
+  *out = *n;
+  return absl::OkStatus();
+}
+
+absl::Status ApplySpawnMethod(const char* value, InetdOptions* o) {
+  const std::string_view v = value;
+  if (v == "fork") {
+    o->spawn_method = SpawnMethod::kFork;
+  } else if (v == "spawn" || v == "vfork") {
+    o->spawn_method = SpawnMethod::kPosixSpawn;
+  } else {
+    return Bad(StrCat("option -m '", Shown(value), "': expected fork or spawn"));
+  }
+  return absl::OkStatus();
+}
+
+using Row = OptionRow<InetdOptions>;
+
+// The original took no options; these come before SOCKPATH (or CTLPATH).
+constexpr Row kRows[] = {
+    {nullptr, 'c', "N",
+     "at most N children at once; while N run, connections wait\nin the queue (0: no limit, the "
+     "default)",
+     [](const char* v, InetdOptions* o) { return SetCount("-c", v, &o->max_children); }},
+    {nullptr, 'C', "N",
+     "at most N children per remote IP address; one more is\nclosed and logged (0: no limit, the "
+     "default)",
+     [](const char* v, InetdOptions* o) { return SetCount("-C", v, &o->max_per_source); }},
+    {nullptr, 'L', "LEN", "with -C, count IPv6 clients by their /LEN prefix (128)",
+     [](const char* v, InetdOptions* o) -> absl::Status {
+       auto n = ParseDecimal(v, 1, 128);
+       if (!n) return Bad(StrCat("option -L '", Shown(v), "': expected a prefix length 1..128"));
+       o->source_prefix6 = static_cast<int>(*n);
+       return absl::OkStatus();
+     }},
+    {nullptr, 'm', "fork|spawn", "how children are started (default spawn: posix_spawn)",
+     ApplySpawnMethod},
+    {nullptr, 'E', nullptr, "no connection variables in the child's environment",
+     [](const char*, InetdOptions* o) -> absl::Status {
+       o->set_environment = false;
+       return absl::OkStatus();
+     }},
+};
+
+// Getopt's faults, worded as the first release's own parser worded them.
+absl::Status WordFault(const OptionFault& f) {
+  if (f.missing_value)
+    return Bad(StrCat("option -", std::string(1, f.short_name), " needs a value"));
+  return Bad(StrCat("unknown option '", Shown(f.token), "'"));
+}
+
 }  // namespace
 
 std::string InetdUsage(Mode mode) {
   const std::string opts =
       "[-c MAX_CHILDREN] [-C MAX_PER_SOURCE [-L PREFIXLEN]] [-m fork|spawn] [-E]";
-  if (mode == Mode::kDatagram)
-    return StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]");
-  return StrCat("usage: socketbox-inetd-p ", opts, " CTLPATH GROUP PROG [ARGS...]");
+  const std::string synopsis =
+      mode == Mode::kDatagram
+          ? StrCat("usage: socketbox-inetd ", opts, " SOCKPATH PROG [ARGS...]")
+          : StrCat("usage: socketbox-inetd-p ", opts, " CTLPATH GROUP PROG [ARGS...]");
+  std::string usage = StrCat(synopsis, "\n", OptionHelp(std::span<const Row>(kRows), kHelpColumn));
+  usage.pop_back();  // the last '\n': callers end the text
+  return usage;
 }
 
 absl::StatusOr<StrictLevel> ParseStrictLevel(const char* value) {
@@ -51,61 +115,33 @@ absl::StatusOr<InetdOptions> ParseInetdOptions(Mode mode, const std::vector<std:
                                                const char* take_listener_env) {
   InetdOptions options;
   options.mode = mode;
+  // getopt wants argv[0] and writable words (it permutes none here).
+  std::vector<std::string> words(1, "socketbox-inetd");
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  argv.reserve(words.size() + 1);
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  // Options stop at the first word, so PROG's own options are PROG's.
+  auto operands =
+      ParseOptionTable<InetdOptions>(kRows, static_cast<int>(words.size()), argv.data(),
+                                     OptionOrder::kStopAtFirstWord, &options, WordFault);
+  if (!operands.ok()) return operands.status();
+  const std::vector<std::string>& rest = *operands;
   size_t i = 0;
-  auto value_of = [&](std::string_view opt) -> absl::StatusOr<std::string> {
-    if (i + 1 >= args.size()) return Bad(StrCat("option ", opt, " needs a value"));
-    return args[++i];
-  };
-  for (; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--") {
-      ++i;
-      break;
-    }
-    if (arg.size() < 2 || arg[0] != '-') break;
-    if (arg == "-c" || arg == "-C") {
-      auto text = value_of(arg);
-      if (!text.ok()) return text.status();
-      auto n = ParseDecimal(*text, 0, 1000000);
-      if (!n) {
-        return Bad(StrCat("option ", arg, " '", Shown(*text), "': expected a number 0..1000000"));
-      }
-      (arg == "-c" ? options.max_children : options.max_per_source) = *n;
-    } else if (arg == "-L") {
-      auto text = value_of(arg);
-      if (!text.ok()) return text.status();
-      auto n = ParseDecimal(*text, 1, 128);
-      if (!n) return Bad(StrCat("option -L '", Shown(*text), "': expected a prefix length 1..128"));
-      options.source_prefix6 = static_cast<int>(*n);
-    } else if (arg == "-m") {
-      auto text = value_of(arg);
-      if (!text.ok()) return text.status();
-      if (*text == "fork") {
-        options.spawn_method = SpawnMethod::kFork;
-      } else if (*text == "spawn" || *text == "vfork") {
-        options.spawn_method = SpawnMethod::kPosixSpawn;
-      } else {
-        return Bad(StrCat("option -m '", Shown(*text), "': expected fork or spawn"));
-      }
-    } else if (arg == "-E") {
-      options.set_environment = false;
-    } else {
-      return Bad(StrCat("unknown option '", Shown(arg), "'"));
-    }
-  }
   const size_t needed = mode == Mode::kDatagram ? 2 : 3;
-  if (args.size() - i < needed) {
+  if (rest.size() < needed) {
     return Bad(mode == Mode::kDatagram ? "missing SOCKPATH or PROG"
                                        : "missing CTLPATH, GROUP or PROG");
   }
-  options.socket_path = args[i++];
+  options.socket_path = rest[i++];
   if (options.socket_path.empty()) return Bad("empty socket path");
   if (mode == Mode::kRegistration) {
-    auto group = ParseGroup(args[i++]);
+    auto group = ParseGroup(rest[i++]);
     if (!group.ok()) return group.status();
     options.group = *group;
   }
-  options.program.assign(args.begin() + static_cast<ptrdiff_t>(i), args.end());
+  options.program.assign(rest.begin() + static_cast<ptrdiff_t>(i), rest.end());
   if (options.program[0].empty()) return Bad("empty PROG");
   auto strict = ParseStrictLevel(strict_env);
   if (!strict.ok()) return strict.status();

@@ -1,63 +1,37 @@
 #include "relay/options.h"
 
-#include <getopt.h>
 #include <net/if.h>
 
+#include <span>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "engine/core/diagnostic.h"
 #include "engine/core/numbers.h"
+#include "engine/core/option_table.h"
 #include "engine/core/str_cat.h"
 
 namespace sbx::relay {
 namespace {
+
+// Where the help of an option starts in the usage text: the original's
+// options, then this implementation's (long names only).
+constexpr size_t kOriginalHelpColumn = 13;
+constexpr size_t kAddedHelpColumn = 34;
+
+// What the rows fill in: the options, and what only the checks after the
+// walk need.
+struct CommandLine {
+  RelayOptions options;
+  bool listen_fd_given = false;
+};
 
 absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
 
 // Values from the command line are shown escaped (Printable): a newline in
 // one must not start a line of its own in the log.
 std::string Shown(std::string_view value) { return Printable(value); }
-
-enum LongOnly {
-  kProxyV2 = 1000,
-  kMetricsListen,
-  kWorkers,
-  kBufferSize,
-  kCopy,
-  kConnectTimeout,
-  kIdleTimeout,
-  kDrainTimeout,
-  kMaxConnections,
-  kBacklog,
-  kQuiet,
-  kRefuseUnixClients,
-  kProxyToUnix,
-  kLogFormat,
-  kRegister,
-  kHelp,
-};
-
-const option kLongOptions[] = {
-    {"proxy-v2", no_argument, nullptr, kProxyV2},
-    {"metrics-listen", required_argument, nullptr, kMetricsListen},
-    {"workers", required_argument, nullptr, kWorkers},
-    {"buffer-size", required_argument, nullptr, kBufferSize},
-    {"copy", required_argument, nullptr, kCopy},
-    {"connect-timeout", required_argument, nullptr, kConnectTimeout},
-    {"idle-timeout", required_argument, nullptr, kIdleTimeout},
-    {"drain-timeout", required_argument, nullptr, kDrainTimeout},
-    {"max-connections", required_argument, nullptr, kMaxConnections},
-    {"backlog", required_argument, nullptr, kBacklog},
-    {"quiet", no_argument, nullptr, kQuiet},
-    {"refuse-unix-clients", no_argument, nullptr, kRefuseUnixClients},
-    {"proxy-to-unix", no_argument, nullptr, kProxyToUnix},
-    {"log-format", required_argument, nullptr, kLogFormat},
-    {"register", required_argument, nullptr, kRegister},
-    {"help", no_argument, nullptr, kHelp},
-    {nullptr, 0, nullptr, 0},
-};
 
 // A number in [min, max] for `option`, or an error naming it.
 absl::StatusOr<uint64_t> Number(std::string_view option, const char* text, uint64_t min,
@@ -68,6 +42,14 @@ absl::StatusOr<uint64_t> Number(std::string_view option, const char* text, uint6
         StrCat(option, " '", Shown(text), "': expected a whole number from ", min, " to ", max));
   }
   return *value;
+}
+
+template <typename T>
+absl::Status SetNumber(std::string_view option, const char* text, uint64_t min, uint64_t max,
+                       T* out) {
+  auto n = Number(option, text, min, max);
+  if (n.ok()) *out = static_cast<T>(*n);
+  return n.status();
 }
 
 // -P: an IPv6 prefix, written as an address with an optional /96 or /64.
@@ -95,165 +77,6 @@ void ParseNat64Prefix(const char* text, TargetSpec* target, std::vector<std::str
   if (prefix64) target->nat64_prefix64 = true;
 }
 
-absl::Status ApplyLong(int code, const char* arg, RelayOptions* o) {
-  absl::StatusOr<uint64_t> n;
-  switch (code) {
-    case kProxyV2:
-      o->proxy = ProxyVersion::kV2;
-      return absl::OkStatus();
-    case kMetricsListen:
-      if (o->metrics_listen) {
-        return Bad(StrCat("--metrics-listen '", Shown(arg), "': given twice (already ",
-                          FormatHostPort(*o->metrics_listen), "); the relay serves one endpoint"));
-      }
-      o->metrics_listen = ParseHostPort(arg);
-      if (!o->metrics_listen) {
-        return Bad(
-            StrCat("--metrics-listen '", Shown(arg), "': expected [ADDR]:PORT or A.B.C.D:PORT"));
-      }
-      return absl::OkStatus();
-    case kWorkers:
-      n = Number("--workers", arg, 1, 64);
-      if (n.ok()) o->workers = static_cast<int>(*n);
-      break;
-    case kBufferSize:
-      n = Number("--buffer-size", arg, 4096, 16 << 20);
-      if (n.ok()) o->buffer_size = static_cast<uint32_t>(*n);
-      break;
-    case kCopy:
-      if (std::string_view(arg) == "buffer") {
-        o->copy = CopyMode::kBuffer;
-      } else if (std::string_view(arg) == "splice") {
-        o->copy = CopyMode::kSplice;
-      } else {
-        return Bad(StrCat("--copy '", Shown(arg), "': expected buffer or splice"));
-      }
-      return absl::OkStatus();
-    case kConnectTimeout:
-      n = Number("--connect-timeout", arg, 0, 86400);
-      if (n.ok()) o->connect_timeout_s = static_cast<uint32_t>(*n);
-      break;
-    case kIdleTimeout:
-      n = Number("--idle-timeout", arg, 0, 30 * 86400);
-      if (n.ok()) o->idle_timeout_s = static_cast<uint32_t>(*n);
-      break;
-    case kDrainTimeout:
-      n = Number("--drain-timeout", arg, 0, 86400);
-      if (n.ok()) o->drain_timeout_s = static_cast<uint32_t>(*n);
-      break;
-    case kMaxConnections:
-      n = Number("--max-connections", arg, 0, 10'000'000);
-      if (n.ok()) o->max_connections = static_cast<uint32_t>(*n);
-      break;
-    case kBacklog:
-      n = Number("--backlog", arg, 1, 65535);
-      if (n.ok()) o->backlog = static_cast<int>(*n);
-      break;
-    case kQuiet:
-      o->log_connections = false;
-      return absl::OkStatus();
-    case kRefuseUnixClients:
-      o->refuse_unix_clients = true;
-      return absl::OkStatus();
-    case kProxyToUnix:
-      o->proxy_to_unix = true;
-      return absl::OkStatus();
-    case kLogFormat:
-      if (std::string_view(arg) == "original") {
-        o->log_format = LogFormat::kOriginal;
-      } else if (std::string_view(arg) == "detailed") {
-        o->log_format = LogFormat::kDetailed;
-      } else {
-        return Bad(StrCat("--log-format '", Shown(arg), "': expected original or detailed"));
-      }
-      return absl::OkStatus();
-    case kRegister: {
-      const std::string_view text(arg);
-      const size_t colon = text.find(':');
-      const auto group = colon == std::string_view::npos
-                             ? std::nullopt
-                             : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
-      if (!group || colon + 1 >= text.size()) {
-        return Bad(StrCat("--register '", Shown(arg), "': expected GROUP:CTLPATH (GROUP decimal)"));
-      }
-      o->source = SourceKind::kRegistration;
-      o->register_group = static_cast<uint32_t>(*group);
-      o->receiver_path = std::string(text.substr(colon + 1));
-      return absl::OkStatus();
-    }
-    default:
-      return Bad("unknown option");
-  }
-  return n.status();
-}
-
-absl::Status ApplyShort(int code, const char* arg, RelayOptions* o, bool* listen_fd_given) {
-  TargetSpec& t = o->target;
-  absl::StatusOr<uint64_t> n;
-  switch (code) {
-    case 's':
-      if (o->source == SourceKind::kRegistration)
-        return Bad("-s and --register exclude each other");
-      o->source = SourceKind::kReceiverPath;
-      o->receiver_path = arg;
-      if (o->receiver_path.empty()) return Bad("-s: empty path");
-      return absl::OkStatus();
-    case 'l':
-      n = Number("-l", arg, 0, 1 << 30);
-      if (n.ok()) o->source_fd = static_cast<int>(*n);
-      *listen_fd_given = true;
-      return n.status();
-    case 'e':
-      if (o->source == SourceKind::kListener) o->source = SourceKind::kReceiver;
-      return absl::OkStatus();
-    case 'c': {
-      // Like the original, a bad address is reported and the one before kept.
-      auto ip = ParseIp6(arg, /*allow_ipv4=*/true);
-      if (ip) {
-        t.tcp.ip = *ip;
-      } else {
-        o->warnings.push_back(StrCat("-c '", Shown(arg),
-                                     "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
-                                     "keeping ",
-                                     FormatIp6(t.tcp.ip)));
-      }
-      return absl::OkStatus();
-    }
-    case 'p':
-      n = Number("-p", arg, 0, 65535);
-      if (n.ok()) t.tcp.port = static_cast<uint16_t>(*n);
-      return n.status();
-    case 'I': {
-      const unsigned index = ::if_nametoindex(arg);
-      if (index == 0) return Bad(StrCat("-I '", Shown(arg), "': no such network interface"));
-      t.tcp.scope_id = index;
-      return absl::OkStatus();
-    }
-    case 'n':
-      n = Number("-n", arg, 0, UINT32_MAX);
-      if (n.ok()) t.tcp.scope_id = static_cast<uint32_t>(*n);
-      return n.status();
-    case 'u':
-      t.is_unix = true;
-      t.unix_path = arg;
-      return absl::OkStatus();
-    case 'N':
-      t.nat64 = true;
-      return absl::OkStatus();
-    case 'x':
-      t.nat64_prefix64 = true;
-      return absl::OkStatus();
-    case 'P':
-      ParseNat64Prefix(arg, &t, &o->warnings);
-      return absl::OkStatus();
-    case 'i':
-      o->proxy = ProxyVersion::kV1;
-      return absl::OkStatus();
-    default:
-      return Bad(RelayUsage());
-  }
-}
-
 absl::Status CheckCombination(const RelayOptions& o) {
   const TargetSpec& t = o.target;
   if (t.is_unix) {
@@ -268,64 +91,253 @@ absl::Status CheckCombination(const RelayOptions& o) {
   return absl::OkStatus();
 }
 
+absl::Status ApplyReceiverPath(const char* value, CommandLine* c) {
+  RelayOptions& o = c->options;
+  if (o.source == SourceKind::kRegistration) return Bad("-s and --register exclude each other");
+  o.source = SourceKind::kReceiverPath;
+  o.receiver_path = value;
+  if (o.receiver_path.empty()) return Bad("-s: empty path");
+  return absl::OkStatus();
+}
+
+// Like the original, a bad address is reported and the one before kept.
+absl::Status ApplyTargetAddress(const char* value, CommandLine* c) {
+  TargetSpec& t = c->options.target;
+  if (auto ip = ParseIp6(value, /*allow_ipv4=*/true)) {
+    t.tcp.ip = *ip;
+  } else {
+    c->options.warnings.push_back(StrCat("-c '", Shown(value),
+                                         "': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
+                                         "keeping ",
+                                         FormatIp6(t.tcp.ip)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyInterface(const char* value, CommandLine* c) {
+  const unsigned index = ::if_nametoindex(value);
+  if (index == 0) return Bad(StrCat("-I '", Shown(value), "': no such network interface"));
+  c->options.target.tcp.scope_id = index;
+  return absl::OkStatus();
+}
+
+absl::Status ApplyMetricsListen(const char* value, CommandLine* c) {
+  RelayOptions& o = c->options;
+  if (o.metrics_listen) {
+    return Bad(StrCat("--metrics-listen '", Shown(value), "': given twice (already ",
+                      FormatHostPort(*o.metrics_listen), "); the relay serves one endpoint"));
+  }
+  o.metrics_listen = ParseHostPort(value);
+  if (!o.metrics_listen) {
+    return Bad(
+        StrCat("--metrics-listen '", Shown(value), "': expected [ADDR]:PORT or A.B.C.D:PORT"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyCopy(const char* value, CommandLine* c) {
+  if (std::string_view(value) == "buffer") {
+    c->options.copy = CopyMode::kBuffer;
+  } else if (std::string_view(value) == "splice") {
+    c->options.copy = CopyMode::kSplice;
+  } else {
+    return Bad(StrCat("--copy '", Shown(value), "': expected buffer or splice"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyLogFormat(const char* value, CommandLine* c) {
+  if (std::string_view(value) == "original") {
+    c->options.log_format = LogFormat::kOriginal;
+  } else if (std::string_view(value) == "detailed") {
+    c->options.log_format = LogFormat::kDetailed;
+  } else {
+    return Bad(StrCat("--log-format '", Shown(value), "': expected original or detailed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyRegister(const char* value, CommandLine* c) {
+  const std::string_view text(value);
+  const size_t colon = text.find(':');
+  const auto group = colon == std::string_view::npos
+                         ? std::nullopt
+                         : ParseDecimal(text.substr(0, colon), 0, UINT32_MAX);
+  if (!group || colon + 1 >= text.size()) {
+    return Bad(StrCat("--register '", Shown(value), "': expected GROUP:CTLPATH (GROUP decimal)"));
+  }
+  c->options.source = SourceKind::kRegistration;
+  c->options.register_group = static_cast<uint32_t>(*group);
+  c->options.receiver_path = std::string(text.substr(colon + 1));
+  return absl::OkStatus();
+}
+
+using Row = OptionRow<CommandLine>;
+using Status = absl::Status;
+
+// The original's options (getopt "I:n:c:p:l:u:NxP:s:ei"), then this
+// implementation's (kFirstAddedRow on), which have long names only.
+constexpr Row kRows[] = {
+    {nullptr, 's', "PATH",
+     "bind a receiving (\"A\") socket at PATH and relay the\nconnections passed to it",
+     ApplyReceiverPath},
+    {nullptr, 'l', "FD",
+     "an inherited socket (default 0): a TCP socket to listen on,\nor with -e a receiving socket",
+     [](const char* v, CommandLine* c) {
+       c->listen_fd_given = true;
+       return SetNumber("-l", v, 0, 1 << 30, &c->options.source_fd);
+     }},
+    {nullptr, 'e', nullptr,
+     "-l's socket is a receiving socket (datagram, or a connected\nUnix stream or seqpacket "
+     "socket)",
+     [](const char*, CommandLine* c) -> Status {
+       if (c->options.source == SourceKind::kListener) c->options.source = SourceKind::kReceiver;
+       return absl::OkStatus();
+     }},
+    {nullptr, 'c', "ADDR",
+     "TCP target address, IPv6 (::ffff:a.b.c.d or a.b.c.d for\nIPv4; default ::1)",
+     ApplyTargetAddress},
+    {nullptr, 'p', "PORT", "TCP target port (default 80; 0 only with -N: the local port)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("-p", v, 0, 65535, &c->options.target.tcp.port);
+     }},
+    {nullptr, 'I', "IFNAME", "the target's scope id, by interface name", ApplyInterface},
+    {nullptr, 'n', "ID", "the target's scope id, by number",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("-n", v, 0, UINT32_MAX, &c->options.target.tcp.scope_id);
+     }},
+    {nullptr, 'u', "PATH", "Unix stream target ('@' first: the abstract namespace)",
+     [](const char* v, CommandLine* c) -> Status {
+       c->options.target.is_unix = true;
+       c->options.target.unix_path = v;
+       return absl::OkStatus();
+     }},
+    {nullptr, 'N', nullptr, "NAT64: the target address from the connection's local address",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.target.nat64 = true;
+       return absl::OkStatus();
+     }},
+    {nullptr, 'P', "PREFIX", "NAT64 prefix (default 64:ff9b::/96)",
+     [](const char* v, CommandLine* c) -> Status {
+       ParseNat64Prefix(v, &c->options.target, &c->options.warnings);
+       return absl::OkStatus();
+     }},
+    {nullptr, 'x', nullptr, "NAT64: only the prefix's first 64 bits are compared",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.target.nat64_prefix64 = true;
+       return absl::OkStatus();
+     }},
+    {nullptr, 'i', nullptr, "send a PROXY protocol v1 header (to a TCP target)",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.proxy = ProxyVersion::kV1;
+       return absl::OkStatus();
+     }},
+    // kFirstAddedRow: this implementation's options.
+    {"proxy-v2", 0, nullptr, "send a PROXY protocol v2 header instead",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.proxy = ProxyVersion::kV2;
+       return absl::OkStatus();
+     }},
+    {"metrics-listen", 0, "ADDR:PORT", "Prometheus counters over HTTP", ApplyMetricsListen},
+    {"workers", 0, "N", "threads, one io_uring each (default 1)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--workers", v, 1, 64, &c->options.workers);
+     }},
+    {"buffer-size", 0, "BYTES", "per connection and direction (default 262144)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--buffer-size", v, 4096, 16 << 20, &c->options.buffer_size);
+     }},
+    {"copy", 0, "buffer|splice", "how bytes are moved (default buffer)", ApplyCopy},
+    {"connect-timeout", 0, "S", "give up connecting after S seconds\n(default 10, 0: never)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--connect-timeout", v, 0, 86400, &c->options.connect_timeout_s);
+     }},
+    {"idle-timeout", 0, "S", "close after S seconds without a byte\n(default 0: never)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--idle-timeout", v, 0, 30 * 86400, &c->options.idle_timeout_s);
+     }},
+    {"drain-timeout", 0, "S", "on SIGTERM, wait S seconds for connections\n(default 30)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--drain-timeout", v, 0, 86400, &c->options.drain_timeout_s);
+     }},
+    {"max-connections", 0, "N", "per worker; more wait in the queue\n(default 0: no limit)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--max-connections", v, 0, 10'000'000, &c->options.max_connections);
+     }},
+    {"backlog", 0, "N", "listen(2) backlog for -l without -e\n(default 4096)",
+     [](const char* v, CommandLine* c) {
+       return SetNumber("--backlog", v, 1, 65535, &c->options.backlog);
+     }},
+    {"quiet", 0, nullptr, "no line per connection on stderr",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.log_connections = false;
+       return absl::OkStatus();
+     }},
+    {"log-format", 0, "FORMAT",
+     "original (default): a line 'EPOCH\n[client]:port -> [local]:port' per\nconnection; detailed: "
+     "prefixed, ISO 8601\ntimes, drain and exit summaries",
+     ApplyLogFormat},
+    {"proxy-to-unix", 0, nullptr, "send the -i/--proxy-v2 header to a -u target\ntoo",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.proxy_to_unix = true;
+       return absl::OkStatus();
+     }},
+    {"refuse-unix-clients", 0, nullptr,
+     "close passed connections from Unix sockets\n(they have no client address for a "
+     "PROXY\nheader)",
+     [](const char*, CommandLine* c) -> Status {
+       c->options.refuse_unix_clients = true;
+       return absl::OkStatus();
+     }},
+    {"register", 0, "GROUP:CTLPATH", "source: register as GROUP at a registration\nserver",
+     ApplyRegister},
+    {"help", 0, nullptr, "this text",
+     [](const char*, CommandLine*) -> Status { return absl::CancelledError(RelayUsage()); }},
+};
+constexpr size_t kFirstAddedRow = 12;
+static_assert(kRows[kFirstAddedRow].short_name == 0 && kRows[kFirstAddedRow - 1].short_name != 0);
+
+// Getopt's faults, worded as since the relay's first release, with the usage.
+absl::Status WordFault(const OptionFault& f) {
+  const std::string option =
+      f.short_name != 0 ? StrCat("-", std::string(1, f.short_name)) : f.token;
+  return Bad(StrCat(f.missing_value ? "missing value for " : "unknown option ", Shown(option), "\n",
+                    RelayUsage()));
+}
+
 }  // namespace
 
 std::string RelayUsage() {
-  return "usage: socketbox-relay [-s PATH | -l FD [-e]] [-c ADDR] [-p PORT] [-I IFNAME | -n ID]\n"
-         "                       [-u PATH] [-N [-P PREFIX] [-x]] [-i | --proxy-v2]\n"
-         "  --metrics-listen ADDR:PORT   Prometheus counters over HTTP\n"
-         "  --workers N                  threads, one io_uring each (default 1)\n"
-         "  --buffer-size BYTES          per connection and direction (default 262144)\n"
-         "  --copy buffer|splice         how bytes are moved (default buffer)\n"
-         "  --connect-timeout S          give up connecting after S seconds (default 10, 0: "
-         "never)\n"
-         "  --idle-timeout S             close after S seconds without a byte (default 0: never)\n"
-         "  --drain-timeout S            on SIGTERM, wait S seconds for connections (default 30)\n"
-         "  --max-connections N          per worker; more wait in the queue (default 0: no limit)\n"
-         "  --backlog N                  listen(2) backlog for -l without -e (default 4096)\n"
-         "  --quiet                      no line per connection on stderr\n"
-         "  --log-format FORMAT          original (default): a line 'EPOCH [client]:port ->\n"
-         "                               [local]:port' per connection; detailed: prefixed,\n"
-         "                               ISO 8601 times, drain and exit summaries\n"
-         "  --proxy-to-unix              send the -i/--proxy-v2 header to a -u target too\n"
-         "  --refuse-unix-clients        close passed connections from Unix sockets (they have\n"
-         "                               no client address for a PROXY header)\n"
-         "  --register GROUP:CTLPATH     source: register as GROUP at a registration server";
+  const std::span<const Row> rows(kRows);
+  std::string usage = StrCat(
+      "usage: socketbox-relay [-s PATH | -l FD [-e]] [-c ADDR] [-p PORT] [-I IFNAME | -n ID]\n"
+      "                       [-u PATH] [-N [-P PREFIX] [-x]] [-i | --proxy-v2]\n\n"
+      "Options of the original socketbox-relay (same meaning and defaults):\n",
+      OptionHelp(rows.first(kFirstAddedRow), kOriginalHelpColumn),
+      "\nOptions of this implementation:\n",
+      OptionHelp(rows.subspan(kFirstAddedRow), kAddedHelpColumn));
+  usage.pop_back();  // the last '\n': callers end the text
+  return usage;
 }
 
 absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
-  RelayOptions o;
+  CommandLine line;
+  RelayOptions& o = line.options;
   o.target.tcp.family = AF_INET6;
   o.target.tcp.ip = *ParseIp6("::1");
   o.target.tcp.port = 80;
   o.target.nat64_prefix = *ParseIp6("64:ff9b::");
-  bool listen_fd_given = false;
-  ::optind = 0;  // GNU: reinitialise, so that tests may parse several times
-  ::opterr = 0;
-  while (true) {
-    // No '+': like the original's getopt, options may follow other words.
-    const int code = ::getopt_long(argc, argv, ":I:n:c:p:l:u:NxP:s:ei", kLongOptions, nullptr);
-    if (code == -1) break;
-    if (code == kHelp) return absl::CancelledError(RelayUsage());
-    if (code == '?' || code == ':') {
-      const std::string opt = ::optopt >= 1000 || ::optopt == 0
-                                  ? std::string(argv[::optind - 1])
-                                  : StrCat("-", static_cast<char>(::optopt));
-      const std::string shown = Shown(opt);
-      return Bad(StrCat(code == ':' ? "missing value for " : "unknown option ", shown, "\n",
-                        RelayUsage()));
-    }
-    absl::Status s = code >= 1000 ? ApplyLong(code, ::optarg, &o)
-                                  : ApplyShort(code, ::optarg, &o, &listen_fd_given);
-    if (!s.ok()) return s;
-  }
-  if (::optind < argc) {
+  // Permuting, like the original's getopt: options may follow other words.
+  auto words =
+      ParseOptionTable<CommandLine>(kRows, argc, argv, OptionOrder::kPermute, &line, WordFault);
+  if (!words.ok()) return words.status();
+  if (!words->empty()) {
     // The original ignored them; command lines that carry some keep working.
-    std::string words;
-    for (int i = ::optind; i < argc; ++i)
-      words += StrCat(words.empty() ? "'" : " '", Shown(argv[i]), "'");
-    o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", words));
+    std::string shown;
+    for (const std::string& w : *words) shown += StrCat(shown.empty() ? "'" : " '", Shown(w), "'");
+    o.warnings.push_back(StrCat("ignoring extra argument(s) after the options: ", shown));
   }
+  const bool listen_fd_given = line.listen_fd_given;
   if (o.source == SourceKind::kReceiverPath && listen_fd_given)
     return Bad("-s and -l exclude each other");
   if (o.source == SourceKind::kRegistration && listen_fd_given) {
@@ -340,7 +352,7 @@ absl::StatusOr<RelayOptions> ParseRelayOptions(int argc, char** argv) {
     }
     o.proxy = ProxyVersion::kNone;
   }
-  return o;
+  return std::move(line.options);
 }
 
 }  // namespace sbx::relay

@@ -22,8 +22,9 @@
 // Unlike the original, a bad number is an error naming the option, not a
 // silent 0. As in the original, a bad -c or -P keeps the value before it and
 // extra words after the options are ignored; both with a warning (in
-// `warnings`, for main to print). New options have long names only
-// (relay/options.cc's usage text lists them).
+// `warnings`, for main to print). New options have long names only. Each
+// option is a row of the table in relay/options.cc, which also gives the
+// usage text.
 #ifndef SBX_RELAY_OPTIONS_H_
 #define SBX_RELAY_OPTIONS_H_
 

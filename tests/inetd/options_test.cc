@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sbx::inetd {
@@ -34,6 +35,51 @@ TEST(InetdOptions, OptionsStopAtFirstNonOption) {
   EXPECT_FALSE(o->set_environment);
   EXPECT_EQ(o->strict, StrictLevel::kStream);
   EXPECT_EQ(o->program, (Args{"prog", "-c", "9"}));
+}
+
+// The options are read by getopt (engine/core/option_table.h): letters may
+// be joined and values attached, "--" ends the options, and a word that
+// starts with a dash but is no option is refused whole.
+TEST(InetdOptions, GetoptConventions) {
+  auto o = ParseInetdOptions(Mode::kDatagram, {"-Ec5", "-C2", "--", "-s", "prog"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->set_environment);
+  EXPECT_EQ(o->max_children, 5u);
+  EXPECT_EQ(o->max_per_source, 2u);
+  EXPECT_EQ(o->socket_path, "-s");
+  EXPECT_EQ(o->program, (Args{"prog"}));
+  // "-" alone is a word (a path), as any word that is not an option.
+  o = ParseInetdOptions(Mode::kDatagram, {"-", "prog", "-E"}, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->socket_path, "-");
+  EXPECT_TRUE(o->set_environment);
+  const std::pair<Args, std::string> bad[] = {
+      {{"-Ex", "s", "p"}, "unknown option '-Ex'"},
+      {{"--children=4", "s", "p"}, "unknown option '--children=4'"},
+      {{"-E", "-c"}, "option -c needs a value"},
+      {{"-Ec"}, "option -c needs a value"},
+  };
+  for (const auto& [args, message] : bad) {
+    auto b = ParseInetdOptions(Mode::kDatagram, args, nullptr);
+    ASSERT_FALSE(b.ok()) << args[0];
+    EXPECT_EQ(b.status().message(), message);
+  }
+}
+
+// The usage: the synopsis, then a line for each option (from the table).
+TEST(InetdOptions, UsageListsEveryOption) {
+  for (Mode mode : {Mode::kDatagram, Mode::kRegistration}) {
+    const std::string usage = InetdUsage(mode);
+    EXPECT_EQ(usage.rfind(mode == Mode::kDatagram ? "usage: socketbox-inetd [-c MAX_CHILDREN]"
+                                                  : "usage: socketbox-inetd-p [-c MAX_CHILDREN]",
+                          0),
+              0u)
+        << usage;
+    for (const char* option : {"-c N", "-C N", "-L LEN", "-m fork|spawn", "-E "}) {
+      EXPECT_NE(usage.find(std::string("\n  ") + option), std::string::npos) << option;
+    }
+    EXPECT_NE(usage.back(), '\n');
+  }
 }
 
 TEST(InetdOptions, RegistrationModeReadsGroup) {

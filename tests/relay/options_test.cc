@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sbx::relay {
@@ -120,6 +121,73 @@ TEST(RelayOptions, BadInputNamesTheOption) {
     EXPECT_NE(std::string(o.status().message()).find(c.mentions), std::string::npos)
         << o.status().message();
   }
+}
+
+// The usage comes from the option table: every option has its line, and
+// --help answers it (main prints it on stdout, exit 0).
+TEST(RelayOptions, HelpListsEveryOption) {
+  auto help = Parse({"--help"});
+  ASSERT_TRUE(absl::IsCancelled(help.status())) << help.status();
+  const std::string usage = RelayUsage();
+  EXPECT_EQ(help.status().message(), usage);
+  EXPECT_EQ(usage.rfind("usage: socketbox-relay [-s PATH | -l FD [-e]]", 0), 0u) << usage;
+  EXPECT_NE(usage.back(), '\n');
+  for (const char* option : {"-s PATH",
+                             "-l FD",
+                             "-e ",
+                             "-c ADDR",
+                             "-p PORT",
+                             "-I IFNAME",
+                             "-n ID",
+                             "-u PATH",
+                             "-N ",
+                             "-P PREFIX",
+                             "-x ",
+                             "-i ",
+                             "--proxy-v2",
+                             "--metrics-listen ADDR:PORT",
+                             "--workers N",
+                             "--buffer-size BYTES",
+                             "--copy buffer|splice",
+                             "--connect-timeout S",
+                             "--idle-timeout S",
+                             "--drain-timeout S",
+                             "--max-connections N",
+                             "--backlog N",
+                             "--quiet",
+                             "--log-format FORMAT",
+                             "--proxy-to-unix",
+                             "--refuse-unix-clients",
+                             "--register GROUP:CTLPATH",
+                             "--help"}) {
+    // Its own help line: long names in the column after the short ones.
+    const std::string line_start = option[1] == '-' ? "\n      " : "\n  ";
+    EXPECT_NE(usage.find(line_start + option), std::string::npos) << option;
+  }
+  // Options after --help are not read.
+  EXPECT_TRUE(absl::IsCancelled(Parse({"--help", "-z"}).status()));
+}
+
+// Getopt's faults: the option as written (short in a cluster, long whole,
+// an ambiguous abbreviation as given), then the usage.
+TEST(RelayOptions, FaultsNameTheOptionThenTheUsage) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"-iz"}, "unknown option -z"},
+      {{"--copy"}, "missing value for --copy"},
+      {{"-ip"}, "missing value for -p"},
+      {{"--pro"}, "unknown option --pro"},
+      {{"--weird=1"}, "unknown option --weird=1"},
+      {{"--quiet=1"}, "unknown option --quiet=1"},
+  };
+  for (const auto& [args, first_line] : cases) {
+    auto o = Parse(args);
+    ASSERT_FALSE(o.ok()) << args[0];
+    EXPECT_EQ(o.status().message(), first_line + "\n" + RelayUsage());
+  }
+  // An abbreviation that names one option is that option (getopt_long).
+  auto o = Parse({"--wor", "3"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->workers, 3);
 }
 
 // Issue 20 item 7: the original's getopt permuted and ignored words that are
