@@ -50,8 +50,14 @@ import procs  # noqa: E402
 import report  # noqa: E402
 from records import Results  # noqa: E402
 import sample  # noqa: E402
-from scenarios import (BUILTIN, KERNEL_SCENARIO, TPROXY_PORT, Layout, Scenario,  # noqa: E402
-                       kernel_dispatch_usable)
+from scenarios import (
+    BUILTIN,
+    KERNEL_SCENARIO,
+    TPROXY_PORT,
+    Layout,
+    Scenario,  # noqa: E402
+    kernel_dispatch_usable,
+)
 from topology import Topology, sweep_stale  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,22 +67,74 @@ OPEN_LOOP_MAX_IN_FLIGHT = 8000
 
 PROFILES = {
     # Under 3 minutes on 2 cores, build excluded.
-    "quick": dict(rounds=3, duration=3, addresses=4, ports=[80, 443], backends=4, concurrency=64, gen_threads=2,
-                  lat_rounds=3, lat_duration=2, lat_fractions=[0.5], burst=10000, burst_rounds=1,
-                  strace_connections=3000, soak_connections=200000, micro_min_time=0.05, micro_repetitions=5,
-                  gen_rounds=2, cap_step=1.5, cap_refine=3, cap_lat_fractions=[0.25, 0.5, 0.75]),
+    "quick": dict(
+        rounds=3,
+        duration=3,
+        addresses=4,
+        ports=[80, 443],
+        backends=4,
+        concurrency=64,
+        gen_threads=2,
+        lat_rounds=3,
+        lat_duration=2,
+        lat_fractions=[0.5],
+        burst=10000,
+        burst_rounds=1,
+        strace_connections=3000,
+        soak_connections=200000,
+        micro_min_time=0.05,
+        micro_repetitions=5,
+        gen_rounds=2,
+        cap_step=1.5,
+        cap_refine=3,
+        cap_lat_fractions=[0.25, 0.5, 0.75],
+    ),
     # A check of the harness itself (seconds): every phase once, tiny.
-    "smoke": dict(rounds=1, duration=1, addresses=2, ports=[80, 443], backends=2, concurrency=16,
-                  gen_threads=1, lat_rounds=1, lat_duration=1, lat_fractions=[0.5], burst=1000,
-                  burst_rounds=1, strace_connections=500, soak_connections=5000,
-                  micro_min_time=0.01, micro_repetitions=2, gen_rounds=1, cap_step=0.5, cap_refine=1,
-                  cap_lat_fractions=[0.5]),
+    "smoke": dict(
+        rounds=1,
+        duration=1,
+        addresses=2,
+        ports=[80, 443],
+        backends=2,
+        concurrency=16,
+        gen_threads=1,
+        lat_rounds=1,
+        lat_duration=1,
+        lat_fractions=[0.5],
+        burst=1000,
+        burst_rounds=1,
+        strace_connections=500,
+        soak_connections=5000,
+        micro_min_time=0.01,
+        micro_repetitions=2,
+        gen_rounds=1,
+        cap_step=0.5,
+        cap_refine=1,
+        cap_lat_fractions=[0.5],
+    ),
     # For people: minutes.
-    "full": dict(rounds=7, duration=10, addresses=16, ports=[80, 443, 8080], backends=4, concurrency=64, gen_threads=2,
-                 lat_rounds=3, lat_duration=5, lat_fractions=[0.25, 0.5, 0.75], burst=10000,
-                 burst_rounds=3, strace_connections=20000, soak_connections=1000000,
-                 micro_min_time=1.0, micro_repetitions=5, gen_rounds=4, cap_step=3, cap_refine=5,
-                 cap_lat_fractions=[0.25, 0.5, 0.75]),
+    "full": dict(
+        rounds=7,
+        duration=10,
+        addresses=16,
+        ports=[80, 443, 8080],
+        backends=4,
+        concurrency=64,
+        gen_threads=2,
+        lat_rounds=3,
+        lat_duration=5,
+        lat_fractions=[0.25, 0.5, 0.75],
+        burst=10000,
+        burst_rounds=3,
+        strace_connections=20000,
+        soak_connections=1000000,
+        micro_min_time=1.0,
+        micro_repetitions=5,
+        gen_rounds=4,
+        cap_step=3,
+        cap_refine=5,
+        cap_lat_fractions=[0.25, 0.5, 0.75],
+    ),
 }
 
 
@@ -113,35 +171,78 @@ def _on_signal(signum, _frame):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--out", default=None, help="report directory (default build-bench/bench-results/TIME)")
+    ap.add_argument(
+        "--out", default=None, help="report directory (default build-bench/bench-results/TIME)"
+    )
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--external", action="append", default=[], metavar="NAME=COMMAND")
     ap.add_argument("--scenarios", default=None, help="comma list (default: all)")
-    ap.add_argument("--ports", default=None, help="comma list of TCP ports (default: the profile's)")
-    ap.add_argument("--clients", type=int, default=1,
-                    help=f"client namespaces, each with a generator (1-{MAX_CLIENTS}; default 1)")
-    ap.add_argument("--relay", action="store_true",
-                    help="run the relay benchmark instead (relay_bench.py): socketbox-relay beside "
-                         "HAProxy, socat and systemd-socket-proxyd")
-    ap.add_argument("--tproxy", action="store_true",
-                    help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})")
-    ap.add_argument("--sink-fds", type=int, default=16, metavar="N",
-                    help="the sinks declare they take N fds per message (receiver protocol; "
-                         "default 16; 1: they do not answer)")
-    ap.add_argument("--sink-ack", action="store_true",
-                    help="the sinks also acknowledge (the engine then holds each fd until acked)")
-    ap.add_argument("--engine-threads", type=int, default=None,
-                    help="the engine's --threads (default: its own, one per two CPUs)")
-    ap.add_argument("--capacity", choices=("on", "off", "only"), default="on",
-                    help="the capacity phase: servers under a CPU budget (default on)")
-    ap.add_argument("--cpu-budget", default="auto", metavar="CPUS|auto",
-                    help="capacity phase: CPU quota of the server under test; auto (default): "
-                         f"{capacity.AUTO_START_BUDGET}, lowered until the server is the limit")
-    ap.add_argument("--compare", default=None, metavar="OLD/results.json",
-                    help="after the run, compare with this earlier run (file or its directory)")
-    ap.add_argument("--write-docs", nargs="?", const=os.path.join(ROOT, "bench", "results", "latest"),
-                    default=None, metavar="RESULTS",
-                    help="regenerate docs/benchmarks.md's generated section from RESULTS and exit")
+    ap.add_argument(
+        "--ports", default=None, help="comma list of TCP ports (default: the profile's)"
+    )
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help=f"client namespaces, each with a generator (1-{MAX_CLIENTS}; default 1)",
+    )
+    ap.add_argument(
+        "--relay",
+        action="store_true",
+        help="run the relay benchmark instead (relay_bench.py): socketbox-relay beside "
+        "HAProxy, socat and systemd-socket-proxyd",
+    )
+    ap.add_argument(
+        "--tproxy",
+        action="store_true",
+        help=f"engine scenarios: nftables TPROXY sends every port to one listener (:{TPROXY_PORT})",
+    )
+    ap.add_argument(
+        "--sink-fds",
+        type=int,
+        default=16,
+        metavar="N",
+        help="the sinks declare they take N fds per message (receiver protocol; "
+        "default 16; 1: they do not answer)",
+    )
+    ap.add_argument(
+        "--sink-ack",
+        action="store_true",
+        help="the sinks also acknowledge (the engine then holds each fd until acked)",
+    )
+    ap.add_argument(
+        "--engine-threads",
+        type=int,
+        default=None,
+        help="the engine's --threads (default: its own, one per two CPUs)",
+    )
+    ap.add_argument(
+        "--capacity",
+        choices=("on", "off", "only"),
+        default="on",
+        help="the capacity phase: servers under a CPU budget (default on)",
+    )
+    ap.add_argument(
+        "--cpu-budget",
+        default="auto",
+        metavar="CPUS|auto",
+        help="capacity phase: CPU quota of the server under test; auto (default): "
+        f"{capacity.AUTO_START_BUDGET}, lowered until the server is the limit",
+    )
+    ap.add_argument(
+        "--compare",
+        default=None,
+        metavar="OLD/results.json",
+        help="after the run, compare with this earlier run (file or its directory)",
+    )
+    ap.add_argument(
+        "--write-docs",
+        nargs="?",
+        const=os.path.join(ROOT, "bench", "results", "latest"),
+        default=None,
+        metavar="RESULTS",
+        help="regenerate docs/benchmarks.md's generated section from RESULTS and exit",
+    )
     args = ap.parse_args(argv)
     if not 1 <= args.sink_fds <= 64:
         ap.error(f"--sink-fds wants 1 to 64, not {args.sink_fds}")
@@ -181,6 +282,7 @@ def main(argv):
         return 77
     if args.relay:
         import relay_bench
+
         sweep_stale()
         return relay_bench.main(args, args.build)
     p = dict(PROFILES[args.profile])
@@ -193,14 +295,19 @@ def main(argv):
             print(f"bench: --ports wants a comma list of ports: {args.ports!r}", file=sys.stderr)
             return 2
     if args.tproxy and TPROXY_PORT in p["ports"]:
-        print(f"bench: with --tproxy, port {TPROXY_PORT} is the transparent listener's: "
-              f"leave it out of --ports", file=sys.stderr)
+        print(
+            f"bench: with --tproxy, port {TPROXY_PORT} is the transparent listener's: "
+            f"leave it out of --ports",
+            file=sys.stderr,
+        )
         return 2
     if args.tproxy and not shutil.which("nft"):
         print("bench: SKIP: --tproxy needs nft (nftables)", file=sys.stderr)
         return 77
-    binaries = {n: os.path.join(args.build, "bench", n)
-                for n in ("sink", "load_generator") + sample.MICROBENCHMARKS}
+    binaries = {
+        n: os.path.join(args.build, "bench", n)
+        for n in ("sink", "load_generator") + sample.MICROBENCHMARKS
+    }
     binaries["socketbox"] = os.path.join(args.build, "engine", "socketbox")
     for n in ("sink", "load_generator", "socketbox"):
         if not os.access(binaries[n], os.X_OK):
@@ -208,18 +315,28 @@ def main(argv):
             return 1
     # engine-kernel beside engine; not with TPROXY, which assigns the socket
     # before any sk_lookup program could run.
-    names = ["direct", "engine"] + ([] if args.tproxy else [KERNEL_SCENARIO]) + ["engine-sync"] \
+    names = (
+        ["direct", "engine"]
+        + ([] if args.tproxy else [KERNEL_SCENARIO])
+        + ["engine-sync"]
         + list(args.externals)
+    )
     kernel_by_default = not args.scenarios
     if args.scenarios:
         names = [n for n in args.scenarios.split(",") if n]
         unknown = [n for n in names if n not in BUILTIN and n not in args.externals]
         if unknown or "direct" not in names:
-            print(f"bench: unknown scenarios {unknown} (direct is required: the baseline)", file=sys.stderr)
+            print(
+                f"bench: unknown scenarios {unknown} (direct is required: the baseline)",
+                file=sys.stderr,
+            )
             return 2
         if args.tproxy and KERNEL_SCENARIO in names:
-            print(f"bench: {KERNEL_SCENARIO} does not combine with --tproxy (a socket TPROXY "
-                  "assigned is used as it is: no sk_lookup program runs)", file=sys.stderr)
+            print(
+                f"bench: {KERNEL_SCENARIO} does not combine with --tproxy (a socket TPROXY "
+                "assigned is used as it is: no sk_lookup program runs)",
+                file=sys.stderr,
+            )
             return 2
     out = args.out or os.path.join(args.build, "bench-results", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -246,11 +363,17 @@ def main(argv):
             ctx.kernel_dispatch = {"usable": usable, "reason": why}
             if not usable and kernel_by_default:
                 names.remove(KERNEL_SCENARIO)
-                print(f"bench: {KERNEL_SCENARIO} left out: the engine cannot run with "
-                      f"--kernel-dispatch on here: {why}", file=sys.stderr)
+                print(
+                    f"bench: {KERNEL_SCENARIO} left out: the engine cannot run with "
+                    f"--kernel-dispatch on here: {why}",
+                    file=sys.stderr,
+                )
             elif not usable:
-                print(f"bench: SKIP: {KERNEL_SCENARIO}: the engine cannot run with "
-                      f"--kernel-dispatch on here: {why}", file=sys.stderr)
+                print(
+                    f"bench: SKIP: {KERNEL_SCENARIO}: the engine cannot run with "
+                    f"--kernel-dispatch on here: {why}",
+                    file=sys.stderr,
+                )
                 return 77
         if args.capacity != "off":
             ctx.cap = cpucap.CpuCap(args.cpu_budget)
@@ -288,16 +411,31 @@ def run_all(ctx, names, externals, capacity_mode="off"):
     cap_result = None
     if capacity_mode != "off":
         print(f"capacity: servers under {ctx.cap.describe()}", file=sys.stderr, flush=True)
-        cap_result = capacity.run_all(ctx, names, scen, ctx.cap,
-                                      lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True),
-                                      ctx.auto_budget)
+        cap_result = capacity.run_all(
+            ctx,
+            names,
+            scen,
+            ctx.cap,
+            lambda what: print(f"[capacity] {what}", file=sys.stderr, flush=True),
+            ctx.auto_budget,
+        )
     if capacity_mode == "only":
-        return Results(scenarios=names, capacity=cap_result, capacity_only=True,
-                       problems=cap_result.problems(only=BUILTIN))
+        return Results(
+            scenarios=names,
+            capacity=cap_result,
+            capacity_only=True,
+            problems=cap_result.problems(only=BUILTIN),
+        )
     lay = ctx.layout
-    total = (p["rounds"] * len(names) + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
-             + p["burst_rounds"] * len(names) + 2 * p["gen_rounds"] + len(names) + 1
-             + ("engine" in names))
+    total = (
+        p["rounds"] * len(names)
+        + p["lat_rounds"] * len(p["lat_fractions"]) * len(names)
+        + p["burst_rounds"] * len(names)
+        + 2 * p["gen_rounds"]
+        + len(names)
+        + 1
+        + ("engine" in names)
+    )
     step = 0
     samples = []
 
@@ -307,8 +445,12 @@ def run_all(ctx, names, externals, capacity_mode="off"):
         s = sample.run_load(ctx, scen[name], args, timeout, kind)
         g = s.gen
         note = f" PROBLEM: {'; '.join(s.problems)}" if s.problems else ""
-        progress(step, total, f"{kind:<10} {name:<12} {g.conn_per_s:>9.0f} conn/s  "
-                 f"p99 {g.latency_us.p99:>8.0f} us  losses {s.losses}{note}")
+        progress(
+            step,
+            total,
+            f"{kind:<10} {name:<12} {g.conn_per_s:>9.0f} conn/s  "
+            f"p99 {g.latency_us.p99:>8.0f} us  losses {s.losses}{note}",
+        )
         samples.append(s)
         return s
 
@@ -316,11 +458,20 @@ def run_all(ctx, names, externals, capacity_mode="off"):
     # Throughput: closed loop, interleaved A B C A B C.
     for _ in range(p["rounds"]):
         for n in names:
-            load(n, "throughput", lay.targets() + common +
-                 ["--concurrency", str(p["concurrency"]), "--duration", str(p["duration"])],
-                 p["duration"] + 30)
-    direct_rate = figures.median([s.gen.conn_per_s for s in samples
-                                  if s.kind == "throughput" and s.scenario == "direct"]) or 0
+            load(
+                n,
+                "throughput",
+                lay.targets()
+                + common
+                + ["--concurrency", str(p["concurrency"]), "--duration", str(p["duration"])],
+                p["duration"] + 30,
+            )
+    direct_rate = (
+        figures.median(
+            [s.gen.conn_per_s for s in samples if s.kind == "throughput" and s.scenario == "direct"]
+        )
+        or 0
+    )
     # Latency: open loop at fractions of the direct scenario's saturated rate.
     for frac in p["lat_fractions"]:
         rate = max(100, int(direct_rate * frac))
@@ -328,49 +479,115 @@ def run_all(ctx, names, externals, capacity_mode="off"):
             for n in names:
                 # In flight at most what the fd limit leaves room for: an
                 # overloaded server makes an open loop pile up connections.
-                load(n, f"latency{int(frac * 100)}", lay.targets() + common +
-                     ["--rate", str(rate), "--duration", str(p["lat_duration"]),
-                      "--max-in-flight", str(OPEN_LOOP_MAX_IN_FLIGHT)],
-                     p["lat_duration"] + 30)
+                load(
+                    n,
+                    f"latency{int(frac * 100)}",
+                    lay.targets()
+                    + common
+                    + [
+                        "--rate",
+                        str(rate),
+                        "--duration",
+                        str(p["lat_duration"]),
+                        "--max-in-flight",
+                        str(OPEN_LOOP_MAX_IN_FLIGHT),
+                    ],
+                    p["lat_duration"] + 30,
+                )
     # Burst: all at once to one backend, default max_dgram_qlen.
     for _ in range(p["burst_rounds"]):
         for n in names:
-            load(n, "burst", lay.targets(lay.dests[:1]) +
-                 ["--threads", str(p["gen_threads"]), "--timeout-ms", "20000",
-                  "--concurrency", str(p["burst"]), "--connections", str(p["burst"])], 90)
+            load(
+                n,
+                "burst",
+                lay.targets(lay.dests[:1])
+                + [
+                    "--threads",
+                    str(p["gen_threads"]),
+                    "--timeout-ms",
+                    "20000",
+                    "--concurrency",
+                    str(p["burst"]),
+                    "--connections",
+                    str(p["burst"]),
+                ],
+                90,
+            )
     # Generator: io_uring against epoll, same load on the direct scenario.
     for _ in range(p["gen_rounds"]):
         for io in ("uring", "epoll"):
-            load("direct", f"gen-{io}", lay.targets() + common +
-                 ["--io", io, "--concurrency", str(p["concurrency"]), "--duration", str(p["lat_duration"])],
-                 p["lat_duration"] + 30)
+            load(
+                "direct",
+                f"gen-{io}",
+                lay.targets()
+                + common
+                + [
+                    "--io",
+                    io,
+                    "--concurrency",
+                    str(p["concurrency"]),
+                    "--duration",
+                    str(p["lat_duration"]),
+                ],
+                p["lat_duration"] + 30,
+            )
     # Memory: the engine's RSS over a long run.
     if "engine" in names:
-        load("engine", "soak", lay.targets() + common +
-             ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])],
-             600)
+        load(
+            "engine",
+            "soak",
+            lay.targets()
+            + common
+            + ["--concurrency", str(p["concurrency"]), "--connections", str(p["soak_connections"])],
+            600,
+        )
     # Syscalls per connection, cross-checked by strace.
     straces = []
     if shutil.which("strace"):
         for n in names:
             step += 1
-            st = sample.run_strace(ctx, scen[n], lay.targets() + common +
-                                   ["--concurrency", "32", "--connections", str(p["strace_connections"])],
-                                   p["strace_connections"])
-            progress(step, total, f"strace     {n:<12} {st.per_conn if st.per_conn is not None else float('nan'):.3f} syscalls/conn")
+            st = sample.run_strace(
+                ctx,
+                scen[n],
+                lay.targets()
+                + common
+                + ["--concurrency", "32", "--connections", str(p["strace_connections"])],
+                p["strace_connections"],
+            )
+            progress(
+                step,
+                total,
+                f"strace     {n:<12} {st.per_conn if st.per_conn is not None else float('nan'):.3f} syscalls/conn",
+            )
             straces.append(st)
     step += 1
     micro, micro_raw = sample.run_microbenchmarks(ctx, p["micro_min_time"], p["micro_repetitions"])
     progress(step, total, "microbenchmarks done")
-    problems = [f"{s.scenario} {s.kind}: {pr}" for s in samples for pr in s.problems
-                if s.scenario in BUILTIN]
+    problems = [
+        f"{s.scenario} {s.kind}: {pr}"
+        for s in samples
+        for pr in s.problems
+        if s.scenario in BUILTIN
+    ]
     if cap_result:
         problems += cap_result.problems(only=BUILTIN)
-    notes = [f"{s.scenario} {s.kind}: {pr}" for s in samples for pr in s.problems
-             if s.scenario not in BUILTIN]
-    return Results(scenarios=names, samples=samples, strace=straces, micro=micro, micro_raw=micro_raw,
-                   capacity=cap_result, direct_saturated_rate=direct_rate, problems=problems,
-                   external_notes=notes)
+    notes = [
+        f"{s.scenario} {s.kind}: {pr}"
+        for s in samples
+        for pr in s.problems
+        if s.scenario not in BUILTIN
+    ]
+    return Results(
+        scenarios=names,
+        samples=samples,
+        strace=straces,
+        micro=micro,
+        micro_raw=micro_raw,
+        capacity=cap_result,
+        direct_saturated_rate=direct_rate,
+        problems=problems,
+        external_notes=notes,
+    )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,11 @@ def _delta(before, after, key):
 def _worker_deltas(before, after):
     """Connections each engine worker accepted during the step (SO_REUSEPORT
     spreading), or None for servers without counters."""
-    if not before or not after or len(before.get("worker_accepted", [])) != len(after.get("worker_accepted", [])):
+    if (
+        not before
+        or not after
+        or len(before.get("worker_accepted", [])) != len(after.get("worker_accepted", []))
+    ):
         return None
     return [b - a for a, b in zip(before["worker_accepted"], after["worker_accepted"])]
 
@@ -118,15 +122,26 @@ class CappedServer:
 
     def step(self, kind, load_args, rate, duration):
         sc, ctx = self.scenario, self.ctx
-        counting = syscount.Counting(",".join(map(str, sc.server_pids())),
-                                     ctx.topo.path(f"{ctx.next_id():03d}-perf.txt"), self.perf_ok)
+        counting = syscount.Counting(
+            ",".join(map(str, sc.server_pids())),
+            ctx.topo.path(f"{ctx.next_id():03d}-perf.txt"),
+            self.perf_ok,
+        )
         counting.start()
-        c0, cs0, th0, cpu0 = sc.counters(), self.context_switches(), \
-            self.cap.throttled(), self.cpu_seconds()
+        c0, cs0, th0, cpu0 = (
+            sc.counters(),
+            self.context_switches(),
+            self.cap.throttled(),
+            self.cpu_seconds(),
+        )
         gens = sample.start_generators(ctx, load_args)
         codes = [g.run_to_end(duration + 30) for g in gens]
-        cpu1, th1, cs1, c1 = self.cpu_seconds(), self.cap.throttled(), \
-            self.context_switches(), sc.counters()
+        cpu1, th1, cs1, c1 = (
+            self.cpu_seconds(),
+            self.cap.throttled(),
+            self.context_switches(),
+            sc.counters(),
+        )
         perf = counting.stop()
         g = sample.merged_summary(gens, codes)
         e = g.errors
@@ -135,30 +150,45 @@ class CappedServer:
         cpu = cpu1 - cpu0
         dropped = _delta(c0, c1, "dropped")
         drain_s = g.elapsed_s - duration
-        kept_up = rate is None or (conns >= KEPT_UP * rate * duration
-                                   and drain_s <= (1 - KEPT_UP) * duration + DRAIN_SLACK_S)
+        kept_up = rate is None or (
+            conns >= KEPT_UP * rate * duration
+            and drain_s <= (1 - KEPT_UP) * duration + DRAIN_SLACK_S
+        )
         s = CapacityStep(
-            kind=kind, offered=rate, conn_per_s=g.conn_per_s, finished=conns, started=g.started,
-            losses=losses, server_dropped=dropped, misrouted=e.wrong_greeting, local_errors=e.local,
-            p50_us=g.latency_us.p50, p99_us=g.latency_us.p99,
-            server_cpu_s=round(cpu, 4), cpu_us_per_conn=_per(cpu * 1e6, conns),
+            kind=kind,
+            offered=rate,
+            conn_per_s=g.conn_per_s,
+            finished=conns,
+            started=g.started,
+            losses=losses,
+            server_dropped=dropped,
+            misrouted=e.wrong_greeting,
+            local_errors=e.local,
+            p50_us=g.latency_us.p50,
+            p99_us=g.latency_us.p99,
+            server_cpu_s=round(cpu, 4),
+            cpu_us_per_conn=_per(cpu * 1e6, conns),
             conns_per_cpu_s=conns / cpu if cpu > 0 else None,
             enters_per_conn=_per((perf or {}).get("io_uring_enter"), conns),
             syscalls_per_conn=_per((perf or {}).get("syscalls"), conns),
             # The engine's own count; not for engine-kernel, whose engine
             # accepts only what the kernel could not steer.
-            enters_per_conn_counter=None if sc.kernel else
-            _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
-            ctx_switches_per_conn=_per(cs1 - cs0 if cs0 is not None and cs1 is not None else None,
-                                       conns),
+            enters_per_conn_counter=None
+            if sc.kernel
+            else _per(_delta(c0, c1, "uring_enter"), _delta(c0, c1, "accepted")),
+            ctx_switches_per_conn=_per(
+                cs1 - cs0 if cs0 is not None and cs1 is not None else None, conns
+            ),
             throttled_periods=th1[0] - th0[0] if th0 and th1 else None,
-            drain_s=round(drain_s, 4), kept_up=kept_up,
+            drain_s=round(drain_s, 4),
+            kept_up=kept_up,
             # Of the budget, how much the server used: near 1 at saturation
             # means the cap was the limit; well below, the generator or the
             # machine was (the report says which).
             budget_used=cpu / g.elapsed_s / self.cap.budget if g.elapsed_s > 0 else None,
             worker_accepted=_worker_deltas(c0, c1),
-            holds=losses == 0 and not dropped and kept_up and not e.local)
+            holds=losses == 0 and not dropped and kept_up and not e.local,
+        )
         return s
 
 
@@ -166,8 +196,12 @@ def run(ctx, scenario, cap, perf_ok, progress):
     """Capacity of one scenario; returns its record (steps included)."""
     p = ctx.p
     d = p["cap_step"]
-    common = ctx.layout.targets() + ["--threads", str(p["gen_threads"]),
-                                     "--timeout-ms", str(STEP_TIMEOUT_MS)]
+    common = ctx.layout.targets() + [
+        "--threads",
+        str(p["gen_threads"]),
+        "--timeout-ms",
+        str(STEP_TIMEOUT_MS),
+    ]
     steps = []
     scenario.cap = cap
     scenario.start()
@@ -177,34 +211,57 @@ def run(ctx, scenario, cap, perf_ok, progress):
         def measured(kind, args, rate):
             s = srv.step(kind, common + args, rate, d)
             steps.append(s)
-            progress(f"capacity   {scenario.name:<12} {kind:<10} "
-                     f"{'closed' if rate is None else f'{rate:>7}/s'} -> {s.conn_per_s:>8.0f} conn/s "
-                     f"drain {s.drain_s * 1000:.0f} ms p99 {s.p99_us / 1000:.1f} ms "
-                     f"loss {s.losses}{'' if s.server_dropped in (None, 0) else '+' + str(s.server_dropped)} "
-                     f"{'holds' if s.holds else 'FAILS'}")
+            progress(
+                f"capacity   {scenario.name:<12} {kind:<10} "
+                f"{'closed' if rate is None else f'{rate:>7}/s'} -> {s.conn_per_s:>8.0f} conn/s "
+                f"drain {s.drain_s * 1000:.0f} ms p99 {s.p99_us / 1000:.1f} ms "
+                f"loss {s.losses}{'' if s.server_dropped in (None, 0) else '+' + str(s.server_dropped)} "
+                f"{'holds' if s.holds else 'FAILS'}"
+            )
             if not s.holds:
                 time.sleep(0.3)  # the backlog of a failed step drains
             return s
 
         open_loop = ["--max-in-flight", str(8000), "--duration", str(d)]
-        sat = measured("saturation", ["--concurrency", str(SATURATION_IN_FLIGHT), "--duration", str(d)], None)
-        capacity, bracket = search(lambda r: measured("search", ["--rate", str(r)] + open_loop, r).holds,
-                                   sat.conn_per_s, p["cap_refine"])
-        at_cap = next((s for s in reversed(steps) if s.kind == "search" and s.offered == capacity
-                       and s.holds), None)
+        sat = measured(
+            "saturation", ["--concurrency", str(SATURATION_IN_FLIGHT), "--duration", str(d)], None
+        )
+        capacity, bracket = search(
+            lambda r: measured("search", ["--rate", str(r)] + open_loop, r).holds,
+            sat.conn_per_s,
+            p["cap_refine"],
+        )
+        at_cap = next(
+            (
+                s
+                for s in reversed(steps)
+                if s.kind == "search" and s.offered == capacity and s.holds
+            ),
+            None,
+        )
         latency = {}
         for frac in p["cap_lat_fractions"] if capacity else []:
             rate = max(1, int(capacity * frac))
-            latency[str(int(frac * 100))] = measured(f"latency{int(frac * 100)}",
-                                                     ["--rate", str(rate)] + open_loop, rate)
+            latency[str(int(frac * 100))] = measured(
+                f"latency{int(frac * 100)}", ["--rate", str(rate)] + open_loop, rate
+            )
     finally:
         scenario.stop()
         scenario.cap = None
     return ScenarioCapacity(
-        scenario=scenario.name, saturation=sat, capacity=capacity, bracket=bracket,
-        at_capacity=at_cap, latency=latency, steps=steps,
-        problems=[f"{scenario.name} capacity {s.kind}: {s.misrouted} misrouted"
-                  for s in steps if s.misrouted])
+        scenario=scenario.name,
+        saturation=sat,
+        capacity=capacity,
+        bracket=bracket,
+        at_capacity=at_cap,
+        latency=latency,
+        steps=steps,
+        problems=[
+            f"{scenario.name} capacity {s.kind}: {s.misrouted} misrouted"
+            for s in steps
+            if s.misrouted
+        ],
+    )
 
 
 def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
@@ -219,9 +276,16 @@ def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
     sc.cap = cap
     sc.start()
     try:
-        args = ctx.layout.targets() + ["--threads", str(ctx.p["gen_threads"]), "--timeout-ms",
-                                       str(STEP_TIMEOUT_MS), "--concurrency", str(SATURATION_IN_FLIGHT),
-                                       "--duration", str(ctx.p["cap_step"])]
+        args = ctx.layout.targets() + [
+            "--threads",
+            str(ctx.p["gen_threads"]),
+            "--timeout-ms",
+            str(STEP_TIMEOUT_MS),
+            "--concurrency",
+            str(SATURATION_IN_FLIGHT),
+            "--duration",
+            str(ctx.p["cap_step"]),
+        ]
         s = CappedServer(ctx, sc, cap, perf_ok).step("calibration", args, None, ctx.p["cap_step"])
     finally:
         sc.stop()
@@ -229,19 +293,36 @@ def calibrate(ctx, names, scenarios, cap, perf_ok, progress):
     used = (s.budget_used or 0) * start
     if s.budget_used is not None and s.budget_used < CAP_BOUND:
         cap.set_budget(max(MIN_AUTO_BUDGET, round(used * CALIBRATED_SHARE, 3)))
-    progress(f"calibration {name}: used {used:.3f} of {start:g} CPU at saturation "
-             f"({s.conn_per_s:.0f} conn/s) -> budget {cap.budget:g} CPU")
-    return Calibration(scenario=name, start_budget=start, used_cpus=round(used, 4),
-                       conn_per_s=s.conn_per_s, budget=cap.budget)
+    progress(
+        f"calibration {name}: used {used:.3f} of {start:g} CPU at saturation "
+        f"({s.conn_per_s:.0f} conn/s) -> budget {cap.budget:g} CPU"
+    )
+    return Calibration(
+        scenario=name,
+        start_budget=start,
+        used_cpus=round(used, 4),
+        conn_per_s=s.conn_per_s,
+        budget=cap.budget,
+    )
 
 
 def run_all(ctx, names, scenarios, cap, progress, auto_budget=False):
     perf_ok = syscount.perf_usable()
-    calibration = (calibrate(ctx, names, scenarios, cap, perf_ok, progress)
-                   if auto_budget and cap.method != "affinity" else None)
-    out = CapacityRun(cap=cap.as_dict(), perf=perf_ok, kept_up=KEPT_UP, drain_slack_s=DRAIN_SLACK_S,
-                      saturation_in_flight=SATURATION_IN_FLIGHT, step_s=ctx.p["cap_step"],
-                      step_timeout_ms=STEP_TIMEOUT_MS, calibration=calibration)
+    calibration = (
+        calibrate(ctx, names, scenarios, cap, perf_ok, progress)
+        if auto_budget and cap.method != "affinity"
+        else None
+    )
+    out = CapacityRun(
+        cap=cap.as_dict(),
+        perf=perf_ok,
+        kept_up=KEPT_UP,
+        drain_slack_s=DRAIN_SLACK_S,
+        saturation_in_flight=SATURATION_IN_FLIGHT,
+        step_s=ctx.p["cap_step"],
+        step_timeout_ms=STEP_TIMEOUT_MS,
+        calibration=calibration,
+    )
     for n in names:
         out.scenarios[n] = run(ctx, scenarios[n], cap, perf_ok, progress)
     out.loadavg_after = list(os.getloadavg())

@@ -69,10 +69,26 @@ def _enters_at_saturation(c):
 
 # (label, better: +1 higher is better / -1 lower is better, values(results, scenario))
 METRICS = [
-    ("conn/s (closed loop)", +1, lambda r, n: _samples(r, n, "throughput", lambda s: s.gen.conn_per_s)),
-    ("server CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s.server_cpu_us_per_conn)),
-    ("sink CPU µs/conn", -1, lambda r, n: _samples(r, n, "throughput", lambda s: s.sink_cpu_us_per_conn)),
-    ("p99 µs at 50% load", -1, lambda r, n: _samples(r, n, "latency50", lambda s: s.gen.latency_us.p99)),
+    (
+        "conn/s (closed loop)",
+        +1,
+        lambda r, n: _samples(r, n, "throughput", lambda s: s.gen.conn_per_s),
+    ),
+    (
+        "server CPU µs/conn",
+        -1,
+        lambda r, n: _samples(r, n, "throughput", lambda s: s.server_cpu_us_per_conn),
+    ),
+    (
+        "sink CPU µs/conn",
+        -1,
+        lambda r, n: _samples(r, n, "throughput", lambda s: s.sink_cpu_us_per_conn),
+    ),
+    (
+        "p99 µs at 50% load",
+        -1,
+        lambda r, n: _samples(r, n, "latency50", lambda s: s.gen.latency_us.p99),
+    ),
     ("zero-loss capacity conn/s (capped)", +1, lambda r, n: _bracket(_capacity(r, n))),
     ("conn per server CPU-s at capacity", +1, lambda r, n: _per_cpu_at_capacity(_capacity(r, n))),
     ("io_uring_enter/conn at saturation", -1, lambda r, n: _enters_at_saturation(_capacity(r, n))),
@@ -138,19 +154,29 @@ def micro_compare(old, new):
             for path, data in ((a, raw_old[name]), (b, raw_new[name])):
                 with open(path, "w") as f:
                     json.dump(data, f)
-            r = subprocess.run([python, GBENCH_COMPARE, "--no-color", "-a", "benchmarks", a, b],
-                               capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [python, GBENCH_COMPARE, "--no-color", "-a", "benchmarks", a, b],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         if r.returncode != 0:
             lines.append(f"{name}: compare.py failed: {r.stderr.strip()[-500:]}")
             continue
-        lines += [f"{name} (compare.py: Time/CPU columns are (new-old)/old; the U test "
-                  "p-value over the repetitions says whether it is beyond noise):", "```",
-                  r.stdout.rstrip(), "```"]
+        lines += [
+            f"{name} (compare.py: Time/CPU columns are (new-old)/old; the U test "
+            "p-value over the repetitions says whether it is beyond noise):",
+            "```",
+            r.stdout.rstrip(),
+            "```",
+        ]
     if not raw_old and not raw_new:
         lines.append("no raw microbenchmark output in either run")
     elif not raw_old:
-        lines.append("the baseline has no raw microbenchmark output (a run before compare existed): "
-                     "items/s of its single runs, noise unknown:")
+        lines.append(
+            "the baseline has no raw microbenchmark output (a run before compare existed): "
+            "items/s of its single runs, noise unknown:"
+        )
         lines += [""] + _micro_fallback(old.micro or {}, new.micro or {})
     return lines
 
@@ -170,22 +196,33 @@ def _micro_fallback(old, new):
 
 def report(old, new, old_label):
     env_o, env_n = old.environment, new.environment
-    lines = [f"## Compared with {old_label}", "",
-             f"Baseline: {env_o.get('date_utc', '?')} UTC, {env_o.get('profile', '?')} profile, "
-             f"{env_o.get('versions', {}).get('git', '?')}; this run: {env_n.get('date_utc', '?')} UTC, "
-             f"{env_n.get('profile', '?')} profile, {env_n.get('versions', {}).get('git', '?')}. "
-             "Median (min–max over rounds); beyond noise = the two ranges do not overlap. "
-             "Reported, never judged: the machine is shared and noisy." +
-             (" **The profiles differ: the figures are not comparable.**"
-              if env_o.get("profile") != env_n.get("profile") else ""), "",
-             "| scenario | metric | baseline | this run | change | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## Compared with {old_label}",
+        "",
+        f"Baseline: {env_o.get('date_utc', '?')} UTC, {env_o.get('profile', '?')} profile, "
+        f"{env_o.get('versions', {}).get('git', '?')}; this run: {env_n.get('date_utc', '?')} UTC, "
+        f"{env_n.get('profile', '?')} profile, {env_n.get('versions', {}).get('git', '?')}. "
+        "Median (min–max over rounds); beyond noise = the two ranges do not overlap. "
+        "Reported, never judged: the machine is shared and noisy."
+        + (
+            " **The profiles differ: the figures are not comparable.**"
+            if env_o.get("profile") != env_n.get("profile")
+            else ""
+        ),
+        "",
+        "| scenario | metric | baseline | this run | change | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, label, a, b, change, verdict in scenario_rows(old, new):
         ch = "n/a" if change is None else f"{change:+.1%}"
         lines.append(f"| {name} | {label} | {a} | {b} | {ch} | {verdict} |")
     budgets = [r.capacity.cap.get("budget_cpus") if r.capacity else None for r in (old, new)]
     if all(budgets) and budgets[0] != budgets[1]:
-        lines += ["", f"The capacity phases ran under different budgets ({budgets[0]:g} and {budgets[1]:g} "
-                  "CPU): compare connections per server CPU-second, not capacity rates."]
+        lines += [
+            "",
+            f"The capacity phases ran under different budgets ({budgets[0]:g} and {budgets[1]:g} "
+            "CPU): compare connections per server CPU-second, not capacity rates.",
+        ]
     lines += ["", "Microbenchmarks:", ""] + micro_compare(old, new)
     return "\n".join(lines) + "\n"
 

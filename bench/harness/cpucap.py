@@ -72,7 +72,10 @@ class CpuCap:
         name = f"{PREFIX}{os.getpid()}"
         root2, root1 = _cgroup2_root(), _cgroup1_root()
         errors = []
-        for method, root, make in (("cgroup-v2", root2, self._make_v2), ("cgroup-v1", root1, os.mkdir)):
+        for method, root, make in (
+            ("cgroup-v2", root2, self._make_v2),
+            ("cgroup-v1", root1, os.mkdir),
+        ):
             if not root:
                 continue
             try:
@@ -137,16 +140,26 @@ class CpuCap:
 
     def describe(self):
         if self.method == "affinity":
-            return (f"pinned to CPU {self.cpu} (sched_setaffinity; not exclusive: "
-                    f"{self.fallback_reason})")
+            return (
+                f"pinned to CPU {self.cpu} (sched_setaffinity; not exclusive: "
+                f"{self.fallback_reason})"
+            )
         quota = int(self.budget * self.period_us)
         knob = "cpu.max" if self.method == "cgroup-v2" else "cpu.cfs_quota_us/cfs_period_us"
-        return (f"{self.method} {knob} {quota}/{self.period_us} us = {self.budget:g} CPU "
-                f"({self.path})")
+        return (
+            f"{self.method} {knob} {quota}/{self.period_us} us = {self.budget:g} CPU "
+            f"({self.path})"
+        )
 
     def as_dict(self):
-        return {"method": self.method, "budget_cpus": self.budget, "period_us": self.period_us,
-                "path": self.path, "cpu": self.cpu, "description": self.describe()}
+        return {
+            "method": self.method,
+            "budget_cpus": self.budget,
+            "period_us": self.period_us,
+            "path": self.path,
+            "cpu": self.cpu,
+            "description": self.describe(),
+        }
 
     def remove(self):
         """Removes the cgroup once its processes are gone (they are killed

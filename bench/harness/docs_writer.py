@@ -13,8 +13,10 @@ import report
 
 BEGIN = "<!-- BEGIN scripts/bench --write-docs: generated from {source}, do not edit by hand -->"
 END = "<!-- END scripts/bench --write-docs -->"
-_BLOCK = re.compile(r"<!-- BEGIN scripts/bench --write-docs[^\n]*-->\n.*?<!-- END scripts/bench --write-docs -->",
-                    re.S)
+_BLOCK = re.compile(
+    r"<!-- BEGIN scripts/bench --write-docs[^\n]*-->\n.*?<!-- END scripts/bench --write-docs -->",
+    re.S,
+)
 
 
 def section(results, results_dir, doc_dir):
@@ -26,7 +28,9 @@ def section(results, results_dir, doc_dir):
         summ = report.summarize(results)
         text = report.markdown(results, summ, report.targets(results, summ))
     rel = os.path.relpath(os.path.abspath(results_dir), doc_dir)
-    text = re.sub(r"!\[([^\]]*)\]\(([^)/]+)\)", lambda m: f"![{m.group(1)}]({rel}/{m.group(2)})", text)
+    text = re.sub(
+        r"!\[([^\]]*)\]\(([^)/]+)\)", lambda m: f"![{m.group(1)}]({rel}/{m.group(2)})", text
+    )
     text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M)
     return text.strip() + "\n"
 
@@ -44,8 +48,11 @@ def main(results_path, doc_path):
         print(f"bench: --write-docs: cannot read {doc_path}: {e}", file=sys.stderr)
         return 1
     if not _BLOCK.search(doc):
-        print(f"bench: --write-docs: {doc_path} has no generated section (a line starting "
-              f"'<!-- BEGIN scripts/bench --write-docs' and a line '{END}')", file=sys.stderr)
+        print(
+            f"bench: --write-docs: {doc_path} has no generated section (a line starting "
+            f"'<!-- BEGIN scripts/bench --write-docs' and a line '{END}')",
+            file=sys.stderr,
+        )
         return 1
     root = os.path.dirname(os.path.dirname(os.path.abspath(doc_path)))
     source = os.path.relpath(os.path.abspath(results_dir), root)

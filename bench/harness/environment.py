@@ -49,13 +49,18 @@ def collect(topo, binaries, args, profile, names, ctx):
         "sink_ack": ctx.sink_ack,
         # engine-kernel: whether the engine ran with --kernel-dispatch on here.
         "kernel_dispatch": getattr(ctx, "kernel_dispatch", None),
-        "layout": {"addresses": ctx.layout.addrs, "ports": ctx.layout.ports,
-                   "backends": ctx.layout.names,
-                   "config": ctx.layout.config_text()},
+        "layout": {
+            "addresses": ctx.layout.addrs,
+            "ports": ctx.layout.ports,
+            "backends": ctx.layout.names,
+            "config": ctx.layout.config_text(),
+        },
         "versions": {
             "socketbox": _out(binaries["socketbox"], "--version"),
             "git": _out("git", "-C", root, "describe", "--always", "--dirty"),
-            "compiler": _out("c++", "--version").splitlines()[0] if _out("c++", "--version") else "",
+            "compiler": _out("c++", "--version").splitlines()[0]
+            if _out("c++", "--version")
+            else "",
             "liburing": _out("pkg-config", "--modversion", "liburing"),
             "python": platform.python_version(),
             "strace": _out("strace", "-V").splitlines()[0] if _out("strace", "-V") else "",

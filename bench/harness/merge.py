@@ -61,15 +61,18 @@ def merge(gens):
         merged = dict(t)
         for k in ("ok", "wrong", "failed"):
             merged[k] = sum(x["targets"][i][k] for x in gens)
-        example = next((x["targets"][i]["wrong_example"] for x in gens
-                        if "wrong_example" in x["targets"][i]), None)
+        example = next(
+            (x["targets"][i]["wrong_example"] for x in gens if "wrong_example" in x["targets"][i]),
+            None,
+        )
         if example is not None:
             merged["wrong_example"] = example
         targets.append(merged)
     g["targets"] = targets
     g["cpu_s"] = {k: sum(x["cpu_s"][k] for x in gens) for k in ("user", "sys")}
-    g["cpu_us_per_conn"] = ((g["cpu_s"]["user"] + g["cpu_s"]["sys"]) * 1e6 / g["finished"]
-                            if g["finished"] else 0.0)
+    g["cpu_us_per_conn"] = (
+        (g["cpu_s"]["user"] + g["cpu_s"]["sys"]) * 1e6 / g["finished"] if g["finished"] else 0.0
+    )
 
     counts = {}
     for x in gens:
@@ -78,10 +81,15 @@ def merge(gens):
     buckets = sorted(counts.items())
     count = sum(counts.values())
     maximum = max(x["latency_us"]["max"] for x in gens) * 1000
-    mean = (sum(x["latency_us"]["mean"] * sum(n for _, n in x["buckets"]) for x in gens) / count
-            if count else 0.0)
-    lat = {name: _quantile(buckets, count, maximum, q) / 1000
-           for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999))}
+    mean = (
+        sum(x["latency_us"]["mean"] * sum(n for _, n in x["buckets"]) for x in gens) / count
+        if count
+        else 0.0
+    )
+    lat = {
+        name: _quantile(buckets, count, maximum, q) / 1000
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999))
+    }
     lat["max"], lat["mean"] = maximum / 1000, mean
     g["latency_us"] = lat
     g["buckets"] = [[edge, n] for edge, n in buckets]

@@ -39,8 +39,14 @@ class Proc:
         cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             # `ip netns exec` execs the command: the pid is the tool's own.
-            self.popen = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, preexec_fn=_limits)
+            self.popen = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_limits,
+            )
         self.pid = self.popen.pid
         _live.append(self)
 
@@ -65,8 +71,10 @@ class Proc:
             if predicate():
                 return
             if not self.alive():
-                raise RuntimeError(f"{self.argv[0]} exited ({self.popen.returncode}) while waiting "
-                                   f"for {what}: {self.err()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.argv[0]} exited ({self.popen.returncode}) while waiting "
+                    f"for {what}: {self.err()[-2000:]}"
+                )
             time.sleep(0.02)
         raise RuntimeError(f"timed out after {timeout}s waiting for {what} from {self.argv[0]}")
 

@@ -230,7 +230,9 @@ def from_json(cls, data, where="results"):
     """A `cls` record from its JSON form; ValueError naming the place when
     the JSON does not have the record's shape."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+        raise ValueError(
+            f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):

@@ -43,10 +43,12 @@ PROFILES = {
 }
 
 # Binds [::]:PORT and execs the relay with the socket as fd 0 (its -l 0).
-LISTEN_AS_FD0 = ("import os, socket, sys; s = socket.socket(socket.AF_INET6); "
-                 "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-                 "s.bind(('::', int(sys.argv[1]))); os.dup2(s.fileno(), 0); "
-                 "os.execv(sys.argv[2], sys.argv[2:])")
+LISTEN_AS_FD0 = (
+    "import os, socket, sys; s = socket.socket(socket.AF_INET6); "
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('::', int(sys.argv[1]))); os.dup2(s.fileno(), 0); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def relay_commands(build, topo, externals):
@@ -54,12 +56,27 @@ def relay_commands(build, topo, externals):
     haproxy_cfg = topo.path("relay-haproxy.cfg")
 
     def sbx(copy):
-        return lambda port: ["python3", "-c", LISTEN_AS_FD0, str(LISTEN_PORT), relay, "-l", "0",
-                             "-c", "::1", "-p", str(port), "--quiet", "--copy", copy]
+        return lambda port: [
+            "python3",
+            "-c",
+            LISTEN_AS_FD0,
+            str(LISTEN_PORT),
+            relay,
+            "-l",
+            "0",
+            "-c",
+            "::1",
+            "-p",
+            str(port),
+            "--quiet",
+            "--copy",
+            copy,
+        ]
 
     def haproxy(port):
         with open(haproxy_cfg, "w") as f:
-            f.write(f"""global
+            f.write(
+                f"""global
   nbthread 1
   maxconn 8000
 defaults
@@ -72,20 +89,29 @@ frontend relay
   default_backend target
 backend target
   server t [::1]:{port}
-""")
+"""
+            )
         return ["haproxy", "-db", "-f", haproxy_cfg]
 
     cmds = {"socketbox-relay": sbx("buffer"), "socketbox-relay-splice": sbx("splice")}
     if shutil.which("haproxy"):
         cmds["haproxy-tcp"] = haproxy
     if shutil.which("socat"):
-        cmds["socat"] = lambda port: ["socat", f"TCP6-LISTEN:{LISTEN_PORT},reuseaddr,fork,backlog=4096",
-                                      f"TCP6:[::1]:{port}"]
+        cmds["socat"] = lambda port: [
+            "socat",
+            f"TCP6-LISTEN:{LISTEN_PORT},reuseaddr,fork,backlog=4096",
+            f"TCP6:[::1]:{port}",
+        ]
     proxyd = "/lib/systemd/systemd-socket-proxyd"
     if shutil.which("systemd-socket-activate") and os.access(proxyd, os.X_OK):
         cmds["systemd-socket-proxyd"] = lambda port: [
-            "systemd-socket-activate", "-l", str(LISTEN_PORT), proxyd,
-            "--connections-max=65536", f"::1:{port}"]  # its parser takes no brackets
+            "systemd-socket-activate",
+            "-l",
+            str(LISTEN_PORT),
+            proxyd,
+            "--connections-max=65536",
+            f"::1:{port}",
+        ]  # its parser takes no brackets
     for name, cmd in externals.items():
         cmds[name] = lambda port, cmd=cmd: ["sh", "-c", cmd.format(port=port)]
     return cmds
@@ -104,20 +130,42 @@ def listening(topo, port):
 
 
 def measure(topo, name, argv, kind, p, binaries, n):
-    server = procs.Proc(argv, topo.server, topo.path(f"r{n:03d}-{name}.out"),
-                        topo.path(f"r{n:03d}-{name}.err"))
+    server = procs.Proc(
+        argv, topo.server, topo.path(f"r{n:03d}-{name}.out"), topo.path(f"r{n:03d}-{name}.err")
+    )
     try:
         server.wait_for(lambda: listening(topo, LISTEN_PORT), 10, f"{name} listening")
         cpu0 = cpu_with_children(server.pid)
         if kind == "bulk":
-            client = [sys.executable, BULK, "client", SERVER, str(LISTEN_PORT), str(p["streams"]),
-                      str(p["bulk_s"])]
+            client = [
+                sys.executable,
+                BULK,
+                "client",
+                SERVER,
+                str(LISTEN_PORT),
+                str(p["streams"]),
+                str(p["bulk_s"]),
+            ]
         else:
-            client = [binaries["load_generator"], "--target", f"[{SERVER}]:{LISTEN_PORT}=a",
-                      "--concurrency", str(p["concurrency"]), "--duration", str(p["rate_s"]),
-                      "--threads", "1", "--timeout-ms", "5000"]
-        gen = procs.Proc(client, topo.clients[0], topo.path(f"r{n:03d}-client.out"),
-                         topo.path(f"r{n:03d}-client.err"))
+            client = [
+                binaries["load_generator"],
+                "--target",
+                f"[{SERVER}]:{LISTEN_PORT}=a",
+                "--concurrency",
+                str(p["concurrency"]),
+                "--duration",
+                str(p["rate_s"]),
+                "--threads",
+                "1",
+                "--timeout-ms",
+                "5000",
+            ]
+        gen = procs.Proc(
+            client,
+            topo.clients[0],
+            topo.path(f"r{n:03d}-client.out"),
+            topo.path(f"r{n:03d}-client.err"),
+        )
         gen.run_to_end(max(p["bulk_s"], p["rate_s"]) + 60)
         time.sleep(0.5)  # forked children (socat) exit and are reaped
         cpu = cpu_with_children(server.pid) - cpu0
@@ -156,40 +204,66 @@ def table(samples, names):
         vals = [getattr(s, key) for s in samples if s.relay == name and s.kind == kind]
         return statistics.median(vals) if vals else float("nan")
 
-    rows = ["| relay | bulk MB/s | bulk MB per relay CPU-s | conn/s | conn per relay CPU-s |",
-            "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| relay | bulk MB/s | bulk MB per relay CPU-s | conn/s | conn per relay CPU-s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for n in names:
-        rows.append(f"| {n} | {med(n, 'bulk', 'value') / 1e6:,.0f} | "
-                    f"{med(n, 'bulk', 'per_cpu_s') / 1e6:,.0f} | {med(n, 'rate', 'value'):,.0f} | "
-                    f"{med(n, 'rate', 'per_cpu_s'):,.0f} |")
+        rows.append(
+            f"| {n} | {med(n, 'bulk', 'value') / 1e6:,.0f} | "
+            f"{med(n, 'bulk', 'per_cpu_s') / 1e6:,.0f} | {med(n, 'rate', 'value'):,.0f} | "
+            f"{med(n, 'rate', 'per_cpu_s'):,.0f} |"
+        )
     ours = [n for n in names if n.startswith("socketbox-relay")]
     others = [n for n in names if n not in ours]
     if ours and others:
         for kind, label in (("bulk", "bulk per CPU-s"), ("rate", "conn per CPU-s")):
             best_ours = max(med(n, kind, "per_cpu_s") for n in ours)
             best_other, who = max((med(n, kind, "per_cpu_s"), n) for n in others)
-            rows.append(f"\n{label}: best socketbox-relay / best other ({who}) = "
-                        f"{best_ours / best_other:.2f}x")
+            rows.append(
+                f"\n{label}: best socketbox-relay / best other ({who}) = "
+                f"{best_ours / best_other:.2f}x"
+            )
     return "\n".join(rows)
 
 
 def main(args, build):
     p = PROFILES.get(args.profile, PROFILES["quick"])
-    binaries = {"load_generator": os.path.join(build, "bench", "load_generator"),
-                "sink": os.path.join(build, "bench", "sink")}
+    binaries = {
+        "load_generator": os.path.join(build, "bench", "load_generator"),
+        "sink": os.path.join(build, "bench", "sink"),
+    }
     topo = Topology(clients=1)
-    out_dir = args.out or os.path.join(build, "bench-results", "relay-" + time.strftime("%Y%m%d-%H%M%S"))
+    out_dir = args.out or os.path.join(
+        build, "bench-results", "relay-" + time.strftime("%Y%m%d-%H%M%S")
+    )
     os.makedirs(out_dir, exist_ok=True)
     try:
         topo.create()
         cmds = relay_commands(build, topo, args.externals)
         if args.scenarios:
             cmds = {k: v for k, v in cmds.items() if k in args.scenarios.split(",")}
-        bulk = procs.Proc([sys.executable, BULK, "server", f"[::1]:{BULK_PORT}"], topo.server,
-                          topo.path("bulk.out"), topo.path("bulk.err"))
+        bulk = procs.Proc(
+            [sys.executable, BULK, "server", f"[::1]:{BULK_PORT}"],
+            topo.server,
+            topo.path("bulk.out"),
+            topo.path("bulk.err"),
+        )
         bulk.wait_for(lambda: "ready" in bulk.out(), 10, "bulk server ready")
-        sink = procs.Proc([binaries["sink"], "--listen", f"a=[::1]:{SINK_PORT}", "--threads", "1",
-                           "--lifetime", "3600"], topo.server, topo.path("sink.out"), topo.path("sink.err"))
+        sink = procs.Proc(
+            [
+                binaries["sink"],
+                "--listen",
+                f"a=[::1]:{SINK_PORT}",
+                "--threads",
+                "1",
+                "--lifetime",
+                "3600",
+            ],
+            topo.server,
+            topo.path("sink.out"),
+            topo.path("sink.err"),
+        )
         sink.wait_for(lambda: "ready" in sink.out(), 10, "sink ready")
         samples = []
         n = 0
@@ -202,20 +276,34 @@ def main(args, build):
                     samples.append(s)
                     unit = "MB/s" if kind == "bulk" else "conn/s"
                     scale = 1e6 if kind == "bulk" else 1
-                    print(f"[{n}/{total}] {kind:<5} {name:<24} {s.value / scale:>10,.0f} {unit}  "
-                          f"{s.per_cpu_s / scale:>10,.0f} per CPU-s {s.note}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[{n}/{total}] {kind:<5} {name:<24} {s.value / scale:>10,.0f} {unit}  "
+                        f"{s.per_cpu_s / scale:>10,.0f} per CPU-s {s.note}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         text = table(samples, list(cmds))
         with open(os.path.join(out_dir, "relay-results.json"), "w") as f:
-            json.dump({"profile": args.profile, "parameters": p, "samples": [records.to_json(s) for s in samples],
-                       "kernel": os.uname().release}, f, indent=1)
+            json.dump(
+                {
+                    "profile": args.profile,
+                    "parameters": p,
+                    "samples": [records.to_json(s) for s in samples],
+                    "kernel": os.uname().release,
+                },
+                f,
+                indent=1,
+            )
         with open(os.path.join(out_dir, "relay-report.md"), "w") as f:
             f.write(text + "\n")
         print(text)
         print(f"bench: relay report in {out_dir}", file=sys.stderr)
         # Ours must deliver every byte (the receiver's count) and connection.
-        broken = [f"{s.relay} {s.kind}: {s.note}" for s in samples
-                  if s.relay.startswith("socketbox-relay") and s.note]
+        broken = [
+            f"{s.relay} {s.kind}: {s.note}"
+            for s in samples
+            if s.relay.startswith("socketbox-relay") and s.note
+        ]
         for b in broken:
             print(f"bench: PROBLEM: {b}", file=sys.stderr)
         return 1 if broken else 0

@@ -79,10 +79,18 @@ def client(host, port, streams, seconds):
         t.join()
     elapsed = time.monotonic() - start
     total = sum(sent for sent, _ in counts)
-    print(json.dumps({"bytes": total, "seconds": round(elapsed, 3),
-                      "bytes_per_s": total / elapsed, "streams": streams,
-                      "complete": len(counts) == streams and all(s == c for s, c in counts)}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "bytes": total,
+                "seconds": round(elapsed, 3),
+                "bytes_per_s": total / elapsed,
+                "streams": streams,
+                "complete": len(counts) == streams and all(s == c for s, c in counts),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -135,14 +135,19 @@ def summarize(results):
     for io in ("uring", "epoll"):
         mine = results.samples_of(kind=f"gen-{io}")
         if mine:
-            summ.generator[io] = GeneratorSummary(rates=[s.gen.conn_per_s for s in mine],
-                                                  cpu_us=[s.gen_cpu_us_per_conn for s in mine])
+            summ.generator[io] = GeneratorSummary(
+                rates=[s.gen.conn_per_s for s in mine], cpu_us=[s.gen_cpu_us_per_conn for s in mine]
+            )
     soak = next(iter(results.samples_of(kind="soak")), None)
     if soak and soak.rss_series:
         series = soak.rss_series
         warm = series[len(series) // 4][1]
-        summ.soak = SoakSummary(connections=soak.gen.finished, rss_after_warmup_kib=warm,
-                                rss_end_kib=soak.rss_kib_end, growth_kib=soak.rss_kib_end - warm)
+        summ.soak = SoakSummary(
+            connections=soak.gen.finished,
+            rss_after_warmup_kib=warm,
+            rss_end_kib=soak.rss_kib_end,
+            growth_kib=soak.rss_kib_end - warm,
+        )
     return summ
 
 
@@ -151,60 +156,108 @@ def targets(results, summ):
     eng, sync = summ.get("engine"), summ.get("engine-sync")
 
     def row(metric, target, value, met, why=""):
-        rows.append((metric, target, value, "met" if met else ("not met" if met is False else "n/a"), why))
+        rows.append(
+            (metric, target, value, "met" if met else ("not met" if met is False else "n/a"), why)
+        )
 
     if eng:
         r = _med(eng.ratios)
         d = summ.get("direct")
         side = (_med(eng.cpu_us) or 0) + (_med(eng.sink_cpu_us) or 0)
-        row("throughput ratio engine/direct", ">= 0.95", _fmt(r, 3), r is not None and r >= 0.95,
+        row(
+            "throughput ratio engine/direct",
+            ">= 0.95",
+            _fmt(r, 3),
+            r is not None and r >= 0.95,
             f"generator-bound on shared cores: server side uses {_fmt(side, 1)} µs/conn "
             f"(engine + sink) against {_fmt(_med(d.cpu_us) if d else None, 1)} (direct), "
-            "CPU the generator then lacks")
+            "CPU the generator then lacks",
+        )
         if sync:
             e, s = _med(eng.cpu_us), _med(sync.cpu_us)
             ratio = e / s if e and s else None
-            row("server CPU/conn engine vs engine-sync", "<= 0.8 x",
-                f"{_fmt(e, 2)} vs {_fmt(s, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
+            row(
+                "server CPU/conn engine vs engine-sync",
+                "<= 0.8 x",
+                f"{_fmt(e, 2)} vs {_fmt(s, 2)} us = {_fmt(ratio, 2)} x",
+                ratio is not None and ratio <= 0.8,
+            )
         for ext in [n for n in results.scenarios if n not in OWN]:
             x = _med(summ.get(ext).cpu_us)
             e = _med(eng.cpu_us)
             ratio = e / x if e and x else None
-            row(f"server CPU/conn engine vs {ext}", "<= 0.8 x",
-                f"{_fmt(e, 2)} vs {_fmt(x, 2)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 0.8)
+            row(
+                f"server CPU/conn engine vs {ext}",
+                "<= 0.8 x",
+                f"{_fmt(e, 2)} vs {_fmt(x, 2)} us = {_fmt(ratio, 2)} x",
+                ratio is not None and ratio <= 0.8,
+            )
         sc = _med(eng.syscalls_counter)
-        row("syscalls/conn (engine counters)", "<= 0.05", _fmt(sc, 4), sc is not None and sc <= 0.05,
-            f"about {_fmt(1 / sc, 1)} connections per io_uring_enter at this rate" if sc else "")
+        row(
+            "syscalls/conn (engine counters)",
+            "<= 0.05",
+            _fmt(sc, 4),
+            sc is not None and sc <= 0.05,
+            f"about {_fmt(1 / sc, 1)} connections per io_uring_enter at this rate" if sc else "",
+        )
         ss = eng.syscalls_strace
-        row("syscalls/conn (strace -c -f, short run)", "<= 0.05", _fmt(ss, 4),
-            ss is not None and ss <= 0.05, "cross-check: light load batches less")
+        row(
+            "syscalls/conn (strace -c -f, short run)",
+            "<= 0.05",
+            _fmt(ss, 4),
+            ss is not None and ss <= 0.05,
+            "cross-check: light load batches less",
+        )
     for name in OWN:
         if summ.get(name):
             s = summ.get(name)
             total = s.losses + sum(s.burst_losses)
-            row(f"drops, {name} (incl. burst of {results.environment['profile_parameters']['burst']})",
-                "0", f"{s.losses} + burst {s.burst_losses}", total == 0)
+            row(
+                f"drops, {name} (incl. burst of {results.environment['profile_parameters']['burst']})",
+                "0",
+                f"{s.losses} + burst {s.burst_losses}",
+                total == 0,
+            )
     if eng and summ.get("direct"):
         e, d = _med(eng.p99_at_50), _med(summ.get("direct").p99_at_50)
         ratio = e / d if e and d else None
-        row("p99 latency at 50% of direct's rate", "<= 1.2 x direct",
-            f"{_fmt(e)} vs {_fmt(d)} us = {_fmt(ratio, 2)} x", ratio is not None and ratio <= 1.2,
-            "two more wake-ups than direct (engine, then sink), each may wait for a busy CPU")
+        row(
+            "p99 latency at 50% of direct's rate",
+            "<= 1.2 x direct",
+            f"{_fmt(e)} vs {_fmt(d)} us = {_fmt(ratio, 2)} x",
+            ratio is not None and ratio <= 1.2,
+            "two more wake-ups than direct (engine, then sink), each may wait for a busy CPU",
+        )
     for metric, target, value, met, why in report_capacity.target_rows(results):
         row(metric, target, value, met, why)
     micro = results.micro.get("dispatch_benchmark", {})
-    uring = max((v["items_per_second"] or 0 for k, v in micro.items() if "Uring" in k), default=None)
-    loop = max((v["items_per_second"] or 0 for k, v in micro.items() if "Sendmsg" in k), default=None)
+    uring = max(
+        (v["items_per_second"] or 0 for k, v in micro.items() if "Uring" in k), default=None
+    )
+    loop = max(
+        (v["items_per_second"] or 0 for k, v in micro.items() if "Sendmsg" in k), default=None
+    )
     if uring and loop:
-        row("dispatch capacity (microbenchmark, one core)", ">= 1,000,000 fds/s and >= 1.5 x sendmsg",
-            f"{_fmt(uring)} fds/s = {_fmt(uring / loop, 2)} x", uring >= 1e6 and uring >= 1.5 * loop)
+        row(
+            "dispatch capacity (microbenchmark, one core)",
+            ">= 1,000,000 fds/s and >= 1.5 x sendmsg",
+            f"{_fmt(uring)} fds/s = {_fmt(uring / loop, 2)} x",
+            uring >= 1e6 and uring >= 1.5 * loop,
+        )
     soak = summ.soak
     if soak:
         growth = soak.growth_kib
         flat = growth <= max(512, soak.rss_after_warmup_kib * 0.02)
-        row("engine RSS after warm-up", "flat", f"{soak.rss_after_warmup_kib} -> {soak.rss_end_kib} KiB "
-            f"over {soak.connections:,} conn", flat,
-            "" if soak.connections >= 1000000 else "this profile soaks fewer than 1,000,000 connections")
+        row(
+            "engine RSS after warm-up",
+            "flat",
+            f"{soak.rss_after_warmup_kib} -> {soak.rss_end_kib} KiB "
+            f"over {soak.connections:,} conn",
+            flat,
+            ""
+            if soak.connections >= 1000000
+            else "this profile soaks fewer than 1,000,000 connections",
+        )
     return rows
 
 
@@ -223,40 +276,48 @@ def kernel_lines(results, summ):
         sink = _med(s.sink_cpu_us) if name != "direct" else 0
         return server + (sink or 0) if server is not None else None
 
-    return ["", f"Kernel dispatch (engine-kernel): {k.via_listener:,} of the "
-            f"{k.sink_received:,} connections its sinks received "
-            f"({k.via_listener / k.sink_received:.1%}) were accepted from the listeners they "
-            f"took, where the kernel's sk_lookup program put them (the engine's count: "
-            f"{k.steered:,} steered); the rest came from the engine. Server side per connection, "
-            f"engine + sink, uncapped: engine-kernel {_fmt(side('engine-kernel'), 2)} µs, engine "
-            f"{_fmt(side('engine'), 2)} µs, direct {_fmt(side('direct'), 2)} µs."]
+    return [
+        "",
+        f"Kernel dispatch (engine-kernel): {k.via_listener:,} of the "
+        f"{k.sink_received:,} connections its sinks received "
+        f"({k.via_listener / k.sink_received:.1%}) were accepted from the listeners they "
+        f"took, where the kernel's sk_lookup program put them (the engine's count: "
+        f"{k.steered:,} steered); the rest came from the engine. Server side per connection, "
+        f"engine + sink, uncapped: engine-kernel {_fmt(side('engine-kernel'), 2)} µs, engine "
+        f"{_fmt(side('engine'), 2)} µs, direct {_fmt(side('direct'), 2)} µs.",
+    ]
 
 
 def markdown(results, summ, rows):
     env = results.environment
-    lines = [f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)", "",
-             f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
-             f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
-             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
-             f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}), "
-             f"{len(env['layout']['addresses'])} addresses x ports {env['layout'].get('ports', [80])} -> "
-             f"{len(env['layout']['backends'])} backends; "
-             f"{env.get('client_namespaces', 1)} client namespace(s)"
-             f"{'; TPROXY: every port to one transparent listener (not for direct)' if env.get('tproxy') else ''}; "
-             f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
-             "(shared machine: compare ratios within this run).", "",
-             "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "
-             "of the accepting process (for direct: the sink itself; for engine-kernel: the engine, "
-             "which accepts only what the kernel could not steer) per connection; the sink "
-             "column is the backend's own share behind the engine (for engine-kernel it accepts "
-             "the steered connections itself). Client, server and backends "
-             f"share the same {env['cpus']} cores, so end-to-end rates are bound by the load generator: "
-             "an accepting process that uses CPU takes it from the generator. These phases run "
-             "uncapped; the capacity section below (when the run has one) caps each server.", "",
-             "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
-             "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "
-             "| SYN retrans / listen overflows |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Benchmark report ({env['profile']} profile, {env['date_utc']} UTC)",
+        "",
+        f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
+        f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
+        f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
+        f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}), "
+        f"{len(env['layout']['addresses'])} addresses x ports {env['layout'].get('ports', [80])} -> "
+        f"{len(env['layout']['backends'])} backends; "
+        f"{env.get('client_namespaces', 1)} client namespace(s)"
+        f"{'; TPROXY: every port to one transparent listener (not for direct)' if env.get('tproxy') else ''}; "
+        f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])} "
+        "(shared machine: compare ratios within this run).",
+        "",
+        "Medians over interleaved rounds, (min–max) in brackets. Server CPU = utime+stime "
+        "of the accepting process (for direct: the sink itself; for engine-kernel: the engine, "
+        "which accepts only what the kernel could not steer) per connection; the sink "
+        "column is the backend's own share behind the engine (for engine-kernel it accepts "
+        "the steered connections itself). Client, server and backends "
+        f"share the same {env['cpus']} cores, so end-to-end rates are bound by the load generator: "
+        "an accepting process that uses CPU takes it from the generator. These phases run "
+        "uncapped; the capacity section below (when the run has one) caps each server.",
+        "",
+        "| scenario | conn/s | vs direct | p50 / p99 µs | p99 µs at 50% load | server CPU µs/conn "
+        "| sink CPU µs/conn | syscalls/conn (counters / strace) | RSS KiB | drops | burst drops | misrouted "
+        "| SYN retrans / listen overflows |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in results.scenarios:
         s = summ.get(name)
         lines.append(
@@ -267,26 +328,39 @@ def markdown(results, summ, rows):
             f"{_fmt(_med(s.syscalls_counter), 4)} / "
             f"{_fmt(s.syscalls_strace, 3)} | {_fmt(_med(s.rss_kib))} | {s.losses} | "
             f"{', '.join(str(x) for x in s.burst_losses) or 'n/a'} | {s.misrouted} | "
-            f"{s.syn_retrans} / {s.listen_overflows} |")
+            f"{s.syn_retrans} / {s.listen_overflows} |"
+        )
     lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
-    kinds = sorted({s.kind for s in results.samples if s.kind.startswith("latency")},
-                   key=lambda k: int(k[7:]))
+    kinds = sorted(
+        {s.kind for s in results.samples if s.kind.startswith("latency")}, key=lambda k: int(k[7:])
+    )
     if len(kinds) > 1:
-        lines += ["", "p99 latency (µs) by open-loop load, as % of direct's saturated rate "
-                  f"({_fmt(results.direct_saturated_rate)} conn/s):", "",
-                  "| scenario | " + " | ".join(f"{k[7:]}%" for k in kinds) + " |",
-                  "|---|" + "---|" * len(kinds)]
+        lines += [
+            "",
+            "p99 latency (µs) by open-loop load, as % of direct's saturated rate "
+            f"({_fmt(results.direct_saturated_rate)} conn/s):",
+            "",
+            "| scenario | " + " | ".join(f"{k[7:]}%" for k in kinds) + " |",
+            "|---|" + "---|" * len(kinds),
+        ]
         for name in results.scenarios:
-            cells = [_with_range([s.gen.latency_us.p99 for s in results.samples_of(name, k)])
-                     for k in kinds]
+            cells = [
+                _with_range([s.gen.latency_us.p99 for s in results.samples_of(name, k)])
+                for k in kinds
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     gens = summ.generator
     if gens:
-        lines += ["", "Load generator, io_uring against epoll (direct scenario, closed loop, "
-                  "generator CPU per connection from its own getrusage):", "",
-                  "| generator | conn/s | generator CPU µs/conn |", "|---|---|---|"]
+        lines += [
+            "",
+            "Load generator, io_uring against epoll (direct scenario, closed loop, "
+            "generator CPU per connection from its own getrusage):",
+            "",
+            "| generator | conn/s | generator CPU µs/conn |",
+            "|---|---|---|",
+        ]
         for io, g in gens.items():
             lines.append(f"| {io} | {_with_range(g.rates)} | {_with_range(g.cpu_us, 2)} |")
     micro = results.micro
@@ -296,24 +370,41 @@ def markdown(results, summ, rows):
             lines.append(f"- {binary}: {benches['error']}")
             continue
         for name, v in benches.items():
-            lines.append(f"- {name}: {_fmt(v['items_per_second'])}/s" if v["items_per_second"]
-                         else f"- {name}: {_fmt(v['cpu_time_ns'])} ns")
+            lines.append(
+                f"- {name}: {_fmt(v['items_per_second'])}/s"
+                if v["items_per_second"]
+                else f"- {name}: {_fmt(v['cpu_time_ns'])} ns"
+            )
     st = results.strace
     if st:
-        lines += ["", "strace -c -f (server, short closed-loop run at concurrency 32): " + "; ".join(
-            f"{x.scenario} {_fmt(x.per_conn, 3)}/conn {x.top}" for x in st)]
+        lines += [
+            "",
+            "strace -c -f (server, short closed-loop run at concurrency 32): "
+            + "; ".join(f"{x.scenario} {_fmt(x.per_conn, 3)}/conn {x.top}" for x in st),
+        ]
     lines += report_capacity.table(results)
     sysctls = env["sysctls"]
-    lines += ["", "Sysctls (set in the namespaces only): " + "; ".join(
-        f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for role, vals in sysctls.items())]
+    lines += [
+        "",
+        "Sysctls (set in the namespaces only): "
+        + "; ".join(
+            f"{role}: " + ", ".join(f"{k}={v}" for k, v in vals.items())
+            for role, vals in sysctls.items()
+        ),
+    ]
     if results.problems:
         lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results.problems]
     else:
-        lines += ["", f"Correctness: every connection reached the backend its address maps to; "
-                  f"every loss is explained by a server counter "
-                  f"({sum(summ.get(n).connections for n in results.scenarios):,} connections)."]
+        lines += [
+            "",
+            f"Correctness: every connection reached the backend its address maps to; "
+            f"every loss is explained by a server counter "
+            f"({sum(summ.get(n).connections for n in results.scenarios):,} connections).",
+        ]
     if results.external_notes:
-        lines += ["", "External servers (reported, not judged):", ""] + [f"- {p}" for p in results.external_notes]
+        lines += ["", "External servers (reported, not judged):", ""] + [
+            f"- {p}" for p in results.external_notes
+        ]
     if results.plots:
         lines += ["", " ".join(f"![{p}]({p})" for p in results.plots)]
     return "\n".join(lines) + "\n"
@@ -365,18 +456,23 @@ plot {', '.join(f"'{p}' using 1:2 with lines lw 2 title '{n}'" for n, p in cdf_f
 def capacity_only(results):
     """The report of a run with --capacity only: the header and the capacity table."""
     env = results.environment
-    lines = [f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)", "",
-             f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
-             f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
-             f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
-             f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}); "
-             f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])}."]
+    lines = [
+        f"## Capacity report ({env['profile']} profile, {env['date_utc']} UTC)",
+        "",
+        f"`{env['command']}` — kernel {env['kernel']}, {env['cpus']} CPUs ({env['cpu_model']}), "
+        f"socketbox {env['versions']['socketbox']} ({env['versions']['git']}); "
+        f"engine threads {env['engine_threads']}, sink threads {env['sink_threads']} "
+        f"(declaring {env.get('sink_fds', 1)} fds per message{', acknowledging' if env.get('sink_ack') else ''}); "
+        f"load average at start {', '.join(f'{x:.1f}' for x in env['loadavg_at_start'])}.",
+    ]
     lines += report_capacity.table(results)
     rows = report_capacity.target_rows(results)
     if rows:
         lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
-        lines += [f"| {a} | {b} | {c} | {'met' if d else ('not met' if d is False else 'n/a')} | {e} |"
-                  for a, b, c, d, e in rows]
+        lines += [
+            f"| {a} | {b} | {c} | {'met' if d else ('not met' if d is False else 'n/a')} | {e} |"
+            for a, b, c, d, e in rows
+        ]
     if results.problems:
         lines += ["", "**Correctness problems:**", ""] + [f"- {p}" for p in results.problems]
     return "\n".join(lines) + "\n"
@@ -398,5 +494,7 @@ def write(out, results):
     rows = targets(results, summ)
     results.plots = plots(out, results, summ)
     results.summary = summ.as_json()
-    results.targets = [dict(zip(("metric", "target", "measured", "status", "note"), r)) for r in rows]
+    results.targets = [
+        dict(zip(("metric", "target", "measured", "status", "note"), r)) for r in rows
+    ]
     return _save(out, results, markdown(results, summ, rows))

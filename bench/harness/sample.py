@@ -38,8 +38,12 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
             time.sleep(0.25)
         codes_gen = [g.run_to_end(max(1, timeout_s - (time.monotonic() - t0))) for g in gens]
         cpu1 = server.cpu_seconds()
-        net = {"server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
-               "client": _sum_counters(counter_delta(net0[ns], net_counters(ctx.topo, ns)) for ns in clients)}
+        net = {
+            "server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
+            "client": _sum_counters(
+                counter_delta(net0[ns], net_counters(ctx.topo, ns)) for ns in clients
+            ),
+        }
         sink_cpu = scenario.sink.cpu_seconds() - sink_cpu0 if sink_cpu0 is not None else None
         c1 = scenario.counters()
         rss_end = server.rss_kib()
@@ -49,18 +53,35 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
     final, summary, codes = scenario.stop()
     g = merged_summary(gens, codes_gen)
     finished = g.finished
-    s = Sample(scenario=scenario.name, kind=kind, gen=g, sink=summary, exit_codes=codes,
-               server_cpu_s=round(cpu1 - cpu0, 4), sink_cpu_s=sink_cpu,
-               rss_kib_start=rss_start, rss_kib_end=rss_end, rss_series=rss_series,
-               net=net, engine_start=c0, engine_before_stop=c1, engine_exit=final,
-               gen_cpu_us_per_conn=g.cpu_us_per_conn, loadavg_after=list(os.getloadavg()),
-               sink_cpu_us_per_conn=sink_cpu * 1e6 / finished if sink_cpu is not None and finished else None,
-               server_cpu_us_per_conn=(cpu1 - cpu0) * 1e6 / finished if finished else None)
+    s = Sample(
+        scenario=scenario.name,
+        kind=kind,
+        gen=g,
+        sink=summary,
+        exit_codes=codes,
+        server_cpu_s=round(cpu1 - cpu0, 4),
+        sink_cpu_s=sink_cpu,
+        rss_kib_start=rss_start,
+        rss_kib_end=rss_end,
+        rss_series=rss_series,
+        net=net,
+        engine_start=c0,
+        engine_before_stop=c1,
+        engine_exit=final,
+        gen_cpu_us_per_conn=g.cpu_us_per_conn,
+        loadavg_after=list(os.getloadavg()),
+        sink_cpu_us_per_conn=sink_cpu * 1e6 / finished
+        if sink_cpu is not None and finished
+        else None,
+        server_cpu_us_per_conn=(cpu1 - cpu0) * 1e6 / finished if finished else None,
+    )
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).
     if scenario.name == "engine" and c0 and c1 and c1.get("accepted", 0) > c0.get("accepted", 0):
         accepted = c1["accepted"] - c0["accepted"]
-        calls = sum(c1.get(k, 0) - c0.get(k, 0) for k in ("uring_enter", "getsockname", "getpeername"))
+        calls = sum(
+            c1.get(k, 0) - c0.get(k, 0) for k in ("uring_enter", "getsockname", "getpeername")
+        )
         s.syscalls_per_conn_counter = calls / accepted
     check_books(scenario, s)
     return s
@@ -69,10 +90,15 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
 def start_generators(ctx, load_args):
     """One load generator per client namespace, each with its share of the load."""
     clients = ctx.topo.clients
-    return [procs.Proc([ctx.binaries["load_generator"]] + merge.share(load_args, len(clients), i), ns,
-                       ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
-                       ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
-            for i, ns in enumerate(clients)]
+    return [
+        procs.Proc(
+            [ctx.binaries["load_generator"]] + merge.share(load_args, len(clients), i),
+            ns,
+            ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+            ctx.topo.path(f"{ctx.next_id():03d}-gen.err"),
+        )
+        for i, ns in enumerate(clients)
+    ]
 
 
 def merged_summary(gens, exit_codes):
@@ -104,8 +130,10 @@ def check_books(scenario, s):
     s.losses = losses
     if e.wrong_greeting:
         ex = [t for t in g.targets if t["wrong"]]
-        problems.append(f"{e.wrong_greeting} misrouted connection(s), e.g. {ex[0]['target']} "
-                        f"expected {ex[0]['expected']!r} got {ex[0].get('wrong_example')!r}")
+        problems.append(
+            f"{e.wrong_greeting} misrouted connection(s), e.g. {ex[0]['target']} "
+            f"expected {ex[0]['expected']!r} got {ex[0].get('wrong_example')!r}"
+        )
     if summary is None:
         problems.append("the sink printed no summary")
         s.problems = problems
@@ -118,25 +146,33 @@ def check_books(scenario, s):
         s.via_listener = via_listener
         s.kernel = (final or {}).get("kernel")
         if g.finished and not via_listener:
-            problems.append("no connection came through the listeners the sinks took: "
-                            "kernel dispatch steered nothing")
+            problems.append(
+                "no connection came through the listeners the sinks took: "
+                "kernel dispatch steered nothing"
+            )
     if final:
         explained += final.get("dropped", 0)
         s.engine_dropped = final.get("dropped", 0)
         delivered = final.get("dispatched", 0)
         if delivered != summary["total_received"] - via_listener:
-            problems.append(f"engine dispatched {delivered} but the sinks received "
-                            f"{summary['total_received'] - via_listener} from it "
-                            f"({summary['total_received']} in all, {via_listener} "
-                            "accepted from the listeners)")
+            problems.append(
+                f"engine dispatched {delivered} but the sinks received "
+                f"{summary['total_received'] - via_listener} from it "
+                f"({summary['total_received']} in all, {via_listener} "
+                "accepted from the listeners)"
+            )
     unexplained = losses - explained
     s.unexplained_losses = max(0, unexplained)
     if unexplained > 0:
-        problems.append(f"{unexplained} connection(s) lost without a server counter saying why "
-                        f"({losses} lost: {e})")
+        problems.append(
+            f"{unexplained} connection(s) lost without a server counter saying why "
+            f"({losses} lost: {e})"
+        )
     if e.local:
-        problems.append(f"{e.local} connection(s) failed in the generator itself "
-                        f"(errno {g.first_errno.get('local')})")
+        problems.append(
+            f"{e.local} connection(s) failed in the generator itself "
+            f"(errno {g.first_errno.get('local')})"
+        )
     for code_name, code in s.exit_codes.items():
         if code != 0:
             problems.append(f"{code_name} exited with {code}")
@@ -154,12 +190,16 @@ def run_strace(ctx, scenario, load_args, connections):
         for pid in scenario.server_pids():
             for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
                 argv += ["-p", str(tid)]
-        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
+        tracer = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         time.sleep(0.5)  # attach
-        gen = procs.Proc([ctx.binaries["load_generator"]] + load_args, ctx.topo.clients[0],
-                         ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
-                         ctx.topo.path(f"{ctx.next_id():03d}-gen.err"))
+        gen = procs.Proc(
+            [ctx.binaries["load_generator"]] + load_args,
+            ctx.topo.clients[0],
+            ctx.topo.path(f"{ctx.next_id():03d}-gen.out"),
+            ctx.topo.path(f"{ctx.next_id():03d}-gen.err"),
+        )
         gen.run_to_end(120)
         tracer.send_signal(signal.SIGINT)  # detach and write the summary
         tracer.wait(timeout=20)
@@ -173,8 +213,9 @@ def run_strace(ctx, scenario, load_args, connections):
         # strace ended before it opened its output (it could attach to none
         # of the threads, say): a missing figure, not a failed run.
         why = tracer.stderr.read().decode(errors="replace")[-2000:]
-        return StraceCount(scenario.name, error=f"strace wrote nothing (exit {tracer.returncode})",
-                           raw=why)
+        return StraceCount(
+            scenario.name, error=f"strace wrote nothing (exit {tracer.returncode})", raw=why
+        )
     per_call = {}
     total = None
     for line in text.splitlines():
@@ -187,8 +228,13 @@ def run_strace(ctx, scenario, load_args, connections):
     finished = g["finished"]
     if total is None or not finished:
         return StraceCount(scenario.name, error="no strace summary", raw=text[-2000:])
-    return StraceCount(scenario.name, connections=finished, syscalls=total, per_conn=total / finished,
-                       top=dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6]))
+    return StraceCount(
+        scenario.name,
+        connections=finished,
+        syscalls=total,
+        per_conn=total / finished,
+        top=dict(sorted(per_call.items(), key=lambda kv: -kv[1])[:6]),
+    )
 
 
 MICROBENCHMARKS = ("dispatch_benchmark", "route_lookup_benchmark", "hop_benchmark")
@@ -205,9 +251,17 @@ def run_microbenchmarks(ctx, min_time, repetitions):
         if not path or not os.path.exists(path):
             results[name] = {"error": "not built (libbenchmark-dev missing?)"}
             continue
-        r = subprocess.run([path, "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-                            f"--benchmark_repetitions={repetitions}"],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                path,
+                "--benchmark_format=json",
+                f"--benchmark_min_time={min_time}",
+                f"--benchmark_repetitions={repetitions}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         try:
             data = json.loads(r.stdout)
         except ValueError:
@@ -218,8 +272,12 @@ def run_microbenchmarks(ctx, min_time, repetitions):
         # With repetitions, the median aggregate; without, the one run.
         medians = [b for b in benches if b.get("aggregate_name") == "median"]
         chosen = medians or [b for b in benches if b.get("run_type", "iteration") == "iteration"]
-        results[name] = {b.get("run_name", b["name"]): {"items_per_second": b.get("items_per_second"),
-                                                        "cpu_time_ns": b.get("cpu_time"),
-                                                        "real_time_ns": b.get("real_time")}
-                         for b in chosen}
+        results[name] = {
+            b.get("run_name", b["name"]): {
+                "items_per_second": b.get("items_per_second"),
+                "cpu_time_ns": b.get("cpu_time"),
+                "real_time_ns": b.get("real_time"),
+            }
+            for b in chosen
+        }
     return results, raw

@@ -107,8 +107,11 @@ def parse_engine_stats(text):
 
 # Built-in engine scenarios that differ in their sinks (and engine-kernel in
 # one engine option) only.
-ENGINE_VARIANTS = {"engine-1fd": {"sink_fds": 1}, "engine-ack": {"sink_ack": True},
-                   "engine-kernel": {"kernel": True}}
+ENGINE_VARIANTS = {
+    "engine-1fd": {"sink_fds": 1},
+    "engine-ack": {"sink_ack": True},
+    "engine-kernel": {"kernel": True},
+}
 BUILTIN = ("direct", "engine", "engine-sync") + tuple(ENGINE_VARIANTS)
 KERNEL_SCENARIO = "engine-kernel"
 # Where the engine takes listener requests in engine-kernel (in the run's
@@ -130,8 +133,9 @@ class Scenario:
     def _spawn(self, tag, argv):
         topo = self.ctx.topo
         n = self.ctx.next_id()
-        return procs.Proc(argv, topo.server, topo.path(f"{n:03d}-{tag}.out"),
-                          topo.path(f"{n:03d}-{tag}.err"))
+        return procs.Proc(
+            argv, topo.server, topo.path(f"{n:03d}-{tag}.out"), topo.path(f"{n:03d}-{tag}.err")
+        )
 
     def server_pids(self):
         """The processes that accept: capped, and measured as the server."""
@@ -142,8 +146,19 @@ class Scenario:
     def _engine_argv(self):
         layout, b = self.ctx.layout, self.ctx.binaries
         ports = self.listen_ports()
-        argv = [b["socketbox"], "-f", layout.config, "-l", "::", "-p", str(ports[0]),
-                "-b", "65535", "--threads", str(self.ctx.engine_threads)]
+        argv = [
+            b["socketbox"],
+            "-f",
+            layout.config,
+            "-l",
+            "::",
+            "-p",
+            str(ports[0]),
+            "-b",
+            "65535",
+            "--threads",
+            str(self.ctx.engine_threads),
+        ]
         for p in ports[1:]:
             argv += ["--listen", f"[::]:{p}"]
         if self.ctx.tproxy:
@@ -151,8 +166,12 @@ class Scenario:
         if self.name == "engine-sync":
             argv += ["--io", "sync"]
         if self.kernel:
-            argv += ["--kernel-dispatch", "on",
-                     "--listener-socket", self.ctx.topo.path(LISTENER_SOCKET)]
+            argv += [
+                "--kernel-dispatch",
+                "on",
+                "--listener-socket",
+                self.ctx.topo.path(LISTENER_SOCKET),
+            ]
         return argv
 
     def _start_engine(self):
@@ -180,8 +199,11 @@ class Scenario:
             if self.variant.get("sink_ack", self.ctx.sink_ack):
                 sink_args.append("--ack")
             if self.kernel:
-                sink_args += ["--take-listener",
-                              "--listener-socket", self.ctx.topo.path(LISTENER_SOCKET)]
+                sink_args += [
+                    "--take-listener",
+                    "--listener-socket",
+                    self.ctx.topo.path(LISTENER_SOCKET),
+                ]
         self.sink = self._spawn("sink", sink_args)
         self.sink.wait_for(lambda: "ready" in self.sink.out(), 10, "sink ready")
         if self.kernel:
@@ -189,8 +211,10 @@ class Scenario:
                 self.cap.add(self.sink.pid)  # it accepts: it is the server too
             taken = self.sink.err().count("listener taken")
             if taken != len(layout.names):
-                raise RuntimeError(f"{self.name}: the sink took {taken} of {len(layout.names)} "
-                                   f"listeners from the engine: {self.sink.err()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name}: the sink took {taken} of {len(layout.names)} "
+                    f"listeners from the engine: {self.sink.err()[-2000:]}"
+                )
             return
         if self.name == "direct":
             self.server = self.sink
@@ -203,8 +227,9 @@ class Scenario:
         if self.external_cmd is None:
             self._start_engine()
         else:
-            cmd = self.external_cmd.format(config=layout.config, port=ports[0],
-                                           ports=",".join(map(str, ports)))
+            cmd = self.external_cmd.format(
+                config=layout.config, port=ports[0], ports=",".join(map(str, ports))
+            )
             self.server = self._spawn("external", shlex.split(cmd))
             if self.cap:
                 self.cap.add(self.server.pid)
@@ -216,8 +241,9 @@ class Scenario:
         return [TPROXY_PORT] if self.ctx.tproxy else self.ctx.layout.ports
 
     def _listening(self):
-        out = self.ctx.topo.ns(self.ctx.topo.server, "ss", "-Hltn", f"sport = :{self.listen_ports()[0]}",
-                               check=False).stdout
+        out = self.ctx.topo.ns(
+            self.ctx.topo.server, "ss", "-Hltn", f"sport = :{self.listen_ports()[0]}", check=False
+        ).stdout
         return bool(out.strip())
 
     def counters(self):
@@ -228,8 +254,9 @@ class Scenario:
         mark = "stats kernel " if self.kernel else "stats total "
         before = self.server.err().count(mark)
         self.server.send(signal.SIGUSR1)
-        self.server.wait_for(lambda: self.server.err().count(mark) > before, 5,
-                             "stats after SIGUSR1")
+        self.server.wait_for(
+            lambda: self.server.err().count(mark) > before, 5, "stats after SIGUSR1"
+        )
         return parse_engine_stats(self.server.err())
 
     def stop(self):

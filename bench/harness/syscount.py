@@ -10,7 +10,10 @@ import signal
 import subprocess
 import time
 
-EVENTS = {"syscalls:sys_enter_io_uring_enter": "io_uring_enter", "raw_syscalls:sys_enter": "syscalls"}
+EVENTS = {
+    "syscalls:sys_enter_io_uring_enter": "io_uring_enter",
+    "raw_syscalls:sys_enter": "syscalls",
+}
 
 
 def context_switches(pid):
@@ -55,8 +58,11 @@ def on_cpu_seconds(pid):
 def perf_usable():
     if not shutil.which("perf"):
         return False
-    r = subprocess.run(["perf", "stat", "-x,", "-e", ",".join(EVENTS), "--", "true"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["perf", "stat", "-x,", "-e", ",".join(EVENTS), "--", "true"],
+        capture_output=True,
+        text=True,
+    )
     return r.returncode == 0 and "not supported" not in r.stderr
 
 
@@ -71,10 +77,22 @@ class Counting:
     def start(self):
         if not self.enabled:
             return
-        self.proc = subprocess.Popen(["perf", "stat", "-x,", "-o", self.out_path, "-p", str(self.pid),
-                                      "-e", ",".join(EVENTS)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                "perf",
+                "stat",
+                "-x,",
+                "-o",
+                self.out_path,
+                "-p",
+                str(self.pid),
+                "-e",
+                ",".join(EVENTS),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(0.15)  # attached before the load starts
 
     def stop(self):

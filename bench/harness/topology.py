@@ -107,7 +107,9 @@ class Topology:
             # discovery races: the client's link address is on-link anyway.
         if self.tproxy:
             self.ns(s, "ip", "-6", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE)
-            self.ns(s, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", TPROXY_TABLE)
+            self.ns(
+                s, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", TPROXY_TABLE
+            )
         for key, value in SERVER_SYSCTLS.items():
             self.ns(s, "sysctl", "-qw", f"{key}={value}")
         for c in self.clients:
@@ -150,8 +152,14 @@ class Topology:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-WATCHED = ("TcpExt:ListenOverflows", "TcpExt:ListenDrops", "TcpExt:TCPSynRetrans",
-           "TcpExt:TCPTimeouts", "Tcp:RetransSegs", "Tcp:AttemptFails")
+WATCHED = (
+    "TcpExt:ListenOverflows",
+    "TcpExt:ListenDrops",
+    "TcpExt:TCPSynRetrans",
+    "TcpExt:TCPTimeouts",
+    "Tcp:RetransSegs",
+    "Tcp:AttemptFails",
+)
 
 
 def net_counters(topo, ns):

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -134,9 +135,10 @@ SysResult<size_t> ReceiveFds(int channel, UniqueFd* out, size_t max,
       if (err == ECONNRESET || err == ENOTCONN) return SysResult<size_t>::Error(ENOLINK);
       return SysResult<size_t>::Error(err);
     }
-    int raw[kMaxFdsPerMessage];
+    int raw[kMaxFdsPerMessage]{};
     size_t carried = 0;
-    const size_t count = TakeFdsCloseRest(&msg, raw, max, &carried);
+    // Never more than `out` holds, whatever TakeFdsCloseRest returns.
+    const size_t count = std::min(TakeFdsCloseRest(&msg, raw, max, &carried), max);
     for (size_t i = 0; i < count; ++i) out[i].Reset(raw[i]);
     // Acknowledged as taken once read, whatever the checks below decide.
     if (options.replies != nullptr) {

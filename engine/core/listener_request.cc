@@ -112,7 +112,8 @@ SysResult<TakenListener> Request(int receiving_socket, const char* engine_path,
   size_t len = kListenerMessageBytes;
   if (path_hint != nullptr) {
     const size_t hint = std::min(std::strlen(path_hint), sizeof(sockaddr_un::sun_path));
-    std::memcpy(request + len, path_hint, hint);
+    // Without its terminator: the datagram's length ends the hint.
+    std::memcpy(request + len, path_hint, hint);  // NOLINT(bugprone-not-null-terminated-result)
     len += hint;
   }
   iovec iov{request, len};

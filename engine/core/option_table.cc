@@ -46,7 +46,7 @@ absl::StatusOr<std::vector<std::string>> WalkOptions(
     if (code == '?' || code == ':') {
       OptionFault fault;
       fault.missing_value = code == ':';
-      fault.short_name = ::optopt > 0 && ::optopt < 256 ? static_cast<char>(::optopt) : 0;
+      fault.short_name = ::optopt > 0 && ::optopt < 256 ? static_cast<char>(::optopt) : '\0';
       fault.token = argv[::optind - 1];
       return on_fault(fault);
     }

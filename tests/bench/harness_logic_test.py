@@ -32,6 +32,7 @@ class SearchTest(unittest.TestCase):
         def holds(rate):
             tried.append(rate)
             return rate <= true_capacity
+
         got, bracket = capacity.search(holds, saturation, refine)
         return got, bracket, tried
 
@@ -56,7 +57,7 @@ class SearchTest(unittest.TestCase):
         self.assertTrue(all(r >= 10000 // 16 for r in tried), tried)
 
     def test_every_rate_holds_stops_below_the_ceiling(self):
-        got, bracket, _ = self.run_search(10 ** 9, 10000, 8)
+        got, bracket, _ = self.run_search(10**9, 10000, 8)
         self.assertLess(got, 11000)
         self.assertEqual(bracket[1], 11000)
 
@@ -81,6 +82,7 @@ class CpuCapTest(unittest.TestCase):
             with open(f"/proc/{burner.pid}/stat") as f:
                 t0 = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
             import time
+
             time.sleep(1.0)
             with open(f"/proc/{burner.pid}/stat") as f:
                 t1 = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
@@ -123,13 +125,23 @@ class CpuCapBudgetTest(unittest.TestCase):
 def fake_results(rates, cpu, p99, git="a"):
     samples = []
     for r, c in zip(rates, cpu):
-        samples.append({"scenario": "engine", "kind": "throughput", "gen": {"conn_per_s": r},
-                        "server_cpu_us_per_conn": c, "sink_cpu_us_per_conn": None})
+        samples.append(
+            {
+                "scenario": "engine",
+                "kind": "throughput",
+                "gen": {"conn_per_s": r},
+                "server_cpu_us_per_conn": c,
+                "sink_cpu_us_per_conn": None,
+            }
+        )
     for p in p99:
-        samples.append({"scenario": "engine", "kind": "latency50",
-                        "gen": {"latency_us": {"p99": p}}})
-    return records.from_json(records.Results, {"scenarios": ["engine"], "samples": samples,
-                                               "environment": {"versions": {"git": git}}})
+        samples.append(
+            {"scenario": "engine", "kind": "latency50", "gen": {"latency_us": {"p99": p}}}
+        )
+    return records.from_json(
+        records.Results,
+        {"scenarios": ["engine"], "samples": samples, "environment": {"versions": {"git": git}}},
+    )
 
 
 class CompareTest(unittest.TestCase):
@@ -137,14 +149,18 @@ class CompareTest(unittest.TestCase):
         return {(n, label): v for n, label, _a, _b, _c, v in compare.scenario_rows(old, new)}
 
     def test_overlapping_ranges_are_noise(self):
-        v = self.verdicts(fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
-                          fake_results([105, 115, 125], [10.5, 11, 11.5], [550, 650]))
+        v = self.verdicts(
+            fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
+            fake_results([105, 115, 125], [10.5, 11, 11.5], [550, 650]),
+        )
         self.assertEqual(v[("engine", "conn/s (closed loop)")], "within noise")
         self.assertEqual(v[("engine", "server CPU µs/conn")], "within noise")
 
     def test_disjoint_ranges_say_which_way(self):
-        v = self.verdicts(fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
-                          fake_results([150, 160, 170], [14, 15, 16], [100, 200]))
+        v = self.verdicts(
+            fake_results([100, 110, 120], [10, 11, 12], [500, 600]),
+            fake_results([150, 160, 170], [14, 15, 16], [100, 200]),
+        )
         self.assertEqual(v[("engine", "conn/s (closed loop)")], "beyond noise: better")
         self.assertEqual(v[("engine", "server CPU µs/conn")], "beyond noise: WORSE")
         self.assertEqual(v[("engine", "p99 µs at 50% load")], "beyond noise: better")
@@ -170,9 +186,19 @@ class CompareTest(unittest.TestCase):
             self.skipTest("hop_benchmark not built (libbenchmark-dev missing)")
         if not os.path.exists(compare.GBENCH_COMPARE):
             self.skipTest("libbenchmark-tools not installed")
-        r = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=0.01",
-                            "--benchmark_repetitions=2", "--benchmark_filter=FdsPerMessage/16"],
-                           capture_output=True, text=True, timeout=120, check=True)
+        r = subprocess.run(
+            [
+                binary,
+                "--benchmark_format=json",
+                "--benchmark_min_time=0.01",
+                "--benchmark_repetitions=2",
+                "--benchmark_filter=FdsPerMessage/16",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         raw = json.loads(r.stdout)
         old = fake_results([1, 2], [1, 2], [1, 2])
         new = copy.deepcopy(old)
@@ -191,8 +217,10 @@ class DocsWriterTest(unittest.TestCase):
             os.makedirs(os.path.join(tmp, "docs"))
             doc = os.path.join(tmp, "docs", "benchmarks.md")
             with open(doc, "w") as f:
-                f.write("# Title\nbefore\n<!-- BEGIN scripts/bench --write-docs: old -->\nstale figures\n"
-                        "<!-- END scripts/bench --write-docs -->\nafter\n")
+                f.write(
+                    "# Title\nbefore\n<!-- BEGIN scripts/bench --write-docs: old -->\nstale figures\n"
+                    "<!-- END scripts/bench --write-docs -->\nafter\n"
+                )
             self.assertEqual(docs_writer.main(results, doc), 0)
             with open(doc) as f:
                 text = f.read()

@@ -8,7 +8,6 @@ import resource
 import signal
 import socket
 import sys
-import threading
 import time
 import unittest
 
@@ -39,8 +38,9 @@ def metrics_clients_settled(ns):
     """No client of the metrics port is still in its handshake, and the
     daemon has taken every connected one from the listen queue."""
     listener = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :9100").stdout.split()
-    handshaking = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Htn", "state", "syn-sent",
-                             "dport = :9100").stdout.strip()
+    handshaking = sbxtest.sh(
+        "ip", "netns", "exec", ns, "ss", "-Htn", "state", "syn-sent", "dport = :9100"
+    ).stdout.strip()
     return bool(listener) and listener[1] == "0" and not handshaking
 
 
@@ -80,23 +80,44 @@ class MetricsTest(unittest.TestCase):
             try:
                 conf = topo.path("m.conf")
                 with open(conf, "w") as f:
-                    f.write(f"max-rules:1\nrule-set:0 size:1\nport:80 jump-unix:{b.path}\ndefault fail\n")
-                eng = Engine(["-f", conf, "--listen", "[::]:80", "--listen", "[::]:81", "--threads", "2",
-                              "--metrics-listen", "[::1]:9100"], ns=topo.server)
+                    f.write(
+                        f"max-rules:1\nrule-set:0 size:1\nport:80 jump-unix:{b.path}\ndefault fail\n"
+                    )
+                eng = Engine(
+                    [
+                        "-f",
+                        conf,
+                        "--listen",
+                        "[::]:80",
+                        "--listen",
+                        "[::]:81",
+                        "--threads",
+                        "2",
+                        "--metrics-listen",
+                        "[::1]:9100",
+                    ],
+                    ns=topo.server,
+                )
                 self.assertIn("metrics at http://[::1]:9100/metrics", eng.output())
                 for _ in range(3):
                     self.assertEqual(fetch(topo.client, f"{A}1", 80), b"b")
                 for _ in range(2):
                     self.assertEqual(fetch(topo.client, f"{A}1", 81, timeout=3), b"")
-                sbxtest.wait_for(lambda: total(scrape(topo.server), "socketbox_accepted_total") == 5,
-                                 what="5 accepted in the metrics")
+                sbxtest.wait_for(
+                    lambda: total(scrape(topo.server), "socketbox_accepted_total") == 5,
+                    what="5 accepted in the metrics",
+                )
                 m = scrape(topo.server)
                 self.assertEqual(total(m, "socketbox_dispatched_total"), 3)
                 self.assertEqual(total(m, "socketbox_dropped_total", reason="fail"), 2)
                 self.assertEqual(total(m, "socketbox_dropped_total"), 2)
-                self.assertEqual(m[("socketbox_backend_delivered_total", f'{{backend="{b.path}"}}')], 3)
-                self.assertEqual({lab for (n, lab) in m if n == "socketbox_accepted_total"},
-                                 {'{worker="0"}', '{worker="1"}'})
+                self.assertEqual(
+                    m[("socketbox_backend_delivered_total", f'{{backend="{b.path}"}}')], 3
+                )
+                self.assertEqual(
+                    {lab for (n, lab) in m if n == "socketbox_accepted_total"},
+                    {'{worker="0"}', '{worker="1"}'},
+                )
                 # The same numbers as SIGUSR1's.
                 st = eng.stats()
                 self.assertEqual((st["accepted"], st["dispatched"], st["dropped"]), (5, 3, 2))
@@ -104,13 +125,18 @@ class MetricsTest(unittest.TestCase):
                 with open(conf, "w") as f:
                     f.write("max-rules:1\nrule-set:0 size:1\nport:nope fail\n")
                 eng.proc.send_signal(signal.SIGHUP)
-                sbxtest.wait_for(lambda: total(scrape(topo.server), "socketbox_config_reload_failures_total") == 1,
-                                 what="a refused reload counted")
+                sbxtest.wait_for(
+                    lambda: total(scrape(topo.server), "socketbox_config_reload_failures_total")
+                    == 1,
+                    what="a refused reload counted",
+                )
                 with open(conf, "w") as f:
                     f.write(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n")
                 eng.proc.send_signal(signal.SIGHUP)
-                sbxtest.wait_for(lambda: total(scrape(topo.server), "socketbox_config_reloads_total") == 1,
-                                 what="a reload counted")
+                sbxtest.wait_for(
+                    lambda: total(scrape(topo.server), "socketbox_config_reloads_total") == 1,
+                    what="a reload counted",
+                )
                 self.assertEqual(eng.stop(), 0)
             finally:
                 b.close()
@@ -119,9 +145,13 @@ class MetricsTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             b = Backend(topo.path("b.sock"), "b")
             try:
-                eng = Engine(["-S", b.path, "-p", "80", "--metrics-listen", "[::1]:9100"], ns=topo.server)
+                eng = Engine(
+                    ["-S", b.path, "-p", "80", "--metrics-listen", "[::1]:9100"], ns=topo.server
+                )
                 self.assertIn("404 Not Found", http(topo.server, b"GET /other HTTP/1.0\r\n\r\n"))
-                self.assertIn("400 Bad Request", http(topo.server, b"POST /metrics HTTP/1.0\r\n\r\n"))
+                self.assertIn(
+                    "400 Bad Request", http(topo.server, b"POST /metrics HTTP/1.0\r\n\r\n")
+                )
                 self.assertIn("400 Bad Request", http(topo.server, b"\x00\xff garbage\r\n\r\n"))
                 self.assertIn("400 Bad Request", http(topo.server, b"A" * 10000))
                 # A client that says nothing does not hold up the scrape
@@ -148,7 +178,9 @@ class MetricsTest(unittest.TestCase):
             b = Backend(topo.path("b.sock"), "b")
             idle = []
             try:
-                eng = Engine(["-S", b.path, "-p", "80", "--metrics-listen", "[::1]:9100"], ns=topo.server)
+                eng = Engine(
+                    ["-S", b.path, "-p", "80", "--metrics-listen", "[::1]:9100"], ns=topo.server
+                )
                 opened = time.monotonic()
                 for _ in range(20):
                     s = sbxtest.socket_in(topo.server)
@@ -174,12 +206,17 @@ class MetricsTest(unittest.TestCase):
                         reply += chunk
                     replies.append(reply.split(b"\r\n")[0])
                 closed_after = time.monotonic() - opened
-                self.assertEqual(replies, [b"HTTP/1.0 503 Service Unavailable"] * 13 +
-                                 [b"HTTP/1.0 408 Request Timeout"] * 7)
+                self.assertEqual(
+                    replies,
+                    [b"HTTP/1.0 503 Service Unavailable"] * 13
+                    + [b"HTTP/1.0 408 Request Timeout"] * 7,
+                )
                 self.assertGreater(closed_after, 1.5)
                 self.assertLess(closed_after, 4.0)
-                print(f"# the idle clients were closed {closed_after:.3f} s after they connected",
-                      file=sys.stderr)
+                print(
+                    f"# the idle clients were closed {closed_after:.3f} s after they connected",
+                    file=sys.stderr,
+                )
                 # The deadline is for the whole exchange, not per read: a
                 # client that sends a byte every 0.25 s is cut off at 2 s too.
                 drip = sbxtest.socket_in(topo.server)
@@ -214,7 +251,9 @@ class MetricsTest(unittest.TestCase):
             idle = []
             try:
                 # [::]: IPv4 peers 127.0.0.N too, each a peer of its own.
-                eng = Engine(["-S", b.path, "-p", "80", "--metrics-listen", "[::]:9100"], ns=topo.server)
+                eng = Engine(
+                    ["-S", b.path, "-p", "80", "--metrics-listen", "[::]:9100"], ns=topo.server
+                )
                 for _ in range(1000):
                     s = sbxtest.socket_in(topo.server)
                     s.setblocking(False)
@@ -223,16 +262,22 @@ class MetricsTest(unittest.TestCase):
                     except BlockingIOError:
                         pass
                     idle.append(s)
-                sbxtest.wait_for(lambda: metrics_clients_settled(topo.server), timeout=15,
-                                 what="1,000 idle clients connected and accepted")
+                sbxtest.wait_for(
+                    lambda: metrics_clients_settled(topo.server),
+                    timeout=15,
+                    what="1,000 idle clients connected and accepted",
+                )
                 took = []
                 for _ in range(4):
                     started = time.monotonic()
                     m = scrape(topo.server)
                     took.append(time.monotonic() - started)
                     self.assertIn(("socketbox_accepted_total", '{worker="0"}'), m)
-                print("# scrapes beside 1,000 idle connections from the same host: " +
-                      ", ".join(f"{t:.3f} s" for t in took), file=sys.stderr)
+                print(
+                    "# scrapes beside 1,000 idle connections from the same host: "
+                    + ", ".join(f"{t:.3f} s" for t in took),
+                    file=sys.stderr,
+                )
                 self.assertLess(max(took), 1.0, "a scrape waited behind idle connections")
                 # 12 more hosts with 10 idle connections each: past the
                 # overall bound (64), a scrape still takes the place of an
@@ -243,15 +288,21 @@ class MetricsTest(unittest.TestCase):
                         s.bind((f"127.0.0.{n + 2}", 0))
                         s.connect(("127.0.0.1", 9100))
                         idle.append(s)
-                sbxtest.wait_for(lambda: metrics_clients_settled(topo.server), timeout=15,
-                                 what="120 more idle clients accepted")
+                sbxtest.wait_for(
+                    lambda: metrics_clients_settled(topo.server),
+                    timeout=15,
+                    what="120 more idle clients accepted",
+                )
                 took = []
                 for _ in range(4):
                     started = time.monotonic()
                     scrape(topo.server)
                     took.append(time.monotonic() - started)
-                print("# scrapes beside 120 idle connections from 12 other hosts: " +
-                      ", ".join(f"{t:.3f} s" for t in took), file=sys.stderr)
+                print(
+                    "# scrapes beside 120 idle connections from 12 other hosts: "
+                    + ", ".join(f"{t:.3f} s" for t in took),
+                    file=sys.stderr,
+                )
                 self.assertLess(max(took), 1.0, "a scrape waited behind idle connections")
                 self.assertEqual(fetch(topo.client, f"{A}1", 80), b"b")
                 self.assertEqual(eng.stop(), 0)
@@ -273,9 +324,22 @@ class MetricsTest(unittest.TestCase):
             b = Backend(topo.path("b.sock"), "b", stall=3600)
             clients = []
             try:
-                eng = Engine(["-S", b.path, "-p", "80", "--threads", "1", "--dispatch-timeout", "60000",
-                              "--metrics-listen", "[::1]:9100"], ns=topo.server,
-                             wrapper=["prlimit", "--nofile=64:64"])
+                eng = Engine(
+                    [
+                        "-S",
+                        b.path,
+                        "-p",
+                        "80",
+                        "--threads",
+                        "1",
+                        "--dispatch-timeout",
+                        "60000",
+                        "--metrics-listen",
+                        "[::1]:9100",
+                    ],
+                    ns=topo.server,
+                    wrapper=["prlimit", "--nofile=64:64"],
+                )
                 for _ in range(100):
                     s = sbxtest.socket_in(topo.client)
                     s.setblocking(False)
@@ -284,20 +348,30 @@ class MetricsTest(unittest.TestCase):
                     except BlockingIOError:
                         pass
                     clients.append(s)
-                sbxtest.wait_for(lambda: sbxtest.fd_count(eng.proc.pid) >= 64, what="the fd table full")
+                sbxtest.wait_for(
+                    lambda: sbxtest.fd_count(eng.proc.pid) >= 64, what="the fd table full"
+                )
                 scraper = sbxtest.socket_in(topo.server)
                 scraper.connect(METRICS)
                 scraper.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-                sbxtest.wait_for(lambda: eng.has_line("metrics: accept: Too many open files"),
-                                 what="the metrics listener paused")
+                sbxtest.wait_for(
+                    lambda: eng.has_line("metrics: accept: Too many open files"),
+                    what="the metrics listener paused",
+                )
                 cpu = cpu_seconds(eng.proc.pid)
                 time.sleep(2.0)  # the window the CPU is measured over, not a wait
                 cpu = cpu_seconds(eng.proc.pid) - cpu
-                print(f"# daemon CPU over 2 s with the fd table full and a scrape queued: {cpu:.2f} s",
-                      file=sys.stderr)
+                print(
+                    f"# daemon CPU over 2 s with the fd table full and a scrape queued: {cpu:.2f} s",
+                    file=sys.stderr,
+                )
                 self.assertLess(cpu, 0.3, "the daemon spins while it has no fds")
-                self.assertTrue(eng.has_line("metrics: accept: Too many open files; the metrics listener "
-                                             "pauses"), eng.output())
+                self.assertTrue(
+                    eng.has_line(
+                        "metrics: accept: Too many open files; the metrics listener " "pauses"
+                    ),
+                    eng.output(),
+                )
                 pauses = [l for l in eng.output().splitlines() if "metrics: accept:" in l]
                 self.assertEqual(len(pauses), 1, pauses)
                 # The backend reads: the held connections leave, fds are free,
@@ -306,8 +380,10 @@ class MetricsTest(unittest.TestCase):
                 scraper.settimeout(5)
                 self.assertTrue(scraper.recv(100).startswith(b"HTTP/1.0 200 OK"))
                 scraper.close()
-                sbxtest.wait_for(lambda: eng.has_line("metrics: accepting again after"),
-                                 what="the resumption logged")
+                sbxtest.wait_for(
+                    lambda: eng.has_line("metrics: accepting again after"),
+                    what="the resumption logged",
+                )
                 self.assertEqual(eng.stop(), 0)
             finally:
                 for s in clients:
@@ -320,11 +396,16 @@ class MetricsTest(unittest.TestCase):
             taken.bind(METRICS)
             taken.listen(1)
             try:
-                eng = Engine(["-S", "/tmp/x.sock", "-p", "80", "--metrics-listen", "[::1]:9100"],
-                             ns=topo.server, wait_ready=False)
+                eng = Engine(
+                    ["-S", "/tmp/x.sock", "-p", "80", "--metrics-listen", "[::1]:9100"],
+                    ns=topo.server,
+                    wait_ready=False,
+                )
                 self.assertEqual(eng.proc.wait(timeout=10), 1)
                 eng.reader.join(timeout=2)
-                self.assertIn("--metrics-listen: bind [::1]:9100: Address already in use", eng.output())
+                self.assertIn(
+                    "--metrics-listen: bind [::1]:9100: Address already in use", eng.output()
+                )
                 out = topo.ns_sh(topo.server, "ss", "-Hltn", "sport = :80").stdout
                 self.assertEqual(out.strip(), "")
             finally:

@@ -10,7 +10,6 @@ import socket
 import struct
 import threading
 import time
-import unittest
 
 from engine_fixture import BUILD, Engine, TopologyTest, fetch, sbxtest, write
 
@@ -42,8 +41,11 @@ class ProtocolBackend:
         # The daemon's sending sockets have abstract names, which exist per
         # network namespace: a receiver answers from a socket made in the
         # daemon's namespace (`ns`), or its answers find nobody.
-        self.sock = (sbxtest.socket_in(ns, socket.AF_UNIX, socket.SOCK_DGRAM) if ns
-                     else socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+        self.sock = (
+            sbxtest.socket_in(ns, socket.AF_UNIX, socket.SOCK_DGRAM)
+            if ns
+            else socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        )
         self.sock.bind(path)
         self.answers_refused = 0
         self.stopped = False
@@ -161,8 +163,11 @@ def answers_read(eng, ns):
     sockets: every hello or ack sent to it has been read. (ss's Recv-Q of a
     datagram socket is the size of the first datagram queued.)"""
     out = sbxtest.sh("ip", "netns", "exec", ns, "ss", "-Hxap").stdout
-    mine = [line.split() for line in out.splitlines()
-            if line.startswith("u_dgr") and f"pid={eng.proc.pid}," in line]
+    mine = [
+        line.split()
+        for line in out.splitlines()
+        if line.startswith("u_dgr") and f"pid={eng.proc.pid}," in line
+    ]
     return bool(mine) and all(fields[2] == "0" for fields in mine)
 
 
@@ -189,13 +194,17 @@ class ReceiverProtocolTest(TopologyTest):
         return made
 
     def test_several_fds_per_message_only_to_a_receiver_that_declared_it(self):
-        multi, = self.receivers(ProtocolBackend(self.topo.path("multi.sock"), "multi", max_fds=8,
-                                                 ns=self.topo.server))
-        plain, = self.receivers(ProtocolBackend(self.topo.path("plain.sock"), "plain", max_fds=1,
-                                                 ns=self.topo.server))
-        conf = write(self.topo.path("c.conf"),
-                     f"max-rules:1\nrule-set:0 size:2\nip:{A}1 jump-unix:{multi.path}\n"
-                     f"default jump-unix:{plain.path}\n")
+        (multi,) = self.receivers(
+            ProtocolBackend(self.topo.path("multi.sock"), "multi", max_fds=8, ns=self.topo.server)
+        )
+        (plain,) = self.receivers(
+            ProtocolBackend(self.topo.path("plain.sock"), "plain", max_fds=1, ns=self.topo.server)
+        )
+        conf = write(
+            self.topo.path("c.conf"),
+            f"max-rules:1\nrule-set:0 size:2\nip:{A}1 jump-unix:{multi.path}\n"
+            f"default jump-unix:{plain.path}\n",
+        )
         eng = Engine(["-f", conf, "-p", "80", "--threads", "1"], ns=self.topo.server)
         for host, name, receiver in ((f"{A}1", b"multi", multi), (f"{A}2", b"plain", plain)):
             self.assertEqual(fetch(self.topo.client, host, 80), name)  # the hello goes back
@@ -208,16 +217,23 @@ class ReceiverProtocolTest(TopologyTest):
         self.assertEqual(plain.most_per_message(), 1)
         self.assertLessEqual(multi.most_per_message(), 8)
         self.assertGreater(multi.most_per_message(), 1, "no message carried several fds")
-        print(f"# multi: {len(multi.per_message)} messages for 1501 connections, at most "
-              f"{multi.most_per_message()} per message; messages counter {st['messages']}", flush=True)
+        print(
+            f"# multi: {len(multi.per_message)} messages for 1501 connections, at most "
+            f"{multi.most_per_message()} per message; messages counter {st['messages']}",
+            flush=True,
+        )
         self.assertEqual(eng.stop(), 0)
 
     def test_receiver_in_another_network_namespace_gets_one_fd_per_message(self):
         """Its answers cannot reach the daemon's abstract names: it is served
         as a receiver that never answered, and loses nothing."""
-        outside, = self.receivers(ProtocolBackend(self.topo.path("out.sock"), "outside", max_fds=8,
-                                                  acks=True))
-        conf = write(self.topo.path("n.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{outside.path}\n")
+        (outside,) = self.receivers(
+            ProtocolBackend(self.topo.path("out.sock"), "outside", max_fds=8, acks=True)
+        )
+        conf = write(
+            self.topo.path("n.conf"),
+            f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{outside.path}\n",
+        )
         eng = Engine(["-f", conf, "-p", "80", "--threads", "1"], ns=self.topo.server)
         greetings = burst(self.topo.client, f"{A}1", 80, total=500, in_flight=200)
         self.assertEqual(greetings.count(b"outside"), 500)
@@ -232,7 +248,10 @@ class ReceiverProtocolTest(TopologyTest):
         never sent more than one fd: Backend closes extra fds, so a packed
         message would lose connections here."""
         original = self.backend("original")
-        conf = write(self.topo.path("o.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{original.path}\n")
+        conf = write(
+            self.topo.path("o.conf"),
+            f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{original.path}\n",
+        )
         eng = Engine(["-f", conf, "-p", "80", "--threads", "1"], ns=self.topo.server)
         greetings = burst(self.topo.client, f"{A}1", 80, total=1000, in_flight=200)
         self.assertEqual(greetings.count(b"original"), 1000)
@@ -246,9 +265,13 @@ class ReceiverProtocolTest(TopologyTest):
         greetings of the queued clients and the daemon's counters."""
         path = self.topo.path("r.sock")
         first = ProtocolBackend(path, "first", acks=acks, ns=self.topo.server)
-        conf = write(self.topo.path("r.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{path}\n")
-        eng = Engine(["-f", conf, "-p", "80", "--threads", "1", "--dispatch-timeout", "10000"],
-                     ns=self.topo.server)
+        conf = write(
+            self.topo.path("r.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{path}\n"
+        )
+        eng = Engine(
+            ["-f", conf, "-p", "80", "--threads", "1", "--dispatch-timeout", "10000"],
+            ns=self.topo.server,
+        )
         try:
             self.assertEqual(fetch(self.topo.client, f"{A}1", 80), b"first")
             sbxtest.wait_for(first.said_hello, what="the receiver's hello sent")
@@ -298,14 +321,20 @@ class ReceiverProtocolTest(TopologyTest):
         env = {"SKBOX_ACKNOWLEDGE": "1"} if acknowledge else {}
 
         def start(word):
-            p = sbxtest.spawn([inetd, path, "sh", "-c", f"echo {word}"], ns=self.topo.server, env=env)
+            p = sbxtest.spawn(
+                [inetd, path, "sh", "-c", f"echo {word}"], ns=self.topo.server, env=env
+            )
             sbxtest.wait_for(lambda: os.path.exists(path), what="inetd socket")
             return p
 
         first = start("first")
-        conf = write(self.topo.path("i.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{path}\n")
-        eng = Engine(["-f", conf, "-p", "80", "--threads", "1", "--dispatch-timeout", "10000"],
-                     ns=self.topo.server)
+        conf = write(
+            self.topo.path("i.conf"), f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{path}\n"
+        )
+        eng = Engine(
+            ["-f", conf, "-p", "80", "--threads", "1", "--dispatch-timeout", "10000"],
+            ns=self.topo.server,
+        )
         second = None
         try:
             self.assertEqual(fetch(self.topo.client, f"{A}1", 80), b"first\n")
