@@ -13,7 +13,8 @@ SBX_PACKAGES=(
   iproute2 nftables procps strace             # network namespaces, TPROXY, checks
   systemd                                     # systemd-socket-activate, systemd-analyze (unit tests)
   clang libclang-rt-14-dev                    # libFuzzer and ThreadSanitizer builds (build-fuzz, build-tsan)
-  clang-format                                # scripts/format-check (Google style, 100 columns)
+  clang-format clang-tidy                     # scripts/format-check: C++ layout, faults (.clang-tidy)
+  black pyflakes3                             # scripts/format-check: Python layout, faults
   dovecot-core dovecot-pop3d                  # preload_privsep: a real root master, unprivileged login processes
 )
 
