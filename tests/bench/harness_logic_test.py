@@ -180,6 +180,40 @@ class CompareTest(unittest.TestCase):
             _, err = compare.load(os.path.join(tmp, "missing.json"))
             self.assertIn("cannot read", err)
 
+    def test_load_names_where_a_record_has_the_wrong_shape(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "results.json")
+            with open(path, "w") as f:
+                json.dump(
+                    {"scenarios": ["engine"], "samples": [{"scenario": "engine", "gen": 5}]}, f
+                )
+            results, err = compare.load(path)
+            self.assertIsNone(results)
+            self.assertIn("samples[0]", err)  # the kind is missing
+            with open(path, "w") as f:
+                json.dump(
+                    {"scenarios": ["e"], "samples": [{"scenario": "e", "kind": "t", "gen": 5}]}, f
+                )
+            _, err = compare.load(path)
+            self.assertIn("samples[0].gen: expected an object for GenSummary, got int", err)
+
+    def test_committed_results_read_back_to_the_same_json(self):
+        path = os.path.join(sbxtest.ROOT, "bench", "results", "latest", "results.json")
+        with open(path) as f:
+            raw = json.load(f)
+        results, err = compare.load(path)
+        self.assertIsNone(err)
+        self.assertIsInstance(results.samples[0], records.Sample)
+        again = records.to_json(results)
+        # Every key the file has comes back with its value (the records add
+        # the fields an older file lacks, as None or empty).
+        for old, new in zip(raw["samples"], again["samples"]):
+            self.assertEqual(
+                {k: new[k] for k in old if k != "gen"}, {k: old[k] for k in old if k != "gen"}
+            )
+            self.assertEqual({k: new["gen"][k] for k in old["gen"]}, old["gen"])
+        self.assertEqual(again["capacity"], raw["capacity"])
+
     def test_microbenchmarks_through_gbench_compare(self):
         binary = os.path.join(BUILD, "bench", "hop_benchmark")
         if not os.path.exists(binary):
