@@ -323,7 +323,7 @@ void DispatchScheduler::OnReceiverMessage(Backend* b, const ReceiverMessage& m) 
   r.last_heard_ns = clock_();
   r.probe_after_ns = kFirstProbeNs;
   if (m.kind == ReceiverMessageKind::kHello) {
-    r.max_fds = std::min(m.max_fds, config_.max_fds_per_message);
+    r.max_fds = std::min(m.max_fds, config_.fds_per_message);
     const bool had_acks = r.acks;
     r.acks = m.acks;
     // A receiver that no longer acknowledges (another program on the same

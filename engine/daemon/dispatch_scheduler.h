@@ -77,10 +77,10 @@ class DispatchScheduler {
 
   struct Config {
     uint32_t slots = 16384;
-    uint64_t timeout_ns = 0;           // 0: a full queue drops at once
-    bool forced_fd = false;            // -i: a gone peer ends the daemon
-    uint16_t max_fds_per_message = 1;  // what the transport can pack
-    uint32_t backend_share = 16384;    // slots one backend may hold
+    uint64_t timeout_ns = 0;         // 0: a full queue drops at once
+    bool forced_fd = false;          // -i: a gone peer ends the daemon
+    uint16_t fds_per_message = 1;    // what the transport packs at most (--fds-per-message)
+    uint32_t backend_share = 16384;  // slots one backend may hold
   };
 
   DispatchScheduler(const Config& config, DispatchTransport* transport, BackendTable* backends,

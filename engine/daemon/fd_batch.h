@@ -21,7 +21,7 @@
 namespace sbx {
 
 struct FdBatch {
-  static constexpr unsigned kCapacity = Options::kMaxFdsPerMessage;
+  static constexpr unsigned kFdsPerMessageLimit = Options::kFdsPerMessageLimit;
 
   // Left uninitialized until Start: a worker's 16,384 batches (5.7 MiB)
   // then cost memory only for the slots in use.
@@ -29,8 +29,8 @@ struct FdBatch {
   iovec iov;
   uint8_t byte;
   unsigned count;
-  uint32_t slots[kCapacity];
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kCapacity * sizeof(int))];
+  uint32_t slots[kFdsPerMessageLimit];
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(kFdsPerMessageLimit * sizeof(int))];
 
   FdBatch() {}                       // NOLINT: deliberately not value-initializing
   FdBatch(const FdBatch&) = delete;  // hdr points into this object
@@ -49,9 +49,9 @@ struct FdBatch {
     Add(slot, fd);
   }
 
-  bool full() const { return count == kCapacity; }
+  bool full() const { return count == kFdsPerMessageLimit; }
 
-  // Adds a connection (count < kCapacity).
+  // Adds a connection (count < kFdsPerMessageLimit).
   void Add(uint32_t slot, int fd) {
     auto* c = reinterpret_cast<cmsghdr*>(control);
     slots[count] = slot;

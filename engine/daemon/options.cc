@@ -340,7 +340,8 @@ constexpr Row kRows[] = {
      "io_uring: pack up to N connections into one message to a\nreceiver that declared it takes "
      "several (16; 1: never;\ndocs/receiver-protocol.md)",
      [](const char* v, Options* o) {
-       return SetNumber("--fds-per-message", v, 1, Options::kMaxFdsPerMessage, &o->fds_per_message);
+       return SetNumber("--fds-per-message", v, 1, Options::kFdsPerMessageLimit,
+                        &o->fds_per_message);
      }},
     {"exact-listeners", 0, "N",
      "at most N extra listeners for (address, port) pairs\nnamed exactly in the configuration "

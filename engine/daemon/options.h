@@ -67,10 +67,12 @@ struct Options {
   int dispatch_timeout_ms = 2000;
   int stats_interval_s = 0;
   int batch_wait_us = 0;  // --batch-wait: the kernel min-wait's budget (0: adaptive wait)
-  // --fds-per-message: to receivers that declared it. The bound sizes each
-  // dispatch slot's message storage; past it the per-fd cost barely falls
-  // (bench/hop_benchmark).
-  static constexpr int kMaxFdsPerMessage = 32;
+  // --fds-per-message: to receivers that declared it. Its limit bounds every
+  // message the engine sends and sizes each dispatch slot's message storage
+  // (FdBatch); past it the per-fd cost barely falls (bench/hop_benchmark).
+  // Not the receiver protocol's kMaxFdsPerMessage (the most a receiver may
+  // declare it takes) nor handover's kMaxFdsPerHandoverMessage.
+  static constexpr int kFdsPerMessageLimit = 32;
   int fds_per_message = 16;
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen

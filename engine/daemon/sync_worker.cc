@@ -14,7 +14,6 @@ namespace sbx {
 namespace {
 
 constexpr int kAcceptsPerTurn = 64;  // bounded, so no listener starves another
-constexpr uint64_t kResourcePauseNs = 5'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 
 }  // namespace
@@ -87,14 +86,13 @@ void SyncWorker::Run() {
 }
 
 bool SyncWorker::Polled(const Listener& l, uint64_t now) const {
-  if (slots_paused_) return false;
-  return !l.starved || fds_freed_ || now >= l.resume_at_ns;
+  return l.state.MayAccept(!slots_paused_, fds_freed_, now);
 }
 
 uint64_t SyncWorker::NextTimer(uint64_t now) const {
   uint64_t next = scheduler_->NextTimer(now, kIdleWakeNs);
   for (const Listener& l : listeners_) {
-    if (l.starved && l.resume_at_ns > now) next = std::min(next, l.resume_at_ns);
+    next = l.state.NextRetry(now, next);
   }
   return next;
 }
@@ -111,15 +109,13 @@ void SyncWorker::AcceptSome(Listener& l) {
       if (IsResourceShortage(errno)) {
         // The connection stays queued; this listener waits for one of ours
         // to leave (or shortly), the others go on.
-        if (!l.starved) Bump(stats_->accept_resource_pauses);
-        l.starved = true;
-        l.resume_at_ns = now_ns() + kResourcePauseNs;
+        if (l.state.Starved(now_ns())) Bump(stats_->accept_resource_pauses);
       } else {
         Bump(stats_->accept_errors);
       }
       return;
     }
-    l.starved = false;
+    l.state.Accepted();
     auto remote = want_remote ? SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss), len)
                               : std::nullopt;
     TakeConnection(fd, &l.info, remote ? &*remote : nullptr);

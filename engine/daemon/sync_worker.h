@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/daemon/dispatch_scheduler.h"
+#include "engine/daemon/listener_state.h"
 #include "engine/daemon/worker_base.h"
 
 namespace sbx {
@@ -27,8 +28,7 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
  private:
   struct Listener {
     ListenerInfo info;
-    bool starved = false;  // the last accept found no fd or memory
-    uint64_t resume_at_ns = 0;
+    ListenerState state;
   };
 
   // DispatchTransport: a send is made at once; its result is handed to the
@@ -55,7 +55,6 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
   // an io_uring chain), so order is kept.
   std::vector<const Backend*> failed_;
   std::vector<Backend*> watched_;  // congested backends waiting for POLLOUT
-  bool fds_freed_ = false;
 };
 
 }  // namespace sbx

@@ -17,9 +17,6 @@ namespace sbx {
 namespace {
 
 constexpr uint32_t kAcceptsWithAddress = 16;  // single-shot accepts per listener
-// After EMFILE/ENFILE/ENOMEM/ENOBUFS a listener waits for one of our own
-// connections to leave (its fd is then free), or this long.
-constexpr uint64_t kResourcePauseNs = 5'000'000;
 constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 constexpr size_t kRecvControlFds = 16;
 
@@ -35,8 +32,7 @@ struct UringWorker::Listener {
   uint32_t index = 0;         // in listeners_, named by user_data
   bool with_address = false;  // the armed mode: single-shot accepts with address
   int armed = 0;
-  bool starved = false;  // the last accept found no fd or memory
-  uint64_t resume_at_ns = 0;
+  ListenerState state;
   struct AddressSlot {
     sockaddr_storage addr{};
     socklen_t len = sizeof(sockaddr_storage);
@@ -206,7 +202,7 @@ void UringWorker::OnSendCompletion(uint32_t first_slot, int res) {
   // One result for every connection in the message: a datagram is queued
   // whole or not at all. Copied first: results may free the first slot.
   const FdBatch& m = sends_->message(first_slot);
-  uint32_t slots[FdBatch::kCapacity];
+  uint32_t slots[FdBatch::kFdsPerMessageLimit];
   const unsigned count = m.count;
   std::copy(m.slots, m.slots + count, slots);
   for (unsigned k = 0; k < count; ++k) scheduler_->OnSendResult(slots[k], res);
@@ -221,7 +217,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
     if (!multishot) l.addresses[accept_slot].armed = false;
   }
   if (cqe->res >= 0) {
-    l.starved = false;
+    l.state.Accepted();
     SocketAddress remote;
     const SocketAddress* remote_ptr = nullptr;
     if (!multishot) {
@@ -236,11 +232,7 @@ void UringWorker::OnAccept(Listener& l, uint32_t accept_slot, const io_uring_cqe
   } else if (cqe->res != -ECANCELED) {
     const int err = -cqe->res;
     if (IsResourceShortage(err)) {
-      // The connection stays queued in the kernel (accept takes the fd
-      // first); try again once one of ours has left, or shortly.
-      if (!l.starved) Bump(stats_->accept_resource_pauses);
-      l.starved = true;
-      l.resume_at_ns = now_ns() + kResourcePauseNs;
+      if (l.state.Starved(now_ns())) Bump(stats_->accept_resource_pauses);
     } else {
       Bump(stats_->accept_errors);
     }
@@ -303,8 +295,7 @@ void UringWorker::ForcedPeerGone() {
 }
 
 bool UringWorker::MayArm(const Listener& l, uint64_t now) const {
-  if (stopping_ || slots_paused_) return false;
-  return !l.starved || fds_freed_ || now >= l.resume_at_ns;
+  return l.state.MayAccept(!stopping_ && !slots_paused_, fds_freed_, now);
 }
 
 void UringWorker::Arm(Listener& l) {
@@ -424,7 +415,7 @@ void UringWorker::RunTimers(uint64_t now) {
 uint64_t UringWorker::NextTimer(uint64_t now) const {
   uint64_t next = scheduler_->NextTimer(now, kIdleWakeNs);
   for (const auto& l : listeners_) {
-    if (l->starved && l->resume_at_ns > now) next = std::min(next, l->resume_at_ns);
+    next = l->state.NextRetry(now, next);
   }
   next = answers_->NextResume(next);
   return std::max(next, now + 1000);

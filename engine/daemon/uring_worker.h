@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "engine/daemon/answer_receives.h"
 #include "engine/daemon/dispatch_scheduler.h"
+#include "engine/daemon/listener_state.h"
 #include "engine/daemon/send_chain.h"
 #include "engine/daemon/worker_base.h"
 #include "engine/daemon/worker_ring.h"
@@ -99,7 +100,6 @@ class UringWorker : private WorkerBase, private DispatchTransport {
   unsigned last_batch_ = 0;  // completions handled last turn
   bool stopping_ = false;
   bool said_not_accepting_ = false;  // Control::StoppedAccepting, once
-  bool fds_freed_ = false;           // a connection left this turn: a starved listener may retry
   int armed_requests_ = 0;           // accepts and registration receives in flight
 };
 

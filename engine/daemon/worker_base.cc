@@ -36,7 +36,7 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
   config.forced_fd = options_.forced_fd.has_value();
   // Only a worker that reads receivers' answers can pack fds or hold them.
-  config.max_fds_per_message =
+  config.fds_per_message =
       backends_.receiver_replies() ? static_cast<uint16_t>(options_.fds_per_message) : 1;
   config.backend_share = BackendShare();
   scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,

@@ -50,9 +50,9 @@ class WorkerBase {
   bool PickUpTable();
 
   // The worker's clock: read once per turn (after each wait), not per
-  // connection (a profile put clock_gettime at 2% of the engine's CPU,
-  // three reads per connection). Deadlines are milliseconds; a turn is
-  // far shorter.
+  // connection, whose clock reads once showed in the engine's profile
+  // (docs/architecture.md). Deadlines are milliseconds; a turn is far
+  // shorter.
   void Tick() { now_ns_ = MonotonicNs(); }
   uint64_t now_ns() const { return now_ns_; }
 
@@ -90,6 +90,7 @@ class WorkerBase {
   Router router_;
   std::unique_ptr<DispatchScheduler> scheduler_;
   bool slots_paused_ = false;  // dispatch slots ran low: not accepting
+  bool fds_freed_ = false;     // a connection left this turn: a starved listener may retry
 
  private:
   // Counts a new connection and routes it: its backend, or nullptr after

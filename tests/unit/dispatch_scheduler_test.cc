@@ -68,7 +68,7 @@ class DispatchSchedulerTest : public ::testing::Test {
     DispatchScheduler::Config config;
     config.slots = slots;
     config.backend_share = share;
-    config.max_fds_per_message = max_fds;
+    config.fds_per_message = max_fds;
     config.timeout_ns = timeout;
     config.forced_fd = forced;
     scheduler_ = std::make_unique<DispatchScheduler>(config, &transport_, &table_, &worker(),

@@ -186,10 +186,11 @@ TEST_F(SendChainTest, SendsJoinOneMessageUpToWhatTheReceiverTakes) {
 
 TEST_F(SendChainTest, AMessageHoldsNoMoreThanItsBatch) {
   Receiver r(dir_.File("r"));
-  r.backend.receiver.max_fds = FdBatch::kCapacity + 10;
-  for (unsigned i = 0; i <= FdBatch::kCapacity; ++i) Add(r);
+  r.backend.receiver.max_fds = FdBatch::kFdsPerMessageLimit + 10;
+  for (unsigned i = 0; i <= FdBatch::kFdsPerMessageLimit; ++i) Add(r);
   Run(2);
-  EXPECT_EQ(r.FdsPerMessage(), (std::vector<int>{static_cast<int>(FdBatch::kCapacity), 1}));
+  EXPECT_EQ(r.FdsPerMessage(),
+            (std::vector<int>{static_cast<int>(FdBatch::kFdsPerMessageLimit), 1}));
   EXPECT_EQ(OpenConnections(), 0);
 }
 
