@@ -345,7 +345,8 @@ int PollMirrored(pollfd* fds, nfds_t nfds, bool ppoll, int timeout_ms, const tim
   for (int j = 0; j < extra; ++j) {
     if ((local[nfds + j].revents & POLLIN) == 0) continue;
     pollfd& listener = fds[owner[j]];
-    listener.revents |= static_cast<short>(listener.events & (POLLIN | POLLRDNORM));
+    listener.revents =
+        static_cast<short>(listener.revents | (listener.events & (POLLIN | POLLRDNORM)));
   }
   int ready = 0;
   for (nfds_t i = 0; i < nfds; ++i) ready += fds[i].revents != 0 ? 1 : 0;
