@@ -3,7 +3,7 @@
 // one stream socket).
 //
 //   BM_SendmsgLoop: the classic path, sendmsg(2) + close(2) per fd.
-//   BM_UringDispatch: the engine's path, as in engine/daemon/uring_worker.cc:
+//   BM_UringDispatch: the engine's path, as in engine/dispatch/uring_worker.cc:
 //     per fd one IORING_OP_SENDMSG (FdMessage layout, MSG_DONTWAIT) linked to
 //     the IORING_OP_CLOSE of that fd (no completion on success), consecutive
 //     sends to the backend chained; a batch of fds per submit, as under load.

@@ -27,17 +27,17 @@
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
 #include "engine/daemon/config_source.h"
-#include "engine/daemon/control.h"
 #include "engine/daemon/fd_checks.h"
-#include "engine/daemon/fd_reserve.h"
 #include "engine/daemon/handover.h"
 #include "engine/daemon/listeners.h"
 #include "engine/daemon/metrics_text.h"
 #include "engine/daemon/privileges.h"
-#include "engine/daemon/stats.h"
-#include "engine/daemon/sync_worker.h"
 #include "engine/daemon/systemd.h"
-#include "engine/daemon/uring_worker.h"
+#include "engine/dispatch/control.h"
+#include "engine/dispatch/fd_reserve.h"
+#include "engine/dispatch/stats.h"
+#include "engine/dispatch/sync_worker.h"
+#include "engine/dispatch/uring_worker.h"
 #include "engine/kernel/listener_registry.h"
 #include "engine/kernel/steering_program.h"
 #include "engine/sys/fd_channel_check.h"
@@ -496,6 +496,7 @@ void Daemon::StartHandoverServer() {
 
 void Daemon::SpawnWorkers() {
   const Options& o = o_;
+  const WorkerConfig config = WorkerConfigOf(o);  // each worker thread takes a copy
   Control& control = control_;
   StatsRegistry& stats = stats_;
   for (int w = 0; w < workers_; ++w) {
@@ -509,15 +510,15 @@ void Daemon::SpawnWorkers() {
     if (io_ == IoMode::kUring) {
       // The ring is made on the thread that uses it: SINGLE_ISSUER rings
       // accept submissions only from their creator.
-      threads_.emplace_back([&o, &control, &stats, setup]() mutable {
+      threads_.emplace_back([config, &control, &stats, setup]() mutable {
         WorkerSetup copy = setup;
-        UringWorker worker(o, std::move(setup), &control, &stats);
+        UringWorker worker(config, std::move(setup), &control, &stats);
         if (absl::Status s = worker.Init(); !s.ok()) {
           Log(StrCat("worker ", copy.index, ": ", s.message(), "; this worker uses --io=sync"));
           for (const ListenerInfo& l : copy.listeners) {
             ::fcntl(l.fd, F_SETFL, ::fcntl(l.fd, F_GETFL) | O_NONBLOCK);
           }
-          SyncWorker(o, std::move(copy), &control, &stats).Run();
+          SyncWorker(config, std::move(copy), &control, &stats).Run();
           return;
         }
         worker.Run();
@@ -526,8 +527,8 @@ void Daemon::SpawnWorkers() {
       for (const ListenerInfo& l : setup.listeners) {
         ::fcntl(l.fd, F_SETFL, ::fcntl(l.fd, F_GETFL) | O_NONBLOCK);
       }
-      threads_.emplace_back([&o, &control, &stats, setup]() mutable {
-        SyncWorker(o, std::move(setup), &control, &stats).Run();
+      threads_.emplace_back([config, &control, &stats, setup]() mutable {
+        SyncWorker(config, std::move(setup), &control, &stats).Run();
       });
     }
   }

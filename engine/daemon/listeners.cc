@@ -95,96 +95,109 @@ std::vector<SocketAddress> ExactPairs(const RouteTable& table,
 
 }  // namespace
 
-absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const RouteTable* table) {
-  ListenerSet set;
-  set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
-  auto share = [&](int fd, const std::string& what) {
-    for (auto& w : set.per_worker) w.push_back(DescribeListener(fd, o.transparent));
-    set.all_fds.push_back(fd);
-    set.descriptions.push_back(what);
-  };
+namespace {
 
-  // Inherited sockets are shared by all workers.
+// Inherited sockets (-s, systemd's) are shared by all workers. False when
+// there are none: the engine binds its own.
+absl::StatusOr<bool> TakeInherited(const Options& o, ListenerSet* set) {
+  auto share = [&](int fd, const std::string& what) {
+    for (auto& w : set->per_worker) w.push_back(DescribeListener(fd, o.transparent));
+    set->all_fds.push_back(fd);
+    set->descriptions.push_back(what);
+  };
   if (o.inherited_fd >= 0) {
     if (::fcntl(o.inherited_fd, F_GETFD) < 0) {
       return absl::InvalidArgumentError(
           StrCat("-s ", o.inherited_fd, ": not an open file descriptor"));
     }
     ::fcntl(o.inherited_fd, F_SETFD, FD_CLOEXEC);
-    set.exec_fd = o.inherited_fd;
+    set->exec_fd = o.inherited_fd;
     share(o.inherited_fd, StrCat("inherited fd ", o.inherited_fd));
-    return set;
+    return true;
   }
-  if (!o.exec_mode) {
-    std::vector<InheritedListener> systemd = TakeSystemdListeners();
-    if (!systemd.empty()) {
-      for (const InheritedListener& l : systemd)
-        share(l.fd, StrCat("systemd fd ", l.fd, " (", l.name, ")"));
-      return set;
-    }
+  if (o.exec_mode) return false;
+  std::vector<InheritedListener> systemd = TakeSystemdListeners();
+  for (const InheritedListener& l : systemd) {
+    share(l.fd, StrCat("systemd fd ", l.fd, " (", l.name, ")"));
   }
+  return !systemd.empty();
+}
 
-  std::vector<SocketAddress> addresses;
-  if (o.address_given || o.listen.empty()) addresses.push_back(o.address);
-  addresses.insert(addresses.end(), o.listen.begin(), o.listen.end());
+// How the engine binds its own listeners: one socket per worker per address
+// (SO_REUSEPORT spreads connections), and whether the SO_REUSEPORT groups
+// are the engine's own, closed to other programs (no -r: address_claim.h).
+struct BindPlan {
+  int workers = 1;
+  bool copies = false;
+  bool own_group = false;
+};
 
-  // Exact-address listeners go beside each wildcard listener of the
-  // engine's; a specific and a wildcard listener on one port coexist only
-  // with SO_REUSEPORT on both (SO_REUSEADDR stops at listen time).
-  std::vector<SocketAddress> exact;
-  if (!o.exec_mode && table != nullptr && !o.transparent && o.exact_listeners > 0) {
-    exact = ExactPairs(*table, addresses, static_cast<size_t>(o.exact_listeners));
-  }
-  // One socket per worker per address: SO_REUSEPORT spreads connections.
-  bool copies = !o.exec_mode && workers > 1;
-  // A group the user did not ask for (-r) must be closed to everyone else;
-  // where it cannot be (address_claim.h), the engine makes none: workers
-  // share each listener, and no exact-address listeners.
-  if (!o.reuseport && (copies || !exact.empty())) {
+BindPlan PlanBinds(const Options& o, int workers, std::vector<SocketAddress>* exact) {
+  BindPlan plan;
+  plan.workers = workers;
+  plan.copies = !o.exec_mode && workers > 1;
+  // Where a group cannot be closed to others, the engine makes none: the
+  // workers share each listener, and no exact-address listeners.
+  if (!o.reuseport && (plan.copies || !exact->empty())) {
     if (absl::Status can = CanOwnPortGroups(); !can.ok()) {
       std::fprintf(stderr,
                    "socketbox: workers share one listener per address, and no exact-address "
                    "listeners: without -r, the port must stay closed to other programs, "
                    "and %s\n",
                    std::string(can.message()).c_str());
-      copies = false;
-      exact.clear();
+      plan.copies = false;
+      exact->clear();
     }
   }
-  const bool own_group = !o.reuseport && (copies || !exact.empty());
-  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr, o.reuseport || own_group,
-                        own_group};
-  // SO_REUSEPORT the user did not ask for must not let a second daemon in.
-  const bool claim = own_group;
-  auto place = [&](UniqueFd fd, int worker, bool transparent) {
-    const int raw = fd.get();
-    set.owned.push_back(std::move(fd));
-    set.all_fds.push_back(raw);
-    if (copies) {
-      set.per_worker[static_cast<size_t>(worker)].push_back(DescribeListener(raw, transparent));
-    } else {
-      for (auto& per : set.per_worker) per.push_back(DescribeListener(raw, transparent));
-    }
-    return raw;
-  };
+  plan.own_group = !o.reuseport && (plan.copies || !exact->empty());
+  return plan;
+}
+
+// Adds a bound socket to the set: worker `worker`'s own copy, or shared.
+int Place(UniqueFd fd, int worker, bool transparent, const BindPlan& plan, ListenerSet* set) {
+  const int raw = fd.get();
+  set->owned.push_back(std::move(fd));
+  set->all_fds.push_back(raw);
+  if (plan.copies) {
+    set->per_worker[static_cast<size_t>(worker)].push_back(DescribeListener(raw, transparent));
+  } else {
+    for (auto& per : set->per_worker) per.push_back(DescribeListener(raw, transparent));
+  }
+  return raw;
+}
+
+// The -l/-p and --listen listeners; any failure is the daemon's.
+absl::Status BindAddresses(const Options& o, const std::vector<SocketAddress>& addresses,
+                           const BindPlan& plan, ListenerSet* set) {
+  const BindFlags flags{o.transparent, o.freebind, o.reuseaddr, o.reuseport || plan.own_group,
+                        plan.own_group};
   for (const SocketAddress& address : addresses) {
-    if (claim && address.port != 0) {
+    // SO_REUSEPORT the user did not ask for must not let a second daemon in.
+    if (plan.own_group && address.port != 0) {
       auto lock = ClaimAddress(address, {o.transparent, o.freebind, o.reuseaddr});
       if (!lock.ok()) return lock.status();
-      set.owned.push_back(std::move(*lock));
+      set->owned.push_back(std::move(*lock));
     }
-    for (int w = 0; w < (copies ? workers : 1); ++w) {
+    for (int w = 0; w < (plan.copies ? plan.workers : 1); ++w) {
       auto fd = Bind(address, flags);
       if (!fd.ok()) return fd.status();
-      const int raw = place(std::move(*fd), w, o.transparent);
-      if (set.exec_fd < 0) set.exec_fd = raw;
+      const int raw = Place(std::move(*fd), w, o.transparent, plan, set);
+      if (set->exec_fd < 0) set->exec_fd = raw;
     }
-    set.descriptions.push_back(FormatHostPort(address) + (copies ? StrCat(" x", workers) : ""));
+    set->descriptions.push_back(FormatHostPort(address) +
+                                (plan.copies ? StrCat(" x", plan.workers) : ""));
   }
+  return absl::OkStatus();
+}
+
+// The exact-address listeners: each one that cannot be made is warned
+// about and left out (its connections then cost a getsockname).
+void BindExact(const Options& o, const std::vector<SocketAddress>& exact, const BindPlan& plan,
+               ListenerSet* set) {
   int made = 0;
   for (const SocketAddress& address : exact) {
     UniqueFd lock;
-    if (claim) {
+    if (plan.own_group) {
       // The lock only: a probe would meet our own wildcard copies (with -R).
       auto locked = LockAddress(address);
       if (!locked.ok()) {
@@ -194,8 +207,8 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
       lock = std::move(*locked);
     }
     std::vector<UniqueFd> bound;
-    for (int w = 0; w < (copies ? workers : 1); ++w) {
-      auto fd = Bind(address, {false, true, o.reuseaddr, true, own_group});
+    for (int w = 0; w < (plan.copies ? plan.workers : 1); ++w) {
+      auto fd = Bind(address, {false, true, o.reuseaddr, true, plan.own_group});
       if (!fd.ok()) {
         WarnNoExactListener(address, fd.status(), " (its connections use getsockname)");
         bound.clear();
@@ -204,13 +217,37 @@ absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const R
       bound.push_back(std::move(*fd));
     }
     if (bound.empty()) continue;
-    if (lock) set.owned.push_back(std::move(lock));
+    if (lock) set->owned.push_back(std::move(lock));
     for (size_t w = 0; w < bound.size(); ++w) {
-      place(std::move(bound[w]), static_cast<int>(w), false);
+      Place(std::move(bound[w]), static_cast<int>(w), false, plan, set);
     }
     ++made;
   }
-  if (made > 0) set.descriptions.push_back(StrCat(made, " exact-address listener(s)"));
+  if (made > 0) set->descriptions.push_back(StrCat(made, " exact-address listener(s)"));
+}
+
+}  // namespace
+
+absl::StatusOr<ListenerSet> OpenListeners(const Options& o, int workers, const RouteTable* table) {
+  ListenerSet set;
+  set.per_worker.resize(static_cast<size_t>(std::max(workers, 1)));
+  auto inherited = TakeInherited(o, &set);
+  if (!inherited.ok()) return inherited.status();
+  if (*inherited) return set;
+
+  std::vector<SocketAddress> addresses;
+  if (o.address_given || o.listen.empty()) addresses.push_back(o.address);
+  addresses.insert(addresses.end(), o.listen.begin(), o.listen.end());
+  // Exact-address listeners go beside each wildcard listener of the
+  // engine's; a specific and a wildcard listener on one port coexist only
+  // with SO_REUSEPORT on both (SO_REUSEADDR stops at listen time).
+  std::vector<SocketAddress> exact;
+  if (!o.exec_mode && table != nullptr && !o.transparent && o.exact_listeners > 0) {
+    exact = ExactPairs(*table, addresses, static_cast<size_t>(o.exact_listeners));
+  }
+  const BindPlan plan = PlanBinds(o, workers, &exact);
+  if (absl::Status s = BindAddresses(o, addresses, plan, &set); !s.ok()) return s;
+  BindExact(o, exact, plan, &set);
   return set;
 }
 

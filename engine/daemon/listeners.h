@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "engine/core/route_table.h"
 #include "engine/daemon/options.h"
-#include "engine/daemon/router.h"
+#include "engine/dispatch/router.h"
 #include "engine/sys/unique_fd.h"
 
 namespace sbx {

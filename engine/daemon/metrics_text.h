@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/stats.h"
 
 namespace sbx {
 

@@ -340,8 +340,7 @@ constexpr Row kRows[] = {
      "io_uring: pack up to N connections into one message to a\nreceiver that declared it takes "
      "several (16; 1: never;\ndocs/receiver-protocol.md)",
      [](const char* v, Options* o) {
-       return SetNumber("--fds-per-message", v, 1, Options::kFdsPerMessageLimit,
-                        &o->fds_per_message);
+       return SetNumber("--fds-per-message", v, 1, kFdsPerMessageLimit, &o->fds_per_message);
      }},
     {"exact-listeners", 0, "N",
      "at most N extra listeners for (address, port) pairs\nnamed exactly in the configuration "
@@ -452,6 +451,18 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
         "--handover hands over listeners; it cannot be combined with -P or -e");
   }
   return o;
+}
+
+WorkerConfig WorkerConfigOf(const Options& o) {
+  WorkerConfig c;
+  c.forced_path = o.forced_path;
+  c.forced_fd = o.forced_fd;
+  c.substitute = o.substitute;
+  c.clear_transparent = o.clear_transparent;
+  c.dispatch_timeout_ms = o.dispatch_timeout_ms;
+  c.fds_per_message = o.fds_per_message;
+  c.batch_wait_us = o.batch_wait_us;
+  return c;
 }
 
 std::string UsageText() {

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/core/address.h"
 #include "engine/core/listener_request.h"
+#include "engine/dispatch/worker_config.h"
 
 namespace sbx {
 
@@ -67,12 +68,10 @@ struct Options {
   int dispatch_timeout_ms = 2000;
   int stats_interval_s = 0;
   int batch_wait_us = 0;  // --batch-wait: the kernel min-wait's budget (0: adaptive wait)
-  // --fds-per-message: to receivers that declared it. Its limit bounds every
-  // message the engine sends and sizes each dispatch slot's message storage
-  // (FdBatch); past it the per-fd cost barely falls (bench/hop_benchmark).
-  // Not the receiver protocol's kMaxFdsPerMessage (the most a receiver may
-  // declare it takes) nor handover's kMaxFdsPerHandoverMessage.
-  static constexpr int kFdsPerMessageLimit = 32;
+  // --fds-per-message: to receivers that declared it, at most
+  // kFdsPerMessageLimit (worker_config.h), which bounds every message the
+  // engine sends and sizes each dispatch slot's message storage (FdBatch);
+  // past it the per-fd cost barely falls (bench/hop_benchmark).
   int fds_per_message = 16;
   int exact_listeners = 64;
   std::optional<SocketAddress> metrics_listen;  // --metrics-listen
@@ -90,6 +89,9 @@ struct Options {
 
 // InvalidArgument naming the option and the value on any error.
 absl::StatusOr<Options> ParseOptions(int argc, char** argv);
+
+// The part of the options the workers read.
+WorkerConfig WorkerConfigOf(const Options& options);
 
 std::string UsageText();
 

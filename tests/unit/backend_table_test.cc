@@ -1,6 +1,6 @@
 // BackendTable: connecting on first use, backoff, retiring sockets, the fd
 // reserve, with real receiving sockets.
-#include "engine/daemon/backend_table.h"
+#include "engine/dispatch/backend_table.h"
 
 #include <sys/resource.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // DispatchScheduler without a ring: a transport that records what it is
 // asked, a clock the test moves, real receiving sockets as backends and
 // real fds as connections.
-#include "engine/daemon/dispatch_scheduler.h"
+#include "engine/dispatch/dispatch_scheduler.h"
 
 #include <fcntl.h>
 #include <unistd.h>

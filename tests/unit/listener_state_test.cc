@@ -1,5 +1,5 @@
 // ListenerState: when a listener of either worker may accept.
-#include "engine/daemon/listener_state.h"
+#include "engine/dispatch/listener_state.h"
 
 #include "gtest/gtest.h"
 

@@ -1,6 +1,6 @@
 // Router: from a connection's addresses to its backend, fetching only what
 // the table reads, table-driven over a small configuration.
-#include "engine/daemon/router.h"
+#include "engine/dispatch/router.h"
 
 #include <netinet/in.h>
 
@@ -33,14 +33,14 @@ class RouterTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  Options options_;
+  WorkerConfig config_;
   StatsRegistry stats_{1};
   BackendTable table_;
 };
 
 TEST_F(RouterTest, RoutesByLocalAndRemoteWithoutAsking) {
   const std::string a = dir_.File("a"), b = dir_.File("b"), c = dir_.File("c");
-  Router router(options_, &stats_.worker(0), &table_);
+  Router router(config_, &stats_.worker(0), &table_);
   router.SetTable(
       Load("rule-set:0 size:10\n"
            "ip:2001:db8::1 port:80 jump-unix:" +
@@ -86,7 +86,7 @@ TEST_F(RouterTest, RoutesByLocalAndRemoteWithoutAsking) {
 }
 
 TEST_F(RouterTest, AskingTheKernelOnABadFdIsASocketError) {
-  Router router(options_, &stats_.worker(0), &table_);
+  Router router(config_, &stats_.worker(0), &table_);
   router.SetTable(Load("rule-set:0 size:1\nip:2001:db8::1 jump-unix:" + dir_.File("a") + "\n"));
   DropReason reason = DropReason::kCount;
   EXPECT_EQ(router.Route(-1, nullptr, nullptr, 0, &reason), nullptr);
@@ -95,9 +95,9 @@ TEST_F(RouterTest, AskingTheKernelOnABadFdIsASocketError) {
 }
 
 TEST_F(RouterTest, ForcedPathIsSubstitutedPerLocalAddress) {
-  options_.forced_path = dir_.File("be-#//7_-#//P_");
-  options_.substitute = true;
-  Router router(options_, &stats_.worker(0), &table_);
+  config_.forced_path = dir_.File("be-#//7_-#//P_");
+  config_.substitute = true;
+  Router router(config_, &stats_.worker(0), &table_);
   EXPECT_TRUE(router.needs_local());
   EXPECT_FALSE(router.needs_remote());
   const ListenerInfo l = Listener("2001:db8::2001", 443);
@@ -109,7 +109,7 @@ TEST_F(RouterTest, ForcedPathIsSubstitutedPerLocalAddress) {
 }
 
 TEST_F(RouterTest, TableThatReadsNothingNeedsNoAddresses) {
-  Router router(options_, &stats_.worker(0), &table_);
+  Router router(config_, &stats_.worker(0), &table_);
   router.SetTable(Load("rule-set:0 size:1\ndefault jump-unix:" + dir_.File("a") + "\n"));
   EXPECT_FALSE(router.needs_local());
   EXPECT_FALSE(router.needs_remote());

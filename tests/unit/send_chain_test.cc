@@ -1,7 +1,7 @@
 // SendChain on a real ring: real datagram sockets as backends, eventfds as
 // connections, and what the receiver gets and the ring completes as the
 // proof of the link and join rules.
-#include "engine/daemon/send_chain.h"
+#include "engine/dispatch/send_chain.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/daemon/uring_ops.h"
+#include "engine/dispatch/uring_ops.h"
 #include "engine/sys/clock.h"
 #include "gtest/gtest.h"
 #include "tests/unit/daemon_test_support.h"

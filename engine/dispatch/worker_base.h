@@ -3,18 +3,18 @@
 // router), picking up a reloaded table, admitting a new connection, and
 // what the end of a registration channel means. The two differ only in how
 // they accept and send.
-#ifndef SBX_ENGINE_DAEMON_WORKER_BASE_H_
-#define SBX_ENGINE_DAEMON_WORKER_BASE_H_
+#ifndef SBX_ENGINE_DISPATCH_WORKER_BASE_H_
+#define SBX_ENGINE_DISPATCH_WORKER_BASE_H_
 
 #include <cstdint>
 #include <vector>
 
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/control.h"
-#include "engine/daemon/dispatch_scheduler.h"
-#include "engine/daemon/options.h"
-#include "engine/daemon/router.h"
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/backend_table.h"
+#include "engine/dispatch/control.h"
+#include "engine/dispatch/dispatch_scheduler.h"
+#include "engine/dispatch/router.h"
+#include "engine/dispatch/stats.h"
+#include "engine/dispatch/worker_config.h"
 #include "engine/sys/clock.h"
 #include "engine/sys/unique_fd.h"
 
@@ -44,7 +44,7 @@ class WorkerBase {
   static constexpr uint32_t kBackendShareDivisor = 8;
   static constexpr uint32_t kMinBackendShare = 64;
 
-  WorkerBase(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
+  WorkerBase(const WorkerConfig& config, WorkerSetup setup, Control* control, StatsRegistry* stats);
 
   // Adopts the newest published configuration; true if it changed.
   bool PickUpTable();
@@ -82,7 +82,7 @@ class WorkerBase {
   // failed (`err`: the errno): logs it and asks the daemon to exit, 0 or 1.
   void RegistrationEnded(int err);
 
-  const Options& options_;
+  const WorkerConfig config_;
   WorkerSetup setup_;
   Control* control_;
   WorkerStats* stats_;
@@ -104,4 +104,4 @@ class WorkerBase {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_WORKER_BASE_H_
+#endif  // SBX_ENGINE_DISPATCH_WORKER_BASE_H_

@@ -5,8 +5,8 @@
 // finds the backend. Shared by the io_uring and the sync workers.
 //
 // One per worker thread; not thread-safe.
-#ifndef SBX_ENGINE_DAEMON_ROUTER_H_
-#define SBX_ENGINE_DAEMON_ROUTER_H_
+#ifndef SBX_ENGINE_DISPATCH_ROUTER_H_
+#define SBX_ENGINE_DISPATCH_ROUTER_H_
 
 #include <memory>
 #include <optional>
@@ -14,9 +14,9 @@
 
 #include "engine/core/address.h"
 #include "engine/core/route_table.h"
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/options.h"
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/backend_table.h"
+#include "engine/dispatch/stats.h"
+#include "engine/dispatch/worker_config.h"
 
 namespace sbx {
 
@@ -30,7 +30,7 @@ struct ListenerInfo {
 
 class Router {
  public:
-  Router(const Options& options, WorkerStats* stats, BackendTable* backends);
+  Router(const WorkerConfig& config, WorkerStats* stats, BackendTable* backends);
 
   // Installs a (new) route table; ignored with a forced action.
   void SetTable(std::shared_ptr<const RouteTable> table);
@@ -47,7 +47,7 @@ class Router {
  private:
   void ComputeNeeds();
 
-  const Options& options_;
+  const WorkerConfig config_;
   WorkerStats* stats_;
   BackendTable* backends_;
   std::shared_ptr<const RouteTable> table_;
@@ -59,4 +59,4 @@ class Router {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_ROUTER_H_
+#endif  // SBX_ENGINE_DISPATCH_ROUTER_H_

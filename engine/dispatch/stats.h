@@ -2,8 +2,8 @@
 // counted under a reason. Each worker writes its own counters (relaxed
 // atomics, no sharing on the hot path); the main thread reads and prints
 // them on SIGUSR1, every --stats-interval seconds, and at exit.
-#ifndef SBX_ENGINE_DAEMON_STATS_H_
-#define SBX_ENGINE_DAEMON_STATS_H_
+#ifndef SBX_ENGINE_DISPATCH_STATS_H_
+#define SBX_ENGINE_DISPATCH_STATS_H_
 
 #include <array>
 #include <atomic>
@@ -105,4 +105,4 @@ class StatsRegistry {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_STATS_H_
+#endif  // SBX_ENGINE_DISPATCH_STATS_H_

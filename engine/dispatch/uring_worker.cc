@@ -1,4 +1,4 @@
-#include "engine/daemon/uring_worker.h"
+#include "engine/dispatch/uring_worker.h"
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "engine/core/fd_passing.h"
-#include "engine/daemon/uring_ops.h"
+#include "engine/dispatch/uring_ops.h"
 #include "engine/sys/clock.h"
 
 namespace sbx {
@@ -49,9 +49,9 @@ struct UringWorker::RecvState {
   bool armed = false;
 };
 
-UringWorker::UringWorker(const Options& options, WorkerSetup setup, Control* control,
+UringWorker::UringWorker(const WorkerConfig& config, WorkerSetup setup, Control* control,
                          StatsRegistry* stats)
-    : WorkerBase(options, std::move(setup), control, stats),
+    : WorkerBase(config, std::move(setup), control, stats),
       ring_(&stats_->uring_enters, [this](int err) {
         std::fprintf(stderr, "socketbox: worker %d: io_uring_enter: %s; stopping the daemon\n",
                      setup_.index, std::strerror(err));
@@ -109,7 +109,7 @@ void UringWorker::Run() {
 }
 
 void UringWorker::WaitForCompletions(uint64_t now) {
-  const bool batch_wait = ring_.has_min_wait() && options_.batch_wait_us > 0;
+  const bool batch_wait = ring_.has_min_wait() && config_.batch_wait_us > 0;
   // Busy turns wait for a batch of about half the last one (bounded by a
   // short window); quiet ones for the first completion or the next timer.
   // --batch-wait: up to a full batch within the latency budget; past it, the
@@ -128,7 +128,7 @@ void UringWorker::WaitForCompletions(uint64_t now) {
   }
   const uint64_t timeout = NextTimer(now) - now;
   if (batch_wait) {
-    ring_.SubmitAndWait(wait_nr, timeout, static_cast<uint64_t>(options_.batch_wait_us) * 1000);
+    ring_.SubmitAndWait(wait_nr, timeout, static_cast<uint64_t>(config_.batch_wait_us) * 1000);
     return;
   }
   ring_.SubmitAndWait(wait_nr, wait_nr > 1 ? std::min(timeout, kBatchWindowNs) : timeout, 0);

@@ -6,8 +6,8 @@
 // Owned and used by one worker thread only. Backend pointers stay valid
 // until the table is destroyed or, for substituted paths, evicted; a busy
 // backend (DispatchState::busy) is never evicted.
-#ifndef SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
-#define SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
+#ifndef SBX_ENGINE_DISPATCH_BACKEND_TABLE_H_
+#define SBX_ENGINE_DISPATCH_BACKEND_TABLE_H_
 
 #include <cstdint>
 #include <deque>
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "engine/daemon/fd_reserve.h"
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/fd_reserve.h"
+#include "engine/dispatch/stats.h"
 #include "engine/kernel/reply_relay.h"
 #include "engine/sys/unique_fd.h"
 
@@ -151,4 +151,4 @@ class BackendTable {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_BACKEND_TABLE_H_
+#endif  // SBX_ENGINE_DISPATCH_BACKEND_TABLE_H_

@@ -1,4 +1,4 @@
-#include "engine/daemon/fd_reserve.h"
+#include "engine/dispatch/fd_reserve.h"
 
 #include <fcntl.h>
 #include <sys/resource.h>

@@ -8,8 +8,8 @@
 // then keeps accepts from taking the last fds, and a full fd table slows
 // accepting (EMFILE on accept, the listener pauses briefly) instead of
 // making healthy backends look dead.
-#ifndef SBX_ENGINE_DAEMON_FD_RESERVE_H_
-#define SBX_ENGINE_DAEMON_FD_RESERVE_H_
+#ifndef SBX_ENGINE_DISPATCH_FD_RESERVE_H_
+#define SBX_ENGINE_DISPATCH_FD_RESERVE_H_
 
 #include <atomic>
 #include <cerrno>
@@ -57,4 +57,4 @@ int ReserveFor(uint64_t limit);
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_FD_RESERVE_H_
+#endif  // SBX_ENGINE_DISPATCH_FD_RESERVE_H_

@@ -1,8 +1,8 @@
-#include "engine/daemon/dispatch_scheduler.h"
+#include "engine/dispatch/dispatch_scheduler.h"
 
 #include <algorithm>
 
-#include "engine/daemon/send_result.h"
+#include "engine/dispatch/send_result.h"
 
 namespace sbx {
 namespace {

@@ -6,8 +6,8 @@
 // namespaces (reply_relay.h) are applied alike. When a backend's socket
 // goes, Finish returns what was still queued for it instead of applying it,
 // so that the scheduler applies it at the point of its own choosing.
-#ifndef SBX_ENGINE_DAEMON_ANSWER_RECEIVES_H_
-#define SBX_ENGINE_DAEMON_ANSWER_RECEIVES_H_
+#ifndef SBX_ENGINE_DISPATCH_ANSWER_RECEIVES_H_
+#define SBX_ENGINE_DISPATCH_ANSWER_RECEIVES_H_
 
 #include <cstdint>
 #include <memory>
@@ -15,9 +15,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/core/receiver_protocol.h"
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/dispatch_scheduler.h"
-#include "engine/daemon/worker_ring.h"
+#include "engine/dispatch/backend_table.h"
+#include "engine/dispatch/dispatch_scheduler.h"
+#include "engine/dispatch/worker_ring.h"
 #include "engine/kernel/reply_relay.h"
 
 namespace sbx {
@@ -74,4 +74,4 @@ class AnswerReceives {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_ANSWER_RECEIVES_H_
+#endif  // SBX_ENGINE_DISPATCH_ANSWER_RECEIVES_H_

@@ -33,8 +33,8 @@
 // sendmsg(2) + close(2)) and feeds results back. A backend the scheduler
 // tracks (sends in flight, waiting slots, a watch, or listed for timers) is
 // busy, and BackendTable never evicts a busy backend.
-#ifndef SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
-#define SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
+#ifndef SBX_ENGINE_DISPATCH_DISPATCH_SCHEDULER_H_
+#define SBX_ENGINE_DISPATCH_DISPATCH_SCHEDULER_H_
 
 #include <cstdint>
 #include <functional>
@@ -42,8 +42,8 @@
 #include <vector>
 
 #include "engine/core/receiver_protocol.h"
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/backend_table.h"
+#include "engine/dispatch/stats.h"
 
 namespace sbx {
 
@@ -153,4 +153,4 @@ class DispatchScheduler {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_DISPATCH_SCHEDULER_H_
+#endif  // SBX_ENGINE_DISPATCH_DISPATCH_SCHEDULER_H_

@@ -20,17 +20,17 @@
 //           send fails.
 // docs/architecture.md ("A full backend queue", "The close rides on the
 // send", "Several fds per message") says why.
-#ifndef SBX_ENGINE_DAEMON_SEND_CHAIN_H_
-#define SBX_ENGINE_DAEMON_SEND_CHAIN_H_
+#ifndef SBX_ENGINE_DISPATCH_SEND_CHAIN_H_
+#define SBX_ENGINE_DISPATCH_SEND_CHAIN_H_
 
 #include <liburing.h>
 
 #include <cstdint>
 #include <memory>
 
-#include "engine/daemon/backend_table.h"
-#include "engine/daemon/fd_batch.h"
-#include "engine/daemon/worker_ring.h"
+#include "engine/dispatch/backend_table.h"
+#include "engine/dispatch/fd_batch.h"
+#include "engine/dispatch/worker_ring.h"
 
 namespace sbx {
 
@@ -65,4 +65,4 @@ class SendChain {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_SEND_CHAIN_H_
+#endif  // SBX_ENGINE_DISPATCH_SEND_CHAIN_H_

@@ -1,8 +1,8 @@
-#include "engine/daemon/send_chain.h"
+#include "engine/dispatch/send_chain.h"
 
 #include <sys/socket.h>
 
-#include "engine/daemon/uring_ops.h"
+#include "engine/dispatch/uring_ops.h"
 
 namespace sbx {
 

@@ -3,8 +3,8 @@
 // wake-up eventfd per worker. The main thread publishes tables and requests
 // the stop; workers read those between loop turns. The exit status is the
 // one thing a worker writes (RequestExit: the first status recorded wins).
-#ifndef SBX_ENGINE_DAEMON_CONTROL_H_
-#define SBX_ENGINE_DAEMON_CONTROL_H_
+#ifndef SBX_ENGINE_DISPATCH_CONTROL_H_
+#define SBX_ENGINE_DISPATCH_CONTROL_H_
 
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -111,4 +111,4 @@ class Control {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_CONTROL_H_
+#endif  // SBX_ENGINE_DISPATCH_CONTROL_H_

@@ -1,4 +1,4 @@
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/stats.h"
 
 #include "engine/core/str_cat.h"
 

@@ -1,4 +1,4 @@
-#include "engine/daemon/backend_table.h"
+#include "engine/dispatch/backend_table.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>

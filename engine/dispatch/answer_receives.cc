@@ -1,4 +1,4 @@
-#include "engine/daemon/answer_receives.h"
+#include "engine/dispatch/answer_receives.h"
 
 #include <sys/socket.h>
 
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <iterator>
 
-#include "engine/daemon/uring_ops.h"
+#include "engine/dispatch/uring_ops.h"
 
 namespace sbx {
 namespace {

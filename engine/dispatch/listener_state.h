@@ -8,8 +8,8 @@
 // free) or after a short pause, while the worker's other listeners go on.
 // The worker's own state (stopping, dispatch slots running low) closes all
 // of its listeners alike.
-#ifndef SBX_ENGINE_DAEMON_LISTENER_STATE_H_
-#define SBX_ENGINE_DAEMON_LISTENER_STATE_H_
+#ifndef SBX_ENGINE_DISPATCH_LISTENER_STATE_H_
+#define SBX_ENGINE_DISPATCH_LISTENER_STATE_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -56,4 +56,4 @@ class ListenerState {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_LISTENER_STATE_H_
+#endif  // SBX_ENGINE_DISPATCH_LISTENER_STATE_H_

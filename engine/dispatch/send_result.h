@@ -1,8 +1,8 @@
 // What the result of one send of a connection to a backend means. Both
 // workers act on it the same way (through DispatchScheduler), so the
 // taxonomy lives here once.
-#ifndef SBX_ENGINE_DAEMON_SEND_RESULT_H_
-#define SBX_ENGINE_DAEMON_SEND_RESULT_H_
+#ifndef SBX_ENGINE_DISPATCH_SEND_RESULT_H_
+#define SBX_ENGINE_DISPATCH_SEND_RESULT_H_
 
 #include <cerrno>
 
@@ -36,4 +36,4 @@ inline SendOutcome ClassifySend(int res, bool reconnectable) {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_SEND_RESULT_H_
+#endif  // SBX_ENGINE_DISPATCH_SEND_RESULT_H_

@@ -1,4 +1,4 @@
-#include "engine/daemon/worker_base.h"
+#include "engine/dispatch/worker_base.h"
 
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -12,14 +12,14 @@
 
 namespace sbx {
 
-WorkerBase::WorkerBase(const Options& options, WorkerSetup setup, Control* control,
+WorkerBase::WorkerBase(const WorkerConfig& config, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
-    : options_(options),
+    : config_(config),
       setup_(std::move(setup)),
       control_(control),
       stats_(&stats->worker(setup_.index)),
       backends_(stats, kMaxSubstitutedBackends, setup_.fd_reserve),
-      router_(options, stats_, &backends_) {}
+      router_(config, stats_, &backends_) {}
 
 bool WorkerBase::PickUpTable() {
   const uint64_t generation = control_->generation();
@@ -33,11 +33,11 @@ void WorkerBase::MakeScheduler(DispatchTransport* transport) {
   transport_ = transport;
   DispatchScheduler::Config config;
   config.slots = kDispatchSlots;
-  config.timeout_ns = static_cast<uint64_t>(options_.dispatch_timeout_ms) * 1'000'000;
-  config.forced_fd = options_.forced_fd.has_value();
+  config.timeout_ns = static_cast<uint64_t>(config_.dispatch_timeout_ms) * 1'000'000;
+  config.forced_fd = config_.forced_fd.has_value();
   // Only a worker that reads receivers' answers can pack fds or hold them.
   config.fds_per_message =
-      backends_.receiver_replies() ? static_cast<uint16_t>(options_.fds_per_message) : 1;
+      backends_.receiver_replies() ? static_cast<uint16_t>(config_.fds_per_message) : 1;
   config.backend_share = BackendShare();
   scheduler_ = std::make_unique<DispatchScheduler>(config, transport, &backends_, stats_,
                                                    [this] { return now_ns_; });
@@ -73,7 +73,7 @@ void WorkerBase::ResumeWhenSlotsFree() {
 
 Backend* WorkerBase::Admit(int fd, const ListenerInfo* listener, const SocketAddress* remote) {
   Bump(stats_->accepted);
-  if (options_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
+  if (config_.clear_transparent && !SetIntOption(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 0).ok()) {
     stats_->Drop(DropReason::kSocketError);
     return nullptr;
   }

@@ -7,8 +7,8 @@
 // The io_uring worker keeps one per dispatch slot, named by the slot of the
 // batch's first connection; its address stays stable until the send's
 // completion. Connections are added only before the send is submitted.
-#ifndef SBX_ENGINE_DAEMON_FD_BATCH_H_
-#define SBX_ENGINE_DAEMON_FD_BATCH_H_
+#ifndef SBX_ENGINE_DISPATCH_FD_BATCH_H_
+#define SBX_ENGINE_DISPATCH_FD_BATCH_H_
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -16,12 +16,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "engine/daemon/options.h"
+#include "engine/dispatch/worker_config.h"
 
 namespace sbx {
 
 struct FdBatch {
-  static constexpr unsigned kFdsPerMessageLimit = Options::kFdsPerMessageLimit;
+  static constexpr unsigned kFdsPerMessageLimit = sbx::kFdsPerMessageLimit;
 
   // Left uninitialized until Start: a worker's 16,384 batches (5.7 MiB)
   // then cost memory only for the slots in use.
@@ -66,4 +66,4 @@ struct FdBatch {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_FD_BATCH_H_
+#endif  // SBX_ENGINE_DISPATCH_FD_BATCH_H_

@@ -7,22 +7,22 @@
 // semantics and counters are the same; one stopped backend stalls only its
 // own connections. A few syscalls per connection instead of a fraction of
 // one.
-#ifndef SBX_ENGINE_DAEMON_SYNC_WORKER_H_
-#define SBX_ENGINE_DAEMON_SYNC_WORKER_H_
+#ifndef SBX_ENGINE_DISPATCH_SYNC_WORKER_H_
+#define SBX_ENGINE_DISPATCH_SYNC_WORKER_H_
 
 #include <memory>
 #include <utility>
 #include <vector>
 
-#include "engine/daemon/dispatch_scheduler.h"
-#include "engine/daemon/listener_state.h"
-#include "engine/daemon/worker_base.h"
+#include "engine/dispatch/dispatch_scheduler.h"
+#include "engine/dispatch/listener_state.h"
+#include "engine/dispatch/worker_base.h"
 
 namespace sbx {
 
 class SyncWorker : private WorkerBase, private DispatchTransport {
  public:
-  SyncWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
+  SyncWorker(const WorkerConfig& config, WorkerSetup setup, Control* control, StatsRegistry* stats);
   void Run();
 
  private:
@@ -59,4 +59,4 @@ class SyncWorker : private WorkerBase, private DispatchTransport {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_SYNC_WORKER_H_
+#endif  // SBX_ENGINE_DISPATCH_SYNC_WORKER_H_

@@ -26,8 +26,8 @@
 // What this class keeps is the turn loop, the accepts, the -P registration
 // receive and the transport's glue; the ring's bookkeeping is WorkerRing,
 // the sends' entries and links SendChain, the answers AnswerReceives.
-#ifndef SBX_ENGINE_DAEMON_URING_WORKER_H_
-#define SBX_ENGINE_DAEMON_URING_WORKER_H_
+#ifndef SBX_ENGINE_DISPATCH_URING_WORKER_H_
+#define SBX_ENGINE_DISPATCH_URING_WORKER_H_
 
 #include <liburing.h>
 
@@ -35,18 +35,19 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/daemon/answer_receives.h"
-#include "engine/daemon/dispatch_scheduler.h"
-#include "engine/daemon/listener_state.h"
-#include "engine/daemon/send_chain.h"
-#include "engine/daemon/worker_base.h"
-#include "engine/daemon/worker_ring.h"
+#include "engine/dispatch/answer_receives.h"
+#include "engine/dispatch/dispatch_scheduler.h"
+#include "engine/dispatch/listener_state.h"
+#include "engine/dispatch/send_chain.h"
+#include "engine/dispatch/worker_base.h"
+#include "engine/dispatch/worker_ring.h"
 
 namespace sbx {
 
 class UringWorker : private WorkerBase, private DispatchTransport {
  public:
-  UringWorker(const Options& options, WorkerSetup setup, Control* control, StatsRegistry* stats);
+  UringWorker(const WorkerConfig& config, WorkerSetup setup, Control* control,
+              StatsRegistry* stats);
   ~UringWorker();
   UringWorker(const UringWorker&) = delete;
   UringWorker& operator=(const UringWorker&) = delete;
@@ -105,4 +106,4 @@ class UringWorker : private WorkerBase, private DispatchTransport {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_URING_WORKER_H_
+#endif  // SBX_ENGINE_DISPATCH_URING_WORKER_H_

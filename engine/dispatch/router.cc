@@ -1,4 +1,4 @@
-#include "engine/daemon/router.h"
+#include "engine/dispatch/router.h"
 
 #include <netinet/in.h>
 
@@ -7,29 +7,29 @@
 
 namespace sbx {
 
-Router::Router(const Options& options, WorkerStats* stats, BackendTable* backends)
-    : options_(options), stats_(stats), backends_(backends) {
+Router::Router(const WorkerConfig& config, WorkerStats* stats, BackendTable* backends)
+    : config_(config), stats_(stats), backends_(backends) {
   ComputeNeeds();
 }
 
 void Router::SetTable(std::shared_ptr<const RouteTable> table) {
-  if (options_.has_forced_action()) return;
+  if (config_.has_forced_action()) return;
   table_ = std::move(table);
   by_path_index_.assign(table_->unix_paths().size(), nullptr);
   path_has_tokens_.clear();
   for (const std::string& path : table_->unix_paths()) {
-    path_has_tokens_.push_back(options_.substitute && HasSubstitutionTokens(path));
+    path_has_tokens_.push_back(config_.substitute && HasSubstitutionTokens(path));
   }
   ComputeNeeds();
 }
 
 void Router::ComputeNeeds() {
-  if (options_.forced_path) {
-    needs_local_ = options_.substitute && HasSubstitutionTokens(*options_.forced_path);
+  if (config_.forced_path) {
+    needs_local_ = config_.substitute && HasSubstitutionTokens(*config_.forced_path);
     needs_remote_ = false;
     return;
   }
-  if (options_.forced_fd || !table_) {
+  if (config_.forced_fd || !table_) {
     needs_local_ = needs_remote_ = false;
     return;
   }
@@ -73,12 +73,12 @@ Backend* Router::Route(int fd, const ListenerInfo* listener, const SocketAddress
     }
   }
 
-  if (options_.forced_fd) return backends_->ForFd(*options_.forced_fd);
-  if (options_.forced_path) {
+  if (config_.forced_fd) return backends_->ForFd(*config_.forced_fd);
+  if (config_.forced_path) {
     if (!needs_local_)
-      return backends_->ForPath(*options_.forced_path, *options_.forced_path, now_ns);
-    const std::string path = SubstitutePath(*options_.forced_path, tuple.local, tuple.lport);
-    return backends_->ForPath(path, *options_.forced_path, now_ns);
+      return backends_->ForPath(*config_.forced_path, *config_.forced_path, now_ns);
+    const std::string path = SubstitutePath(*config_.forced_path, tuple.local, tuple.lport);
+    return backends_->ForPath(path, *config_.forced_path, now_ns);
   }
   const Action action = table_->Lookup(tuple);
   switch (action.kind) {

@@ -13,15 +13,15 @@
 //   batches    a turn handles a fixed range of completions; completions
 //              posted during the turn wait for the next one, and can be
 //              looked at before then (ForEachLater).
-#ifndef SBX_ENGINE_DAEMON_WORKER_RING_H_
-#define SBX_ENGINE_DAEMON_WORKER_RING_H_
+#ifndef SBX_ENGINE_DISPATCH_WORKER_RING_H_
+#define SBX_ENGINE_DISPATCH_WORKER_RING_H_
 
 #include <liburing.h>
 
 #include <cstdint>
 #include <functional>
 
-#include "engine/daemon/stats.h"
+#include "engine/dispatch/stats.h"
 #include "engine/sys/ring.h"
 
 namespace sbx {
@@ -112,4 +112,4 @@ class WorkerRing {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_WORKER_RING_H_
+#endif  // SBX_ENGINE_DISPATCH_WORKER_RING_H_

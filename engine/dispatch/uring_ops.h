@@ -3,8 +3,8 @@
 // listener index, or a pointer to the state the completion belongs to.
 // Shared by the worker and the parts it submits through (SendChain,
 // AnswerReceives), so that the worker's completion switch names them all.
-#ifndef SBX_ENGINE_DAEMON_URING_OPS_H_
-#define SBX_ENGINE_DAEMON_URING_OPS_H_
+#ifndef SBX_ENGINE_DISPATCH_URING_OPS_H_
+#define SBX_ENGINE_DISPATCH_URING_OPS_H_
 
 #include <cstdint>
 
@@ -38,4 +38,4 @@ constexpr UringOp UringOpOf(uint64_t user_data) {
 
 }  // namespace sbx
 
-#endif  // SBX_ENGINE_DAEMON_URING_OPS_H_
+#endif  // SBX_ENGINE_DISPATCH_URING_OPS_H_

@@ -1,4 +1,4 @@
-#include "engine/daemon/worker_ring.h"
+#include "engine/dispatch/worker_ring.h"
 
 #include <cerrno>
 #include <utility>

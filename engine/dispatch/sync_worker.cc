@@ -1,4 +1,4 @@
-#include "engine/daemon/sync_worker.h"
+#include "engine/dispatch/sync_worker.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -18,9 +18,9 @@ constexpr uint64_t kIdleWakeNs = 1'000'000'000;
 
 }  // namespace
 
-SyncWorker::SyncWorker(const Options& options, WorkerSetup setup, Control* control,
+SyncWorker::SyncWorker(const WorkerConfig& config, WorkerSetup setup, Control* control,
                        StatsRegistry* stats)
-    : WorkerBase(options, std::move(setup), control, stats) {
+    : WorkerBase(config, std::move(setup), control, stats) {
   MakeScheduler(this);
   for (const ListenerInfo& info : setup_.listeners) listeners_.push_back({info});
 }
