@@ -86,8 +86,9 @@ class DispatchScheduler {
   DispatchScheduler(const Config& config, DispatchTransport* transport, BackendTable* backends,
                     WorkerStats* stats, Clock clock);
 
-  // Takes `fd` for delivery to `b`. Without a free slot the connection is
-  // closed and counted (overload).
+  // Takes `fd` (owned from here on: unique_fd.h says why it is an int) for
+  // delivery to `b`. Without a free slot the connection is closed and
+  // counted (overload).
   void Dispatch(int fd, Backend* b);
   // A send started by StartSend finished with `res` (>= 0, or -errno).
   void OnSendResult(uint32_t slot, int res);
@@ -112,7 +113,7 @@ class DispatchScheduler {
 
  private:
   struct Slot {
-    int conn_fd = -1;
+    int conn_fd = -1;  // owned by the slot until sent (then closed by the send's link) or dropped
     Backend* backend = nullptr;
     uint64_t deadline_ns = 0;
     bool keep_open = false;   // sent to an acknowledging receiver: held after

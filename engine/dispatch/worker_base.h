@@ -62,8 +62,8 @@ class WorkerBase {
   // The slots one backend may hold (DispatchScheduler::Config::backend_share).
   uint32_t BackendShare() const;
 
-  // Counts a new connection, routes it and hands it to the scheduler (or
-  // closes it after counting why not). True when free dispatch slots just
+  // Counts a new connection (`fd`, owned from here on), routes it and hands
+  // it to the scheduler (or closes it after counting why not). True when free dispatch slots just
   // ran low: the caller stops accepting until slots_paused_ clears.
   bool TakeConnection(int fd, const ListenerInfo* listener, const SocketAddress* remote);
   // Clears slots_paused_ once enough slots are free again.

@@ -1,8 +1,14 @@
 // UniqueFd: sole owner of one file descriptor; closes it on destruction.
 //
 // Move-only. A default-constructed or released UniqueFd holds -1 and closes
-// nothing. Used everywhere an fd crosses a function boundary so that ownership
-// is visible in the signature (UniqueFd&& takes it, int borrows it).
+// nothing. Used where an fd crosses a function boundary so that ownership is
+// visible in the signature (UniqueFd&& takes it, int borrows it), with one
+// exception: an accepted connection on the engine's hot path is a bare int
+// that its holder owns (WorkerBase::TakeConnection, DispatchScheduler's
+// slots, the transports' CloseConnection), because the kernel, not a
+// destructor, closes it after a successful send (the IORING_OP_CLOSE linked
+// to it): a UniqueFd there would close it twice. The functions that take
+// such an int say so.
 // Free of abseil and exceptions: the preload library links it too.
 #ifndef SBX_ENGINE_SYS_UNIQUE_FD_H_
 #define SBX_ENGINE_SYS_UNIQUE_FD_H_
