@@ -105,8 +105,15 @@ void TakeListener(const SinkSource& source, const SinkOptions& options, Sources&
   // listeners do not set it yet: set here, on the socket the engine shares.
   const int one = 1;
   ::setsockopt(taken->listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sources.shared.push_back({SinkEndpoint::Kind::kListener, taken->listener.get(), backend, false,
-                            sources.NewFlag(), /*taken=*/true});
+  // One worker per taken listener, in turn, as SO_REUSEPORT copies give
+  // each worker its own listeners. Shared by every worker's multishot
+  // accept, a listener doubled the p99 at 50% load against direct's
+  // (docs/kernel-dispatch.md, "Measured"): io_uring's accept waits are
+  // exclusive, one waiter woken per connection, and a stall of the worker
+  // woken held every connection behind it, not just its share.
+  sources.own[backend % sources.own.size()].push_back({SinkEndpoint::Kind::kListener,
+                                                       taken->listener.get(), backend, false,
+                                                       sources.NewFlag(), /*taken=*/true});
   sources.fds.push_back(std::move(taken->listener));
   // Answers the engine's sending sockets cannot take (another network
   // namespace) go over the channel.

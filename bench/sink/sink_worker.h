@@ -10,9 +10,9 @@
 //     datagram channels (a SenderReplies per channel per worker: a hello
 //     from each worker, acks counted by each for what it took).
 // Channels are shared between workers (the kernel hands each datagram to one
-// RECVMSG); listeners are per worker (SO_REUSEPORT copies), but a listener
-// taken from the engine is one socket shared like a channel (each accepted
-// connection completes one worker's ACCEPT).
+// RECVMSG); listeners are per worker: SO_REUSEPORT copies, and the
+// listeners taken from the engine dealt out to the workers in turn
+// (sink_main.cc says why).
 //
 // Counters are atomics read by the main thread for the summary. Stops within
 // ~100 ms after `stop` becomes true.
