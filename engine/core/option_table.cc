@@ -47,7 +47,15 @@ absl::StatusOr<std::vector<std::string>> WalkOptions(
       OptionFault fault;
       fault.missing_value = code == ':';
       fault.short_name = ::optopt > 0 && ::optopt < 256 ? static_cast<char>(::optopt) : '\0';
-      fault.token = argv[::optind - 1];
+      // The word the option was in: getopt moves past a word only once its
+      // last letter is read, so an unknown letter followed by others
+      // ("-xE") is still in argv[optind]; every other fault ended its word.
+      const bool in_cluster = fault.short_name != 0 && !fault.missing_value &&
+                              ::optind < argc && argv[::optind][0] == '-' &&
+                              argv[::optind][1] != '-' &&
+                              std::string_view(argv[::optind]).find(fault.short_name) !=
+                                  std::string_view::npos;
+      fault.token = argv[in_cluster ? ::optind : ::optind - 1];
       return on_fault(fault);
     }
     const int row = code >= kLongOnlyBase ? code - kLongOnlyBase : row_of_short[code];

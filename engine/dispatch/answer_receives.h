@@ -33,7 +33,8 @@ class AnswerReceives {
   AnswerReceives& operator=(const AnswerReceives&) = delete;
 
   // Listens on b's current socket (a receive left on an old one is ended),
-  // if b is a path backend. Prepares up to two entries.
+  // if b is a path backend: a cancel of the old receive, if any, then the
+  // new receive.
   void Listen(Backend* b);
   // The completion of a receive (UringOp::kAnswer): applies what it read and
   // what else is queued, up to a bound, and listens on.

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <system_error>
 #include <vector>
 
 #include "engine/core/fd_passing.h"
@@ -15,6 +17,8 @@ namespace {
 
 constexpr std::chrono::milliseconds kRetry{10};   // a backend not bound, or full
 constexpr std::chrono::milliseconds kQuiet{200};  // nothing more arrives: the job ends
+// Jobs served at once; more wait for one of these threads.
+constexpr size_t kMaxThreads = 64;
 
 int MillisUntil(std::chrono::steady_clock::time_point t) {
   const auto left =
@@ -27,10 +31,9 @@ int MillisUntil(std::chrono::steady_clock::time_point t) {
 void ListenerReclaimer::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   started_ = true;
-  while (!waiting_.empty()) {
-    Launch(std::move(waiting_.front()));
-    waiting_.pop_front();
-  }
+  std::deque<Job> given;
+  given.swap(waiting_);
+  for (Job& job : given) Launch(std::move(job));
 }
 
 ListenerReclaimer::~ListenerReclaimer() { Stop(); }
@@ -48,20 +51,48 @@ void ListenerReclaimer::Reclaim(std::string path, UniqueFd listener,
 }
 
 void ListenerReclaimer::Launch(Job job) {
+  size_t busy = 0;
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->done->load()) {
       it->thread.join();
       it = running_.erase(it);
     } else {
       ++it;
+      ++busy;
     }
   }
+  // Past the cap (a reload that removed many backends at once), a job waits
+  // for a thread to finish its own; its deadline runs meanwhile.
+  if (busy >= kMaxThreads) {
+    waiting_.push_back(std::move(job));
+    return;
+  }
   auto done = std::make_shared<std::atomic<bool>>(false);
-  std::thread thread([this, job = std::move(job), done]() mutable {
+  // Shared, so that a thread that cannot be made leaves the job here.
+  auto shared = std::make_shared<Job>(std::move(job));
+  try {
+    std::thread thread([this, shared, done] {
+      RunJobs(std::move(*shared));
+      done->store(true);
+    });
+    running_.push_back({std::move(thread), std::move(done)});
+  } catch (const std::system_error& e) {
+    // No thread to be had (a pids limit): the job waits for one that ends,
+    // or for the next reclaim to try again.
+    std::fprintf(stderr, "socketbox: kernel dispatch: %s: taking back its listener waits (%s)\n",
+                 shared->path.c_str(), e.what());
+    waiting_.push_back(std::move(*shared));
+  }
+}
+
+void ListenerReclaimer::RunJobs(Job job) {
+  while (true) {
     Serve(job);
-    done->store(true);
-  });
-  running_.push_back({std::move(thread), std::move(done)});
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || waiting_.empty()) return;
+    job = std::move(waiting_.front());
+    waiting_.pop_front();
+  }
 }
 
 void ListenerReclaimer::Stop() {
@@ -69,10 +100,12 @@ void ListenerReclaimer::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
-    waiting_.clear();
     running.swap(running_);
   }
-  for (Running& r : running) r.thread.join();  // each by its job's deadline
+  // Each ends by its deadline (and the drain of what was queued then).
+  for (Running& r : running) r.thread.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  waiting_.clear();  // never started: their listeners close with the engine
 }
 
 void ListenerReclaimer::Serve(Job& job) {
@@ -83,24 +116,31 @@ void ListenerReclaimer::Serve(Job& job) {
   const int fd = job.listener.get();
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   // Connections the kernel assigned just before the listener left the map
-  // still complete their handshake: the job ends after a quiet spell.
+  // still complete their handshake: the job ends after a quiet spell, or
+  // at its deadline with what is queued then closed and counted.
   Clock::time_point quiet_until = Clock::now() + kQuiet;
   while (!job.cancelled->load()) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, MillisUntil(quiet_until)) < 0 && errno != EINTR) return;
-    if (job.cancelled->load()) return;
-    if ((p.revents & POLLIN) == 0) {
+    const bool past_deadline = Clock::now() >= job.deadline;
+    if (!past_deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, MillisUntil(std::min(quiet_until, job.deadline))) < 0 && errno != EINTR) {
+        return;
+      }
+      if (job.cancelled->load()) return;
       if ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) return;  // shut down: nothing queued
-      if (Clock::now() >= quiet_until) return;
-      continue;
+      if ((p.revents & POLLIN) == 0) {
+        if (Clock::now() >= quiet_until) return;
+        continue;
+      }
     }
     UniqueFd conn(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!conn) {
-      if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // EINVAL: no longer listening
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN && !past_deadline) continue;
+      return;  // drained past the deadline, or EINVAL: no longer listening
     }
     // Each connection waits for its backend up to the job's deadline.
-    if (SendBy(job.path, conn.get(), job.deadline)) {
+    if (!past_deadline && SendBy(job.path, conn.get(), job.deadline)) {
       reclaimed_.fetch_add(1, std::memory_order_relaxed);
     } else {
       failed_.fetch_add(1, std::memory_order_relaxed);

@@ -14,8 +14,9 @@
 // one backend whose receiver stays away must not hold back another's
 // reclaim. A job ends when its listener has been quiet for 200 ms, when it
 // is cancelled (a receiver took the listener again: what is still queued
-// is that receiver's), or when the reclaimer stops (each job then ends by
-// its deadline).
+// is that receiver's), or at its deadline, when what is queued then is
+// closed and counted; the reclaimer's Stop waits for that. At most 64 jobs
+// run at once; more wait for a thread, their deadlines running.
 #ifndef SBX_ENGINE_KERNEL_LISTENER_RECLAIMER_H_
 #define SBX_ENGINE_KERNEL_LISTENER_RECLAIMER_H_
 
@@ -65,15 +66,18 @@ class ListenerReclaimer {
     std::shared_ptr<std::atomic<bool>> done;
   };
 
-  // Under mu_: a thread for `job`; joins those that have ended.
+  // Under mu_: a thread for `job` (or a place in waiting_ past the cap);
+  // joins those that have ended.
   void Launch(Job job);
+  // A thread's life: `job`, then any that wait for a thread.
+  void RunJobs(Job job);
   void Serve(Job& job);
   // Sends `conn` to `path` by `deadline`; false when it could not.
   bool SendBy(const std::string& path, int conn, Clock::time_point deadline);
 
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  std::deque<Job> waiting_;  // given before Start
+  std::deque<Job> waiting_;  // given before Start, or past the cap of threads
   bool started_ = false;
   bool stop_ = false;
   std::deque<Running> running_;

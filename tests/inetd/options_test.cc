@@ -55,6 +55,8 @@ TEST(InetdOptions, GetoptConventions) {
   EXPECT_TRUE(o->set_environment);
   const std::pair<Args, std::string> bad[] = {
       {{"-Ex", "s", "p"}, "unknown option '-Ex'"},
+      {{"-c", "5", "-xE", "s", "p"}, "unknown option '-xE'"},
+      {{"-Exc", "s", "p"}, "unknown option '-Exc'"},
       {{"--children=4", "s", "p"}, "unknown option '--children=4'"},
       {{"-E", "-c"}, "option -c needs a value"},
       {{"-Ec"}, "option -c needs a value"},

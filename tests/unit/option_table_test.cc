@@ -85,6 +85,14 @@ TEST(OptionTableTest, FaultsNameTheOptionAndTheWord) {
   EXPECT_EQ(in_cluster.fault.short_name, 'Z');
   EXPECT_EQ(in_cluster.fault.token, "-qZ");
 
+  // An unknown letter before others: still the word it is in.
+  Result first_of_cluster = Parse({"-p", "1", "-Zq", "w"});
+  EXPECT_FALSE(first_of_cluster.words.ok());
+  EXPECT_EQ(first_of_cluster.fault.short_name, 'Z');
+  EXPECT_EQ(first_of_cluster.fault.token, "-Zq");
+  Result middle_of_cluster = Parse({"-qZx"});
+  EXPECT_EQ(middle_of_cluster.fault.token, "-qZx");
+
   Result long_unknown = Parse({"--bogus"});
   EXPECT_FALSE(long_unknown.words.ok());
   EXPECT_EQ(long_unknown.fault.short_name, 0);

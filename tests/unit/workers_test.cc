@@ -1,8 +1,10 @@
 // The two workers end to end, each on a thread of its own as the daemon
 // runs them: a real listener, real client connections, a real receiving
 // socket (the -S forced action), the stop. What one accepts must reach the
-// receiver, be counted once, and the stop must end the worker with nothing
-// left open; the io_uring worker and the sync worker alike.
+// receiver and be counted once, the engine's copy of each connection must
+// be closed, and the stop must end the worker; the io_uring worker and the
+// sync worker alike. Every wait is bounded (5 s): a worker that stopped
+// early fails the test instead of hanging it.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "engine/core/address_ops.h"
 #include "engine/core/fd_passing.h"
 #include "engine/dispatch/control.h"
@@ -42,7 +45,19 @@ class WorkersTest : public ::testing::TestWithParam<Kind> {
     socklen_t len = sizeof address_;
     ASSERT_EQ(::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address_), &len), 0);
     receiver_ = testing::BindReceiver(dir_.File("receiver"));
+    BoundWaits(receiver_.get());
     config_.forced_path = dir_.File("receiver");
+  }
+
+  // A worker that stopped early must fail the test, not hang it.
+  void TearDown() override {
+    control_.RequestStop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  static void BoundWaits(int fd) {
+    const timeval five{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five, sizeof five);
   }
 
   // Runs the worker of the test's kind on its own thread.
@@ -58,7 +73,8 @@ class WorkersTest : public ::testing::TestWithParam<Kind> {
     thread_ = std::thread([this, setup]() mutable {
       if (GetParam() == Kind::kUring) {
         UringWorker worker(config_, std::move(setup), &control_, &stats_);
-        if (worker.Init().ok()) worker.Run();
+        init_ = worker.Init();
+        if (init_.ok()) worker.Run();
       } else {
         SyncWorker(config_, std::move(setup), &control_, &stats_).Run();
       }
@@ -67,6 +83,7 @@ class WorkersTest : public ::testing::TestWithParam<Kind> {
 
   UniqueFd Connect() {
     UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    BoundWaits(c.get());
     EXPECT_EQ(::connect(c.get(), reinterpret_cast<const sockaddr*>(&address_), sizeof address_), 0);
     return c;
   }
@@ -77,6 +94,7 @@ class WorkersTest : public ::testing::TestWithParam<Kind> {
   WorkerConfig config_;
   Control control_{1};
   StatsRegistry stats_{1};
+  absl::Status init_;  // the io_uring worker's Init
   std::thread thread_;
 };
 
@@ -100,6 +118,7 @@ TEST_P(WorkersTest, HandsEveryConnectionToTheReceiverAndStops) {
   }
   control_.RequestStop();
   thread_.join();
+  ASSERT_TRUE(init_.ok()) << init_;
   const WorkerStats& st = stats_.worker(0);
   EXPECT_EQ(st.accepted.load(), static_cast<uint64_t>(kClients));
   EXPECT_EQ(st.dispatched.load(), static_cast<uint64_t>(kClients));
@@ -127,6 +146,7 @@ TEST_P(WorkersTest, ConnectionsForAnAbsentBackendAreClosedAtTheDeadlineAndCounte
   }
   control_.RequestStop();
   thread_.join();
+  ASSERT_TRUE(init_.ok()) << init_;
   const WorkerStats& st = stats_.worker(0);
   EXPECT_EQ(st.accepted.load(), 3u);
   EXPECT_EQ(st.dispatched.load(), 0u);
