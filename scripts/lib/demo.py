@@ -30,21 +30,38 @@ def main():
         print(f"demo needs root and network namespaces: {reason}")
         return 1
     samples = [l.split() for l in open(SAMPLES) if l.strip() and not l.startswith("#")]
-    predicted = subprocess.run([SOCKETBOX, "-f", CONFIG, "--test-route"], capture_output=True,
-                               text=True, input="".join(" ".join(s) + "\n" for s in samples)).stdout.split("\n")
-    paths = sorted({line.split(":", 1)[1] for line in open(CONFIG)
-                    for line in [t for t in line.split() if t.startswith("jump-unix:")]})
+    predicted = subprocess.run(
+        [SOCKETBOX, "-f", CONFIG, "--test-route"],
+        capture_output=True,
+        text=True,
+        input="".join(" ".join(s) + "\n" for s in samples),
+    ).stdout.split("\n")
+    paths = sorted(
+        {
+            line.split(":", 1)[1]
+            for line in open(CONFIG)
+            for line in [t for t in line.split() if t.startswith("jump-unix:")]
+        }
+    )
     shutil.rmtree(SOCKET_DIR, ignore_errors=True)
     os.makedirs(SOCKET_DIR)
     backends = []
     try:
         with sbxtest.Topology() as topo:
-            dev = sbxtest.sh("ip", "netns", "exec", topo.client, "ip", "-o", "link", "show", "type",
-                             "veth").stdout.split(":")[1].strip().split("@")[0]
+            dev = (
+                sbxtest.sh(
+                    "ip", "netns", "exec", topo.client, "ip", "-o", "link", "show", "type", "veth"
+                )
+                .stdout.split(":")[1]
+                .strip()
+                .split("@")[0]
+            )
             for remote in sorted({s[2] for s in samples}):
                 topo.ns_sh(topo.client, "ip", "addr", "add", f"{remote}/128", "dev", dev, "nodad")
             for prefix in CLIENT_PREFIXES:
-                topo.ns_sh(topo.server, "ip", "-6", "route", "add", prefix, "via", sbxtest.CLIENT_LINK6)
+                topo.ns_sh(
+                    topo.server, "ip", "-6", "route", "add", prefix, "via", sbxtest.CLIENT_LINK6
+                )
             for path in paths:
                 backends.append(Backend(path, os.path.basename(path).removesuffix(".sock")))
             ports = sorted({int(s[1]) for s in samples})
@@ -54,14 +71,24 @@ def main():
             print(f"\n{'connection':58} {'backend that answered':24} --test-route said")
             for sample, want in zip(samples, predicted):
                 local, lport, remote, rport = sample
-                got = fetch(topo.client, local, int(lport), timeout=3,
-                            source=(remote, int(rport))).decode() or "(closed, no backend)"
+                got = (
+                    fetch(
+                        topo.client, local, int(lport), timeout=3, source=(remote, int(rport))
+                    ).decode()
+                    or "(closed, no backend)"
+                )
                 label = f"[{remote}]:{rport} -> [{local}]:{lport}"
                 print(f"{label:58} {got:24} {want}")
             stats = engine.stats()
-            print("\nengine counters:", ", ".join(
-                f"{k}={v}" for k, v in stats.items() if not k.startswith("backend:") and
-                (v or k in ("accepted", "dispatched", "dropped"))))
+            print(
+                "\nengine counters:",
+                ", ".join(
+                    f"{k}={v}"
+                    for k, v in stats.items()
+                    if not k.startswith("backend:")
+                    and (v or k in ("accepted", "dispatched", "dropped"))
+                ),
+            )
             for k, v in stats.items():
                 if k.startswith("backend:"):
                     print(f"  delivered to {k[8:]}: {v}")

@@ -90,9 +90,20 @@ class DirectTest(unittest.TestCase):
         port, closed = free_port(), free_port()
         sink = Sink("--listen", f"alpha=127.0.0.1:{port}", "--threads", "2")
         try:
-            g = generate("--target", f"127.0.0.1:{port}=alpha", "--target", f"127.0.0.1:{port}=beta",
-                         "--target", f"127.0.0.1:{closed}=alpha", "--connections", "300",
-                         "--concurrency", "16", "--threads", "2")
+            g = generate(
+                "--target",
+                f"127.0.0.1:{port}=alpha",
+                "--target",
+                f"127.0.0.1:{port}=beta",
+                "--target",
+                f"127.0.0.1:{closed}=alpha",
+                "--connections",
+                "300",
+                "--concurrency",
+                "16",
+                "--threads",
+                "2",
+            )
             self.assertEqual(g["started"], 300)
             self.assertEqual(g["completed"], 100)
             self.assertEqual(g["errors"]["wrong_greeting"], 100)
@@ -110,8 +121,16 @@ class DirectTest(unittest.TestCase):
         sink = Sink("--listen", f"a=127.0.0.1:{port}")
         try:
             for io in ("uring", "epoll"):
-                g = generate("--io", io, "--target", f"127.0.0.1:{port}=a", "--connections", "500",
-                             "--concurrency", "8")
+                g = generate(
+                    "--io",
+                    io,
+                    "--target",
+                    f"127.0.0.1:{port}=a",
+                    "--connections",
+                    "500",
+                    "--concurrency",
+                    "8",
+                )
                 self.assertEqual((g["io"], g["completed"], sum(g["errors"].values())), (io, 500, 0))
         finally:
             sink.stop()
@@ -144,8 +163,16 @@ class ChannelTest(unittest.TestCase):
         fwd = Forwarder(sender, path, drop=lambda i: i % 10 == 9)
         fds_before = sbxtest.fd_count(sink.p.pid)
         for io in ("uring", "epoll"):
-            g = generate("--io", io, "--target", f"127.0.0.1:{fwd.port}=a", "--connections", "200",
-                         "--concurrency", "4")
+            g = generate(
+                "--io",
+                io,
+                "--target",
+                f"127.0.0.1:{fwd.port}=a",
+                "--connections",
+                "200",
+                "--concurrency",
+                "4",
+            )
             self.assertEqual(g["completed"], 180)
             self.assertEqual(g["errors"]["no_greeting"], 20)
         self.assertEqual(sbxtest.fd_count(sink.p.pid), fds_before)  # no fd kept
@@ -221,7 +248,9 @@ class ChannelTest(unittest.TestCase):
         t.join(10)
         sink = sink_holder["s"]
         fwd = Forwarder(conn)
-        g = generate("--target", f"127.0.0.1:{fwd.port}=r", "--connections", "50", "--concurrency", "4")
+        g = generate(
+            "--target", f"127.0.0.1:{fwd.port}=r", "--connections", "50", "--concurrency", "4"
+        )
         self.assertEqual(g["completed"], 50)
         conn.close()  # the server goes away: the sink says so and keeps running
         sbxtest.wait_for(lambda: sink.summary()["channel_closed"] == 1, what="channel_closed")
@@ -236,8 +265,18 @@ class ChannelTest(unittest.TestCase):
         port = silent.getsockname()[1]
         for io in ("uring", "epoll"):
             t0 = time.monotonic()
-            g = generate("--io", io, "--target", f"127.0.0.1:{port}=x", "--connections", "5",
-                         "--concurrency", "5", "--timeout-ms", "300")
+            g = generate(
+                "--io",
+                io,
+                "--target",
+                f"127.0.0.1:{port}=x",
+                "--connections",
+                "5",
+                "--concurrency",
+                "5",
+                "--timeout-ms",
+                "300",
+            )
             self.assertEqual(g["errors"]["timeout"], 5)
             self.assertLess(time.monotonic() - t0, 5)
         silent.close()
@@ -282,7 +321,18 @@ class MergeTest(unittest.TestCase):
     checked against real generator output."""
 
     def test_share_divides_totals(self):
-        args = ["--target", "x", "--concurrency", "7", "--rate", "1000", "--threads", "2", "--duration", "3"]
+        args = [
+            "--target",
+            "x",
+            "--concurrency",
+            "7",
+            "--rate",
+            "1000",
+            "--threads",
+            "2",
+            "--duration",
+            "3",
+        ]
         parts = [merge.share(args, 3, i) for i in range(3)]
         self.assertEqual([p[3] for p in parts], ["3", "2", "2"])
         self.assertEqual([p[5] for p in parts], ["334", "333", "333"])
@@ -294,8 +344,12 @@ class MergeTest(unittest.TestCase):
         port = free_port()
         sink = Sink("--listen", f"a=127.0.0.1:{port}")
         try:
-            one = generate("--target", f"127.0.0.1:{port}=a", "--connections", "400", "--concurrency", "4")
-            two = generate("--target", f"127.0.0.1:{port}=a", "--connections", "900", "--concurrency", "16")
+            one = generate(
+                "--target", f"127.0.0.1:{port}=a", "--connections", "400", "--concurrency", "4"
+            )
+            two = generate(
+                "--target", f"127.0.0.1:{port}=a", "--connections", "900", "--concurrency", "16"
+            )
         finally:
             sink.stop()
         for g in (one, two):
@@ -309,11 +363,15 @@ class MergeTest(unittest.TestCase):
         self.assertEqual((m["started"], m["completed"], m["generators"]), (1300, 1300, 2))
         self.assertEqual(m["targets"][0]["ok"], 1300)
         self.assertEqual(sum(n for _, n in m["buckets"]), 1300)
-        self.assertEqual(m["latency_us"]["max"], max(one["latency_us"]["max"], two["latency_us"]["max"]))
+        self.assertEqual(
+            m["latency_us"]["max"], max(one["latency_us"]["max"], two["latency_us"]["max"])
+        )
         # Every merged percentile lies between the two generators' own.
         for name in ("p50", "p90", "p99"):
             lo, hi = sorted((one["latency_us"][name], two["latency_us"][name]))
-            self.assertTrue(lo - 0.1 <= m["latency_us"][name] <= hi + 0.1, (name, lo, m["latency_us"][name], hi))
+            self.assertTrue(
+                lo - 0.1 <= m["latency_us"][name] <= hi + 0.1, (name, lo, m["latency_us"][name], hi)
+            )
         # A generator merged with itself keeps its percentiles, doubles its counts.
         d = merge.merge([one, one])
         self.assertEqual(d["finished"], 800)
@@ -324,5 +382,10 @@ class MergeTest(unittest.TestCase):
 
 if __name__ == "__main__":
     missing = [p for p in (SINK, GEN) if not os.access(p, os.X_OK)]
-    sbxtest.run_tap(DirectTest, ChannelTest, BadInputTest, MergeTest,
-                    skip_reason=f"not built: {missing}" if missing else None)
+    sbxtest.run_tap(
+        DirectTest,
+        ChannelTest,
+        BadInputTest,
+        MergeTest,
+        skip_reason=f"not built: {missing}" if missing else None,
+    )

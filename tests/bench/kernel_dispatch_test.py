@@ -30,8 +30,6 @@ A = "2001:db8:1::"
 CONNECTIONS = 2000
 
 
-
-
 def skip_reason():
     return sbxtest.require_root_and_netns() or kernel_lacks_bpf()
 
@@ -75,16 +73,42 @@ class KernelDispatchSinkTest(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
 
     def engine(self):
-        eng = Engine(["-f", self.conf, "-l", "::", "-p", "80", "--listen", "[::]:443",
-                      "--threads", "1", "-b", "4096", "--kernel-dispatch", "on",
-                      "--listener-socket", self.engine_socket], ns=self.topo.server)
+        eng = Engine(
+            [
+                "-f",
+                self.conf,
+                "-l",
+                "::",
+                "-p",
+                "80",
+                "--listen",
+                "[::]:443",
+                "--threads",
+                "1",
+                "-b",
+                "4096",
+                "--kernel-dispatch",
+                "on",
+                "--listener-socket",
+                self.engine_socket,
+            ],
+            ns=self.topo.server,
+        )
         self.addCleanup(lambda: eng.proc.poll() is None and eng.stop())
         self.assertIn("kernel dispatch on", eng.output())
         return eng
 
     def sink(self, name, *extra):
-        return Sink(self.topo.server, "--backend", f"{name}={self.paths[name]}", "--threads", "2",
-                    "--lifetime", "120", *extra)
+        return Sink(
+            self.topo.server,
+            "--backend",
+            f"{name}={self.paths[name]}",
+            "--threads",
+            "2",
+            "--lifetime",
+            "120",
+            *extra,
+        )
 
     def generate(self, *targets, connections=CONNECTIONS):
         args = [GEN, "--connections", str(connections), "--concurrency", "32", "--threads", "2"]
@@ -98,8 +122,9 @@ class KernelDispatchSinkTest(unittest.TestCase):
         eng = self.engine()
         taker = self.sink("a", "--take-listener", "--listener-socket", self.engine_socket)
         classic = self.sink("b")  # never asks: the datagram path
-        g = self.generate((f"{A}10", 80, "a"), (f"{A}10", 443, "a"), (f"{A}11", 80, "b"),
-                          (f"{A}11", 443, "b"))
+        g = self.generate(
+            (f"{A}10", 80, "a"), (f"{A}10", 443, "a"), (f"{A}11", 80, "b"), (f"{A}11", 443, "b")
+        )
         self.assertEqual(g["completed"], CONNECTIONS, g["errors"])
         self.assertEqual(sum(g["errors"].values()), 0, g["errors"])
         code_a, a, err_a = taker.stop()
@@ -137,8 +162,9 @@ class KernelDispatchSinkTest(unittest.TestCase):
         stranger = self.sink("x", "--take-listener", "--listener-socket", self.engine_socket)
         # The sink for a asks without a listener socket to ask at: it gives up
         # (ENOENT) and gets its connections from the engine the old way.
-        plain = self.sink("a", "--take-listener", "--listener-socket",
-                          self.topo.path("nothing-here.sock"))
+        plain = self.sink(
+            "a", "--take-listener", "--listener-socket", self.topo.path("nothing-here.sock")
+        )
         g = self.generate((f"{A}10", 80, "a"), connections=200)
         self.assertEqual(g["completed"], 200, g["errors"])
         _, x, err_x = stranger.stop()

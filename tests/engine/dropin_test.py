@@ -8,9 +8,16 @@ import os
 import socket
 import struct
 import subprocess
-import unittest
 
-from engine_fixture import SOCKETBOX, Backend, Engine, fetch, listening_sockets, sbxtest, TopologyTest, write
+from engine_fixture import (
+    SOCKETBOX,
+    Engine,
+    fetch,
+    listening_sockets,
+    sbxtest,
+    TopologyTest,
+    write,
+)
 
 A = "2001:db8:1::"
 
@@ -18,8 +25,12 @@ A = "2001:db8:1::"
 class DropInTest(TopologyTest):
     def second(self, args):
         """Runs a daemon that is expected to refuse to start: (status, stderr)."""
-        r = subprocess.run(["ip", "netns", "exec", self.topo.server, SOCKETBOX, *args],
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.topo.server, SOCKETBOX, *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return r.returncode, r.stderr
 
     def test_second_daemon_on_the_same_address_is_refused(self):
@@ -28,10 +39,14 @@ class DropInTest(TopologyTest):
         eng = Engine(["-S", first.path, "-p", "8080", "--threads", "2"], ns=self.topo.server)
         rc, err = self.second(["-S", other.path, "-p", "8080", "--threads", "2"])
         self.assertEqual(rc, 1, err)
-        self.assertIn(f"bind [::]:8080 (a socketbox, pid {eng.proc.pid} at its start, listens there", err)
+        self.assertIn(
+            f"bind [::]:8080 (a socketbox, pid {eng.proc.pid} at its start, listens there", err
+        )
         self.assertIn("Address already in use", err)
         # A specific address under the first one's wildcard: the probe sees it.
-        rc, err = self.second(["-S", other.path, "-l", f"{A}5", "-F", "-p", "8080", "--threads", "2"])
+        rc, err = self.second(
+            ["-S", other.path, "-l", f"{A}5", "-F", "-p", "8080", "--threads", "2"]
+        )
         self.assertEqual(rc, 1, err)
         self.assertIn("Address already in use", err)
         # The first daemon kept every connection.
@@ -48,12 +63,18 @@ class DropInTest(TopologyTest):
         from before its bind until it exits (its port is not bound here)."""
         prefix = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups"] if user else []
         p = sbxtest.spawn(
-            prefix + ["/usr/bin/python3", "-c",
-                      "import socket, time\n"
-                      "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-                      f"s.bind('\\0socketbox-uring listen [::]:{port}')\n"
-                      "s.listen(1)\nprint('ready', flush=True)\ntime.sleep(60)\n"],
-            ns=self.topo.server, stdout=subprocess.PIPE)
+            prefix
+            + [
+                "/usr/bin/python3",
+                "-c",
+                "import socket, time\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                f"s.bind('\\0socketbox-uring listen [::]:{port}')\n"
+                "s.listen(1)\nprint('ready', flush=True)\ntime.sleep(60)\n",
+            ],
+            ns=self.topo.server,
+            stdout=subprocess.PIPE,
+        )
         self.assertEqual(p.stdout.readline().strip(), b"ready")
         self.addCleanup(sbxtest.stop, p)
         return p
@@ -66,7 +87,9 @@ class DropInTest(TopologyTest):
         b = self.backend("b")
         rc, err = self.second(["-S", b.path, "-p", "8090", "--threads", "2"])
         self.assertEqual(rc, 1, err)
-        self.assertIn(f"bind [::]:8090 (a socketbox, pid {holder.pid} at its start, listens there", err)
+        self.assertIn(
+            f"bind [::]:8090 (a socketbox, pid {holder.pid} at its start, listens there", err
+        )
 
     def test_lock_squatted_by_another_user_is_ignored(self):
         # Anyone may bind an abstract name: another user's must not keep the
@@ -124,9 +147,11 @@ class DropInTest(TopologyTest):
         # for exact-address listeners; with the original (no SO_REUSEPORT
         # unless -r) a later bind failed with EADDRINUSE, and it must still.
         one = self.backend("one")
-        conf = write(self.topo.path("socketbox.conf"),
-                     f"max-rules:1\nrule-set:0 size:2\nip:{A}5 jump-unix:{one.path}\n"
-                     f"default jump-unix:{one.path}\n")
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"max-rules:1\nrule-set:0 size:2\nip:{A}5 jump-unix:{one.path}\n"
+            f"default jump-unix:{one.path}\n",
+        )
         for threads, port in (("2", 8087), ("1", 8088)):
             eng = Engine(["-f", conf, "-p", str(port), "--threads", threads], ns=self.topo.server)
             self.assertIn("1 exact-address listener(s)", eng.output())
@@ -147,8 +172,11 @@ class DropInTest(TopologyTest):
         held = sbxtest.socket_in(self.topo.server)
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         held.bind(("::", 8083))
-        eng = Engine(["-S", b.path, "-s", str(held.fileno()), "--threads", "2"],
-                     ns=self.topo.server, pass_fds=[held.fileno()])
+        eng = Engine(
+            ["-S", b.path, "-s", str(held.fileno()), "--threads", "2"],
+            ns=self.topo.server,
+            pass_fds=[held.fileno()],
+        )
         held.close()
         self.assertEqual(fetch(self.topo.client, f"{A}1", 8083), b"inherited")
         # ... and a daemon of ours binding the same port is refused.
@@ -159,8 +187,10 @@ class DropInTest(TopologyTest):
 
     def test_extra_words_after_the_options_are_ignored(self):
         b = self.backend("extra")
-        conf = write(self.topo.path("socketbox.conf"),
-                     f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n")
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{b.path}\n",
+        )
         eng = Engine(["-f", conf, "-p", "8084", "extra"], ns=self.topo.server)
         self.assertIn("ignoring extra argument(s) after the options: 'extra'", eng.output())
         self.assertEqual(fetch(self.topo.client, f"{A}1", 8084), b"extra")
@@ -171,8 +201,10 @@ class DropInTest(TopologyTest):
         # not uid 10 and an error.
         os.chmod(self.topo.tmp, 0o755)
         b = self.backend("b")
-        eng = Engine(["-S", b.path, "-p", "8085", "-u", "010", "-g", "0x8", "-G", "011,0xa"],
-                     ns=self.topo.server)
+        eng = Engine(
+            ["-S", b.path, "-p", "8085", "-u", "010", "-g", "0x8", "-G", "011,0xa"],
+            ns=self.topo.server,
+        )
         status = sbxtest.proc_status(eng.proc.pid)
         self.assertEqual(status["Uid"].split(), ["8"] * 4)
         self.assertEqual(status["Gid"].split(), ["8"] * 4)
@@ -184,8 +216,9 @@ class DropInTest(TopologyTest):
         ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ctl.bind(ctl_path)
         ctl.listen(1)
-        eng = Engine(["-S", "/nonexistent", "-P", f"010:{ctl_path}"], ns=self.topo.server,
-                     wait_ready=False)
+        eng = Engine(
+            ["-S", "/nonexistent", "-P", f"010:{ctl_path}"], ns=self.topo.server, wait_ready=False
+        )
         ctl.settimeout(10)
         conn, _ = ctl.accept()
         self.assertEqual(conn.recv(64), b"\x01\x00\x00\x00" + struct.pack(">I", 8))
@@ -195,14 +228,19 @@ class DropInTest(TopologyTest):
 
     def test_exact_listeners_only_for_routable_pairs(self):
         one, two, three = (self.backend(n) for n in ("one", "two", "three"))
-        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"""max-rules:1
 rule-set:0 size:3
 ip:{A}1 port:80 jump-unix:{one.path}
 ip:{A}2 port:443 jump-unix:{two.path}
 ip:{A}3 jump-unix:{three.path}
-""")
-        eng = Engine(["-f", conf, "--listen", "[::]:80", "--listen", "[::]:443", "--threads", "1"],
-                     ns=self.topo.server)
+""",
+        )
+        eng = Engine(
+            ["-f", conf, "--listen", "[::]:80", "--listen", "[::]:443", "--threads", "1"],
+            ns=self.topo.server,
+        )
         # (::1, 80), (::2, 443), (::3, 80), (::3, 443): not ::1 on 443 nor ::2 on 80.
         self.assertIn("4 exact-address listener(s)", eng.output())
         on80 = " ".join(listening_sockets(self.topo.server, 80))
@@ -211,9 +249,13 @@ ip:{A}3 jump-unix:{three.path}
         self.assertNotIn(f"[{A}2]:80", on80)
         self.assertIn(f"[{A}2]:443", on443)
         self.assertNotIn(f"[{A}1]:443", on443)
-        for host, port, want in ((f"{A}1", 80, b"one"), (f"{A}2", 443, b"two"),
-                                 (f"{A}3", 443, b"three"), (f"{A}1", 443, b""),
-                                 (f"{A}2", 80, b"")):
+        for host, port, want in (
+            (f"{A}1", 80, b"one"),
+            (f"{A}2", 443, b"two"),
+            (f"{A}3", 443, b"three"),
+            (f"{A}1", 443, b""),
+            (f"{A}2", 80, b""),
+        ):
             self.assertEqual(fetch(self.topo.client, host, port), want, (host, port))
         st = eng.stats()
         # Only the two pairs no exact listener serves cost a getsockname(2).

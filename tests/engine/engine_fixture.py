@@ -101,13 +101,21 @@ class Engine:
         """`wrapper`: a command that execs the daemon (argv prefix)."""
         self.lines = []
         self.lock = threading.Lock()
-        self.proc = sbxtest.spawn(list(wrapper) + [SOCKETBOX] + list(args), ns=ns, pass_fds=pass_fds,
-                                  env=env, stderr=subprocess.PIPE)
+        self.proc = sbxtest.spawn(
+            list(wrapper) + [SOCKETBOX] + list(args),
+            ns=ns,
+            pass_fds=pass_fds,
+            env=env,
+            stderr=subprocess.PIPE,
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:
-            sbxtest.wait_for(lambda: self.has_line("ready:") or self.proc.poll() is not None,
-                             timeout=10, what="engine ready")
+            sbxtest.wait_for(
+                lambda: self.has_line("ready:") or self.proc.poll() is not None,
+                timeout=10,
+                what="engine ready",
+            )
             if self.proc.poll() is not None:
                 raise AssertionError(f"engine exited {self.proc.returncode}: {self.output()}")
 
@@ -145,7 +153,9 @@ class Engine:
         deadline = time.monotonic() + 5
         while True:
             st = self._stats_once()
-            if not settle or st.get("accepted", 0) == st.get("dispatched", 0) + st.get("dropped", 0):
+            if not settle or st.get("accepted", 0) == st.get("dispatched", 0) + st.get(
+                "dropped", 0
+            ):
                 return st
             if time.monotonic() > deadline:
                 return st
@@ -159,6 +169,7 @@ class Engine:
         def ready():
             with self.lock:
                 return any(l.startswith("stats total") for l in self.lines[start:])
+
         sbxtest.wait_for(ready, timeout=5, what="stats")
         with self.lock:
             return parse_stats(self.lines[start:])

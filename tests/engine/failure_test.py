@@ -25,6 +25,7 @@ def fetch_many(ns, host, port, n, parallel=8, timeout=10.0):
             if i >= n:
                 return
             results[i] = fetch(ns, host, port, timeout=timeout)
+
     threads = [threading.Thread(target=worker) for _ in range(parallel)]
     for t in threads:
         t.start()
@@ -43,13 +44,17 @@ class FailureTest(unittest.TestCase):
     def test_absent_backend_closes_and_counts_after_the_deadline(self):
         path = self.topo.path("nobody.sock")
         for io in ("uring", "sync"):
-            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "300", f"--io={io}"],
-                         ns=self.topo.server)
+            eng = Engine(
+                ["-S", path, "-p", "80", "--dispatch-timeout", "300", f"--io={io}"],
+                ns=self.topo.server,
+            )
             start = time.monotonic()
             self.assertEqual(fetch_many(self.topo.client, f"{A}1", 80, 6), [b""] * 6)
             self.assertGreater(time.monotonic() - start, 0.25)  # they waited for the backend
             st = eng.stats()
-            self.assertEqual((st["accepted"], st["dropped.backend_down"], st["dispatched"]), (6, 6, 0))
+            self.assertEqual(
+                (st["accepted"], st["dropped.backend_down"], st["dispatched"]), (6, 6, 0)
+            )
             self.assertIn(f"backend {path} unavailable", eng.output())
             eng.stop()
 
@@ -63,15 +68,18 @@ class FailureTest(unittest.TestCase):
         def load():
             while not done.is_set():
                 results.append(fetch(self.topo.client, f"{A}2", 80, timeout=10))
+
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
         sbxtest.wait_for(lambda: results.count(b"v1") >= 10, what="10 served by v1")
         backend.close(graceful=True)  # the backend goes away...
+
         # ...while every client's next connection is held by the engine...
         def held():
             st = eng.stats(settle=False)
             return st["accepted"] - st["dispatched"] - st["dropped"]
+
         sbxtest.wait_for(lambda: held() == len(threads), what="every client held")
         backend = Backend(path, "v2")  # ...and it comes back at the same path
         sbxtest.wait_for(lambda: results.count(b"v2") >= 10, what="10 served by v2")
@@ -92,8 +100,10 @@ class FailureTest(unittest.TestCase):
         for io in ("uring", "sync"):
             # Queue full for 1 s, deadline 4 s: every connection waits and is delivered.
             backend = Backend(path, "slow", stall=1.0)
-            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "4000", f"--io={io}"],
-                         ns=self.topo.server)
+            eng = Engine(
+                ["-S", path, "-p", "80", "--dispatch-timeout", "4000", f"--io={io}"],
+                ns=self.topo.server,
+            )
             results = fetch_many(self.topo.client, f"{A}3", 80, 40, parallel=40)
             self.assertEqual(results, [b"slow"] * 40, io)
             self.assertEqual(eng.stats()["dropped"], 0)
@@ -101,8 +111,10 @@ class FailureTest(unittest.TestCase):
             backend.close()
             # Queue full for 3 s, deadline 0.5 s: what does not fit is closed and counted.
             backend = Backend(path, "slow", stall=3.0)
-            eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "500", f"--io={io}"],
-                         ns=self.topo.server)
+            eng = Engine(
+                ["-S", path, "-p", "80", "--dispatch-timeout", "500", f"--io={io}"],
+                ns=self.topo.server,
+            )
             results = fetch_many(self.topo.client, f"{A}3", 80, 40, parallel=40)
             st = eng.stats()
             lost = results.count(b"")
@@ -113,7 +125,9 @@ class FailureTest(unittest.TestCase):
             backend.close()
 
     def test_reload_under_load_loses_nothing(self):
-        old, new = Backend(self.topo.path("old.sock"), "old"), Backend(self.topo.path("new.sock"), "new")
+        old, new = Backend(self.topo.path("old.sock"), "old"), Backend(
+            self.topo.path("new.sock"), "new"
+        )
         conf = self.topo.path("r.conf")
         write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{old.path}\n")
         eng = Engine(["-f", conf, "-p", "80", "--threads", "2"], ns=self.topo.server)
@@ -123,18 +137,23 @@ class FailureTest(unittest.TestCase):
         def load():
             while not done.is_set():
                 results.append(fetch(self.topo.client, f"{A}4", 80))
+
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
         sbxtest.wait_for(lambda: results.count(b"old") >= 10, what="10 served by old")
         write(conf, "max-rules:1\nrule-set:0 size:1\nbogus-token\n")
         eng.proc.send_signal(signal.SIGHUP)
-        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="bad reload")
+        sbxtest.wait_for(
+            lambda: eng.has_line("keeping the running configuration"), what="bad reload"
+        )
         self.assertIn("near 'bogus-token'", eng.output())
         # Traffic goes on under the running configuration.
         served = results.count(b"old")
-        sbxtest.wait_for(lambda: results.count(b"old") >= served + 10,
-                         what="10 more served by old after the bad reload")
+        sbxtest.wait_for(
+            lambda: results.count(b"old") >= served + 10,
+            what="10 more served by old after the bad reload",
+        )
         write(conf, f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{new.path}\n")
         eng.proc.send_signal(signal.SIGHUP)
         sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
@@ -166,16 +185,22 @@ class FailureTest(unittest.TestCase):
         # The signal thread answers (before: it waited in open() for a writer).
         st = eng.stats()
         self.assertEqual(st["accepted"], 0)
-        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
-        self.assertIn(f"{conf} is a pipe (FIFO), not a regular file: a reload reads only a regular file",
-                      eng.output())
+        sbxtest.wait_for(
+            lambda: eng.has_line("keeping the running configuration"), what="reload refused"
+        )
+        self.assertIn(
+            f"{conf} is a pipe (FIFO), not a regular file: a reload reads only a regular file",
+            eng.output(),
+        )
         self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")  # the running table
         # A directory there is refused the same way.
         os.unlink(conf)
         os.mkdir(conf)
         eng.proc.send_signal(signal.SIGHUP)
-        sbxtest.wait_for(lambda: eng.has_line(f"{conf} is a directory, not a regular file"),
-                         what="directory refused")
+        sbxtest.wait_for(
+            lambda: eng.has_line(f"{conf} is a directory, not a regular file"),
+            what="directory refused",
+        )
         self.assertEqual(eng.stop(timeout=5), 0)
         b.close()
 
@@ -189,7 +214,9 @@ class FailureTest(unittest.TestCase):
         eng = Engine(["-f", conf, "-p", "80"], ns=self.topo.server)
         write(conf, "")
         eng.proc.send_signal(signal.SIGHUP)
-        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
+        sbxtest.wait_for(
+            lambda: eng.has_line("keeping the running configuration"), what="reload refused"
+        )
         self.assertIn(f"{conf} has no rule-set 0 (is it empty?)", eng.output())
         self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")  # the running table
         self.assertEqual(eng.stop(timeout=5), 0)
@@ -211,7 +238,9 @@ class FailureTest(unittest.TestCase):
             os.close(r)
         self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")
         eng.proc.send_signal(signal.SIGHUP)
-        sbxtest.wait_for(lambda: eng.has_line("keeping the running configuration"), what="reload refused")
+        sbxtest.wait_for(
+            lambda: eng.has_line("keeping the running configuration"), what="reload refused"
+        )
         self.assertIn("is a pipe (FIFO), not a regular file", eng.output())
         self.assertEqual(fetch(self.topo.client, f"{A}6", 80), b"b")
         self.assertEqual(eng.stop(), 0)
@@ -222,8 +251,10 @@ class FailureTest(unittest.TestCase):
         backend = Backend(path, "late", stall=1.5)
         eng = Engine(["-S", path, "-p", "80", "--dispatch-timeout", "5000"], ns=self.topo.server)
         results = []
-        threads = [threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80)))
-                   for _ in range(20)]
+        threads = [
+            threading.Thread(target=lambda: results.append(fetch(self.topo.client, f"{A}5", 80)))
+            for _ in range(20)
+        ]
         for t in threads:
             t.start()
         sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 20, what="20 accepted")
@@ -259,16 +290,32 @@ class BadInputTest(unittest.TestCase):
         (["stray"], "warning: ignoring extra argument(s) after the options: 'stray'"),
         (["-s", "999", "-S", "/tmp/x.sock"], "-s 999: not an open file descriptor"),
         (["-i", "999", "-p", "80"], "-i 999: fd 999 is not open"),
-        (["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"], "option --metrics-listen 'nonsense'"),
+        (
+            ["-S", "/tmp/x.sock", "--metrics-listen", "nonsense"],
+            "option --metrics-listen 'nonsense'",
+        ),
         (["-S", "/tmp/x.sock", "--metrics-listen", "[::1]:0"], "port 1-65535"),
         # Issue 18 item 12: -x '' ran without a chroot (the original failed
         # at chroot("")); a second --metrics-listen replaced the first; a
         # value with a newline forged a log line of its own.
         (["-S", "/tmp/x.sock", "-p", "80", "-x", ""], "option -x '': an empty directory"),
-        (["-S", "/tmp/x.sock", "-p", "80", "--metrics-listen", "[::1]:9100", "--metrics-listen",
-          "[::1]:9101"], "option --metrics-listen '[::1]:9101': given twice (already [::1]:9100)"),
-        (["-S", "/tmp/x.sock", "-p", "80\nsocketbox: ready: forged"],
-         "option -p '80\\x0asocketbox: ready: forged'"),
+        (
+            [
+                "-S",
+                "/tmp/x.sock",
+                "-p",
+                "80",
+                "--metrics-listen",
+                "[::1]:9100",
+                "--metrics-listen",
+                "[::1]:9101",
+            ],
+            "option --metrics-listen '[::1]:9101': given twice (already [::1]:9100)",
+        ),
+        (
+            ["-S", "/tmp/x.sock", "-p", "80\nsocketbox: ready: forged"],
+            "option -p '80\\x0asocketbox: ready: forged'",
+        ),
     ]
 
     def test_bad_command_lines(self):
@@ -279,7 +326,9 @@ class BadInputTest(unittest.TestCase):
                 eng.reader.join(timeout=2)
                 self.assertEqual(code, 1, f"{args}: {eng.output()}")
                 self.assertIn(message, eng.output(), args)
-                self.assertFalse(any(l.startswith("socketbox: ready: forged") for l in eng.lines), args)
+                self.assertFalse(
+                    any(l.startswith("socketbox: ready: forged") for l in eng.lines), args
+                )
                 self.assertEqual(listening_sockets(topo.server, 80), [], args)
 
     def test_bad_configurations(self):
@@ -290,7 +339,9 @@ class BadInputTest(unittest.TestCase):
             eng.reader.join(timeout=2)
             self.assertIn("bad.conf:3: error: near 'port:99999'", eng.output())
             self.assertEqual(listening_sockets(topo.server, 80), [])
-            eng = Engine(["-f", topo.path("absent.conf"), "-p", "80"], ns=topo.server, wait_ready=False)
+            eng = Engine(
+                ["-f", topo.path("absent.conf"), "-p", "80"], ns=topo.server, wait_ready=False
+            )
             self.assertEqual(eng.proc.wait(timeout=10), 1)
             eng.reader.join(timeout=2)
             self.assertIn("absent.conf: No such file or directory", eng.output())

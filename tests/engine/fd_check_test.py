@@ -60,20 +60,32 @@ def no_fd_at(number):
 class StartUpTest(unittest.TestCase):
     def test_jump_fd_not_open_is_refused_and_nothing_is_bound(self):
         with sbxtest.Topology() as topo:
-            conf = write(topo.path("f.conf"), "max-rules:1\nrule-set:0 size:1\nport:81 fail\ndefault jump-fd:20\n")
+            conf = write(
+                topo.path("f.conf"),
+                "max-rules:1\nrule-set:0 size:1\nport:81 fail\ndefault jump-fd:20\n",
+            )
             no_fd_at(20)
             for io in ("uring", "sync"):
-                eng = Engine(["-f", conf, "-p", "80", f"--io={io}"], ns=topo.server, wait_ready=False)
+                eng = Engine(
+                    ["-f", conf, "-p", "80", f"--io={io}"], ns=topo.server, wait_ready=False
+                )
                 self.assertEqual(eng.proc.wait(timeout=10), 1)
                 eng.reader.join(timeout=2)
-                self.assertIn(f"{conf}:4: error: near 'jump-fd:20': fd 20 is not open", eng.output())
+                self.assertIn(
+                    f"{conf}:4: error: near 'jump-fd:20': fd 20 is not open", eng.output()
+                )
                 self.assertNotIn("ready:", eng.output())
                 self.assertEqual(listening_sockets(topo.server, 80), [])
 
     def test_forced_fd_on_a_pipe_is_refused(self):
         with sbxtest.Topology() as topo:
-            proc = sbxtest.spawn([SOCKETBOX, "-i", "1", "-p", "80"], ns=topo.server,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = sbxtest.spawn(
+                [SOCKETBOX, "-i", "1", "-p", "80"],
+                ns=topo.server,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             _, err = proc.communicate(timeout=10)
             self.assertEqual(proc.returncode, 1, err)
             self.assertIn("-i 1: fd 1 is a pipe, not a socket", err)
@@ -90,16 +102,26 @@ class StartUpTest(unittest.TestCase):
             os.dup2(tcp.fileno(), 30)
             os.dup2(listening.fileno(), 31)
             try:
-                conf = write(topo.path("u.conf"),
-                             "max-rules:1\nrule-set:0 size:2\nport:81 jump-fd:30\nport:82 jump-fd:31\n")
-                eng = Engine(["-f", conf, "-p", "80"], ns=topo.server, pass_fds=(30, 31), wait_ready=False)
+                conf = write(
+                    topo.path("u.conf"),
+                    "max-rules:1\nrule-set:0 size:2\nport:81 jump-fd:30\nport:82 jump-fd:31\n",
+                )
+                eng = Engine(
+                    ["-f", conf, "-p", "80"], ns=topo.server, pass_fds=(30, 31), wait_ready=False
+                )
                 self.assertEqual(eng.proc.wait(timeout=10), 1)
                 eng.reader.join(timeout=2)
                 out = eng.output()
-                self.assertIn(f"{conf}:3: error: near 'jump-fd:30': fd 30 is an AF_INET6 socket, "
-                              "not a Unix socket", out)
-                self.assertIn(f"{conf}:4: error: near 'jump-fd:31': fd 31 is a listening Unix stream "
-                              "socket, not a connected one", out)
+                self.assertIn(
+                    f"{conf}:3: error: near 'jump-fd:30': fd 30 is an AF_INET6 socket, "
+                    "not a Unix socket",
+                    out,
+                )
+                self.assertIn(
+                    f"{conf}:4: error: near 'jump-fd:31': fd 31 is a listening Unix stream "
+                    "socket, not a connected one",
+                    out,
+                )
             finally:
                 for fd in (30, 31):
                     os.close(fd)
@@ -109,12 +131,19 @@ class StartUpTest(unittest.TestCase):
 
 class CheckConfigTest(unittest.TestCase):
     def run_check(self, conf, pass_fds=()):
-        return subprocess.run([SOCKETBOX, "-f", conf, "--check-config"], pass_fds=pass_fds,
-                              capture_output=True, text=True, timeout=10)
+        return subprocess.run(
+            [SOCKETBOX, "-f", conf, "--check-config"],
+            pass_fds=pass_fds,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
 
     def test_checks_in_its_own_fd_environment(self):
         with sbxtest.Topology() as topo:
-            conf = write(topo.path("c.conf"), "max-rules:1\nrule-set:0 size:1\ndefault jump-fd:20\n")
+            conf = write(
+                topo.path("c.conf"), "max-rules:1\nrule-set:0 size:1\ndefault jump-fd:20\n"
+            )
             no_fd_at(20)
             r = self.run_check(conf)
             self.assertEqual(r.returncode, 1)
@@ -125,8 +154,9 @@ class CheckConfigTest(unittest.TestCase):
                 r = self.run_check(conf, pass_fds=(20,))
                 # Only kernel dispatch's note on jump-fd (docs/kernel-dispatch.md).
                 self.assertEqual((r.returncode, r.stdout), (0, "OK\n"))
-                self.assertEqual([l for l in r.stderr.splitlines() if not l.startswith("kernel dispatch: ")],
-                                 [])
+                self.assertEqual(
+                    [l for l in r.stderr.splitlines() if not l.startswith("kernel dispatch: ")], []
+                )
             finally:
                 b.close()
 
@@ -138,11 +168,16 @@ class InheritedFdTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             dgram, stream = FdBackend(20, "dgram"), FdBackend(21, "stream", socket.SOCK_STREAM)
             try:
-                conf = write(topo.path("v.conf"),
-                             "max-rules:1\nrule-set:0 size:1\nport:81 jump-fd:21\ndefault jump-fd:20\n")
+                conf = write(
+                    topo.path("v.conf"),
+                    "max-rules:1\nrule-set:0 size:1\nport:81 jump-fd:21\ndefault jump-fd:20\n",
+                )
                 for io in ("uring", "sync"):
-                    eng = Engine(["-f", conf, "-p", "80", "--listen", "[::]:81", f"--io={io}"],
-                                 ns=topo.server, pass_fds=(20, 21))
+                    eng = Engine(
+                        ["-f", conf, "-p", "80", "--listen", "[::]:81", f"--io={io}"],
+                        ns=topo.server,
+                        pass_fds=(20, 21),
+                    )
                     for _ in range(3):
                         self.assertEqual(fetch(topo.client, f"{A}1", 80), b"dgram")
                         self.assertEqual(fetch(topo.client, f"{A}1", 81), b"stream")
@@ -163,20 +198,30 @@ class InheritedFdTest(unittest.TestCase):
             os.close(w)
             no_fd_at(60)
             try:
-                conf = write(topo.path("r.conf"), "max-rules:1\nrule-set:0 size:1\ndefault jump-fd:20\n")
+                conf = write(
+                    topo.path("r.conf"), "max-rules:1\nrule-set:0 size:1\ndefault jump-fd:20\n"
+                )
                 eng = Engine(["-f", conf, "-p", "80"], ns=topo.server, pass_fds=(20, 61))
                 self.assertEqual(fetch(topo.client, f"{A}1", 80), b"good")
                 # The daemon's own sockets are never taken for inherited ones:
                 # its highest fd below 20 is one it opened (a listener, a ring, ...).
                 own = max(int(n) for n in os.listdir(f"/proc/{eng.proc.pid}/fd") if int(n) < 20)
                 self.assertGreater(own, 2)
-                bad = [("fd 60 is not open", 60), ("fd 61 is a pipe, not a socket", 61),
-                       (f"fd {own} was not open when socketbox started", own)]
+                bad = [
+                    ("fd 60 is not open", 60),
+                    ("fd 61 is a pipe, not a socket", 61),
+                    (f"fd {own} was not open when socketbox started", own),
+                ]
                 for n, (why, fd) in enumerate(bad, start=1):
-                    write(conf, f"max-rules:1\nrule-set:0 size:2\nport:81 fail\ndefault jump-fd:{fd}\n")
+                    write(
+                        conf,
+                        f"max-rules:1\nrule-set:0 size:2\nport:81 fail\ndefault jump-fd:{fd}\n",
+                    )
                     eng.proc.send_signal(signal.SIGHUP)
-                    sbxtest.wait_for(lambda: eng.output().count("keeping the running configuration") == n,
-                                     what=f"reload {n} refused")
+                    sbxtest.wait_for(
+                        lambda: eng.output().count("keeping the running configuration") == n,
+                        what=f"reload {n} refused",
+                    )
                     self.assertIn(f"{conf}:4: error: near 'jump-fd:{fd}': {why}", eng.output())
                     self.assertEqual(fetch(topo.client, f"{A}1", 80), b"good")
                 # A good file is taken again.
@@ -195,5 +240,6 @@ class InheritedFdTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(StartUpTest, CheckConfigTest, InheritedFdTest,
-                    skip_reason=sbxtest.require_root_and_netns())
+    sbxtest.run_tap(
+        StartUpTest, CheckConfigTest, InheritedFdTest, skip_reason=sbxtest.require_root_and_netns()
+    )

@@ -34,7 +34,9 @@ class FakeSuccessor:
         msg, ancdata, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(4 * 300))
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                self.fds.extend(int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4))
+                self.fds.extend(
+                    int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)
+                )
         return msg
 
     def take_offer(self):
@@ -101,8 +103,20 @@ class HandoverTest(unittest.TestCase):
             backend = Backend(topo.path("b.sock"), "served")
             handover = topo.path("handover.sock")
             # A short grace: each old daemon leaves 1 s after its successor started.
-            args = ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover,
-                    "--handover-grace", "1", "--metrics-listen", "[::1]:9100"]
+            args = [
+                "-S",
+                backend.path,
+                "-p",
+                str(PORT),
+                "--threads",
+                "2",
+                "--handover",
+                handover,
+                "--handover-grace",
+                "1",
+                "--metrics-listen",
+                "[::1]:9100",
+            ]
             daemons = [Engine(args, ns=topo.server)]
             self.assertEqual(stat.S_IMODE(os.stat(handover).st_mode), 0o600)
             load = Load(topo.client, f"{A}5", PORT)
@@ -114,7 +128,9 @@ class HandoverTest(unittest.TestCase):
                     # The old daemon stops on its own once the new one serves.
                     self.assertEqual(daemons[-2].proc.wait(timeout=20), 0, daemons[-2].output())
                 before = load.total()
-                sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=20, what="load after")
+                sbxtest.wait_for(
+                    lambda: load.total() >= before + 200, timeout=20, what="load after"
+                )
             finally:
                 load.stop()
             last_stats = daemons[-1].stats()
@@ -125,7 +141,11 @@ class HandoverTest(unittest.TestCase):
             self.assertEqual(sum(link.startswith("pipe:") for link in links), 1, links)
             self.assertLessEqual(sum(link.startswith("socket:") for link in links), 6, links)
             # The metrics listener came along.
-            accepted = [v for (name, _), v in scrape(topo.server).items() if name == "socketbox_accepted_total"]
+            accepted = [
+                v
+                for (name, _), v in scrape(topo.server).items()
+                if name == "socketbox_accepted_total"
+            ]
             self.assertGreater(sum(accepted), 0)
             self.assertEqual(daemons[-1].stop(), 0)
             backend.close()
@@ -148,8 +168,10 @@ class HandoverTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "still")
             handover = topo.path("handover.sock")
-            old = Engine(["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover],
-                         ns=topo.server)
+            old = Engine(
+                ["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover],
+                ns=topo.server,
+            )
             try:
                 # A successor that takes the listeners, then vanishes.
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -161,8 +183,12 @@ class HandoverTest(unittest.TestCase):
                     msg, ancdata, _flags, _addr = s.recvmsg(65536, socket.CMSG_SPACE(4 * 300))
                     for level, kind, data in ancdata:
                         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                            fds.extend(int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4))
+                            fds.extend(
+                                int.from_bytes(data[i : i + 4], "little")
+                                for i in range(0, len(data), 4)
+                            )
                     return msg
+
                 offer = receive()
                 self.assertTrue(offer.startswith(b"OFFER 1 0\0"), offer)  # one listener, no metrics
                 self.assertTrue(receive().startswith(b"FDS 1"))
@@ -170,7 +196,9 @@ class HandoverTest(unittest.TestCase):
                 s.close()
                 for fd in fds:
                     os.close(fd)
-                sbxtest.wait_for(lambda: old.has_line("did not take over"), timeout=10, what="give-up line")
+                sbxtest.wait_for(
+                    lambda: old.has_line("did not take over"), timeout=10, what="give-up line"
+                )
                 load = Load(topo.client, f"{A}6", PORT, threads=2)
                 sbxtest.wait_for(lambda: load.total() >= 50, timeout=20, what="load")
                 load.stop()
@@ -182,7 +210,9 @@ class HandoverTest(unittest.TestCase):
                 s.send(b"GIVE ME EVERYTHING")
                 self.assertEqual(s.recv(100), b"")
                 s.close()
-                sbxtest.wait_for(lambda: old.has_line("no valid request"), timeout=10, what="refusal")
+                sbxtest.wait_for(
+                    lambda: old.has_line("no valid request"), timeout=10, what="refusal"
+                )
                 self.assertEqual(fetch_once(topo.client, f"{A}6", PORT), "still")
             finally:
                 self.assertEqual(old.stop(), 0)
@@ -197,21 +227,35 @@ class HandoverTest(unittest.TestCase):
             handover = topo.path("handover.sock")
             # A relative configuration path: the successor must run where
             # the old daemon started.
-            old = Engine(["-f", "socketbox.conf", "-p", str(PORT), "--handover", handover], ns=topo.server,
-                         wrapper=["sh", "-c", f'cd {topo.tmp} && exec "$@"', "sh"])
+            old = Engine(
+                ["-f", "socketbox.conf", "-p", str(PORT), "--handover", handover],
+                ns=topo.server,
+                wrapper=["sh", "-c", f'cd {topo.tmp} && exec "$@"', "sh"],
+            )
             load = Load(topo.client, f"{A}7", PORT, threads=2)
             new_pid = None
             try:
                 sbxtest.wait_for(lambda: load.total() >= 100, timeout=20, what="load before")
-                r = sbxtest.sh("ip", "netns", "exec", topo.server, SOCKETBOX, "--upgrade", handover,
-                               check=False, timeout=30)
+                r = sbxtest.sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    topo.server,
+                    SOCKETBOX,
+                    "--upgrade",
+                    handover,
+                    check=False,
+                    timeout=30,
+                )
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn("upgrading pid", r.stderr)
                 self.assertEqual(old.proc.wait(timeout=20), 0)
                 new_pid = peer_pid(handover)
                 self.assertNotEqual(new_pid, old.proc.pid)
                 before = load.total()
-                sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load after")
+                sbxtest.wait_for(
+                    lambda: load.total() >= before + 100, timeout=20, what="load after"
+                )
             finally:
                 load.stop()
                 if new_pid:
@@ -233,8 +277,18 @@ class HandoverTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "served")
             handover = topo.path("handover.sock")
-            args = ["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover,
-                    "--handover-grace", "4"]
+            args = [
+                "-S",
+                backend.path,
+                "-p",
+                str(PORT),
+                "--threads",
+                "1",
+                "--handover",
+                handover,
+                "--handover-grace",
+                "4",
+            ]
             old = Engine(args, ns=topo.server)
             load = Load(topo.client, f"{A}8", PORT)
             figures = {}
@@ -244,15 +298,20 @@ class HandoverTest(unittest.TestCase):
                 total, failed = load.total(), len(load.failures)
                 action()
                 now = load.total()
-                sbxtest.wait_for(lambda: load.total() >= now + 100, timeout=20, what=f"load after {name}")
+                sbxtest.wait_for(
+                    lambda: load.total() >= now + 100, timeout=20, what=f"load after {name}"
+                )
                 self.assertIsNone(old.proc.poll(), old.output())
                 done = load.total()
                 with load.lock:
                     figures[name] = (done - total, load.failures[failed:])
 
             def taken_back(count):
-                sbxtest.wait_for(lambda: count_lines(old, "taking the listeners back") >= count,
-                                 timeout=10, what="take-back")
+                sbxtest.wait_for(
+                    lambda: count_lines(old, "taking the listeners back") >= count,
+                    timeout=10,
+                    what="take-back",
+                )
 
             def before_the_offer():
                 fake = FakeSuccessor(handover)
@@ -268,8 +327,9 @@ class HandoverTest(unittest.TestCase):
             def right_after_ready():
                 new = Engine(args, ns=topo.server, wait_ready=False)
                 successors.append(new)
-                sbxtest.wait_for(lambda: count_lines(old, "takes over: no longer accepting") >= 1,
-                                 what="READY")
+                sbxtest.wait_for(
+                    lambda: count_lines(old, "takes over: no longer accepting") >= 1, what="READY"
+                )
                 new.proc.kill()
                 taken_back(1)
 
@@ -277,7 +337,9 @@ class HandoverTest(unittest.TestCase):
                 new = Engine(args, ns=topo.server)  # waits for its "ready:" line
                 successors.append(new)
                 now = load.total()
-                sbxtest.wait_for(lambda: load.total() >= now + 200, timeout=20, what="load on the successor")
+                sbxtest.wait_for(
+                    lambda: load.total() >= now + 200, timeout=20, what="load on the successor"
+                )
                 new.proc.kill()
                 taken_back(2)
 
@@ -303,14 +365,21 @@ class HandoverTest(unittest.TestCase):
                 backend.close()
             logs = "\n".join(e.output() for e in [old] + successors)
             for name, (connections, failures) in figures.items():
-                print(f"# {name}: {connections} connections, {len(failures)} failed {failures}",
-                      file=sys.stderr)
-            print(f"# the old daemon left {waited:.1f} s after the last successor started "
-                  f"(--handover-grace 4)", file=sys.stderr)
+                print(
+                    f"# {name}: {connections} connections, {len(failures)} failed {failures}",
+                    file=sys.stderr,
+                )
+            print(
+                f"# the old daemon left {waited:.1f} s after the last successor started "
+                f"(--handover-grace 4)",
+                file=sys.stderr,
+            )
             self.assertEqual(figures["killed before taking the offer"][1], [], logs)
             self.assertEqual(figures["killed after taking the offer, before READY"][1], [], logs)
             self.assertLessEqual(len(figures["killed right after READY"][1]), 4, logs)
-            self.assertLessEqual(len(figures["killed while serving, 200 connections in"][1]), 4, logs)
+            self.assertLessEqual(
+                len(figures["killed while serving, 200 connections in"][1]), 4, logs
+            )
             self.assertFalse([f for f in load.failures if "Refused" in f], load.failures)
             self.assertEqual(len(load.failures), sum(len(f) for _, f in figures.values()), logs)
             self.assertGreaterEqual(waited, 3.5, logs)
@@ -322,8 +391,21 @@ class HandoverTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "b")
             handover = topo.path("handover.sock")
-            old = Engine(["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover,
-                          "--handover-grace", "1"], ns=topo.server)
+            old = Engine(
+                [
+                    "-S",
+                    backend.path,
+                    "-p",
+                    str(PORT),
+                    "--threads",
+                    "1",
+                    "--handover",
+                    handover,
+                    "--handover-grace",
+                    "1",
+                ],
+                ns=topo.server,
+            )
             fake = FakeSuccessor(handover)
             try:
                 fake.take_offer()
@@ -342,28 +424,52 @@ class HandoverTest(unittest.TestCase):
         # The old daemon's program is disabled while the successor's steers;
         # taken back, it steers again into the same receiver's listener.
         from kernel_dispatch_test import ListenerBackend
+
         with sbxtest.Topology() as topo:
             web = ListenerBackend(topo.path("web.sock"), "web")
-            conf = write(topo.path("socketbox.conf"),
-                         f"max-rules:1\nrule-set:0 size:1\nport:{PORT} jump-unix:{web.path}\n")
+            conf = write(
+                topo.path("socketbox.conf"),
+                f"max-rules:1\nrule-set:0 size:1\nport:{PORT} jump-unix:{web.path}\n",
+            )
             engine_socket = topo.path("listeners.sock")
             handover = topo.path("handover.sock")
-            args = ["-f", conf, "-p", str(PORT), "--threads", "1", "--kernel-dispatch", "on",
-                    "--listener-socket", engine_socket, "--handover", handover, "--handover-grace", "5"]
+            args = [
+                "-f",
+                conf,
+                "-p",
+                str(PORT),
+                "--threads",
+                "1",
+                "--kernel-dispatch",
+                "on",
+                "--listener-socket",
+                engine_socket,
+                "--handover",
+                handover,
+                "--handover-grace",
+                "5",
+            ]
             old = Engine(args, ns=topo.server)
             web.take(engine_socket)
             self.assertEqual(web.status, 0)
             load = Load(topo.client, f"{A}8", PORT)
             try:
-                sbxtest.wait_for(lambda: len(web.via_listener) >= 100, timeout=20, what="steered load")
+                sbxtest.wait_for(
+                    lambda: len(web.via_listener) >= 100, timeout=20, what="steered load"
+                )
                 new = Engine(args, ns=topo.server)
                 before = load.total()
-                sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load on the successor")
+                sbxtest.wait_for(
+                    lambda: load.total() >= before + 100, timeout=20, what="load on the successor"
+                )
                 new.proc.kill()
                 sbxtest.wait_for(lambda: old.has_line("serving again"), what="take-back")
                 before = len(web.via_listener)
-                sbxtest.wait_for(lambda: len(web.via_listener) >= before + 100, timeout=20,
-                                 what="steering by the old daemon again")
+                sbxtest.wait_for(
+                    lambda: len(web.via_listener) >= before + 100,
+                    timeout=20,
+                    what="steering by the old daemon again",
+                )
             finally:
                 load.stop()
             self.assertLessEqual(len(load.failures), 4, old.output())
@@ -386,9 +492,23 @@ class HandoverTest(unittest.TestCase):
             n = jump.fileno()
             put_at_3 = f'exec 3<&{n} {n}<&-; exec "$@"' if n != 3 else 'exec "$@"'
             handover = topo.path("handover.sock")
-            old = Engine(["-f", conf, "-p", str(PORT), "--threads", "1", "--kernel-dispatch", "off",
-                          "--handover", handover],
-                         ns=topo.server, pass_fds=(n,), wrapper=["sh", "-c", put_at_3, "sh"])
+            old = Engine(
+                [
+                    "-f",
+                    conf,
+                    "-p",
+                    str(PORT),
+                    "--threads",
+                    "1",
+                    "--kernel-dispatch",
+                    "off",
+                    "--handover",
+                    handover,
+                ],
+                ns=topo.server,
+                pass_fds=(n,),
+                wrapper=["sh", "-c", put_at_3, "sh"],
+            )
             jump.close()
             new_pid = None
             try:
@@ -412,10 +532,14 @@ class HandoverTest(unittest.TestCase):
                     new_pid = peer_pid(handover)
                     self.assertNotEqual(new_pid, old.proc.pid)
                     # The same socket at the same number.
-                    self.assertEqual(os.readlink(f"/proc/{new_pid}/fd/3"),
-                                     os.readlink(f"/proc/{old.proc.pid}/fd/3"))
+                    self.assertEqual(
+                        os.readlink(f"/proc/{new_pid}/fd/3"),
+                        os.readlink(f"/proc/{old.proc.pid}/fd/3"),
+                    )
                     before = load.total()
-                    sbxtest.wait_for(lambda: load.total() >= before + 100, timeout=20, what="load after")
+                    sbxtest.wait_for(
+                        lambda: load.total() >= before + 100, timeout=20, what="load after"
+                    )
                 finally:
                     load.stop()
                 self.assertEqual(load.failures, [], old.output())
@@ -448,24 +572,34 @@ class HandoverTest(unittest.TestCase):
                 new = upgrade("--metrics-listen", "[::1]:9101")
                 self.assertTrue(new.has_line("metrics at http://[::1]:9101/metrics"), new.output())
                 self.assertEqual(metrics_answer(topo.server, 9101), "served")
-                sbxtest.wait_for(lambda: metrics_answer(topo.server, 9100) == "refused",
-                                 what="the old endpoint closed")
+                sbxtest.wait_for(
+                    lambda: metrics_answer(topo.server, 9100) == "refused",
+                    what="the old endpoint closed",
+                )
                 # The same address: inherited, and said so.
                 new = upgrade("--metrics-listen", "[::1]:9101")
-                self.assertTrue(new.has_line("metrics at http://[::1]:9101/metrics (inherited from pid"),
-                                new.output())
+                self.assertTrue(
+                    new.has_line("metrics at http://[::1]:9101/metrics (inherited from pid"),
+                    new.output(),
+                )
                 self.assertEqual(metrics_answer(topo.server, 9101), "served")
                 # The same port on another address: bound once the predecessor lets go of it.
                 new = upgrade("--metrics-listen", "[::]:9101")
-                sbxtest.wait_for(lambda: new.has_line("metrics at http://[::]:9101/metrics"), what="bound")
+                sbxtest.wait_for(
+                    lambda: new.has_line("metrics at http://[::]:9101/metrics"), what="bound"
+                )
                 self.assertEqual(metrics_answer(topo.server, 9101), "served")
                 # None: none served.
                 new = upgrade()
-                self.assertTrue(new.has_line("not serving the predecessor's metrics endpoint [::]:9101"),
-                                new.output())
+                self.assertTrue(
+                    new.has_line("not serving the predecessor's metrics endpoint [::]:9101"),
+                    new.output(),
+                )
                 self.assertNotIn("metrics at", new.output())
-                sbxtest.wait_for(lambda: metrics_answer(topo.server, 9101) == "refused",
-                                 what="no metrics endpoint")
+                sbxtest.wait_for(
+                    lambda: metrics_answer(topo.server, 9101) == "refused",
+                    what="no metrics endpoint",
+                )
                 self.assertEqual(fetch_once(topo.client, f"{A}5", PORT), "m")
             finally:
                 for d in reversed(daemons):
@@ -479,16 +613,23 @@ class HandoverTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "patient")
             handover = topo.path("handover.sock")
-            old = Engine(["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover],
-                         ns=topo.server)
-            staller = sbxtest.spawn([sys.executable, "-c", STALLER, handover], stdout=subprocess.PIPE)
+            old = Engine(
+                ["-S", backend.path, "-p", str(PORT), "--threads", "1", "--handover", handover],
+                ns=topo.server,
+            )
+            staller = sbxtest.spawn(
+                [sys.executable, "-c", STALLER, handover], stdout=subprocess.PIPE
+            )
             try:
                 self.assertEqual(staller.stdout.readline(), b"taken\n")
                 started = time.monotonic()
                 r = sbxtest.sh(SOCKETBOX, "--upgrade", handover, check=False, timeout=30)
                 took = time.monotonic() - started
-                print(f"# --upgrade beside a stalled holder: exit {r.returncode} after {took:.1f} s: "
-                      f"{r.stderr.strip()}", file=sys.stderr)
+                print(
+                    f"# --upgrade beside a stalled holder: exit {r.returncode} after {took:.1f} s: "
+                    f"{r.stderr.strip()}",
+                    file=sys.stderr,
+                )
                 self.assertEqual(r.returncode, 1, r.stderr)
                 self.assertIn(f"pid {staller.pid} ", r.stderr)
                 self.assertIn("import socket, sys, time", r.stderr)  # its command line

@@ -50,8 +50,9 @@ class Crowd:
     take the test's good client's turns), kept open until closed."""
 
     def __init__(self, ns, host, count):
-        self.proc = sbxtest.spawn(["python3", "-c", CROWD, host, str(count)], ns=ns,
-                                  stdout=subprocess.PIPE)
+        self.proc = sbxtest.spawn(
+            ["python3", "-c", CROWD, host, str(count)], ns=ns, stdout=subprocess.PIPE
+        )
 
     def close(self):
         self.proc.kill()
@@ -91,8 +92,10 @@ class GoodClient:
         t = sorted(self.times)
         if not t:
             return "no fetch finished"
-        return (f"{len(t)} fetches, p50 {t[len(t) // 2] * 1000:.2f} ms, "
-                f"p99 {t[min(len(t) - 1, len(t) * 99 // 100)] * 1000:.2f} ms")
+        return (
+            f"{len(t)} fetches, p50 {t[len(t) // 2] * 1000:.2f} ms, "
+            f"p99 {t[min(len(t) - 1, len(t) * 99 // 100)] * 1000:.2f} ms"
+        )
 
 
 class HostileBackendTest(TopologyTest):
@@ -108,18 +111,25 @@ class HostileBackendTest(TopologyTest):
         good = GoodClient(self.topo.client, f"{A}1")
         self.addCleanup(good.stop)
         self.addCleanup(Crowd(self.topo.client, f"{A}2", count).close)
-        sbxtest.wait_for(lambda: self.bad.taken >= count, timeout=timeout,
-                         what=f"the hostile backend to take {count}")
+        sbxtest.wait_for(
+            lambda: self.bad.taken >= count,
+            timeout=timeout,
+            what=f"the hostile backend to take {count}",
+        )
         return good
 
     def report(self, alone, beside):
         # Measured, not asserted (TAP diagnostics, in the test log).
-        print(f"# {self._testMethodName}: good backend alone: {alone.percentiles()}; "
-              f"beside the hostile one: {beside.percentiles()}", flush=True)
+        print(
+            f"# {self._testMethodName}: good backend alone: {alone.percentiles()}; "
+            f"beside the hostile one: {beside.percentiles()}",
+            flush=True,
+        )
 
     def start(self, mode, *extra, wrapper=(), **kw):
-        self.engine = Engine(self.engine_args(mode, *extra, **kw), ns=self.topo.server,
-                             wrapper=wrapper)
+        self.engine = Engine(
+            self.engine_args(mode, *extra, **kw), ns=self.topo.server, wrapper=wrapper
+        )
         self.addCleanup(lambda: self.engine.proc.poll() is None and self.engine.stop())
 
     def engine_args(self, mode, *extra, **kw):
@@ -127,13 +137,29 @@ class HostileBackendTest(TopologyTest):
         bad_path = self.topo.path("bad.sock")
         self.bad = HostileProcess(bad_path, self.topo.server, mode, **kw)
         self.addCleanup(self.bad.close)
-        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"""max-rules:1
 rule-set:0 size:2
 ip:{A}1 jump-unix:{good.path}
 ip:{A}2 jump-unix:{bad_path}
-""")
-        return ["-f", conf, "-l", "::", "-p", "80", "--threads", "1", "--kernel-dispatch", "off",
-                "--dispatch-timeout", str(TIMEOUT_MS), *extra]
+""",
+        )
+        return [
+            "-f",
+            conf,
+            "-l",
+            "::",
+            "-p",
+            "80",
+            "--threads",
+            "1",
+            "--kernel-dispatch",
+            "off",
+            "--dispatch-timeout",
+            str(TIMEOUT_MS),
+            *extra,
+        ]
 
     def test_a_never_acking_backend_holds_at_most_its_share(self):
         # A long deadline: only the share releases what it holds.
@@ -152,7 +178,9 @@ ip:{A}2 jump-unix:{bad_path}
         # sends' results may still be coming in).
         sbxtest.wait_for(
             lambda: self.engine.stats(settle=False).get("unconfirmed", 0) >= 5000 - 2048,
-            timeout=10, what="all but the share released")
+            timeout=10,
+            what="all but the share released",
+        )
         self.assertEqual(good.failures, [])
         self.assertGreater(len(good.times), 0)
         self.assertEqual(st.get("dropped", 0), 0)
@@ -162,14 +190,22 @@ ip:{A}2 jump-unix:{bad_path}
         # The issue's case: at ulimit -n 4096 a never-acking backend filled
         # the fd table, and the good backend's p99 reached 923 ms. The share
         # is an eighth of the worker's part of the fd limit: 512 here.
-        self.start("never_ack", "--dispatch-timeout", "30000", hoard=100000,
-                   wrapper=["prlimit", "--nofile=4096:4096"])
+        self.start(
+            "never_ack",
+            "--dispatch-timeout",
+            "30000",
+            hoard=100000,
+            wrapper=["prlimit", "--nofile=4096:4096"],
+        )
         baseline = open_fds(self.engine.proc.pid)
         good = self.attack(3000, timeout=60)
         held = open_fds(self.engine.proc.pid) - baseline
         good.stop()
-        print(f"# at fd limit 4096: {held} fds held for the hostile backend; good backend: "
-              f"{good.percentiles()}", flush=True)
+        print(
+            f"# at fd limit 4096: {held} fds held for the hostile backend; good backend: "
+            f"{good.percentiles()}",
+            flush=True,
+        )
         self.assertLessEqual(held, 512 + 16)
         self.assertEqual(good.failures, [])
         st = self.engine.stats(settle=False)
@@ -207,8 +243,10 @@ ip:{A}2 jump-unix:{bad_path}
         self.assertLess(time.monotonic() - started, TIMEOUT_MS / 1000 + 3)
         # Each batch sent again is logged with the path and its count, at
         # most a line a second however often the backend re-binds.
-        lines = re.findall(r"backend (\S+): (\d+) connection\(s\) its receiver had not taken "
-                           r"are sent again", self.engine.output())
+        lines = re.findall(
+            r"backend (\S+): (\d+) connection\(s\) its receiver had not taken " r"are sent again",
+            self.engine.output(),
+        )
         self.assertTrue(lines, self.engine.output())
         self.assertEqual({path for path, _ in lines}, {self.topo.path("bad.sock")})
         self.assertLessEqual(sum(int(n) for _, n in lines), st["redelivered"])
@@ -221,8 +259,15 @@ ip:{A}2 jump-unix:{bad_path}
         # their deadline (3 s here), and the old daemon says STOPPED as soon
         # as it accepts nothing more: the successor serves meanwhile.
         handover = self.topo.path("handover.sock")
-        args = self.engine_args("never_ack", "--handover", handover, "--handover-grace", "1",
-                                "--dispatch-timeout", "3000")
+        args = self.engine_args(
+            "never_ack",
+            "--handover",
+            handover,
+            "--handover-grace",
+            "1",
+            "--dispatch-timeout",
+            "3000",
+        )
         old = Engine(args, ns=self.topo.server)
         self.addCleanup(lambda: old.proc.poll() is None and old.stop())
         crowd = Crowd(self.topo.client, f"{A}2", 300)
@@ -239,8 +284,11 @@ ip:{A}2 jump-unix:{bad_path}
         time.sleep(0.3)
         good.stop()
         t = sorted(good.times)
-        print(f"# upgrade beside {self.bad.taken} held: the old daemon left after {took:.2f} s; "
-              f"good backend: {good.percentiles()}, max {t[-1] * 1000:.1f} ms", flush=True)
+        print(
+            f"# upgrade beside {self.bad.taken} held: the old daemon left after {took:.2f} s; "
+            f"good backend: {good.percentiles()}, max {t[-1] * 1000:.1f} ms",
+            flush=True,
+        )
         self.assertEqual(good.failures, [])
         # --dispatch-timeout (3 s) and the grace (1 s), plus a small constant.
         self.assertLess(took, 3 + 1 + 3)
@@ -268,7 +316,9 @@ ip:{A}2 jump-unix:{bad_path}
         attempts = self.bad.sent + self.bad.refused
         self.assertGreater(attempts, 300 * 256)
         self.assertGreater(self.bad.refused, 0)
-        self.assertLess(st["uring_enter"], attempts / 4, (st["uring_enter"], self.bad.sent, attempts))
+        self.assertLess(
+            st["uring_enter"], attempts / 4, (st["uring_enter"], self.bad.sent, attempts)
+        )
         self.assertEqual(good.failures, [])
 
 

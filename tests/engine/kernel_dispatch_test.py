@@ -9,10 +9,8 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
-import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
 from listener_channel import REPLY_CHANNEL_ONLY, kernel_lacks_bpf, relayed_reply, request_listener
@@ -38,8 +36,11 @@ def kernel_stats(engine):
     with engine.lock:
         start = len(engine.lines)
     engine.proc.send_signal(__import__("signal").SIGUSR1)
-    sbxtest.wait_for(lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
-                     timeout=5, what="kernel stats")
+    sbxtest.wait_for(
+        lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
+        timeout=5,
+        what="kernel stats",
+    )
     out = {}
     with engine.lock:
         lines = engine.lines[start:]
@@ -59,8 +60,9 @@ class Clients:
     def __init__(self, ns, host, count, timeout=10):
         self.greetings = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._one, args=(ns, host, timeout))
-                        for _ in range(count)]
+        self.threads = [
+            threading.Thread(target=self._one, args=(ns, host, timeout)) for _ in range(count)
+        ]
         for t in self.threads:
             t.start()
 
@@ -87,9 +89,13 @@ class ListenerBackend(Backend):
         self.listener = self.channel = None
 
     def take(self, engine_socket):
-        self.status, self.listener, self.channel = request_listener(self.sock, engine_socket, self.path)
+        self.status, self.listener, self.channel = request_listener(
+            self.sock, engine_socket, self.path
+        )
         if self.listener is not None:
-            self.accepter = threading.Thread(target=self._accept, args=(self.listener,), daemon=True)
+            self.accepter = threading.Thread(
+                target=self._accept, args=(self.listener,), daemon=True
+            )
             self.accepter.start()
 
     def _accept(self, listener):
@@ -135,11 +141,29 @@ class KernelDispatchTest(TopologyTest):
         return b
 
     def engine(self, conf, *extra):
-        return Engine(["-f", conf, "-l", "::", "-p", "80", "--threads", "1", "--kernel-dispatch", "on",
-                       "--listener-socket", self.engine_socket, *extra], ns=self.topo.server)
+        return Engine(
+            [
+                "-f",
+                conf,
+                "-l",
+                "::",
+                "-p",
+                "80",
+                "--threads",
+                "1",
+                "--kernel-dispatch",
+                "on",
+                "--listener-socket",
+                self.engine_socket,
+                *extra,
+            ],
+            ns=self.topo.server,
+        )
 
     def two_backends_config(self, web, other):
-        return write(self.topo.path("socketbox.conf"), f"""max-rules:1
+        return write(
+            self.topo.path("socketbox.conf"),
+            f"""max-rules:1
 max-maps:1
 rule-set:0 size:3
 ip:{A}0/112 port:80 jump-unix:{web.path}
@@ -148,7 +172,8 @@ default jump-unix:{other.path}
 map-set:0 size:2 match-lip:128
 ip:{A}1:0:0:7 jump-unix:{web.path}
 ip:{A}1:0:0:8 fail
-""")
+""",
+        )
 
     def test_steered_connections_skip_the_engine(self):
         web = self.listener_backend("web", take=False)
@@ -157,8 +182,13 @@ ip:{A}1:0:0:8 fail
         self.assertIn("kernel dispatch on", eng.output())
         web.take(self.engine_socket)
         self.assertEqual(web.status, 0)
-        cases = [(f"{A}5", b"web"), (f"{A}1:0:0:7", b"web"), (f"{A}1:0:0:8", b""),
-                 (f"{A}99:1", b"other"), (f"{A4}9", b"other")]
+        cases = [
+            (f"{A}5", b"web"),
+            (f"{A}1:0:0:7", b"web"),
+            (f"{A}1:0:0:8", b""),
+            (f"{A}99:1", b"other"),
+            (f"{A4}9", b"other"),
+        ]
         for host, want in cases * 5:
             self.assertEqual(fetch(self.topo.client, host, 80), want, host)
         # The kernel saw the real destination: what the backend reads locally.
@@ -207,8 +237,10 @@ ip:{A}1:0:0:8 fail
         # An unbound socket, and a stream socket, are refused too: EPERM, or
         # EAGAIN when the scan of every path was made a moment ago (a flood
         # of requests costs the engine one scan per 20 ms).
-        for s in (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-                  socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)):
+        for s in (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+        ):
             status, listener, _ = request_listener(s, self.engine_socket, web.path)
             self.assertIn(status, (1, 11))
             self.assertIsNone(listener)
@@ -280,15 +312,21 @@ ip:{A}1:0:0:8 fail
         other.close()
         to_web = Clients(self.topo.client, f"{A}5", 4, timeout=20)
         to_other = Clients(self.topo.client, f"{A}99:1", 4, timeout=20)
-        sbxtest.wait_for(lambda: eng.output().count("no receiver came back") == 2, timeout=10,
-                         what="both listeners taken back")
+        sbxtest.wait_for(
+            lambda: eng.output().count("no receiver came back") == 2,
+            timeout=10,
+            what="both listeners taken back",
+        )
         taken_back = time.monotonic()
         web_again = self.backend("web")
         self.assertEqual(to_web.results(), [b"web"] * 4)
         self.assertLess(time.monotonic() - taken_back, 1.5)
         self.assertEqual(to_other.results(), [b""] * 4)
-        sbxtest.wait_for(lambda: kernel_stats(eng)["reclaim_failed"] == 4, timeout=5,
-                         what="other's 4 closed at their deadline")
+        sbxtest.wait_for(
+            lambda: kernel_stats(eng)["reclaim_failed"] == 4,
+            timeout=5,
+            what="other's 4 closed at their deadline",
+        )
         self.assertLess(time.monotonic() - taken_back, 4.0)
         ks = kernel_stats(eng)
         self.assertEqual((ks["reclaimed"], ks["reclaim_failed"]), (4, 4))
@@ -327,7 +365,9 @@ ip:{A}1:0:0:8 fail
         web.take(self.engine_socket)
         self.assertEqual(web.status, 0)
         self.assertNotEqual(web.listener.getsockname()[1], first)
-        sbxtest.wait_for(lambda: eng.has_line("no longer listens on its port; replacing it"), what="log")
+        sbxtest.wait_for(
+            lambda: eng.has_line("no longer listens on its port; replacing it"), what="log"
+        )
         self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
         self.assertEqual(len(web.via_listener), 1)
         eng.stop()
@@ -338,21 +378,33 @@ ip:{A}1:0:0:8 fail
         eng = self.engine(self.two_backends_config(web, other))
         # The real socket, in the hands of another user (as a process that
         # made an inode number match would hold one): refused.
-        script = ("import os, sys, socket; sys.path.insert(0, sys.argv[1]);"
-                  "from listener_channel import request_listener;"
-                  "s = socket.socket(fileno=3); os.setgid(65534); os.setuid(65534);"
-                  "print(request_listener(s, sys.argv[2], sys.argv[3])[0])")
+        script = (
+            "import os, sys, socket; sys.path.insert(0, sys.argv[1]);"
+            "from listener_channel import request_listener;"
+            "s = socket.socket(fileno=3); os.setgid(65534); os.setuid(65534);"
+            "print(request_listener(s, sys.argv[2], sys.argv[3])[0])"
+        )
         lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib")
         os.chmod(self.topo.tmp, 0o755)  # the other user reaches the engine's socket
-        out = subprocess.run(["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
-                             pass_fds=(web.sock.fileno(),), capture_output=True, text=True,
-                             timeout=20, preexec_fn=lambda: os.dup2(web.sock.fileno(), 3))
+        out = subprocess.run(
+            ["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
+            pass_fds=(web.sock.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            preexec_fn=lambda: os.dup2(web.sock.fileno(), 3),
+        )
         self.assertEqual(out.stdout.strip(), "1", out.stderr)  # EPERM
         # Handed to the file's owner, the same socket is granted.
         os.chown(web.path, 65534, 65534)
-        out = subprocess.run(["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
-                             pass_fds=(web.sock.fileno(),), capture_output=True, text=True,
-                             timeout=20, preexec_fn=lambda: os.dup2(web.sock.fileno(), 3))
+        out = subprocess.run(
+            ["/usr/bin/python3", "-c", script, lib, self.engine_socket, web.path],
+            pass_fds=(web.sock.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            preexec_fn=lambda: os.dup2(web.sock.fileno(), 3),
+        )
         self.assertEqual(out.stdout.strip(), "0", out.stderr)
         eng.stop()
 
@@ -375,8 +427,9 @@ ip:{A}1:0:0:8 fail
             pass
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 30))
         for _ in range(3):
-            request_listener(None, self.engine_socket, fds=[stuck.fileno(), stuck.fileno()],
-                             expect_answer=False)
+            request_listener(
+                None, self.engine_socket, fds=[stuck.fileno(), stuck.fileno()], expect_answer=False
+            )
         stuck.close()
         started = time.monotonic()
         web.take(self.engine_socket)
@@ -401,16 +454,21 @@ ip:{A}1:0:0:8 fail
         self.assertIn("reclaimed=4", eng.output())
 
     def test_reload_swaps_the_kernels_routes(self):
-        web, other = self.listener_backend("web", take=False), self.listener_backend("other", take=False)
+        web, other = self.listener_backend("web", take=False), self.listener_backend(
+            "other", take=False
+        )
         conf = self.two_backends_config(web, other)
         eng = self.engine(conf)
         web.take(self.engine_socket)
         other.take(self.engine_socket)
         self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"web")
-        write(conf, f"""max-rules:1
+        write(
+            conf,
+            f"""max-rules:1
 rule-set:0 size:1
 default jump-unix:{other.path}
-""")
+""",
+        )
         eng.proc.send_signal(__import__("signal").SIGHUP)
         sbxtest.wait_for(lambda: eng.has_line("reloaded"), what="reload")
         for _ in range(5):
@@ -432,8 +490,11 @@ default jump-unix:{other.path}
             self.assertEqual(old.proc.wait(timeout=20), 0, old.output())
             self.assertIn("kernel dispatch on", new.output())
             before = len(web.via_listener)
-            sbxtest.wait_for(lambda: len(web.via_listener) >= before + 100, timeout=20,
-                             what="steering after the old daemon left")
+            sbxtest.wait_for(
+                lambda: len(web.via_listener) >= before + 100,
+                timeout=20,
+                what="steering after the old daemon left",
+            )
         finally:
             load.stop()
         self.assertEqual(load.failures, [])
@@ -445,8 +506,10 @@ default jump-unix:{other.path}
         self.assertGreater(ks[f"steered:{web.path}"], 0)
         self.assertEqual(ks["listeners.granted"], 0)  # adopted, not asked for again
         # The receiver is still known: its listener is attended, not reclaimed.
-        self.assertTrue(any(f"{web.path} steered=" in l and "listener=taken" in l
-                            for l in new.lines), new.output())
+        self.assertTrue(
+            any(f"{web.path} steered=" in l and "listener=taken" in l for l in new.lines),
+            new.output(),
+        )
         self.assertEqual(ks["reclaimed"], 0)
         # The listener socket's path is the new daemon's: a receiver asking now is served.
         status, listener, _ = request_listener(web.sock, self.engine_socket, web.path)
@@ -487,8 +550,10 @@ default jump-unix:{other.path}
         finally:
             load.stop()
         self.assertEqual(load.failures, [])
-        self.assertEqual(sum(load.greetings.values()),
-                         len(web.via_listener) + len(other.via_listener) + web.count() + other.count())
+        self.assertEqual(
+            sum(load.greetings.values()),
+            len(web.via_listener) + len(other.via_listener) + web.count() + other.count(),
+        )
         self.assertGreater(len(other.via_listener), 0)
         self.assertGreater(len(web.via_listener), 0)
         ks = kernel_stats(eng)
@@ -497,12 +562,17 @@ default jump-unix:{other.path}
 
     def test_substituted_paths_stay_on_the_engines_path(self):
         web = self.backend("web")
-        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"""max-rules:1
 rule-set:0 size:1
 default jump-unix:{self.topo.path("b#//P_.sock")}
-""")
+""",
+        )
         os.rename(web.path, self.topo.path("b00080.sock"))
-        checked = subprocess.run([SOCKETBOX, "-f", conf, "-U", "--check-config"], capture_output=True, text=True)
+        checked = subprocess.run(
+            [SOCKETBOX, "-f", conf, "-U", "--check-config"], capture_output=True, text=True
+        )
         self.assertEqual(checked.returncode, 0, checked.stderr)
         self.assertEqual(checked.stdout, "OK\n")
         self.assertIn("kernel dispatch: leaves", checked.stderr)
@@ -518,23 +588,31 @@ default jump-unix:{self.topo.path("b#//P_.sock")}
         # hello or ack sent to it is refused, and goes over a channel granted
         # alone (no listener: everything comes over the datagram socket).
         path = self.topo.path("far.sock")
-        conf = write(self.topo.path("socketbox.conf"), f"""max-rules:1
+        conf = write(
+            self.topo.path("socketbox.conf"),
+            f"""max-rules:1
 rule-set:0 size:1
 ip:{A}0/112 port:80 jump-unix:{path}
-""")
+""",
+        )
         receiving = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiving.bind(path)
         self.addCleanup(receiving.close)
         eng = self.engine(conf, "--dispatch-timeout", "30000")
-        status, listener, channel = request_listener(receiving, self.engine_socket, path,
-                                                     flags=REPLY_CHANNEL_ONLY)
+        status, listener, channel = request_listener(
+            receiving, self.engine_socket, path, flags=REPLY_CHANNEL_ONLY
+        )
         self.addCleanup(channel.close)
         self.assertEqual((status, listener), (0, None))
 
         def serve_message():
             msg, anc, _flags, sender = receiving.recvmsg(16, socket.CMSG_SPACE(64 * 4))
-            fds = [fd for level, typ, data in anc if typ == socket.SCM_RIGHTS
-                   for fd in struct.unpack(f"{len(data) // 4}i", data)]
+            fds = [
+                fd
+                for level, typ, data in anc
+                if typ == socket.SCM_RIGHTS
+                for fd in struct.unpack(f"{len(data) // 4}i", data)
+            ]
             for fd in fds:
                 with socket.socket(fileno=fd) as conn:
                     conn.sendall(b"far")
@@ -574,29 +652,70 @@ ip:{A}0/112 port:80 jump-unix:{path}
         self.assertEqual(st.get("redelivered", 0), 0)
         self.assertEqual(ks["reply_channels.granted"], 1)
         # The last acks may still be on their way through the registry.
-        sbxtest.wait_for(lambda: kernel_stats(eng)["replies.relayed"] == 2 + len(sizes), timeout=5,
-                         what=f"{2 + len(sizes)} replies relayed")
+        sbxtest.wait_for(
+            lambda: kernel_stats(eng)["replies.relayed"] == 2 + len(sizes),
+            timeout=5,
+            what=f"{2 + len(sizes)} replies relayed",
+        )
         self.assertEqual(ks["replies.unknown_sender"], 0)
         # An answer naming a socket the engine does not have is not counted.
         channel.send(relayed_reply(ack(1), b"\0nope0"))
-        sbxtest.wait_for(lambda: kernel_stats(eng)["replies.unknown_sender"] == 1, timeout=5,
-                         what="the unknown sender counted")
+        sbxtest.wait_for(
+            lambda: kernel_stats(eng)["replies.unknown_sender"] == 1,
+            timeout=5,
+            what="the unknown sender counted",
+        )
         self.assertEqual(eng.stop(), 0)
 
     def test_without_privileges_on_refuses_and_auto_falls_back(self):
         web, other = self.backend("web"), self.backend("other")
         conf = self.two_backends_config(web, other)
         os.chmod(self.topo.tmp, 0o755)
-        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                "--bounding-set=-all"]
-        base = [SOCKETBOX, "-f", conf, "-l", "::", "-p", "8080", "--threads", "1",
-                "--listener-socket", self.engine_socket]
-        refused = subprocess.run(["ip", "netns", "exec", self.topo.server] + drop + base +
-                                 ["--kernel-dispatch", "on"], capture_output=True, text=True, timeout=20)
+        drop = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]
+        base = [
+            SOCKETBOX,
+            "-f",
+            conf,
+            "-l",
+            "::",
+            "-p",
+            "8080",
+            "--threads",
+            "1",
+            "--listener-socket",
+            self.engine_socket,
+        ]
+        refused = subprocess.run(
+            ["ip", "netns", "exec", self.topo.server] + drop + base + ["--kernel-dispatch", "on"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         self.assertEqual(refused.returncode, 1)
         self.assertIn("--kernel-dispatch on: load the kernel dispatch program", refused.stderr)
-        eng = Engine(["-f", conf, "-l", "::", "-p", "8080", "--threads", "1",
-                      "--listener-socket", self.engine_socket], ns=self.topo.server, wrapper=drop)
+        eng = Engine(
+            [
+                "-f",
+                conf,
+                "-l",
+                "::",
+                "-p",
+                "8080",
+                "--threads",
+                "1",
+                "--listener-socket",
+                self.engine_socket,
+            ],
+            ns=self.topo.server,
+            wrapper=drop,
+        )
         self.assertIn("kernel dispatch off (load the kernel dispatch program", eng.output())
         # The map sends this address to web whatever the port.
         self.assertEqual(fetch(self.topo.client, f"{A}1:0:0:7", 8080), b"web")
@@ -604,5 +723,6 @@ ip:{A}0/112 port:80 jump-unix:{path}
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(KernelDispatchTest,
-                    skip_reason=sbxtest.require_root_and_netns() or kernel_lacks_bpf())
+    sbxtest.run_tap(
+        KernelDispatchTest, skip_reason=sbxtest.require_root_and_netns() or kernel_lacks_bpf()
+    )

@@ -21,8 +21,10 @@ class PrivilegeTest(unittest.TestCase):
             os.chmod(topo.tmp, 0o755)
             backend = Backend(topo.path("b.sock"), "b")
             try:
-                eng = Engine(["-S", backend.path, "-p", "80", "-u", "nobody", "-g", "nogroup"],
-                             ns=topo.server)
+                eng = Engine(
+                    ["-S", backend.path, "-p", "80", "-u", "nobody", "-g", "nogroup"],
+                    ns=topo.server,
+                )
                 status = sbxtest.proc_status(eng.proc.pid)
                 nobody = int(sbxtest.sh("id", "-u", "nobody").stdout)
                 nogroup = int(sbxtest.sh("getent", "group", "nogroup").stdout.split(":")[2])
@@ -41,12 +43,16 @@ class PrivilegeTest(unittest.TestCase):
             os.chmod(topo.tmp, 0o755)
             backend = Backend(topo.path("b.sock"), "b")
             try:
-                eng = Engine(["-S", backend.path, "-p", "80", "-u", "nobody", "-G", "daemon,bin"],
-                             ns=topo.server)
+                eng = Engine(
+                    ["-S", backend.path, "-p", "80", "-u", "nobody", "-G", "daemon,bin"],
+                    ns=topo.server,
+                )
                 status = sbxtest.proc_status(eng.proc.pid)
                 nogroup = sbxtest.sh("id", "-g", "nobody").stdout.strip()
-                groups = sorted(int(sbxtest.sh("getent", "group", g).stdout.split(":")[2])
-                                for g in ("daemon", "bin"))
+                groups = sorted(
+                    int(sbxtest.sh("getent", "group", g).stdout.split(":")[2])
+                    for g in ("daemon", "bin")
+                )
                 self.assertEqual(status["Gid"].split()[0], nogroup)
                 self.assertEqual(sorted(int(g) for g in status["Groups"].split()), groups)
                 eng.stop()
@@ -67,19 +73,38 @@ class ProcessTest(unittest.TestCase):
                     f.write(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{one.path}\n")
                 # The daemon keeps stderr (daemon(0, 1)): log to a file, not a pipe.
                 with open(topo.path("daemon.log"), "w") as log:
-                    parent = subprocess.run(["ip", "netns", "exec", topo.server, SOCKETBOX, "-d",
-                                             "-f", "rel.conf", "-p", "80"], cwd=topo.tmp,
-                                            stdout=log, stderr=log, timeout=10)
+                    parent = subprocess.run(
+                        [
+                            "ip",
+                            "netns",
+                            "exec",
+                            topo.server,
+                            SOCKETBOX,
+                            "-d",
+                            "-f",
+                            "rel.conf",
+                            "-p",
+                            "80",
+                        ],
+                        cwd=topo.tmp,
+                        stdout=log,
+                        stderr=log,
+                        timeout=10,
+                    )
                 self.assertEqual(parent.returncode, 0, open(topo.path("daemon.log")).read())
-                sbxtest.wait_for(lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"one",
-                                 what="daemon serving")
+                sbxtest.wait_for(
+                    lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"one",
+                    what="daemon serving",
+                )
                 pids = sbxtest.sh("ip", "netns", "pids", topo.server).stdout.split()
                 self.assertEqual(len(pids), 1, pids)
                 with open(conf, "w") as f:
                     f.write(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{two.path}\n")
                 os.kill(int(pids[0]), signal.SIGHUP)
-                sbxtest.wait_for(lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"two",
-                                 what="reloaded configuration in use")
+                sbxtest.wait_for(
+                    lambda: fetch(topo.client, f"{A}1", 80, timeout=1) == b"two",
+                    what="reloaded configuration in use",
+                )
                 os.kill(int(pids[0]), signal.SIGTERM)
             finally:
                 one.close()
@@ -114,10 +139,15 @@ class StatsIntervalTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "b")
             try:
-                eng = Engine(["-S", backend.path, "-p", "80", "--stats-interval", "1"], ns=topo.server)
+                eng = Engine(
+                    ["-S", backend.path, "-p", "80", "--stats-interval", "1"], ns=topo.server
+                )
                 self.assertEqual(fetch(topo.client, f"{A}1", 80), b"b")
-                sbxtest.wait_for(lambda: "stats total accepted=1 dispatched=1" in eng.output(),
-                                 timeout=5, what="periodic counters without SIGUSR1")
+                sbxtest.wait_for(
+                    lambda: "stats total accepted=1 dispatched=1" in eng.output(),
+                    timeout=5,
+                    what="periodic counters without SIGUSR1",
+                )
                 eng.stop()
             finally:
                 backend.close()
@@ -133,8 +163,9 @@ class SoakTest(unittest.TestCase):
         # The build always makes these (bench/meson.build); missing is a failure.
         self.assertTrue(os.path.exists(LOAD_GENERATOR) and os.path.exists(SINK), BUILD)
         with sbxtest.Topology() as topo:
-            sink = sbxtest.spawn([SINK, "--backend", f"s={topo.path('s.sock')}"],
-                                 stdout=subprocess.PIPE, text=True)
+            sink = sbxtest.spawn(
+                [SINK, "--backend", f"s={topo.path('s.sock')}"], stdout=subprocess.PIPE, text=True
+            )
             sbxtest.wait_for(lambda: os.path.exists(topo.path("s.sock")), what="sink ready")
             eng = Engine(["-S", topo.path("s.sock"), "-p", "80", "--threads", "2"], ns=topo.server)
             pid = eng.proc.pid
@@ -146,17 +177,30 @@ class SoakTest(unittest.TestCase):
                     # After the first batch each worker holds its connected
                     # backend socket: that is the baseline, not a leak.
                     fds_at_start = sbxtest.fd_count(pid)
-                out = topo.ns_sh(topo.client, LOAD_GENERATOR, "--connections", str(batch),
-                                 "--concurrency", "64", "--target", f"[{A}1]:80=s",
-                                 "--timeout-ms", "10000", check=False)
+                out = topo.ns_sh(
+                    topo.client,
+                    LOAD_GENERATOR,
+                    "--connections",
+                    str(batch),
+                    "--concurrency",
+                    "64",
+                    "--target",
+                    f"[{A}1]:80=s",
+                    "--timeout-ms",
+                    "10000",
+                    check=False,
+                )
                 self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                 samples.append(sbxtest.rss_kib(pid))
             st = eng.stats()
             self.assertEqual(st["accepted"], self.TOTAL)
             self.assertEqual(st["dispatched"], self.TOTAL)
             self.assertEqual(st["dropped"], 0)
-            sbxtest.wait_for(lambda: sbxtest.fd_count(pid) == fds_at_start, timeout=10,
-                             what=f"fd count back to {fds_at_start} (now {sbxtest.fd_count(pid)})")
+            sbxtest.wait_for(
+                lambda: sbxtest.fd_count(pid) == fds_at_start,
+                timeout=10,
+                what=f"fd count back to {fds_at_start} (now {sbxtest.fd_count(pid)})",
+            )
             warm = samples[2]
             # ThreadSanitizer's shadow and history memory grows for a while
             # before it levels off (about 2 MiB over this run): a looser bound.
@@ -178,15 +222,22 @@ class SystemdTest(unittest.TestCase):
             try:
                 # It binds [::]:8082, waits for the first connection, then
                 # execs the daemon with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES.
-                eng = Engine(["-S", backend.path, "--threads", "2"], ns=topo.server, wait_ready=False,
-                             wrapper=["systemd-socket-activate", "-l", "[::]:8082", "--fdname=web"])
+                eng = Engine(
+                    ["-S", backend.path, "--threads", "2"],
+                    ns=topo.server,
+                    wait_ready=False,
+                    wrapper=["systemd-socket-activate", "-l", "[::]:8082", "--fdname=web"],
+                )
 
                 def first():
                     try:
                         return fetch(topo.client, f"{A}5", 8082, timeout=5)
                     except ConnectionRefusedError:
                         return None  # not bound yet
-                sbxtest.wait_for(lambda: first() == b"activated", what="the activated daemon's answer")
+
+                sbxtest.wait_for(
+                    lambda: first() == b"activated", what="the activated daemon's answer"
+                )
                 sbxtest.wait_for(lambda: eng.has_line("ready:"), what="ready")
                 self.assertIn("systemd fd 3 (web)", eng.output())
                 for _ in range(5):
@@ -205,25 +256,38 @@ class SystemdTest(unittest.TestCase):
             listener.bind(("::", 8083))
             listener.listen(64)
             fd = listener.fileno()
-            script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec "$@"'
+            script = (
+                f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec "$@"'
+            )
             try:
+
                 def start():
-                    return Engine(["-S", backend.path, "--threads", "2"], ns=topo.server, pass_fds=(fd,),
-                                  wrapper=["sh", "-c", script, "sh"])
+                    return Engine(
+                        ["-S", backend.path, "--threads", "2"],
+                        ns=topo.server,
+                        pass_fds=(fd,),
+                        wrapper=["sh", "-c", script, "sh"],
+                    )
+
                 first = start()
                 self.assertEqual(fetch(topo.client, f"{A}7", 8083), b"held")
                 self.assertEqual(first.stop(), 0)
                 results = []
-                clients = [threading.Thread(target=lambda: results.append(fetch(topo.client, f"{A}8", 8083,
-                                                                                  timeout=20)))
-                           for _ in range(5)]
+                clients = [
+                    threading.Thread(
+                        target=lambda: results.append(fetch(topo.client, f"{A}8", 8083, timeout=20))
+                    )
+                    for _ in range(5)
+                ]
                 for t in clients:
                     t.start()
                 # Connected, queued in the listener's backlog, nobody accepting
                 # (Recv-Q of a listening socket is its accept queue).
-                sbxtest.wait_for(lambda: sum(int(l.split()[1])
-                                             for l in listening_sockets(topo.server, 8083)) == 5,
-                                 what="5 connections queued on the held listener")
+                sbxtest.wait_for(
+                    lambda: sum(int(l.split()[1]) for l in listening_sockets(topo.server, 8083))
+                    == 5,
+                    what="5 connections queued on the held listener",
+                )
                 self.assertEqual(results, [])
                 second = start()
                 for t in clients:
@@ -239,9 +303,13 @@ class SystemdTest(unittest.TestCase):
             self.skipTest("systemd-analyze not installed")
         source = os.path.join(sbxtest.ROOT, "examples", "systemd")
         units = sorted(os.listdir(source))
-        self.assertEqual(units, ["socketbox-inetd-sshd.service", "socketbox.service", "socketbox.socket"])
-        binaries = {"/usr/local/sbin/socketbox-inetd": os.path.join(BUILD, "inetd", "socketbox-inetd"),
-                    "/usr/local/sbin/socketbox": SOCKETBOX}
+        self.assertEqual(
+            units, ["socketbox-inetd-sshd.service", "socketbox.service", "socketbox.socket"]
+        )
+        binaries = {
+            "/usr/local/sbin/socketbox-inetd": os.path.join(BUILD, "inetd", "socketbox-inetd"),
+            "/usr/local/sbin/socketbox": SOCKETBOX,
+        }
         tmp = tempfile.mkdtemp(prefix="sbx-units-")
         try:
             for unit in units:
@@ -258,5 +326,11 @@ class SystemdTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PrivilegeTest, ProcessTest, StatsIntervalTest, SoakTest, SystemdTest,
-                    skip_reason=sbxtest.require_root_and_netns())
+    sbxtest.run_tap(
+        PrivilegeTest,
+        ProcessTest,
+        StatsIntervalTest,
+        SoakTest,
+        SystemdTest,
+        skip_reason=sbxtest.require_root_and_netns(),
+    )

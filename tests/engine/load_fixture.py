@@ -71,9 +71,12 @@ def peer_pid(path):
 
 
 def wait_gone(pid, timeout=20):
-    sbxtest.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                     open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z"),
-                     timeout=timeout, what=f"pid {pid} to exit")
+    sbxtest.wait_for(
+        lambda: not os.path.exists(f"/proc/{pid}")
+        or open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z"),
+        timeout=timeout,
+        what=f"pid {pid} to exit",
+    )
 
 
 def fetch_once(ns, host, port):

@@ -3,10 +3,8 @@ listener with thousands of connections queued. Every connection is
 delivered or counted under the right reason; the fd shortage slows
 accepting but never makes a healthy backend look dead."""
 import errno
-import os
 import resource
 import selectors
-import socket
 import threading
 import time
 import unittest
@@ -19,8 +17,9 @@ BACKENDS = ("a", "b", "c", "d")
 
 def config_for(topo, port):
     """Destination A<k+1> goes to backend k: routing is checked per connection."""
-    rules = "".join(f"ip:{A}{k + 1} jump-unix:{topo.path(name + '.sock')}\n"
-                    for k, name in enumerate(BACKENDS))
+    rules = "".join(
+        f"ip:{A}{k + 1} jump-unix:{topo.path(name + '.sock')}\n" for k, name in enumerate(BACKENDS)
+    )
     return write(topo.path(f"p{port}.conf"), f"max-rules:1\nrule-set:0 size:10\n{rules}")
 
 
@@ -30,7 +29,13 @@ class Load:
     One thread, non-blocking sockets. Returns (greeted right, failed, seconds)."""
 
     def __init__(self, ns, port, total, in_flight, timeout=30.0):
-        self.ns, self.port, self.total, self.in_flight, self.timeout = ns, port, total, in_flight, timeout
+        self.ns, self.port, self.total, self.in_flight, self.timeout = (
+            ns,
+            port,
+            total,
+            in_flight,
+            timeout,
+        )
 
     def run_to(self, host, name):
         """The same, every connection to `host`, greeted by `name`."""
@@ -98,8 +103,11 @@ class PressureTest(unittest.TestCase):
         conf = config_for(self.topo, 80)
         rates = {}
         for io in ("uring", "sync"):
-            eng = Engine(["-f", conf, "--listen", "[::]:80", f"--io={io}", "--threads", "2"],
-                         ns=self.topo.server, wrapper=["prlimit", "--nofile=40:40"])
+            eng = Engine(
+                ["-f", conf, "--listen", "[::]:80", f"--io={io}", "--threads", "2"],
+                ns=self.topo.server,
+                wrapper=["prlimit", "--nofile=40:40"],
+            )
             self.assertIn("fds: limit 40", eng.output())
             good, bad, seconds = Load(self.topo.client, 80, total=1500, in_flight=200).run()
             st = eng.stats()
@@ -111,27 +119,48 @@ class PressureTest(unittest.TestCase):
             rates[io] = good / seconds
             self.assertEqual(eng.stop(), 0)
         ratio = rates["uring"] / rates["sync"]
-        print(f"# fd limit 40, 200 in flight: uring {rates['uring']:.0f} conn/s, "
-              f"sync {rates['sync']:.0f} conn/s, uring/sync {ratio:.2f} (same run)", flush=True)
+        print(
+            f"# fd limit 40, 200 in flight: uring {rates['uring']:.0f} conn/s, "
+            f"sync {rates['sync']:.0f} conn/s, uring/sync {ratio:.2f} (same run)",
+            flush=True,
+        )
 
     def test_stopped_backend_stalls_only_its_own_connections(self):
         """Before, --io=sync waited in poll(2) for a full backend and stalled
         every other one behind it (p99 2.95 s)."""
         stalled = Backend(self.topo.path("stalled.sock"), "stalled", stall=30)
         healthy = self.backends[0]
-        conf = write(self.topo.path("stall.conf"),
-                     f"max-rules:1\nrule-set:0 size:2\nip:{A}1 jump-unix:{stalled.path}\n"
-                     f"default jump-unix:{healthy.path}\n")
+        conf = write(
+            self.topo.path("stall.conf"),
+            f"max-rules:1\nrule-set:0 size:2\nip:{A}1 jump-unix:{stalled.path}\n"
+            f"default jump-unix:{healthy.path}\n",
+        )
         try:
             for io in ("uring", "sync"):
-                eng = Engine(["-f", conf, "-p", "80", f"--io={io}", "--threads", "1",
-                              "--dispatch-timeout", "20000"], ns=self.topo.server)
+                eng = Engine(
+                    [
+                        "-f",
+                        conf,
+                        "-p",
+                        "80",
+                        f"--io={io}",
+                        "--threads",
+                        "1",
+                        "--dispatch-timeout",
+                        "20000",
+                    ],
+                    ns=self.topo.server,
+                )
                 # Far more than the stalled backend's queue holds: they wait in the engine.
                 waiting = [sbxtest.socket_in(self.topo.client) for _ in range(40)]
                 for s in waiting:
                     s.connect((f"{A}1", 80))
-                sbxtest.wait_for(lambda: eng.stats(settle=False)["accepted"] == 40, what="40 accepted")
-                good, bad, _ = Load(self.topo.client, 80, total=200, in_flight=20, timeout=10).run_to(f"{A}2", "a")
+                sbxtest.wait_for(
+                    lambda: eng.stats(settle=False)["accepted"] == 40, what="40 accepted"
+                )
+                good, bad, _ = Load(
+                    self.topo.client, 80, total=200, in_flight=20, timeout=10
+                ).run_to(f"{A}2", "a")
                 self.assertEqual((good, bad), (200, 0), io)
                 self.assertEqual(stalled.count(), 0)  # still stopped: nothing waited for it
                 for s in waiting:
@@ -180,17 +209,38 @@ class PressureTest(unittest.TestCase):
         fd = listener.fileno()
         # As systemd does: the listener at fd 3, LISTEN_PID the daemon's own
         # pid (set just before exec, which keeps it).
-        place = (f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
-                 "LISTEN_FDS='1'); os.execvp(sys.argv[1], sys.argv[1:])")
+        place = (
+            f"import os, sys; os.dup2({fd}, 3); os.environ.update(LISTEN_PID=str(os.getpid()), "
+            "LISTEN_FDS='1'); os.execvp(sys.argv[1], sys.argv[1:])"
+        )
         eng = Engine.__new__(Engine)
         eng.lines, eng.lock = [], threading.Lock()
         import subprocess
-        eng.proc = sbxtest.spawn(["prlimit", "--nofile=1024:1024", "python3", "-c", place, SOCKETBOX,
-                                  "-f", config_for(self.topo, port), f"--io={io}", "--threads", "2"],
-                                 ns=self.topo.server, pass_fds=(fd,), stderr=subprocess.PIPE, text=True)
+
+        eng.proc = sbxtest.spawn(
+            [
+                "prlimit",
+                "--nofile=1024:1024",
+                "python3",
+                "-c",
+                place,
+                SOCKETBOX,
+                "-f",
+                config_for(self.topo, port),
+                f"--io={io}",
+                "--threads",
+                "2",
+            ],
+            ns=self.topo.server,
+            pass_fds=(fd,),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         eng.reader = threading.Thread(target=eng._read, daemon=True)
         eng.reader.start()
-        sbxtest.wait_for(lambda: eng.has_line("ready:") or eng.proc.poll() is not None, what="ready")
+        sbxtest.wait_for(
+            lambda: eng.has_line("ready:") or eng.proc.poll() is not None, what="ready"
+        )
         self.assertTrue(eng.has_line("ready:"), f"exit {eng.proc.poll()}: {eng.output()}")
         listener.close()
         good = bad = 0

@@ -6,7 +6,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 import unittest
 
 from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
@@ -23,8 +22,11 @@ class RoutingTest(TopologyTest):
         return write(self.topo.path("socketbox.conf"), text)
 
     def test_anyip_rules_maps_and_fail(self):
-        web, mail, cust1, cust2, other = (self.backend(n) for n in ("web", "mail", "c1", "c2", "other"))
-        conf = self.config(f"""max-rules:2
+        web, mail, cust1, cust2, other = (
+            self.backend(n) for n in ("web", "mail", "c1", "c2", "other")
+        )
+        conf = self.config(
+            f"""max-rules:2
 max-maps:1
 rule-set:0 size:6
 ip:{A}10 port:80 jump-unix:{web.path}
@@ -36,20 +38,33 @@ default jump-unix:{other.path}
 map-set:0 size:2 match-lip:128
 ip:{A}1:0:0:1 jump-unix:{cust1.path}
 ip:{A}1:0:0:2 jump-unix:{cust2.path}
-""")
-        eng = Engine(["-f", conf, "-l", "::", "-p", "80", "--listen", "[::]:443", "--threads", "2"],
-                     ns=self.topo.server)
-        cases = [(f"{A}10", 80, b"web"), (f"{A}10", 443, b"web"), (f"{A}25", 80, b"mail"),
-                 (f"{A}25", 443, b"mail"), (f"{A}1:0:0:1", 80, b"c1"), (f"{A}1:0:0:2", 443, b"c2"),
-                 (f"{A}1:0:0:3", 80, b""), (f"{A}66", 80, b""), (f"{A}99", 80, b"other"),
-                 (f"{A}abcd", 443, b"other")]
+"""
+        )
+        eng = Engine(
+            ["-f", conf, "-l", "::", "-p", "80", "--listen", "[::]:443", "--threads", "2"],
+            ns=self.topo.server,
+        )
+        cases = [
+            (f"{A}10", 80, b"web"),
+            (f"{A}10", 443, b"web"),
+            (f"{A}25", 80, b"mail"),
+            (f"{A}25", 443, b"mail"),
+            (f"{A}1:0:0:1", 80, b"c1"),
+            (f"{A}1:0:0:2", 443, b"c2"),
+            (f"{A}1:0:0:3", 80, b""),
+            (f"{A}66", 80, b""),
+            (f"{A}99", 80, b"other"),
+            (f"{A}abcd", 443, b"other"),
+        ]
         for host, port, want in cases * 3:
             self.assertEqual(fetch(self.topo.client, host, port), want, f"[{host}]:{port}")
         for host, port, want in cases:
             if not want:
                 continue
             b = next(x for x in self.backends if x.name == want)
-            self.assertIn((norm(host), port), [r[0] for r in b.received], f"{want} saw [{host}]:{port}")
+            self.assertIn(
+                (norm(host), port), [r[0] for r in b.received], f"{want} saw [{host}]:{port}"
+            )
         st = eng.stats()
         self.assertEqual(st["accepted"], 30)
         self.assertEqual(st["dispatched"], 24)
@@ -59,11 +74,13 @@ ip:{A}1:0:0:2 jump-unix:{cust2.path}
 
     def test_exact_addresses_get_their_own_listeners(self):
         one, two = self.backend("one"), self.backend("two")
-        conf = self.config(f"""max-rules:1
+        conf = self.config(
+            f"""max-rules:1
 rule-set:0 size:2
 ip:{A}1 jump-unix:{one.path}
 ip:{A}2 jump-unix:{two.path}
-""")
+"""
+        )
         eng = Engine(["-f", conf, "-p", "8080", "--threads", "1"], ns=self.topo.server)
         self.assertIn("2 exact-address listener(s)", eng.output())
         for _ in range(10):
@@ -91,18 +108,23 @@ ip:{A}2 jump-unix:{two.path}
         admin, high, rest = self.backend("admin"), self.backend("high"), self.backend("rest")
         client = self.topo.client
         for extra in ("2001:db8:ffff::a1", "2001:db8:ffff::a2"):
-            self.topo.ns_sh(client, "ip", "addr", "add", f"{extra}/64", "dev",
-                            self.veth_name(client), "nodad")
-        conf = self.config(f"""max-rules:1
+            self.topo.ns_sh(
+                client, "ip", "addr", "add", f"{extra}/64", "dev", self.veth_name(client), "nodad"
+            )
+        conf = self.config(
+            f"""max-rules:1
 rule-set:0 size:3
 rip:2001:db8:ffff::a0/124 rport:5555 jump-unix:{high.path}
 rip:2001:db8:ffff::a0/124 jump-unix:{admin.path}
 default jump-unix:{rest.path}
-""")
+"""
+        )
         for io in ("uring", "sync"):
             eng = Engine(["-f", conf, "-p", "22", f"--io={io}"], ns=self.topo.server)
             self.assertEqual(fetch(client, f"{A}5", 22, source=("2001:db8:ffff::a1", 0)), b"admin")
-            self.assertEqual(fetch(client, f"{A}5", 22, source=("2001:db8:ffff::a2", 5555)), b"high")
+            self.assertEqual(
+                fetch(client, f"{A}5", 22, source=("2001:db8:ffff::a2", 5555)), b"high"
+            )
             self.assertEqual(fetch(client, f"{A}5", 22, source=("2001:db8:ffff::2", 5555)), b"rest")
             st = eng.stats()
             # The remote address came with the accept: no getpeername(2).
@@ -111,7 +133,9 @@ default jump-unix:{rest.path}
             eng.stop()
 
     def veth_name(self, ns):
-        out = sbxtest.sh("ip", "netns", "exec", ns, "ip", "-o", "link", "show", "type", "veth").stdout
+        out = sbxtest.sh(
+            "ip", "netns", "exec", ns, "ip", "-o", "link", "show", "type", "veth"
+        ).stdout
         return out.split(":")[1].strip().split("@")[0]
 
     def test_forced_send_to_path(self):
@@ -133,10 +157,14 @@ default jump-unix:{rest.path}
                 got.append(c.getsockname()[:2])
                 c.sendall(b"pair")
                 c.close()
+
         t = threading.Thread(target=serve, daemon=True)
         t.start()
-        eng = Engine(["-i", str(theirs.fileno()), "-p", "81"], ns=self.topo.server,
-                     pass_fds=(theirs.fileno(),))
+        eng = Engine(
+            ["-i", str(theirs.fileno()), "-p", "81"],
+            ns=self.topo.server,
+            pass_fds=(theirs.fileno(),),
+        )
         theirs.close()
         for _ in range(3):
             self.assertEqual(fetch(self.topo.client, f"{A}8", 81), b"pair")
@@ -154,7 +182,9 @@ default jump-unix:{rest.path}
         b1 = Backend(os.path.join(dir_, "00001-08443.sock"), "g7is1")
         b2 = Backend(os.path.join(dir_, "00002-08443.sock"), "g7is2")
         self.backends += [b1, b2]
-        conf = self.config(f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{dir_}/#//7_-#//P_.sock\n")
+        conf = self.config(
+            f"max-rules:1\nrule-set:0 size:1\ndefault jump-unix:{dir_}/#//7_-#//P_.sock\n"
+        )
         eng = Engine(["-f", conf, "-U", "-p", "8443"], ns=self.topo.server)
         self.assertEqual(fetch(self.topo.client, f"{A}1", 8443), b"g7is1")
         self.assertEqual(fetch(self.topo.client, f"{A}2", 8443), b"g7is2")
@@ -176,8 +206,9 @@ default jump-unix:{rest.path}
         ctl.listen(1)
         b = self.backend(f"registered-{io}")
         conf = self.config(f"max-rules:1\nrule-set:0 size:1\nport:80 jump-unix:{b.path}\n")
-        eng = Engine(["-f", conf, "-P", f"42:{ctl_path}", "--io", io], ns=self.topo.server,
-                     wait_ready=False)
+        eng = Engine(
+            ["-f", conf, "-P", f"42:{ctl_path}", "--io", io], ns=self.topo.server, wait_ready=False
+        )
         conn, _ = ctl.accept()
         request = conn.recv(64)
         self.assertEqual(request, b"\x01\x00\x00\x00" + struct.pack(">I", 42))
@@ -185,7 +216,9 @@ default jump-unix:{rest.path}
         sbxtest.wait_for(lambda: eng.has_line("ready:"), what="engine ready")
         # Not a socket: refused by the strict check and counted.
         r, w = os.pipe()
-        conn.sendmsg([b"\x03\x00\x00\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
+        conn.sendmsg(
+            [b"\x03\x00\x00\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))]
+        )
         os.close(r)
         os.close(w)
         # The registration server accepts TCP itself and passes the sockets on.
@@ -197,12 +230,15 @@ default jump-unix:{rest.path}
 
         def client():
             results.append(fetch(self.topo.client, f"{A}4", 80))
+
         for _ in range(3):
             t = threading.Thread(target=client)
             t.start()
             accepted, _ = listener.accept()
-            conn.sendmsg([b"\x03\x00\x00\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                   struct.pack("i", accepted.fileno()))])
+            conn.sendmsg(
+                [b"\x03\x00\x00\x00"],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", accepted.fileno()))],
+            )
             accepted.close()
             t.join(timeout=5)
         self.assertEqual(results, [f"registered-{io}".encode()] * 3)
@@ -232,13 +268,20 @@ default jump-unix:{rest.path}
         notify.settimeout(5)
         eng = Engine.__new__(Engine)
         eng.lines, eng.lock = [], threading.Lock()
-        eng.proc = sbxtest.spawn(["sh", "-c", script, "sh", SOCKETBOX, "-S", b.path, "--threads", "2"],
-                                 ns=self.topo.server, pass_fds=(fd,), stderr=subprocess.PIPE,
-                                 text=True, env={"NOTIFY_SOCKET": notify_path})
+        eng.proc = sbxtest.spawn(
+            ["sh", "-c", script, "sh", SOCKETBOX, "-S", b.path, "--threads", "2"],
+            ns=self.topo.server,
+            pass_fds=(fd,),
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"NOTIFY_SOCKET": notify_path},
+        )
         eng.reader = threading.Thread(target=eng._read, daemon=True)
         eng.reader.start()
         try:
-            sbxtest.wait_for(lambda: eng.has_line("ready:") or eng.proc.poll() is not None, what="ready")
+            sbxtest.wait_for(
+                lambda: eng.has_line("ready:") or eng.proc.poll() is not None, what="ready"
+            )
         finally:
             self.assertTrue(eng.has_line("ready:"), f"exit {eng.proc.poll()}: {eng.output()}")
         self.assertIn("systemd fd 3 (web)", eng.output())
@@ -252,9 +295,19 @@ default jump-unix:{rest.path}
 
     def test_exec_mode(self):
         out = self.topo.path("exec.out")
-        eng = sbxtest.spawn([os.environ.get("SBX_BUILD", "build") + "/engine/socketbox", "-p", "8082",
-                             "-e", "sh", "-c", f'echo "$SKBOX_LISTEN_FD" > {out}; '
-                             f'ls -l /proc/self/fd/$SKBOX_LISTEN_FD >> {out}'], ns=self.topo.server)
+        eng = sbxtest.spawn(
+            [
+                os.environ.get("SBX_BUILD", "build") + "/engine/socketbox",
+                "-p",
+                "8082",
+                "-e",
+                "sh",
+                "-c",
+                f'echo "$SKBOX_LISTEN_FD" > {out}; '
+                f"ls -l /proc/self/fd/$SKBOX_LISTEN_FD >> {out}",
+            ],
+            ns=self.topo.server,
+        )
         self.assertEqual(eng.wait(timeout=10), 0)
         text = open(out).read()
         fd = text.splitlines()[0]
@@ -268,11 +321,14 @@ class TproxyTest(unittest.TestCase):
             low = Backend(topo.path("low.sock"), "low")
             high = Backend(topo.path("high.sock"), "high")
             try:
-                conf = write(topo.path("t.conf"), f"""max-rules:1
+                conf = write(
+                    topo.path("t.conf"),
+                    f"""max-rules:1
 rule-set:0 size:2
 ip:{A}/64 port:1000 jump-unix:{low.path}
 ip:{A}/112 jump-unix:{high.path}
-""")
+""",
+                )
                 topo.tproxy_ports(f"{A}/64", "1000-1999", 7000)
                 eng = Engine(["-f", conf, "-t", "-l", "::", "-p", "7000"], ns=topo.server)
                 self.assertEqual(fetch(topo.client, f"{A}1", 1000), b"low")
@@ -280,7 +336,9 @@ ip:{A}/112 jump-unix:{high.path}
                     self.assertEqual(fetch(topo.client, f"{A}2", port), b"high")
                     local = high.received[-1][0]
                     self.assertEqual(local, (f"{A}2", port))
-                self.assertEqual(fetch(topo.client, f"{A}1:0", 1234, timeout=3), b"")  # /112 miss: fail
+                self.assertEqual(
+                    fetch(topo.client, f"{A}1:0", 1234, timeout=3), b""
+                )  # /112 miss: fail
                 st = eng.stats()
                 self.assertEqual(st["dispatched"], 4)
                 self.assertEqual(st["getsockname"], 5)  # TPROXY: the listener knows nothing

@@ -39,8 +39,10 @@ class InetdBehaviour(unittest.TestCase):
 
     def test_child_environment_carries_real_addresses(self):
         p = self.serve(ENV_PROG, hosts=(il.SERVER_IP6, il.SERVER_IP4))
-        for host, client_ip in ((il.SERVER_IP6, sbxtest.CLIENT_LINK6),
-                                (il.SERVER_IP4, sbxtest.CLIENT_LINK4)):
+        for host, client_ip in (
+            (il.SERVER_IP6, sbxtest.CLIENT_LINK6),
+            (il.SERVER_IP4, sbxtest.CLIENT_LINK4),
+        ):
             c = sbxtest.connect_from(self.topo.client, host, 7000)
             client_port = c.getsockname()[1]
             env = parse_env(il.read_all(c))
@@ -56,8 +58,9 @@ class InetdBehaviour(unittest.TestCase):
         self.assertEqual(rc, 0, err)
 
     def test_stale_variables_do_not_leak_into_child(self):
-        p = il.start_inetd(self.topo, self.path, ENV_PROG, ("-E",),
-                           env={"TCPREMOTEIP": "203.0.113.9"})
+        p = il.start_inetd(
+            self.topo, self.path, ENV_PROG, ("-E",), env={"TCPREMOTEIP": "203.0.113.9"}
+        )
         a = il.acceptor(self.topo, il.SERVER_IP6, 7000, self.path)
         self.addCleanup(a.close)
         c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
@@ -80,10 +83,14 @@ class InetdBehaviour(unittest.TestCase):
                 self.check_child_fds(port, method)
 
     def check_child_fds(self, port, method):
-        p = self.serve(["sh", "-c", "ls -l /proc/self/fd/; ps -o sid= -p $$; echo $$"],
-                       options=("-m", method), port=port)
-        inetd_sockets = {os.readlink(f"/proc/{p.pid}/fd/{fd}")
-                         for fd in os.listdir(f"/proc/{p.pid}/fd")}
+        p = self.serve(
+            ["sh", "-c", "ls -l /proc/self/fd/; ps -o sid= -p $$; echo $$"],
+            options=("-m", method),
+            port=port,
+        )
+        inetd_sockets = {
+            os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{p.pid}/fd")
+        }
         c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, port)
         out = il.read_all(c).decode()
         c.close()
@@ -106,7 +113,9 @@ class InetdBehaviour(unittest.TestCase):
         # peak number of children, with nothing sampled or missed.
         limit, burst = 2, 16
         log = self.topo.path("lifetimes.log")
-        child = f'echo "+ $(date +%s%N)" >>{log}; sleep 0.3; echo "- $(date +%s%N)" >>{log}; echo done'
+        child = (
+            f'echo "+ $(date +%s%N)" >>{log}; sleep 0.3; echo "- $(date +%s%N)" >>{log}; echo done'
+        )
         p = self.serve(["sh", "-c", child], options=("-c", str(limit)))
         fds_before = sbxtest.fd_count(p.pid)
         results = []
@@ -118,6 +127,7 @@ class InetdBehaviour(unittest.TestCase):
                 c.close()
             except OSError as e:
                 results.append(repr(e).encode())
+
         threads = [threading.Thread(target=one) for _ in range(burst)]
         for t in threads:
             t.start()
@@ -145,8 +155,11 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn("stats: received=", err)
 
     def test_per_source_limit_closes_excess_and_logs(self):
-        p = self.serve(["sh", "-c", "echo hi; sleep 2"], options=("-C", "1"),
-                       hosts=(il.SERVER_IP6, il.SERVER_IP4))
+        p = self.serve(
+            ["sh", "-c", "echo hi; sleep 2"],
+            options=("-C", "1"),
+            hosts=(il.SERVER_IP6, il.SERVER_IP4),
+        )
         first = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, 7000)
         first.settimeout(5)
         self.assertEqual(first.recv(3), b"hi\n")
@@ -182,10 +195,15 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn("per-source limit (1) reached for 2001:db8:ffff::/64", err)
 
     def test_spawn_failure_is_logged_and_counted(self):
-        for method, expect in (("spawn", "cannot start /nonexistent/prog"),
-                               ("fork", "exited with status 127")):
-            p = self.serve(["/nonexistent/prog"], options=("-m", method),
-                           port=7000 if method == "spawn" else 7001)
+        for method, expect in (
+            ("spawn", "cannot start /nonexistent/prog"),
+            ("fork", "exited with status 127"),
+        ):
+            p = self.serve(
+                ["/nonexistent/prog"],
+                options=("-m", method),
+                port=7000 if method == "spawn" else 7001,
+            )
             port = 7000 if method == "spawn" else 7001
             c = sbxtest.connect_from(self.topo.client, il.SERVER_IP6, port)
             self.assertEqual(il.read_all(c), b"")
@@ -206,8 +224,7 @@ class InetdBehaviour(unittest.TestCase):
         self.assertFalse(os.path.exists(self.path))
 
     def test_sigterm_counts_queued_connections(self):
-        p = il.start_inetd(self.topo, self.path, ["sh", "-c", "echo busy; sleep 5"],
-                           ("-c", "1"))
+        p = il.start_inetd(self.topo, self.path, ["sh", "-c", "echo busy; sleep 5"], ("-c", "1"))
         sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         clients = []
         for _ in range(3):
@@ -296,8 +313,13 @@ class InetdBehaviour(unittest.TestCase):
         self.assertIn("sender_refused=1", err)
 
     def test_sender_uids_malformed_is_an_error(self):
-        r = sbxtest.sh(il.binary("socketbox-inetd"), self.path, "true", check=False,
-                       env=dict(os.environ, SKBOX_SENDER_UIDS="root"))
+        r = sbxtest.sh(
+            il.binary("socketbox-inetd"),
+            self.path,
+            "true",
+            check=False,
+            env=dict(os.environ, SKBOX_SENDER_UIDS="root"),
+        )
         self.assertEqual(r.returncode, 1)
         self.assertIn("SKBOX_SENDER_UIDS='root': expected uids separated by commas", r.stderr)
         self.assertFalse(os.path.exists(self.path))
@@ -308,8 +330,10 @@ class InetdBehaviour(unittest.TestCase):
             (["socketbox-inetd", "-c", "x", "/tmp/s", "true"], "-c 'x'"),
             (["socketbox-inetd", "/nonexistent-dir/s.sock", "true"], "bind /nonexistent-dir"),
             (["socketbox-inetd-p", "/tmp/ctl", "nine", "true"], "GROUP 'nine'"),
-            (["socketbox-inetd-p", self.topo.path("no-such-ctl"), "1", "true"],
-             "cannot register as group 1"),
+            (
+                ["socketbox-inetd-p", self.topo.path("no-such-ctl"), "1", "true"],
+                "cannot register as group 1",
+            ),
         ]
         for argv, message in cases:
             r = sbxtest.sh(il.binary(argv[0]), *argv[1:], check=False)
@@ -397,9 +421,11 @@ class InetdRegistration(unittest.TestCase):
 
     def test_refused_and_malformed_registration(self):
         with sbxtest.Topology() as topo:
-            for response, message in ((bytes([0, 0, 0, 0]), "the server refused the registration"),
-                                      (b"\x80", "malformed or missing response"),
-                                      (None, "malformed or missing response")):
+            for response, message in (
+                (bytes([0, 0, 0, 0]), "the server refused the registration"),
+                (b"\x80", "malformed or missing response"),
+                (None, "malformed or missing response"),
+            ):
                 ctl = topo.path("ctl.sock")
                 listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 listener.bind(ctl)

@@ -94,6 +94,7 @@ class EngineAcceptor:
             out = topo.ns_sh(topo.server, "ss", "-Htln", f"sport = :{port}").stdout
             wanted = (f"[{listen}]:{port}", f"{host}:{port}", f"[{host}]:{port}")
             return any(w in out for w in wanted)
+
         sbxtest.wait_for(listening, what=f"engine listening on port {port}")
 
     def close(self):
@@ -109,8 +110,7 @@ def start_inetd(topo, path, program, options=(), name="socketbox-inetd", env=Non
     """Starts socketbox-inetd in the server namespace; waits for its socket."""
     p = topo.spawn_server([binary(name), *options, path, *program], env=env)
     if name == "socketbox-inetd":
-        sbxtest.wait_for(lambda: is_live(path) or p.poll() is not None,
-                         what=f"{path} to be bound")
+        sbxtest.wait_for(lambda: is_live(path) or p.poll() is not None, what=f"{path} to be bound")
         if p.poll() is not None:
             raise AssertionError(f"{name} exited {p.returncode}: {p.stderr.read().decode()}")
     return p

@@ -28,8 +28,6 @@ A = "2001:db8:1::"
 PROGRAM = ["sh", "-c", 'echo "$PROTO $TCPLOCALIP $TCPLOCALPORT $TCPREMOTEIP"']
 
 
-
-
 def kernel_granted(eng):
     """listeners.granted from a fresh 'stats kernel' line of the engine."""
     with eng.lock:
@@ -39,6 +37,7 @@ def kernel_granted(eng):
     def line():
         with eng.lock:
             return next((l for l in eng.lines[start:] if l.startswith("stats kernel")), None)
+
     sbxtest.wait_for(line, timeout=5, what="kernel stats")
     return int(re.search(r"listeners\.granted=(\d+)", line()).group(1))
 
@@ -59,17 +58,33 @@ class InetdKernelDispatch(unittest.TestCase):
         self.paths = {n: self.topo.path(f"{n}.sock") for n in ("a", "b")}
         self.conf = self.topo.path("socketbox.conf")
         with open(self.conf, "w") as f:
-            f.write(f"""max-rules:1
+            f.write(
+                f"""max-rules:1
 rule-set:0 size:2
 ip:{A}10 port:80 jump-unix:{self.paths["a"]}
 ip:{A}11 port:80 jump-unix:{self.paths["b"]}
 default fail
-""")
+"""
+            )
 
     def engine(self):
-        eng = Engine(["-f", self.conf, "-l", "::", "-p", "80", "--threads", "1",
-                      "--kernel-dispatch", "on", "--listener-socket", self.engine_socket],
-                     ns=self.topo.server)
+        eng = Engine(
+            [
+                "-f",
+                self.conf,
+                "-l",
+                "::",
+                "-p",
+                "80",
+                "--threads",
+                "1",
+                "--kernel-dispatch",
+                "on",
+                "--listener-socket",
+                self.engine_socket,
+            ],
+            ns=self.topo.server,
+        )
         self.addCleanup(lambda: eng.proc.poll() is None and eng.stop())
         self.assertIn("kernel dispatch on", eng.output())
         return eng
@@ -119,11 +134,17 @@ default fail
         self.assertEqual((rc_a, rc_b), (0, 0), err_a + err_b)
         self.assertIn("took the engine's listener", err_a)
         a, b = counters(err_a), counters(err_b)
-        self.assertEqual((a["received"], a["spawned"], a["via_listener"], a["listeners_taken"]),
-                         (20, 20, 20, 1), err_a)
+        self.assertEqual(
+            (a["received"], a["spawned"], a["via_listener"], a["listeners_taken"]),
+            (20, 20, 20, 1),
+            err_a,
+        )
         self.assertEqual(a["exited_nonzero"], 0)
-        self.assertEqual((b["received"], b["spawned"], b["via_listener"], b["listeners_taken"]),
-                         (5, 5, 0, 0), err_b)
+        self.assertEqual(
+            (b["received"], b["spawned"], b["via_listener"], b["listeners_taken"]),
+            (5, 5, 0, 0),
+            err_b,
+        )
         self.assertNotIn("took the engine's listener", err_b)
         self.assertNotIn("no listener", err_b)
         self.assertEqual(stats["dispatched"], 5, "only b's through the engine")
@@ -136,6 +157,7 @@ default fail
 
         def client():
             results.append(self.fetch(f"{A}10"))
+
         clients = [threading.Thread(target=client) for _ in range(5)]
         for c in clients:
             c.start()
@@ -189,8 +211,12 @@ default fail
         self.fetch = self.fetch_line
         # The first through the listener: once it is taken (inetd asks at
         # start, not before it serves).
-        sbxtest.wait_for(lambda: kernel_granted(eng) == 1, timeout=10, interval=0.2,
-                         what="socketbox-inetd to take the engine's listener")
+        sbxtest.wait_for(
+            lambda: kernel_granted(eng) == 1,
+            timeout=10,
+            interval=0.2,
+            what="socketbox-inetd to take the engine's listener",
+        )
         self.assertEqual(self.fetch(f"{A}10"), f"TCP {A}10 80 2001:db8:ffff::2\n")
         self.assertEqual(eng.stop(), 0)
         # The engine's hang-up is seen; until one runs again nothing connects.
@@ -199,8 +225,12 @@ default fail
         # Until it is asked again (backoff from 1 s), connections come over
         # the socket; then through the new listener.
         self.assertEqual(self.fetch(f"{A}10"), f"TCP {A}10 80 2001:db8:ffff::2\n")
-        sbxtest.wait_for(lambda: kernel_granted(eng) == 1, timeout=10, interval=0.2,
-                         what="socketbox-inetd to take the new engine's listener")
+        sbxtest.wait_for(
+            lambda: kernel_granted(eng) == 1,
+            timeout=10,
+            interval=0.2,
+            what="socketbox-inetd to take the new engine's listener",
+        )
         for _ in range(5):
             self.assertEqual(self.fetch(f"{A}10"), f"TCP {A}10 80 2001:db8:ffff::2\n")
         rc, err = il.stop_and_log(p)

@@ -26,8 +26,9 @@ class InetdReceiverProtocol(unittest.TestCase):
 
     def start(self, env=None, options=(), program=HELLO_PROG):
         p = sbxtest.spawn([il.binary("socketbox-inetd"), *options, self.path, *program], env=env)
-        sbxtest.wait_for(lambda: il.is_live(self.path) or p.poll() is not None,
-                         what=f"{self.path} to be bound")
+        sbxtest.wait_for(
+            lambda: il.is_live(self.path) or p.poll() is not None, what=f"{self.path} to be bound"
+        )
         self.assertIsNone(p.poll(), "socketbox-inetd exited")
         return p
 
@@ -140,8 +141,13 @@ class InetdReceiverProtocol(unittest.TestCase):
     def test_malformed_value_is_an_error_naming_the_variable(self):
         for value in ("2", "yes", ""):
             with self.subTest(value=value):
-                r = sbxtest.sh(il.binary("socketbox-inetd"), self.path, "true", check=False,
-                               env=dict(os.environ, SKBOX_ACKNOWLEDGE=value))
+                r = sbxtest.sh(
+                    il.binary("socketbox-inetd"),
+                    self.path,
+                    "true",
+                    check=False,
+                    env=dict(os.environ, SKBOX_ACKNOWLEDGE=value),
+                )
                 self.assertEqual(r.returncode, 1)
                 self.assertIn(f"SKBOX_ACKNOWLEDGE='{value}': expected 0 or 1", r.stderr)
                 self.assertFalse(os.path.exists(self.path))
@@ -149,8 +155,14 @@ class InetdReceiverProtocol(unittest.TestCase):
     def test_registration_mode_accepts_the_variable(self):
         # -p has no sender address to answer: the variable is read (so a
         # malformed one is still an error) and otherwise changes nothing.
-        r = sbxtest.sh(il.binary("socketbox-inetd-p"), self.path, "1", "true", check=False,
-                       env=dict(os.environ, SKBOX_ACKNOWLEDGE="x"))
+        r = sbxtest.sh(
+            il.binary("socketbox-inetd-p"),
+            self.path,
+            "1",
+            "true",
+            check=False,
+            env=dict(os.environ, SKBOX_ACKNOWLEDGE="x"),
+        )
         self.assertEqual(r.returncode, 1)
         self.assertIn("SKBOX_ACKNOWLEDGE='x'", r.stderr)
 

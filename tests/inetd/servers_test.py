@@ -8,10 +8,8 @@ temporary directory; the packages' system services are never used.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +30,9 @@ class ServerCase(unittest.TestCase):
     def setUpClass(cls):
         missing = [n for n in cls.needs if not shutil.which(n) and not os.access(n, os.X_OK)]
         if missing:
-            raise unittest.SkipTest(f"not installed: {' '.join(missing)} "
-                                    "(scripts/lib/packages.d/inetd.list)")
+            raise unittest.SkipTest(
+                f"not installed: {' '.join(missing)} " "(scripts/lib/packages.d/inetd.list)"
+            )
 
     def setUp(self):
         self.topo = sbxtest.Topology().__enter__()
@@ -58,26 +57,42 @@ class Sshd(ServerCase):
             sbxtest.sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{d}/{name}")
         shutil.copy(f"{d}/user.pub", f"{d}/authorized_keys")
         with open(f"{d}/sshd_config", "w") as f:
-            f.write(f"HostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n"
-                    "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-                    "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-                    "PidFile none\nLogLevel VERBOSE\n")
+            f.write(
+                f"HostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n"
+                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+                "PidFile none\nLogLevel VERBOSE\n"
+            )
         # sshd refuses to start without its privilege separation directory;
         # a container without the ssh service running has none.
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.serve_inetd(["/usr/sbin/sshd", "-i", "-e", "-f", f"{d}/sshd_config"], 22)
         r = self.topo.ns_sh(
-            self.topo.client, "ssh", "-i", f"{d}/user", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10", f"root@{il.SERVER_IP6}",
-            "echo logged-in; echo $SSH_CONNECTION", check=False, timeout=60)
+            self.topo.client,
+            "ssh",
+            "-i",
+            f"{d}/user",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            f"root@{il.SERVER_IP6}",
+            "echo logged-in; echo $SSH_CONNECTION",
+            check=False,
+            timeout=60,
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.split("\n")
         self.assertEqual(lines[0], "logged-in")
         # sshd sees the real addresses on the passed socket.
         client_ip, _cport, server_ip, server_port = lines[1].split()
-        self.assertEqual((client_ip, server_ip, server_port),
-                         (sbxtest.CLIENT_LINK6, il.SERVER_IP6, "22"))
+        self.assertEqual(
+            (client_ip, server_ip, server_port), (sbxtest.CLIENT_LINK6, il.SERVER_IP6, "22")
+        )
 
 
 class BusyboxHttpd(ServerCase):
@@ -115,7 +130,8 @@ class Exim(ServerCase):
         shutil.chown(spool, "Debian-exim", "Debian-exim")
         shutil.chown(f"{spool}/log", "Debian-exim", "Debian-exim")
         with open(f"{d}/exim.conf", "w") as f:
-            f.write(f"""primary_hostname = mx.test.example
+            f.write(
+                f"""primary_hostname = mx.test.example
 spool_directory = {spool}
 log_file_path = {spool}/log/%slog
 domainlist local_domains = test.example
@@ -125,7 +141,8 @@ begin acl
 check_rcpt:
   accept domains = +local_domains
   deny message = relay not permitted
-""")
+"""
+            )
         return f"{d}/exim.conf", spool
 
     def smtp(self, f, line, expect):
@@ -156,8 +173,9 @@ check_rcpt:
         f.close()
         c.close()
         message_id = re.search(rb"id=(\S+)", reply).group(1).decode()
-        header = subprocess.run(["find", spool, "-name", f"{message_id}-H"],
-                                capture_output=True, text=True).stdout.strip()
+        header = subprocess.run(
+            ["find", spool, "-name", f"{message_id}-H"], capture_output=True, text=True
+        ).stdout.strip()
         self.assertTrue(header, f"message {message_id} not in the spool")
         with open(header, errors="replace") as h:
             text = h.read()
@@ -172,7 +190,8 @@ class Haproxy(ServerCase):
         print("# " + version_line(["haproxy", "-v"], r"HAProxy version \S+"), flush=True)
         conf = self.topo.path("haproxy.cfg")
         with open(conf, "w") as f:
-            f.write("""global
+            f.write(
+                """global
   log stderr format raw local0
 defaults
   mode http
@@ -183,12 +202,23 @@ defaults
 frontend fe
   bind sockpair@${SKBOX_HAPROXY_DGRAM_SOCK}
   http-request return status 200 content-type text/plain lf-string "hello from haproxy src=[%[src]]\\n"
-""")
-        p = self.topo.spawn_server([il.binary("socketbox-bind-exec"), self.path,
-                                    "SKBOX_HAPROXY_DGRAM_SOCK", "haproxy", "-f", conf, "-db"])
+"""
+            )
+        p = self.topo.spawn_server(
+            [
+                il.binary("socketbox-bind-exec"),
+                self.path,
+                "SKBOX_HAPROXY_DGRAM_SOCK",
+                "haproxy",
+                "-f",
+                conf,
+                "-db",
+            ]
+        )
         self.addCleanup(sbxtest.stop, p)
-        sbxtest.wait_for(lambda: il.is_live(self.path) or p.poll() is not None,
-                         what="haproxy's socket")
+        sbxtest.wait_for(
+            lambda: il.is_live(self.path) or p.poll() is not None, what="haproxy's socket"
+        )
         self.assertIsNone(p.poll(), "haproxy exited")
         a = il.acceptor(self.topo, il.SERVER_IP6, 80, self.path)
         self.addCleanup(a.close)
@@ -208,6 +238,7 @@ class SocketProxyd(ServerCase):
     systemd-socket-proxyd takes the receiving socket as its LISTEN_FDS
     socket (socketbox-bind-exec -l) under the preload, and proxies each
     passed connection to a real HTTP server (busybox httpd)."""
+
     needs = ("/lib/systemd/systemd-socket-proxyd", "busybox")
 
     def test_proxies_20_of_20_connections(self):
@@ -217,19 +248,32 @@ class SocketProxyd(ServerCase):
         body = b"served by busybox httpd behind systemd-socket-proxyd\n"
         with open(f"{root}/hello.txt", "wb") as f:
             f.write(body)
-        httpd = self.topo.spawn_server(["busybox", "httpd", "-f", "-p", "127.0.0.1:8080",
-                                        "-h", root])
+        httpd = self.topo.spawn_server(
+            ["busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", root]
+        )
         self.addCleanup(sbxtest.stop, httpd)
-        sbxtest.wait_for(lambda: "127.0.0.1:8080" in self.topo.ns_sh(
-            self.topo.server, "ss", "-Htln", "sport = :8080").stdout, what="busybox httpd")
+        sbxtest.wait_for(
+            lambda: "127.0.0.1:8080"
+            in self.topo.ns_sh(self.topo.server, "ss", "-Htln", "sport = :8080").stdout,
+            what="busybox httpd",
+        )
         preload_dir = os.path.join(il.BUILD, "preload")
         proxyd = self.topo.spawn_server(
-            [il.binary("socketbox-bind-exec"), "-l", "-n", "http", self.path,
-             os.path.join(preload_dir, "run-with-socketbox"),
-             "/lib/systemd/systemd-socket-proxyd", "127.0.0.1:8080"])
+            [
+                il.binary("socketbox-bind-exec"),
+                "-l",
+                "-n",
+                "http",
+                self.path,
+                os.path.join(preload_dir, "run-with-socketbox"),
+                "/lib/systemd/systemd-socket-proxyd",
+                "127.0.0.1:8080",
+            ]
+        )
         self.addCleanup(sbxtest.stop, proxyd)
-        sbxtest.wait_for(lambda: il.is_live(self.path) or proxyd.poll() is not None,
-                         what="the proxy's socket")
+        sbxtest.wait_for(
+            lambda: il.is_live(self.path) or proxyd.poll() is not None, what="the proxy's socket"
+        )
         a = il.acceptor(self.topo, il.SERVER_IP6, 80, self.path)
         self.addCleanup(a.close)
         served = 0
@@ -241,8 +285,11 @@ class SocketProxyd(ServerCase):
             head, _, got = response.partition(b"\r\n\r\n")
             if b" 200 " in head.split(b"\r\n")[0] and got == body:
                 served += 1
-        self.assertIsNone(proxyd.poll(), "systemd-socket-proxyd exited: " +
-                          (proxyd.stderr.read().decode() if proxyd.poll() is not None else ""))
+        self.assertIsNone(
+            proxyd.poll(),
+            "systemd-socket-proxyd exited: "
+            + (proxyd.stderr.read().decode() if proxyd.poll() is not None else ""),
+        )
         self.assertEqual(served, 20)
 
 

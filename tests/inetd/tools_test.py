@@ -12,8 +12,7 @@ from inetd_lib import sbxtest  # noqa: E402
 
 
 def run(argv, pass_fds=(), **kw):
-    return subprocess.run(argv, pass_fds=pass_fds, capture_output=True, text=True, timeout=20,
-                          **kw)
+    return subprocess.run(argv, pass_fds=pass_fds, capture_output=True, text=True, timeout=20, **kw)
 
 
 def tcp_pair(family, host):
@@ -28,7 +27,7 @@ def tcp_pair(family, host):
 
 def eight_groups(ip):
     packed = socket.inet_pton(socket.AF_INET6, ip)
-    return ":".join(packed[i:i + 2].hex() for i in range(0, 16, 2))
+    return ":".join(packed[i : i + 2].hex() for i in range(0, 16, 2))
 
 
 class SocketQuery(unittest.TestCase):
@@ -67,16 +66,22 @@ class SocketQuery(unittest.TestCase):
             self.assertIn("ignoring extra argument(s)", r.stderr)
 
     def test_errors(self):
-        for argv, message in ((["-a"], "usage"), (["-f", "x"], "-f 'x'"), (["-f", "77"], "fd 77"),
-                              (["-lz"], "socket-query: invalid option -- 'z'\n"),
-                              (["-f"], "socket-query: option requires an argument -- 'f'\n"),
-                              (["--local"], "socket-query: invalid option -- '-'\n")):
+        for argv, message in (
+            (["-a"], "usage"),
+            (["-f", "x"], "-f 'x'"),
+            (["-f", "77"], "fd 77"),
+            (["-lz"], "socket-query: invalid option -- 'z'\n"),
+            (["-f"], "socket-query: option requires an argument -- 'f'\n"),
+            (["--local"], "socket-query: invalid option -- '-'\n"),
+        ):
             r = run([il.binary("socket-query"), *argv])
             self.assertEqual(r.returncode, 1, argv)
             self.assertIn(message, r.stderr)
         # A refused command line is followed by the usage, a line per option.
         r = run([il.binary("socket-query"), "-a"])
-        self.assertTrue(r.stderr.startswith("socket-query: usage: socket-query [-l[a|p]]"), r.stderr)
+        self.assertTrue(
+            r.stderr.startswith("socket-query: usage: socket-query [-l[a|p]]"), r.stderr
+        )
         for option in ("-l", "-r", "-a", "-p", "-R", "-f SOCKET_FD"):
             self.assertIn(f"\nsocket-query:   {option} ", r.stderr)
         a, b = socket.socketpair()
@@ -85,7 +90,6 @@ class SocketQuery(unittest.TestCase):
             self.assertEqual(r.returncode, 1)
             self.assertIn("not an IPv4 or IPv6 socket", r.stderr)
 
-
     def test_write_error_on_stdout_is_reported(self):
         # Issue 20 item 5: with stdout on a full device the tool exited 1
         # without a word. The original says "stdout: write error: No space
@@ -93,14 +97,32 @@ class SocketQuery(unittest.TestCase):
         client, server = tcp_pair(socket.AF_INET6, "::1")
         with client, server, open("/dev/full", "w") as full:
             fd = server.fileno()
-            r = subprocess.run([il.binary("socket-query"), "-lp", "-f", str(fd)], pass_fds=[fd],
-                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=20)
+            r = subprocess.run(
+                [il.binary("socket-query"), "-lp", "-f", str(fd)],
+                pass_fds=[fd],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=20,
+            )
             self.assertEqual(r.returncode, 1)
-            self.assertEqual(r.stderr,
-                             "socket-query: stdout: write error: No space left on device\n")
+            self.assertEqual(
+                r.stderr, "socket-query: stdout: write error: No space left on device\n"
+            )
             # A closed stdout: the same report, with its own reason.
-            r = run(["sh", "-c", 'exec "$@" >&-', "sh", il.binary("socket-query"), "-lp", "-f",
-                     str(fd)], pass_fds=[fd])
+            r = run(
+                [
+                    "sh",
+                    "-c",
+                    'exec "$@" >&-',
+                    "sh",
+                    il.binary("socket-query"),
+                    "-lp",
+                    "-f",
+                    str(fd),
+                ],
+                pass_fds=[fd],
+            )
             self.assertEqual(r.returncode, 1)
             self.assertIn("stdout: write error: Bad file descriptor", r.stderr)
 
@@ -110,14 +132,21 @@ class SendReceiveFd(unittest.TestCase):
         chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         client, server = tcp_pair(socket.AF_INET6, "::1")
         with chan_a, chan_b, client, server:
-            r = run([il.binary("send-receive-fd"), "-s", str(server.fileno()),
-                     str(chan_a.fileno())], pass_fds=[server.fileno(), chan_a.fileno()])
+            r = run(
+                [il.binary("send-receive-fd"), "-s", str(server.fileno()), str(chan_a.fileno())],
+                pass_fds=[server.fileno(), chan_a.fileno()],
+            )
             self.assertEqual(r.returncode, 0, r.stderr)
             script = 'echo "fd=$SKBOX_RECEIVED_FD"; socket-query -rp -f "$SKBOX_RECEIVED_FD"'
-            env = dict(os.environ, PATH=os.path.dirname(il.binary("socket-query")) + ":" +
-                       os.environ["PATH"])
-            r = run([il.binary("send-receive-fd"), "-r", str(chan_b.fileno()), "sh", "-c",
-                     script], pass_fds=[chan_b.fileno()], env=env)
+            env = dict(
+                os.environ,
+                PATH=os.path.dirname(il.binary("socket-query")) + ":" + os.environ["PATH"],
+            )
+            r = run(
+                [il.binary("send-receive-fd"), "-r", str(chan_b.fileno()), "sh", "-c", script],
+                pass_fds=[chan_b.fileno()],
+                env=env,
+            )
             self.assertEqual(r.returncode, 0, r.stderr)
             lines = r.stdout.split()
             self.assertRegex(lines[0], r"^fd=\d+$")
@@ -131,22 +160,30 @@ class SendReceiveFd(unittest.TestCase):
         client, server = tcp_pair(socket.AF_INET6, "::1")
         with chan_a, chan_b, client, server:
             fmt = lambda argv, chan: [a.format(chan=chan, fd=server.fileno()) for a in argv]
-            r = run([il.binary("send-receive-fd"), *fmt(send_argv, chan_a.fileno())],
-                    pass_fds=[server.fileno(), chan_a.fileno()])
+            r = run(
+                [il.binary("send-receive-fd"), *fmt(send_argv, chan_a.fileno())],
+                pass_fds=[server.fileno(), chan_a.fileno()],
+            )
             self.assertEqual(r.returncode, 0, r.stderr)
-            env = dict(os.environ, PATH=os.path.dirname(il.binary("socket-query")) + ":" +
-                       os.environ["PATH"])
-            r = run([il.binary("send-receive-fd"), *fmt(receive_argv, chan_b.fileno())],
-                    pass_fds=[chan_b.fileno()], env=env)
+            env = dict(
+                os.environ,
+                PATH=os.path.dirname(il.binary("socket-query")) + ":" + os.environ["PATH"],
+            )
+            r = run(
+                [il.binary("send-receive-fd"), *fmt(receive_argv, chan_b.fileno())],
+                pass_fds=[chan_b.fileno()],
+                env=env,
+            )
             self.assertEqual(r.returncode, 0, r.stderr)
             return r.stdout.split(), server.getsockname()[1]
 
     def test_options_permute_as_with_the_original_getopt(self):
         query = 'socket-query -lp -f "$SKBOX_RECEIVED_FD"; echo "$0"'
         for send_argv, receive_argv in (
-                (["-s{fd}", "{chan}"], ["-r", "{chan}", "--", "sh", "-c", query, "Z"]),
-                (["{chan}", "-s", "{fd}"], ["{chan}", "-r", "sh", "-c", query, "Z"]),
-                (["-s", "{fd}", "--", "{chan}"], ["-r", "--", "{chan}", "sh", "-c", query, "Z"])):
+            (["-s{fd}", "{chan}"], ["-r", "{chan}", "--", "sh", "-c", query, "Z"]),
+            (["{chan}", "-s", "{fd}"], ["{chan}", "-r", "sh", "-c", query, "Z"]),
+            (["-s", "{fd}", "--", "{chan}"], ["-r", "--", "{chan}", "sh", "-c", query, "Z"]),
+        ):
             out, port = self.send_then_receive(send_argv, receive_argv)
             self.assertEqual(out, [str(port), "Z"], (send_argv, receive_argv))
 
@@ -159,12 +196,24 @@ class SendReceiveFd(unittest.TestCase):
             env["SKBOX_STRICT_STREAM_MODE"] = strict
         chan_a, chan_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         with chan_a, chan_b:
-            r = run([il.binary("send-receive-fd"), "-s", str(fd), str(chan_a.fileno())],
-                    pass_fds=[fd, chan_a.fileno()])
+            r = run(
+                [il.binary("send-receive-fd"), "-s", str(fd), str(chan_a.fileno())],
+                pass_fds=[fd, chan_a.fileno()],
+            )
             self.assertEqual(r.returncode, 0, r.stderr)
-            return run([il.binary("send-receive-fd"), "-r", str(chan_b.fileno()), "--", "sh", "-c",
-                        'readlink /proc/self/fd/$SKBOX_RECEIVED_FD'], pass_fds=[chan_b.fileno()],
-                       env=env)
+            return run(
+                [
+                    il.binary("send-receive-fd"),
+                    "-r",
+                    str(chan_b.fileno()),
+                    "--",
+                    "sh",
+                    "-c",
+                    "readlink /proc/self/fd/$SKBOX_RECEIVED_FD",
+                ],
+                pass_fds=[chan_b.fileno()],
+                env=env,
+            )
 
     def test_any_fd_is_passed_on_as_the_original_does(self):
         # Issue 20 item 1: a pipe (or a file, a UDP or a listening socket)
@@ -177,11 +226,12 @@ class SendReceiveFd(unittest.TestCase):
         listener.listen(1)
         with open(os.path.abspath(__file__)) as f, udp, listener:
             try:
-                for fd, expected in ((read_end, f"pipe:[{os.fstat(read_end).st_ino}]"),
-                                     (f.fileno(), os.path.abspath(__file__)),
-                                     (udp.fileno(), f"socket:[{os.fstat(udp.fileno()).st_ino}]"),
-                                     (listener.fileno(),
-                                      f"socket:[{os.fstat(listener.fileno()).st_ino}]")):
+                for fd, expected in (
+                    (read_end, f"pipe:[{os.fstat(read_end).st_ino}]"),
+                    (f.fileno(), os.path.abspath(__file__)),
+                    (udp.fileno(), f"socket:[{os.fstat(udp.fileno()).st_ino}]"),
+                    (listener.fileno(), f"socket:[{os.fstat(listener.fileno()).st_ino}]"),
+                ):
                     r = self.receive_and_describe(fd)
                     self.assertEqual((r.returncode, r.stdout, r.stderr), (0, expected + "\n", ""))
             finally:
@@ -214,17 +264,23 @@ class SendReceiveFd(unittest.TestCase):
     def test_errors(self):
         a, b = socket.socketpair()
         with a, b:
-            cases = [([], "required"), (["-s"], "-s needs an fd number"),
-                     (["3", "-s", "x"], "-s 'x': not an fd number"), (["-s", "x", "3"], "not an fd number"),
-                     (["-r", "3"], "-r needs a program"),
-                     (["-s", "0", "99"], "over fd 99"), (["-q", "3"], "unknown option")]
+            cases = [
+                ([], "required"),
+                (["-s"], "-s needs an fd number"),
+                (["3", "-s", "x"], "-s 'x': not an fd number"),
+                (["-s", "x", "3"], "not an fd number"),
+                (["-r", "3"], "-r needs a program"),
+                (["-s", "0", "99"], "over fd 99"),
+                (["-q", "3"], "unknown option"),
+            ]
             for argv, message in cases:
                 r = run([il.binary("send-receive-fd"), *argv])
                 self.assertEqual(r.returncode, 1, argv)
                 self.assertIn(message, r.stderr, argv)
             b.close()  # the sender goes away: ENOLINK, not a hang
-            r = run([il.binary("send-receive-fd"), "-r", str(a.fileno()), "true"],
-                    pass_fds=[a.fileno()])
+            r = run(
+                [il.binary("send-receive-fd"), "-r", str(a.fileno()), "true"], pass_fds=[a.fileno()]
+            )
             self.assertEqual(r.returncode, 1)
             self.assertIn("receiving an fd", r.stderr)
 
@@ -232,16 +288,17 @@ class SendReceiveFd(unittest.TestCase):
 class BindExec(unittest.TestCase):
     def setUp(self):
         import tempfile
+
         self.dir = tempfile.mkdtemp(prefix="sbx-bind-exec-")
         self.path = os.path.join(self.dir, "a.sock")
 
     def tearDown(self):
         import shutil
+
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_binds_socket_and_names_fd(self):
-        script = ('ls -l /proc/self/fd/$MY_FD; stat -c %a ' + self.path +
-                  '; ls ' + self.dir)
+        script = "ls -l /proc/self/fd/$MY_FD; stat -c %a " + self.path + "; ls " + self.dir
         r = run([il.binary("socketbox-bind-exec"), self.path, "MY_FD", "sh", "-c", script])
         self.assertEqual(r.returncode, 0, r.stderr)
         link, mode, listing = r.stdout.split("\n")[:3]
@@ -251,13 +308,25 @@ class BindExec(unittest.TestCase):
         self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
 
     def test_mode_option_and_errors(self):
-        r = run([il.binary("socketbox-bind-exec"), "-m", "0600", self.path, "V", "sh", "-c",
-                 "stat -c %a " + self.path])
+        r = run(
+            [
+                il.binary("socketbox-bind-exec"),
+                "-m",
+                "0600",
+                self.path,
+                "V",
+                "sh",
+                "-c",
+                "stat -c %a " + self.path,
+            ]
+        )
         self.assertEqual(r.stdout.strip(), "600")
-        cases = [(["-m", "999", self.path, "V", "true"], "octal mode"),
-                 ([self.path, "1V", "true"], "variable name"),
-                 ([self.path, "V"], "required"),
-                 ([self.path, "V", "/nonexistent/prog"], "exec /nonexistent/prog")]
+        cases = [
+            (["-m", "999", self.path, "V", "true"], "octal mode"),
+            ([self.path, "1V", "true"], "variable name"),
+            ([self.path, "V"], "required"),
+            ([self.path, "V", "/nonexistent/prog"], "exec /nonexistent/prog"),
+        ]
         for argv, message in cases:
             r = run([il.binary("socketbox-bind-exec"), *argv])
             self.assertNotEqual(r.returncode, 0, argv)
@@ -270,10 +339,26 @@ class BindExec(unittest.TestCase):
     def test_listen_fds_mode_hands_fd_3_as_systemd_does(self):
         # fd 3 is taken in the launcher (as by any inherited file): -l puts
         # the socket there anyway, as systemd would.
-        script = ('echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; '
-                  'readlink /proc/self/fd/3; ls /proc/self/fd')
-        r = run(["sh", "-c", 'exec 3</dev/null; exec "$@"', "sh", il.binary("socketbox-bind-exec"),
-                 "-l", "-n", "web", self.path, "sh", "-c", script])
+        script = (
+            'echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; '
+            "readlink /proc/self/fd/3; ls /proc/self/fd"
+        )
+        r = run(
+            [
+                "sh",
+                "-c",
+                'exec 3</dev/null; exec "$@"',
+                "sh",
+                il.binary("socketbox-bind-exec"),
+                "-l",
+                "-n",
+                "web",
+                self.path,
+                "sh",
+                "-c",
+                script,
+            ]
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         env_line, link, *fds = r.stdout.split("\n")
         fds_count, pid, shell_pid, names = env_line.split()

@@ -128,8 +128,17 @@ class HostileProcess:
     counts (taken, sent, refused, rebinds) as attributes, kept current."""
 
     def __init__(self, path, ns, mode, **options):
-        argv = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), path, mode,
-                json.dumps(options)]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            os.path.abspath(__file__),
+            path,
+            mode,
+            json.dumps(options),
+        ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
         self.taken = self.sent = self.refused = self.rebinds = 0
         self.ready = threading.Event()
@@ -159,8 +168,12 @@ def main(path, mode, options):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.1):
-        print(json.dumps({"taken": r.taken, "sent": r.sent, "refused": r.refused,
-                          "rebinds": r.rebinds}), flush=True)
+        print(
+            json.dumps(
+                {"taken": r.taken, "sent": r.sent, "refused": r.refused, "rebinds": r.rebinds}
+            ),
+            flush=True,
+        )
     r.close()
 
 

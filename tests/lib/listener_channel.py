@@ -11,20 +11,30 @@ MAGIC = b"SBXR"
 REPLY_CHANNEL_ONLY = 1
 
 
-def request_listener(receiving, engine_path, hint=None, timeout=5.0, fds=None, expect_answer=True,
-                     flags=0):
+def request_listener(
+    receiving, engine_path, hint=None, timeout=5.0, fds=None, expect_answer=True, flags=0
+):
     """Sends the request carrying `receiving` (the datagram socket bound at the
     backend's path; `fds` overrides what is carried) and a fresh channel.
     Returns (status, listener socket or None, channel socket); with
     `expect_answer` false, sends and returns None. `flags`
     REPLY_CHANNEL_ONLY asks for the channel alone."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    request = (MAGIC + bytes([3, 1, 0, 0]) + struct.pack(">I", flags) + bytes(4) +
-               (hint.encode() if hint else b""))
+    request = (
+        MAGIC
+        + bytes([3, 1, 0, 0])
+        + struct.pack(">I", flags)
+        + bytes(4)
+        + (hint.encode() if hint else b"")
+    )
     carried = fds if fds is not None else [receiving.fileno(), theirs.fileno()]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
-        sender.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(carried)}i", *carried))],
-                       0, engine_path)
+        sender.sendmsg(
+            [request],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(carried)}i", *carried))],
+            0,
+            engine_path,
+        )
     theirs.close()
     if not expect_answer:
         ours.close()

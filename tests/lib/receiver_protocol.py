@@ -30,7 +30,11 @@ def decode(data):
     """(HELLO, max_fds, acks) or (ACK, count, None); raises on anything else."""
     if len(data) != 16 or data[:4] != b"SBXR" or data[5] != 1 or data[12:] != b"\0" * 4:
         raise ValueError(f"not a receiver message: {data!r}")
-    kind, word, value = data[4], struct.unpack(">H", data[6:8])[0], struct.unpack(">I", data[8:12])[0]
+    kind, word, value = (
+        data[4],
+        struct.unpack(">H", data[6:8])[0],
+        struct.unpack(">I", data[8:12])[0],
+    )
     if kind == HELLO:
         if not 1 <= word <= MAX_FDS_PER_MESSAGE or value & ~1:
             raise ValueError(f"bad hello: {data!r}")

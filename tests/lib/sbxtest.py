@@ -73,7 +73,9 @@ def _delete_netns(ns):
     if ns in _live_namespaces:
         _live_namespaces.remove(ns)
     # Kill anything still inside before deleting.
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True
+    ).stdout.split()
     for pid in pids:
         try:
             os.kill(int(pid), signal.SIGKILL)
@@ -175,11 +177,30 @@ class Topology:
             sh("ip", "netns", "add", ns)
             _live_namespaces.append(ns)
             self.ns_sh(ns, "ip", "link", "set", "lo", "up")
-        vs, vc = f"vs{os.getpid() % 100000}{Topology._counter}", f"vc{os.getpid() % 100000}{Topology._counter}"
-        sh("ip", "link", "add", vs, "netns", self.server, "type", "veth", "peer", "name", vc,
-           "netns", self.client)
+        vs, vc = (
+            f"vs{os.getpid() % 100000}{Topology._counter}",
+            f"vc{os.getpid() % 100000}{Topology._counter}",
+        )
+        sh(
+            "ip",
+            "link",
+            "add",
+            vs,
+            "netns",
+            self.server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            vc,
+            "netns",
+            self.client,
+        )
         s, c = self.server, self.client
-        for ns, dev, a6, a4 in ((s, vs, SERVER_LINK6, SERVER_LINK4), (c, vc, CLIENT_LINK6, CLIENT_LINK4)):
+        for ns, dev, a6, a4 in (
+            (s, vs, SERVER_LINK6, SERVER_LINK4),
+            (c, vc, CLIENT_LINK6, CLIENT_LINK4),
+        ):
             self.ns_sh(ns, "ip", "addr", "add", f"{a6}/64", "dev", dev, "nodad")
             self.ns_sh(ns, "ip", "addr", "add", f"{a4}/24", "dev", dev)
             self.ns_sh(ns, "ip", "link", "set", dev, "up")
@@ -239,6 +260,7 @@ def socket_in(ns, family=socket.AF_INET6, type=socket.SOCK_STREAM):
     calling thread, and back."""
     global _libc
     import ctypes
+
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -270,6 +292,7 @@ def connect_from(ns, host, port, timeout=5.0):
 
 
 # --- socket passing from Python (for backends written in tests) -----------
+
 
 def recv_fd(sock, bufsize=16):
     """Receives one fd by the "A" protocol; returns (fd, payload) or (None, b"")."""
@@ -346,6 +369,7 @@ def proc_status(pid):
 
 
 # --- TAP output ------------------------------------------------------------
+
 
 class _TapResult(unittest.TestResult):
     def __init__(self):

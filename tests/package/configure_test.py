@@ -32,8 +32,12 @@ class ConfigureTest(unittest.TestCase):
 
     def setup(self, name, options):
         build = os.path.join(self.tmp, name)
-        r = subprocess.run(["meson", "setup", build, sbxtest.ROOT] + options, capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, f"meson setup {' '.join(options)}:\n{r.stdout[-3000:]}{r.stderr}")
+        r = subprocess.run(
+            ["meson", "setup", build, sbxtest.ROOT] + options, capture_output=True, text=True
+        )
+        self.assertEqual(
+            r.returncode, 0, f"meson setup {' '.join(options)}:\n{r.stdout[-3000:]}{r.stderr}"
+        )
         return build
 
     def test_every_combination_configures_with_a_complete_plan(self):
@@ -41,12 +45,16 @@ class ConfigureTest(unittest.TestCase):
             with self.subTest(name):
                 build = self.setup(name, options)
                 r = subprocess.run(["ninja", "-C", build, "-n"], capture_output=True, text=True)
-                self.assertEqual(r.returncode, 0, f"{name}: ninja -n:\n{r.stdout[-2000:]}{r.stderr}")
+                self.assertEqual(
+                    r.returncode, 0, f"{name}: ninja -n:\n{r.stdout[-2000:]}{r.stderr}"
+                )
                 shutil.rmtree(build)
 
     def test_tests_disabled_registers_no_tests(self):
         build = self.setup("notests", ["-Dtests=disabled"])
-        r = subprocess.run(["meson", "introspect", "--tests", build], capture_output=True, text=True)
+        r = subprocess.run(
+            ["meson", "introspect", "--tests", build], capture_output=True, text=True
+        )
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "[]"), r.stderr)
 
     def test_packager_release_build_compiles_with_werror(self):

@@ -29,15 +29,21 @@ def skip_reason():
         return reason
     if not shutil.which("apt-get") or not shutil.which("dpkg-buildpackage"):
         return "apt-get or dpkg-buildpackage missing (scripts/lib/packages.d/package.list)"
-    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", PACKAGE], capture_output=True, text=True)
+    r = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", PACKAGE], capture_output=True, text=True
+    )
     if "install ok installed" in r.stdout:
         return f"{PACKAGE} is installed on this machine already; not replacing it"
     return None
 
 
 def apt(*args):
-    r = subprocess.run(APT + list(args), capture_output=True, text=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    r = subprocess.run(
+        APT + list(args),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+    )
     if r.returncode != 0:
         raise AssertionError(f"apt-get {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
     return r
@@ -53,7 +59,9 @@ def with_version(deb, version, out_dir):
     with open(control, "w") as f:
         f.write(text)
     out = os.path.join(out_dir, f"{PACKAGE}_{version}_amd64.deb")
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, out], check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-b", tree, out], check=True, capture_output=True
+    )
     shutil.rmtree(tree)
     return out
 
@@ -64,12 +72,18 @@ class DebTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="sbx-deb-")
         cls.deb = os.environ.get("SBX_DEB")
         if not cls.deb:
-            r = subprocess.run([os.path.join(sbxtest.ROOT, "scripts", "package"), "--out", cls.tmp],
-                               capture_output=True, text=True, timeout=1500)
+            r = subprocess.run(
+                [os.path.join(sbxtest.ROOT, "scripts", "package"), "--out", cls.tmp],
+                capture_output=True,
+                text=True,
+                timeout=1500,
+            )
             if r.returncode != 0:
                 raise AssertionError(f"scripts/package failed:\n{r.stderr[-4000:]}")
             cls.deb = r.stdout.strip().splitlines()[-1]
-        cls.had_user = subprocess.run(["getent", "passwd", "socketbox"], capture_output=True).returncode == 0
+        cls.had_user = (
+            subprocess.run(["getent", "passwd", "socketbox"], capture_output=True).returncode == 0
+        )
         cls.had_run_dir = os.path.isdir("/run/socketbox")
         apt("install", "--no-install-recommends", os.path.abspath(cls.deb))
 
@@ -88,21 +102,38 @@ class DebTest(unittest.TestCase):
         r = subprocess.run(["/usr/sbin/socketbox", "--version"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"^socketbox \(socketbox-uring\) \d")
-        for prog in ("/usr/sbin/socketbox-inetd", "/usr/sbin/socketbox-inetd-p", "/usr/bin/socket-query",
-                     "/usr/bin/send-receive-fd", "/usr/bin/socketbox-bind-exec", "/usr/bin/run-with-socketbox",
-                     "/usr/bin/socketbox-relay"):
+        for prog in (
+            "/usr/sbin/socketbox-inetd",
+            "/usr/sbin/socketbox-inetd-p",
+            "/usr/bin/socket-query",
+            "/usr/bin/send-receive-fd",
+            "/usr/bin/socketbox-bind-exec",
+            "/usr/bin/run-with-socketbox",
+            "/usr/bin/socketbox-relay",
+        ):
             self.assertTrue(os.access(prog, os.X_OK), prog)
-        for page, section in (("socketbox", "8"), ("socketbox.conf", "5"), ("socketbox-inetd-p", "8"),
-                              ("run-with-socketbox", "1"), ("socket-query", "1")):
+        for page, section in (
+            ("socketbox", "8"),
+            ("socketbox.conf", "5"),
+            ("socketbox-inetd-p", "8"),
+            ("run-with-socketbox", "1"),
+            ("socket-query", "1"),
+        ):
             r = subprocess.run(["man", "-w", section, page], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, f"man -w {section} {page}: {r.stderr}")
         for unit in ("socketbox.service", "socketbox.socket", "socketbox-inetd-sshd.service"):
             with open(f"/lib/systemd/system/{unit}") as f:
                 self.assertNotIn("/usr/local/", f.read(), unit)
-        self.assertEqual(subprocess.run(["getent", "passwd", "socketbox"], capture_output=True).returncode, 0)
+        self.assertEqual(
+            subprocess.run(["getent", "passwd", "socketbox"], capture_output=True).returncode, 0
+        )
         # The installed launcher finds the installed library.
-        r = subprocess.run(["run-with-socketbox", "sh", "-c", 'echo "$LD_PRELOAD"'], capture_output=True, text=True)
-        self.assertEqual(r.stdout.strip(), "/usr/lib/x86_64-linux-gnu/socketbox/libsocketbox-preload.so")
+        r = subprocess.run(
+            ["run-with-socketbox", "sh", "-c", 'echo "$LD_PRELOAD"'], capture_output=True, text=True
+        )
+        self.assertEqual(
+            r.stdout.strip(), "/usr/lib/x86_64-linux-gnu/socketbox/libsocketbox-preload.so"
+        )
 
     def test_2_upgrade_under_load_through_postinst(self):
         os.makedirs("/run/socketbox", exist_ok=True)
@@ -111,8 +142,11 @@ class DebTest(unittest.TestCase):
         with sbxtest.Topology() as topo:
             backend = Backend(topo.path("b.sock"), "pkg")
             # The installed binary, not the build tree's.
-            old = Engine(["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover],
-                         ns=topo.server, wrapper=["sh", "-c", 'shift; exec /usr/sbin/socketbox "$@"', "sh"])
+            old = Engine(
+                ["-S", backend.path, "-p", str(PORT), "--threads", "2", "--handover", handover],
+                ns=topo.server,
+                wrapper=["sh", "-c", 'shift; exec /usr/sbin/socketbox "$@"', "sh"],
+            )
             load = Load(topo.client, f"{A}9", PORT)
             try:
                 sbxtest.wait_for(lambda: load.total() >= 200, timeout=30, what="load before")
@@ -125,7 +159,9 @@ class DebTest(unittest.TestCase):
                 new_pid = peer_pid(handover)
                 self.assertEqual(os.readlink(f"/proc/{new_pid}/exe"), "/usr/sbin/socketbox")
                 before = load.total()
-                sbxtest.wait_for(lambda: load.total() >= before + 200, timeout=30, what="load after")
+                sbxtest.wait_for(
+                    lambda: load.total() >= before + 200, timeout=30, what="load after"
+                )
             finally:
                 load.stop()
                 if new_pid:

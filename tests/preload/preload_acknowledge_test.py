@@ -70,8 +70,15 @@ class AcknowledgeTest(unittest.TestCase):
         if reason:
             self.skipTest(reason)
 
-    def crash_and_restart(self, first=1, delay=0.0, other_namespace=False, acknowledge=True,
-                          kernel_dispatch=False, queued=QUEUED):
+    def crash_and_restart(
+        self,
+        first=1,
+        delay=0.0,
+        other_namespace=False,
+        acknowledge=True,
+        kernel_dispatch=False,
+        queued=QUEUED,
+    ):
         """Returns (saved, lost, the daemon's counters) for the case the
         arguments describe (see the module's docstring)."""
         if kernel_dispatch and kernel_lacks_bpf():
@@ -87,9 +94,15 @@ class AcknowledgeTest(unittest.TestCase):
             server_ns = topo.client if other_namespace else topo.server
 
             def start(name, first):
-                p = sbxtest.spawn([WRAPPER, pc.PYTHON, "-c", SERVER, pc.FE8F_DIR2, name,
-                                   str(first)], ns=server_ns, env=env, stdout=subprocess.PIPE)
-                self.assertEqual(p.stdout.readline(), b"bound\n", p.stderr.read() if p.poll() else "")
+                p = sbxtest.spawn(
+                    [WRAPPER, pc.PYTHON, "-c", SERVER, pc.FE8F_DIR2, name, str(first)],
+                    ns=server_ns,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                )
+                self.assertEqual(
+                    p.stdout.readline(), b"bound\n", p.stderr.read() if p.poll() else ""
+                )
                 return p
 
             if kernel_dispatch:
@@ -116,16 +129,22 @@ class AcknowledgeTest(unittest.TestCase):
                 if kernel_dispatch:  # all in the listener's queue
                     sbxtest.wait_for(
                         lambda: pc.kernel_stats(engine)["steered"] == first + queued,
-                        timeout=10, what=f"{first + queued} connections steered")
+                        timeout=10,
+                        what=f"{first + queued} connections steered",
+                    )
                 else:  # sent, one per message, as many as the socket holds
                     in_socket = min(queued, DATAGRAM_QUEUE)
 
                     def sent():
                         st = engine.stats(settle=False)
-                        return (st.get("accepted") == first + queued and
-                                st.get("messages", 0) >= first + in_socket)
-                    sbxtest.wait_for(sent, timeout=10,
-                                     what=f"{first + in_socket} connections sent to {path}")
+                        return (
+                            st.get("accepted") == first + queued
+                            and st.get("messages", 0) >= first + in_socket
+                        )
+
+                    sbxtest.wait_for(
+                        sent, timeout=10, what=f"{first + in_socket} connections sent to {path}"
+                    )
                 old.kill()
                 old.wait()
                 if delay:
@@ -155,12 +174,19 @@ class AcknowledgeTest(unittest.TestCase):
                 engine.stop()
 
     def report(self, saved, lost, st, queued=QUEUED):
-        kernel = (f" steered={st['steered']} reclaimed={st['reclaimed']} "
-                  f"reclaim_failed={st['reclaim_failed']}" if "steered" in st else "")
+        kernel = (
+            f" steered={st['steered']} reclaimed={st['reclaimed']} "
+            f"reclaim_failed={st['reclaim_failed']}"
+            if "steered" in st
+            else ""
+        )
         why = "".join(f" {k}={v}" for k, v in st.items() if k.startswith("dropped.") and v)
-        print(f"# {self.id().split('.')[-1]}: {saved} of {queued} saved, {lost} lost; "
-              f"redelivered={st.get('redelivered')} dropped={st.get('dropped')}{why} "
-              f"dispatched={st.get('dispatched')}{kernel}", flush=True)
+        print(
+            f"# {self.id().split('.')[-1]}: {saved} of {queued} saved, {lost} lost; "
+            f"redelivered={st.get('redelivered')} dropped={st.get('dropped')}{why} "
+            f"dispatched={st.get('dispatched')}{kernel}",
+            flush=True,
+        )
 
     def test_greeted_and_restarted_at_once_loses_none(self):
         saved, lost, st = self.crash_and_restart()
@@ -204,16 +230,18 @@ class AcknowledgeTest(unittest.TestCase):
     # Kernel dispatch on: the server took its listener, which the daemon
     # holds too, so its queue outlives the server, in any namespace.
     def test_listener_taker_in_another_namespace_restarted_at_once(self):
-        saved, lost, st = self.crash_and_restart(other_namespace=True, acknowledge=False,
-                                                 kernel_dispatch=True)
+        saved, lost, st = self.crash_and_restart(
+            other_namespace=True, acknowledge=False, kernel_dispatch=True
+        )
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
 
     def test_listener_taker_in_another_namespace_restarted_later(self):
         # At 2 s the daemon takes the listener back, accepts its queue and
         # sends it to the path, where each connection waits for a receiver.
-        saved, lost, st = self.crash_and_restart(delay=3.0, other_namespace=True,
-                                                 acknowledge=False, kernel_dispatch=True)
+        saved, lost, st = self.crash_and_restart(
+            delay=3.0, other_namespace=True, acknowledge=False, kernel_dispatch=True
+        )
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
         self.assertEqual(st["reclaimed"], 1, st)

@@ -46,8 +46,13 @@ class ApacheTest(pc.BothModes, unittest.TestCase):
         conf = topo.path("apache2.conf")
         with open(conf, "w") as f:
             f.write(CONFIG.format(tmp=topo.tmp, listen=listen, modules=MODULES))
-        return self.serve(topo, backend, lambda extra: topo.spawn_server(
-            [APACHE, "-f", conf, "-DFOREGROUND"], env=pc.preload_env(topo, **env, **extra)))
+        return self.serve(
+            topo,
+            backend,
+            lambda extra: topo.spawn_server(
+                [APACHE, "-f", conf, "-DFOREGROUND"], env=pc.preload_env(topo, **env, **extra)
+            ),
+        )
 
     def access_log(self, topo):
         with open(topo.path("access.log")) as f:
@@ -70,8 +75,9 @@ class ApacheTest(pc.BothModes, unittest.TestCase):
             backend = pc.directory2_path(topo.path("sb2"), 0, 1, 80)
             p = self.start(topo, pc.FE8F_DIR2, backend, SKBOX_DEBUG=1)
             for _ in range(10):
-                status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, path="/index.html",
-                                                          proc=p)
+                status, _, body = pc.http_get_eventually(
+                    topo, pc.PUBLIC6, path="/index.html", proc=p
+                )
                 self.assertEqual(status, 200)
                 self.assertEqual(body, "hello from apache through socketbox\n")
             self.assert_steered(10)
@@ -94,5 +100,8 @@ class ApacheTest(pc.BothModes, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(ApacheTest, pc.with_kernel_dispatch(ApacheTest),
-                    skip_reason=pc.skip_reason(APACHE, pc.ENGINE))
+    sbxtest.run_tap(
+        ApacheTest,
+        pc.with_kernel_dispatch(ApacheTest),
+        skip_reason=pc.skip_reason(APACHE, pc.ENGINE),
+    )

@@ -7,7 +7,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -50,13 +49,21 @@ class BadInputTest(unittest.TestCase):
         argv = [pc.PYTHON, "-c", PROGRAM, *addresses]
         if own_netns:
             # Only the program under the library: unshare, sh and ip not.
-            argv = ["unshare", "--net", "sh", "-c",
-                    'ip link set lo up && LD_PRELOAD="$SBX_TEST_LIBRARY" exec "$@"', "sh", *argv]
+            argv = [
+                "unshare",
+                "--net",
+                "sh",
+                "-c",
+                'ip link set lo up && LD_PRELOAD="$SBX_TEST_LIBRARY" exec "$@"',
+                "sh",
+                *argv,
+            ]
             full = {**full, "SBX_TEST_LIBRARY": pc.LIBRARY}
         else:
             full = {**full, "LD_PRELOAD": pc.LIBRARY}
-        r = subprocess.run(argv, env={**os.environ, **full},
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            argv, env={**os.environ, **full}, capture_output=True, text=True, timeout=30
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.split()
         self.assertEqual(lines[-1], "ALIVE")
@@ -66,8 +73,7 @@ class BadInputTest(unittest.TestCase):
         return [l for l in stderr.splitlines() if l.startswith("socketbox-preload[")]
 
     def test_silent_when_all_is_well(self):
-        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": self.tmp},
-                                         "fe8f::2:0:1,80")
+        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": self.tmp}, "fe8f::2:0:1,80")
         self.assertEqual(results, ["ENOENT"])  # no 00000 directory: see below
         self.assertEqual(stderr, "")
 
@@ -75,7 +81,9 @@ class BadInputTest(unittest.TestCase):
         os.makedirs(os.path.join(self.tmp, "00000"))
         results, stderr = self.run_binds(
             {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "1024,99999"},
-            "fe8f::2:0:1,80", "2001:db8::1,80")
+            "fe8f::2:0:1,80",
+            "2001:db8::1,80",
+        )
         # The class the filter covers fails; other addresses are untouched
         # (2001:db8::1 is not local here: the real bind's own error).
         self.assertEqual(results, ["EINVAL", "EADDRNOTAVAIL"])
@@ -90,16 +98,28 @@ class BadInputTest(unittest.TestCase):
         # bind. The original treats an empty value as unset: 0.0.0.0 and ::
         # are real binds, fe8f:: keeps its default filter (below 1024).
         os.makedirs(os.path.join(self.tmp, "00000"))
-        empty = {name: "" for name in ("SKBOX_PORT_FILTER_IPV6", "SKBOX_PORT_FILTER_IPV4",
-                                       "SKBOX_PORT_FILTER_IPV6_WILDCARD",
-                                       "SKBOX_PORT_FILTER_IPV4_WILDCARD")}
-        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": self.tmp, **empty},
-                                         "0.0.0.0,80", "::,80", "127.180.0.1,80",
-                                         "fe8f::2:0:1,80", own_netns=True)
+        empty = {
+            name: ""
+            for name in (
+                "SKBOX_PORT_FILTER_IPV6",
+                "SKBOX_PORT_FILTER_IPV4",
+                "SKBOX_PORT_FILTER_IPV6_WILDCARD",
+                "SKBOX_PORT_FILTER_IPV4_WILDCARD",
+            )
+        }
+        results, stderr = self.run_binds(
+            {"SKBOX_DIRECTORY_ROOT2": self.tmp, **empty},
+            "0.0.0.0,80",
+            "::,80",
+            "127.180.0.1,80",
+            "fe8f::2:0:1,80",
+            own_netns=True,
+        )
         self.assertEqual(results, ["OK", "OK", "OK", "OK"])
         self.assertEqual(stderr, "")
-        self.assertTrue(stat.S_ISSOCK(os.lstat(os.path.join(self.tmp, "00000", "00001_00080"))
-                                      .st_mode))  # fe8f:: went to its Unix socket
+        self.assertTrue(
+            stat.S_ISSOCK(os.lstat(os.path.join(self.tmp, "00000", "00001_00080")).st_mode)
+        )  # fe8f:: went to its Unix socket
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "X0004")))
 
     def test_port_filter_numbers_read_as_the_original_read_them(self):
@@ -107,11 +127,16 @@ class BadInputTest(unittest.TestCase):
         # (C strtoul, base 0), as in the original; a warning names the
         # variable and the value, once per process however many binds.
         os.makedirs(os.path.join(self.tmp, "00000"))
-        for value, passing, refused in (("0x400", 1023, 1024), ("1024x", 1023, 1024),
-                                        ("010", 7, 8)):
+        for value, passing, refused in (
+            ("0x400", 1023, 1024),
+            ("1024x", 1023, 1024),
+            ("010", 7, 8),
+        ):
             results, stderr = self.run_binds(
                 {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": value},
-                f"fe8f::2:0:1,{passing}", f"fe8f::2:0:1,{passing - 2}")
+                f"fe8f::2:0:1,{passing}",
+                f"fe8f::2:0:1,{passing - 2}",
+            )
             self.assertEqual(results, ["OK", "OK"], value)
             msgs = self.messages(stderr)
             self.assertEqual(len(msgs), 1, stderr)
@@ -120,27 +145,35 @@ class BadInputTest(unittest.TestCase):
             # Not redirected: the kernel's answer to fe8f:: without a scope.
             results, _ = self.run_binds(
                 {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": value},
-                f"fe8f::2:0:1,{refused}")
+                f"fe8f::2:0:1,{refused}",
+            )
             self.assertEqual(results, ["EINVAL"], value)
 
     def test_malformed_flags_reported_once_each(self):
-        _, stderr = self.run_binds({"SKBOX_STEALTH_MODE": "yes", "SKBOX_ENABLE_CONNECT": "b",
-                                    "SKBOX_STRICT_STREAM_MODE": "x"})
+        _, stderr = self.run_binds(
+            {
+                "SKBOX_STEALTH_MODE": "yes",
+                "SKBOX_ENABLE_CONNECT": "b",
+                "SKBOX_STRICT_STREAM_MODE": "x",
+            }
+        )
         msgs = self.messages(stderr)
         self.assertEqual(len(msgs), 3, stderr)
-        self.assertTrue(any("SKBOX_ENABLE_CONNECT=\"b\"" in m for m in msgs))
+        self.assertTrue(any('SKBOX_ENABLE_CONNECT="b"' in m for m in msgs))
 
     def test_values_are_echoed_escaped(self):
         # Issue 18 item 12: a value with a newline was echoed raw and forged
         # a log line of its own. Now every echoed value is escaped.
         forged = "1\nsocketbox-preload[1]: all is well"
-        _, stderr = self.run_binds({"SKBOX_STEALTH_MODE": forged,
-                                    "SKBOX_STRICT_STREAM_MODE": "\x1b[2J2"})
+        _, stderr = self.run_binds(
+            {"SKBOX_STEALTH_MODE": forged, "SKBOX_STRICT_STREAM_MODE": "\x1b[2J2"}
+        )
         lines = stderr.splitlines()
         self.assertEqual(len(lines), 2, stderr)
         self.assertEqual(self.messages(stderr), lines)
-        self.assertIn('SKBOX_STEALTH_MODE="1\\x0asocketbox-preload[1]: all is well" is malformed',
-                      stderr)
+        self.assertIn(
+            'SKBOX_STEALTH_MODE="1\\x0asocketbox-preload[1]: all is well" is malformed', stderr
+        )
         self.assertIn('SKBOX_STRICT_STREAM_MODE="\\x1b[2J2" is malformed', stderr)
         self.assertNotIn("\x1b", stderr)
 
@@ -156,20 +189,30 @@ class BadInputTest(unittest.TestCase):
         os.makedirs(os.path.join(self.tmp, "00000"))
         _, stderr = self.run_binds(
             {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_PORT_FILTER_IPV6": "-5"},
-            "fe8f::2:0:1,80", "fe8f::2:0:1,81", "fe8f::2:0:1,82")
+            "fe8f::2:0:1,80",
+            "fe8f::2:0:1,81",
+            "fe8f::2:0:1,82",
+        )
         self.assertEqual(len(self.messages(stderr)), 1, stderr)
 
     def test_malformed_value_reported_once_per_value_not_per_process(self):
         # A forking server's exec'd children load the library again with the
         # same environment: the message comes once for the whole tree.
-        chain = ("import os, subprocess, sys\n"
-                 "for _ in range(3):\n"
-                 "    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
-                 "env = dict(os.environ, SKBOX_STEALTH_MODE='maybe')\n"
-                 "subprocess.run([sys.executable, '-c', 'pass'], env=env, check=True)\n")
+        chain = (
+            "import os, subprocess, sys\n"
+            "for _ in range(3):\n"
+            "    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+            "env = dict(os.environ, SKBOX_STEALTH_MODE='maybe')\n"
+            "subprocess.run([sys.executable, '-c', 'pass'], env=env, check=True)\n"
+        )
         env = {k: v for k, v in os.environ.items() if k != "SKBOX_PRELOAD_REPORTED"}
-        r = subprocess.run([pc.PYTHON, "-c", chain], capture_output=True, text=True, timeout=30,
-                           env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"})
+        r = subprocess.run(
+            [pc.PYTHON, "-c", chain],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"},
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         msgs = self.messages(r.stderr)
         # Five processes: "yes" once, then the changed value ("maybe") once.
@@ -185,10 +228,14 @@ class BadInputTest(unittest.TestCase):
         done = os.path.join(self.tmp, "done")
         os.makedirs(done)
         env = {k: v for k, v in os.environ.items() if k != "SKBOX_PRELOAD_REPORTED"}
-        p = subprocess.Popen([inetd, path, "sh", "-c", f'touch {done}/$$'],
-                             env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"},
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, start_new_session=True)
+        p = subprocess.Popen(
+            [inetd, path, "sh", "-c", f"touch {done}/$$"],
+            env={**env, "LD_PRELOAD": pc.LIBRARY, "SKBOX_STEALTH_MODE": "yes"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             sbxtest.wait_for(lambda: os.path.exists(path), what="socketbox-inetd's socket")
             tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -220,11 +267,19 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(len(msgs), 1, stderr)
         self.assertIn("does not pass SKBOX_PORT_FILTER_IPV6", msgs[0])
         # Other sockets binding such an address (UDP) are not ours to explain.
-        r = subprocess.run([pc.PYTHON, "-c", "import socket\ns = socket.socket(socket.AF_INET6, "
-                            "socket.SOCK_DGRAM)\ntry: s.bind(('fe8f::2:0:1', 80))\n"
-                            "except OSError as e: print(e.errno)"],
-                           env={**os.environ, "LD_PRELOAD": pc.LIBRARY}, capture_output=True,
-                           text=True, timeout=30)
+        r = subprocess.run(
+            [
+                pc.PYTHON,
+                "-c",
+                "import socket\ns = socket.socket(socket.AF_INET6, "
+                "socket.SOCK_DGRAM)\ntry: s.bind(('fe8f::2:0:1', 80))\n"
+                "except OSError as e: print(e.errno)",
+            ],
+            env={**os.environ, "LD_PRELOAD": pc.LIBRARY},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         self.assertEqual(self.messages(r.stderr), [], r.stderr)
 
     def test_record_file_problems(self):
@@ -237,7 +292,11 @@ class BadInputTest(unittest.TestCase):
             f.write(b"\0" * 256)  # two empty records
         results, stderr = self.run_binds(
             {"SKBOX_DIRECTORY_ROOT": root},
-            "fe8f::1:0,80", "fe8f::2:0,80", "fe8f::3:1,80", "fe8f::9:0,80")
+            "fe8f::1:0,80",
+            "fe8f::2:0,80",
+            "fe8f::3:1,80",
+            "fe8f::9:0,80",
+        )
         self.assertEqual(results, ["EISDIR", "ERANGE", "ENOENT", "ENOENT"])
         self.assertEqual(stderr, "")
 
@@ -254,8 +313,9 @@ class BadInputTest(unittest.TestCase):
         os.makedirs(os.path.join(deep, "00000"))
         results, _ = self.run_binds({"SKBOX_DIRECTORY_ROOT2": deep}, "fe8f::2:0:1,80")
         self.assertEqual(results, ["ENAMETOOLONG"])
-        results, stderr = self.run_binds({"SKBOX_DIRECTORY_ROOT2": "/" + "x" * 5000},
-                                         "fe8f::2:0:1,80")
+        results, stderr = self.run_binds(
+            {"SKBOX_DIRECTORY_ROOT2": "/" + "x" * 5000}, "fe8f::2:0:1,80"
+        )
         self.assertEqual(results, ["ENAMETOOLONG"])
         self.assertEqual(len(self.messages(stderr)), 1, stderr)
 
@@ -268,5 +328,6 @@ class BadInputTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(BadInputTest, skip_reason=None if os.path.exists(pc.LIBRARY)
-                    else f"{pc.LIBRARY} not built")
+    sbxtest.run_tap(
+        BadInputTest, skip_reason=None if os.path.exists(pc.LIBRARY) else f"{pc.LIBRARY} not built"
+    )

@@ -57,7 +57,8 @@ class BehaviourTest(unittest.TestCase):
         return r.stdout
 
     def test_getsockname_and_carried_options(self):
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 42)       # before bind
 s.bind(("fe8f::2:0:1", 80))
@@ -73,7 +74,8 @@ print("peer", peer[0] == c.getsockname()[0] and peer[1] == c.getsockname()[1])
 print("nodelay", conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 print("keepidle", conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
 print("keepalive", conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
-""")
+"""
+        )
         self.assertIn("name ('fe8f::2:0:1', 80, 0, 0)", out)
         self.assertIn("family 1", out)  # it is an AF_UNIX socket underneath
         self.assertIn("peer True", out)
@@ -83,7 +85,8 @@ print("keepalive", conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
 
     def test_receiving_sockets_answer_getsockopt_as_tcp_listeners(self):
         # What sd_is_socket() asks before a socket-activated program accepts.
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 ask = lambda s: [s.getsockopt(socket.SOL_SOCKET, o) for o in
                  (socket.SO_TYPE, socket.SO_ACCEPTCONN, socket.SO_DOMAIN, socket.SO_PROTOCOL)]
 s = socket.socket(socket.AF_INET6)
@@ -100,10 +103,11 @@ tx.sendto(b"", P80)
 c = deliver(P80)
 conn, peer = s.accept()
 print(peer[1] == c.getsockname()[1])
-""")
+"""
+        )
         lines = out.splitlines()
-        self.assertEqual(lines[0].split(), ["1", "1", "10", "6"])   # STREAM, listening, INET6, TCP
-        self.assertEqual(lines[1].split(), ["2", "0", "1", "0"])    # the real DGRAM AF_UNIX answer
+        self.assertEqual(lines[0].split(), ["1", "1", "10", "6"])  # STREAM, listening, INET6, TCP
+        self.assertEqual(lines[1].split(), ["2", "0", "1", "0"])  # the real DGRAM AF_UNIX answer
         self.assertEqual(lines[2], "2")
         self.assertEqual(lines[3], "True")
 
@@ -111,7 +115,9 @@ print(peer[1] == c.getsockname()[1])
         # socketbox-bind-exec -l hands the socket as systemd would (fd 3,
         # LISTEN_FDS, LISTEN_PID); the library answers for it too.
         path = os.path.join(self.tmp, "handed.sock")
-        code = PRELUDE + r"""
+        code = (
+            PRELUDE
+            + r"""
 s = socket.socket(fileno=3)  # Python asks SO_TYPE and SO_PROTOCOL (family: getsockname)
 print(s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_INET6,
       s.type == socket.SOCK_STREAM, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
@@ -119,25 +125,45 @@ c = deliver(sys.argv[1])
 conn, peer = s.accept()
 print(peer[0], peer[1] == c.getsockname()[1])
 """
+        )
         bind_exec = os.path.join(pc.BUILD, "inetd", "socketbox-bind-exec")
         env = {**os.environ, "LD_PRELOAD": pc.LIBRARY}
-        r = subprocess.run([bind_exec, "-l", path, pc.PYTHON, "-c", code, path], env=env,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [bind_exec, "-l", path, pc.PYTHON, "-c", code, path],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.splitlines(), ["True True 1", "127.0.0.1 True"])
         # LISTEN_PID naming another process: fd 3 is not ours to dress up.
-        r = subprocess.run([bind_exec, path, "UNUSED", "sh", "-c",
-                            'exec 3>&$UNUSED; LISTEN_FDS=1 LISTEN_PID=1 exec "$@"', "sh",
-                            pc.PYTHON, "-c",
-                            "import socket; s = socket.socket(fileno=3); print(int(s.type))"],
-                           env=env, capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [
+                bind_exec,
+                path,
+                "UNUSED",
+                "sh",
+                "-c",
+                'exec 3>&$UNUSED; LISTEN_FDS=1 LISTEN_PID=1 exec "$@"',
+                "sh",
+                pc.PYTHON,
+                "-c",
+                "import socket; s = socket.socket(fileno=3); print(int(s.type))",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), str(int(socket.SOCK_DGRAM)))
 
     def test_closed_listener_fd_reused(self):
         # The preload does not see close(): a new socket that gets the same
         # fd number must not inherit what it knew about the old one.
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 s = socket.socket(socket.AF_INET6)
 s.bind(("fe8f::2:0:1", 80))
 fd = s.fileno()
@@ -149,13 +175,15 @@ t.bind(("::1", 0))
 print("name", t.getsockname()[0])
 t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 print("nodelay", t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-""")
+"""
+        )
         self.assertIn("same_fd True", out)
         self.assertIn("name ::1", out)
         self.assertIn("nodelay 1", out)  # reached the real TCP socket
 
     def test_accept4_flags_and_nonblocking_listener(self):
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 s.bind(("fe8f::2:0:1", 80))
 print("listener_nonblock", bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK))
@@ -169,7 +197,8 @@ fd = libc.accept4(s.fileno(), None, None, socket.SOCK_CLOEXEC)
 print("nonblock", bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
       "cloexec", bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))
 print("badflags", libc.accept4(s.fileno(), None, None, 0x40), errno.errorcode[ctypes.get_errno()])
-""")
+"""
+        )
         self.assertIn("listener_nonblock True", out)
         self.assertIn("empty -1 EAGAIN", out)
         self.assertIn("nonblock True cloexec False", out)
@@ -256,8 +285,9 @@ for name, sock in (("real", c), ("injected", mine)):
         self.assertIn("injector 0", out)
         self.assertIn("real b'served'", out)
         self.assertIn("injected b''", out)  # closed unread
-        r = pc.run_under_preload(PRELUDE + body, {"SKBOX_DIRECTORY_ROOT2": self.tmp,
-                                                  "SKBOX_SENDER_UIDS": "root"})
+        r = pc.run_under_preload(
+            PRELUDE + body, {"SKBOX_DIRECTORY_ROOT2": self.tmp, "SKBOX_SENDER_UIDS": "root"}
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('SKBOX_SENDER_UIDS="root" is malformed', r.stderr)
         self.assertIn("nothing accepted", r.stdout)  # fails closed: both refused
@@ -278,7 +308,8 @@ print("got", c.recv(16))
         self.assertIn("got b'own'", out)
 
     def test_vanished_stream_source_is_enolink_not_sigterm(self):
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 a, b = socket.socketpair()
 x, y = socket.socketpair()
 send_to_stream = lambda fd: b.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
@@ -291,7 +322,9 @@ try:
 except OSError as e:
     print("error", errno.errorcode[e.errno])
 print("alive")
-""", SKBOX_ACCEPT_STREAM=1)
+""",
+            SKBOX_ACCEPT_STREAM=1,
+        )
         self.assertIn("first True", out)
         self.assertIn("error ENOLINK", out)
         self.assertIn("alive", out)
@@ -331,8 +364,8 @@ except OSError as e:
         self.assertIn("ipv4 b'to-ipv4'", out)
         out = self.run_child(body, SKBOX_ENABLE_CONNECT="1")
         self.assertIn("stream b'to-stream'", out)
-        self.assertIn("dgram EINVAL", out)          # datagram targets need level 2
-        self.assertIn("ipv4 ECONNREFUSED", out)     # no 'b': a real connect
+        self.assertIn("dgram EINVAL", out)  # datagram targets need level 2
+        self.assertIn("ipv4 ECONNREFUSED", out)  # no 'b': a real connect
 
     def test_block_listen(self):
         body = r"""
@@ -346,7 +379,8 @@ except OSError as e:
         self.assertIn("listen OK", self.run_child(body, SKBOX_BLOCK_LISTEN_EMPTY_ADDR=0))
 
     def test_ipv4_and_wildcard_forms(self):
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 for fam, host, port, path in [
         (socket.AF_INET, "127.180.1.2", 80, "X4001/00002_00080"),
         (socket.AF_INET, "0.0.0.0", 81, "X0004/00000_00081"),
@@ -355,8 +389,11 @@ for fam, host, port, path in [
     s = socket.socket(fam)
     s.bind((host, port)); s.listen()
     print(path, os.path.exists(os.path.join(ROOT2, path)), s.getsockname()[0])
-""", SKBOX_PORT_FILTER_IPV4="1024", SKBOX_PORT_FILTER_IPV4_WILDCARD="0,0,81",
-            SKBOX_PORT_FILTER_IPV6_WILDCARD="0,0,82")
+""",
+            SKBOX_PORT_FILTER_IPV4="1024",
+            SKBOX_PORT_FILTER_IPV4_WILDCARD="0,0,81",
+            SKBOX_PORT_FILTER_IPV6_WILDCARD="0,0,82",
+        )
         self.assertIn("X4001/00002_00080 True 127.180.1.2", out)
         self.assertIn("X0004/00000_00081 True 0.0.0.0", out)
         self.assertIn("X0000/00000_00082 True ::", out)
@@ -364,17 +401,21 @@ for fam, host, port, path in [
 
     def test_link_local_form(self):
         with sbxtest.Topology() as topo:
-            topo.ns_sh(topo.server, "ip", "link", "add", "sbxd0", "type", "veth", "peer", "name",
-                       "sbxd1")
+            topo.ns_sh(
+                topo.server, "ip", "link", "add", "sbxd0", "type", "veth", "peer", "name", "sbxd1"
+            )
             topo.ns_sh(topo.server, "ip", "link", "set", "sbxd0", "up")
             topo.ns_sh(topo.server, "ip", "link", "set", "sbxd1", "up")
             topo.ns_sh(topo.server, "ip", "addr", "add", "fe80::1234/64", "dev", "sbxd0", "nodad")
             index = topo.ns_sh(topo.server, "cat", "/sys/class/net/sbxd0/ifindex").stdout.strip()
-            out = self.run_child(rf"""
+            out = self.run_child(
+                rf"""
 s = socket.socket(socket.AF_INET6)
 s.bind(("fe8f:1:0:{int(index):x}::1234", 8080)); s.listen()
 print("bound", s.getsockname())
-""", ns=topo.server)
+""",
+                ns=topo.server,
+            )
             # The real bind went to fe80::1234 with the scope id from the address.
             self.assertRegex(out, rf"bound \('fe80::1234(%sbxd0)?', 8080, 0, {index}\)")
 
@@ -403,16 +444,36 @@ for _ in range(8):
         counts = {}
         for value in ("0", "1"):
             trace = os.path.join(self.tmp, f"trace{value}")
-            env = {**os.environ, "LD_PRELOAD": pc.LIBRARY, "SKBOX_DIRECTORY_ROOT2": self.tmp,
-                   "SKBOX_SCHED_YIELD": value}
-            subprocess.run(["strace", "-f", "-qq", "-e", "trace=sched_yield", "-o", trace,
-                            pc.PYTHON, "-c", PRELUDE + body], env=env, check=True, timeout=60)
+            env = {
+                **os.environ,
+                "LD_PRELOAD": pc.LIBRARY,
+                "SKBOX_DIRECTORY_ROOT2": self.tmp,
+                "SKBOX_SCHED_YIELD": value,
+            }
+            subprocess.run(
+                [
+                    "strace",
+                    "-f",
+                    "-qq",
+                    "-e",
+                    "trace=sched_yield",
+                    "-o",
+                    trace,
+                    pc.PYTHON,
+                    "-c",
+                    PRELUDE + body,
+                ],
+                env=env,
+                check=True,
+                timeout=60,
+            )
             with open(trace) as f:
                 counts[value] = len(re.findall(r"sched_yield\(", f.read()))
         self.assertEqual(counts, {"0": 0, "1": 2})  # accepts 1 and 8 of 8: every 7th
 
     def test_threads_and_fork(self):
-        out = self.run_child(r"""
+        out = self.run_child(
+            r"""
 s = socket.socket(socket.AF_INET6)
 s.bind(("fe8f::2:0:1", 80)); s.listen()
 pid = os.fork()
@@ -438,7 +499,8 @@ for i in range(40):
     c = deliver(P80); c.sendall(b"%03d" % i); clients.append(c)
 for t in threads: t.join(30)
 print("served", len(seen), len(set(seen)))
-""")
+"""
+        )
         self.assertIn("from b'child'", out)
         self.assertIn("child 0", out)
         self.assertIn("served 40 40", out)
@@ -453,15 +515,19 @@ class WrapperTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sbx-preload-wrap-")
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("LD_PRELOAD", "SKBOX_DIRECTORY_ROOT", "SKBOX_PRELOAD_LIBRARY")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "SKBOX_DIRECTORY_ROOT", "SKBOX_PRELOAD_LIBRARY")
+        }
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run_wrapper(self, wrapper, *argv, **env):
-        return subprocess.run([wrapper, *argv], env={**self.env, **env}, capture_output=True,
-                              text=True, timeout=30)
+        return subprocess.run(
+            [wrapper, *argv], env={**self.env, **env}, capture_output=True, text=True, timeout=30
+        )
 
     def test_build_tree_library_and_default_root(self):
         r = self.run_wrapper(WRAPPER, pc.PYTHON, "-c", SHOW)
@@ -470,24 +536,38 @@ class WrapperTest(unittest.TestCase):
         # The program really runs under the library: a record-file bind works.
         with open(os.path.join(self.tmp, "skbox_dir_00000"), "wb") as f:
             f.write(os.path.join(self.tmp, "s.sock").encode().ljust(128, b"\0"))
-        r = self.run_wrapper(WRAPPER, pc.PYTHON, "-c",
-                             "import socket; socket.socket(socket.AF_INET6).bind(('fe8f::', 80))",
-                             SKBOX_DIRECTORY_ROOT=self.tmp)
+        r = self.run_wrapper(
+            WRAPPER,
+            pc.PYTHON,
+            "-c",
+            "import socket; socket.socket(socket.AF_INET6).bind(('fe8f::', 80))",
+            SKBOX_DIRECTORY_ROOT=self.tmp,
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(self.tmp, "s.sock")))
 
     def test_install_layout_and_existing_preloads_kept(self):
         bindir = os.path.join(self.tmp, "usr", "bin")
-        libdir = os.path.join(os.path.realpath(self.tmp), "usr", "lib", "x86_64-linux-gnu", "socketbox")
+        libdir = os.path.join(
+            os.path.realpath(self.tmp), "usr", "lib", "x86_64-linux-gnu", "socketbox"
+        )
         os.makedirs(bindir)
         os.makedirs(libdir)
         shutil.copy2(WRAPPER, bindir)
         shutil.copy2(pc.LIBRARY, libdir)
-        r = self.run_wrapper(os.path.join(bindir, "run-with-socketbox"), pc.PYTHON, "-c", SHOW,
-                             LD_PRELOAD="libc.so.6", SKBOX_DIRECTORY_ROOT="/srv/sb")
+        r = self.run_wrapper(
+            os.path.join(bindir, "run-with-socketbox"),
+            pc.PYTHON,
+            "-c",
+            SHOW,
+            LD_PRELOAD="libc.so.6",
+            SKBOX_DIRECTORY_ROOT="/srv/sb",
+        )
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.split(), [
-            os.path.join(libdir, "libsocketbox-preload.so"), "libc.so.6", "/srv/sb"])
+        self.assertEqual(
+            r.stdout.split(),
+            [os.path.join(libdir, "libsocketbox-preload.so"), "libc.so.6", "/srv/sb"],
+        )
 
     def test_errors(self):
         r = self.run_wrapper(WRAPPER)

@@ -13,13 +13,20 @@ same address and port to the same path from a configuration file, with
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.environ.get("SBX_SOURCE", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..")), "tests", "lib"))
+sys.path.insert(
+    0,
+    os.path.join(
+        os.environ.get(
+            "SBX_SOURCE", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        ),
+        "tests",
+        "lib",
+    ),
+)
 import sbxtest  # noqa: E402
 from listener_channel import kernel_lacks_bpf  # noqa: E402
 
@@ -76,6 +83,7 @@ def wait_for_path(path, proc=None, timeout=15.0):
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             raise AssertionError(f"server exited with {proc.returncode}: {err}")
         return os.path.exists(path)
+
     sbxtest.wait_for(ready, timeout=timeout, what=f"socket {path}")
 
 
@@ -90,12 +98,29 @@ def start_engine(topo, backend_path, port=80, address=PUBLIC6, kernel_dispatch=F
     if not kernel_dispatch:
         return topo.spawn_server([ENGINE, "-l", address, "-p", str(port), "-F", "-S", backend_path])
     from engine_fixture import Engine, write
-    conf = write(topo.path("socketbox-kd.conf"),
-                 f"max-rules:1\nrule-set:0 size:2\nip:{address} port:{port} "
-                 f"jump-unix:{backend_path}\ndefault fail\n")
+
+    conf = write(
+        topo.path("socketbox-kd.conf"),
+        f"max-rules:1\nrule-set:0 size:2\nip:{address} port:{port} "
+        f"jump-unix:{backend_path}\ndefault fail\n",
+    )
     listener_socket = topo.path("listeners.sock")
-    engine = Engine(["-f", conf, "-l", address, "-p", str(port), "-F", "--kernel-dispatch", "on",
-                     "--listener-socket", listener_socket], ns=topo.server)
+    engine = Engine(
+        [
+            "-f",
+            conf,
+            "-l",
+            address,
+            "-p",
+            str(port),
+            "-F",
+            "--kernel-dispatch",
+            "on",
+            "--listener-socket",
+            listener_socket,
+        ],
+        ns=topo.server,
+    )
     engine.listener_socket = listener_socket
     return engine
 
@@ -107,8 +132,11 @@ def kernel_stats(engine):
     with engine.lock:
         start = len(engine.lines)
     engine.proc.send_signal(signal.SIGUSR1)
-    sbxtest.wait_for(lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
-                     timeout=5, what="kernel stats")
+    sbxtest.wait_for(
+        lambda: any(l.startswith("stats kernel") for l in engine.lines[start:]),
+        timeout=5,
+        what="kernel stats",
+    )
     with engine.lock:
         lines = engine.lines[start:]
     out = {}
@@ -152,9 +180,13 @@ class BothModes:
             wait_for_path(backend, p)
             self.engine = start_engine(topo, backend, port, address)
             # A case may connect once, without retrying: wait for the listen.
-            sbxtest.wait_for(lambda: self.engine.poll() is not None or f"[{address}]:{port} " in
-                             topo.ns_sh(topo.server, "ss", "-Hltn").stdout,
-                             timeout=10, interval=0.05, what="the daemon listening")
+            sbxtest.wait_for(
+                lambda: self.engine.poll() is not None
+                or f"[{address}]:{port} " in topo.ns_sh(topo.server, "ss", "-Hltn").stdout,
+                timeout=10,
+                interval=0.05,
+                what="the daemon listening",
+            )
             return p
         try:
             self.engine = start_engine(topo, backend, port, address, kernel_dispatch=True)
@@ -170,6 +202,7 @@ class BothModes:
                 err = p.stderr.read().decode(errors="replace") if p.stderr else ""
                 raise AssertionError(f"server exited with {p.returncode}: {err}")
             return kernel_stats(self.engine).get("listeners.granted", 0) >= 1
+
         try:
             sbxtest.wait_for(granted, timeout=15, interval=0.1, what="the server's listener")
         except AssertionError as e:
@@ -195,17 +228,26 @@ class BothModes:
         self.assertGreaterEqual(ks["listeners.granted"], 1, ks)
         # All of them to this backend; "unattended" once a server that
         # served its count exited (its listener taken, not held any more).
-        self.assertRegex(ks.get("backend:" + self.backend, ""),
-                         f"^steered={ks['steered']} listener=(taken|unattended)$", ks)
+        self.assertRegex(
+            ks.get("backend:" + self.backend, ""),
+            f"^steered={ks['steered']} listener=(taken|unattended)$",
+            ks,
+        )
         self.assertEqual(st.get("accepted", 0), 0, f"the daemon accepted some itself: {st}")
-        print(f"# {self.id().split('.', 1)[-1]}: {served} served, steered={ks['steered']} "
-              f"listeners.granted={ks['listeners.granted']} accepted by the daemon=0", flush=True)
+        print(
+            f"# {self.id().split('.', 1)[-1]}: {served} served, steered={ks['steered']} "
+            f"listeners.granted={ks['listeners.granted']} accepted by the daemon=0",
+            flush=True,
+        )
 
 
 def with_kernel_dispatch(cls):
     """`cls` (a BothModes TestCase) with kernel dispatch on: the same cases."""
-    return type(cls.__name__ + "KernelDispatch", (cls,),
-                {"kernel_dispatch": True, "__doc__": f"{cls.__name__}, kernel dispatch on."})
+    return type(
+        cls.__name__ + "KernelDispatch",
+        (cls,),
+        {"kernel_dispatch": True, "__doc__": f"{cls.__name__}, kernel dispatch on."},
+    )
 
 
 def http_get(topo, host, port=80, path="/", timeout=5.0):

@@ -111,8 +111,13 @@ class HaproxyTest(pc.BothModes, unittest.TestCase):
         env = pc.preload_env(topo)
         del env["LD_PRELOAD"]
         backend = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
-        master = self.serve(topo, backend, lambda extra: topo.spawn_server(
-            [WRAPPER, HAPROXY, "-W", "-db", "-S", cli, "-f", cfg], env={**env, **extra}))
+        master = self.serve(
+            topo,
+            backend,
+            lambda extra: topo.spawn_server(
+                [WRAPPER, HAPROXY, "-W", "-db", "-S", cli, "-f", cfg], env={**env, **extra}
+            ),
+        )
 
         def one_worker():
             self.assertIsNone(master.poll(), "HAProxy's master exited")
@@ -120,8 +125,10 @@ class HaproxyTest(pc.BothModes, unittest.TestCase):
                 return len(worker_pids(cli)) == 1
             except OSError:  # not listening yet
                 return False
-        sbxtest.wait_for(one_worker, timeout=15, interval=0.05,
-                         what="HAProxy's master CLI and its worker")
+
+        sbxtest.wait_for(
+            one_worker, timeout=15, interval=0.05, what="HAProxy's master CLI and its worker"
+        )
         return master, cli
 
     def test_real_addresses_without_a_relay(self):
@@ -147,8 +154,11 @@ class HaproxyTest(pc.BothModes, unittest.TestCase):
             pc.http_get_eventually(topo, pc.PUBLIC6, proc=master)
             clients = Clients(topo)
             try:
-                sbxtest.wait_for(lambda: clients.count(old) >= 20, timeout=20,
-                                 what="20 answers before the reload")
+                sbxtest.wait_for(
+                    lambda: clients.count(old) >= 20,
+                    timeout=20,
+                    what="20 answers before the reload",
+                )
                 reload_at = time.monotonic()
                 os.kill(master.pid, signal.SIGUSR2)
 
@@ -159,25 +169,36 @@ class HaproxyTest(pc.BothModes, unittest.TestCase):
                     except OSError:  # the master is executing itself again
                         return False
                     return len(pids) == 1 and pids[0] != old
-                sbxtest.wait_for(replaced, timeout=20, interval=0.05,
-                                 what="the new worker, and the old one gone")
+
+                sbxtest.wait_for(
+                    replaced, timeout=20, interval=0.05, what="the new worker, and the old one gone"
+                )
                 reloaded_at = time.monotonic()
                 new = worker_pids(cli)[0]
-                sbxtest.wait_for(lambda: clients.count(new, since=reloaded_at) >= 20,
-                                 timeout=20, what="20 answers from the new worker after the reload")
+                sbxtest.wait_for(
+                    lambda: clients.count(new, since=reloaded_at) >= 20,
+                    timeout=20,
+                    what="20 answers from the new worker after the reload",
+                )
             finally:
                 clients.stop()
             during = clients.count(since=reload_at) - clients.count(since=reloaded_at)
             total = clients.count()
             self.assertEqual(clients.failures, [], f"of {total + len(clients.failures)}")
             self.assertGreater(during, 0, "no connection was made during the reload")
-            print(f"# reload: {total} answered, 0 failed; {during} during the reload "
-                  f"({reloaded_at - reload_at:.2f} s), {clients.count(old)} by the old worker, "
-                  f"{clients.count(new)} by the new one", flush=True)
+            print(
+                f"# reload: {total} answered, 0 failed; {during} during the reload "
+                f"({reloaded_at - reload_at:.2f} s), {clients.count(old)} by the old worker, "
+                f"{clients.count(new)} by the new one",
+                flush=True,
+            )
             self.assert_steered(total)
             sbxtest.stop(master)
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(HaproxyTest, pc.with_kernel_dispatch(HaproxyTest),
-                    skip_reason=pc.skip_reason(pc.ENGINE, HAPROXY))
+    sbxtest.run_tap(
+        HaproxyTest,
+        pc.with_kernel_dispatch(HaproxyTest),
+        skip_reason=pc.skip_reason(pc.ENGINE, HAPROXY),
+    )

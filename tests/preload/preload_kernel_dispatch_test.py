@@ -179,8 +179,10 @@ class EngineTest(unittest.TestCase):
         root2 = self.env["SKBOX_DIRECTORY_ROOT2"]
         self.backend = pc.directory2_path(root2, 0, 1, 80)
         self.template = os.path.join(root2, "00000", "00001_#//P_")
-        self.conf = self.config(f"ip:{ENGINE6} port:80 jump-unix:{self.template}",
-                                f"ip:2001:db8:1::/64 port:80 jump-unix:{self.backend}")
+        self.conf = self.config(
+            f"ip:{ENGINE6} port:80 jump-unix:{self.template}",
+            f"ip:2001:db8:1::/64 port:80 jump-unix:{self.backend}",
+        )
         self.engine = None
         self.procs = []
         self.stdout = {}
@@ -193,13 +195,29 @@ class EngineTest(unittest.TestCase):
         self.topo.close()
 
     def config(self, *rules, name="socketbox.conf"):
-        return write(self.topo.path(name), f"max-rules:1\nrule-set:0 size:{len(rules) + 1}\n" +
-                     "".join(r + "\n" for r in rules) + "default fail\n")
+        return write(
+            self.topo.path(name),
+            f"max-rules:1\nrule-set:0 size:{len(rules) + 1}\n"
+            + "".join(r + "\n" for r in rules)
+            + "default fail\n",
+        )
 
     def start_engine(self, mode, conf=None, listener_socket=None):
-        args = ["-f", conf or self.conf, "-U", "-l", "::", "-p", "80", "--threads", "1",
-                "--kernel-dispatch", mode, "--listener-socket",
-                listener_socket or self.env["SKBOX_LISTENER_SOCKET"]]
+        args = [
+            "-f",
+            conf or self.conf,
+            "-U",
+            "-l",
+            "::",
+            "-p",
+            "80",
+            "--threads",
+            "1",
+            "--kernel-dispatch",
+            mode,
+            "--listener-socket",
+            listener_socket or self.env["SKBOX_LISTENER_SOCKET"],
+        ]
         try:
             self.engine = Engine(args, ns=self.topo.server)
         except AssertionError as e:
@@ -218,8 +236,9 @@ class EngineTest(unittest.TestCase):
         p = self.topo.spawn_server(argv, env={**self.env, **env}, stdout=subprocess.PIPE)
         self.procs.append(p)
         lines = self.stdout[p.pid] = []
-        threading.Thread(target=lambda: lines.extend(l.decode(errors="replace") for l in p.stdout),
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: lines.extend(l.decode(errors="replace") for l in p.stdout), daemon=True
+        ).start()
         pc.wait_for_path(self.backend, p)
         return p
 
@@ -227,8 +246,11 @@ class EngineTest(unittest.TestCase):
         """The next line `p` printed, which must start with `prefix`."""
         lines = self.stdout[p.pid]
         try:
-            sbxtest.wait_for(lambda: lines or p.poll() is not None, timeout=timeout,
-                             what=f"a line {prefix!r} from the server")
+            sbxtest.wait_for(
+                lambda: lines or p.poll() is not None,
+                timeout=timeout,
+                what=f"a line {prefix!r} from the server",
+            )
         except AssertionError:
             sbxtest.stop(p)
             raise AssertionError(f"no line {prefix!r}: {p.stderr.read().decode(errors='replace')}")
@@ -273,8 +295,11 @@ class EngineTest(unittest.TestCase):
         port, holders = self.steering_listeners().get(inode, (None, []))
         self.assertIsNotNone(port, f"fd {fd} of {pid} (socket {inode}) is not a steering listener")
         self.assertIn((pid, fd), holders)
-        self.assertIn(self.engine.proc.pid, [h[0] for h in holders],
-                      f"socket {inode} on port {port} is not the daemon's: {holders}")
+        self.assertIn(
+            self.engine.proc.pid,
+            [h[0] for h in holders],
+            f"socket {inode} on port {port} is not the daemon's: {holders}",
+        )
         return inode
 
     def assert_keeps_its_datagram_socket(self, pid, listener_fd):
@@ -296,8 +321,12 @@ class EngineTest(unittest.TestCase):
         each is answered, so each woke the server, none lost or left waiting."""
         for i in range(count):
             for how, host in (("steered", STEERED6), ("over the datagram socket", ENGINE6)):
-                sbxtest.wait_for(lambda: all(process_state(pid) == "S" for pid in sleepers),
-                                 timeout=5, interval=0.005, what=f"{sleepers} asleep")
+                sbxtest.wait_for(
+                    lambda: all(process_state(pid) == "S" for pid in sleepers),
+                    timeout=5,
+                    interval=0.005,
+                    what=f"{sleepers} asleep",
+                )
                 self.assertIn(expect, ask(self.connect(host)), f"{how} connection {i}")
 
     def assert_counts(self, steered, via_engine):
@@ -336,10 +365,22 @@ class EngineTest(unittest.TestCase):
     def test_poll_server_python_http_server(self):
         # socketserver waits in poll(): the receiving socket is polled too.
         self.start_engine("on")
-        p = self.start_server([pc.PYTHON, "-m", "http.server", "--bind", pc.FE8F_DIR2,
-                               "--directory", self.topo.tmp, "80"])
-        sbxtest.wait_for(lambda: kernel_stats(self.engine).get("listeners.granted", 0) == 1,
-                         what="the listener granted")
+        p = self.start_server(
+            [
+                pc.PYTHON,
+                "-m",
+                "http.server",
+                "--bind",
+                pc.FE8F_DIR2,
+                "--directory",
+                self.topo.tmp,
+                "80",
+            ]
+        )
+        sbxtest.wait_for(
+            lambda: kernel_stats(self.engine).get("listeners.granted", 0) == 1,
+            what="the listener granted",
+        )
         fds = self.listening_processes().get(p.pid, [])
         self.assertEqual(len(fds), 1, fds)
         inode = self.assert_is_the_engines_listener(p.pid, fds[0])
@@ -368,8 +409,9 @@ class EngineTest(unittest.TestCase):
         self.start_engine("on")
         script = write(self.topo.path("server.js"), NODE_SERVER)
         p = self.start_server([NODE, script, pc.FE8F_DIR2])
-        self.assertIn('{"address":"fe8f::2:0:1","family":"IPv6","port":80}',
-                      self.first_line(p, "address "))
+        self.assertIn(
+            '{"address":"fe8f::2:0:1","family":"IPv6","port":80}', self.first_line(p, "address ")
+        )
         fds = self.listening_processes().get(p.pid, [])
         self.assertEqual(len(fds), 1, fds)
         inode = self.assert_is_the_engines_listener(p.pid, fds[0])
@@ -414,20 +456,26 @@ class EngineTest(unittest.TestCase):
     def test_refused_keeps_the_datagram_socket_and_says_so_once(self):
         # The configuration names the backend's path only as a template: the
         # engine finds no path of its own bound by this socket (EPERM).
-        only_template = self.config(f"ip:2001:db8:1::/64 port:80 jump-unix:{self.template}",
-                                    name="template-only.conf")
-        self.check_no_listener("refused", only_template, {},
-                               "the engine at {} does not send to this socket")
+        only_template = self.config(
+            f"ip:2001:db8:1::/64 port:80 jump-unix:{self.template}", name="template-only.conf"
+        )
+        self.check_no_listener(
+            "refused", only_template, {}, "the engine at {} does not send to this socket"
+        )
 
     def test_no_engine_keeps_the_datagram_socket_and_says_so_once(self):
         # Nothing at the server's SKBOX_LISTENER_SOCKET (the daemon's is elsewhere).
-        self.check_no_listener("no engine", self.conf,
-                               {"SKBOX_LISTENER_SOCKET": self.topo.path("nobody.sock")},
-                               "no engine answers at {}")
+        self.check_no_listener(
+            "no engine",
+            self.conf,
+            {"SKBOX_LISTENER_SOCKET": self.topo.path("nobody.sock")},
+            "no engine answers at {}",
+        )
 
     def test_kernel_dispatch_0_does_not_ask_and_says_nothing(self):
-        self.check_no_listener("SKBOX_KERNEL_DISPATCH=0", self.conf,
-                               {"SKBOX_KERNEL_DISPATCH": "0"}, None)
+        self.check_no_listener(
+            "SKBOX_KERNEL_DISPATCH=0", self.conf, {"SKBOX_KERNEL_DISPATCH": "0"}, None
+        )
 
     def check_no_listener(self, case, conf, env, why):
         """A blocking server that gets no listener from a daemon with kernel
@@ -442,8 +490,7 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(socket_inode(p.pid, fd), unix_socket_inode(p.pid, self.backend))
         self.assertNotIn(p.pid, self.listening_processes())
         for i in range(3):
-            self.assertIn(f"peer={pc.CLIENT6}\n", ask(self.connect(STEERED6)),
-                          f"connection {i}")
+            self.assertIn(f"peer={pc.CLIENT6}\n", ask(self.connect(STEERED6)), f"connection {i}")
         ks, st = kernel_stats(eng), eng.stats()
         self.assertEqual((ks["steered"], ks["listeners.granted"]), (0, 0), ks)
         self.assertEqual(ks["requests.refused"], 1 if case == "refused" else 0, ks)
@@ -451,20 +498,28 @@ class EngineTest(unittest.TestCase):
         passed = "passed.to_engine" if case == "refused" else "passed.no_listener"
         self.assertEqual(ks[passed], 3, ks)
         self.assertEqual((st.get("accepted", 0), st.get("dispatched", 0)), (3, 3), st)
-        lines = [l for l in self.server_log(p).splitlines()
-                 if l.startswith("socketbox-preload[")]
+        lines = [l for l in self.server_log(p).splitlines() if l.startswith("socketbox-preload[")]
         if why is None:
             self.assertEqual(lines, [])
         else:
             self.assertEqual(len(lines), 1, lines)
-            self.assertIn(f"listen fd {fd} ({self.backend}): kernel dispatch not used: ",
-                          lines[0])
+            self.assertIn(f"listen fd {fd} ({self.backend}): kernel dispatch not used: ", lines[0])
             self.assertIn(why.format(path), lines[0])
 
     def test_kernel_dispatch_off_is_as_before(self):
         eng = self.start_engine("off")
-        p = self.start_server([pc.PYTHON, "-m", "http.server", "--bind", pc.FE8F_DIR2,
-                               "--directory", self.topo.tmp, "80"])
+        p = self.start_server(
+            [
+                pc.PYTHON,
+                "-m",
+                "http.server",
+                "--bind",
+                pc.FE8F_DIR2,
+                "--directory",
+                self.topo.tmp,
+                "80",
+            ]
+        )
         self.get_many(10, "Directory listing")
         self.assertNotIn(p.pid, self.listening_processes())
         st = eng.stats()
@@ -480,9 +535,12 @@ class EngineTest(unittest.TestCase):
         if not os.path.exists(NGINX):
             self.skipTest("nginx not installed")
         import preload_nginx_test as nt
+
         self.start_engine("on")
-        conf = write(self.topo.path("nginx.conf"),
-                     nt.CONFIG.format(tmp=self.topo.tmp, listen=f"[{pc.FE8F_DIR2}]:80"))
+        conf = write(
+            self.topo.path("nginx.conf"),
+            nt.CONFIG.format(tmp=self.topo.tmp, listen=f"[{pc.FE8F_DIR2}]:80"),
+        )
         p = self.start_server([NGINX, "-c", conf])
         sbxtest.wait_for(lambda: len(self.listening_processes()) >= 3, what="nginx workers")
         self.get_many(30, f"remote={pc.CLIENT6} ")
@@ -499,13 +557,18 @@ class EngineTest(unittest.TestCase):
         if not os.path.exists(NGINX):
             self.skipTest("nginx not installed")
         import preload_nginx_test as nt
+
         eng = self.start_engine("on")
         # Daemonized: nginx ignores USR2 while the process that started it
         # runs. The new binary gets only the environment `env` names.
-        conf = write(self.topo.path("nginx.conf"),
-                     nt.CONFIG.format(tmp=self.topo.tmp, listen=f"[{pc.FE8F_DIR2}]:80")
-                     .replace("daemon off;", "daemon on;\nenv LD_PRELOAD;\nenv SKBOX_DIRECTORY_ROOT2;\n"
-                              "env SKBOX_LISTENER_SOCKET;"))
+        conf = write(
+            self.topo.path("nginx.conf"),
+            nt.CONFIG.format(tmp=self.topo.tmp, listen=f"[{pc.FE8F_DIR2}]:80").replace(
+                "daemon off;",
+                "daemon on;\nenv LD_PRELOAD;\nenv SKBOX_DIRECTORY_ROOT2;\n"
+                "env SKBOX_LISTENER_SOCKET;",
+            ),
+        )
         pid_file = self.topo.path("nginx.pid")
         masters = []
         try:
@@ -516,16 +579,20 @@ class EngineTest(unittest.TestCase):
             self.get_many(5, f"remote={pc.CLIENT6} ")
             os.kill(masters[0], signal.SIGUSR2)
             try:
-                sbxtest.wait_for(lambda: os.path.exists(pid_file + ".oldbin") and
-                                 os.path.exists(pid_file), what="nginx's new master")
+                sbxtest.wait_for(
+                    lambda: os.path.exists(pid_file + ".oldbin") and os.path.exists(pid_file),
+                    what="nginx's new master",
+                )
             except AssertionError:
                 raise AssertionError(open(self.topo.path("error.log")).read()[-2000:])
             masters.append(int(open(pid_file).read()))
             os.kill(masters[0], signal.SIGQUIT)
-            sbxtest.wait_for(lambda: not os.path.exists(f"/proc/{masters[0]}"),
-                             what="the old master gone")
-            sbxtest.wait_for(lambda: set(self.listening_processes()) - {masters[1]},
-                             what="the new workers")
+            sbxtest.wait_for(
+                lambda: not os.path.exists(f"/proc/{masters[0]}"), what="the old master gone"
+            )
+            sbxtest.wait_for(
+                lambda: set(self.listening_processes()) - {masters[1]}, what="the new workers"
+            )
             self.get_many(10, f"remote={pc.CLIENT6} ")
             # Past --dispatch-timeout (2 s): the engine still counts it attended.
             time.sleep(2.5)

@@ -41,8 +41,13 @@ class NginxTest(pc.BothModes, unittest.TestCase):
         conf = topo.path("nginx.conf")
         with open(conf, "w") as f:
             f.write(CONFIG.format(tmp=topo.tmp, listen=listen))
-        return self.serve(topo, backend, lambda extra: topo.spawn_server(
-            [NGINX, "-c", conf], env=pc.preload_env(topo, **env, **extra)))
+        return self.serve(
+            topo,
+            backend,
+            lambda extra: topo.spawn_server(
+                [NGINX, "-c", conf], env=pc.preload_env(topo, **env, **extra)
+            ),
+        )
 
     def test_listen_fe8f_serves_http_with_real_remote_addr(self):
         with sbxtest.Topology() as topo:
@@ -75,8 +80,9 @@ class NginxTest(pc.BothModes, unittest.TestCase):
             # SIGHUP: nginx re-reads its configuration, keeps the listener it
             # has for the same address and starts new workers with it.
             p.send_signal(signal.SIGHUP)
-            sbxtest.wait_for(lambda: "reconfiguring" in open(topo.path("error.log")).read(),
-                             what="nginx reload")
+            sbxtest.wait_for(
+                lambda: "reconfiguring" in open(topo.path("error.log")).read(), what="nginx reload"
+            )
             for _ in range(10):
                 status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
                 self.assertEqual(status, 200)
@@ -90,8 +96,7 @@ class NginxTest(pc.BothModes, unittest.TestCase):
         # getsockname() on each connection and gets the real local address.
         with sbxtest.Topology() as topo:
             backend = pc.directory2_path(topo.path("sb2"), 0, 0, 80, x_prefix=True)
-            p = self.run_nginx(topo, "[::]:80", backend,
-                                  SKBOX_PORT_FILTER_IPV6_WILDCARD="1,1,80")
+            p = self.run_nginx(topo, "[::]:80", backend, SKBOX_PORT_FILTER_IPV6_WILDCARD="1,1,80")
             status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
             self.assertEqual(status, 200)
             self.assertIn(f"remote={pc.CLIENT6} ", body)
@@ -102,5 +107,6 @@ class NginxTest(pc.BothModes, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(NginxTest, pc.with_kernel_dispatch(NginxTest),
-                    skip_reason=pc.skip_reason(NGINX, pc.ENGINE))
+    sbxtest.run_tap(
+        NginxTest, pc.with_kernel_dispatch(NginxTest), skip_reason=pc.skip_reason(NGINX, pc.ENGINE)
+    )

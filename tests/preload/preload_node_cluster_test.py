@@ -79,17 +79,26 @@ class NodeClusterTest(pc.BothModes, unittest.TestCase):
         env = pc.preload_env(topo, **extra_env)
         del env["LD_PRELOAD"]  # run-with-socketbox sets it
         self.backend_path = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
-        p = self.serve(topo, self.backend_path, lambda extra: topo.spawn_server(
-            [WRAPPER, NODE, script, pc.FE8F_DIR2], env={**env, **extra}, stdout=subprocess.PIPE))
+        p = self.serve(
+            topo,
+            self.backend_path,
+            lambda extra: topo.spawn_server(
+                [WRAPPER, NODE, script, pc.FE8F_DIR2], env={**env, **extra}, stdout=subprocess.PIPE
+            ),
+        )
         out = Output(p)
-        sbxtest.wait_for(lambda: len(out.starting("online")) == 2 or p.poll() is not None,
-                         timeout=20, what="two workers online")
+        sbxtest.wait_for(
+            lambda: len(out.starting("online")) == 2 or p.poll() is not None,
+            timeout=20,
+            what="two workers online",
+        )
         self.assertIsNone(p.poll(), "the primary exited")
         return p, out
 
     def serve_requests(self, topo, p, out, count):
-        sbxtest.wait_for(lambda: len(out.starting("listening")) == 2, timeout=20,
-                         what="both workers listening")
+        sbxtest.wait_for(
+            lambda: len(out.starting("listening")) == 2, timeout=20, what="both workers listening"
+        )
         for line in out.starting("listening"):
             self.assertTrue(line.endswith(LISTENING), line)
         workers = {line.split()[1] for line in out.starting("online")}
@@ -132,8 +141,11 @@ class NodeClusterTest(pc.BothModes, unittest.TestCase):
                     c.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
                     # The daemon handed it over: it waits in the datagram
                     # socket, which no worker reads.
-                    sbxtest.wait_for(lambda: datagram_queue(topo, self.backend_path) >= 1,
-                                     timeout=10, what="the connection queued in the socket")
+                    sbxtest.wait_for(
+                        lambda: datagram_queue(topo, self.backend_path) >= 1,
+                        timeout=10,
+                        what="the connection queued in the socket",
+                    )
                     c.settimeout(2.0)
                     with self.assertRaises(TimeoutError):
                         c.recv(1)
@@ -142,11 +154,17 @@ class NodeClusterTest(pc.BothModes, unittest.TestCase):
                 self.assertEqual(out.starting("listening"), [])
                 self.assertEqual(out.starting("error"), [])
                 self.assertIsNone(p.poll())
-                print("# policy none without kernel dispatch: 2 workers online, none listening, "
-                      "no error; the connection stays queued", flush=True)
+                print(
+                    "# policy none without kernel dispatch: 2 workers online, none listening, "
+                    "no error; the connection stays queued",
+                    flush=True,
+                )
             sbxtest.stop(p)
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(NodeClusterTest, pc.with_kernel_dispatch(NodeClusterTest),
-                    skip_reason=pc.skip_reason(pc.ENGINE, NODE or "node"))
+    sbxtest.run_tap(
+        NodeClusterTest,
+        pc.with_kernel_dispatch(NodeClusterTest),
+        skip_reason=pc.skip_reason(pc.ENGINE, NODE or "node"),
+    )

@@ -27,8 +27,13 @@ server.listen(80, process.argv[2], () => {
 });
 """
 
-DEBIAN_NODE_PACKAGES = ["nodejs", "libnode108", "node-acorn", "node-cjs-module-lexer",
-                        "node-undici"]
+DEBIAN_NODE_PACKAGES = [
+    "nodejs",
+    "libnode108",
+    "node-acorn",
+    "node-cjs-module-lexer",
+    "node-undici",
+]
 
 
 def installed_node():
@@ -47,27 +52,36 @@ def debian_node18():
     root = os.path.join(pc.BUILD, "preload-node18")
     node = os.path.join(root, "usr", "bin", "node")
     if not os.path.exists(node):
-        madison = subprocess.run(["apt-cache", "madison", "nodejs"], capture_output=True,
-                                 text=True).stdout
+        madison = subprocess.run(
+            ["apt-cache", "madison", "nodejs"], capture_output=True, text=True
+        ).stdout
         versions = re.findall(r"\|\s*(18\.[^\s|]+)\s*\|", madison)
         if not versions:
             return None, None, None, "Debian's nodejs 18 is not in the package lists"
         debs = os.path.join(root + ".debs")
         os.makedirs(debs, exist_ok=True)
         wanted = [f"nodejs={versions[0]}", f"libnode108={versions[0]}"] + DEBIAN_NODE_PACKAGES[2:]
-        got = subprocess.run(["apt-get", "download", "-q"] + wanted, cwd=debs,
-                             capture_output=True, text=True)
+        got = subprocess.run(
+            ["apt-get", "download", "-q"] + wanted, cwd=debs, capture_output=True, text=True
+        )
         if got.returncode != 0:
             return None, None, None, f"cannot fetch Debian's nodejs 18: {got.stderr.strip()[-200:]}"
         for deb in glob.glob(os.path.join(debs, "*.deb")):
             subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
     share = os.path.join(root, "usr", "share")
-    argv = ["unshare", "-m", "sh", "-c",
-            f"mount -t overlay overlay -o lowerdir={share}:/usr/share /usr/share && exec \"$@\"",
-            "sh", node]
+    argv = [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        f'mount -t overlay overlay -o lowerdir={share}:/usr/share /usr/share && exec "$@"',
+        "sh",
+        node,
+    ]
     env = {"LD_LIBRARY_PATH": os.path.join(root, "usr", "lib", "x86_64-linux-gnu")}
-    version = subprocess.run(argv + ["--version"], env={**os.environ, **env},
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        argv + ["--version"], env={**os.environ, **env}, capture_output=True, text=True
+    ).stdout.strip()
     if not version.startswith("v18."):
         return None, None, None, f"Debian's node 18 does not run here ({version!r})"
     return argv, env, version, None
@@ -81,8 +95,13 @@ class NodeTest(pc.BothModes, unittest.TestCase):
                 f.write(SERVER_JS)
             env = pc.preload_env(topo, **extra_env)
             backend = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
-            p = self.serve(topo, backend, lambda extra: topo.spawn_server(
-                argv + [script, pc.FE8F_DIR2], env={**env, **extra}, stdout=subprocess.PIPE))
+            p = self.serve(
+                topo,
+                backend,
+                lambda extra: topo.spawn_server(
+                    argv + [script, pc.FE8F_DIR2], env={**env, **extra}, stdout=subprocess.PIPE
+                ),
+            )
             for _ in range(10):
                 status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
                 self.assertEqual(status, 200)
@@ -109,5 +128,6 @@ class NodeTest(pc.BothModes, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(NodeTest, pc.with_kernel_dispatch(NodeTest),
-                    skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(
+        NodeTest, pc.with_kernel_dispatch(NodeTest), skip_reason=pc.skip_reason(pc.ENGINE)
+    )

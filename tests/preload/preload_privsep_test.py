@@ -138,9 +138,15 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
         with sbxtest.Topology() as topo:
             env = pc.preload_env(topo)
             backend = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
-            p = self.serve(topo, backend, lambda extra: topo.spawn_server(
-                [pc.PYTHON, "-c", MASTER, pc.FE8F_DIR2], env={**env, **extra},
-                stdout=subprocess.PIPE))
+            p = self.serve(
+                topo,
+                backend,
+                lambda extra: topo.spawn_server(
+                    [pc.PYTHON, "-c", MASTER, pc.FE8F_DIR2],
+                    env={**env, **extra},
+                    stdout=subprocess.PIPE,
+                ),
+            )
             raw = []
             threading.Thread(target=lambda: raw.extend(p.stdout), daemon=True).start()
             lines = []
@@ -148,6 +154,7 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
             def ready():
                 lines[:] = [l.decode(errors="replace").split() for l in list(raw)]
                 return sum(l[:1] == ["ready"] for l in lines) == 2 or p.poll() is not None
+
             try:
                 sbxtest.wait_for(ready, timeout=15, what="both children ready")
             except AssertionError as e:
@@ -170,8 +177,9 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
                 # Stopped, not about to stop: a child woken by a connection
                 # before it handles SIGSTOP would take it and then stop.
                 for pid in others:
-                    sbxtest.wait_for(lambda: process_state(pid) == "T", timeout=5,
-                                     what=f"child {pid} stopped")
+                    sbxtest.wait_for(
+                        lambda: process_state(pid) == "T", timeout=5, what=f"child {pid} stopped"
+                    )
                 try:
                     kinds = []
                     for i in range(ROUND):
@@ -179,8 +187,10 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
                         self.assertEqual(len(words), 4, f"connection {i}: {words}")
                         kind = words[0]
                         self.assertIn(kind, children, words)
-                        self.assertEqual(words[1:], [f"pid={children[kind]}", f"uid={NOBODY}",
-                                                     f"peer={pc.CLIENT6}"])
+                        self.assertEqual(
+                            words[1:],
+                            [f"pid={children[kind]}", f"uid={NOBODY}", f"peer={pc.CLIENT6}"],
+                        )
                         kinds.append(kind)
                     return set(kinds)
                 finally:
@@ -204,21 +214,30 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
             conf = topo.path("dovecot.conf")
             with open(conf, "w") as f:
                 f.write(DOVECOT_CONF.format(tmp=topo.tmp, listen=pc.FE8F_DIR2))
-            p = self.serve(topo, backend, lambda extra: topo.spawn_server(
-                [DOVECOT, "-F", "-c", conf], env={**env, **extra}), port=110)
+            p = self.serve(
+                topo,
+                backend,
+                lambda extra: topo.spawn_server([DOVECOT, "-F", "-c", conf], env={**env, **extra}),
+                port=110,
+            )
             served_by = set()
             for i in range(ROUND):
                 c = sbxtest.connect_from(topo.client, pc.PUBLIC6, 110, timeout=10)
                 with c, c.makefile("rb") as lines:
-                    self.assertEqual(lines.readline(), b"+OK Dovecot through socketbox ready.\r\n",
-                                     f"connection {i}")
+                    self.assertEqual(
+                        lines.readline(),
+                        b"+OK Dovecot through socketbox ready.\r\n",
+                        f"connection {i}",
+                    )
                     # Who holds the connection: a pop3-login process, as dovenull.
-                    ss = topo.ns_sh(topo.server, "ss", "-Htnp", "state", "established",
-                                    "sport", "=", ":110").stdout
+                    ss = topo.ns_sh(
+                        topo.server, "ss", "-Htnp", "state", "established", "sport", "=", ":110"
+                    ).stdout
                     # (Without kernel dispatch the daemon may not have
                     # closed its copy yet.)
-                    holders = [h for h in re.findall(r'\("([^"]+)",pid=(\d+),', ss)
-                               if h[0] != "socketbox"]
+                    holders = [
+                        h for h in re.findall(r'\("([^"]+)",pid=(\d+),', ss) if h[0] != "socketbox"
+                    ]
                     self.assertEqual(len(holders), 1, ss)
                     self.assertEqual(holders[0][0], "pop3-login", ss)
                     pid = int(holders[0][1])
@@ -234,5 +253,6 @@ class PrivsepTest(pc.BothModes, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PrivsepTest, pc.with_kernel_dispatch(PrivsepTest),
-                    skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(
+        PrivsepTest, pc.with_kernel_dispatch(PrivsepTest), skip_reason=pc.skip_reason(pc.ENGINE)
+    )

@@ -25,22 +25,30 @@ def serve(s, count):
             conn.sendall(f"HTTP/1.0 200 OK\r\n\r\npeer={peer[0]} family={conn.family}\n".encode())
 """
 
-DGRAM_LOOP = SERVE + r"""
+DGRAM_LOOP = (
+    SERVE
+    + r"""
 # The compatibility page's recipe: an AF_UNIX datagram socket and accept().
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
 s.listen()   # a no-op under the preload, as the original
 serve(s, 5)
 """
+)
 
-CREATE_SERVER = SERVE + r"""
+CREATE_SERVER = (
+    SERVE
+    + r"""
 s = socket.create_server((sys.argv[1], 80), family=socket.AF_INET6)
 print("bound", s.getsockname(), flush=True)
 serve(s, 5)
 """
+)
 
 # Non-blocking listener watched with epoll (selectors), as event loops do.
-SELECT_LOOP = SERVE + r"""
+SELECT_LOOP = (
+    SERVE
+    + r"""
 import selectors
 s = socket.create_server((sys.argv[1], 80), family=socket.AF_INET6)
 s.setblocking(False)
@@ -61,12 +69,18 @@ while served < 5:
                 conn.sendall(f"HTTP/1.0 200 OK\r\n\r\npeer={peer[0]}\n".encode())
             served += 1
 """
+)
 
 
 class PythonServerTest(pc.BothModes, unittest.TestCase):
     def serve_and_check(self, topo, code, arg, backend, env):
-        p = self.serve(topo, backend, lambda extra: topo.spawn_server(
-            [PYTHON, "-c", code, arg], env={**env, **extra}, stdout=subprocess.PIPE))
+        p = self.serve(
+            topo,
+            backend,
+            lambda extra: topo.spawn_server(
+                [PYTHON, "-c", code, arg], env={**env, **extra}, stdout=subprocess.PIPE
+            ),
+        )
         for _ in range(5):
             status, _, body = pc.http_get_eventually(topo, pc.PUBLIC6, proc=p)
             self.assertEqual(status, 200)
@@ -78,8 +92,7 @@ class PythonServerTest(pc.BothModes, unittest.TestCase):
     def test_unix_dgram_socket_accept_loop(self):
         with sbxtest.Topology() as topo:
             backend = topo.path("python.sock")
-            self.serve_and_check(topo, DGRAM_LOOP, backend, backend,
-                                 {"LD_PRELOAD": pc.LIBRARY})
+            self.serve_and_check(topo, DGRAM_LOOP, backend, backend, {"LD_PRELOAD": pc.LIBRARY})
 
     def test_create_server_on_directory2_address(self):
         with sbxtest.Topology() as topo:
@@ -98,8 +111,9 @@ class PythonServerTest(pc.BothModes, unittest.TestCase):
             with open(os.path.join(root, "skbox_dir_00007"), "wb") as f:
                 f.write(b"\0" * 128 * 2 + record)  # record 2
             env = {"LD_PRELOAD": pc.LIBRARY, "SKBOX_DIRECTORY_ROOT": root}
-            out = self.serve_and_check(topo, CREATE_SERVER, "fe8f::7:2", topo.path("rec00080.sock"),
-                                       env)
+            out = self.serve_and_check(
+                topo, CREATE_SERVER, "fe8f::7:2", topo.path("rec00080.sock"), env
+            )
             self.assertIn("bound ('fe8f::7:2', 80, 0, 0)", out)
             self.assertEqual(os.stat(topo.path("rec00080.sock")).st_mode & 0o777, 0o660)
 
@@ -112,5 +126,8 @@ class PythonServerTest(pc.BothModes, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(PythonServerTest, pc.with_kernel_dispatch(PythonServerTest),
-                    skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(
+        PythonServerTest,
+        pc.with_kernel_dispatch(PythonServerTest),
+        skip_reason=pc.skip_reason(pc.ENGINE),
+    )

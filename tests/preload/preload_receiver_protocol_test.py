@@ -40,15 +40,18 @@ class PreloadReceiverProtocol(unittest.TestCase):
         self.path = os.path.join(tmp, "app.sock")
 
     def start(self, count, threads=1, **env):
-        p = sbxtest.spawn([pc.PYTHON, "-c", SERVER, self.path, str(count), str(threads)],
-                          env={"LD_PRELOAD": pc.LIBRARY, **env}, stdout=subprocess.PIPE)
+        p = sbxtest.spawn(
+            [pc.PYTHON, "-c", SERVER, self.path, str(count), str(threads)],
+            env={"LD_PRELOAD": pc.LIBRARY, **env},
+            stdout=subprocess.PIPE,
+        )
         self.assertEqual(p.stdout.readline(), b"bound\n", p.stderr.read() if p.poll() else "")
         return p
 
     def pass_connections(self, sender, n, per_message=1):
         pairs = [socket.socketpair() for _ in range(n)]
         for i in range(0, n, per_message):
-            rp.send_fds(sender, [theirs.fileno() for _, theirs in pairs[i:i + per_message]])
+            rp.send_fds(sender, [theirs.fileno() for _, theirs in pairs[i : i + per_message]])
         for _, theirs in pairs:
             theirs.close()
         return [ours for ours, _ in pairs]
@@ -121,7 +124,8 @@ class PreloadReceiverProtocol(unittest.TestCase):
             "try:\n"
             "    s.accept()\n"
             "except BlockingIOError as e:\n"
-            "    print('EAGAIN', e.errno)\n")
+            "    print('EAGAIN', e.errno)\n"
+        )
         r = pc.run_under_preload(code, {"SKBOX_ACKNOWLEDGE": "1"})
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("EAGAIN 11", r.stdout)

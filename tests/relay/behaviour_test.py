@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relay_lib as rl  # noqa: E402
@@ -40,8 +39,11 @@ class RelayCase(unittest.TestCase):
         return t
 
     def relay(self, args, with_engine=True):
-        r = rl.Relay(["-s", self.path, "--drain-timeout", "2", *args], ns=self.topo.server,
-                     wait_path=self.path)
+        r = rl.Relay(
+            ["-s", self.path, "--drain-timeout", "2", *args],
+            ns=self.topo.server,
+            wait_path=self.path,
+        )
         self.addCleanup(r.stop)
         if with_engine and self.engine is None:
             self.engine = rl.Engine(self.topo, "::", self.PORT, self.path)
@@ -58,7 +60,9 @@ class DataPath(RelayCase):
         results = {}
 
         def target_side(conn):
-            sender = threading.Thread(target=lambda: (down.send(conn), conn.shutdown(socket.SHUT_WR)))
+            sender = threading.Thread(
+                target=lambda: (down.send(conn), conn.shutdown(socket.SHUT_WR))
+            )
             sender.start()
             results["target"] = rl.receive_sha1(conn)
             sender.join()
@@ -134,6 +138,7 @@ class DataPath(RelayCase):
         def target_side(conn):
             data = rl.read_all(conn)  # until the client's FIN comes through
             conn.sendall(b"got %d" % len(data))
+
         t = self.target(target_side)
         self.relay(["-p", str(t.port)])
         c = self.connect()
@@ -148,13 +153,14 @@ class DataPath(RelayCase):
             conn.sendall(b"hello")
             conn.shutdown(socket.SHUT_WR)
             got["data"] = rl.read_all(conn)
+
         t = self.target(target_side)
         r = self.relay(["-p", str(t.port)])
         c = self.connect()
         c.settimeout(10)
         self.assertEqual(c.recv(100), b"hello")
         self.assertEqual(c.recv(100), b"")  # the target's FIN came through
-        c.sendall(b"still here")           # ...and our direction still works
+        c.sendall(b"still here")  # ...and our direction still works
         c.shutdown(socket.SHUT_WR)
         sbxtest.wait_for(lambda: "data" in got, what="target read to EOF")
         self.assertEqual(got["data"], b"still here")
@@ -167,6 +173,7 @@ class DataPath(RelayCase):
         def target_side(conn):
             release.wait(60)  # reads nothing until released
             rl.read_all(conn, timeout=60)
+
         t = self.target(target_side)
         r = self.relay(["-p", str(t.port), "--quiet"])
         rss_before = sbxtest.rss_kib(r.proc.pid)
@@ -203,12 +210,17 @@ class DataPath(RelayCase):
         lst = sbxtest.socket_in(self.topo.server)
         lst.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND for the AnyIP address
         lst.bind((rl.SERVER_IP6, self.PORT))
-        r = rl.Relay(["-l", str(lst.fileno()), "-p", str(t.port)], ns=self.topo.server,
-                     pass_fds=(lst.fileno(),))
+        r = rl.Relay(
+            ["-l", str(lst.fileno()), "-p", str(t.port)],
+            ns=self.topo.server,
+            pass_fds=(lst.fileno(),),
+        )
         self.addCleanup(r.stop)
         lst.close()
-        sbxtest.wait_for(lambda: str(self.PORT) in self.topo.ns_sh(
-            self.topo.server, "ss", "-Htln").stdout, what="relay listening")
+        sbxtest.wait_for(
+            lambda: str(self.PORT) in self.topo.ns_sh(self.topo.server, "ss", "-Htln").stdout,
+            what="relay listening",
+        )
         c = self.connect()
         c.sendall(b"direct")
         c.shutdown(socket.SHUT_WR)
@@ -219,8 +231,11 @@ class DataPath(RelayCase):
         t = self.target(rl.echo)
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiver.bind(self.path)
-        r = rl.Relay(["-l", str(receiver.fileno()), "-e", "-p", str(t.port)], ns=self.topo.server,
-                     pass_fds=(receiver.fileno(),))
+        r = rl.Relay(
+            ["-l", str(receiver.fileno()), "-e", "-p", str(t.port)],
+            ns=self.topo.server,
+            pass_fds=(receiver.fileno(),),
+        )
         self.addCleanup(r.stop)
         receiver.close()
         self.engine = rl.Engine(self.topo, "::", self.PORT, self.path)
@@ -229,8 +244,9 @@ class DataPath(RelayCase):
         c.sendall(b"inherited")
         c.shutdown(socket.SHUT_WR)
         self.assertEqual(rl.read_all(c), b"inherited")
-        sbxtest.wait_for(lambda: f"[::ffff:{rl.CLIENT_IP4}]:" in r.output(),
-                         what="the connection logged")
+        sbxtest.wait_for(
+            lambda: f"[::ffff:{rl.CLIENT_IP4}]:" in r.output(), what="the connection logged"
+        )
 
 
 class Failures(RelayCase):
@@ -259,6 +275,7 @@ class Failures(RelayCase):
             conn.recv(10)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
             conn.close()
+
         t = self.target(target_side)
         r = self.relay(["-p", str(t.port)])
         c = self.connect()
@@ -278,6 +295,7 @@ class Failures(RelayCase):
                 seen["how"] = "eof"
             except ConnectionResetError:
                 seen["how"] = "reset"
+
         t = self.target(target_side)
         r = self.relay(["-p", str(t.port)])
         c = self.connect()
@@ -291,14 +309,20 @@ class Failures(RelayCase):
 
     def test_connect_timeout(self):
         # SYNs to this port vanish: the connect hangs until our timeout.
-        self.topo.ns_sh(self.topo.server, "nft", "-f", "-", input="""
+        self.topo.ns_sh(
+            self.topo.server,
+            "nft",
+            "-f",
+            "-",
+            input="""
 table inet relaytest {
   chain out {
     type filter hook output priority 0; policy accept;
     tcp dport 9 drop
   }
 }
-""")
+""",
+        )
         r = self.relay(["-p", "9", "--connect-timeout", "1"])
         c = self.connect()
         start = time.monotonic()
@@ -341,6 +365,7 @@ table inet relaytest {
         def target_side(conn):
             rl.read_header(conn)
             conn.close()  # a server that rejects the header closes at once
+
         t = self.target(target_side)
         r = self.relay(["-p", str(t.port), "-i"])
         c = self.connect()
@@ -357,6 +382,7 @@ class ProxyHeaders(RelayCase):
         def target_side(conn):
             got["header"] = rl.read_header(conn)
             rl.echo(conn)
+
         t = self.target(target_side)
         self.relay(["-p", str(t.port), *args])
         c = self.connect(host)
@@ -367,11 +393,15 @@ class ProxyHeaders(RelayCase):
 
     def test_v1_ipv6(self):
         header, _ = self.header_seen(["-i"], rl.SERVER_IP6)
-        self.assertRegex(header, rf"^PROXY TCP6 {rl.CLIENT_IP6} {rl.SERVER_IP6} \d+ {self.PORT}\r\n$")
+        self.assertRegex(
+            header, rf"^PROXY TCP6 {rl.CLIENT_IP6} {rl.SERVER_IP6} \d+ {self.PORT}\r\n$"
+        )
 
     def test_v1_ipv4_sent_as_tcp4(self):
         header, _ = self.header_seen(["-i"], rl.SERVER_IP4)
-        self.assertRegex(header, rf"^PROXY TCP4 {rl.CLIENT_IP4} {rl.SERVER_IP4} \d+ {self.PORT}\r\n$")
+        self.assertRegex(
+            header, rf"^PROXY TCP4 {rl.CLIENT_IP4} {rl.SERVER_IP4} \d+ {self.PORT}\r\n$"
+        )
 
     def test_v2_ipv4(self):
         header, _ = self.header_seen(["--proxy-v2"], rl.SERVER_IP4)
@@ -405,6 +435,7 @@ class UnixClients(RelayCase):
                 line += conn.recv(1)
             got.append(line.decode())
             rl.echo(conn)
+
         t = self.target(target_side)
         self.relay(["-p", str(t.port), "-i"], with_engine=False)
         b = self.pass_unix_client()
@@ -422,8 +453,11 @@ class UnixClients(RelayCase):
         def target_side(conn):
             got.append(rl.read_header(conn))
             rl.echo(conn)
+
         t = self.target(target_side)
-        r = self.relay(["-p", str(t.port), "--proxy-v2", "--refuse-unix-clients"], with_engine=False)
+        r = self.relay(
+            ["-p", str(t.port), "--proxy-v2", "--refuse-unix-clients"], with_engine=False
+        )
         clients = [self.pass_unix_client() for _ in range(3)]
         for b in clients:
             self.assertEqual(rl.read_all(b), b"")
@@ -448,10 +482,13 @@ class Registration(RelayCase):
             got["request"] = conn.recv(64)
             conn.send(bytes([0x80, 0, 0, 0]))
             got["conn"] = conn
+
         server = threading.Thread(target=serve)
         server.start()
-        r = rl.Relay(["--register", f"7:{ctl}", "-p", str(t.port), "--drain-timeout", "2"],
-                     ns=self.topo.server)
+        r = rl.Relay(
+            ["--register", f"7:{ctl}", "-p", str(t.port), "--drain-timeout", "2"],
+            ns=self.topo.server,
+        )
         self.addCleanup(r.stop)
         server.join(10)
         self.assertEqual(got["request"], bytes([1, 0, 0, 0, 0, 0, 0, 7]))
@@ -462,8 +499,10 @@ class Registration(RelayCase):
         client = sbxtest.socket_in(self.topo.server)
         client.connect(lst.getsockname()[:2])
         accepted, _ = lst.accept()
-        got["conn"].sendmsg([bytes([3, 0, 0, 0])],
-                            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", accepted.fileno()))])
+        got["conn"].sendmsg(
+            [bytes([3, 0, 0, 0])],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", accepted.fileno()))],
+        )
         accepted.close()
         lst.close()
         client.sendall(b"registered")
@@ -511,9 +550,13 @@ class Lifecycle(RelayCase):
         c.shutdown(socket.SHUT_WR)
         self.assertEqual(rl.read_all(c), b"count me")
         r.wait_stat("closed.completed", 1)
-        text = self.topo.ns_sh(self.topo.server, "python3", "-c",
-                               "import urllib.request;print(urllib.request.urlopen("
-                               "'http://[::1]:9109/metrics').read().decode())").stdout
+        text = self.topo.ns_sh(
+            self.topo.server,
+            "python3",
+            "-c",
+            "import urllib.request;print(urllib.request.urlopen("
+            "'http://[::1]:9109/metrics').read().decode())",
+        ).stdout
         self.assertIn('socketbox_relay_accepted_total{worker="0"} 1', text)
         self.assertIn('socketbox_relay_closed_total{worker="0",reason="completed"} 1', text)
         self.assertIn('socketbox_relay_bytes_total{worker="0",direction="to_target"} 8', text)
@@ -533,6 +576,7 @@ class DropIn(RelayCase):
             data = rl.read_all(conn)
             got.append(data)
             conn.sendall(data)
+
         upath = self.topo.path("backend.sock")
         self.target(target_side, host=upath, family=socket.AF_UNIX)
         return upath, got
@@ -561,8 +605,10 @@ class DropIn(RelayCase):
         self.relay(["-u", upath, "-i", "--proxy-to-unix"])
         self.round_trip(b"hello")
         self.assertEqual(len(got), 1)
-        self.assertRegex(got[0].decode(),
-                         rf"^PROXY TCP6 {rl.CLIENT_IP6} {rl.SERVER_IP6} \d+ {self.PORT}\r\nhello$")
+        self.assertRegex(
+            got[0].decode(),
+            rf"^PROXY TCP6 {rl.CLIENT_IP6} {rl.SERVER_IP6} \d+ {self.PORT}\r\nhello$",
+        )
 
     def test_extra_word_is_ignored_with_a_warning(self):
         # Item 7: the original's getopt skipped words that are no options
@@ -570,25 +616,35 @@ class DropIn(RelayCase):
         t = self.target(rl.echo)
         r = self.relay(["extra", "-p", str(t.port)])
         self.round_trip(b"still relays")
-        self.assertIn("socketbox-relay: warning: ignoring extra argument(s) after the options: "
-                      "'extra'", r.output())
+        self.assertIn(
+            "socketbox-relay: warning: ignoring extra argument(s) after the options: " "'extra'",
+            r.output(),
+        )
         self.assertIsNone(r.proc.poll())
 
     def run_relay(self, args):
         import subprocess
-        return subprocess.run([rl.RELAY, *args], capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
+
+        return subprocess.run(
+            [rl.RELAY, *args], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
 
     def test_exit_status_as_the_original(self):
         # Item 8: a bad command line exits 1, a set-up error 255.
-        for args, text in ((["-z"], "unknown option -z"), (["-p"], "missing value for -p"),
-                           (["-p", "abc"], "-p 'abc'"), (["--copy", "zero"], "--copy 'zero'")):
+        for args, text in (
+            (["-z"], "unknown option -z"),
+            (["-p"], "missing value for -p"),
+            (["-p", "abc"], "-p 'abc'"),
+            (["--copy", "zero"], "--copy 'zero'"),
+        ):
             out = self.run_relay(args)
             self.assertEqual(out.returncode, 1, (args, out.stderr))
             self.assertIn(text, out.stderr)
         missing_dir = self.topo.path("no-such-dir/relay.sock")
-        for args, text in ((["-l", "0"], "-l 0: not a socket"),
-                           (["-s", missing_dir], f"bind {missing_dir}")):
+        for args, text in (
+            (["-l", "0"], "-l 0: not a socket"),
+            (["-s", missing_dir], f"bind {missing_dir}"),
+        ):
             out = self.run_relay(args)
             self.assertEqual(out.returncode, 255, (args, out.stderr))
             self.assertIn(text, out.stderr)
@@ -599,20 +655,27 @@ class DropIn(RelayCase):
         t = self.target(rl.echo)
         r = self.relay(["-c", "nowhere", "-p", str(t.port)])
         self.round_trip(b"to ::1")
-        self.assertIn("warning: -c 'nowhere': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
-                      "keeping ::1", r.output())
+        self.assertIn(
+            "warning: -c 'nowhere': not an IPv6 address (write IPv4 as ::ffff:a.b.c.d); "
+            "keeping ::1",
+            r.output(),
+        )
 
     def test_bad_p_prefix_warns_and_keeps_the_default(self):
         # Item 8: a bad -P keeps 64:ff9b::/96. A connection to
         # 64:ff9b::127.0.0.1 is relayed (-c's first 96 bits ::ffff:, the
         # local address's last 32) to 127.0.0.1, which only the default
         # prefix lets through.
-        self.topo.ns_sh(self.topo.server, "ip", "-6", "route", "add", "local", "64:ff9b::/96",
-                        "dev", "lo")
+        self.topo.ns_sh(
+            self.topo.server, "ip", "-6", "route", "add", "local", "64:ff9b::/96", "dev", "lo"
+        )
         t = self.target(rl.echo, host="127.0.0.1", family=socket.AF_INET)
-        r = self.relay(["-N", "-P", "nonsense", "-c", "::ffff:0.0.0.0", "-p", str(t.port)],
-                       with_engine=False)
-        self.assertIn("warning: -P 'nonsense': not an IPv6 prefix; keeping 64:ff9b::/96", r.output())
+        r = self.relay(
+            ["-N", "-P", "nonsense", "-c", "::ffff:0.0.0.0", "-p", str(t.port)], with_engine=False
+        )
+        self.assertIn(
+            "warning: -P 'nonsense': not an IPv6 prefix; keeping 64:ff9b::/96", r.output()
+        )
         lst = sbxtest.socket_in(self.topo.server)
         lst.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND for the AnyIP address
         lst.bind(("64:ff9b::7f00:1", 0))
@@ -664,18 +727,25 @@ class DropIn(RelayCase):
             self.assertIsNotNone(m, line)
             self.assertTrue(before <= int(m.group(1)) <= after, line)
             seen.append((m.group(2), m.group(4), int(m.group(5))))
-        self.assertEqual(seen, [(rl.CLIENT_IP6, rl.SERVER_IP6, self.PORT),
-                                (f"::ffff:{rl.CLIENT_IP4}", f"::ffff:{rl.SERVER_IP4}", self.PORT),
-                                ("::", "::", 0)])
+        self.assertEqual(
+            seen,
+            [
+                (rl.CLIENT_IP6, rl.SERVER_IP6, self.PORT),
+                (f"::ffff:{rl.CLIENT_IP4}", f"::ffff:{rl.SERVER_IP4}", self.PORT),
+                ("::", "::", 0),
+            ],
+        )
 
     def test_log_format_detailed_is_the_richer_one(self):
         t = self.target(rl.echo)
         r = self.relay(["-p", str(t.port), "--log-format", "detailed"])
         self.round_trip(b"rich")
         sbxtest.wait_for(lambda: self.connection_lines(r), what="a connection line")
-        self.assertRegex(self.connection_lines(r)[0],
-                         r"^socketbox-relay: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
-                         rf"\[{rl.CLIENT_IP6}\]:\d+ -> \[{rl.SERVER_IP6}\]:{self.PORT}$")
+        self.assertRegex(
+            self.connection_lines(r)[0],
+            r"^socketbox-relay: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+            rf"\[{rl.CLIENT_IP6}\]:\d+ -> \[{rl.SERVER_IP6}\]:{self.PORT}$",
+        )
         self.assertEqual(sbxtest.stop(r.proc), 0)
         r.reader.join(timeout=2)
         self.assertEqual(r.count_lines("socketbox-relay: draining: no new connections"), 1)
@@ -683,5 +753,13 @@ class DropIn(RelayCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(DataPath, Failures, ProxyHeaders, UnixClients, Registration, Lifecycle, DropIn,
-                    skip_reason=rl.skip_reason())
+    sbxtest.run_tap(
+        DataPath,
+        Failures,
+        ProxyHeaders,
+        UnixClients,
+        Registration,
+        Lifecycle,
+        DropIn,
+        skip_reason=rl.skip_reason(),
+    )

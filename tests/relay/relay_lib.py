@@ -10,10 +10,8 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.join(os.environ.get("SBX_SOURCE", ""), "tests", "lib"))
 import sbxtest  # noqa: E402
@@ -44,8 +42,10 @@ class Relay:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_path:
-            sbxtest.wait_for(lambda: is_live(wait_path) or self.proc.poll() is not None,
-                             what=f"relay bound at {wait_path}")
+            sbxtest.wait_for(
+                lambda: is_live(wait_path) or self.proc.poll() is not None,
+                what=f"relay bound at {wait_path}",
+            )
             if self.proc.poll() is not None:
                 raise AssertionError(f"relay exited {self.proc.returncode}: {self.output()}")
 
@@ -71,14 +71,18 @@ class Relay:
         def ready():
             with self.lock:
                 return any(" stats " in l for l in self.lines[start:])
+
         sbxtest.wait_for(ready, timeout=5, what="relay stats")
         with self.lock:
             line = [l for l in self.lines[start:] if " stats " in l][-1]
         return {k: int(v) for k, v in re.findall(r"(\S+)=(\d+)", line)}
 
     def wait_stat(self, key, value, timeout=10):
-        sbxtest.wait_for(lambda: self.stats().get(key) == value, timeout=timeout,
-                         what=f"relay {key}={value} (now {self.stats().get(key)})")
+        sbxtest.wait_for(
+            lambda: self.stats().get(key) == value,
+            timeout=timeout,
+            what=f"relay {key}={value} (now {self.stats().get(key)})",
+        )
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         code = sbxtest.stop(self.proc, sig, timeout)
@@ -91,14 +95,16 @@ class Engine:
 
     def __init__(self, topo, host, port, path):
         listen = host if ":" in host else f"::ffff:{host}"
-        self.proc = topo.spawn_server([ENGINE, "-l", listen, "-p", str(port), "-F", "-S", path,
-                                       "--threads", "1"])
+        self.proc = topo.spawn_server(
+            [ENGINE, "-l", listen, "-p", str(port), "-F", "-S", path, "--threads", "1"]
+        )
 
         def listening():
             if self.proc.poll() is not None:
                 raise AssertionError(f"engine exited: {self.proc.stderr.read().decode()}")
             out = topo.ns_sh(topo.server, "ss", "-Htln", f"sport = :{port}").stdout
             return str(port) in out
+
         sbxtest.wait_for(listening, what=f"engine listening on port {port}")
 
     def close(self):
@@ -208,7 +214,11 @@ class Stream:
 
     def chunk(self, offset):
         n = min(len(self.block), self.size - offset)
-        return (offset // len(self.block)).to_bytes(8, "big") + self.block[8:n] if n > 8 else self.block[:n]
+        return (
+            (offset // len(self.block)).to_bytes(8, "big") + self.block[8:n]
+            if n > 8
+            else self.block[:n]
+        )
 
     def send(self, sock):
         for i in range(0, self.size, len(self.block)):

@@ -9,7 +9,6 @@ Run one class per meson test: servers_test.py Haproxy|Nginx|Caddy."""
 import hashlib
 import os
 import shutil
-import socket
 import sys
 import unittest
 
@@ -50,8 +49,11 @@ class ServerCase(unittest.TestCase):
         self.path = self.topo.path("relay.sock")
 
     def relay(self, args):
-        r = rl.Relay(["-s", self.path, "--drain-timeout", "1", *args], ns=self.topo.server,
-                     wait_path=self.path)
+        r = rl.Relay(
+            ["-s", self.path, "--drain-timeout", "1", *args],
+            ns=self.topo.server,
+            wait_path=self.path,
+        )
         self.addCleanup(r.stop)
         engine = rl.Engine(self.topo, "::", PORT, self.path)
         self.addCleanup(engine.close)
@@ -62,6 +64,7 @@ class ServerCase(unittest.TestCase):
             if proc.poll() is not None:
                 raise AssertionError(f"{self.PROGRAM} exited: {proc.stderr.read()}")
             return f":{port}" in self.topo.ns_sh(self.topo.server, "ss", "-Htln").stdout
+
         sbxtest.wait_for(up, what=f"{self.PROGRAM} listening on {port}")
 
 
@@ -71,7 +74,8 @@ class Haproxy(ServerCase):
     def start(self, port):
         conf = self.topo.path("haproxy.cfg")
         with open(conf, "w") as f:
-            f.write(f"""global
+            f.write(
+                f"""global
   log stdout format raw local0
 defaults
   mode http
@@ -83,7 +87,8 @@ frontend web
   bind [::1]:{port} accept-proxy
   log-format "client=%ci:%cp frontend=%fi:%fp %ST"
   http-request return status 200 content-type text/plain lf-string "you are %[src]"
-""")
+"""
+            )
         out = open(self.topo.path("haproxy.out"), "w+")
         p = self.topo.spawn_server(["haproxy", "-db", "-f", conf], stdout=out, text=True)
         self.addCleanup(sbxtest.stop, p)
@@ -101,6 +106,7 @@ frontend web
         def logged():
             out.seek(0)
             return f"client={client_ip}:" in out.read()
+
         sbxtest.wait_for(logged, what=f"HAProxy logging client={client_ip}")
 
     def test_v1_ipv6_client(self):
@@ -117,7 +123,8 @@ class Nginx(ServerCase):
         d = self.topo.tmp
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(f"""daemon off;
+            f.write(
+                f"""daemon off;
 pid {d}/nginx.pid;
 error_log {d}/nginx-error.log;
 events {{}}
@@ -132,7 +139,8 @@ http {{
     location / {{ return 200 "proxy_protocol_addr=$proxy_protocol_addr\\n"; }}
   }}
 }}
-""")
+"""
+            )
         p = self.topo.spawn_server(["nginx", "-c", conf, "-e", f"{d}/nginx-error.log"], text=True)
         self.addCleanup(sbxtest.stop, p)
         self.wait_listening(p, port)
@@ -163,10 +171,14 @@ class Caddy(ServerCase):
         content = os.urandom(3 << 20)
         with open(os.path.join(root, "blob.bin"), "wb") as f:
             f.write(content)
-        env = {"HOME": self.topo.tmp, "XDG_DATA_HOME": self.topo.tmp,
-               "XDG_CONFIG_HOME": self.topo.tmp}
-        p = self.topo.spawn_server(["caddy", "file-server", "--root", root, "--listen", listen],
-                                   env=env, text=True)
+        env = {
+            "HOME": self.topo.tmp,
+            "XDG_DATA_HOME": self.topo.tmp,
+            "XDG_CONFIG_HOME": self.topo.tmp,
+        }
+        p = self.topo.spawn_server(
+            ["caddy", "file-server", "--root", root, "--listen", listen], env=env, text=True
+        )
         self.addCleanup(sbxtest.stop, p)
         return p, hashlib.sha256(content).hexdigest()
 
