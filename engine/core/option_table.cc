@@ -50,11 +50,10 @@ absl::StatusOr<std::vector<std::string>> WalkOptions(
       // The word the option was in: getopt moves past a word only once its
       // last letter is read, so an unknown letter followed by others
       // ("-xE") is still in argv[optind]; every other fault ended its word.
-      const bool in_cluster = fault.short_name != 0 && !fault.missing_value &&
-                              ::optind < argc && argv[::optind][0] == '-' &&
-                              argv[::optind][1] != '-' &&
-                              std::string_view(argv[::optind]).find(fault.short_name) !=
-                                  std::string_view::npos;
+      const bool in_cluster =
+          fault.short_name != 0 && !fault.missing_value && ::optind < argc &&
+          argv[::optind][0] == '-' && argv[::optind][1] != '-' &&
+          std::string_view(argv[::optind]).find(fault.short_name) != std::string_view::npos;
       fault.token = argv[in_cluster ? ::optind : ::optind - 1];
       return on_fault(fault);
     }
