@@ -24,6 +24,28 @@ def parse_env(data):
     return dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
 
 
+def read_log_until(p, text, timeout=10):
+    """What p has written to stderr, read as it comes until `text` is in it
+    (or p closed it: exited)."""
+    fd = p.stderr.fileno()
+    os.set_blocking(fd, False)
+    got = bytearray()
+
+    def seen():
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        got.extend(chunk)
+        return text.encode() in got or not chunk
+
+    try:
+        sbxtest.wait_for(seen, timeout=timeout, what=f"{text!r} logged")
+    finally:
+        os.set_blocking(fd, True)
+    return got.decode(errors="replace")
+
+
 class InetdBehaviour(unittest.TestCase):
     def setUp(self):
         self.topo = sbxtest.Topology().__enter__()
@@ -135,7 +157,7 @@ class InetdBehaviour(unittest.TestCase):
         # with fd -1 after EINTR).
         for _ in range(5):
             p.send_signal(signal.SIGUSR1)
-            time.sleep(0.05)
+            time.sleep(0.05)  # spread over the burst: pacing, not a wait
         for t in threads:
             t.join(60)
         self.assertEqual(sorted(results), [b"done\n"] * burst)
@@ -209,9 +231,10 @@ class InetdBehaviour(unittest.TestCase):
             self.assertEqual(il.read_all(c), b"")
             c.close()
             sbxtest.wait_for(lambda: il.children_of(p.pid) == [], what="child reaped")
-            time.sleep(0.1)
+            logged = read_log_until(p, expect)
             self.assertIsNone(p.poll(), "daemon keeps running")
             rc, err = il.stop_and_log(p)
+            err = logged + err
             self.assertEqual(rc, 0)
             self.assertIn(expect, err)
             self.assertRegex(err, r"spawn_failed=1|exited_nonzero=1")

@@ -5,6 +5,7 @@ server namespace's loopback. Data integrity, half-close, resets, bounded
 memory, timeouts, bad fds, PROXY headers, draining, metrics."""
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -186,7 +187,8 @@ class DataPath(RelayCase):
             try:
                 sent += c.send(block)
             except BlockingIOError:
-                time.sleep(0.01)
+                # Until the relay takes more, or the deadline.
+                select.select([], [c], [], max(0.0, deadline - time.monotonic()))
         grown = sbxtest.rss_kib(r.proc.pid) - rss_before
         print(f"# stalled: client pushed {sent >> 20} MiB; relay RSS grew {grown} KiB", flush=True)
         # Kernel socket buffers (autotuned, a few MiB each) hold what was sent;
@@ -300,7 +302,7 @@ class Failures(RelayCase):
         r = self.relay(["-p", str(t.port)])
         c = self.connect()
         c.sendall(b"abc")
-        time.sleep(0.3)
+        r.wait_stat("bytes_to_target", 3)  # connected through, before the reset
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         c.close()
         sbxtest.wait_for(lambda: "how" in seen, what="target saw the end")
@@ -524,7 +526,7 @@ class Lifecycle(RelayCase):
         self.assertEqual(c.recv(100), b"before")
         r.proc.send_signal(signal.SIGTERM)
         sbxtest.wait_for(lambda: not os.path.exists(self.path), what="receiving path removed")
-        time.sleep(0.3)
+        r.wait_stat("active", 1)  # draining, the connection still held
         c.sendall(b"during drain")  # the open connection still works
         self.assertEqual(c.recv(100), b"during drain")
         self.assertIsNone(r.proc.poll())
@@ -537,7 +539,7 @@ class Lifecycle(RelayCase):
         r = self.relay(["-p", str(t.port), "--drain-timeout", "1", "--log-format", "detailed"])
         c = self.connect()
         c.sendall(b"x")
-        time.sleep(0.3)
+        r.wait_stat("bytes_to_target", 1)  # connected through: one for the drain to reset
         r.proc.send_signal(signal.SIGTERM)
         self.assertEqual(r.proc.wait(10), 0)
         self.assertIn("closed.drained=1", r.output())
