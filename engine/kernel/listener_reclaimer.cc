@@ -139,8 +139,9 @@ void ListenerReclaimer::Serve(Job& job) {
       if (errno == EAGAIN && !past_deadline) continue;
       return;  // drained past the deadline, or EINVAL: no longer listening
     }
-    // Each connection waits for its backend up to the job's deadline.
-    if (!past_deadline && SendBy(job.path, conn.get(), job.deadline)) {
+    // Each connection waits for its backend up to the job's deadline; past
+    // it (or with --dispatch-timeout 0), it gets one try.
+    if (SendBy(job.path, conn.get(), job.deadline)) {
       reclaimed_.fetch_add(1, std::memory_order_relaxed);
     } else {
       failed_.fetch_add(1, std::memory_order_relaxed);
