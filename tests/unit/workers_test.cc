@@ -154,8 +154,8 @@ TEST_P(WorkersTest, ConnectionsForAnAbsentBackendAreClosedAtTheDeadlineAndCounte
 }
 
 INSTANTIATE_TEST_SUITE_P(BothWorkers, WorkersTest, ::testing::Values(Kind::kUring, Kind::kSync),
-                         [](const ::testing::TestParamInfo<Kind>& info) {
-                           return info.param == Kind::kUring ? "Uring" : "Sync";
+                         [](const ::testing::TestParamInfo<Kind>& param) {
+                           return param.param == Kind::kUring ? "Uring" : "Sync";
                          });
 
 }  // namespace
