@@ -700,22 +700,7 @@ ip:{A}0/112 port:80 jump-unix:{path}
         )
         self.assertEqual(refused.returncode, 1)
         self.assertIn("--kernel-dispatch on: load the kernel dispatch program", refused.stderr)
-        eng = Engine(
-            [
-                "-f",
-                conf,
-                "-l",
-                "::",
-                "-p",
-                "8080",
-                "--threads",
-                "1",
-                "--listener-socket",
-                self.engine_socket,
-            ],
-            ns=self.topo.server,
-            wrapper=drop,
-        )
+        eng = Engine(base[1:], ns=self.topo.server, wrapper=drop)  # auto, the default
         self.assertIn("kernel dispatch off (load the kernel dispatch program", eng.output())
         # The map sends this address to web whatever the port.
         self.assertEqual(fetch(self.topo.client, f"{A}1:0:0:7", 8080), b"web")
