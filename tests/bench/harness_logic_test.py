@@ -15,6 +15,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bench", "harness"))
+import bench  # noqa: E402
 import capacity  # noqa: E402
 import compare  # noqa: E402
 import cpucap  # noqa: E402
@@ -142,6 +143,30 @@ def fake_results(rates, cpu, p99, git="a"):
         records.Results,
         {"scenarios": ["engine"], "samples": samples, "environment": {"versions": {"git": git}}},
     )
+
+
+class RoundOrderTest(unittest.TestCase):
+    def test_mirrored_rounds_give_every_scenario_the_same_mean_slot(self):
+        names = ["direct", "engine", "engine-sync", "engine-kernel"]
+        slots = {n: 0 for n in names}
+        for r in range(4):
+            order = bench.round_order(names, r)
+            self.assertEqual(sorted(order), sorted(names))
+            for i, n in enumerate(order):
+                slots[n] += i
+        self.assertEqual(set(slots.values()), {6})
+        self.assertEqual(bench.round_order(names, 1)[0], "engine-kernel")
+
+    def test_lat_rounds_overrides_the_profile_within_bounds(self):
+        self.assertEqual(bench.parse_args(["--lat-rounds", "12"]).lat_rounds, 12)
+        self.assertIsNone(bench.parse_args([]).lat_rounds)
+        for bad in ("0", "101", "x"):
+            with self.assertRaises(SystemExit), open(os.devnull, "w") as null:
+                saved, sys.stderr = sys.stderr, null
+                try:
+                    bench.parse_args(["--lat-rounds", bad])
+                finally:
+                    sys.stderr = saved
 
 
 class CompareTest(unittest.TestCase):
@@ -273,4 +298,6 @@ class DocsWriterTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sbxtest.run_tap(SearchTest, CpuCapTest, CpuCapBudgetTest, CompareTest, DocsWriterTest)
+    sbxtest.run_tap(
+        SearchTest, CpuCapTest, CpuCapBudgetTest, RoundOrderTest, CompareTest, DocsWriterTest
+    )
