@@ -247,5 +247,99 @@ class AcknowledgeTest(unittest.TestCase):
         self.assertEqual(st["reclaimed"], 1, st)
 
 
+class RelayedAnswersTest(unittest.TestCase):
+    """With kernel dispatch on, QUEUED clients connect before any server
+    runs: the engine accepts them (no listener is taken yet) and holds them
+    while the backend's path does not exist. The server, under the preload
+    in the client namespace, then binds: the library takes the listener,
+    and the engine sends the held connections over the datagram socket that
+    stays beside it. The library's hello and acks to the engine's abstract
+    name are refused there (another network namespace); with
+    SKBOX_ACKNOWLEDGE=1 it sends them over the listener's channel instead
+    (docs/kernel-dispatch.md, "Hellos and acks across network namespaces")."""
+
+    def setUp(self):
+        reason = sbxtest.require_root_and_netns() or kernel_lacks_bpf()
+        if reason:
+            self.skipTest(reason)
+
+    def serve_the_held_connections(self, acknowledge):
+        """(the engine's counters, its kernel counters) once the server has
+        greeted every client."""
+        with sbxtest.Topology() as topo:
+            env = pc.preload_env(topo)
+            del env["LD_PRELOAD"]  # run-with-socketbox sets it
+            if acknowledge:
+                env["SKBOX_ACKNOWLEDGE"] = "1"
+            path = pc.directory2_path(env["SKBOX_DIRECTORY_ROOT2"], 0, 1, 80)
+            # Long enough for the server's start-up under a loaded test run.
+            engine = pc.start_engine(
+                topo, path, kernel_dispatch=True, extra_args=["--dispatch-timeout", "10000"]
+            )
+            env["SKBOX_LISTENER_SOCKET"] = engine.listener_socket
+            clients, server = [], None
+            try:
+                for _ in range(QUEUED):
+                    c = sbxtest.socket_in(topo.client)
+                    c.settimeout(15)
+                    c.connect((pc.PUBLIC6, 80))
+                    clients.append(c)
+                sbxtest.wait_for(
+                    lambda: engine.stats(settle=False).get("accepted") == QUEUED,
+                    timeout=10,
+                    what=f"{QUEUED} connections accepted by the engine",
+                )
+                server = sbxtest.spawn(
+                    [WRAPPER, pc.PYTHON, "-c", SERVER, pc.FE8F_DIR2, "late", str(QUEUED)],
+                    ns=topo.client,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                )
+                self.assertEqual(server.stdout.readline(), b"bound\n")
+                self.assertEqual([c.recv(64) for c in clients], [b"late\n"] * QUEUED)
+                self.assertEqual(server.stdout.readline(), b"holding\n")
+                ks = pc.kernel_stats(engine)
+                if acknowledge:  # the hello, then an ack per connection
+                    sbxtest.wait_for(
+                        lambda: pc.kernel_stats(engine)["replies.relayed"] == 1 + QUEUED,
+                        timeout=10,
+                        what=f"the hello and {QUEUED} acks relayed",
+                    )
+                    ks = pc.kernel_stats(engine)
+                return engine.stats(), ks
+            finally:
+                for c in clients:
+                    c.close()
+                if server is not None:
+                    sbxtest.stop(server, signal.SIGKILL)
+                engine.stop()
+
+    def report(self, st, ks):
+        print(
+            f"# {self.id().split('.')[-1]}: accepted={st.get('accepted')} "
+            f"dispatched={st.get('dispatched')} unconfirmed={st.get('unconfirmed', 0)} "
+            f"granted={ks['listeners.granted']} relayed={ks['replies.relayed']} "
+            f"unknown_sender={ks['replies.unknown_sender']}",
+            flush=True,
+        )
+
+    def test_acknowledging_server_answers_over_the_channel(self):
+        st, ks = self.serve_the_held_connections(acknowledge=True)
+        self.report(st, ks)
+        self.assertEqual(ks["listeners.granted"], 1, ks)
+        self.assertEqual(ks["replies.relayed"], 1 + QUEUED, ks)
+        self.assertEqual(ks["replies.unknown_sender"], 0, ks)
+        # Held connections count as dispatched only once acknowledged.
+        self.assertEqual((st["accepted"], st["dispatched"]), (QUEUED, QUEUED), st)
+        self.assertEqual(st.get("unconfirmed", 0), 0, st)
+
+    def test_without_the_variable_nothing_is_relayed(self):
+        st, ks = self.serve_the_held_connections(acknowledge=False)
+        self.report(st, ks)
+        self.assertEqual(ks["listeners.granted"], 1, ks)
+        self.assertEqual(ks["replies.relayed"], 0, ks)
+        self.assertEqual((st["accepted"], st["dispatched"]), (QUEUED, QUEUED), st)
+
+
 if __name__ == "__main__":
-    sbxtest.run_tap(AcknowledgeTest, skip_reason=pc.skip_reason(pc.ENGINE))
+    sbxtest.run_tap(AcknowledgeTest, RelayedAnswersTest, skip_reason=pc.skip_reason(pc.ENGINE))

@@ -87,14 +87,16 @@ def wait_for_path(path, proc=None, timeout=15.0):
     sbxtest.wait_for(ready, timeout=timeout, what=f"socket {path}")
 
 
-def start_engine(topo, backend_path, port=80, address=PUBLIC6, kernel_dispatch=False):
+def start_engine(
+    topo, backend_path, port=80, address=PUBLIC6, kernel_dispatch=False, extra_args=()
+):
     """The real socketbox daemon: accept on [address]:port, send to backend
     (-S: kernel dispatch is off), a process. With `kernel_dispatch`, a
     configuration file routes [address]:port to jump-unix:backend_path and
     the daemon runs with --kernel-dispatch on and its listener socket at
-    topo.path("listeners.sock"): an engine_fixture.Engine, ready, whose
-    `listener_socket` the server under the preload must be given
-    (SKBOX_LISTENER_SOCKET) before it binds."""
+    topo.path("listeners.sock") (and `extra_args`): an engine_fixture.Engine,
+    ready, whose `listener_socket` the server under the preload must be
+    given (SKBOX_LISTENER_SOCKET) before it binds."""
     if not kernel_dispatch:
         return topo.spawn_server([ENGINE, "-l", address, "-p", str(port), "-F", "-S", backend_path])
     from engine_fixture import Engine, write
@@ -118,6 +120,7 @@ def start_engine(topo, backend_path, port=80, address=PUBLIC6, kernel_dispatch=F
             "on",
             "--listener-socket",
             listener_socket,
+            *extra_args,
         ],
         ns=topo.server,
     )
