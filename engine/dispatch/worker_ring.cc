@@ -28,15 +28,23 @@ io_uring_sqe* WorkerRing::GetAfterSubmit() {
   }
 }
 
+void WorkerRing::CountEnters(uint64_t before) {
+  // Ring counts the system calls it makes: a submission with nothing
+  // prepared makes none.
+  if (const uint64_t made = ring_.enter_calls() - before) Bump(*enters_, made);
+}
+
 bool WorkerRing::Submit() {
-  Bump(*enters_);
+  const uint64_t before = ring_.enter_calls();
   CheckEnter(ring_.Submit());
+  CountEnters(before);
   return !failed_;
 }
 
 void WorkerRing::SubmitAndWait(unsigned wait_nr, uint64_t timeout_ns, uint64_t min_wait_ns) {
-  Bump(*enters_);
+  const uint64_t before = ring_.enter_calls();
   CheckEnter(ring_.SubmitAndWait(wait_nr, timeout_ns, min_wait_ns));
+  CountEnters(before);
 }
 
 void WorkerRing::RunLinked() {
@@ -48,9 +56,10 @@ void WorkerRing::RunLinked() {
   // more than the few links their completions can leave for a later enter
   // (docs/architecture.md, "Linked requests run to the end").
   const unsigned bound = linked_pending_ + ring_.Ready();
-  Bump(*enters_);
+  const uint64_t before = ring_.enter_calls();
   const int rc = ring_.SubmitAndRunLinked(bound);
   CheckEnter(rc);
+  CountEnters(before);
   if (rc >= 0 || rc == -ETIME) linked_pending_ = 0;
 }
 
@@ -59,7 +68,7 @@ void WorkerRing::Flush() {
   if (has_linked()) {
     RunLinked();
   } else {
-    ring_.Submit();
+    Submit();
   }
 }
 

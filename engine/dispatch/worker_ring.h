@@ -4,7 +4,8 @@
 //   entries    Get() never fails: a full submission queue is handed to the
 //              kernel first; EnsureRoom(n) submits early so that a group of
 //              n entries prepared next (a linked chain) is not cut;
-//   enters     every io_uring_enter is counted, and its result checked: a
+//   enters     every io_uring_enter made is counted (a submission with
+//              nothing prepared makes none), and its result checked: a
 //              failed ring calls on_failure once (the worker stops the
 //              daemon), a transient error is only retried later;
 //   links      requests prepared behind a link are counted, and RunLinked
@@ -99,6 +100,8 @@ class WorkerRing {
  private:
   io_uring_sqe* GetAfterSubmit();
   void CheckEnter(int rc);
+  // Adds the enters Ring made since it counted `before` to `enters_`.
+  void CountEnters(uint64_t before);
 
   Ring ring_;
   Counter* enters_;
