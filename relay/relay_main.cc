@@ -127,13 +127,18 @@ int Run(const RelayOptions& options) {
   bool stopping = false;
   while (true) {
     bool all_finished = true;
-    for (const auto& w : workers) all_finished = all_finished && w->finished();
+    bool one_failed = false;
+    for (const auto& w : workers) {
+      all_finished = all_finished && w->finished();
+      one_failed = one_failed || w->failed();
+    }
     if (all_finished) break;
     const timespec poll_interval{0, 200'000'000};
-    const int sig = sigtimedwait(&signals, nullptr, &poll_interval);
+    // A failed worker stops the relay as SIGTERM does, without waiting.
+    const int sig = one_failed && !stopping ? 0 : sigtimedwait(&signals, nullptr, &poll_interval);
     if (sig == SIGUSR1) {
       Log("%s", stats.Summary().c_str());
-    } else if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+    } else if ((sig == SIGTERM || sig == SIGINT || one_failed) && !stopping) {
       stopping = true;
       if (detailed)
         Log("draining: no new connections; open ones get %u s", options.drain_timeout_s);
@@ -148,7 +153,7 @@ int Run(const RelayOptions& options) {
   if (bound) RemoveIfStillOurs(*bound);
   if (detailed) Log("%s", stats.Summary().c_str());
   for (const auto& r : results) {
-    if (!r.ok()) {  // a worker's ring could not be set up
+    if (!r.ok()) {  // a worker's ring could not be set up, or failed
       Log("%s", std::string(r.message()).c_str());
       return kExitSetUpFailed;
     }

@@ -80,7 +80,15 @@ absl::Status RelayWorker::Run() {
   ArmTick();
   ArmSource();
   while (!Done()) {
-    ring_.SubmitAndWait(1, kNoTimeout, 0);
+    const int rc = ring_.SubmitAndWait(1, kNoTimeout, 0);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
+      // The ring itself failed: nothing in flight will complete. Said at
+      // once, so that the relay stops rather than serve with a dead worker.
+      Log("worker %d: io_uring_enter: %s; stopping the relay", index_, std::strerror(-rc));
+      failed_.store(true);
+      finished_.store(true);
+      return absl::ErrnoToStatus(-rc, StrCat("io_uring_enter (worker ", index_, ")"));
+    }
     ring_.ForEachCompletion([this](const io_uring_cqe* cqe) { Dispatch(cqe); });
     // This worker is the counter's only writer.
     stats_.uring_enters.store(ring_.enter_calls(), std::memory_order_relaxed);

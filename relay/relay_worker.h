@@ -3,8 +3,9 @@
 // Every worker takes connections from the same source fd (each keeps one
 // accept or recvmsg in flight on it; the kernel hands each connection to one
 // of them) and relays them to the target with both directions in flight at
-// once. Run() returns when the worker has drained after RequestStop(), or
-// when a stream source's sender went away.
+// once. Run() returns when the worker has drained after RequestStop(), when
+// a stream source's sender went away, or when its ring fails (failed(): the
+// relay then stops the others and exits non-zero).
 //
 // Threads: the constructor and RequestStop() run on any thread; everything
 // else on the worker's own thread, which also creates the ring (so that
@@ -44,6 +45,8 @@ class RelayWorker {
   absl::Status Run();
   void RequestStop();
   bool finished() const { return finished_.load(); }
+  // Its ring failed: Run() returned (or is returning) an error.
+  bool failed() const { return failed_.load(); }
 
  private:
   // The op of a request's user_data (engine/sys/user_data.h).
@@ -119,6 +122,7 @@ class RelayWorker {
   __kernel_timespec tick_{};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<bool> failed_{false};
 
   // Source state: one request in flight at most.
   bool source_inflight_ = false;

@@ -90,6 +90,9 @@ class Ring {
   void Consume(unsigned n) { io_uring_cq_advance(&ring_, n); }
 
   bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
+  // IORING_FEAT_EXT_ARG (Linux 5.11): SubmitAndWait can take a timeout;
+  // without it, only kNoTimeout (else -EINVAL).
+  bool has_ext_arg() const { return (ring_.features & IORING_FEAT_EXT_ARG) != 0; }
   io_uring* get() { return &ring_; }
 
  private:
