@@ -17,6 +17,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relay_lib as rl  # noqa: E402
 from relay_lib import sbxtest  # noqa: E402
+import failing_waits  # noqa: E402 (tests/lib, on the path relay_lib set)
 
 GiB = 1 << 30
 
@@ -543,6 +544,31 @@ class Lifecycle(RelayCase):
         r.proc.send_signal(signal.SIGTERM)
         self.assertEqual(r.proc.wait(10), 0)
         self.assertIn("closed.drained=1", r.output())
+
+    def test_a_failed_ring_stops_the_relay(self):
+        # Every wait of the workers' rings fails as a broken ring's does
+        # (tests/lib/failing_waits.py): each worker says so, the relay
+        # removes its path and exits 255 instead of spinning on the error.
+        if failing_waits.unsupported():
+            self.skipTest(failing_waits.unsupported())
+        t = self.target(rl.echo)
+        r = rl.Relay(
+            ["-s", self.path, "-p", str(t.port), "--workers", "2"],
+            ns=self.topo.server,
+            prefix=[sys.executable, failing_waits.__file__],
+        )
+        self.addCleanup(r.stop)
+        self.assertEqual(r.proc.wait(10), 255, r.output())
+        r.reader.join(timeout=2)
+        for worker in (0, 1):
+            self.assertEqual(
+                r.count_lines(
+                    f"worker {worker}: io_uring_enter: Cannot allocate memory; stopping the relay"
+                ),
+                1,
+                r.output(),
+            )
+        self.assertFalse(os.path.exists(self.path))
 
     def test_metrics_endpoint(self):
         t = self.target(rl.echo)

@@ -32,13 +32,16 @@ def skip_reason():
 class Relay:
     """socketbox-relay in a namespace, its stderr collected line by line."""
 
-    def __init__(self, args, ns=None, pass_fds=(), wait_path=None, **kw):
+    def __init__(self, args, ns=None, pass_fds=(), wait_path=None, prefix=(), **kw):
         self.lines = []
         self.lock = threading.Lock()
         # SBX_RELAY_ARGS: extra options for every relay of a run (meson runs
         # the behaviour suite once more with --copy splice).
         extra = os.environ.get("SBX_RELAY_ARGS", "").split()
-        self.proc = sbxtest.spawn([RELAY, *args, *extra], ns=ns, pass_fds=pass_fds, text=True, **kw)
+        # `prefix`: a launcher the relay runs under (failing_waits.py).
+        self.proc = sbxtest.spawn(
+            [*prefix, RELAY, *args, *extra], ns=ns, pass_fds=pass_fds, text=True, **kw
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_path:
