@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <string>
 
 #include "engine/core/fd_passing.h"
 #include "engine/core/str_cat.h"
@@ -60,10 +61,18 @@ absl::Status RelayWorker::SetUpRing() {
 }
 
 io_uring_sqe* RelayWorker::Sqe() {
-  io_uring_sqe* sqe = ring_.GetSqeOrSubmit();
-  // A submission that took nothing (the kernel short of memory): try again.
-  while (sqe == nullptr) sqe = ring_.GetSqeOrSubmit();
-  return sqe;
+  while (true) {
+    if (io_uring_sqe* sqe = ring_.GetSqe()) return sqe;
+    // A full queue is handed over first. One the kernel took nothing of, or
+    // refused for now (short of memory), is tried again; once the ring has
+    // failed for good, the entry goes nowhere and Run stops the worker.
+    const int rc = ring_.Submit();
+    if (rc < 0 && !IsTransientEnterError(rc)) {
+      ring_error_ = rc;
+      static thread_local io_uring_sqe scratch;
+      return &scratch;
+    }
+  }
 }
 
 void RelayWorker::Submit(io_uring_sqe* sqe, Connection* c, Op op) {
@@ -73,6 +82,9 @@ void RelayWorker::Submit(io_uring_sqe* sqe, Connection* c, Op op) {
 
 absl::Status RelayWorker::Run() {
   if (absl::Status s = SetUpRing(); !s.ok()) {
+    // Said at once: the relay stops rather than serve without this worker.
+    Log("%s; stopping the relay", std::string(s.message()).c_str());
+    failed_.store(true);  // before finished_: the main thread reads both
     finished_.store(true);
     return s;
   }
@@ -80,15 +92,8 @@ absl::Status RelayWorker::Run() {
   ArmTick();
   ArmSource();
   while (!Done()) {
-    const int rc = ring_.SubmitAndWait(1, kNoTimeout, 0);
-    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
-      // The ring itself failed: nothing in flight will complete. Said at
-      // once, so that the relay stops rather than serve with a dead worker.
-      Log("worker %d: io_uring_enter: %s; stopping the relay", index_, std::strerror(-rc));
-      failed_.store(true);
-      finished_.store(true);
-      return absl::ErrnoToStatus(-rc, StrCat("io_uring_enter (worker ", index_, ")"));
-    }
+    const int rc = ring_error_ != 0 ? ring_error_ : ring_.SubmitAndWait(1, kNoTimeout, 0);
+    if (rc < 0 && !IsTransientEnterError(rc)) return Fail(rc);
     ring_.ForEachCompletion([this](const io_uring_cqe* cqe) { Dispatch(cqe); });
     // This worker is the counter's only writer.
     stats_.uring_enters.store(ring_.enter_calls(), std::memory_order_relaxed);
@@ -96,6 +101,28 @@ absl::Status RelayWorker::Run() {
   ring_.Submit();  // the closes of the last connections
   finished_.store(true);
   return absl::OkStatus();
+}
+
+absl::Status RelayWorker::Fail(int rc) {
+  Log("worker %d: io_uring_enter: %s; stopping the relay", index_, std::strerror(-rc));
+  // Nothing in flight will complete: the ring goes first (its requests are
+  // cancelled and waited for, so none writes into a connection's buffers
+  // afterwards), then each connection is reset, closed and counted as
+  // drained, as a drain that timed out would have.
+  ring_.Exit();
+  while (connections_ != nullptr) {
+    Connection* c = connections_;
+    connections_ = c->next;
+    SetResetOnClose(c->client.get());
+    SetResetOnClose(c->target.get());
+    stats_.Close(CloseReason::kDrained);
+    stats_.active.fetch_sub(1, std::memory_order_relaxed);
+    delete c;  // closes its sockets and pipes
+  }
+  open_ = 0;
+  failed_.store(true);  // before finished_: the main thread reads both
+  finished_.store(true);
+  return absl::ErrnoToStatus(-rc, StrCat("io_uring_enter (worker ", index_, ")"));
 }
 
 bool RelayWorker::Done() const {

@@ -71,6 +71,9 @@ class RelayWorker {
 
   absl::Status SetUpRing();
   io_uring_sqe* Sqe();
+  // The ring failed for good with `rc`: ends the worker, its connections
+  // reset and counted; returns Run's error.
+  absl::Status Fail(int rc);
   void Submit(io_uring_sqe* sqe, Connection* c, Op op);
   void Dispatch(const io_uring_cqe* cqe);
 
@@ -123,6 +126,7 @@ class RelayWorker {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> finished_{false};
   std::atomic<bool> failed_{false};
+  int ring_error_ = 0;  // a submission that failed for good (Sqe), for Run
 
   // Source state: one request in flight at most.
   bool source_inflight_ = false;

@@ -4,14 +4,6 @@
 #include <utility>
 
 namespace sbx {
-namespace {
-
-// Errors of io_uring_enter that only mean "try again".
-bool IsTransientEnterError(int rc) {
-  return rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY;
-}
-
-}  // namespace
 
 WorkerRing::WorkerRing(Counter* enters, std::function<void(int err)> on_failure)
     : enters_(enters), on_failure_(std::move(on_failure)) {}

@@ -21,8 +21,11 @@ int Errno(int rc) { return rc == -1 ? -errno : rc; }
 
 }  // namespace
 
-Ring::~Ring() {
+Ring::~Ring() { Exit(); }
+
+void Ring::Exit() {
   if (ready_) io_uring_queue_exit(&ring_);
+  ready_ = false;
 }
 
 int Ring::Init(unsigned entries, unsigned cq_entries, unsigned flags) {
@@ -94,14 +97,6 @@ int Ring::SubmitAndRunLinked(unsigned bound) {
 
 int Ring::Enter(unsigned wait_nr, uint64_t timeout_ns, uint32_t min_wait_usec) {
   const unsigned pending = FlushSubmissions();
-  if (!has_ext_arg()) {
-    // Before Linux 5.11 there is no argument block: a wait without a
-    // timeout still works; one with a timeout cannot (callers that need it
-    // check has_ext_arg, as the engine's kernel probe does).
-    if (timeout_ns != kNoTimeout || min_wait_usec != 0) return -EINVAL;
-    ++enter_calls_;
-    return Errno(io_uring_enter(ring_.ring_fd, pending, wait_nr, IORING_ENTER_GETEVENTS, nullptr));
-  }
   __kernel_timespec ts{static_cast<long long>(timeout_ns / 1'000'000'000),
                        static_cast<long long>(timeout_ns % 1'000'000'000)};
   GetEventsArg arg{};

@@ -20,6 +20,7 @@
 
 #include <liburing.h>
 
+#include <cerrno>
 #include <cstdint>
 
 namespace sbx {
@@ -28,6 +29,13 @@ namespace sbx {
 inline constexpr unsigned kFeatMinTimeout = 1U << 15;
 // SubmitAndWait's timeout that means none: wait until the completions come.
 inline constexpr uint64_t kNoTimeout = ~uint64_t{0};
+
+// Results of io_uring_enter that only mean "try again": a wait that timed
+// out or was interrupted, a kernel short of memory or with completions to
+// flush first. Anything else means the ring itself failed.
+inline bool IsTransientEnterError(int rc) {
+  return rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY;
+}
 
 class Ring {
  public:
@@ -38,6 +46,10 @@ class Ring {
 
   // 0 or -errno.
   int Init(unsigned entries, unsigned cq_entries, unsigned flags);
+  // Tears the ring down now (as the destructor would): what is in flight is
+  // cancelled and waited for, so no request touches its buffers afterwards.
+  // Nothing may be prepared or submitted after it.
+  void Exit();
   // Init with `flags`; if the kernel refuses them (-EINVAL: an older kernel
   // without, say, DEFER_TASKRUN), Init with `fallback_flags` instead.
   int InitWithFallback(unsigned entries, unsigned cq_entries, unsigned flags,
@@ -90,9 +102,6 @@ class Ring {
   void Consume(unsigned n) { io_uring_cq_advance(&ring_, n); }
 
   bool has_min_wait() const { return (ring_.features & kFeatMinTimeout) != 0; }
-  // IORING_FEAT_EXT_ARG (Linux 5.11): SubmitAndWait can take a timeout;
-  // without it, only kNoTimeout (else -EINVAL).
-  bool has_ext_arg() const { return (ring_.features & IORING_FEAT_EXT_ARG) != 0; }
   io_uring* get() { return &ring_; }
 
  private:

@@ -5,7 +5,10 @@ argument block; plain submissions do not carry it) fail with ENOMEM, the
 way a ring that broke for good answers. For the tests of what a program
 does when its ring fails, which a healthy kernel never shows.
 
-  failing_waits.py PROGRAM [ARG...]     (exec's PROGRAM under the filter)
+  failing_waits.py [--ring-fd N] PROGRAM [ARG...]
+
+exec's PROGRAM under the filter; with --ring-fd, only the waits on the
+ring whose fd is N fail (one worker of several).
 
 unsupported() says why this machine cannot (not x86_64 or aarch64)."""
 import ctypes
@@ -37,26 +40,28 @@ def unsupported():
     return ""
 
 
-def program():
+def program(ring_fd=None):
     arch = AUDIT_ARCH[platform.machine()]
+    # Each jump's offsets count from the next instruction; every "no" goes
+    # to the last one, ALLOW.
+    insns = [(LD_ABS_W, 0, 0, 4), (JEQ_K, 0, None, arch)]  # another ABI: allow
+    insns += [(LD_ABS_W, 0, 0, 0), (JEQ_K, 0, None, IO_URING_ENTER)]
+    if ring_fd is not None:  # args[0], the ring's fd, at 16
+        insns += [(LD_ABS_W, 0, 0, 16), (JEQ_K, 0, None, ring_fd)]
+    insns += [(LD_ABS_W, 0, 0, 40), (JSET_K, 0, None, IORING_ENTER_EXT_ARG)]
+    insns += [(RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOMEM), (RET_K, 0, 0, SECCOMP_RET_ALLOW)]
+    allow = len(insns) - 1
     insns = [
-        (LD_ABS_W, 0, 0, 4),
-        (JEQ_K, 0, 5, arch),  # another ABI: allow
-        (LD_ABS_W, 0, 0, 0),
-        (JEQ_K, 0, 3, IO_URING_ENTER),
-        (LD_ABS_W, 0, 0, 40),
-        (JSET_K, 0, 1, IORING_ENTER_EXT_ARG),
-        (RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOMEM),
-        (RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        (c, jt, allow - i - 1 if jf is None else jf, k) for i, (c, jt, jf, k) in enumerate(insns)
     ]
     return b"".join(struct.pack("HBBI", *i) for i in insns), len(insns)
 
 
-def install():
+def install(ring_fd=None):
     libc = ctypes.CDLL(None, use_errno=True)
     # Declared: an address passed as a plain int would be cut to 32 bits.
     libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    code, count = program()
+    code, count = program(ring_fd)
     buf = ctypes.create_string_buffer(code)
     fprog = struct.pack("HxxxxxxP", count, ctypes.addressof(buf))
     fbuf = ctypes.create_string_buffer(fprog)
@@ -67,7 +72,11 @@ def install():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or unsupported():
-        sys.exit(f"failing_waits.py: {unsupported() or 'usage: failing_waits.py PROGRAM [ARG...]'}")
-    install()
-    os.execv(sys.argv[1], sys.argv[1:])
+    argv, ring_fd = sys.argv[1:], None
+    if argv[:1] == ["--ring-fd"] and len(argv) > 1 and argv[1].isdigit():
+        argv, ring_fd = argv[2:], int(argv[1])
+    if not argv or unsupported():
+        usage = "usage: failing_waits.py [--ring-fd N] PROGRAM [ARG...]"
+        sys.exit(f"failing_waits.py: {unsupported() or usage}")
+    install(ring_fd)
+    os.execv(argv[0], argv)

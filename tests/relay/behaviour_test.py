@@ -22,6 +22,18 @@ import failing_waits  # noqa: E402 (tests/lib, on the path relay_lib set)
 GiB = 1 << 30
 
 
+def io_uring_fds(pid):
+    """The fds of process `pid` that are io_uring instances."""
+    fds = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == "anon_inode:[io_uring]":
+                fds.append(int(name))
+        except OSError:  # closed meanwhile
+            pass
+    return fds
+
+
 class RelayCase(unittest.TestCase):
     """A topology, the engine on SERVER_IP6/4:port and a relay at PATH."""
 
@@ -545,21 +557,27 @@ class Lifecycle(RelayCase):
         self.assertEqual(r.proc.wait(10), 0)
         self.assertIn("closed.drained=1", r.output())
 
-    def test_a_failed_ring_stops_the_relay(self):
-        # Every wait of the workers' rings fails as a broken ring's does
-        # (tests/lib/failing_waits.py): each worker says so, the relay
-        # removes its path and exits 255 instead of spinning on the error.
+    def failing_relay(self, ring_fd=None):
+        """The relay with two workers under tests/lib/failing_waits.py:
+        every wait of its rings fails as a broken ring's does (with
+        `ring_fd`, only that ring's); returns it once it has exited."""
         if failing_waits.unsupported():
             self.skipTest(failing_waits.unsupported())
         t = self.target(rl.echo)
+        args = ["-s", self.path, "-p", str(t.port), "--workers", "2"]
+        fd = [] if ring_fd is None else ["--ring-fd", str(ring_fd)]
         r = rl.Relay(
-            ["-s", self.path, "-p", str(t.port), "--workers", "2"],
-            ns=self.topo.server,
-            prefix=[sys.executable, failing_waits.__file__],
+            args, ns=self.topo.server, prefix=[sys.executable, failing_waits.__file__, *fd]
         )
         self.addCleanup(r.stop)
         self.assertEqual(r.proc.wait(10), 255, r.output())
         r.reader.join(timeout=2)
+        self.assertFalse(os.path.exists(self.path))
+        return r
+
+    def test_failed_rings_stop_the_relay(self):
+        # Each worker says so and ends, instead of spinning on the error.
+        r = self.failing_relay()
         for worker in (0, 1):
             self.assertEqual(
                 r.count_lines(
@@ -568,7 +586,18 @@ class Lifecycle(RelayCase):
                 1,
                 r.output(),
             )
-        self.assertFalse(os.path.exists(self.path))
+
+    def test_one_failed_ring_stops_the_whole_relay(self):
+        # The other worker is healthy: the relay stops anyway, as at
+        # SIGTERM, rather than serve on with one worker short. The rings'
+        # fds are the same in every start with these options (the workers
+        # may swap them): the first start shows them.
+        probe = rl.Relay(["-s", self.path, "-p", "9", "--workers", "2"], ns=self.topo.server)
+        sbxtest.wait_for(lambda: len(io_uring_fds(probe.proc.pid)) == 2, what="two rings")
+        ring_fd = max(io_uring_fds(probe.proc.pid))
+        self.assertEqual(probe.stop(), 0)
+        r = self.failing_relay(ring_fd)
+        self.assertEqual(r.count_lines("stopping the relay"), 1, r.output())
 
     def test_metrics_endpoint(self):
         t = self.target(rl.echo)
