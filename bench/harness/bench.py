@@ -232,7 +232,8 @@ def parse_args(argv):
         default=None,
         metavar="N",
         help="open-loop latency rounds per scenario (default: the profile's); "
-        "a p99 ratio steadier than the profile's gives needs more",
+        "a p99 ratio steadier than the profile's gives needs more, and an even "
+        "number balances the mirrored order",
     )
     ap.add_argument(
         "--capacity",
@@ -477,7 +478,8 @@ def run_all(ctx, names, externals, capacity_mode="off"):
         return s
 
     common = ["--threads", str(p["gen_threads"]), "--timeout-ms", "5000"]
-    # Throughput: closed loop, interleaved A B C C B A A B C.
+    # Throughput: closed loop, interleaved A B C C B A A B C (the profiles'
+    # odd round counts leave A one first slot more than C).
     for r in range(p["rounds"]):
         for n in round_order(names, r):
             load(

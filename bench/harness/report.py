@@ -426,7 +426,8 @@ def plots(out, results, summ):
         lat.sort(key=lambda s: s.gen.latency_us.p99)
         path = os.path.join(out, f"cdf-{n}.dat")
         with open(path, "w") as f:
-            for us, frac in lat[len(lat) // 2].gen.cdf:
+            # The round of the median p99 (of an even number, the lower one).
+            for us, frac in lat[(len(lat) - 1) // 2].gen.cdf:
                 f.write(f"{max(us, 1)} {frac}\n")
         cdf_files.append((n, path))
     script = f"""

@@ -69,7 +69,8 @@ class WorkerRing {
 
   bool failed() const { return failed_; }
   bool has_min_wait() const { return ring_.has_min_wait(); }
-  // Enters so far: a link chain never spans two.
+  // Submission points so far (empty ones too, unlike the enters counted):
+  // a link chain never spans two.
   uint64_t submissions() const { return submissions_; }
   // The entry Get returned last: a chain goes on only from its own tail.
   const io_uring_sqe* last_prepared() const { return last_prepared_; }
