@@ -92,6 +92,10 @@ class Sample:
     sink_cpu_us_per_conn: float | None = None
     server_cpu_us_per_conn: float | None = None
     syscalls_per_conn_counter: float | None = None
+    # Context switches (voluntary and not) of the server and of its sink, when
+    # that is another process, per connection: how often the server side slept
+    # and woke, or was preempted.
+    switches_per_conn: float | None = None
     losses: int = 0
     unexplained_losses: int = 0
     engine_dropped: int | None = None

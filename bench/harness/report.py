@@ -25,6 +25,7 @@ class ScenarioSummary:
     p99: list[float]
     p99_at_50: list[float]  # open loop at 50% of direct's saturated rate
     p999_at_50: list[float]
+    switches_at_50: list[float]  # the server side's context switches per connection
     syn_retrans: int  # SYNs the client had to send again (a dropped SYN costs a second)
     listen_overflows: int
     cpu_us: list[float]  # the accepting process, per connection
@@ -116,6 +117,7 @@ def summarize(results):
             p99=[s.gen.latency_us.p99 for s in thr],
             p99_at_50=[s.gen.latency_us.p99 for s in lat],
             p999_at_50=[s.gen.latency_us.p999 for s in lat],
+            switches_at_50=[s.switches_per_conn for s in lat if s.switches_per_conn is not None],
             syn_retrans=sum(_net(s, "client", "TcpExt:TCPSynRetrans") for s in mine),
             listen_overflows=sum(_net(s, "server", "TcpExt:ListenOverflows") for s in mine),
             cpu_us=[s.server_cpu_us_per_conn for s in thr],
@@ -330,6 +332,18 @@ def markdown(results, summ, rows):
             f"{', '.join(str(x) for x in s.burst_losses) or 'n/a'} | {s.misrouted} | "
             f"{s.syn_retrans} / {s.listen_overflows} |"
         )
+    switches = [
+        f"{name} {_with_range(summ.get(name).switches_at_50, 2)}"
+        for name in results.scenarios
+        if summ.get(name).switches_at_50
+    ]
+    if switches:
+        lines += [
+            "",
+            "Context switches of the server side per connection at 50% load (the server and "
+            "its sink, voluntary and not; each is a sleep and a wake-up or a preemption, "
+            "where a tail on shared CPUs comes from): " + "; ".join(switches) + ".",
+        ]
     lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]

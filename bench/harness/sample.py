@@ -16,6 +16,7 @@ import time
 import merge
 import procs
 import records
+import syscount
 from records import Sample, StraceCount
 from topology import counter_delta, net_counters
 
@@ -30,6 +31,8 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         net0 = {ns: net_counters(ctx.topo, ns) for ns in [ctx.topo.server] + clients}
         cpu0 = server.cpu_seconds()
         sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
+        handling = {server.pid, scenario.sink.pid}
+        switches0 = _switches(handling)
         gens = start_generators(ctx, load_args)
         rss_series = []
         t0 = time.monotonic()
@@ -38,6 +41,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
             time.sleep(0.25)
         codes_gen = [g.run_to_end(max(1, timeout_s - (time.monotonic() - t0))) for g in gens]
         cpu1 = server.cpu_seconds()
+        switches1 = _switches(handling)
         net = {
             "server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
             "client": _sum_counters(
@@ -74,6 +78,9 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         if sink_cpu is not None and finished
         else None,
         server_cpu_us_per_conn=(cpu1 - cpu0) * 1e6 / finished if finished else None,
+        switches_per_conn=(switches1 - switches0) / finished
+        if finished and None not in (switches0, switches1)
+        else None,
     )
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).
@@ -85,6 +92,13 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         s.syscalls_per_conn_counter = calls / accepted
     check_books(scenario, s)
     return s
+
+
+def _switches(pids):
+    """Context switches of every thread of `pids`, summed; None when one of
+    them is gone."""
+    counts = [syscount.context_switches(pid) for pid in pids]
+    return None if None in counts else sum(counts)
 
 
 def start_generators(ctx, load_args):
