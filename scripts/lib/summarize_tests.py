@@ -9,11 +9,42 @@ failure. A directory without a test log (its phase never ran) counts as
 one failure. Prints "passed failed skipped" as three numbers; with
 --failed FILE, writes the name of each failed test there, a line each (the
 CI log shows only its tail: scripts/test prints them just before the
-summary).
+summary), each followed by its failed cases and their last words (the
+assertion), which may be all a CI log's tail shows of a rare failure.
 """
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
+
+# At most this many failed cases per test, each line at most this long.
+MAX_CASES = 5
+MAX_LINE = 300
+
+
+def failed_cases(output):
+    """Lines naming each failed case in a test's output, with the last line
+    of its diagnostics: TAP's "not ok N - name" and the "# " lines after it
+    (the traceback's last line is the assertion), or GoogleTest's
+    "[  FAILED  ] Suite.Case"."""
+    cases = []
+    current = None
+    for line in output.splitlines():
+        if re.match(r"(not )?ok \d+", line):
+            current = None
+            if line.startswith("not ok"):
+                current = [line.split(" - ", 1)[-1], ""]
+                cases.append(current)
+        elif current is not None and line.startswith("# ") and line[2:].strip():
+            current[1] = line[2:].strip()
+        else:
+            m = re.match(r"\[  FAILED  \] (\S+\.\S+) \(", line)
+            if m:
+                cases.append([m.group(1), ""])
+    lines = [f"  {name}: {last}" if last else f"  {name}" for name, last in cases[:MAX_CASES]]
+    if len(cases) > MAX_CASES:
+        lines.append(f"  ... and {len(cases) - MAX_CASES} more")
+    return [l if len(l) <= MAX_LINE else l[: MAX_LINE - 3] + "..." for l in lines]
 
 
 def count(build_dir, failures):
@@ -63,6 +94,7 @@ def count(build_dir, failures):
                 lost = 1
             if lost:
                 failures.append(f"{build_dir}: {name} ({result}, {lost} failed)")
+                failures += failed_cases(entry.get("stdout") or "")
     return passed, failed, skipped
 
 
