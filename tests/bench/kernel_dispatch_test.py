@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "engine"))
 import sbxtest  # noqa: E402
-from engine_fixture import Engine  # noqa: E402
+from engine_fixture import Engine, engine_args  # noqa: E402
 from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 BUILD = os.environ.get("SBX_BUILD", os.path.join(sbxtest.ROOT, "build"))
@@ -74,24 +74,9 @@ class KernelDispatchSinkTest(unittest.TestCase):
 
     def engine(self):
         eng = Engine(
-            [
-                "-f",
-                self.conf,
-                "-l",
-                "::",
-                "-p",
-                "80",
-                "--listen",
-                "[::]:443",
-                "--threads",
-                "1",
-                "-b",
-                "4096",
-                "--kernel-dispatch",
-                "on",
-                "--listener-socket",
-                self.engine_socket,
-            ],
+            engine_args(
+                self.conf, "--listen", "[::]:443", "-b", "4096", listener_socket=self.engine_socket
+            ),
             ns=self.topo.server,
         )
         self.addCleanup(lambda: eng.proc.poll() is None and eng.stop())

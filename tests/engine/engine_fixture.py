@@ -94,6 +94,17 @@ class Backend:
                 pass
 
 
+def engine_args(conf, *extra, port=80, kernel_dispatch="on", listener_socket=None):
+    """The engine's command line as the suites run it: configuration `conf`,
+    [::]:`port`, one worker thread, the kernel dispatch mode and, when given,
+    its listener socket; then `extra`."""
+    args = ["-f", conf, "-l", "::", "-p", str(port), "--threads", "1"]
+    args += ["--kernel-dispatch", kernel_dispatch]
+    if listener_socket is not None:
+        args += ["--listener-socket", listener_socket]
+    return args + list(extra)
+
+
 class Engine:
     """The daemon under test, in a namespace, with its stderr collected."""
 

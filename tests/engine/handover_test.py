@@ -13,7 +13,7 @@ import sys
 import time
 import unittest
 
-from engine_fixture import SOCKETBOX, Backend, Engine, sbxtest, write
+from engine_fixture import SOCKETBOX, Backend, Engine, engine_args, sbxtest, write
 from listener_channel import kernel_lacks_bpf
 from load_fixture import Load, fetch_once, peer_pid, wait_gone
 from metrics_test import scrape
@@ -433,22 +433,15 @@ class HandoverTest(unittest.TestCase):
             )
             engine_socket = topo.path("listeners.sock")
             handover = topo.path("handover.sock")
-            args = [
-                "-f",
+            args = engine_args(
                 conf,
-                "-p",
-                str(PORT),
-                "--threads",
-                "1",
-                "--kernel-dispatch",
-                "on",
-                "--listener-socket",
-                engine_socket,
                 "--handover",
                 handover,
                 "--handover-grace",
                 "5",
-            ]
+                port=PORT,
+                listener_socket=engine_socket,
+            )
             old = Engine(args, ns=topo.server)
             web.take(engine_socket)
             self.assertEqual(web.status, 0)
@@ -493,18 +486,7 @@ class HandoverTest(unittest.TestCase):
             put_at_3 = f'exec 3<&{n} {n}<&-; exec "$@"' if n != 3 else 'exec "$@"'
             handover = topo.path("handover.sock")
             old = Engine(
-                [
-                    "-f",
-                    conf,
-                    "-p",
-                    str(PORT),
-                    "--threads",
-                    "1",
-                    "--kernel-dispatch",
-                    "off",
-                    "--handover",
-                    handover,
-                ],
+                engine_args(conf, "--handover", handover, port=PORT, kernel_dispatch="off"),
                 ns=topo.server,
                 pass_fds=(n,),
                 wrapper=["sh", "-c", put_at_3, "sh"],

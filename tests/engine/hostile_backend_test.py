@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from engine_fixture import Engine, TopologyTest, fetch, sbxtest, write
+from engine_fixture import Engine, TopologyTest, engine_args, fetch, sbxtest, write
 from hostile_receiver import HostileProcess
 
 A = "2001:db8:1::"
@@ -145,21 +145,9 @@ ip:{A}1 jump-unix:{good.path}
 ip:{A}2 jump-unix:{bad_path}
 """,
         )
-        return [
-            "-f",
-            conf,
-            "-l",
-            "::",
-            "-p",
-            "80",
-            "--threads",
-            "1",
-            "--kernel-dispatch",
-            "off",
-            "--dispatch-timeout",
-            str(TIMEOUT_MS),
-            *extra,
-        ]
+        return engine_args(
+            conf, "--dispatch-timeout", str(TIMEOUT_MS), *extra, kernel_dispatch="off"
+        )
 
     def test_a_never_acking_backend_holds_at_most_its_share(self):
         # A long deadline: only the share releases what it holds.

@@ -12,7 +12,16 @@ import subprocess
 import threading
 import time
 
-from engine_fixture import SOCKETBOX, Backend, Engine, fetch, sbxtest, TopologyTest, write
+from engine_fixture import (
+    SOCKETBOX,
+    Backend,
+    Engine,
+    engine_args,
+    fetch,
+    sbxtest,
+    TopologyTest,
+    write,
+)
 from listener_channel import REPLY_CHANNEL_ONLY, kernel_lacks_bpf, relayed_reply, request_listener
 from load_fixture import Load
 
@@ -142,22 +151,7 @@ class KernelDispatchTest(TopologyTest):
 
     def engine(self, conf, *extra):
         return Engine(
-            [
-                "-f",
-                conf,
-                "-l",
-                "::",
-                "-p",
-                "80",
-                "--threads",
-                "1",
-                "--kernel-dispatch",
-                "on",
-                "--listener-socket",
-                self.engine_socket,
-                *extra,
-            ],
-            ns=self.topo.server,
+            engine_args(conf, *extra, listener_socket=self.engine_socket), ns=self.topo.server
         )
 
     def two_backends_config(self, web, other):

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
 import inetd_lib as il  # noqa: E402
 from inetd_lib import sbxtest  # noqa: E402
-from engine_fixture import Engine  # noqa: E402
+from engine_fixture import Engine, engine_args  # noqa: E402
 from listener_channel import kernel_lacks_bpf  # noqa: E402
 
 A = "2001:db8:1::"
@@ -69,21 +69,7 @@ default fail
 
     def engine(self):
         eng = Engine(
-            [
-                "-f",
-                self.conf,
-                "-l",
-                "::",
-                "-p",
-                "80",
-                "--threads",
-                "1",
-                "--kernel-dispatch",
-                "on",
-                "--listener-socket",
-                self.engine_socket,
-            ],
-            ns=self.topo.server,
+            engine_args(self.conf, listener_socket=self.engine_socket), ns=self.topo.server
         )
         self.addCleanup(lambda: eng.proc.poll() is None and eng.stop())
         self.assertIn("kernel dispatch on", eng.output())

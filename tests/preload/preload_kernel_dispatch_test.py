@@ -44,7 +44,7 @@ import preload_common as pc
 from preload_common import kernel_stats, sbxtest
 
 sys.path.insert(0, os.path.join(sbxtest.ROOT, "tests", "engine"))
-from engine_fixture import Engine, write  # noqa: E402
+from engine_fixture import Engine, engine_args, write  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NODE = shutil.which("node")
@@ -203,21 +203,12 @@ class EngineTest(unittest.TestCase):
         )
 
     def start_engine(self, mode, conf=None, listener_socket=None):
-        args = [
-            "-f",
+        args = engine_args(
             conf or self.conf,
             "-U",
-            "-l",
-            "::",
-            "-p",
-            "80",
-            "--threads",
-            "1",
-            "--kernel-dispatch",
-            mode,
-            "--listener-socket",
-            listener_socket or self.env["SKBOX_LISTENER_SOCKET"],
-        ]
+            kernel_dispatch=mode,
+            listener_socket=listener_socket or self.env["SKBOX_LISTENER_SOCKET"],
+        )
         try:
             self.engine = Engine(args, ns=self.topo.server)
         except AssertionError as e:
