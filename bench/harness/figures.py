@@ -1,5 +1,6 @@
 """Medians and ranges of per-round figures; a missing figure (None) is
 left out, and a figure of no rounds is None."""
+import random
 import statistics
 
 
@@ -16,3 +17,50 @@ def spread(values):
     """(min, max), or (None, None)."""
     values = known(values)
     return (min(values), max(values)) if values else (None, None)
+
+
+def pooled_quantile(histograms, q):
+    """The q-quantile of several latency histograms added together (each a
+    list of [upper edge, count] as the load generator writes them): the
+    upper edge of the bucket it falls in, or None without a count."""
+    counts = {}
+    for buckets in histograms:
+        for edge, n in buckets:
+            counts[edge] = counts.get(edge, 0) + n
+    total = sum(counts.values())
+    if total == 0:
+        return None
+    seen = 0
+    for edge in sorted(counts):
+        seen += counts[edge]
+        if seen >= q * total:
+            return edge
+    return max(counts)
+
+
+def pooled_ratio(rounds, q, level=0.9, resamples=2000, seed=1):
+    """(ratio, low, high): the pooled q-quantile of the first histograms of
+    `rounds` (pairs of histograms, one round each, two scenarios) over that
+    of the second, and its `level` bootstrap interval: the rounds drawn
+    again with replacement, a round's pair together so that both keep the
+    moment's noise they shared. Seeded: a report reads the same each time.
+    None without two rounds."""
+    if len(rounds) < 2:
+        return None
+
+    def ratio(chosen):
+        a = pooled_quantile([r[0] for r in chosen], q)
+        b = pooled_quantile([r[1] for r in chosen], q)
+        return a / b if a and b else None
+
+    point = ratio(rounds)
+    if point is None:
+        return None
+    rng = random.Random(seed)
+    draws = sorted(
+        r
+        for r in (ratio([rng.choice(rounds) for _ in rounds]) for _ in range(resamples))
+        if r is not None
+    )
+    tail = (1 - level) / 2
+    return point, draws[int(tail * (len(draws) - 1))], draws[int((1 - tail) * (len(draws) - 1))]

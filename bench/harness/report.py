@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import records
 import report_capacity
 from figures import median as _med
+from figures import pooled_quantile, pooled_ratio
 from figures import spread as _spread
 
 OWN = ("direct", "engine", "engine-kernel", "engine-sync")
@@ -25,6 +26,11 @@ class ScenarioSummary:
     p99: list[float]
     p99_at_50: list[float]  # open loop at 50% of direct's saturated rate
     p999_at_50: list[float]
+    # Every round's histogram at 50% load added together: a round's stall
+    # weighs what it lasted, not one vote of the median's.
+    pooled_p99_at_50: float | None
+    # Against direct's: (ratio, low, high), a 90% bootstrap interval over rounds.
+    pooled_p99_at_50_vs_direct: tuple | None
     switches_at_50: list[float]  # the server side's context switches per connection
     syn_retrans: int  # SYNs the client had to send again (a dropped SYN costs a second)
     listen_overflows: int
@@ -96,12 +102,17 @@ def _with_range(values, digits=0):
     return f"{_fmt(m, digits)} ({_fmt(lo, digits)}–{_fmt(hi, digits)})"
 
 
+def _us(ns):
+    return ns / 1000 if ns is not None else None
+
+
 def _net(sample, side, counter):
     return sample.net.get(side, {}).get(counter, 0)
 
 
 def summarize(results):
     direct = [s.gen.conn_per_s for s in results.samples_of("direct", "throughput")]
+    direct_lat = [s.gen.buckets for s in results.samples_of("direct", "latency50")]
     out = {}
     for name in results.scenarios:
         mine = results.samples_of(name)
@@ -117,6 +128,12 @@ def summarize(results):
             p99=[s.gen.latency_us.p99 for s in thr],
             p99_at_50=[s.gen.latency_us.p99 for s in lat],
             p999_at_50=[s.gen.latency_us.p999 for s in lat],
+            pooled_p99_at_50=_us(pooled_quantile([s.gen.buckets for s in lat], 0.99)),
+            pooled_p99_at_50_vs_direct=(
+                pooled_ratio(list(zip([s.gen.buckets for s in lat], direct_lat)), 0.99)
+                if name != "direct"
+                else None
+            ),
             switches_at_50=[s.switches_per_conn for s in lat if s.switches_per_conn is not None],
             syn_retrans=sum(_net(s, "client", "TcpExt:TCPSynRetrans") for s in mine),
             listen_overflows=sum(_net(s, "server", "TcpExt:ListenOverflows") for s in mine),
@@ -263,6 +280,32 @@ def targets(results, summ):
     return rows
 
 
+def pooled_tail_lines(results, summ):
+    """The p99 at 50% load with every round pooled, and each scenario's
+    ratio to direct's with its interval: per-round p99s on shared cores
+    move by 2x and more, and the median of a few of them cannot tell a
+    10% difference from none."""
+    d = summ.get("direct")
+    if not d or d.pooled_p99_at_50 is None:
+        return []
+    parts = [f"direct {_fmt(d.pooled_p99_at_50)} µs"]
+    for name in results.scenarios:
+        s = summ.get(name)
+        if name == "direct" or s.pooled_p99_at_50 is None:
+            continue
+        r = s.pooled_p99_at_50_vs_direct
+        parts.append(
+            f"{name} {_fmt(s.pooled_p99_at_50)} µs"
+            + (f" = {_fmt(r[0], 2)}x direct ({_fmt(r[1], 2)}–{_fmt(r[2], 2)})" if r else "")
+        )
+    return [
+        "",
+        f"p99 at 50% load over all {len(d.p99_at_50)} rounds pooled (their histograms added; "
+        "in brackets a 90% interval of the ratio, the rounds drawn again with replacement, "
+        "a round's samples of both scenarios together): " + "; ".join(parts) + ".",
+    ]
+
+
 def kernel_lines(results, summ):
     """engine-kernel's paragraph: how much the kernel steered, and the whole
     server side's CPU per connection beside engine's and direct's."""
@@ -344,6 +387,7 @@ def markdown(results, summ, rows):
             "its sink, voluntary and not; each is a sleep and a wake-up or a preemption, "
             "where a tail on shared CPUs comes from): " + "; ".join(switches) + ".",
         ]
+    lines += pooled_tail_lines(results, summ)
     lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]

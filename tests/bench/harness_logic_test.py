@@ -20,6 +20,7 @@ import capacity  # noqa: E402
 import compare  # noqa: E402
 import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
+import figures  # noqa: E402
 import records  # noqa: E402
 import sbxtest  # noqa: E402
 
@@ -169,6 +170,29 @@ class RoundOrderTest(unittest.TestCase):
                     sys.stderr = saved
 
 
+class PooledTailTest(unittest.TestCase):
+    def test_pooled_quantile_adds_the_histograms(self):
+        # 98 fast connections in one round, 2 slow in another: the pooled
+        # p99 is the slow bucket, the p98 the fast one.
+        rounds = [[[100, 98]], [[5000, 2]]]
+        self.assertEqual(figures.pooled_quantile(rounds, 0.99), 5000)
+        self.assertEqual(figures.pooled_quantile(rounds, 0.98), 100)
+        self.assertIsNone(figures.pooled_quantile([[], []], 0.99))
+
+    def test_pooled_ratio_and_its_interval(self):
+        # A twice B in every round: the ratio is 2 whichever rounds are drawn.
+        pairs = [([[10, 98], [200, 2]], [[10, 98], [100, 2]]) for _ in range(8)]
+        self.assertEqual(figures.pooled_ratio(pairs, 0.99), (2.0, 2.0, 2.0))
+        # One round of eight with A's stall: the point says 2, the interval
+        # reaches down to 1, where the draws leave that round out.
+        pairs = [([[10, 98], [100, 2]], [[10, 98], [100, 2]]) for _ in range(7)]
+        pairs.append(([[10, 90], [200, 10]], [[10, 98], [100, 2]]))
+        ratio, low, high = figures.pooled_ratio(pairs, 0.99)
+        self.assertEqual((ratio, low, high), (2.0, 1.0, 2.0))
+        self.assertEqual(figures.pooled_ratio(pairs, 0.99), (ratio, low, high))  # seeded
+        self.assertIsNone(figures.pooled_ratio(pairs[:1], 0.99))
+
+
 class CompareTest(unittest.TestCase):
     def verdicts(self, old, new):
         return {(n, label): v for n, label, _a, _b, _c, v in compare.scenario_rows(old, new)}
@@ -299,5 +323,11 @@ class DocsWriterTest(unittest.TestCase):
 
 if __name__ == "__main__":
     sbxtest.run_tap(
-        SearchTest, CpuCapTest, CpuCapBudgetTest, RoundOrderTest, CompareTest, DocsWriterTest
+        SearchTest,
+        CpuCapTest,
+        CpuCapBudgetTest,
+        RoundOrderTest,
+        PooledTailTest,
+        CompareTest,
+        DocsWriterTest,
     )
