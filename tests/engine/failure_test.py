@@ -2,11 +2,14 @@
 counted, never lost without a trace; reload and stop under load."""
 import os
 import signal
+import sys
 import threading
 import time
 import unittest
 
 from engine_fixture import Backend, Engine, fetch, listening_sockets, sbxtest, write
+
+import failing_waits  # noqa: E402 (tests/lib, on the path engine_fixture set)
 
 A = "2001:db8:1::"
 
@@ -265,6 +268,44 @@ class FailureTest(unittest.TestCase):
         self.assertEqual(results, [b"late"] * 20)
         st = eng.final_stats()
         self.assertEqual((st["dispatched"], st["dropped"]), (20, 0))
+        backend.close()
+
+    def test_a_failed_ring_stops_the_daemon_and_says_which(self):
+        # One worker's ring fails for good (tests/lib/failing_waits.py makes
+        # the waits on that ring fd fail as a broken ring's do): the daemon
+        # says which worker and why, the other worker stops as at SIGTERM,
+        # and it exits 1 rather than serve on one worker short or spin. The
+        # rings' fds are the same in every start with these options (the
+        # workers may swap them): a first, healthy start shows them.
+        if failing_waits.unsupported():
+            self.skipTest(failing_waits.unsupported())
+        path = self.topo.path("b.sock")
+        backend = Backend(path, "b")
+        args = ["-S", path, "-p", "80", "--threads", "2", "--io", "uring"]
+        healthy = Engine(args, ns=self.topo.server)
+        sbxtest.wait_for(
+            lambda: len(failing_waits.ring_fds(healthy.proc.pid)) == 2, what="two rings"
+        )
+        ring_fd = max(failing_waits.ring_fds(healthy.proc.pid))
+        self.assertEqual(fetch(self.topo.client, f"{A}5", 80), b"b")
+        self.assertEqual(healthy.stop(), 0)
+        failing = Engine(
+            args,
+            ns=self.topo.server,
+            wait_ready=False,
+            wrapper=[sys.executable, failing_waits.__file__, "--ring-fd", str(ring_fd)],
+        )
+        self.assertEqual(failing.proc.wait(timeout=20), 1, failing.output())
+        failing.reader.join(timeout=2)
+        lines = [l for l in failing.lines if "io_uring_enter" in l]
+        self.assertEqual(len(lines), 1, failing.output())
+        self.assertRegex(
+            lines[0],
+            r"^socketbox: worker [01]: io_uring_enter: Cannot allocate memory; "
+            r"stopping the daemon$",
+        )
+        self.assertIn("socketbox: stopped (exit 1)", failing.lines, failing.output())
+        self.assertEqual(listening_sockets(self.topo.server, 80), [])
         backend.close()
 
 

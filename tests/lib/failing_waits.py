@@ -40,6 +40,20 @@ def unsupported():
     return ""
 
 
+def ring_fds(pid):
+    """The fds of process `pid` that are io_uring instances: what --ring-fd
+    picks from (a program's rings get the same fds in every start with the
+    same options)."""
+    fds = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == "anon_inode:[io_uring]":
+                fds.append(int(name))
+        except OSError:  # closed meanwhile
+            pass
+    return fds
+
+
 def program(ring_fd=None):
     arch = AUDIT_ARCH[platform.machine()]
     # Each jump's offsets count from the next instruction; every "no" goes

@@ -22,18 +22,6 @@ import failing_waits  # noqa: E402 (tests/lib, on the path relay_lib set)
 GiB = 1 << 30
 
 
-def io_uring_fds(pid):
-    """The fds of process `pid` that are io_uring instances."""
-    fds = []
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}") == "anon_inode:[io_uring]":
-                fds.append(int(name))
-        except OSError:  # closed meanwhile
-            pass
-    return fds
-
-
 class RelayCase(unittest.TestCase):
     """A topology, the engine on SERVER_IP6/4:port and a relay at PATH."""
 
@@ -593,8 +581,8 @@ class Lifecycle(RelayCase):
         # fds are the same in every start with these options (the workers
         # may swap them): the first start shows them.
         probe = rl.Relay(["-s", self.path, "-p", "9", "--workers", "2"], ns=self.topo.server)
-        sbxtest.wait_for(lambda: len(io_uring_fds(probe.proc.pid)) == 2, what="two rings")
-        ring_fd = max(io_uring_fds(probe.proc.pid))
+        sbxtest.wait_for(lambda: len(failing_waits.ring_fds(probe.proc.pid)) == 2, what="two rings")
+        ring_fd = max(failing_waits.ring_fds(probe.proc.pid))
         self.assertEqual(probe.stop(), 0)
         r = self.failing_relay(ring_fd)
         self.assertEqual(r.count_lines("stopping the relay"), 1, r.output())
