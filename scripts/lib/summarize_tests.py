@@ -9,8 +9,8 @@ failure. A directory without a test log (its phase never ran) counts as
 one failure. Prints "passed failed skipped" as three numbers; with
 --failed FILE, writes the name of each failed test there, a line each (the
 CI log shows only its tail: scripts/test prints them just before the
-summary), each followed by its failed cases and their last words (the
-assertion), which may be all a CI log's tail shows of a rare failure.
+summary), each followed by its failed cases, with the exception of each
+Python case, which may be all a CI log's tail shows of a rare failure.
 """
 import json
 import re
@@ -20,13 +20,15 @@ import xml.etree.ElementTree as ET
 # At most this many failed cases per test, each line at most this long.
 MAX_CASES = 5
 MAX_LINE = 300
+FAILURE_MARK = "# failure: "
 
 
 def failed_cases(output):
-    """Lines naming each failed case in a test's output, with the last line
-    of its diagnostics: TAP's "not ok N - name" and the "# " lines after it
-    (the traceback's last line is the assertion), or GoogleTest's
-    "[  FAILED  ] Suite.Case"."""
+    """Lines naming each failed case in a test's output: TAP's "not ok N -
+    name" with the first "# failure: ..." line after it (tests/lib/sbxtest.py
+    ends each failure's traceback with one: the exception's first line), or
+    GoogleTest's "[  FAILED  ] Suite.Case" (parameterized ones too), named
+    only."""
     cases = []
     current = None
     for line in output.splitlines():
@@ -35,10 +37,11 @@ def failed_cases(output):
             if line.startswith("not ok"):
                 current = [line.split(" - ", 1)[-1], ""]
                 cases.append(current)
-        elif current is not None and line.startswith("# ") and line[2:].strip():
-            current[1] = line[2:].strip()
+        elif current is not None and line.startswith(FAILURE_MARK) and not current[1]:
+            current[1] = line[len(FAILURE_MARK) :].strip()
         else:
-            m = re.match(r"\[  FAILED  \] (\S+\.\S+) \(", line)
+            # The line with its time, not the list at the end.
+            m = re.match(r"\[  FAILED  \] (\S+\.\S+?)(?:, where .*)? \(\d+ ms\)$", line)
             if m:
                 cases.append([m.group(1), ""])
     lines = [f"  {name}: {last}" if last else f"  {name}" for name, last in cases[:MAX_CASES]]

@@ -372,34 +372,80 @@ def proc_status(pid):
 
 
 class _TapResult(unittest.TestResult):
+    """One TAP line per test method, printed when it ends: "not ok" with the
+    tracebacks of its failures (its own and its subtests'), "ok # SKIP" when
+    it was skipped, "ok" otherwise. Each failure's diagnostics end with a
+    line "# failure: <the exception's first line>", the one line a CI log's
+    summary quotes (scripts/lib/summarize_tests.py)."""
+
+    FAILURE_MARK = "failure: "
+
     def __init__(self):
         super().__init__()
         self.n = 0
+        self.current = None
+
+    def startTest(self, test):
+        super().startTest(test)
+        self.current = test
+        self.parts_failed, self.skip_reason, self.skipped_subtests = [], None, []
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        if self.parts_failed:
+            self._line(False, test)
+            for label, err in self.parts_failed:
+                self._diag(label, err)
+        elif self.skip_reason is not None:
+            self._line(True, test, f" # SKIP {self.skip_reason}")
+        else:
+            self._line(True, test)
+            for label, reason in self.skipped_subtests:
+                print(f"# skipped{label}: {reason}", flush=True)
+        self.current = None
 
     def _line(self, ok, test, extra=""):
         self.n += 1
         name = test.id().split(".", 1)[-1]
         print(f"{'ok' if ok else 'not ok'} {self.n} - {name}{extra}", flush=True)
 
-    def addSuccess(self, test):
-        self._line(True, test)
+    def _failed(self, test, err, label=""):
+        if test is self.current:
+            self.parts_failed.append((label, err))
+        else:  # a class or module fixture's error, outside any test
+            self._line(False, test)
+            self._diag(label, err)
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._line(False, test)
-        self._diag(err)
+        self._failed(test, err)
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._line(False, test)
-        self._diag(err)
+        self._failed(test, err)
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self._failed(test, err, f" {subtest._subDescription()}")
 
     def addSkip(self, test, reason):
-        self._line(True, test, f" # SKIP {reason}")
+        super().addSkip(test, reason)
+        if test is self.current:
+            self.skip_reason = reason
+        else:  # a subtest
+            self.skipped_subtests.append((f" {test._subDescription()}", reason))
 
-    def _diag(self, err):
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self.parts_failed.append(("", (AssertionError, AssertionError("unexpected success"), None)))
+
+    def _diag(self, label, err):
         # Also on stderr: meson prints a failed test's stderr, not its TAP stream.
-        for line in "".join(traceback.format_exception(*err)).splitlines():
+        lines = "".join(traceback.format_exception(*err)).splitlines()
+        first = traceback.format_exception_only(err[0], err[1])[0].splitlines()[0]
+        lines.append(f"{self.FAILURE_MARK}{first}{label}")
+        for line in lines:
             print(f"# {line}", flush=True)
             print(f"# {line}", file=sys.stderr, flush=True)
 
