@@ -21,19 +21,22 @@ def spread(values):
 
 def pooled_quantile(histograms, q):
     """The q-quantile of several latency histograms added together (each a
-    list of [upper edge, count] as the load generator writes them): the
-    upper edge of the bucket it falls in, or None without a count."""
+    list of [upper edge, count] as the load generator writes them, edges
+    capped at its maximum), by the generator's own rule
+    (bench/common/histogram.cc): the upper edge of the bucket holding rank
+    q*count. None without a count."""
     counts = {}
     for buckets in histograms:
-        for edge, n in buckets:
+        for edge, n in buckets or []:
             counts[edge] = counts.get(edge, 0) + n
     total = sum(counts.values())
     if total == 0:
         return None
+    rank = min(int(q * total), total - 1)
     seen = 0
     for edge in sorted(counts):
         seen += counts[edge]
-        if seen >= q * total:
+        if seen > rank:
             return edge
     return max(counts)
 

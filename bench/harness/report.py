@@ -129,9 +129,10 @@ def summarize(results):
             p99_at_50=[s.gen.latency_us.p99 for s in lat],
             p999_at_50=[s.gen.latency_us.p999 for s in lat],
             pooled_p99_at_50=_us(pooled_quantile([s.gen.buckets for s in lat], 0.99)),
+            # Round by round with direct's: only when both have every round.
             pooled_p99_at_50_vs_direct=(
                 pooled_ratio(list(zip([s.gen.buckets for s in lat], direct_lat)), 0.99)
-                if name != "direct"
+                if name != "direct" and len(lat) == len(direct_lat)
                 else None
             ),
             switches_at_50=[s.switches_per_conn for s in lat if s.switches_per_conn is not None],
@@ -298,12 +299,14 @@ def pooled_tail_lines(results, summ):
             f"{name} {_fmt(s.pooled_p99_at_50)} µs"
             + (f" = {_fmt(r[0], 2)}x direct ({_fmt(r[1], 2)}–{_fmt(r[2], 2)})" if r else "")
         )
-    return [
-        "",
-        f"p99 at 50% load over all {len(d.p99_at_50)} rounds pooled (their histograms added; "
-        "in brackets a 90% interval of the ratio, the rounds drawn again with replacement, "
-        "a round's samples of both scenarios together): " + "; ".join(parts) + ".",
-    ]
+    how = (
+        f"over all {len(d.p99_at_50)} rounds pooled (their histograms added; in brackets a "
+        "90% interval of the ratio, the rounds drawn again with replacement, a round's "
+        "samples of both scenarios together; with few rounds it is wider than it shows)"
+        if len(d.p99_at_50) > 1
+        else "in its one round"
+    )
+    return ["", f"p99 at 50% load {how}: " + "; ".join(parts) + "."]
 
 
 def kernel_lines(results, summ):

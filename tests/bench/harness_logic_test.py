@@ -21,6 +21,7 @@ import compare  # noqa: E402
 import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
 import figures  # noqa: E402
+import merge  # noqa: E402
 import records  # noqa: E402
 import sbxtest  # noqa: E402
 
@@ -173,11 +174,19 @@ class RoundOrderTest(unittest.TestCase):
 class PooledTailTest(unittest.TestCase):
     def test_pooled_quantile_adds_the_histograms(self):
         # 98 fast connections in one round, 2 slow in another: the pooled
-        # p99 is the slow bucket, the p98 the fast one.
+        # p99 (rank 99 of 100, counted from 0) and p98 are the slow bucket,
+        # the p97 the fast one, as the generator's own rule has it.
         rounds = [[[100, 98]], [[5000, 2]]]
         self.assertEqual(figures.pooled_quantile(rounds, 0.99), 5000)
-        self.assertEqual(figures.pooled_quantile(rounds, 0.98), 100)
-        self.assertIsNone(figures.pooled_quantile([[], []], 0.99))
+        self.assertEqual(figures.pooled_quantile(rounds, 0.98), 5000)
+        self.assertEqual(figures.pooled_quantile(rounds, 0.97), 100)
+        self.assertIsNone(figures.pooled_quantile([[], None], 0.99))
+        # One round pooled is that round's own quantile (bench/harness/merge.py).
+        one = [[100, 990], [5000, 10]]
+        for q in (0.5, 0.98, 0.99, 0.999):
+            self.assertEqual(
+                figures.pooled_quantile([one], q), merge._quantile(one, 1000, 5000, q), q
+            )
 
     def test_pooled_ratio_and_its_interval(self):
         # A twice B in every round: the ratio is 2 whichever rounds are drawn.
