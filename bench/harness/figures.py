@@ -67,3 +67,30 @@ def pooled_ratio(rounds, q, level=0.9, resamples=2000, seed=1):
     )
     tail = (1 - level) / 2
     return point, draws[int(tail * (len(draws) - 1))], draws[int((1 - tail) * (len(draws) - 1))]
+
+
+def rank_correlation(xs, ys):
+    """Spearman's rank correlation of two equally long lists (ties share
+    their mean rank), or None with fewer than three pairs or no spread."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+
+    def ranks(values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.mean(rx), statistics.mean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return sxy / (sxx * syy) ** 0.5 if sxx and syy else None

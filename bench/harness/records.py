@@ -96,6 +96,10 @@ class Sample:
     # that is another process, per connection: how often the server side slept
     # and woke, or was preempted.
     switches_per_conn: float | None = None
+    # Disturbance from outside while the load ran (bench/harness/interference.py):
+    # CPU time stolen by the hypervisor, and softirq budgets run out.
+    steal_ms: float | None = None
+    softirq_squeezed: int | None = None
     losses: int = 0
     unexplained_losses: int = 0
     engine_dropped: int | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import records
 import report_capacity
 from figures import median as _med
-from figures import pooled_quantile, pooled_ratio
+from figures import pooled_quantile, pooled_ratio, rank_correlation
 from figures import spread as _spread
 
 OWN = ("direct", "engine", "engine-kernel", "engine-sync")
@@ -31,6 +31,11 @@ class ScenarioSummary:
     pooled_p99_at_50: float | None
     # Against direct's: (ratio, low, high), a 90% bootstrap interval over rounds.
     pooled_p99_at_50_vs_direct: tuple | None
+    # The same over the calmer half of the rounds: those where the hypervisor
+    # stole the least CPU time from either sample (bench/harness/interference.py).
+    calm_p99_at_50_vs_direct: tuple | None
+    calm_rounds_at_50: int
+    steal_ms_at_50: list[float]  # CPU time the hypervisor took, per round
     switches_at_50: list[float]  # the server side's context switches per connection
     syn_retrans: int  # SYNs the client had to send again (a dropped SYN costs a second)
     listen_overflows: int
@@ -102,6 +107,16 @@ def _with_range(values, digits=0):
     return f"{_fmt(m, digits)} ({_fmt(lo, digits)}–{_fmt(hi, digits)})"
 
 
+def _calmer_half(pairs):
+    """The rounds (pairs of samples) where the more of the two steal figures
+    is at most its median over the rounds; none without steal figures."""
+    stolen = [max(a.steal_ms, b.steal_ms) for a, b in pairs if None not in (a.steal_ms, b.steal_ms)]
+    if len(stolen) != len(pairs) or not pairs:
+        return []
+    cut = _med(stolen)
+    return [p for p, s in zip(pairs, stolen) if s <= cut]
+
+
 def _us(ns):
     return ns / 1000 if ns is not None else None
 
@@ -112,13 +127,17 @@ def _net(sample, side, counter):
 
 def summarize(results):
     direct = [s.gen.conn_per_s for s in results.samples_of("direct", "throughput")]
-    direct_lat = [s.gen.buckets for s in results.samples_of("direct", "latency50")]
+    direct_lat = results.samples_of("direct", "latency50")
     out = {}
     for name in results.scenarios:
         mine = results.samples_of(name)
         thr = [s for s in mine if s.kind == "throughput"]
         lat = [s for s in mine if s.kind == "latency50"]
         burst = [s for s in mine if s.kind == "burst"]
+        pairs = (
+            list(zip(lat, direct_lat)) if name != "direct" and len(lat) == len(direct_lat) else []
+        )
+        calm = _calmer_half(pairs)
         rates = [s.gen.conn_per_s for s in thr]
         st = next((x for x in results.strace if x.scenario == name), None)
         out[name] = ScenarioSummary(
@@ -131,10 +150,17 @@ def summarize(results):
             pooled_p99_at_50=_us(pooled_quantile([s.gen.buckets for s in lat], 0.99)),
             # Round by round with direct's: only when both have every round.
             pooled_p99_at_50_vs_direct=(
-                pooled_ratio(list(zip([s.gen.buckets for s in lat], direct_lat)), 0.99)
-                if name != "direct" and len(lat) == len(direct_lat)
+                pooled_ratio([(s.gen.buckets, d.gen.buckets) for s, d in pairs], 0.99)
+                if pairs
                 else None
             ),
+            calm_p99_at_50_vs_direct=(
+                pooled_ratio([(s.gen.buckets, d.gen.buckets) for s, d in calm], 0.99)
+                if calm
+                else None
+            ),
+            calm_rounds_at_50=len(calm),
+            steal_ms_at_50=[s.steal_ms for s in lat if s.steal_ms is not None],
             switches_at_50=[s.switches_per_conn for s in lat if s.switches_per_conn is not None],
             syn_retrans=sum(_net(s, "client", "TcpExt:TCPSynRetrans") for s in mine),
             listen_overflows=sum(_net(s, "server", "TcpExt:ListenOverflows") for s in mine),
@@ -306,7 +332,40 @@ def pooled_tail_lines(results, summ):
         if len(d.p99_at_50) > 1
         else "in its one round"
     )
-    return ["", f"p99 at 50% load {how}: " + "; ".join(parts) + "."]
+    lines = ["", f"p99 at 50% load {how}: " + "; ".join(parts) + "."]
+    steal = [
+        f"{name} {_with_range(summ.get(name).steal_ms_at_50)}"
+        for name in results.scenarios
+        if summ.get(name).steal_ms_at_50
+    ]
+    if not steal:
+        return lines
+    lat = [
+        s
+        for s in results.samples
+        if s.kind == "latency50" and s.steal_ms is not None and s.gen.latency_us.p99
+    ]
+    rho = rank_correlation([s.steal_ms for s in lat], [s.gen.latency_us.p99 for s in lat])
+    calm = [
+        f"{name} {_fmt(r[0], 2)}x ({_fmt(r[1], 2)}–{_fmt(r[2], 2)}) over "
+        f"{summ.get(name).calm_rounds_at_50} rounds"
+        for name in results.scenarios
+        if name != "direct"
+        for r in [summ.get(name).calm_p99_at_50_vs_direct]
+        if r
+    ]
+    lines += [
+        "",
+        "CPU time the hypervisor gave to other guests while each sample at 50% load ran "
+        "(steal, bench/harness/interference.py), ms per round: "
+        + "; ".join(steal)
+        + f". Its rank correlation with the samples' p99: {_fmt(rho, 2)}. Over the calmer "
+        "half of the rounds (those where the more of the pair's two steal figures is at most "
+        "its median), the ratio of pooled p99s to direct's: "
+        + ("; ".join(calm) if calm else "n/a")
+        + ".",
+    ]
+    return lines
 
 
 def kernel_lines(results, summ):

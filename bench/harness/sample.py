@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 
+import interference
 import merge
 import procs
 import records
@@ -33,6 +34,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         sink_cpu0 = scenario.sink.cpu_seconds() if scenario.sink is not server else None
         handling = {server.pid, scenario.sink.pid}
         switches0 = _switches(handling)
+        outside0 = interference.snapshot()
         gens = start_generators(ctx, load_args)
         rss_series = []
         t0 = time.monotonic()
@@ -42,6 +44,7 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         codes_gen = [g.run_to_end(max(1, timeout_s - (time.monotonic() - t0))) for g in gens]
         cpu1 = server.cpu_seconds()
         switches1 = _switches(handling)
+        steal_ms, squeezed = interference.delta(outside0, interference.snapshot())
         net = {
             "server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
             "client": _sum_counters(
@@ -81,6 +84,8 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         switches_per_conn=(switches1 - switches0) / finished
         if finished and None not in (switches0, switches1)
         else None,
+        steal_ms=steal_ms,
+        softirq_squeezed=squeezed,
     )
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).

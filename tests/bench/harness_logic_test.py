@@ -21,6 +21,7 @@ import compare  # noqa: E402
 import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
 import figures  # noqa: E402
+import interference  # noqa: E402
 import merge  # noqa: E402
 import records  # noqa: E402
 import sbxtest  # noqa: E402
@@ -200,6 +201,22 @@ class PooledTailTest(unittest.TestCase):
         self.assertEqual((ratio, low, high), (2.0, 1.0, 2.0))
         self.assertEqual(figures.pooled_ratio(pairs, 0.99), (ratio, low, high))  # seeded
         self.assertIsNone(figures.pooled_ratio(pairs[:1], 0.99))
+
+    def test_rank_correlation(self):
+        self.assertAlmostEqual(figures.rank_correlation([1, 2, 3, 4], [10, 20, 30, 1000]), 1.0)
+        self.assertAlmostEqual(figures.rank_correlation([1, 2, 3], [3, 2, 1]), -1.0)
+        # Ties share their mean rank: x ranks 0, 1.5, 1.5, 3 against y's 0-3.
+        self.assertAlmostEqual(figures.rank_correlation([1, 5, 5, 9], [1, 2, 3, 4]), 0.9486833)
+        self.assertIsNone(figures.rank_correlation([1, 1, 1], [1, 2, 3]))
+        self.assertIsNone(figures.rank_correlation([1, 2], [1, 2]))
+
+    def test_interference_snapshot_reads_this_machine(self):
+        before = interference.snapshot()
+        self.assertNotIn(None, before)
+        steal_ms, squeezed = interference.delta(before, interference.snapshot())
+        self.assertGreaterEqual(steal_ms, 0)
+        self.assertGreaterEqual(squeezed, 0)
+        self.assertEqual(interference.delta((None, 5), (7, 9)), (None, 4))
 
 
 class CompareTest(unittest.TestCase):
