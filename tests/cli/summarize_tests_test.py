@@ -93,9 +93,10 @@ class SummarizeTest(unittest.TestCase):
         )
         self.assertEqual((counts, failed), (["1", "0", "1"], []))
 
-    def test_sbxtest_tap_names_failed_subtests_and_keeps_to_its_plan(self):
+    def test_sbxtest_tap_names_failed_subtests_and_fixtures_and_keeps_to_its_plan(self):
         # tests/lib/sbxtest.py's TAP: one line per test method whatever its
-        # subtests did, and each failure's exception quoted in the summary.
+        # subtests or its class's set-up did, and each failure's exception
+        # quoted in the summary.
         script = os.path.join(tempfile.mkdtemp(prefix="sbx-tap-"), "t.py")
         self.addCleanup(lambda: subprocess.run(["rm", "-rf", os.path.dirname(script)]))
         with open(script, "w") as f:
@@ -111,15 +112,19 @@ class SummarizeTest(unittest.TestCase):
                 "ok 3 - T.test_c_subtest_skips",
                 "ok 4 - T.test_d_skips # SKIP no root",
                 "not ok 5 - T.test_e_fails_with_a_log",
+                "ok 6 - NotInstalled.test_one # SKIP sshd is not installed",
+                "ok 7 - NotInstalled.test_two # SKIP sshd is not installed",
+                "not ok 8 - Broken.test_it",
             ],
         )
-        self.assertTrue(run.stdout.startswith("1..5\n"))
+        self.assertTrue(run.stdout.startswith("1..8\n"))
         _, failed = self.summarize([{"name": "t", "result": "ERROR", "stdout": run.stdout}])
         self.assertEqual(
             failed[1:],
             [
                 "  T.test_b_subtest_fails: AssertionError: 1 == 1 (i=1)",
                 "  T.test_e_fails_with_a_log: AssertionError: 4 != 5 : log:",
+                "  Broken.test_it: RuntimeError: no package (setUpClass (__main__.Broken))",
             ],
         )
 
@@ -141,7 +146,21 @@ class T(unittest.TestCase):
         self.skipTest("no root")
     def test_e_fails_with_a_log(self):
         self.assertEqual(4, 5, "log:\\nfirst\\nlast")
-sbxtest.run_tap(T)
+class NotInstalled(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        raise unittest.SkipTest("sshd is not installed")
+    def test_one(self):
+        pass
+    def test_two(self):
+        pass
+class Broken(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        raise RuntimeError("no package")
+    def test_it(self):
+        pass
+sbxtest.run_tap(T, NotInstalled, Broken)
 """
 
 

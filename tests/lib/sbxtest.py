@@ -376,7 +376,10 @@ class _TapResult(unittest.TestResult):
     tracebacks of its failures (its own and its subtests'), "ok # SKIP" when
     it was skipped, "ok" otherwise. Each failure's diagnostics end with a
     line "# failure: <the exception's first line>", the one line a CI log's
-    summary quotes (scripts/lib/summarize_tests.py)."""
+    summary quotes (scripts/lib/summarize_tests.py). A class or module
+    fixture that fails or skips (setUpClass raising SkipTest when a server
+    is not installed) is reported outside any test: finish() gives each test
+    it kept from running its line, so the stream keeps to its plan."""
 
     FAILURE_MARK = "failure: "
 
@@ -384,10 +387,13 @@ class _TapResult(unittest.TestResult):
         super().__init__()
         self.n = 0
         self.current = None
+        self.started = set()
+        self.fixtures = []  # [description, skip reason or None, error or None]
 
     def startTest(self, test):
         super().startTest(test)
         self.current = test
+        self.started.add(test.id())
         self.parts_failed, self.skip_reason, self.skipped_subtests = [], None, []
 
     def stopTest(self, test):
@@ -406,15 +412,15 @@ class _TapResult(unittest.TestResult):
 
     def _line(self, ok, test, extra=""):
         self.n += 1
-        name = test.id().split(".", 1)[-1]
+        # A fixture's holder is named "setUpClass (module.Class)".
+        name = test.id().split(".", 1)[-1] if isinstance(test, unittest.TestCase) else str(test)
         print(f"{'ok' if ok else 'not ok'} {self.n} - {name}{extra}", flush=True)
 
     def _failed(self, test, err, label=""):
         if test is self.current:
             self.parts_failed.append((label, err))
         else:  # a class or module fixture's error, outside any test
-            self._line(False, test)
-            self._diag(label, err)
+            self.fixtures.append([str(test), None, err])
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
@@ -433,21 +439,78 @@ class _TapResult(unittest.TestResult):
         super().addSkip(test, reason)
         if test is self.current:
             self.skip_reason = reason
-        else:  # a subtest
+        elif self.current is not None and getattr(test, "test_case", None) is self.current:
             self.skipped_subtests.append((f" {test._subDescription()}", reason))
+        else:  # a class or module fixture skipped
+            self.fixtures.append([str(test), reason, None])
+
+    def finish(self, tests):
+        """A line for each of `tests` a fixture kept from starting (a skip
+        or a failure, with its diagnostics under the first), then one for
+        each fixture failure that kept none (a tearDownClass's)."""
+        shown = set()
+        for test in tests:
+            if test.id() in self.started:
+                continue
+            cls = type(test)
+            fixture = next(
+                (
+                    f
+                    for f in self.fixtures
+                    if f"({cls.__module__}.{cls.__qualname__})" in f[0]
+                    or f[0].endswith(f"({cls.__module__})")
+                ),
+                None,
+            )
+            if fixture is None:
+                self._line(False, test, " # never ran")
+            elif fixture[2] is None:
+                self._line(True, test, f" # SKIP {fixture[1]}")
+            else:
+                self._line(False, test)
+                if id(fixture) in shown:
+                    print(f"# {self._first_line(fixture[2])} ({fixture[0]})", flush=True)
+                else:
+                    self._diag(f" ({fixture[0]})", fixture[2])
+                    shown.add(id(fixture))
+        for fixture in self.fixtures:
+            if fixture[2] is not None and id(fixture) not in shown:
+                self._line(False, _Named(fixture[0]))
+                self._diag("", fixture[2])
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
         self.parts_failed.append(("", (AssertionError, AssertionError("unexpected success"), None)))
 
+    def _first_line(self, err):
+        first = traceback.format_exception_only(err[0], err[1])[0].splitlines()[0]
+        return f"{self.FAILURE_MARK}{first}"
+
     def _diag(self, label, err):
         # Also on stderr: meson prints a failed test's stderr, not its TAP stream.
         lines = "".join(traceback.format_exception(*err)).splitlines()
-        first = traceback.format_exception_only(err[0], err[1])[0].splitlines()[0]
-        lines.append(f"{self.FAILURE_MARK}{first}{label}")
+        lines.append(f"{self._first_line(err)}{label}")
         for line in lines:
             print(f"# {line}", flush=True)
             print(f"# {line}", file=sys.stderr, flush=True)
+
+
+class _Named:
+    """A name where _TapResult._line wants a test."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+def _tests_of(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _tests_of(t)
+        else:
+            yield t
 
 
 def run_tap(*case_classes, skip_reason=None):
@@ -459,7 +522,9 @@ def run_tap(*case_classes, skip_reason=None):
         print(f"1..0 # SKIP {skip_reason}", flush=True)
         sys.exit(0)
     print(f"1..{total}", flush=True)
+    tests = list(_tests_of(suite))  # the suite lets go of each test it ran
     result = _TapResult()
     suite.run(result)
+    result.finish(tests)
     _cleanup_all()
     sys.exit(0 if result.wasSuccessful() else 1)
