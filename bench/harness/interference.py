@@ -1,10 +1,11 @@
 """What disturbed a sample from outside: CPU time the hypervisor gave to
 other guests while ours wanted it (steal, /proc/stat), and how often the
 kernel's softirq work ran out of its budget and was left to ksoftirqd
-(time_squeeze, /proc/net/softnet_stat). On shared cores a round with either
-has a p99 of tens of milliseconds, whichever scenario it measured: a
+(time_squeeze, /proc/net/softnet_stat). On shared cores the more of either
+a round had, the longer its tail, whichever scenario it measured: a
 connection's handshake runs in softirq, and ksoftirqd is a thread that
-waits its turn for a CPU. Both are the whole machine's, not a namespace's."""
+waits its turn for a CPU. Both are the whole machine's, not a namespace's;
+steal is summed over all CPUs."""
 import os
 
 

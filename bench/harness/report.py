@@ -357,11 +357,12 @@ def pooled_tail_lines(results, summ):
     lines += [
         "",
         "CPU time the hypervisor gave to other guests while each sample at 50% load ran "
-        "(steal, bench/harness/interference.py), ms per round: "
+        "(steal, bench/harness/interference.py), CPU-ms over all CPUs per round: "
         + "; ".join(steal)
-        + f". Its rank correlation with the samples' p99: {_fmt(rho, 2)}. Over the calmer "
-        "half of the rounds (those where the more of the pair's two steal figures is at most "
-        "its median), the ratio of pooled p99s to direct's: "
+        + f". Its rank correlation with the samples' p99, every scenario's samples together: "
+        f"{_fmt(rho, 2)}. Over the calmer half of the rounds (those where the more of the "
+        "pair's two steal figures is at most its median; half the rounds, so its interval is "
+        "wider than it shows), the ratio of pooled p99s to direct's: "
         + ("; ".join(calm) if calm else "n/a")
         + ".",
     ]
