@@ -239,12 +239,19 @@ class AcknowledgeTest(unittest.TestCase):
     def test_listener_taker_in_another_namespace_restarted_later(self):
         # At 2 s the daemon takes the listener back, accepts its queue and
         # sends it to the path, where each connection waits for a receiver.
+        # The restarted server binds the path, then asks for its listener:
+        # the connection waiting when it binds goes by the path, and those
+        # the reclaim has not sent by the time the listener is granted again
+        # stay in its queue for the server to accept. How many each way is
+        # a race (1 of 8 by the path here, all 8 in one CI run); none lost.
         saved, lost, st = self.crash_and_restart(
             delay=3.0, other_namespace=True, acknowledge=False, kernel_dispatch=True
         )
         self.report(saved, lost, st)
         self.assertEqual((saved, lost), (QUEUED, 0), st)
-        self.assertEqual(st["reclaimed"], 1, st)
+        self.assertGreaterEqual(st["reclaimed"], 1, st)
+        self.assertLessEqual(st["reclaimed"], QUEUED, st)
+        self.assertEqual(st["reclaim_failed"], 0, st)
 
 
 class RelayedAnswersTest(unittest.TestCase):
