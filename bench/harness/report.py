@@ -328,7 +328,7 @@ def pooled_tail_lines(results, summ):
     how = (
         f"over all {len(d.p99_at_50)} rounds pooled (their histograms added; in brackets a "
         "90% interval of the ratio, the rounds drawn again with replacement, a round's "
-        "samples of both scenarios together; with few rounds it is wider than it shows)"
+        "samples of both scenarios together; from few rounds it is narrower than the truth)"
         if len(d.p99_at_50) > 1
         else "in its one round"
     )
@@ -361,8 +361,8 @@ def pooled_tail_lines(results, summ):
         + "; ".join(steal)
         + f". Its rank correlation with the samples' p99, every scenario's samples together: "
         f"{_fmt(rho, 2)}. Over the calmer half of the rounds (those where the more of the "
-        "pair's two steal figures is at most its median; half the rounds, so its interval is "
-        "wider than it shows), the ratio of pooled p99s to direct's: "
+        "pair's two steal figures is at most its median; from half the rounds, its interval "
+        "is narrower than the truth), the ratio of pooled p99s to direct's: "
         + ("; ".join(calm) if calm else "n/a")
         + ".",
     ]
