@@ -19,26 +19,38 @@ def spread(values):
     return (min(values), max(values)) if values else (None, None)
 
 
-def pooled_quantile(histograms, q):
-    """The q-quantile of several latency histograms added together (each a
-    list of [upper edge, count] as the load generator writes them, edges
-    capped at its maximum), by the generator's own rule
-    (bench/common/histogram.cc): the upper edge of the bucket holding rank
-    q*count. None without a count."""
+def add_histograms(histograms):
+    """Latency histograms (each a list of [upper edge, count], as the load
+    generator prints its non-empty buckets) added together: (edge, count)
+    pairs in edge order."""
     counts = {}
     for buckets in histograms:
         for edge, n in buckets or []:
             counts[edge] = counts.get(edge, 0) + n
-    total = sum(counts.values())
-    if total == 0:
-        return None
-    rank = min(int(q * total), total - 1)
+    return sorted(counts.items())
+
+
+def histogram_quantile(buckets, count, maximum, q):
+    """The histogram's rule (bench/common/histogram.cc): the upper edge of
+    the bucket holding rank q*count, capped at the maximum."""
+    if count == 0:
+        return 0
+    rank = min(int(q * count), count - 1)
     seen = 0
-    for edge in sorted(counts):
-        seen += counts[edge]
+    for edge, n in buckets:
+        seen += n
         if seen > rank:
-            return edge
-    return max(counts)
+            return min(edge, maximum)
+    return maximum
+
+
+def pooled_quantile(histograms, q):
+    """The q-quantile of several latency histograms added together, by the
+    generator's own rule (their edges are capped at its maximum already).
+    None without a count."""
+    buckets = add_histograms(histograms)
+    count = sum(n for _, n in buckets)
+    return histogram_quantile(buckets, count, buckets[-1][0], q) if count else None
 
 
 def pooled_ratio(rounds, q, level=0.9, resamples=2000, seed=1):

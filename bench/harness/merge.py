@@ -9,6 +9,8 @@ prints [upper_edge_ns, count] per non-empty bucket), not from averaging
 percentiles.
 """
 
+from figures import add_histograms, histogram_quantile
+
 # Options whose value is a total to divide among the generators.
 _SPLIT = ("--concurrency", "--rate", "--connections", "--max-in-flight", "--threads")
 
@@ -23,20 +25,6 @@ def share(args, clients, index):
             part = total // clients + (1 if index < total % clients else 0)
             out[i + 1] = str(max(1, part))
     return out
-
-
-def _quantile(buckets, count, maximum, q):
-    """The histogram's rule (bench/common/histogram.cc): the upper edge of
-    the bucket holding rank q*count, capped at the maximum."""
-    if count == 0:
-        return 0
-    rank = min(int(q * count), count - 1)
-    seen = 0
-    for edge, n in buckets:
-        seen += n
-        if seen > rank:
-            return min(edge, maximum)
-    return maximum
 
 
 def merge(gens):
@@ -74,12 +62,8 @@ def merge(gens):
         (g["cpu_s"]["user"] + g["cpu_s"]["sys"]) * 1e6 / g["finished"] if g["finished"] else 0.0
     )
 
-    counts = {}
-    for x in gens:
-        for edge, n in x["buckets"]:
-            counts[edge] = counts.get(edge, 0) + n
-    buckets = sorted(counts.items())
-    count = sum(counts.values())
+    buckets = add_histograms(x["buckets"] for x in gens)
+    count = sum(n for _, n in buckets)
     maximum = max(x["latency_us"]["max"] for x in gens) * 1000
     mean = (
         sum(x["latency_us"]["mean"] * sum(n for _, n in x["buckets"]) for x in gens) / count
@@ -87,7 +71,7 @@ def merge(gens):
         else 0.0
     )
     lat = {
-        name: _quantile(buckets, count, maximum, q) / 1000
+        name: histogram_quantile(buckets, count, maximum, q) / 1000
         for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999))
     }
     lat["max"], lat["mean"] = maximum / 1000, mean

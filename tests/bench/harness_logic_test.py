@@ -22,7 +22,6 @@ import cpucap  # noqa: E402
 import docs_writer  # noqa: E402
 import figures  # noqa: E402
 import interference  # noqa: E402
-import merge  # noqa: E402
 import records  # noqa: E402
 import sbxtest  # noqa: E402
 
@@ -182,11 +181,11 @@ class PooledTailTest(unittest.TestCase):
         self.assertEqual(figures.pooled_quantile(rounds, 0.98), 5000)
         self.assertEqual(figures.pooled_quantile(rounds, 0.97), 100)
         self.assertIsNone(figures.pooled_quantile([[], None], 0.99))
-        # One round pooled is that round's own quantile (bench/harness/merge.py).
+        # One round pooled is that round's own quantile, by the same rule.
         one = [[100, 990], [5000, 10]]
         for q in (0.5, 0.98, 0.99, 0.999):
             self.assertEqual(
-                figures.pooled_quantile([one], q), merge._quantile(one, 1000, 5000, q), q
+                figures.pooled_quantile([one], q), figures.histogram_quantile(one, 1000, 5000, q), q
             )
 
     def test_pooled_ratio_and_its_interval(self):

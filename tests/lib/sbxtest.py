@@ -412,7 +412,7 @@ class _TapResult(unittest.TestResult):
 
     def _line(self, ok, test, extra=""):
         self.n += 1
-        # A fixture's holder is named "setUpClass (module.Class)".
+        # A fixture's holder (or its name) is "setUpClass (module.Class)".
         name = test.id().split(".", 1)[-1] if isinstance(test, unittest.TestCase) else str(test)
         print(f"{'ok' if ok else 'not ok'} {self.n} - {name}{extra}", flush=True)
 
@@ -475,7 +475,7 @@ class _TapResult(unittest.TestResult):
                     shown.add(id(fixture))
         for fixture in self.fixtures:
             if fixture[2] is not None and id(fixture) not in shown:
-                self._line(False, _Named(fixture[0]))
+                self._line(False, fixture[0])
                 self._diag("", fixture[2])
 
     def addUnexpectedSuccess(self, test):
@@ -493,16 +493,6 @@ class _TapResult(unittest.TestResult):
         for line in lines:
             print(f"# {line}", flush=True)
             print(f"# {line}", file=sys.stderr, flush=True)
-
-
-class _Named:
-    """A name where _TapResult._line wants a test."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __str__(self):
-        return self.name
 
 
 def _tests_of(suite):
