@@ -2,6 +2,7 @@
 left out, and a figure of no rounds is None."""
 import random
 import statistics
+from dataclasses import dataclass
 
 
 def known(values):
@@ -106,3 +107,53 @@ def rank_correlation(xs, ys):
     sxx = sum((a - mx) ** 2 for a in rx)
     syy = sum((b - my) ** 2 for b in ry)
     return sxy / (sxx * syy) ** 0.5 if sxx and syy else None
+
+
+@dataclass
+class TailShape:
+    """What the slowest connections of some samples are made of (each
+    sample's generator keeps its slowest, bench/common/slowest.h)."""
+
+    kept: int  # connections, all samples together
+    handshake_us: float | None  # their median time to connect's completion
+    after_us: float | None  # their median time from there to the first byte
+    densest_share: float  # a sample's share in its densest window, median of samples
+    top_backend_share: float  # the share of the backend most of them went to
+    top_backend: str
+
+
+def tail_shape(samples, window_us=50_000):
+    """`samples`: (slowest, backend of each target index) pairs, `slowest`
+    as the generator prints it: [start_us, handshake_us, latency_us,
+    target] by start. A stall shows as a sample's slowest crowded into one
+    window; one slow backend as most of them going to it."""
+    handshakes, afters, densest, backends = [], [], [], {}
+    kept = 0
+    for slowest, backend_of in samples:
+        if not slowest:
+            continue
+        kept += len(slowest)
+        starts = [c[0] for c in slowest]
+        best, lo = 0, 0
+        for hi, start in enumerate(starts):  # starts are sorted
+            while start - starts[lo] >= window_us:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        densest.append(best / len(slowest))
+        for _, handshake, latency, target in slowest:
+            if handshake:
+                handshakes.append(handshake)
+                afters.append(latency - handshake)
+            name = backend_of[target] if target < len(backend_of) else "?"
+            backends[name] = backends.get(name, 0) + 1
+    if not kept:
+        return None
+    top = max(backends, key=backends.get)
+    return TailShape(
+        kept=kept,
+        handshake_us=median(handshakes),
+        after_us=median(afters),
+        densest_share=statistics.median(densest),
+        top_backend_share=backends[top] / kept,
+        top_backend=top,
+    )

@@ -66,6 +66,10 @@ class GenSummary:
     cpu_us_per_conn: float = 0.0
     cdf: list[list[float]] = field(default_factory=list)
     buckets: list[list[int]] = field(default_factory=list)
+    # The slowest connections (bench/common/slowest.h): [start_us, handshake_us,
+    # latency_us, target], by start; several generators' lists side by side.
+    slowest: list[list[int]] = field(default_factory=list)
+    start_ns: int = 0  # the (first) generator's start, CLOCK_MONOTONIC
     generators: int = 1
 
 
@@ -100,6 +104,10 @@ class Sample:
     # CPU time stolen by the hypervisor, and softirq budgets run out.
     steal_ms: float | None = None
     softirq_squeezed: int | None = None
+    # ksoftirqd's time on a CPU and waiting for one (all CPUs' threads
+    # together): softirq work the kernel deferred, and how long it queued.
+    ksoftirqd_ms: float | None = None
+    ksoftirqd_wait_ms: float | None = None
     losses: int = 0
     unexplained_losses: int = 0
     engine_dropped: int | None = None

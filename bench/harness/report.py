@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import records
 import report_capacity
 from figures import median as _med
-from figures import pooled_quantile, pooled_ratio, rank_correlation
+from figures import pooled_quantile, pooled_ratio, rank_correlation, tail_shape
 from figures import spread as _spread
 
 OWN = ("direct", "engine", "engine-kernel", "engine-sync")
@@ -369,6 +369,39 @@ def pooled_tail_lines(results, summ):
     return lines
 
 
+def tail_shape_lines(results):
+    """What each scenario's slowest connections at 50% load are made of:
+    a tail of stalls or of a cost per connection, in the handshake or after
+    it, on every backend or on one (figures.tail_shape)."""
+    parts, completed, kept, elapsed = [], 0, 0, []
+    for name in results.scenarios:
+        lat = results.samples_of(name, "latency50")
+        t = tail_shape(
+            [(s.gen.slowest, [x.get("expected", "?") for x in s.gen.targets]) for s in lat]
+        )
+        if t is None:
+            continue
+        completed += sum(s.gen.completed for s in lat)
+        elapsed += [s.gen.elapsed_s for s in lat]
+        parts.append(
+            f"{name}: handshake {_fmt(t.handshake_us)} µs then {_fmt(t.after_us)} µs to the "
+            f"first byte (medians), {_fmt(100 * t.densest_share)}% of a sample's in its "
+            f"densest 50 ms (median of samples), {_fmt(100 * t.top_backend_share)}% to "
+            f"backend {t.top_backend}"
+        )
+        kept += t.kept
+    if not parts:
+        return []
+    even = 100 * 0.05 / max(_med(elapsed), 0.05)
+    return [
+        "",
+        "What the slowest connections at 50% load are made of (each sample's generator "
+        f"keeps its slowest, here {_fmt(100 * kept / max(completed, 1), 1)}% of them; spread "
+        f"evenly over a sample, a 50 ms window would hold {_fmt(even, 1)}%, and each "
+        "backend its share; crowded into one window, they are a stall): " + "; ".join(parts) + ".",
+    ]
+
+
 def kernel_lines(results, summ):
     """engine-kernel's paragraph: how much the kernel steered, and the whole
     server side's CPU per connection beside engine's and direct's."""
@@ -451,6 +484,7 @@ def markdown(results, summ, rows):
             "where a tail on shared CPUs comes from): " + "; ".join(switches) + ".",
         ]
     lines += pooled_tail_lines(results, summ)
+    lines += tail_shape_lines(results)
     lines += kernel_lines(results, summ)
     lines += ["", "| target | wanted | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]

@@ -44,7 +44,9 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         codes_gen = [g.run_to_end(max(1, timeout_s - (time.monotonic() - t0))) for g in gens]
         cpu1 = server.cpu_seconds()
         switches1 = _switches(handling)
-        steal_ms, squeezed = interference.delta(outside0, interference.snapshot())
+        steal_ms, squeezed, ksoftirqd_ms, ksoftirqd_wait_ms = interference.delta(
+            outside0, interference.snapshot()
+        )
         net = {
             "server": counter_delta(net0[ctx.topo.server], net_counters(ctx.topo, ctx.topo.server)),
             "client": _sum_counters(
@@ -86,6 +88,8 @@ def run_load(ctx, scenario, load_args, timeout_s, kind):
         else None,
         steal_ms=steal_ms,
         softirq_squeezed=squeezed,
+        ksoftirqd_ms=ksoftirqd_ms,
+        ksoftirqd_wait_ms=ksoftirqd_wait_ms,
     )
     # Only the io_uring path counts all its syscalls (the sync path's accept,
     # sendmsg and close are not counted: strace gives those).

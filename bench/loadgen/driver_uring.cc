@@ -123,7 +123,11 @@ void UringDriver::OnCompletion(uint64_t data, int res) {
   if (res == -ECANCELED) {
     // The connect failed (its own completion says why) or we timed it out.
   } else if (tag == kConnect) {
-    if (res < 0) Decide(conn, OutcomeOfErrno(-res), -res);
+    if (res < 0) {
+      Decide(conn, OutcomeOfErrno(-res), -res);
+    } else {
+      conn.connected_ns = NowNs();
+    }
   } else if (res > 0) {
     if (conn.got == 0) conn.first_byte_ns = NowNs();
     conn.got += static_cast<uint32_t>(res);

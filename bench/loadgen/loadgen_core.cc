@@ -44,6 +44,7 @@ Outcome OutcomeOfErrno(int err) {
 
 void ThreadStats::Merge(const ThreadStats& other) {
   latency.Merge(other.latency);
+  slowest.Merge(other.slowest);
   for (size_t i = 0; i < outcomes.size(); ++i) {
     outcomes[i] += other.outcomes[i];
     if (first_errno[i] == 0) first_errno[i] = other.first_errno[i];
@@ -117,6 +118,8 @@ Conn* ConnTable::Allocate(uint64_t now_ns, size_t target) {
   c.fd = -1;
   c.target = target;
   c.start_ns = now_ns;
+  c.connected_ns = 0;
+  c.first_byte_ns = 0;
   c.got = 0;
   deadlines_.push_back({index, c.generation, now_ns});
   ++in_flight_;
@@ -145,6 +148,8 @@ void Record(ThreadStats& stats, const Conn& conn, Outcome outcome, uint64_t firs
   if (outcome == Outcome::kOk) {
     ++t.ok;
     stats.latency.Record(first_byte_ns - conn.start_ns);
+    stats.slowest.Offer({conn.start_ns, conn.connected_ns ? conn.connected_ns - conn.start_ns : 0,
+                         first_byte_ns - conn.start_ns, static_cast<uint32_t>(conn.target)});
   } else if (outcome == Outcome::kWrongGreeting) {
     ++t.wrong;
     if (t.wrong_example.empty()) t.wrong_example.assign(conn.buffer, conn.got);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/common/histogram.h"
+#include "bench/common/slowest.h"
 #include "bench/loadgen/loadgen_options.h"
 
 namespace sbx::bench {
@@ -41,6 +42,7 @@ struct TargetStats {
 
 struct ThreadStats {
   Histogram latency;  // connect start to first byte, ok connections only
+  Slowest slowest;    // the slowest of those, for the tail's shape
   std::array<uint64_t, static_cast<int>(Outcome::kCount)> outcomes{};
   std::vector<TargetStats> targets;
   uint64_t started = 0;
@@ -81,6 +83,7 @@ struct Conn {
   int err = 0;
   size_t target = 0;
   uint64_t start_ns = 0;
+  uint64_t connected_ns = 0;  // io_uring: connect's completion; 0: not known
   uint64_t first_byte_ns = 0;
   uint32_t got = 0;
   char buffer[64];

@@ -37,7 +37,8 @@ double Seconds(const timeval& tv) {
   return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
 }
 
-void PrintReport(const LoadOptions& options, const ThreadStats& total, double elapsed_s) {
+void PrintReport(const LoadOptions& options, const ThreadStats& total, uint64_t start_ns,
+                 double elapsed_s) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   const uint64_t ok = total.outcomes[static_cast<int>(Outcome::kOk)];
@@ -99,7 +100,11 @@ void PrintReport(const LoadOptions& options, const ThreadStats& total, double el
       static_cast<double>(h.max_ns()) / 1e3, h.mean_ns() / 1e3, user, sys,
       finished ? (user + sys) * 1e6 / static_cast<double>(finished) : 0.0);
   out += buf;
-  out += h.CdfJson() + ",\"buckets\":" + h.BucketsJson() + "}\n";
+  out += h.CdfJson() + ",\"buckets\":" + h.BucketsJson();
+  // The run's start on CLOCK_MONOTONIC, so that a trace of the same
+  // moments (perf record -k mono) can be laid beside the slowest.
+  out += ",\"start_ns\":" + std::to_string(start_ns);
+  out += ",\"slowest\":" + total.slowest.Json(start_ns) + "}\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }
@@ -130,7 +135,7 @@ int Main(int argc, char** argv) {
     total.Merge(stats[t]);
     if (results[t] != 0) status = 1;
   }
-  PrintReport(*options, total, elapsed_s);
+  PrintReport(*options, total, start, elapsed_s);
   return status;
 }
 

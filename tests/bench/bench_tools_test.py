@@ -136,6 +136,53 @@ class DirectTest(unittest.TestCase):
         finally:
             sink.stop()
 
+    def test_slowest_connections_are_the_tail(self):
+        port = free_port()
+        sink = Sink("--listen", f"a=127.0.0.1:{port}")
+        try:
+            runs = {
+                io: generate(
+                    "--io",
+                    io,
+                    "--target",
+                    f"127.0.0.1:{port}=a",
+                    "--target",
+                    f"127.0.0.1:{port}=a",
+                    "--connections",
+                    "2000",
+                    "--concurrency",
+                    "16",
+                )
+                for io in ("uring", "epoll")
+            }
+        finally:
+            sink.stop()
+        for io, g in runs.items():
+            kept = g["slowest"]
+            self.assertEqual(g["completed"], 2000)
+            self.assertEqual(len(kept), 512, io)
+            self.assertEqual(kept, sorted(kept, key=lambda c: c[0]), io)
+            self.assertGreater(g["start_ns"], 0)
+            latencies = sorted(c[2] for c in kept)
+            # The slowest quarter of 2,000: at or above the median, up to the maximum.
+            self.assertGreaterEqual(latencies[0], g["latency_us"]["p50"] * 0.9, io)
+            self.assertAlmostEqual(latencies[-1], g["latency_us"]["max"], delta=1.0)
+            # Of the histogram's connections above the fastest kept, none was left out.
+            above = sum(n for edge, n in g["buckets"] if edge / 1000 > latencies[0] * 1.05 + 1)
+            self.assertLessEqual(above, 512, io)
+            for start_us, handshake_us, latency_us, target in kept:
+                self.assertLessEqual(start_us, g["elapsed_s"] * 1e6, io)
+                self.assertIn(target, (0, 1))
+                self.assertLessEqual(handshake_us, latency_us)
+            handshakes = [c[1] for c in kept]
+            if io == "uring":  # connect's completion is seen there, not with epoll
+                self.assertTrue(all(h > 0 for h in handshakes), handshakes[:10])
+            else:
+                self.assertEqual(set(handshakes), {0})
+        m = merge.merge([runs["uring"], runs["epoll"]])
+        self.assertEqual(len(m["slowest"]), 1024)
+        self.assertEqual(m["slowest"], sorted(m["slowest"]))
+
     def test_open_loop_rate_and_duration(self):
         port = free_port()
         sink = Sink("--listen", f"a=127.0.0.1:{port}")

@@ -209,15 +209,35 @@ class PooledTailTest(unittest.TestCase):
         self.assertIsNone(figures.rank_correlation([1, 1, 1], [1, 2, 3]))
         self.assertIsNone(figures.rank_correlation([1, 2], [1, 2]))
 
+    def test_tail_shape(self):
+        backends = ["a", "b", "a", "b"]  # target index -> backend
+        # A stall: all ten started within 9 ms, seven of them to backend a.
+        stall = [[1000 + i * 1000, 300, 900 + i, i % 2 * 2] for i in range(7)]
+        stall += [[8000 + i * 500, 0, 700, 1] for i in range(3)]  # handshake not known
+        # Spread: one start every 100 ms, so a 50 ms window holds one of ten.
+        spread = [[i * 100_000, 100, 400, i % 4] for i in range(10)]
+        t = figures.tail_shape([(stall, backends), (spread, backends), ([], backends)])
+        self.assertEqual(t.kept, 20)
+        self.assertAlmostEqual(t.densest_share, (1.0 + 0.1) / 2)
+        self.assertEqual(t.handshake_us, 100)  # 7 of 300 and 10 of 100: median 100
+        self.assertEqual(t.after_us, 300)  # 600-606 and 300 each
+        self.assertEqual((t.top_backend, t.top_backend_share), ("a", 12 / 20))
+        self.assertIsNone(figures.tail_shape([([], backends)]))
+
     def test_interference_snapshot_reads_this_machine(self):
         if not os.path.exists("/proc/net/softnet_stat"):
             self.skipTest("no /proc/net/softnet_stat here")
         before = interference.snapshot()
         self.assertNotIn(None, before)
-        steal_ms, squeezed = interference.delta(before, interference.snapshot())
+        steal_ms, squeezed, run_ms, wait_ms = interference.delta(before, interference.snapshot())
         self.assertGreaterEqual(steal_ms, 0)
         self.assertGreaterEqual(squeezed, 0)
-        self.assertEqual(interference.delta((None, 5), (7, 9)), (None, 4))
+        self.assertGreaterEqual(run_ms, 0)
+        self.assertGreaterEqual(wait_ms, 0)
+        self.assertEqual(
+            interference.delta((None, 5, 1_000_000, None), (7, 9, 3_500_000, 4)),
+            (None, 4, 2.5, None),
+        )
 
 
 class CompareTest(unittest.TestCase):
