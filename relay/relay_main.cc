@@ -25,6 +25,7 @@
 #include "engine/core/receiver_socket.h"
 #include "engine/core/registration.h"
 #include "engine/core/str_cat.h"
+#include "engine/sys/fd_table.h"
 #include "engine/sys/socket_ops.h"
 #include "relay/log.h"
 #include "relay/options.h"
@@ -109,6 +110,9 @@ int Run(const RelayOptions& options) {
   for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Before the workers: a table grown under load stalls them all
+  // (engine/sys/fd_table.h); each relayed connection holds two fds.
+  GrowFdTableForLimit();
   std::vector<std::unique_ptr<RelayWorker>> workers;
   std::vector<std::thread> threads;
   std::vector<absl::Status> results(static_cast<size_t>(options.workers));

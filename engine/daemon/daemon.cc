@@ -41,6 +41,7 @@
 #include "engine/kernel/listener_registry.h"
 #include "engine/kernel/steering_program.h"
 #include "engine/sys/fd_channel_check.h"
+#include "engine/sys/fd_table.h"
 #include "engine/sys/kernel_probe.h"
 #include "engine/sys/open_fds.h"
 
@@ -444,6 +445,12 @@ void Daemon::StartWorkers() {
   signal_fd_.Reset(::signalfd(-1, &signals_, SFD_CLOEXEC));
 
   fd_reserve_ = std::make_unique<FdReserve>(ReserveFor(fd_limit_.now));
+  // Here, after daemonizing (a fork's child gets a table only as large as
+  // its open fds) and before the workers: a burst must not wait for the
+  // table to grow (engine/sys/fd_table.h).
+  if (int err = GrowFdTableForLimit(); err != 0) {
+    Log(StrCat("fd table not grown ahead (", std::strerror(err), "); it grows as fds are taken"));
+  }
   control_.Publish(table_);
   if (registry_ && io_ == IoMode::kUring) {
     // Receivers in other network namespaces answer over their channels.

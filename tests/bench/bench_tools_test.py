@@ -5,6 +5,7 @@ bench/load_generator (greeting check, error taxonomy, bounds), and their
 answers to bad input. TAP output; run by meson (suite 'bench')."""
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -112,6 +113,10 @@ class DirectTest(unittest.TestCase):
             self.assertEqual(g["targets"][1]["wrong_example"], "alpha")
             self.assertGreater(g["latency_us"]["p50"], 0)
             self.assertEqual(sink.summary()["backends"]["alpha"]["received"], 200)
+            # Its fd table grown before its threads (engine/sys/fd_table.h).
+            with open(f"/proc/{sink.p.pid}/status") as f:
+                size = next(int(line.split()[1]) for line in f if line.startswith("FDSize:"))
+            self.assertGreaterEqual(size, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536))
         finally:
             code, summary = sink.stop()
         self.assertEqual(code, 0)

@@ -96,6 +96,22 @@ class PressureTest(unittest.TestCase):
     def assert_accounted(self, st, io):
         self.assertEqual(st["accepted"], st["dispatched"] + st["dropped"], f"{io}: {st}")
 
+    def test_fd_table_is_grown_before_the_first_connection(self):
+        """A table grown under load stalls every worker for an RCU grace
+        period (engine/sys/fd_table.h): the daemon grows it to its fd limit
+        (here 5,000) before the workers start."""
+        for io in ("uring", "sync"):
+            eng = Engine(
+                ["-f", config_for(self.topo, 80), "--listen", "[::]:80", f"--io={io}"],
+                ns=self.topo.server,
+                wrapper=["prlimit", "--nofile=5000:5000"],
+            )
+            with open(f"/proc/{eng.proc.pid}/status") as f:
+                size = next(int(line.split()[1]) for line in f if line.startswith("FDSize:"))
+            self.assertGreaterEqual(size, 5000, io)
+            self.assertNotIn("fd table not grown", eng.output())
+            self.assertEqual(eng.stop(), 0)
+
     def test_fd_limit_of_40_delivers_everything_in_both_io_modes(self):
         """Before: with io_uring, 3 of 463 connections were delivered (multishot
         accepts took every fd, backend sockets failed with EMFILE, healthy
