@@ -112,7 +112,9 @@ int Run(const RelayOptions& options) {
 
   // Before the workers: a table grown under load stalls them all
   // (engine/sys/fd_table.h); each relayed connection holds two fds.
-  GrowFdTableForLimit();
+  if (int err = GrowFdTableForLimit(); err != 0) {
+    Log("fd table not grown ahead (%s); it grows as fds are taken", std::strerror(err));
+  }
   std::vector<std::unique_ptr<RelayWorker>> workers;
   std::vector<std::thread> threads;
   std::vector<absl::Status> results(static_cast<size_t>(options.workers));

@@ -7,8 +7,10 @@
 namespace sbx::bench {
 namespace {
 
-bool Faster(const SlowConnection& a, const SlowConnection& b) {
-  return a.latency_ns > b.latency_ns;  // the heap's top is the fastest kept
+// The standard heap keeps its greatest element on top; ordered by this, the
+// greatest is the fastest connection kept, the one a slower one replaces.
+bool FasterOnTop(const SlowConnection& a, const SlowConnection& b) {
+  return a.latency_ns > b.latency_ns;
 }
 
 }  // namespace
@@ -16,13 +18,13 @@ bool Faster(const SlowConnection& a, const SlowConnection& b) {
 void Slowest::Offer(const SlowConnection& c) {
   if (heap_.size() < kKept) {
     heap_.push_back(c);
-    std::push_heap(heap_.begin(), heap_.end(), Faster);
+    std::push_heap(heap_.begin(), heap_.end(), FasterOnTop);
     return;
   }
   if (c.latency_ns <= heap_.front().latency_ns) return;
-  std::pop_heap(heap_.begin(), heap_.end(), Faster);
+  std::pop_heap(heap_.begin(), heap_.end(), FasterOnTop);
   heap_.back() = c;
-  std::push_heap(heap_.begin(), heap_.end(), Faster);
+  std::push_heap(heap_.begin(), heap_.end(), FasterOnTop);
 }
 
 void Slowest::Merge(const Slowest& other) {

@@ -2,9 +2,11 @@
 // its handshake took: a percentile says how bad the tail is, these say what
 // it is made of. A tail of stalls shows as slow connections started within a
 // few milliseconds of each other; a cost per connection spreads them over the
-// run. A slow handshake points at the network path and the SYN's processing
-// (the generator's connect completed late); a fast handshake with a slow
-// first byte points at the server's accept and reply.
+// run. The times are the generator's own: a start is taken before its
+// socket(2), a handshake ends when the generator reaped connect's completion.
+// So a slow handshake is the SYN's path or the generator itself (its
+// socket(2), its turn to run); a fast one with a slow first byte points at
+// the server's accept and reply.
 #ifndef SBX_BENCH_COMMON_SLOWEST_H_
 #define SBX_BENCH_COMMON_SLOWEST_H_
 
@@ -17,7 +19,7 @@ namespace sbx::bench {
 
 struct SlowConnection {
   uint64_t start_ns = 0;      // CLOCK_MONOTONIC
-  uint64_t handshake_ns = 0;  // connect's completion after the start; 0: not known
+  uint64_t handshake_ns = 0;  // connect's completion reaped; 0: not known (epoll)
   uint64_t latency_ns = 0;    // the first byte after the start
   uint32_t target = 0;        // index into the generator's targets
 };
@@ -31,7 +33,6 @@ class Slowest {
   // [[start_us after run_start_ns, handshake_us, latency_us, target], ...],
   // by start.
   std::string Json(uint64_t run_start_ns) const;
-  const std::vector<SlowConnection>& kept() const { return heap_; }
 
  private:
   std::vector<SlowConnection> heap_;  // a min-heap by latency

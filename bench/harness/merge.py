@@ -82,8 +82,14 @@ def merge(gens):
         seen += n
         cdf.append([min(edge, maximum) / 1000, seen / count])
     g["cdf"] = cdf
-    # Each generator's own slowest, started on its own clock (they start
-    # within milliseconds of each other): put side by side, not re-ranked.
-    g["slowest"] = sorted(c for x in gens for c in x.get("slowest", []))
+    # Each generator's own slowest, put side by side (not re-ranked), their
+    # starts moved from each one's start to the earliest one's (one clock).
+    earliest = min(x.get("start_ns", 0) for x in gens)
+    g["start_ns"] = earliest
+    g["slowest"] = sorted(
+        [c[0] + (x.get("start_ns", 0) - earliest) // 1000, *c[1:]]
+        for x in gens
+        for c in x.get("slowest", [])
+    )
     g["generators"] = len(gens)
     return g

@@ -1,7 +1,6 @@
 #include "engine/dispatch/fd_reserve.h"
 
 #include <fcntl.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,17 +38,6 @@ void FdReserve::Refill() {
     held_.push_back(std::move(fd));
   }
   held_count_.store(static_cast<int>(held_.size()), std::memory_order_relaxed);
-}
-
-FdLimit RaiseFdLimit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return {};
-  FdLimit result{limit.rlim_cur, limit.rlim_cur};
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) result.now = limit.rlim_max;
-  }
-  return result;
 }
 
 int ReserveFor(uint64_t limit) { return static_cast<int>(std::clamp<uint64_t>(limit / 8, 4, 32)); }

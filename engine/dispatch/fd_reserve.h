@@ -18,6 +18,7 @@
 #include <mutex>
 #include <vector>
 
+#include "engine/sys/fd_table.h"           // RaiseFdLimit, for its users
 #include "engine/sys/resource_shortage.h"  // IsResourceShortage, for its users
 #include "engine/sys/unique_fd.h"
 
@@ -42,15 +43,6 @@ class FdReserve {
   std::atomic<int> held_count_{0};
   int count_;
 };
-
-struct FdLimit {
-  uint64_t before = 0;  // soft RLIMIT_NOFILE at start
-  uint64_t now = 0;     // after raising it to the hard limit
-};
-
-// Raises the soft RLIMIT_NOFILE to the hard limit (a connection holds an fd
-// from accept to hand-over; 1024 is a small budget for a front end).
-FdLimit RaiseFdLimit();
 
 // The reserve for a limit: 1/8 of it, between 4 and 32 fds.
 int ReserveFor(uint64_t limit);

@@ -1,6 +1,7 @@
 #include "engine/sys/fd_table.h"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -12,16 +13,28 @@
 
 namespace sbx {
 
+FdLimit RaiseFdLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return {};
+  FdLimit result{limit.rlim_cur, limit.rlim_cur};
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) result.now = limit.rlim_max;
+  }
+  return result;
+}
+
 int FdTableTarget(unsigned long long limit) {
   constexpr unsigned long long kMost = 65536;
   return static_cast<int>(std::min(limit, kMost));
 }
 
 int GrowFdTable(int fds) {
-  if (fds < 1) return EINVAL;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return errno;
+  if (fds < 1 || static_cast<rlim_t>(fds) > limit.rlim_cur) return EINVAL;
   if (FdTableSize() >= fds) return 0;
-  // Any open fd will do as the source; stderr may be closed, so open one.
-  int source = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int source = ::eventfd(0, EFD_CLOEXEC);
   if (source < 0) return errno;
   int high = ::fcntl(source, F_DUPFD_CLOEXEC, fds - 1);
   int err = high < 0 ? errno : 0;

@@ -98,6 +98,12 @@ def sh(*args, check=True, **kw):
     return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
 
 
+def fd_table_size(pid):
+    """The fd table's size of process `pid` ("FDSize" in its status)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("FDSize:"))
+
+
 def spawn(argv, ns=None, env=None, **kw):
     """Starts a process (in namespace `ns` if given), killed at exit."""
     cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
