@@ -110,8 +110,10 @@ int Run(const RelayOptions& options) {
   for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // Before the workers: a table grown under load stalls them all
-  // (engine/sys/fd_table.h); each relayed connection holds two fds.
+  // Each relayed connection holds two fds or more (a pipe pair per
+  // direction with splice): 1024 is a small budget. And before the
+  // workers: a table grown under load stalls them all (fd_table.h).
+  RaiseFdLimit();
   if (int err = GrowFdTableForLimit(); err != 0) {
     Log("fd table not grown ahead (%s); it grows as fds are taken", std::strerror(err));
   }

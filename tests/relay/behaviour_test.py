@@ -118,6 +118,24 @@ class DataPath(RelayCase):
         # main + 2 workers (+ io_uring's own io-wq threads, if any ran)
         self.assertGreaterEqual(len(os.listdir(f"/proc/{r.proc.pid}/task")), 3)
 
+    def test_fd_limit_raised_and_table_grown_before_the_workers(self):
+        """A relayed connection holds two fds or more: the relay raises its
+        soft fd limit to the hard one, and grows its fd table to it before
+        its workers start (engine/sys/fd_table.h)."""
+        t = self.target(rl.echo)
+        r = rl.Relay(
+            ["-s", self.path, "-p", str(t.port), "--quiet", "--workers", "2"],
+            ns=self.topo.server,
+            wait_path=self.path,
+            prefix=["prlimit", "--nofile=1024:5000"],
+        )
+        self.addCleanup(r.stop)
+        with open(f"/proc/{r.proc.pid}/limits") as f:
+            soft = next(int(line.split()[3]) for line in f if line.startswith("Max open files"))
+        self.assertEqual(soft, 5000)
+        self.assertGreaterEqual(sbxtest.fd_table_size(r.proc.pid), 5000)
+        self.assertNotIn("fd table not grown", r.output())
+
     def test_max_connections_makes_the_next_one_wait(self):
         t = self.target(rl.echo)
         r = self.relay(["-p", str(t.port), "--max-connections", "1"])
