@@ -69,7 +69,7 @@ class GenSummary:
     # The slowest connections (bench/common/slowest.h): [start_us, handshake_us,
     # latency_us, target], by start; several generators' lists side by side.
     slowest: list[list[int]] = field(default_factory=list)
-    start_ns: int = 0  # the (first) generator's start, CLOCK_MONOTONIC
+    start_ns: int = 0  # the earliest generator's start, CLOCK_MONOTONIC
     generators: int = 1
 
 
